@@ -1,0 +1,176 @@
+//! What will run: an action name, a resource, an environment and parameters, and the digest that
+//! binds approvals and grants to exactly that.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::str::FromStr;
+
+/// Longest accepted action name, in bytes.
+pub const MAX_ACTION_LEN: usize = 256;
+/// Longest accepted resource or environment string, in bytes.
+pub const MAX_RESOURCE_LEN: usize = 2048;
+
+/// The reviewable content of an action: exactly what will run. Two specs with the same digest are
+/// the same action for every purpose (approval, grant, audit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionSpec {
+    /// The action name, e.g. `db.export`, `iam.grant`, `terraform.apply`.
+    pub action: String,
+    /// What it acts on, e.g. `postgres://prod/customers`.
+    pub resource: String,
+    /// Where, e.g. `production`. Empty when the caller did not say.
+    pub environment: String,
+    /// Arguments, always a JSON object.
+    pub params: Map<String, Value>,
+}
+
+/// Why an [`ActionSpec`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// The action name is empty, too long, or contains control characters or whitespace.
+    #[error("`action` must be 1-{MAX_ACTION_LEN} bytes with no whitespace or control characters")]
+    BadAction,
+    /// The resource is empty, too long or contains control characters.
+    #[error("`resource` must be 1-{MAX_RESOURCE_LEN} bytes with no control characters")]
+    BadResource,
+    /// The environment is too long or contains control characters.
+    #[error("`environment` must be at most {MAX_RESOURCE_LEN} bytes with no control characters")]
+    BadEnvironment,
+    /// `params` was not a JSON object.
+    #[error("`params` must be a JSON object")]
+    ParamsNotObject,
+}
+
+impl ActionSpec {
+    /// Validates and builds a spec. `params` of `None` or `null` means `{}`.
+    pub fn new(
+        action: impl Into<String>,
+        resource: impl Into<String>,
+        environment: impl Into<String>,
+        params: Option<Value>,
+    ) -> Result<Self, SpecError> {
+        let action = action.into();
+        let resource = resource.into();
+        let environment = environment.into();
+        if action.is_empty()
+            || action.len() > MAX_ACTION_LEN
+            || action.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(SpecError::BadAction);
+        }
+        if resource.is_empty()
+            || resource.len() > MAX_RESOURCE_LEN
+            || resource.chars().any(char::is_control)
+        {
+            return Err(SpecError::BadResource);
+        }
+        if environment.len() > MAX_RESOURCE_LEN || environment.chars().any(char::is_control) {
+            return Err(SpecError::BadEnvironment);
+        }
+        let params = match params {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err(SpecError::ParamsNotObject),
+        };
+        Ok(ActionSpec {
+            action,
+            resource,
+            environment,
+            params,
+        })
+    }
+
+    /// The same action with its parameters replaced (a reviewer's modification).
+    pub fn with_params(&self, params: Value) -> Result<Self, SpecError> {
+        ActionSpec::new(
+            self.action.clone(),
+            self.resource.clone(),
+            self.environment.clone(),
+            Some(params),
+        )
+    }
+
+    /// The canonical bytes that are hashed: the RFC 8785 (JCS) encoding of
+    /// `{"action","environment","params","resource"}`.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Canon<'a> {
+            action: &'a str,
+            environment: &'a str,
+            params: &'a Map<String, Value>,
+            resource: &'a str,
+        }
+        let canon = Canon {
+            action: &self.action,
+            environment: &self.environment,
+            params: &self.params,
+            resource: &self.resource,
+        };
+        // Serialising plain strings and a JSON map cannot fail; fall back to serde_json (which
+        // is already canonical for everything but exotic numbers) rather than panic.
+        serde_jcs::to_vec(&canon)
+            .or_else(|_| serde_json::to_vec(&canon))
+            .unwrap_or_default()
+    }
+
+    /// The digest that approvals and grants are bound to.
+    pub fn digest(&self) -> ActionDigest {
+        ActionDigest(Sha256::digest(self.canonical_bytes()).into())
+    }
+}
+
+/// `sha256:<hex>` of an action's canonical encoding. Existing means well-formed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ActionDigest([u8; 32]);
+
+impl ActionDigest {
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for ActionDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for ActionDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A string that is not `sha256:` followed by 64 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a digest is `sha256:` followed by 64 lowercase hex digits")]
+pub struct DigestParseError;
+
+impl FromStr for ActionDigest {
+    type Err = DigestParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex_part = s.strip_prefix("sha256:").ok_or(DigestParseError)?;
+        if hex_part.len() != 64 || hex_part.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(DigestParseError);
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut out).map_err(|_| DigestParseError)?;
+        Ok(ActionDigest(out))
+    }
+}
+
+impl Serialize for ActionDigest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ActionDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,101 @@
+//! What policy decided for an action.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use crate::approvers::{Approvers, Quorum};
+
+/// The three outcomes of a policy decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// Runs at once.
+    Allow,
+    /// Never runs.
+    Deny,
+    /// Runs only after humans approve.
+    Review,
+}
+
+impl Effect {
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+            Effect::Review => "review",
+        }
+    }
+}
+
+/// One review requirement: `quorum` distinct approvers from `approvers`. When several review
+/// rules match an action, *all* their requirements must be met (the strictest reading), and the
+/// review expires at the earliest of their TTLs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requirement {
+    /// The policy id that imposed it.
+    pub policy: String,
+    /// Who may approve.
+    pub approvers: Approvers,
+    /// How many distinct people must.
+    pub quorum: Quorum,
+}
+
+/// A policy decision: the effect, the policy ids that produced it, a reason for people, and for
+/// reviews the requirements and how long the review may stay open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Allow, deny or review.
+    pub effect: Effect,
+    /// Ids of the policies that determined the effect (empty for the default effect).
+    pub policies: Vec<String>,
+    /// Shown to the agent and to reviewers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For `review`: every requirement that must be met. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requirements: Vec<Requirement>,
+    /// For `review`: the TTL a rule asked for, if any (else the configured default applies).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_millis")]
+    pub review_ttl: Option<Duration>,
+}
+
+impl Decision {
+    /// A decision to deny, with a reason.
+    pub fn deny(policies: Vec<String>, reason: impl Into<String>) -> Self {
+        Decision {
+            effect: Effect::Deny,
+            policies,
+            reason: Some(reason.into()),
+            requirements: Vec::new(),
+            review_ttl: None,
+        }
+    }
+
+    /// A decision to allow.
+    pub fn allow(policies: Vec<String>) -> Self {
+        Decision {
+            effect: Effect::Allow,
+            policies,
+            reason: None,
+            requirements: Vec::new(),
+            review_ttl: None,
+        }
+    }
+}
+
+mod opt_millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}

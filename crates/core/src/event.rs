@@ -1,0 +1,94 @@
+//! What happened to an action, one event per state change. The audit log records these.
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::ActionDigest;
+use crate::decision::Effect;
+use crate::time::Timestamp;
+
+/// A state change of an action. Every transition of [`crate::ActionRecord`] returns the events it
+/// caused; the gateway appends them to the audit trail in the same commit as the new state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// An action was submitted and policy decided.
+    Submitted {
+        /// Who asked.
+        requester: String,
+        /// The human the agent acts for, if any.
+        on_behalf_of: Option<String>,
+        /// Digest of what was asked.
+        digest: ActionDigest,
+        /// The decision's effect.
+        effect: Effect,
+        /// The policies that decided.
+        policies: Vec<String>,
+        /// The decision's reason.
+        reason: Option<String>,
+    },
+    /// A review was opened.
+    ReviewOpened {
+        /// Approver entries per requirement.
+        approvers: Vec<Vec<String>>,
+        /// Quorum per requirement.
+        quorum: Vec<u32>,
+        /// When it expires.
+        expires_at: Timestamp,
+    },
+    /// A reviewer voted.
+    Voted {
+        /// The reviewer.
+        voter: String,
+        /// approve, deny, modify or clarify.
+        verdict: String,
+        /// The digest the vote applies to (for `modify`, the new digest).
+        digest: ActionDigest,
+        /// The reviewer's comment.
+        comment: Option<String>,
+    },
+    /// The requester answered a reviewer's question.
+    ClarificationAnswered {
+        /// Who answered.
+        by: String,
+    },
+    /// The review reached its quorum.
+    Approved {
+        /// The approved digest.
+        digest: ActionDigest,
+    },
+    /// A reviewer denied.
+    Rejected {
+        /// Who denied.
+        by: String,
+    },
+    /// Nobody decided in time.
+    Expired,
+    /// The requester withdrew the action.
+    Cancelled {
+        /// Who cancelled.
+        by: String,
+    },
+    /// A single-use grant was issued.
+    GrantIssued {
+        /// Its unique id.
+        jti: String,
+        /// The digest it is bound to.
+        digest: ActionDigest,
+        /// Its deadline.
+        expires_at: Timestamp,
+    },
+    /// The grant was redeemed.
+    GrantRedeemed {
+        /// Its unique id.
+        jti: String,
+        /// Who redeemed it.
+        by: String,
+    },
+    /// The executor reported what happened.
+    ResultReported {
+        /// succeeded or failed.
+        outcome: String,
+        /// Who reported.
+        by: String,
+    },
+}

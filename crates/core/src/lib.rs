@@ -1,0 +1,26 @@
+//! Countersign's domain core: what an action is, who asks, what policy decided, how a review moves
+//! from `pending` to a verdict, and what a grant allows. Every invariant of the product lives here,
+//! once, so that every channel (HTTP, CLI, MCP, chat) gets it for free.
+//!
+//! **Architecture Invariant:** this crate does no I/O. It knows nothing of HTTP, SQL, Cedar, clocks
+//! or random numbers: time and fresh identifiers come in as parameters, so every function is
+//! deterministic and property-testable.
+
+mod action;
+mod approvers;
+mod decision;
+mod event;
+mod identity;
+mod record;
+mod time;
+
+pub use action::{ActionDigest, ActionSpec, DigestParseError, SpecError};
+pub use approvers::{Approvers, ApproversParseError, Quorum, QuorumParseError};
+pub use decision::{Decision, Effect, Requirement};
+pub use event::Event;
+pub use identity::{Identity, IdentityKind};
+pub use record::{
+    ActionRecord, ActionResult, Ballot, Clarification, DomainError, GrantState, NewAction, Outcome,
+    ReviewState, Status, Verdict, Vote,
+};
+pub use time::Timestamp;

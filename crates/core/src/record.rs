@@ -1,0 +1,777 @@
+//! The life of one action: submitted, decided, reviewed, granted, redeemed, reported. Every rule
+//! about who may do what, and when, is enforced here and nowhere else.
+//!
+//! Every transition checks all of its preconditions before it changes anything, so an `Err`
+//! leaves the record exactly as it was (the store then writes nothing).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::action::{ActionDigest, ActionSpec, SpecError};
+use crate::decision::{Decision, Effect, Requirement};
+use crate::event::Event;
+use crate::identity::{Identity, IdentityKind};
+use crate::time::Timestamp;
+
+/// Where an action is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Policy allowed it; it may run.
+    Allowed,
+    /// Policy denied it.
+    Denied,
+    /// Waiting for reviewers.
+    Pending,
+    /// A reviewer asked the requester a question.
+    NeedsClarification,
+    /// Reviewers approved it; a grant was issued.
+    Approved,
+    /// A reviewer denied it.
+    Rejected,
+    /// Nobody decided before the review's deadline.
+    Expired,
+    /// The requester withdrew it.
+    Cancelled,
+    /// It ran and succeeded.
+    Succeeded,
+    /// It ran and failed.
+    Failed,
+}
+
+impl Status {
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Allowed => "allowed",
+            Status::Denied => "denied",
+            Status::Pending => "pending",
+            Status::NeedsClarification => "needs_clarification",
+            Status::Approved => "approved",
+            Status::Rejected => "rejected",
+            Status::Expired => "expired",
+            Status::Cancelled => "cancelled",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Status> {
+        const ALL: [Status; 10] = [
+            Status::Allowed,
+            Status::Denied,
+            Status::Pending,
+            Status::NeedsClarification,
+            Status::Approved,
+            Status::Rejected,
+            Status::Expired,
+            Status::Cancelled,
+            Status::Succeeded,
+            Status::Failed,
+        ];
+        ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether a review is still open (a vote, an answer or expiry can still change it).
+    pub fn is_open_review(self) -> bool {
+        matches!(self, Status::Pending | Status::NeedsClarification)
+    }
+}
+
+/// A reviewer's verdict, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Approve the action as it is.
+    Approve,
+    /// Deny it: one deny rejects.
+    Deny,
+    /// Approve it with changed parameters (a new digest).
+    Modify,
+    /// Ask the requester a question.
+    Clarify,
+}
+
+impl Verdict {
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Deny => "deny",
+            Verdict::Modify => "modify",
+            Verdict::Clarify => "clarify",
+        }
+    }
+}
+
+/// A vote as cast, before the core accepts it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ballot {
+    /// Approve the current digest.
+    Approve {
+        /// Optional note.
+        comment: Option<String>,
+    },
+    /// Deny.
+    Deny {
+        /// Optional note; shown to the agent.
+        comment: Option<String>,
+    },
+    /// Approve with these parameters instead.
+    Modify {
+        /// The replacement parameters (a JSON object).
+        params: Value,
+        /// Optional note.
+        comment: Option<String>,
+    },
+    /// Ask the requester a question.
+    Clarify {
+        /// The question.
+        question: String,
+    },
+}
+
+/// An accepted vote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    /// The reviewer's id.
+    pub voter: String,
+    /// What they decided.
+    pub verdict: Verdict,
+    /// The digest the vote applies to. Approvals count only while this is the current digest.
+    pub digest: ActionDigest,
+    /// Their comment or question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// When.
+    pub at: Timestamp,
+    /// Indexes of the requirements the voter was an approver for *at the moment of the vote*.
+    pub counts_for: Vec<usize>,
+}
+
+/// A reviewer's question and, once given, the requester's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clarification {
+    /// The reviewer who asked.
+    pub asked_by: String,
+    /// The question.
+    pub question: String,
+    /// When it was asked.
+    pub asked_at: Timestamp,
+    /// The requester's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// When it was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<Timestamp>,
+}
+
+/// An open or closed review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewState {
+    /// All must be met.
+    pub requirements: Vec<Requirement>,
+    /// The deadline: at or after it, the review is expired.
+    pub expires_at: Timestamp,
+    /// Every vote, in order.
+    pub votes: Vec<Vote>,
+    /// Questions and answers, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clarifications: Vec<Clarification>,
+}
+
+impl ReviewState {
+    /// Distinct approvers of `digest` who count for requirement `i`.
+    fn approvals_for(&self, i: usize, digest: &ActionDigest) -> usize {
+        self.votes
+            .iter()
+            .filter(|v| matches!(v.verdict, Verdict::Approve | Verdict::Modify))
+            .filter(|v| &v.digest == digest && v.counts_for.contains(&i))
+            .map(|v| v.voter.as_str())
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+
+    /// Whether every requirement has its quorum of distinct approvers on `digest`.
+    pub fn quorum_met(&self, digest: &ActionDigest) -> bool {
+        self.requirements
+            .iter()
+            .enumerate()
+            .all(|(i, r)| self.approvals_for(i, digest) >= r.quorum.get() as usize)
+    }
+}
+
+/// A single-use grant: permission to run exactly `digest`, once, before `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantState {
+    /// Unique id (the JWT `jti`).
+    pub jti: String,
+    /// The digest it allows.
+    pub digest: ActionDigest,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// Redeem before this instant.
+    pub expires_at: Timestamp,
+    /// Set on the one successful redemption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeemed_at: Option<Timestamp>,
+    /// Who redeemed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeemed_by: Option<String>,
+}
+
+/// How the action went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It ran and succeeded.
+    Succeeded,
+    /// It ran and failed.
+    Failed,
+}
+
+/// What the executor reported after running the action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionResult {
+    /// Succeeded or failed.
+    pub outcome: Outcome,
+    /// The process exit code, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// SHA-256 of the output, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_sha256: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Who reported.
+    pub reported_by: String,
+    /// When.
+    pub reported_at: Timestamp,
+}
+
+/// Everything about one action. The store persists it whole; only this module changes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// Unique id.
+    pub id: String,
+    /// Who submitted it.
+    pub requester: String,
+    /// The requester's kind.
+    pub requester_kind: IdentityKind,
+    /// The human an agent acts for; barred from voting like the requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
+    /// What will run (after any reviewer modification).
+    pub spec: ActionSpec,
+    /// Digest of `spec`.
+    pub digest: ActionDigest,
+    /// Digest of what was first submitted.
+    pub submitted_digest: ActionDigest,
+    /// The agent's own justification.
+    #[serde(default)]
+    pub justification: String,
+    /// What policy decided at submission.
+    pub decision: Decision,
+    /// Where it is now.
+    pub status: Status,
+    /// Present when policy asked for review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewState>,
+    /// Present once allowed or approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantState>,
+    /// Present once reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<ActionResult>,
+    /// The client's `Idempotency-Key`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// When it was submitted.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+/// Everything needed to record a new action. Ids come from the caller so the core stays pure.
+#[derive(Debug, Clone)]
+pub struct NewAction {
+    /// Fresh unique id for the action.
+    pub id: String,
+    /// Fresh unique id for a grant, used if the decision allows.
+    pub grant_jti: String,
+    /// What will run.
+    pub spec: ActionSpec,
+    /// The agent's justification.
+    pub justification: String,
+    /// The human the agent acts for.
+    pub on_behalf_of: Option<String>,
+    /// The client's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// What policy decided.
+    pub decision: Decision,
+    /// Review TTL when the decision does not set one.
+    pub default_review_ttl: Duration,
+    /// How long a grant may wait to be redeemed.
+    pub grant_ttl: Duration,
+}
+
+/// Why a transition was refused. Each variant has a stable machine-readable [`code`](Self::code).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// Only agents and services may act on behalf of a human.
+    #[error("only agents and services may submit `on_behalf_of` a human")]
+    OnBehalfOfNotAllowed,
+    /// An agent or service tried to vote.
+    #[error("agents and services can request actions but never review them")]
+    AgentsCannotApprove,
+    /// The requester, or the human it acts for, tried to vote on their own action.
+    #[error("you requested this action (or it was requested on your behalf); another person must review it")]
+    SelfApproval,
+    /// The voter is not an approver under any of the review's requirements.
+    #[error("you are not an approver for this action; its approvers are: {0}")]
+    NotAnApprover(String),
+    /// Someone other than the requester tried a requester-only operation.
+    #[error("only the requester may do this")]
+    NotRequester,
+    /// The action is not in a state that allows this.
+    #[error("the action is {}, so this is no longer possible", .0.as_str())]
+    NotPending(Status),
+    /// The review deadline passed.
+    #[error("the review expired; submit the action again")]
+    ReviewExpired,
+    /// The voter already voted on the current digest.
+    #[error("you already voted on this version of the action")]
+    AlreadyVoted,
+    /// A `modify` with unusable parameters.
+    #[error("invalid modification: {0}")]
+    BadModification(#[from] SpecError),
+    /// A `modify` whose result policy would deny.
+    #[error("policy denies the modified action: {0}")]
+    ModificationDenied(String),
+    /// A `modify` that changes nothing.
+    #[error("the modified parameters are identical to the current ones; approve instead")]
+    ModificationUnchanged,
+    /// An answer with no open question.
+    #[error("there is no open question to answer")]
+    NoOpenQuestion,
+    /// The grant does not belong to this action's current digest.
+    #[error("this grant does not match the action it names; it may be forged or stale")]
+    GrantMismatch,
+    /// The grant was already redeemed.
+    #[error("this grant was already used; approvals are single-use")]
+    GrantAlreadyUsed,
+    /// The grant's deadline passed.
+    #[error("this grant expired before it was redeemed; submit the action again")]
+    GrantExpired,
+    /// The action was cancelled or otherwise withdrawn after its grant was issued.
+    #[error("this grant was revoked because the action is {}", .0.as_str())]
+    GrantRevoked(Status),
+    /// An approved action must be redeemed before its result is reported.
+    #[error("redeem the grant before reporting a result")]
+    GrantNotRedeemed,
+    /// A result was already reported.
+    #[error("a result was already reported for this action")]
+    ResultAlreadyReported,
+}
+
+impl DomainError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::OnBehalfOfNotAllowed => "on_behalf_of_not_allowed",
+            DomainError::AgentsCannotApprove => "agents_cannot_approve",
+            DomainError::SelfApproval => "self_approval",
+            DomainError::NotAnApprover(_) => "not_an_approver",
+            DomainError::NotRequester => "not_requester",
+            DomainError::NotPending(_) => "not_pending",
+            DomainError::ReviewExpired => "review_expired",
+            DomainError::AlreadyVoted => "already_voted",
+            DomainError::BadModification(_) | DomainError::ModificationUnchanged => {
+                "invalid_request"
+            }
+            DomainError::ModificationDenied(_) => "modification_denied",
+            DomainError::NoOpenQuestion => "not_pending",
+            DomainError::GrantMismatch => "grant_invalid",
+            DomainError::GrantAlreadyUsed => "grant_already_used",
+            DomainError::GrantExpired => "grant_expired",
+            DomainError::GrantRevoked(_) => "grant_revoked",
+            DomainError::GrantNotRedeemed => "grant_not_redeemed",
+            DomainError::ResultAlreadyReported => "result_already_reported",
+        }
+    }
+}
+
+impl ActionRecord {
+    /// Records a submitted action and what policy decided. An `allow` gets its grant at once; a
+    /// `review` opens a review that expires after the rule's TTL (or the default).
+    pub fn submit(
+        requester: &Identity,
+        new: NewAction,
+        now: Timestamp,
+    ) -> Result<(ActionRecord, Vec<Event>), DomainError> {
+        if new.on_behalf_of.is_some() && requester.kind == IdentityKind::Human {
+            return Err(DomainError::OnBehalfOfNotAllowed);
+        }
+        let digest = new.spec.digest();
+        let mut events = vec![Event::Submitted {
+            requester: requester.id.clone(),
+            on_behalf_of: new.on_behalf_of.clone(),
+            digest,
+            effect: new.decision.effect,
+            policies: new.decision.policies.clone(),
+            reason: new.decision.reason.clone(),
+        }];
+        let mut record = ActionRecord {
+            id: new.id,
+            requester: requester.id.clone(),
+            requester_kind: requester.kind,
+            on_behalf_of: new.on_behalf_of,
+            spec: new.spec,
+            digest,
+            submitted_digest: digest,
+            justification: new.justification,
+            decision: new.decision,
+            status: Status::Denied,
+            review: None,
+            grant: None,
+            result: None,
+            idempotency_key: new.idempotency_key,
+            created_at: now,
+            updated_at: now,
+        };
+        match record.decision.effect {
+            Effect::Deny => {}
+            Effect::Allow => {
+                record.status = Status::Allowed;
+                events.push(record.issue_grant(new.grant_jti, now, new.grant_ttl));
+            }
+            Effect::Review => {
+                let ttl = record.decision.review_ttl.unwrap_or(new.default_review_ttl);
+                let review = ReviewState {
+                    requirements: record.decision.requirements.clone(),
+                    expires_at: now.plus(ttl),
+                    votes: Vec::new(),
+                    clarifications: Vec::new(),
+                };
+                events.push(Event::ReviewOpened {
+                    approvers: review
+                        .requirements
+                        .iter()
+                        .map(|r| r.approvers.entries())
+                        .collect(),
+                    quorum: review.requirements.iter().map(|r| r.quorum.get()).collect(),
+                    expires_at: review.expires_at,
+                });
+                record.review = Some(review);
+                record.status = Status::Pending;
+            }
+        }
+        Ok((record, events))
+    }
+
+    fn issue_grant(&mut self, jti: String, now: Timestamp, ttl: Duration) -> Event {
+        let grant = GrantState {
+            jti,
+            digest: self.digest,
+            issued_at: now,
+            expires_at: now.plus(ttl),
+            redeemed_at: None,
+            redeemed_by: None,
+        };
+        let event = Event::GrantIssued {
+            jti: grant.jti.clone(),
+            digest: grant.digest,
+            expires_at: grant.expires_at,
+        };
+        self.grant = Some(grant);
+        event
+    }
+
+    /// Whether `who` is the requester or the human the action was requested for.
+    fn is_own(&self, who: &Identity) -> bool {
+        who.id == self.requester || self.on_behalf_of.as_deref() == Some(who.id.as_str())
+    }
+
+    /// The open review, or why there is none. Past its deadline a review is closed even before the
+    /// sweeper records `expired`.
+    fn open_review(&self, now: Timestamp) -> Result<&ReviewState, DomainError> {
+        match &self.review {
+            Some(r) if self.status.is_open_review() && now >= r.expires_at => {
+                Err(DomainError::ReviewExpired)
+            }
+            Some(r) if self.status.is_open_review() => Ok(r),
+            _ => Err(DomainError::NotPending(self.status)),
+        }
+    }
+
+    /// A reviewer's vote. `grant_jti` and `grant_ttl` are used if this vote completes the quorum.
+    ///
+    /// Refused, in this order: agents and services (`agents_cannot_approve`), the requester or the
+    /// human it acts for (`self_approval`), a closed or expired review, someone who is not an
+    /// approver under any requirement *now*, and a second vote by the same person on the same
+    /// digest. One `deny` rejects. A `modify` creates a new digest: approvals of the old one stop
+    /// counting and the modifier's vote counts for the new one.
+    /// `check_modified` is asked about a modified spec before anything changes; it returns the
+    /// policy's denial reason if the modified action would be denied.
+    pub fn vote(
+        &mut self,
+        voter: &Identity,
+        ballot: Ballot,
+        now: Timestamp,
+        grant_jti: String,
+        grant_ttl: Duration,
+        check_modified: impl FnOnce(&ActionSpec) -> Option<String>,
+    ) -> Result<Vec<Event>, DomainError> {
+        if !voter.kind.can_vote() {
+            return Err(DomainError::AgentsCannotApprove);
+        }
+        if self.is_own(voter) {
+            return Err(DomainError::SelfApproval);
+        }
+        let review = self.open_review(now)?;
+        if self.status != Status::Pending {
+            return Err(DomainError::NotPending(self.status));
+        }
+        let counts_for: Vec<usize> = review
+            .requirements
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.approvers.admits(voter))
+            .map(|(i, _)| i)
+            .collect();
+        if counts_for.is_empty() {
+            let all: Vec<String> = review
+                .requirements
+                .iter()
+                .flat_map(|r| r.approvers.entries())
+                .collect();
+            return Err(DomainError::NotAnApprover(all.join(", ")));
+        }
+        let voted_on_current = review.votes.iter().any(|v| {
+            v.voter == voter.id
+                && v.digest == self.digest
+                && matches!(v.verdict, Verdict::Approve | Verdict::Modify)
+        });
+        if voted_on_current && !matches!(ballot, Ballot::Clarify { .. }) {
+            return Err(DomainError::AlreadyVoted);
+        }
+
+        // Every precondition holds; from here on the record changes.
+        let (verdict, comment, new_spec) = match ballot {
+            Ballot::Approve { comment } => (Verdict::Approve, comment, None),
+            Ballot::Deny { comment } => (Verdict::Deny, comment, None),
+            Ballot::Clarify { question } => (Verdict::Clarify, Some(question), None),
+            Ballot::Modify { params, comment } => {
+                let spec = self.spec.with_params(params)?;
+                if spec.digest() == self.digest {
+                    return Err(DomainError::ModificationUnchanged);
+                }
+                if let Some(reason) = check_modified(&spec) {
+                    return Err(DomainError::ModificationDenied(reason));
+                }
+                (Verdict::Modify, comment, Some(spec))
+            }
+        };
+        if let Some(spec) = new_spec {
+            self.digest = spec.digest();
+            self.spec = spec;
+        }
+        let vote = Vote {
+            voter: voter.id.clone(),
+            verdict,
+            digest: self.digest,
+            comment: comment.clone(),
+            at: now,
+            counts_for,
+        };
+        let mut events = vec![Event::Voted {
+            voter: voter.id.clone(),
+            verdict: verdict.as_str().to_string(),
+            digest: self.digest,
+            comment: comment.clone(),
+        }];
+        self.updated_at = now;
+        let review = self.review.get_or_insert_with(|| ReviewState {
+            requirements: Vec::new(),
+            expires_at: now,
+            votes: Vec::new(),
+            clarifications: Vec::new(),
+        });
+        review.votes.push(vote);
+        match verdict {
+            Verdict::Deny => {
+                self.status = Status::Rejected;
+                events.push(Event::Rejected {
+                    by: voter.id.clone(),
+                });
+            }
+            Verdict::Clarify => {
+                review.clarifications.push(Clarification {
+                    asked_by: voter.id.clone(),
+                    question: comment.unwrap_or_default(),
+                    asked_at: now,
+                    answer: None,
+                    answered_at: None,
+                });
+                self.status = Status::NeedsClarification;
+            }
+            Verdict::Approve | Verdict::Modify => {
+                if review.quorum_met(&self.digest) {
+                    self.status = Status::Approved;
+                    events.push(Event::Approved {
+                        digest: self.digest,
+                    });
+                    events.push(self.issue_grant(grant_jti, now, grant_ttl));
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// The requester answers the open question; the review returns to `pending`.
+    pub fn answer(
+        &mut self,
+        who: &Identity,
+        answer: String,
+        now: Timestamp,
+    ) -> Result<Vec<Event>, DomainError> {
+        if who.id != self.requester {
+            return Err(DomainError::NotRequester);
+        }
+        self.open_review(now)?;
+        if self.status != Status::NeedsClarification {
+            return Err(DomainError::NoOpenQuestion);
+        }
+        let open = self
+            .review
+            .as_mut()
+            .and_then(|r| r.clarifications.iter_mut().rev().find(|c| c.answer.is_none()))
+            .ok_or(DomainError::NoOpenQuestion)?;
+        open.answer = Some(answer);
+        open.answered_at = Some(now);
+        self.status = Status::Pending;
+        self.updated_at = now;
+        Ok(vec![Event::ClarificationAnswered { by: who.id.clone() }])
+    }
+
+    /// The requester withdraws the action: allowed while a review is open, or while an issued
+    /// grant is still unredeemed (the grant is then revoked).
+    pub fn cancel(&mut self, who: &Identity, now: Timestamp) -> Result<Vec<Event>, DomainError> {
+        if who.id != self.requester {
+            return Err(DomainError::NotRequester);
+        }
+        let cancellable = match self.status {
+            Status::Pending | Status::NeedsClarification => true,
+            Status::Allowed | Status::Approved => {
+                self.grant.as_ref().is_some_and(|g| g.redeemed_at.is_none())
+            }
+            _ => false,
+        };
+        if !cancellable {
+            return Err(DomainError::NotPending(self.status));
+        }
+        self.status = Status::Cancelled;
+        self.updated_at = now;
+        Ok(vec![Event::Cancelled { by: who.id.clone() }])
+    }
+
+    /// Records that an open review passed its deadline. Returns no events (and changes nothing)
+    /// when the review is not open or not yet due, so the sweeper may call it freely.
+    pub fn expire(&mut self, now: Timestamp) -> Vec<Event> {
+        match &self.review {
+            Some(r) if self.status.is_open_review() && now >= r.expires_at => {
+                self.status = Status::Expired;
+                self.updated_at = now;
+                vec![Event::Expired]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Redeems the grant identified by `jti` for `digest`, once. The redeemer must be the
+    /// requester or a service identity (a downstream executor).
+    pub fn redeem(
+        &mut self,
+        who: &Identity,
+        jti: &str,
+        digest: &ActionDigest,
+        now: Timestamp,
+    ) -> Result<Vec<Event>, DomainError> {
+        let grant = self.grant.as_ref().ok_or(DomainError::GrantMismatch)?;
+        if grant.jti != jti || &grant.digest != digest || &self.digest != digest {
+            return Err(DomainError::GrantMismatch);
+        }
+        if who.id != self.requester && who.kind != IdentityKind::Service {
+            return Err(DomainError::NotRequester);
+        }
+        if grant.redeemed_at.is_some() {
+            return Err(DomainError::GrantAlreadyUsed);
+        }
+        if !matches!(self.status, Status::Allowed | Status::Approved) {
+            return Err(DomainError::GrantRevoked(self.status));
+        }
+        if now >= grant.expires_at {
+            return Err(DomainError::GrantExpired);
+        }
+        let jti = grant.jti.clone();
+        if let Some(g) = self.grant.as_mut() {
+            g.redeemed_at = Some(now);
+            g.redeemed_by = Some(who.id.clone());
+        }
+        self.updated_at = now;
+        Ok(vec![Event::GrantRedeemed {
+            jti,
+            by: who.id.clone(),
+        }])
+    }
+
+    /// The executor reports how the action went. Only the requester or the identity that redeemed
+    /// the grant may report, once; an approved action must have been redeemed first.
+    pub fn report(
+        &mut self,
+        who: &Identity,
+        outcome: Outcome,
+        exit_code: Option<i32>,
+        output_sha256: Option<String>,
+        detail: Option<String>,
+        now: Timestamp,
+    ) -> Result<Vec<Event>, DomainError> {
+        let redeemer = self.grant.as_ref().and_then(|g| g.redeemed_by.as_deref());
+        if who.id != self.requester && redeemer != Some(who.id.as_str()) {
+            return Err(DomainError::NotRequester);
+        }
+        if self.result.is_some() {
+            return Err(DomainError::ResultAlreadyReported);
+        }
+        match self.status {
+            Status::Allowed => {}
+            Status::Approved if self.grant.as_ref().is_some_and(|g| g.redeemed_at.is_some()) => {}
+            Status::Approved => return Err(DomainError::GrantNotRedeemed),
+            other => return Err(DomainError::NotPending(other)),
+        }
+        self.status = match outcome {
+            Outcome::Succeeded => Status::Succeeded,
+            Outcome::Failed => Status::Failed,
+        };
+        self.result = Some(ActionResult {
+            outcome,
+            exit_code,
+            output_sha256,
+            detail,
+            reported_by: who.id.clone(),
+            reported_at: now,
+        });
+        self.updated_at = now;
+        Ok(vec![Event::ResultReported {
+            outcome: match outcome {
+                Outcome::Succeeded => "succeeded".into(),
+                Outcome::Failed => "failed".into(),
+            },
+            by: who.id.clone(),
+        }])
+    }
+}

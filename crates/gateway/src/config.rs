@@ -1,0 +1,255 @@
+//! The TOML configuration file: parsed strictly (unknown keys are errors), validated as a whole,
+//! with every problem naming the file, the key and what to do.
+
+use countersign_core::{Approvers, IdentityKind, Quorum};
+use serde::Deserialize;
+use std::collections::{BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// Which key and what is wrong.
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    database: Option<String>,
+    policies: Option<String>,
+    review_ttl: Option<String>,
+    grant_ttl: Option<String>,
+    default_effect: Option<String>,
+    default_approvers: Option<String>,
+    default_quorum: Option<u32>,
+    signing_key: Option<String>,
+    #[serde(default)]
+    identities: Vec<RawIdentity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    id: String,
+    kind: IdentityKind,
+    #[serde(default)]
+    groups: Vec<String>,
+    email: Option<String>,
+    api_key_sha256: String,
+}
+
+/// A configured identity with the SHA-256 of its bearer token.
+#[derive(Debug, Clone)]
+pub struct ConfiguredIdentity {
+    /// Unique id.
+    pub id: String,
+    /// Human, agent or service.
+    pub kind: IdentityKind,
+    /// Group names.
+    pub groups: BTreeSet<String>,
+    /// Contact address.
+    pub email: Option<String>,
+    /// SHA-256 of the bearer token.
+    pub api_key_sha256: [u8; 32],
+}
+
+/// Where records are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+}
+
+/// What to do when no policy matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultEffectConfig {
+    /// Deny.
+    Deny,
+    /// Ask these approvers.
+    Review(Approvers, Quorum),
+}
+
+/// A validated configuration; every path is absolute or relative to the working directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Where records are stored.
+    pub database: DatabaseUrl,
+    /// The policy directory.
+    pub policies: PathBuf,
+    /// Default review TTL.
+    pub review_ttl: Duration,
+    /// How long a grant may wait to be redeemed.
+    pub grant_ttl: Duration,
+    /// When nothing matches.
+    pub default_effect: DefaultEffectConfig,
+    /// The Ed25519 grant-signing key file (PKCS#8 PEM), created on first start.
+    pub signing_key: PathBuf,
+    /// Identities with API keys.
+    pub identities: Vec<ConfiguredIdentity>,
+}
+
+fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, String> {
+    let text = value.unwrap_or(default);
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("`{key}` = \"{text}\" is not a duration like \"15m\" ({e})"))?;
+    if d.is_zero() {
+        return Err(format!("`{key}` must be longer than zero"));
+    }
+    Ok(d)
+}
+
+/// Resolves `sqlite://PATH` (relative to `base`) or a bare path.
+pub fn parse_database_url(url: &str, base: &Path) -> Result<DatabaseUrl, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err("PostgreSQL is not supported yet; use sqlite://PATH".into());
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path.is_empty() {
+        return Err("`database` needs a path, e.g. sqlite://countersign.db".into());
+    }
+    Ok(DatabaseUrl::Sqlite(base.join(path)))
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 256 && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses configuration text as if it were the file at `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let err = |message: String| ConfigError {
+            file: path.display().to_string(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let listen_text = raw.listen.as_deref().unwrap_or("127.0.0.1:8760");
+        let listen = listen_text.parse().map_err(|_| {
+            err(format!(
+                "`listen` = \"{listen_text}\" is not an address like \"127.0.0.1:8760\""
+            ))
+        })?;
+        let database = parse_database_url(
+            raw.database.as_deref().unwrap_or("sqlite://countersign.db"),
+            base,
+        )
+        .map_err(|m| err(format!("`database`: {m}")))?;
+        let policies = base.join(raw.policies.as_deref().unwrap_or("policies"));
+        let review_ttl = duration("review_ttl", raw.review_ttl.as_deref(), "15m").map_err(err)?;
+        let grant_ttl = duration("grant_ttl", raw.grant_ttl.as_deref(), "5m").map_err(err)?;
+        let default_effect = match raw.default_effect.as_deref().unwrap_or("deny") {
+            "deny" => {
+                if raw.default_approvers.is_some() || raw.default_quorum.is_some() {
+                    return Err(err(
+                        "`default_approvers`/`default_quorum` need `default_effect = \"review\"`"
+                            .into(),
+                    ));
+                }
+                DefaultEffectConfig::Deny
+            }
+            "review" => {
+                let approvers = raw
+                    .default_approvers
+                    .as_deref()
+                    .ok_or_else(|| {
+                        err("`default_effect = \"review\"` needs `default_approvers`, \
+                             e.g. \"group:sre\""
+                            .into())
+                    })?
+                    .parse::<Approvers>()
+                    .map_err(|e| err(format!("`default_approvers`: {e}")))?;
+                let quorum = Quorum::try_from(raw.default_quorum.unwrap_or(1))
+                    .map_err(|e| err(format!("`default_quorum`: {e}")))?;
+                DefaultEffectConfig::Review(approvers, quorum)
+            }
+            other => {
+                return Err(err(format!(
+                    "`default_effect` = \"{other}\": use \"deny\" or \"review\""
+                )))
+            }
+        };
+        let signing_key = match &raw.signing_key {
+            Some(p) => base.join(p),
+            None => match &database {
+                DatabaseUrl::Sqlite(db) => {
+                    let mut name = db.file_name().unwrap_or_default().to_os_string();
+                    name.push(".grant-signing.key");
+                    db.with_file_name(name)
+                }
+            },
+        };
+        let mut ids = HashSet::new();
+        let mut keys = HashSet::new();
+        let mut identities = Vec::new();
+        for (n, ident) in raw.identities.into_iter().enumerate() {
+            let at = format!("identities[{n}] (id \"{}\")", ident.id);
+            if !valid_name(&ident.id) {
+                return Err(err(format!(
+                    "{at}: `id` must be 1-256 characters without spaces"
+                )));
+            }
+            if !ids.insert(ident.id.clone()) {
+                return Err(err(format!("{at}: duplicate identity id `{}`", ident.id)));
+            }
+            if let Some(g) = ident.groups.iter().find(|g| !valid_name(g)) {
+                return Err(err(format!("{at}: group `{g}` must have no spaces")));
+            }
+            let mut hash = [0u8; 32];
+            let hex_ok = ident.api_key_sha256.len() == 64
+                && hex::decode_to_slice(ident.api_key_sha256.to_ascii_lowercase(), &mut hash)
+                    .is_ok();
+            if !hex_ok {
+                return Err(err(format!(
+                    "{at}: `api_key_sha256` must be 64 hex digits; \
+                     run `countersign keys new` to make one"
+                )));
+            }
+            if !keys.insert(hash) {
+                return Err(err(format!(
+                    "{at}: `api_key_sha256` is already used by another identity"
+                )));
+            }
+            identities.push(ConfiguredIdentity {
+                id: ident.id,
+                kind: ident.kind,
+                groups: ident.groups.into_iter().collect(),
+                email: ident.email,
+                api_key_sha256: hash,
+            });
+        }
+        Ok(Config {
+            file: path.to_path_buf(),
+            listen,
+            database,
+            policies,
+            review_ttl,
+            grant_ttl,
+            default_effect,
+            signing_key,
+            identities,
+        })
+    }
+}

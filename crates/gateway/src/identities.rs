@@ -1,0 +1,52 @@
+//! Who a bearer token belongs to. Only SHA-256 hashes of tokens are kept in memory or config.
+
+use countersign_core::Identity;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::ConfiguredIdentity;
+
+/// The identities the gateway knows, by token hash and by id.
+#[derive(Debug, Default)]
+pub struct Identities {
+    by_key: HashMap<[u8; 32], Arc<Identity>>,
+    by_id: HashMap<String, Arc<Identity>>,
+}
+
+impl Identities {
+    /// From configuration.
+    pub fn from_config(list: &[ConfiguredIdentity]) -> Self {
+        let mut me = Identities::default();
+        for c in list {
+            let ident = Arc::new(Identity {
+                id: c.id.clone(),
+                kind: c.kind,
+                groups: c.groups.clone(),
+                email: c.email.clone(),
+            });
+            me.by_key.insert(c.api_key_sha256, ident.clone());
+            me.by_id.insert(c.id.clone(), ident);
+        }
+        me
+    }
+
+    /// The identity whose API key is `token`, if any.
+    pub fn authenticate(&self, token: &str) -> Option<Arc<Identity>> {
+        if token.is_empty() || token.len() > 512 {
+            return None;
+        }
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.by_key.get(&hash).cloned()
+    }
+
+    /// The identity with this id.
+    pub fn get(&self, id: &str) -> Option<&Arc<Identity>> {
+        self.by_id.get(id)
+    }
+
+    /// Every identity.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Identity>> {
+        self.by_id.values()
+    }
+}

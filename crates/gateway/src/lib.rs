@@ -1,0 +1,19 @@
+//! The gateway's use cases and the machinery around them: configuration, identities, grant
+//! tokens, long-poll wake-ups, the expiry sweeper and metrics.
+//!
+//! **Architecture Invariant:** this crate knows no wire format. The HTTP API, the CLI and later
+//! the MCP proxy and chat channels all call [`Gateway`]; none of them holds a rule of its own.
+
+pub mod config;
+mod error;
+pub mod grants;
+pub mod identities;
+pub mod metrics;
+mod service;
+mod wakeups;
+
+pub use error::GatewayError;
+pub use service::{
+    default_effect, system_clock, ActionView, Clock, Gateway, Parts, Redeemed, Submission,
+    MAX_WAIT,
+};

@@ -1,0 +1,92 @@
+//! Prometheus metrics: decisions by effect, open reviews, time to decision, request latency.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Label set for decisions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EffectLabel {
+    /// allow, deny or review.
+    pub effect: String,
+}
+
+/// Label set for request latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// HTTP method.
+    pub method: String,
+    /// Route template, e.g. `/v1/actions/{id}`.
+    pub route: String,
+    /// Status code.
+    pub status: u16,
+}
+
+/// All of the gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Decisions by effect.
+    pub decisions: Family<EffectLabel, Counter>,
+    /// Reviews currently open.
+    pub reviews_open: Gauge,
+    /// Seconds from submission to a review's verdict (approved, rejected, expired, cancelled).
+    pub time_to_decision: Histogram,
+    /// Request latency in seconds.
+    pub request_duration: Family<RequestLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers everything.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("countersign");
+        let decisions = Family::<EffectLabel, Counter>::default();
+        registry.register(
+            "decisions",
+            "Policy decisions by effect",
+            decisions.clone(),
+        );
+        let reviews_open = Gauge::default();
+        registry.register("reviews_open", "Reviews now open", reviews_open.clone());
+        let time_to_decision = Histogram::new(exponential_buckets(1.0, 2.0, 16));
+        registry.register(
+            "time_to_decision_seconds",
+            "Seconds from submission to a review's verdict",
+            time_to_decision.clone(),
+        );
+        let request_duration =
+            Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+            });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            request_duration.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            reviews_open,
+            time_to_decision,
+            request_duration,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

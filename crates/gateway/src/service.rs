@@ -1,0 +1,591 @@
+//! The gateway's use cases, one method each: submit, read, wait, list reviews, vote, answer,
+//! cancel, redeem, report, expire. Each authenticates nothing and decides nothing itself: it
+//! asks policy, hands a pure transition from the core to the store, and wakes whoever waits.
+//!
+//! **Architecture Invariant:** every channel (HTTP, CLI, MCP, chat) calls these methods, so a
+//! rule enforced here or below holds everywhere.
+
+use countersign_core::{
+    ActionRecord, ActionSpec, Ballot, Decision, DomainError, Effect, Event, Identity,
+    IdentityKind, NewAction, Outcome, Status, Timestamp,
+};
+use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
+use countersign_store::{Inserted, ListFilter, Store, StoreError, UpdateError};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+use crate::config::{Config, DefaultEffectConfig};
+use crate::error::GatewayError;
+use crate::grants::GrantSigner;
+use crate::identities::Identities;
+use crate::metrics::{EffectLabel, Metrics};
+use crate::wakeups::Wakeups;
+
+/// Longest wait a long poll may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// A source of the current time (replaceable in tests).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Timestamp(ms)
+    })
+}
+
+/// A submission, as received from any channel.
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    /// Action name.
+    pub action: String,
+    /// Resource.
+    pub resource: String,
+    /// Environment.
+    pub environment: Option<String>,
+    /// Parameters (a JSON object).
+    pub params: Option<Value>,
+    /// The agent's justification.
+    pub justification: Option<String>,
+    /// The human the agent acts for.
+    pub on_behalf_of: Option<String>,
+    /// The client's idempotency key.
+    pub idempotency_key: Option<String>,
+}
+
+/// An action as one caller may see it: the record plus, for its requester, a usable grant token.
+#[derive(Debug, Clone)]
+pub struct ActionView {
+    /// The record.
+    pub record: ActionRecord,
+    /// The grant token, shown only to the requester while the grant is usable.
+    pub grant_token: Option<String>,
+}
+
+/// What redeeming a grant returns: exactly what may now run.
+#[derive(Debug, Clone)]
+pub struct Redeemed {
+    /// The action id.
+    pub action_id: String,
+    /// The approved spec (with any reviewer modification).
+    pub spec: ActionSpec,
+    /// Its digest.
+    pub digest: String,
+}
+
+/// The gateway: policy, store, grants, wake-ups and metrics behind one set of use cases.
+pub struct Gateway {
+    policy: Arc<PolicyEngine>,
+    principals: HashMap<String, Arc<Principal>>,
+    identities: Identities,
+    store: Arc<dyn Store>,
+    signer: GrantSigner,
+    wakeups: Wakeups,
+    sweeper: Notify,
+    metrics: Metrics,
+    clock: Clock,
+    review_ttl: Duration,
+    grant_ttl: Duration,
+}
+
+/// How the gateway is put together; [`Gateway::from_config`] builds one from a config file.
+pub struct Parts {
+    /// The policy engine.
+    pub policy: PolicyEngine,
+    /// Known identities.
+    pub identities: Identities,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The grant signer.
+    pub signer: GrantSigner,
+    /// The clock.
+    pub clock: Clock,
+    /// Default review TTL.
+    pub review_ttl: Duration,
+    /// Grant TTL.
+    pub grant_ttl: Duration,
+}
+
+/// The policy engine's default effect for a config.
+pub fn default_effect(config: &Config) -> DefaultEffect {
+    match &config.default_effect {
+        DefaultEffectConfig::Deny => DefaultEffect::Deny,
+        DefaultEffectConfig::Review(approvers, quorum) => DefaultEffect::Review {
+            approvers: approvers.clone(),
+            quorum: *quorum,
+        },
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+impl Gateway {
+    /// Opens the store, loads policies and the signing key named by `config`.
+    pub fn from_config(config: &Config) -> Result<Arc<Gateway>, GatewayError> {
+        let policy = PolicyEngine::load_dir(&config.policies, default_effect(config))
+            .map_err(|e| GatewayError::Startup(e.to_string()))?;
+        let store: Arc<dyn Store> = match &config.database {
+            crate::config::DatabaseUrl::Sqlite(path) => Arc::new(
+                countersign_store::SqliteStore::open(path)
+                    .map_err(|e| GatewayError::Startup(format!("{}: {e}", path.display())))?,
+            ),
+        };
+        let signer = GrantSigner::load_or_create(&config.signing_key)
+            .map_err(|e| GatewayError::Startup(e.to_string()))?;
+        Ok(Gateway::new(Parts {
+            policy,
+            identities: Identities::from_config(&config.identities),
+            store,
+            signer,
+            clock: system_clock(),
+            review_ttl: config.review_ttl,
+            grant_ttl: config.grant_ttl,
+        }))
+    }
+
+    /// Assembles a gateway from its parts.
+    pub fn new(parts: Parts) -> Arc<Gateway> {
+        let principals = parts
+            .identities
+            .all()
+            .filter_map(|i| Some((i.id.clone(), Arc::new(Principal::new(i)?))))
+            .collect();
+        Arc::new(Gateway {
+            policy: Arc::new(parts.policy),
+            principals,
+            identities: parts.identities,
+            store: parts.store,
+            signer: parts.signer,
+            wakeups: Wakeups::default(),
+            sweeper: Notify::new(),
+            metrics: Metrics::new(),
+            clock: parts.clock,
+            review_ttl: parts.review_ttl,
+            grant_ttl: parts.grant_ttl,
+        })
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The identities.
+    pub fn identities(&self) -> &Identities {
+        &self.identities
+    }
+
+    /// The grant signer (for `GET /v1/keys`).
+    pub fn signer(&self) -> &GrantSigner {
+        &self.signer
+    }
+
+    /// The loaded policy set.
+    pub fn policy(&self) -> &PolicyEngine {
+        &self.policy
+    }
+
+    fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    fn principal(&self, who: &Identity) -> Result<Arc<Principal>, GatewayError> {
+        if let Some(p) = self.principals.get(&who.id) {
+            return Ok(p.clone());
+        }
+        Principal::new(who)
+            .map(Arc::new)
+            .ok_or_else(|| GatewayError::Invalid("identity cannot be used in policy".into()))
+    }
+
+    fn view(&self, who: &Identity, record: ActionRecord) -> ActionView {
+        let now = self.now();
+        let grant_token = record
+            .grant
+            .as_ref()
+            .filter(|g| who.id == record.requester && g.redeemed_at.is_none())
+            .filter(|g| now < g.expires_at)
+            .filter(|_| matches!(record.status, Status::Allowed | Status::Approved))
+            .map(|g| self.signer.sign(&record.id, g));
+        ActionView {
+            record,
+            grant_token,
+        }
+    }
+
+    /// Whether `who` may see `record`: its requester, the human it acts for, or any human
+    /// (reviewers need to see what they are asked about; agents see only their own).
+    fn may_see(who: &Identity, record: &ActionRecord) -> bool {
+        who.id == record.requester
+            || record.on_behalf_of.as_deref() == Some(who.id.as_str())
+            || who.kind == IdentityKind::Human
+    }
+
+    /// Evaluates policy for a hypothetical request (no store access).
+    pub fn decide(
+        &self,
+        who: &Identity,
+        spec: &ActionSpec,
+        justification: &str,
+    ) -> Result<Decision, GatewayError> {
+        let principal = self.principal(who)?;
+        let risk = BTreeSet::new();
+        Ok(self.policy.decide(PolicyRequest {
+            principal: &principal,
+            spec,
+            justification,
+            risk: &risk,
+        }))
+    }
+
+    /// Submits an action: policy decides, the record is durably stored, then the answer returns.
+    /// A repeated idempotency key returns the first record (and never opens a second review).
+    pub async fn submit(
+        &self,
+        who: &Identity,
+        sub: Submission,
+    ) -> Result<(ActionView, bool), GatewayError> {
+        let spec = ActionSpec::new(
+            sub.action,
+            sub.resource,
+            sub.environment.unwrap_or_default(),
+            sub.params,
+        )
+        .map_err(|e| GatewayError::Invalid(e.to_string()))?;
+        if let Some(h) = &sub.on_behalf_of {
+            match self.identities.get(h) {
+                Some(ident) if ident.kind == IdentityKind::Human => {}
+                _ => {
+                    return Err(GatewayError::Invalid(format!(
+                        "`on_behalf_of` must name a known human; `{h}` is not one"
+                    )))
+                }
+            }
+        }
+        let justification = sub.justification.unwrap_or_default();
+        let decision = self.decide(who, &spec, &justification)?;
+        let now = self.now();
+        let (record, events) = ActionRecord::submit(
+            who,
+            NewAction {
+                id: new_id(),
+                grant_jti: new_id(),
+                spec,
+                justification,
+                on_behalf_of: sub.on_behalf_of,
+                idempotency_key: sub.idempotency_key,
+                decision,
+                default_review_ttl: self.review_ttl,
+                grant_ttl: self.grant_ttl,
+            },
+            now,
+        )?;
+        let digest = record.digest;
+        match self.store.insert(record, events).await? {
+            Inserted::Created(record) => {
+                self.metrics
+                    .decisions
+                    .get_or_create(&EffectLabel {
+                        effect: record.decision.effect.as_str().to_string(),
+                    })
+                    .inc();
+                if record.decision.effect == Effect::Review {
+                    self.metrics.reviews_open.inc();
+                    self.sweeper.notify_one();
+                }
+                Ok((self.view(who, record), true))
+            }
+            Inserted::Existing(record) if record.submitted_digest == digest => {
+                Ok((self.view(who, record), false))
+            }
+            Inserted::Existing(_) => Err(GatewayError::IdempotencyConflict),
+        }
+    }
+
+    /// Reads an action.
+    pub async fn get(&self, who: &Identity, id: &str) -> Result<ActionView, GatewayError> {
+        let record = self.store.get(id).await?.ok_or(GatewayError::NotFound)?;
+        if !Self::may_see(who, &record) {
+            return Err(GatewayError::NotFound);
+        }
+        Ok(self.view(who, record))
+    }
+
+    /// Reads an action, waiting up to `wait` for it to leave `pending`. Released by the change
+    /// itself (not a polling tick).
+    pub async fn wait(
+        &self,
+        who: &Identity,
+        id: &str,
+        wait: Duration,
+    ) -> Result<ActionView, GatewayError> {
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        let sub = self.wakeups.subscribe(id);
+        loop {
+            let notified = sub.notify().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let view = self.get(who, id).await?;
+            if view.record.status != Status::Pending {
+                return Ok(view);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(view);
+            }
+        }
+    }
+
+    /// Open reviews `who` could vote on now (not their own; they are an approver).
+    pub async fn reviews(
+        &self,
+        who: &Identity,
+        statuses: Vec<Status>,
+        limit: usize,
+    ) -> Result<Vec<ActionView>, GatewayError> {
+        let statuses = if statuses.is_empty() {
+            vec![Status::Pending]
+        } else {
+            statuses
+        };
+        let records = self
+            .store
+            .list(ListFilter {
+                statuses,
+                limit: 10_000,
+            })
+            .await?;
+        Ok(records
+            .into_iter()
+            .filter(|r| {
+                r.requester != who.id
+                    && r.on_behalf_of.as_deref() != Some(who.id.as_str())
+                    && r.review.as_ref().is_some_and(|rv| {
+                        rv.requirements.iter().any(|req| req.approvers.admits(who))
+                    })
+            })
+            .take(limit)
+            .map(|r| self.view(who, r))
+            .collect())
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        now: Timestamp,
+        f: countersign_store::Transition,
+    ) -> Result<(ActionRecord, Vec<Event>), GatewayError> {
+        let (record, events) = self.store.update(id, now, f).await.map_err(|e| match e {
+            UpdateError::NotFound => GatewayError::NotFound,
+            UpdateError::Domain(d) => GatewayError::Domain(d),
+            UpdateError::Store(s) => GatewayError::Store(s),
+        })?;
+        if !events.is_empty() {
+            self.observe(&record, &events, now);
+            self.wakeups.wake(id);
+        }
+        Ok((record, events))
+    }
+
+    fn observe(&self, record: &ActionRecord, events: &[Event], now: Timestamp) {
+        let closed = events.iter().any(|e| {
+            matches!(
+                e,
+                Event::Approved { .. } | Event::Rejected { .. } | Event::Expired
+            ) || (matches!(e, Event::Cancelled { .. }) && record.review.is_some()
+                && record.grant.is_none())
+        });
+        if closed && record.decision.effect == Effect::Review {
+            self.metrics.reviews_open.dec();
+            let secs = (now.millis() - record.created_at.millis()).max(0) as f64 / 1000.0;
+            self.metrics.time_to_decision.observe(secs);
+        }
+    }
+
+    /// A reviewer votes. Every rule (humans only, no self-approval, approvers at the moment of
+    /// the vote, one vote per digest, one deny rejects, modify = new digest that policy must not
+    /// deny) is enforced by the core inside the store's transaction.
+    pub async fn vote(
+        &self,
+        who: &Identity,
+        id: &str,
+        ballot: Ballot,
+    ) -> Result<ActionView, GatewayError> {
+        let now = self.now();
+        let voter = who.clone();
+        let jti = new_id();
+        let ttl = self.grant_ttl;
+        let policy = self.policy.clone();
+        let principals = self.principals.clone();
+        let identities: HashMap<String, Identity> = self
+            .identities
+            .all()
+            .map(|i| (i.id.clone(), (**i).clone()))
+            .collect();
+        let (record, _) = self
+            .transition(
+                id,
+                now,
+                Box::new(move |rec| {
+                    let requester = rec.requester.clone();
+                    let justification = rec.justification.clone();
+                    rec.vote(&voter, ballot, now, jti, ttl, |spec| {
+                        let principal = principals.get(&requester).cloned().or_else(|| {
+                            identities.get(&requester).and_then(Principal::new).map(Arc::new)
+                        });
+                        let Some(principal) = principal else {
+                            return Some("the requester is no longer known".into());
+                        };
+                        let risk = BTreeSet::new();
+                        let d = policy.decide(PolicyRequest {
+                            principal: &principal,
+                            spec,
+                            justification: &justification,
+                            risk: &risk,
+                        });
+                        (d.effect == Effect::Deny).then(|| d.reason.unwrap_or_default())
+                    })
+                }),
+            )
+            .await?;
+        Ok(self.view(who, record))
+    }
+
+    /// The requester answers a reviewer's question.
+    pub async fn answer(
+        &self,
+        who: &Identity,
+        id: &str,
+        answer: String,
+    ) -> Result<ActionView, GatewayError> {
+        let now = self.now();
+        let me = who.clone();
+        let (record, _) = self
+            .transition(id, now, Box::new(move |rec| rec.answer(&me, answer, now)))
+            .await?;
+        Ok(self.view(who, record))
+    }
+
+    /// The requester cancels.
+    pub async fn cancel(&self, who: &Identity, id: &str) -> Result<ActionView, GatewayError> {
+        let now = self.now();
+        let me = who.clone();
+        let (record, _) = self
+            .transition(id, now, Box::new(move |rec| rec.cancel(&me, now)))
+            .await?;
+        Ok(self.view(who, record))
+    }
+
+    /// Redeems a grant token, once.
+    pub async fn redeem(&self, who: &Identity, token: &str) -> Result<Redeemed, GatewayError> {
+        let (claims, digest) = self
+            .signer
+            .verify(token)
+            .map_err(|_| GatewayError::Domain(DomainError::GrantMismatch))?;
+        let now = self.now();
+        let me = who.clone();
+        let jti = claims.jti.clone();
+        let (record, _) = self
+            .transition(
+                &claims.action_id,
+                now,
+                Box::new(move |rec| rec.redeem(&me, &jti, &digest, now)),
+            )
+            .await
+            .map_err(|e| match e {
+                GatewayError::NotFound => GatewayError::Domain(DomainError::GrantMismatch),
+                other => other,
+            })?;
+        Ok(Redeemed {
+            action_id: record.id,
+            digest: record.digest.to_string(),
+            spec: record.spec,
+        })
+    }
+
+    /// The executor reports the result.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn report(
+        &self,
+        who: &Identity,
+        id: &str,
+        outcome: Outcome,
+        exit_code: Option<i32>,
+        output_sha256: Option<String>,
+        detail: Option<String>,
+    ) -> Result<ActionView, GatewayError> {
+        if let Some(h) = &output_sha256 {
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(GatewayError::Invalid(
+                    "`output_sha256` must be 64 hex digits".into(),
+                ));
+            }
+        }
+        let now = self.now();
+        let me = who.clone();
+        let (record, _) = self
+            .transition(
+                id,
+                now,
+                Box::new(move |rec| {
+                    rec.report(&me, outcome, exit_code, output_sha256, detail, now)
+                }),
+            )
+            .await?;
+        Ok(self.view(who, record))
+    }
+
+    /// Records `expired` on every open review past its deadline. Returns how many expired.
+    pub async fn expire_due(&self) -> Result<usize, GatewayError> {
+        let now = self.now();
+        let due = self.store.due_for_expiry(now, 1000).await?;
+        let mut n = 0;
+        for id in due {
+            let (_, events) = self
+                .transition(&id, now, Box::new(move |rec| Ok(rec.expire(now))))
+                .await?;
+            n += usize::from(!events.is_empty());
+        }
+        Ok(n)
+    }
+
+    /// Runs the expiry sweeper until the process ends: sleeps until the earliest deadline (at
+    /// most a second), or until a new review opens.
+    pub async fn run_sweeper(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.expire_due().await {
+                tracing::warn!(error = %e, "expiry sweep failed; retrying");
+            }
+            let now = self.now();
+            let sleep = match self.store.next_expiry().await {
+                Ok(Some(t)) => Duration::from_millis((t.millis() - now.millis()).clamp(0, 1000) as u64),
+                _ => Duration::from_secs(1),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.sweeper.notified() => {}
+            }
+        }
+    }
+
+    /// Counts open reviews at start, so the gauge is right after a restart.
+    pub async fn init_metrics(&self) -> Result<(), StoreError> {
+        let open = self
+            .store
+            .list(ListFilter {
+                statuses: vec![Status::Pending, Status::NeedsClarification],
+                limit: usize::MAX >> 1,
+            })
+            .await?;
+        self.metrics.reviews_open.set(open.len() as i64);
+        Ok(())
+    }
+}

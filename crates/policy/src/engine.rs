@@ -1,0 +1,309 @@
+//! The policy engine: one Cedar policy set, sliced by action name, plus each policy's role.
+
+use cedar_policy::{
+    ActionConstraint, Authorizer, Decision as CedarDecision, Entities, EntityUid, PolicyId,
+    PolicySet, Request,
+};
+use countersign_core::{
+    ActionSpec, Approvers, Decision, Effect, Identity, Quorum, Requirement,
+};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::convert;
+use crate::load::{parse_sources, read_dir, LoadError, Loaded, Problem};
+use crate::rules::Rule;
+
+/// What happens when no policy matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultEffect {
+    /// Deny (the default).
+    Deny,
+    /// Ask these approvers.
+    Review {
+        /// Who may approve.
+        approvers: Approvers,
+        /// How many distinct people must.
+        quorum: Quorum,
+    },
+}
+
+/// A principal prepared for evaluation. Build it once per identity and reuse it.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    uid: EntityUid,
+    entities: Entities,
+}
+
+impl Principal {
+    /// Prepares `who` (its entity, kind, email and groups) for Cedar. `None` only if the id or a
+    /// group name cannot be represented, which validated configuration rules out.
+    pub fn new(who: &Identity) -> Option<Principal> {
+        let (uid, entities) = convert::principal_entities(who)?;
+        Some(Principal { uid, entities })
+    }
+}
+
+/// A request to evaluate.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyRequest<'a> {
+    /// Who asks.
+    pub principal: &'a Principal,
+    /// What would run.
+    pub spec: &'a ActionSpec,
+    /// The agent's justification.
+    pub justification: &'a str,
+    /// Risk tags from analyzers.
+    pub risk: &'a BTreeSet<String>,
+}
+
+/// A decision plus any policy evaluation errors (a policy that errors does not apply, as in Cedar).
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// The decision.
+    pub decision: Decision,
+    /// `policy id: error` for each policy that failed to evaluate.
+    pub errors: Vec<String>,
+}
+
+/// A loaded, validated policy set.
+#[derive(Debug)]
+pub struct PolicyEngine {
+    full: PolicySet,
+    /// Policies whose action scope names this action (plus the open-scope ones).
+    slices: HashMap<String, Arc<PolicySet>>,
+    /// Policies with an open action scope: the slice for any action not named anywhere.
+    open: Arc<PolicySet>,
+    rules: HashMap<PolicyId, Rule>,
+    default: DefaultEffect,
+    hash: String,
+    count: usize,
+}
+
+impl PolicyEngine {
+    /// Loads every `*.cedar` file in `dir`.
+    pub fn load_dir(dir: &Path, default: DefaultEffect) -> Result<Self, LoadError> {
+        Self::from_sources(&read_dir(dir)?, default)
+    }
+
+    /// Builds an engine from `(name, text)` sources.
+    pub fn from_sources(
+        sources: &[(String, String)],
+        default: DefaultEffect,
+    ) -> Result<Self, LoadError> {
+        let loaded = parse_sources(sources)?;
+        let mut hasher = Sha256::new();
+        for (name, text) in sources {
+            hasher.update((name.len() as u64).to_be_bytes());
+            hasher.update(name.as_bytes());
+            hasher.update((text.len() as u64).to_be_bytes());
+            hasher.update(text.as_bytes());
+        }
+        let hash = format!("sha256:{}", hex::encode(hasher.finalize()));
+        Self::build(loaded, default, hash)
+    }
+
+    fn build(loaded: Vec<Loaded>, default: DefaultEffect, hash: String) -> Result<Self, LoadError> {
+        let invalid = |message: String| {
+            LoadError::Invalid(vec![Problem {
+                file: "<policies>".into(),
+                line: 0,
+                column: 0,
+                message,
+            }])
+        };
+        let count = loaded.len();
+        let mut full = PolicySet::new();
+        let mut open = PolicySet::new();
+        let mut named: HashMap<String, Vec<cedar_policy::Policy>> = HashMap::new();
+        let mut rules = HashMap::new();
+        for Loaded { policy, rule } in loaded {
+            rules.insert(policy.id().clone(), rule);
+            match policy.action_constraint() {
+                ActionConstraint::Eq(a) => named
+                    .entry(a.id().unescaped().to_string())
+                    .or_default()
+                    .push(policy.clone()),
+                ActionConstraint::In(list) => {
+                    for a in list {
+                        named
+                            .entry(a.id().unescaped().to_string())
+                            .or_default()
+                            .push(policy.clone());
+                    }
+                }
+                ActionConstraint::Any => open
+                    .add(policy.clone())
+                    .map_err(|e| invalid(e.to_string()))?,
+            }
+            full.add(policy).map_err(|e| invalid(e.to_string()))?;
+        }
+        let mut slices = HashMap::new();
+        for (action, policies) in named {
+            let mut slice = open.clone();
+            for p in policies {
+                if slice.policy(p.id()).is_none() {
+                    slice.add(p).map_err(|e| invalid(e.to_string()))?;
+                }
+            }
+            slices.insert(action, Arc::new(slice));
+        }
+        Ok(PolicyEngine {
+            full,
+            slices,
+            open: Arc::new(open),
+            rules,
+            default,
+            hash,
+            count,
+        })
+    }
+
+    /// `sha256:<hex>` over the file names and texts, for the audit trail.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Number of policies.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there are no policies.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Decides, evaluating only the slice of policies that can match the action.
+    pub fn decide(&self, req: PolicyRequest<'_>) -> Decision {
+        self.evaluate(req).decision
+    }
+
+    /// Decides and reports policy evaluation errors.
+    pub fn evaluate(&self, req: PolicyRequest<'_>) -> Evaluation {
+        let slice = self
+            .slices
+            .get(&req.spec.action)
+            .unwrap_or(&self.open)
+            .as_ref();
+        self.evaluate_with(req, slice)
+    }
+
+    /// Decides against the whole policy set, without slicing. Only for tests and tooling: it is
+    /// what slicing must always agree with.
+    pub fn evaluate_unsliced(&self, req: PolicyRequest<'_>) -> Evaluation {
+        self.evaluate_with(req, &self.full)
+    }
+
+    fn evaluate_with(&self, req: PolicyRequest<'_>, set: &PolicySet) -> Evaluation {
+        let fail = |msg: String| Evaluation {
+            decision: Decision::deny(Vec::new(), msg.clone()),
+            errors: vec![msg],
+        };
+        let Some(action) = convert::uid("Action", &req.spec.action) else {
+            return fail("the action name cannot be represented in Cedar".into());
+        };
+        let Some(resource) = convert::uid("Resource", &req.spec.resource) else {
+            return fail("the resource cannot be represented in Cedar".into());
+        };
+        let Some(context) = convert::context(
+            &req.spec.environment,
+            req.risk,
+            &req.spec.params,
+            req.justification,
+        ) else {
+            return fail("the parameters cannot be represented in Cedar".into());
+        };
+        let request = match Request::new(req.principal.uid.clone(), action, resource, context, None)
+        {
+            Ok(r) => r,
+            Err(e) => return fail(format!("invalid policy request: {e}")),
+        };
+        let response = Authorizer::new().is_authorized(&request, set, &req.principal.entities);
+        let errors = response
+            .diagnostics()
+            .errors()
+            .map(ToString::to_string)
+            .collect();
+        let mut matched: Vec<&PolicyId> = response.diagnostics().reason().collect();
+        matched.sort();
+        let decision = match response.decision() {
+            CedarDecision::Deny if matched.is_empty() => self.default_decision(),
+            CedarDecision::Deny => {
+                let reasons: Vec<&str> = matched
+                    .iter()
+                    .filter_map(|id| match self.rules.get(*id) {
+                        Some(Rule::Forbid { reason }) => reason.as_deref(),
+                        _ => None,
+                    })
+                    .collect();
+                let reason = if reasons.is_empty() {
+                    "forbidden by policy".to_string()
+                } else {
+                    reasons.join("; ")
+                };
+                Decision::deny(matched.iter().map(ToString::to_string).collect(), reason)
+            }
+            CedarDecision::Allow => self.allow_or_review(&matched),
+        };
+        Evaluation { decision, errors }
+    }
+
+    fn allow_or_review(&self, matched: &[&PolicyId]) -> Decision {
+        let mut requirements = Vec::new();
+        let mut reasons = Vec::new();
+        let mut ttl: Option<Duration> = None;
+        let mut policies = Vec::new();
+        for id in matched {
+            if let Some(Rule::Review {
+                approvers,
+                quorum,
+                ttl: rule_ttl,
+                reason,
+            }) = self.rules.get(*id)
+            {
+                policies.push(id.to_string());
+                requirements.push(Requirement {
+                    policy: id.to_string(),
+                    approvers: approvers.clone(),
+                    quorum: *quorum,
+                });
+                reasons.extend(reason.clone());
+                ttl = match (ttl, rule_ttl) {
+                    (Some(a), Some(b)) => Some(a.min(*b)),
+                    (a, b) => a.or(*b),
+                };
+            }
+        }
+        if requirements.is_empty() {
+            return Decision::allow(matched.iter().map(ToString::to_string).collect());
+        }
+        Decision {
+            effect: Effect::Review,
+            policies,
+            reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
+            requirements,
+            review_ttl: ttl,
+        }
+    }
+
+    fn default_decision(&self) -> Decision {
+        match &self.default {
+            DefaultEffect::Deny => Decision::deny(Vec::new(), "no policy permits this action"),
+            DefaultEffect::Review { approvers, quorum } => Decision {
+                effect: Effect::Review,
+                policies: Vec::new(),
+                reason: Some("no policy matched; the default is to ask for review".into()),
+                requirements: vec![Requirement {
+                    policy: "default".into(),
+                    approvers: approvers.clone(),
+                    quorum: *quorum,
+                }],
+                review_ttl: None,
+            },
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! What each policy means to countersign: permit, review rule or forbid, read from annotations.
+
+use cedar_policy::{Effect as CedarEffect, Policy};
+use countersign_core::{Approvers, Quorum};
+use std::time::Duration;
+
+/// One policy's role.
+#[derive(Debug, Clone)]
+pub(crate) enum Rule {
+    Permit,
+    Review {
+        approvers: Approvers,
+        quorum: Quorum,
+        ttl: Option<Duration>,
+        reason: Option<String>,
+    },
+    Forbid {
+        reason: Option<String>,
+    },
+}
+
+/// An annotation problem: the annotation text to point at, and what is wrong.
+pub(crate) struct AnnotationProblem {
+    pub needle: String,
+    pub message: String,
+}
+
+const KNOWN: [&str; 6] = ["id", "effect", "approvers", "quorum", "ttl", "reason"];
+
+pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
+    let problem = |key: &str, message: String| AnnotationProblem {
+        needle: format!("@{key}"),
+        message,
+    };
+    for (key, _) in p.annotations() {
+        if !KNOWN.contains(&key) {
+            return Err(problem(
+                key,
+                format!("unknown annotation @{key}; known: @{}", KNOWN.join(", @")),
+            ));
+        }
+    }
+    let reason = p.annotation("reason").map(str::to_string);
+    let effect = p.annotation("effect");
+    match (p.effect(), effect) {
+        (CedarEffect::Forbid, None) => Ok(Rule::Forbid { reason }),
+        (CedarEffect::Forbid, Some(_)) => Err(problem(
+            "effect",
+            "@effect belongs on a permit; a forbid always denies".into(),
+        )),
+        (CedarEffect::Permit, None) => {
+            for key in ["approvers", "quorum", "ttl"] {
+                if p.annotation(key).is_some() {
+                    return Err(problem(
+                        key,
+                        format!("@{key} only makes sense with @effect(\"review\")"),
+                    ));
+                }
+            }
+            Ok(Rule::Permit)
+        }
+        (CedarEffect::Permit, Some("review")) => {
+            let approvers = p
+                .annotation("approvers")
+                .ok_or_else(|| {
+                    problem(
+                        "effect",
+                        "a review rule needs @approvers(\"group:NAME, human:ID\")".into(),
+                    )
+                })?
+                .parse::<Approvers>()
+                .map_err(|e| problem("approvers", e.to_string()))?;
+            let quorum = match p.annotation("quorum") {
+                None => Quorum::ONE,
+                Some(q) => q.parse().map_err(|e| problem("quorum", format!("{e}")))?,
+            };
+            let ttl = match p.annotation("ttl") {
+                None => None,
+                Some(t) => Some(humantime::parse_duration(t).map_err(|e| {
+                    problem("ttl", format!("`{t}` is not a duration like 30m: {e}"))
+                })?),
+            };
+            Ok(Rule::Review {
+                approvers,
+                quorum,
+                ttl,
+                reason,
+            })
+        }
+        (CedarEffect::Permit, Some(other)) => Err(problem(
+            "effect",
+            format!("@effect(\"{other}\") is unknown; the only effect is \"review\""),
+        )),
+    }
+}
