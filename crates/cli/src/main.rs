@@ -1,1 +1,50 @@
-fn main() {}
+//! `countersign`: the gateway server, operator commands and the CLI client in one binary.
+
+mod client;
+mod operator;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Action-level human approvals for AI agents.
+#[derive(Parser)]
+#[command(name = "countersign", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(operator::ServeArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(operator::KeysCommand),
+    /// Check and try policies.
+    #[command(subcommand)]
+    Policy(operator::PolicyCommand),
+    #[command(flatten)]
+    Client(client::ClientCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("countersign: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match cli.command {
+        Command::Serve(args) => runtime.block_on(operator::serve(args)),
+        Command::Keys(cmd) => operator::keys(cmd),
+        Command::Policy(cmd) => operator::policy(cmd),
+        Command::Client(cmd) => runtime.block_on(client::run(cmd)),
+    };
+    ExitCode::from(code)
+}

@@ -388,7 +388,7 @@ impl DomainError {
             DomainError::NotAnApprover(_) => "not_an_approver",
             DomainError::NotRequester => "not_requester",
             DomainError::NotPending(_) => "not_pending",
-            DomainError::ReviewExpired => "review_expired",
+            DomainError::ReviewExpired => "not_pending",
             DomainError::AlreadyVoted => "already_voted",
             DomainError::BadModification(_) | DomainError::ModificationUnchanged => {
                 "invalid_request"

@@ -1,0 +1,79 @@
+//! Typed input: the authenticated caller, and JSON bodies with precise errors.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use countersign_core::Identity;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The authenticated caller.
+pub struct Caller(pub Arc<Identity>);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(ApiError::unauthenticated)?;
+        state
+            .gateway
+            .identities()
+            .authenticate(token)
+            .map(Caller)
+            .ok_or_else(ApiError::unauthenticated)
+    }
+}
+
+/// A JSON body of type `T`: 413 `payload_too_large` over [`MAX_BODY`], 415 for a non-JSON content
+/// type, 400 `invalid_request` naming the field and position otherwise.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        if let Some(ct) = &content_type {
+            let mime = ct.split(';').next().unwrap_or("").trim();
+            if mime != "application/json" && !mime.ends_with("+json") {
+                return Err(ApiError {
+                    code: "unsupported_media_type",
+                    message: format!("send `Content-Type: application/json`, not `{mime}`"),
+                });
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError {
+                    code: "payload_too_large",
+                    message: format!("the body is over the {MAX_BODY}-byte limit"),
+                }
+            } else {
+                ApiError::invalid(format!("cannot read the body: {e}"))
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+    }
+}

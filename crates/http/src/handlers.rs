@@ -1,0 +1,294 @@
+//! One handler per endpoint: extract typed input, call the gateway, shape the output.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use countersign_core::{Ballot, Outcome, Status};
+use countersign_gateway::{ActionView, Submission};
+use serde::Deserialize;
+use serde_json::Value;
+use std::time::Duration;
+
+use crate::error::ApiError;
+use crate::extract::{Caller, JsonBody};
+use crate::views::ActionJson;
+use crate::AppState;
+
+fn action_response(status: StatusCode, view: &ActionView) -> Response {
+    (status, Json(ActionJson::new(view))).into_response()
+}
+
+fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.len() > max => Err(ApiError::invalid(format!(
+            "`{field}` is longer than {max} bytes"
+        ))),
+        other => Ok(other),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubmitBody {
+    action: String,
+    resource: String,
+    environment: Option<String>,
+    params: Option<Value>,
+    justification: Option<String>,
+    on_behalf_of: Option<String>,
+}
+
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SubmitBody>,
+) -> Result<Response, ApiError> {
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    ApiError::invalid("`Idempotency-Key` must be 1-255 visible ASCII characters")
+                })?;
+            Some(key.to_string())
+        }
+    };
+    let submission = Submission {
+        action: body.action,
+        resource: body.resource,
+        environment: body.environment,
+        params: body.params,
+        justification: bounded("justification", body.justification, 16 * 1024)?,
+        on_behalf_of: body.on_behalf_of,
+        idempotency_key,
+    };
+    let (view, created) = state.gateway.submit(&who, submission).await?;
+    let mut resp = action_response(StatusCode::CREATED, &view);
+    if !created {
+        resp.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GetQuery {
+    wait: Option<String>,
+}
+
+pub(crate) async fn get_action(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Query(q): Query<GetQuery>,
+) -> Result<Response, ApiError> {
+    let view = match q.wait {
+        None => state.gateway.get(&who, &id).await?,
+        Some(w) => {
+            let secs: f64 = w
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| ApiError::invalid("`wait` is a number of seconds, 0 to 60"))?;
+            let wait = Duration::from_secs_f64(secs.min(countersign_gateway::MAX_WAIT.as_secs_f64()));
+            state.gateway.wait(&who, &id, wait).await?
+        }
+    };
+    Ok(action_response(StatusCode::OK, &view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReviewsQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn list_reviews(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Query(q): Query<ReviewsQuery>,
+) -> Result<Response, ApiError> {
+    let mut statuses = Vec::new();
+    for s in q.status.as_deref().unwrap_or("pending").split(',') {
+        let st = Status::parse(s.trim())
+            .ok_or_else(|| ApiError::invalid(format!("unknown status `{s}`")))?;
+        statuses.push(st);
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let views = state.gateway.reviews(&who, statuses, limit).await?;
+    let items: Vec<ActionJson<'_>> = views.iter().map(ActionJson::new).collect();
+    Ok(Json(serde_json::json!({ "reviews": items })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum VerdictBody {
+    Approve,
+    Deny,
+    Modify,
+    Clarify,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VoteBody {
+    verdict: VerdictBody,
+    comment: Option<String>,
+    params: Option<Value>,
+    question: Option<String>,
+}
+
+pub(crate) async fn vote(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<VoteBody>,
+) -> Result<Response, ApiError> {
+    let comment = bounded("comment", body.comment, 4096)?;
+    let ballot = match body.verdict {
+        VerdictBody::Approve | VerdictBody::Deny if body.params.is_some() => {
+            return Err(ApiError::invalid("`params` goes with `modify` only"))
+        }
+        VerdictBody::Approve => Ballot::Approve { comment },
+        VerdictBody::Deny => Ballot::Deny { comment },
+        VerdictBody::Modify => Ballot::Modify {
+            params: body
+                .params
+                .ok_or_else(|| ApiError::invalid("`modify` needs `params`: the new parameters"))?,
+            comment,
+        },
+        VerdictBody::Clarify => Ballot::Clarify {
+            question: bounded("question", body.question.or(comment), 4096)?
+                .filter(|q| !q.trim().is_empty())
+                .ok_or_else(|| ApiError::invalid("`clarify` needs a `question`"))?,
+        },
+    };
+    let view = state.gateway.vote(&who, &id, ballot).await?;
+    Ok(action_response(StatusCode::OK, &view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AnswerBody {
+    answer: String,
+}
+
+pub(crate) async fn answer(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<AnswerBody>,
+) -> Result<Response, ApiError> {
+    let answer = bounded("answer", Some(body.answer), 16 * 1024)?.unwrap_or_default();
+    let view = state.gateway.answer(&who, &id, answer).await?;
+    Ok(action_response(StatusCode::OK, &view))
+}
+
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = state.gateway.cancel(&who, &id).await?;
+    Ok(action_response(StatusCode::OK, &view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedeemBody {
+    token: String,
+}
+
+pub(crate) async fn redeem(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    JsonBody(body): JsonBody<RedeemBody>,
+) -> Result<Response, ApiError> {
+    let r = state.gateway.redeem(&who, &body.token).await?;
+    Ok(Json(serde_json::json!({
+        "action_id": r.action_id,
+        "digest": r.digest,
+        "action": r.spec.action,
+        "resource": r.spec.resource,
+        "environment": r.spec.environment,
+        "params": r.spec.params,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum OutcomeBody {
+    Succeeded,
+    Failed,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResultBody {
+    outcome: OutcomeBody,
+    exit_code: Option<i32>,
+    output_sha256: Option<String>,
+    detail: Option<String>,
+}
+
+pub(crate) async fn report(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ResultBody>,
+) -> Result<Response, ApiError> {
+    let outcome = match body.outcome {
+        OutcomeBody::Succeeded => Outcome::Succeeded,
+        OutcomeBody::Failed => Outcome::Failed,
+    };
+    let detail = bounded("detail", body.detail, 16 * 1024)?;
+    let view = state
+        .gateway
+        .report(&who, &id, outcome, body.exit_code, body.output_sha256, detail)
+        .await?;
+    Ok(action_response(StatusCode::OK, &view))
+}
+
+pub(crate) async fn keys(State(state): State<AppState>) -> Response {
+    Json(state.gateway.signer().jwks()).into_response()
+}
+
+pub(crate) async fn healthz() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.gateway.metrics().render(),
+    )
+        .into_response()
+}
+
+pub(crate) async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::OPENAPI,
+    )
+        .into_response()
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError {
+        code: "not_found",
+        message: "no such endpoint; see GET /openapi.json".into(),
+    }
+}
