@@ -14,7 +14,12 @@ use std::time::{Duration, Instant};
 #[derive(Args, Clone)]
 pub struct Conn {
     /// Gateway URL.
-    #[arg(long, env = "COUNTERSIGN_URL", default_value = "http://127.0.0.1:8760", global = true)]
+    #[arg(
+        long,
+        env = "COUNTERSIGN_URL",
+        default_value = "http://127.0.0.1:8760",
+        global = true
+    )]
     url: String,
     /// Bearer token.
     #[arg(long, env = "COUNTERSIGN_TOKEN", hide_env_values = true, global = true)]
@@ -196,7 +201,10 @@ impl Client {
             Ok(value)
         } else {
             Err(ClientError::Api {
-                code: value["error"]["code"].as_str().unwrap_or("error").to_string(),
+                code: value["error"]["code"]
+                    .as_str()
+                    .unwrap_or("error")
+                    .to_string(),
                 message: value["error"]["message"].as_str().unwrap_or("").to_string(),
             })
         }
@@ -207,13 +215,15 @@ impl Client {
     }
 
     async fn post(&self, path: &str, body: Value) -> Result<Value, ClientError> {
-        self.call(reqwest::Method::POST, path, Some(body), &[]).await
+        self.call(reqwest::Method::POST, path, Some(body), &[])
+            .await
     }
 }
 
 fn parse_json(flag: &str, text: Option<String>) -> Result<Option<Value>, ClientError> {
     text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| ClientError::Usage(format!("{flag}: invalid JSON: {e}")))
+        serde_json::from_str(&t)
+            .map_err(|e| ClientError::Usage(format!("{flag}: invalid JSON: {e}")))
     })
     .transpose()
 }
@@ -230,11 +240,21 @@ fn status_line(v: &Value, left: Duration) -> String {
     let review = &v["review"];
     let got: u64 = review["requirements"]
         .as_array()
-        .map(|r| r.iter().filter_map(|q| q["approvals"].as_u64()).min().unwrap_or(0))
+        .map(|r| {
+            r.iter()
+                .filter_map(|q| q["approvals"].as_u64())
+                .min()
+                .unwrap_or(0)
+        })
         .unwrap_or(0);
     let approvers = review["approvers"]
         .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .unwrap_or_default();
     format!(
         "{status}: waiting for {approvers} ({got}/{} approvals), {}s left",
@@ -273,7 +293,10 @@ async fn wait_for(client: &Client, first: Value, secs: u64) -> Result<u8, Client
     let live = std::io::stderr().is_terminal();
     let mut current = first;
     let mut last_line = String::new();
-    while matches!(current["status"].as_str(), Some("pending" | "needs_clarification")) {
+    while matches!(
+        current["status"].as_str(),
+        Some("pending" | "needs_clarification")
+    ) {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = status_line(&current, left);
         if live {
@@ -330,7 +353,11 @@ async fn dispatch(cmd: ClientCommand) -> Result<u8, ClientError> {
                 Some(secs) => wait_for(&client, v, secs).await,
                 None => {
                     print(&v);
-                    Ok(if v["status"] == "pending" { 0 } else { verdict(&v) })
+                    Ok(if v["status"] == "pending" {
+                        0
+                    } else {
+                        verdict(&v)
+                    })
                 }
             }
         }
@@ -362,35 +389,59 @@ async fn dispatch(cmd: ClientCommand) -> Result<u8, ClientError> {
                 Some(p) => json!({"verdict": "modify", "params": p, "comment": comment}),
                 None => json!({"verdict": "approve", "comment": comment}),
             };
-            print(&client.post(&format!("/v1/reviews/{id}/votes"), body).await?);
+            print(
+                &client
+                    .post(&format!("/v1/reviews/{id}/votes"), body)
+                    .await?,
+            );
             Ok(0)
         }
         ClientCommand::Deny { id, comment, conn } => {
             let client = Client::new(&conn)?;
             let body = json!({"verdict": "deny", "comment": comment});
-            print(&client.post(&format!("/v1/reviews/{id}/votes"), body).await?);
+            print(
+                &client
+                    .post(&format!("/v1/reviews/{id}/votes"), body)
+                    .await?,
+            );
             Ok(0)
         }
         ClientCommand::Ask { id, question, conn } => {
             let client = Client::new(&conn)?;
             let body = json!({"verdict": "clarify", "question": question});
-            print(&client.post(&format!("/v1/reviews/{id}/votes"), body).await?);
+            print(
+                &client
+                    .post(&format!("/v1/reviews/{id}/votes"), body)
+                    .await?,
+            );
             Ok(0)
         }
         ClientCommand::Answer { id, answer, conn } => {
             let client = Client::new(&conn)?;
             let body = json!({ "answer": answer });
-            print(&client.post(&format!("/v1/actions/{id}/answer"), body).await?);
+            print(
+                &client
+                    .post(&format!("/v1/actions/{id}/answer"), body)
+                    .await?,
+            );
             Ok(0)
         }
         ClientCommand::Cancel { id, conn } => {
             let client = Client::new(&conn)?;
-            print(&client.post(&format!("/v1/actions/{id}/cancel"), json!({})).await?);
+            print(
+                &client
+                    .post(&format!("/v1/actions/{id}/cancel"), json!({}))
+                    .await?,
+            );
             Ok(0)
         }
         ClientCommand::Redeem { token, conn } => {
             let client = Client::new(&conn)?;
-            print(&client.post("/v1/grants/redeem", json!({ "token": token })).await?);
+            print(
+                &client
+                    .post("/v1/grants/redeem", json!({ "token": token }))
+                    .await?,
+            );
             Ok(0)
         }
     }

@@ -186,22 +186,23 @@ pub fn keys(cmd: KeysCommand) -> u8 {
 /// `policy validate` and `policy eval`.
 pub fn policy(cmd: PolicyCommand) -> u8 {
     match cmd {
-        PolicyCommand::Validate { dir } => match PolicyEngine::load_dir(&dir, DefaultEffect::Deny)
-        {
-            Ok(engine) => {
-                println!(
-                    "{}: {} policies OK ({})",
-                    dir.display(),
-                    engine.len(),
-                    engine.hash()
-                );
-                0
+        PolicyCommand::Validate { dir } => {
+            match PolicyEngine::load_dir(&dir, DefaultEffect::Deny) {
+                Ok(engine) => {
+                    println!(
+                        "{}: {} policies OK ({})",
+                        dir.display(),
+                        engine.len(),
+                        engine.hash()
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    1
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                1
-            }
-        },
+        }
         PolicyCommand::Eval(args) => match eval(args) {
             Ok(out) => {
                 println!("{out}");
@@ -227,9 +228,7 @@ fn eval(args: EvalArgs) -> Result<String, String> {
         .clone()
         .or_else(|| config.as_ref().map(|c| c.policies.clone()))
         .ok_or("give --policies DIR or --config FILE")?;
-    let default = config
-        .as_ref()
-        .map_or(DefaultEffect::Deny, default_effect);
+    let default = config.as_ref().map_or(DefaultEffect::Deny, default_effect);
     let engine = PolicyEngine::load_dir(&dir, default).map_err(|e| e.to_string())?;
     let who = match args.principal.split_once(':') {
         Some((kind, id)) => {

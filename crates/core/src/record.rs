@@ -649,7 +649,12 @@ impl ActionRecord {
         let open = self
             .review
             .as_mut()
-            .and_then(|r| r.clarifications.iter_mut().rev().find(|c| c.answer.is_none()))
+            .and_then(|r| {
+                r.clarifications
+                    .iter_mut()
+                    .rev()
+                    .find(|c| c.answer.is_none())
+            })
             .ok_or(DomainError::NoOpenQuestion)?;
         open.answer = Some(answer);
         open.answered_at = Some(now);

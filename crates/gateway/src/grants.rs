@@ -56,7 +56,9 @@ pub struct GrantSigner {
 
 impl std::fmt::Debug for GrantSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrantSigner").field("kid", &self.kid).finish()
+        f.debug_struct("GrantSigner")
+            .field("kid", &self.kid)
+            .finish()
     }
 }
 
@@ -133,10 +135,7 @@ impl GrantSigner {
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap_or_default());
         let signing_input = format!("{}.{}", self.header_b64, payload);
         let sig = self.key.sign(signing_input.as_bytes());
-        format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(sig.to_bytes())
-        )
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
     }
 
     /// Checks the signature and shape of a token and returns its claims.

@@ -14,6 +14,5 @@ mod wakeups;
 
 pub use error::GatewayError;
 pub use service::{
-    default_effect, system_clock, ActionView, Clock, Gateway, Parts, Redeemed, Submission,
-    MAX_WAIT,
+    default_effect, system_clock, ActionView, Clock, Gateway, Parts, Redeemed, Submission, MAX_WAIT,
 };

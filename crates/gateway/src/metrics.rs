@@ -50,11 +50,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("countersign");
         let decisions = Family::<EffectLabel, Counter>::default();
-        registry.register(
-            "decisions",
-            "Policy decisions by effect",
-            decisions.clone(),
-        );
+        registry.register("decisions", "Policy decisions by effect", decisions.clone());
         let reviews_open = Gauge::default();
         registry.register("reviews_open", "Reviews now open", reviews_open.clone());
         let time_to_decision = Histogram::new(exponential_buckets(1.0, 2.0, 16));
@@ -63,10 +59,9 @@ impl Metrics {
             "Seconds from submission to a review's verdict",
             time_to_decision.clone(),
         );
-        let request_duration =
-            Family::<RequestLabels, Histogram>::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.0001, 2.0, 16))
-            });
+        let request_duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency",

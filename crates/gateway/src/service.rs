@@ -6,8 +6,8 @@
 //! rule enforced here or below holds everywhere.
 
 use countersign_core::{
-    ActionRecord, ActionSpec, Ballot, Decision, DomainError, Effect, Event, Identity,
-    IdentityKind, NewAction, Outcome, Status, Timestamp,
+    ActionRecord, ActionSpec, Ballot, Decision, DomainError, Effect, Event, Identity, IdentityKind,
+    NewAction, Outcome, Status, Timestamp,
 };
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
 use countersign_store::{Inserted, ListFilter, Store, StoreError, UpdateError};
@@ -400,7 +400,8 @@ impl Gateway {
             matches!(
                 e,
                 Event::Approved { .. } | Event::Rejected { .. } | Event::Expired
-            ) || (matches!(e, Event::Cancelled { .. }) && record.review.is_some()
+            ) || (matches!(e, Event::Cancelled { .. })
+                && record.review.is_some()
                 && record.grant.is_none())
         });
         if closed && record.decision.effect == Effect::Review {
@@ -439,7 +440,10 @@ impl Gateway {
                     let justification = rec.justification.clone();
                     rec.vote(&voter, ballot, now, jti, ttl, |spec| {
                         let principal = principals.get(&requester).cloned().or_else(|| {
-                            identities.get(&requester).and_then(Principal::new).map(Arc::new)
+                            identities
+                                .get(&requester)
+                                .and_then(Principal::new)
+                                .map(Arc::new)
                         });
                         let Some(principal) = principal else {
                             return Some("the requester is no longer known".into());
@@ -566,7 +570,9 @@ impl Gateway {
             }
             let now = self.now();
             let sleep = match self.store.next_expiry().await {
-                Ok(Some(t)) => Duration::from_millis((t.millis() - now.millis()).clamp(0, 1000) as u64),
+                Ok(Some(t)) => {
+                    Duration::from_millis((t.millis() - now.millis()).clamp(0, 1000) as u64)
+                }
                 _ => Duration::from_secs(1),
             };
             tokio::select! {

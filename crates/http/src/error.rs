@@ -35,14 +35,21 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self.code {
             "unauthenticated" => StatusCode::UNAUTHORIZED,
-            "self_approval" | "not_an_approver" | "agents_cannot_approve" | "not_requester"
-            | "on_behalf_of_not_allowed" | "modification_denied" | "grant_invalid" => {
-                StatusCode::FORBIDDEN
-            }
+            "self_approval"
+            | "not_an_approver"
+            | "agents_cannot_approve"
+            | "not_requester"
+            | "on_behalf_of_not_allowed"
+            | "modification_denied"
+            | "grant_invalid" => StatusCode::FORBIDDEN,
             "not_found" => StatusCode::NOT_FOUND,
             "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
-            "not_pending" | "already_voted" | "grant_already_used" | "grant_revoked"
-            | "grant_not_redeemed" | "result_already_reported" => StatusCode::CONFLICT,
+            "not_pending"
+            | "already_voted"
+            | "grant_already_used"
+            | "grant_revoked"
+            | "grant_not_redeemed"
+            | "result_already_reported" => StatusCode::CONFLICT,
             "grant_expired" => StatusCode::GONE,
             "invalid_request" => StatusCode::BAD_REQUEST,
             "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -98,7 +98,8 @@ pub(crate) async fn get_action(
                 .ok()
                 .filter(|s: &f64| s.is_finite() && *s >= 0.0)
                 .ok_or_else(|| ApiError::invalid("`wait` is a number of seconds, 0 to 60"))?;
-            let wait = Duration::from_secs_f64(secs.min(countersign_gateway::MAX_WAIT.as_secs_f64()));
+            let wait =
+                Duration::from_secs_f64(secs.min(countersign_gateway::MAX_WAIT.as_secs_f64()));
             state.gateway.wait(&who, &id, wait).await?
         }
     };
@@ -254,7 +255,14 @@ pub(crate) async fn report(
     let detail = bounded("detail", body.detail, 16 * 1024)?;
     let view = state
         .gateway
-        .report(&who, &id, outcome, body.exit_code, body.output_sha256, detail)
+        .report(
+            &who,
+            &id,
+            outcome,
+            body.exit_code,
+            body.output_sha256,
+            detail,
+        )
         .await?;
     Ok(action_response(StatusCode::OK, &view))
 }

@@ -122,7 +122,12 @@ fn review(r: &ActionRecord) -> Option<ReviewView<'_>> {
     approvers.dedup();
     Some(ReviewView {
         approvers,
-        quorum: rv.requirements.iter().map(|q| q.quorum.get()).max().unwrap_or(1),
+        quorum: rv
+            .requirements
+            .iter()
+            .map(|q| q.quorum.get())
+            .max()
+            .unwrap_or(1),
         requirements: rv
             .requirements
             .iter()

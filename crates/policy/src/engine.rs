@@ -4,9 +4,7 @@ use cedar_policy::{
     ActionConstraint, Authorizer, Decision as CedarDecision, Entities, EntityUid, PolicyId,
     PolicySet, Request,
 };
-use countersign_core::{
-    ActionSpec, Approvers, Decision, Effect, Identity, Quorum, Requirement,
-};
+use countersign_core::{ActionSpec, Approvers, Decision, Effect, Identity, Quorum, Requirement};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -78,6 +76,7 @@ pub struct PolicyEngine {
     /// Policies with an open action scope: the slice for any action not named anywhere.
     open: Arc<PolicySet>,
     rules: HashMap<PolicyId, Rule>,
+    authorizer: Authorizer,
     default: DefaultEffect,
     hash: String,
     count: usize,
@@ -156,6 +155,7 @@ impl PolicyEngine {
             slices,
             open: Arc::new(open),
             rules,
+            authorizer: Authorizer::new(),
             default,
             hash,
             count,
@@ -222,7 +222,9 @@ impl PolicyEngine {
             Ok(r) => r,
             Err(e) => return fail(format!("invalid policy request: {e}")),
         };
-        let response = Authorizer::new().is_authorized(&request, set, &req.principal.entities);
+        let response = self
+            .authorizer
+            .is_authorized(&request, set, &req.principal.entities);
         let errors = response
             .diagnostics()
             .errors()

@@ -87,8 +87,11 @@ pub struct StoredEvent {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores a new record and its events, unless the requester already used its idempotency key.
-    async fn insert(&self, record: ActionRecord, events: Vec<Event>)
-        -> Result<Inserted, StoreError>;
+    async fn insert(
+        &self,
+        record: ActionRecord,
+        events: Vec<Event>,
+    ) -> Result<Inserted, StoreError>;
 
     /// Reads one record.
     async fn get(&self, id: &str) -> Result<Option<ActionRecord>, StoreError>;

@@ -14,9 +14,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-use crate::{
-    Inserted, ListFilter, Store, StoreError, StoredEvent, Transition, UpdateError,
-};
+use crate::{Inserted, ListFilter, Store, StoreError, StoredEvent, Transition, UpdateError};
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -118,7 +116,10 @@ impl SqliteStore {
     }
 
     /// Runs `f` with a pooled read connection.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
         let conn = match pooled {
             Some(c) => c,
@@ -182,7 +183,9 @@ fn do_insert(
                 "SELECT id, body FROM actions WHERE requester = ?1 AND idempotency_key = ?2",
             )
             .map_err(db_err)?
-            .query_row(params![record.requester, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![record.requester, key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
             .map_err(db_err)?;
         if let Some((id, body)) = existing {
@@ -390,7 +393,8 @@ impl Store for SqliteStore {
             transition,
             reply,
         })?;
-        rx.await.map_err(|_| UpdateError::Store(StoreError::Closed))?
+        rx.await
+            .map_err(|_| UpdateError::Store(StoreError::Closed))?
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {

@@ -1,0 +1,5 @@
+//! Integration tests of the domain core (one test binary per crate).
+
+mod digest;
+mod state_machine;
+mod support;

@@ -1,0 +1,177 @@
+//! Outcomes: forbid beats review beats permit; default effect; strictest combination.
+
+use countersign_core::{Effect, Identity, IdentityKind};
+use countersign_policy::{DefaultEffect, PolicyEngine};
+use serde_json::json;
+
+use crate::{agent, engine, eval};
+
+const POLICIES: &str = r#"
+@id("read") permit (principal, action == Action::"logs.read", resource);
+@id("export") @effect("review") @approvers("group:data") @quorum("2") @ttl("30m")
+@reason("exports move data")
+permit (principal, action == Action::"db.export", resource);
+@id("export-prod") @effect("review") @approvers("group:sec, human:alice") @ttl("10m")
+@reason("production")
+permit (principal, action == Action::"db.export", resource) when { context.environment == "production" };
+@id("export-allowed") permit (principal in Group::"automation", action == Action::"db.export", resource);
+@id("no-users") @reason("never the users table")
+forbid (principal, action == Action::"db.export", resource)
+when { context.params has table && context.params.table == "users" };
+"#;
+
+#[test]
+fn permit_allows() {
+    let e = engine(POLICIES);
+    let d = eval(&e, &agent(), "logs.read", "", json!({})).decision;
+    assert_eq!(d.effect, Effect::Allow);
+    assert_eq!(d.policies, vec!["read"]);
+}
+
+#[test]
+fn forbid_beats_review_and_permit_with_its_reason() {
+    let e = engine(POLICIES);
+    let d = eval(
+        &e,
+        &agent(),
+        "db.export",
+        "production",
+        json!({"table": "users"}),
+    )
+    .decision;
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(d.policies, vec!["no-users"]);
+    assert_eq!(d.reason.as_deref(), Some("never the users table"));
+}
+
+#[test]
+fn review_beats_permit_and_all_matching_rules_combine() {
+    let e = engine(POLICIES);
+    let d = eval(
+        &e,
+        &agent(),
+        "db.export",
+        "production",
+        json!({"table": "orders"}),
+    )
+    .decision;
+    assert_eq!(d.effect, Effect::Review);
+    assert_eq!(d.policies, vec!["export", "export-prod"]);
+    assert_eq!(d.requirements.len(), 2);
+    assert_eq!(d.requirements[0].quorum.get(), 2);
+    assert_eq!(
+        d.review_ttl,
+        Some(std::time::Duration::from_secs(600)),
+        "earliest TTL wins"
+    );
+    assert_eq!(d.reason.as_deref(), Some("exports move data; production"));
+}
+
+#[test]
+fn nothing_matched_is_the_default_effect() {
+    let e = engine(POLICIES);
+    let d = eval(&e, &agent(), "iam.grant", "", json!({})).decision;
+    assert_eq!(d.effect, Effect::Deny);
+    assert!(d.policies.is_empty());
+    let e = PolicyEngine::from_sources(
+        &[("t.cedar".into(), POLICIES.into())],
+        DefaultEffect::Review {
+            approvers: "group:sre".parse().unwrap(),
+            quorum: countersign_core::Quorum::ONE,
+        },
+    )
+    .unwrap();
+    let d = eval(&e, &agent(), "iam.grant", "", json!({})).decision;
+    assert_eq!(d.effect, Effect::Review);
+    assert_eq!(d.requirements[0].approvers.entries(), vec!["group:sre"]);
+}
+
+#[test]
+fn principal_kinds_groups_and_params_are_visible_to_policies() {
+    let e = engine(
+        r#"
+        @id("humans") permit (principal is Human, action == Action::"a", resource);
+        @id("sre") permit (principal in Group::"sre", action == Action::"b", resource);
+        @id("small") permit (principal, action == Action::"c", resource)
+        when { context.params.limit < 100 && context.params.nested.flag && context.params.tags.contains("x") };
+        @id("kind") permit (principal, action == Action::"d", resource) when { principal.kind == "agent" };
+        "#,
+    );
+    let alice = Identity::new("alice", IdentityKind::Human, ["sre"]);
+    assert_eq!(
+        eval(&e, &alice, "a", "", json!({})).decision.effect,
+        Effect::Allow
+    );
+    assert_eq!(
+        eval(&e, &agent(), "a", "", json!({})).decision.effect,
+        Effect::Deny
+    );
+    assert_eq!(
+        eval(&e, &alice, "b", "", json!({})).decision.effect,
+        Effect::Allow
+    );
+    let ok = json!({"limit": 5, "nested": {"flag": true}, "tags": ["x", "y"], "f": 1.5, "n": null});
+    assert_eq!(
+        eval(&e, &agent(), "c", "", ok).decision.effect,
+        Effect::Allow
+    );
+    let big = json!({"limit": 500, "nested": {"flag": true}, "tags": ["x"]});
+    assert_eq!(
+        eval(&e, &agent(), "c", "", big).decision.effect,
+        Effect::Deny
+    );
+    assert_eq!(
+        eval(&e, &agent(), "d", "", json!({})).decision.effect,
+        Effect::Allow
+    );
+}
+
+#[test]
+fn a_policy_that_errors_does_not_apply_and_the_error_is_reported() {
+    let e = engine(
+        r#"@id("p") permit (principal, action == Action::"c", resource) when { context.params.missing == 1 };"#,
+    );
+    let ev = eval(&e, &agent(), "c", "", json!({}));
+    assert_eq!(ev.decision.effect, Effect::Deny);
+    assert_eq!(ev.errors.len(), 1);
+}
+
+#[test]
+fn the_demo_policies_load_and_decide_as_documented() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let e = PolicyEngine::load_dir(&dir, DefaultEffect::Deny).unwrap();
+    assert_eq!(
+        eval(&e, &agent(), "logs.read", "production", json!({}))
+            .decision
+            .effect,
+        Effect::Allow
+    );
+    assert_eq!(
+        eval(&e, &agent(), "terraform.apply", "production", json!({}))
+            .decision
+            .effect,
+        Effect::Review
+    );
+    assert_eq!(
+        eval(&e, &agent(), "terraform.apply", "staging", json!({}))
+            .decision
+            .effect,
+        Effect::Allow
+    );
+    assert_eq!(
+        eval(&e, &agent(), "iam.grant", "", json!({"role": "admin"}))
+            .decision
+            .effect,
+        Effect::Deny
+    );
+    assert_eq!(
+        eval(&e, &agent(), "db.drop", "", json!({})).decision.effect,
+        Effect::Deny
+    );
+    assert_eq!(
+        eval(&e, &agent(), "unknown.thing", "", json!({}))
+            .decision
+            .effect,
+        Effect::Deny
+    );
+}

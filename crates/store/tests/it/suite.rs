@@ -1,0 +1,348 @@
+//! Backend-independent store tests.
+
+use countersign_core::{
+    ActionRecord, ActionSpec, Approvers, Ballot, Decision, DomainError, Effect, Identity,
+    IdentityKind, NewAction, Quorum, Requirement, Status, Timestamp,
+};
+use countersign_store::{Inserted, ListFilter, Store, UpdateError};
+use std::sync::Arc;
+use std::time::Duration;
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+fn bot(id: &str) -> Identity {
+    Identity::new(id, IdentityKind::Agent, ["automation"])
+}
+
+pub fn review_record(id: &str, requester: &str) -> ActionRecord {
+    record(id, requester, Effect::Review, None, T0)
+}
+
+fn record(
+    id: &str,
+    requester: &str,
+    effect: Effect,
+    key: Option<&str>,
+    at: Timestamp,
+) -> ActionRecord {
+    let decision = Decision {
+        effect,
+        policies: vec!["p".into()],
+        reason: None,
+        requirements: if effect == Effect::Review {
+            vec![Requirement {
+                policy: "p".into(),
+                approvers: "group:sre".parse::<Approvers>().unwrap(),
+                quorum: Quorum::ONE,
+            }]
+        } else {
+            vec![]
+        },
+        review_ttl: None,
+    };
+    ActionRecord::submit(
+        &bot(requester),
+        NewAction {
+            id: id.into(),
+            grant_jti: format!("jti-{id}"),
+            spec: ActionSpec::new("db.export", "pg://x", "prod", None).unwrap(),
+            justification: "j".into(),
+            on_behalf_of: None,
+            idempotency_key: key.map(str::to_string),
+            decision,
+            default_review_ttl: Duration::from_secs(60),
+            grant_ttl: Duration::from_secs(60),
+        },
+        at,
+    )
+    .unwrap()
+    .0
+}
+
+fn approve_as(who: &str) -> countersign_store::Transition {
+    let voter = Identity::new(who, IdentityKind::Human, ["sre"]);
+    Box::new(move |r: &mut ActionRecord| {
+        r.vote(
+            &voter,
+            Ballot::Approve { comment: None },
+            T0,
+            format!("g-{}", voter.id),
+            Duration::from_secs(60),
+            |_| None,
+        )
+    })
+}
+
+pub async fn insert_then_get_round_trips(store: Arc<dyn Store>) {
+    let rec = review_record("a1", "bot");
+    assert!(matches!(
+        store.insert(rec.clone(), vec![]).await.unwrap(),
+        Inserted::Created(_)
+    ));
+    assert_eq!(store.get("a1").await.unwrap(), Some(rec));
+    assert_eq!(store.get("nope").await.unwrap(), None);
+}
+
+pub async fn idempotency_key_returns_the_first_record(store: Arc<dyn Store>) {
+    let first = record("k1", "bot", Effect::Review, Some("key"), T0);
+    store.insert(first.clone(), vec![]).await.unwrap();
+    let again = record("k2", "bot", Effect::Review, Some("key"), T0);
+    match store.insert(again, vec![]).await.unwrap() {
+        Inserted::Existing(r) => assert_eq!(r, first),
+        other => panic!("expected the first record, got {other:?}"),
+    }
+    // The same key from another requester is another action.
+    let other = record("k3", "other-bot", Effect::Review, Some("key"), T0);
+    assert!(matches!(
+        store.insert(other, vec![]).await.unwrap(),
+        Inserted::Created(_)
+    ));
+    assert_eq!(store.get("k2").await.unwrap(), None);
+}
+
+pub async fn concurrent_idempotent_inserts_create_one_record(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let r = record(&format!("c{i}"), "bot", Effect::Review, Some("same"), T0);
+                store.insert(r, vec![]).await.unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Inserted::Created(r) => {
+                created += 1;
+                ids.insert(r.id);
+            }
+            Inserted::Existing(r) => {
+                ids.insert(r.id);
+            }
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(ids.len(), 1, "every caller sees the one record");
+}
+
+pub async fn refused_transition_writes_nothing(store: Arc<dyn Store>) {
+    let rec = review_record("r1", "bot");
+    store.insert(rec.clone(), vec![]).await.unwrap();
+    let before = store.events(1, 1000).await.unwrap().len();
+    let err = store
+        .update(
+            "r1",
+            T0,
+            Box::new(|r: &mut ActionRecord| {
+                r.vote(
+                    &bot("bot2"),
+                    Ballot::Approve { comment: None },
+                    T0,
+                    "g".into(),
+                    Duration::from_secs(1),
+                    |_| None,
+                )
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        UpdateError::Domain(DomainError::AgentsCannotApprove)
+    ));
+    assert_eq!(store.get("r1").await.unwrap(), Some(rec));
+    assert_eq!(store.events(1, 1000).await.unwrap().len(), before);
+}
+
+pub async fn update_of_unknown_id_is_not_found(store: Arc<dyn Store>) {
+    let err = store
+        .update("missing", T0, approve_as("alice"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UpdateError::NotFound));
+}
+
+pub async fn concurrent_updates_are_serialised(store: Arc<dyn Store>) {
+    // Quorum 1: of many concurrent approvals exactly one gets in; the rest see `approved`.
+    store
+        .insert(review_record("q1", "bot"), vec![])
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.update("q1", T0, approve_as(&format!("h{i}"))).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(UpdateError::Domain(DomainError::NotPending(Status::Approved))) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    let r = store.get("q1").await.unwrap().unwrap();
+    assert_eq!(r.status, Status::Approved);
+    assert_eq!(r.review.unwrap().votes.len(), 1);
+}
+
+pub async fn concurrent_redemption_succeeds_once(store: Arc<dyn Store>) {
+    let rec = record("g1", "bot", Effect::Allow, None, T0);
+    let g = rec.grant.clone().unwrap();
+    store.insert(rec, vec![]).await.unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            let (jti, digest) = (g.jti.clone(), g.digest);
+            tokio::spawn(async move {
+                store
+                    .update(
+                        "g1",
+                        T0,
+                        Box::new(move |r: &mut ActionRecord| {
+                            r.redeem(&bot("bot"), &jti, &digest, T0)
+                        }),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(UpdateError::Domain(DomainError::GrantAlreadyUsed)) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+pub async fn list_filters_by_status_oldest_first(store: Arc<dyn Store>) {
+    for i in 0..5 {
+        let effect = if i % 2 == 0 {
+            Effect::Review
+        } else {
+            Effect::Allow
+        };
+        store
+            .insert(
+                record(
+                    &format!("l{i}"),
+                    "bot",
+                    effect,
+                    None,
+                    Timestamp(T0.millis() + i),
+                ),
+                vec![],
+            )
+            .await
+            .unwrap();
+    }
+    let pending = store
+        .list(ListFilter {
+            statuses: vec![Status::Pending],
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = pending.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["l0", "l2", "l4"]);
+    let all = store
+        .list(ListFilter {
+            statuses: vec![],
+            limit: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+}
+
+pub async fn expiry_queries_find_due_reviews(store: Arc<dyn Store>) {
+    assert_eq!(store.next_expiry().await.unwrap(), None);
+    store
+        .insert(review_record("e1", "bot"), vec![])
+        .await
+        .unwrap();
+    let deadline = Timestamp(T0.millis() + 60_000);
+    assert_eq!(store.next_expiry().await.unwrap(), Some(deadline));
+    assert!(store
+        .due_for_expiry(Timestamp(deadline.millis() - 1), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.due_for_expiry(deadline, 10).await.unwrap(),
+        vec!["e1".to_string()]
+    );
+    store
+        .update(
+            "e1",
+            deadline,
+            Box::new(move |r: &mut ActionRecord| Ok(r.expire(deadline))),
+        )
+        .await
+        .unwrap();
+    assert!(store.due_for_expiry(deadline, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.get("e1").await.unwrap().unwrap().status,
+        Status::Expired
+    );
+    assert_eq!(store.next_expiry().await.unwrap(), None);
+}
+
+pub async fn events_are_gap_free_and_in_order(store: Arc<dyn Store>) {
+    let (rec, events) = {
+        let r = review_record("v1", "bot");
+        (
+            r.clone(),
+            vec![
+                countersign_core::Event::Expired,
+                countersign_core::Event::Cancelled { by: "x".into() },
+            ],
+        )
+    };
+    store.insert(rec, events).await.unwrap();
+    store.update("v1", T0, approve_as("alice")).await.unwrap();
+    let got = store.events(1, 100).await.unwrap();
+    let seqs: Vec<i64> = got.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert!(
+        got.len() >= 4,
+        "2 inserted + vote + approved + grant issued"
+    );
+    assert!(got.iter().all(|e| e.action_id == "v1"));
+    assert_eq!(store.events(3, 1).await.unwrap()[0].seq, 3);
+}
+
+pub async fn many_concurrent_inserts_all_commit(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..500)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .insert(
+                        record(&format!("m{i}"), "bot", Effect::Allow, None, T0),
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = store
+        .list(ListFilter {
+            statuses: vec![Status::Allowed],
+            limit: 10_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 500);
+}
