@@ -40,7 +40,7 @@ pub enum PolicyCommand {
         dir: PathBuf,
     },
     /// Answer a hypothetical request without touching the database.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
 }
 
 /// `countersign policy eval`.
@@ -203,7 +203,7 @@ pub fn policy(cmd: PolicyCommand) -> u8 {
                 }
             }
         }
-        PolicyCommand::Eval(args) => match eval(args) {
+        PolicyCommand::Eval(args) => match eval(*args) {
             Ok(out) => {
                 println!("{out}");
                 0

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `countersign` binary and its HTTP API, against real servers on
+//! loopback with real SQLite files (one test binary for the crate).
+
+mod api_errors;
+mod api_flow;
+mod api_security;
+mod cli;
+mod durability;
+mod support;

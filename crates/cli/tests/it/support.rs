@@ -1,0 +1,146 @@
+//! A gateway on a random loopback port, with test identities (token `tok-<id>`) and policies.
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+pub const POLICIES: &str = r#"
+@id("reads") permit (principal, action == Action::"logs.read", resource);
+@id("deploy") @effect("review") @approvers("group:sre") @reason("deploys need an SRE")
+permit (principal, action == Action::"deploy", resource);
+@id("export") @effect("review") @approvers("group:data") @quorum("2") @reason("exports need two data owners")
+permit (principal, action == Action::"db.export", resource);
+@id("quick") @effect("review") @approvers("group:sre") @ttl("1s")
+permit (principal, action == Action::"quick", resource);
+@id("grant") @effect("review") @approvers("group:sec, human:alice")
+permit (principal, action == Action::"iam.grant", resource);
+@id("no-admin") @reason("admin is never granted by an agent")
+forbid (principal, action == Action::"iam.grant", resource)
+when { context.params has role && context.params.role == "admin" };
+@id("no-drop") @reason("dropping tables is forbidden")
+forbid (principal, action == Action::"db.drop", resource);
+"#;
+
+const IDENTITIES: [(&str, &str, &[&str]); 7] = [
+    ("bot", "agent", &["automation"]),
+    ("ci", "service", &["automation", "sre"]),
+    ("alice", "human", &["sre"]),
+    ("bob", "human", &["sre", "data"]),
+    ("carol", "human", &["data"]),
+    ("dave", "human", &[]),
+    ("erin", "human", &["sec"]),
+];
+
+/// Writes a config (plus `extra` TOML lines) and the policies into `dir`; returns the config path.
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies/test.cedar"), POLICIES).unwrap();
+    let mut toml = format!(
+        "database = \"sqlite://data/gw.db\"\npolicies = \"policies\"\nreview_ttl = \"10m\"\n{extra}\n"
+    );
+    for (id, kind, groups) in IDENTITIES {
+        let hash = hex::encode(Sha256::digest(format!("tok-{id}").as_bytes()));
+        let groups: Vec<String> = groups.iter().map(|g| format!("\"{g}\"")).collect();
+        toml += &format!(
+            "[[identities]]\nid = \"{id}\"\nkind = \"{kind}\"\ngroups = [{}]\napi_key_sha256 = \"{hash}\"\n\n",
+            groups.join(", ")
+        );
+    }
+    let path = dir.join("countersign.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+pub struct Gw {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().unwrap()
+}
+
+impl Gw {
+    pub async fn start() -> Gw {
+        Gw::start_with("").await
+    }
+
+    pub async fn start_with(extra: &str) -> Gw {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = write_config(dir.path(), extra);
+        let config = countersign_gateway::config::Config::load(&config_path).unwrap();
+        let gateway = countersign_gateway::Gateway::from_config(&config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let _ = countersign_http::serve(gateway, listener, std::future::pending()).await;
+        });
+        Gw {
+            url,
+            http: client(),
+            dir,
+            server,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        who: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if !who.is_empty() {
+            req = req.bearer_auth(format!("tok-{who}"));
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, who: &str, path: &str) -> (StatusCode, Value) {
+        self.call(who, Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, who: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(who, Method::POST, path, Some(body)).await
+    }
+
+    /// Submits and asserts 201.
+    pub async fn submit(&self, who: &str, body: Value) -> Value {
+        let (s, v) = self.post(who, "/v1/actions", body).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    pub async fn vote(&self, who: &str, id: &str, body: Value) -> (StatusCode, Value) {
+        self.post(who, &format!("/v1/reviews/{id}/votes"), body)
+            .await
+    }
+}
+
+pub fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+pub fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
