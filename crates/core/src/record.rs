@@ -317,6 +317,8 @@ pub struct NewAction {
     pub default_review_ttl: Duration,
     /// How long a grant may wait to be redeemed.
     pub grant_ttl: Duration,
+    /// Whether an `allow` also gets a single-use grant (reviewed actions always do).
+    pub grant_on_allow: bool,
 }
 
 /// Why a transition was refused. Each variant has a stable machine-readable [`code`](Self::code).
@@ -447,7 +449,9 @@ impl ActionRecord {
             Effect::Deny => {}
             Effect::Allow => {
                 record.status = Status::Allowed;
-                events.push(record.issue_grant(new.grant_jti, now, new.grant_ttl));
+                if new.grant_on_allow {
+                    events.push(record.issue_grant(new.grant_jti, now, new.grant_ttl));
+                }
             }
             Effect::Review => {
                 let ttl = record.decision.review_ttl.unwrap_or(new.default_review_ttl);
@@ -663,8 +667,8 @@ impl ActionRecord {
         Ok(vec![Event::ClarificationAnswered { by: who.id.clone() }])
     }
 
-    /// The requester withdraws the action: allowed while a review is open, or while an issued
-    /// grant is still unredeemed (the grant is then revoked).
+    /// The requester withdraws the action: allowed while a review is open, or while an allowed or
+    /// approved action has not started (its grant, if any, is unredeemed and then revoked).
     pub fn cancel(&mut self, who: &Identity, now: Timestamp) -> Result<Vec<Event>, DomainError> {
         if who.id != self.requester {
             return Err(DomainError::NotRequester);
@@ -672,7 +676,7 @@ impl ActionRecord {
         let cancellable = match self.status {
             Status::Pending | Status::NeedsClarification => true,
             Status::Allowed | Status::Approved => {
-                self.grant.as_ref().is_some_and(|g| g.redeemed_at.is_none())
+                self.grant.as_ref().is_none_or(|g| g.redeemed_at.is_none()) && self.result.is_none()
             }
             _ => false,
         };

@@ -26,6 +26,7 @@ struct RawConfig {
     policies: Option<String>,
     review_ttl: Option<String>,
     grant_ttl: Option<String>,
+    grants_for_allowed: Option<bool>,
     default_effect: Option<String>,
     default_approvers: Option<String>,
     default_quorum: Option<u32>,
@@ -91,6 +92,8 @@ pub struct Config {
     pub review_ttl: Duration,
     /// How long a grant may wait to be redeemed.
     pub grant_ttl: Duration,
+    /// Whether allowed actions also get a single-use grant (reviewed actions always do).
+    pub grants_for_allowed: bool,
     /// When nothing matches.
     pub default_effect: DefaultEffectConfig,
     /// The Ed25519 grant-signing key file (PKCS#8 PEM), created on first start.
@@ -247,6 +250,7 @@ impl Config {
             policies,
             review_ttl,
             grant_ttl,
+            grants_for_allowed: raw.grants_for_allowed.unwrap_or(false),
             default_effect,
             signing_key,
             identities,

@@ -83,7 +83,7 @@ pub struct Redeemed {
 /// The gateway: policy, store, grants, wake-ups and metrics behind one set of use cases.
 pub struct Gateway {
     policy: Arc<PolicyEngine>,
-    principals: HashMap<String, Arc<Principal>>,
+    principals: Arc<HashMap<String, Arc<Principal>>>,
     identities: Identities,
     store: Arc<dyn Store>,
     signer: GrantSigner,
@@ -93,6 +93,7 @@ pub struct Gateway {
     clock: Clock,
     review_ttl: Duration,
     grant_ttl: Duration,
+    grants_for_allowed: bool,
 }
 
 /// How the gateway is put together; [`Gateway::from_config`] builds one from a config file.
@@ -111,6 +112,8 @@ pub struct Parts {
     pub review_ttl: Duration,
     /// Grant TTL.
     pub grant_ttl: Duration,
+    /// Whether allowed actions get a grant too.
+    pub grants_for_allowed: bool,
 }
 
 /// The policy engine's default effect for a config.
@@ -149,16 +152,19 @@ impl Gateway {
             clock: system_clock(),
             review_ttl: config.review_ttl,
             grant_ttl: config.grant_ttl,
+            grants_for_allowed: config.grants_for_allowed,
         }))
     }
 
     /// Assembles a gateway from its parts.
     pub fn new(parts: Parts) -> Arc<Gateway> {
-        let principals = parts
-            .identities
-            .all()
-            .filter_map(|i| Some((i.id.clone(), Arc::new(Principal::new(i)?))))
-            .collect();
+        let principals = Arc::new(
+            parts
+                .identities
+                .all()
+                .filter_map(|i| Some((i.id.clone(), Arc::new(Principal::new(i)?))))
+                .collect(),
+        );
         Arc::new(Gateway {
             policy: Arc::new(parts.policy),
             principals,
@@ -171,6 +177,7 @@ impl Gateway {
             clock: parts.clock,
             review_ttl: parts.review_ttl,
             grant_ttl: parts.grant_ttl,
+            grants_for_allowed: parts.grants_for_allowed,
         })
     }
 
@@ -286,6 +293,7 @@ impl Gateway {
                 decision,
                 default_review_ttl: self.review_ttl,
                 grant_ttl: self.grant_ttl,
+                grant_on_allow: self.grants_for_allowed,
             },
             now,
         )?;
@@ -426,11 +434,6 @@ impl Gateway {
         let ttl = self.grant_ttl;
         let policy = self.policy.clone();
         let principals = self.principals.clone();
-        let identities: HashMap<String, Identity> = self
-            .identities
-            .all()
-            .map(|i| (i.id.clone(), (**i).clone()))
-            .collect();
         let (record, _) = self
             .transition(
                 id,
@@ -439,18 +442,14 @@ impl Gateway {
                     let requester = rec.requester.clone();
                     let justification = rec.justification.clone();
                     rec.vote(&voter, ballot, now, jti, ttl, |spec| {
-                        let principal = principals.get(&requester).cloned().or_else(|| {
-                            identities
-                                .get(&requester)
-                                .and_then(Principal::new)
-                                .map(Arc::new)
-                        });
-                        let Some(principal) = principal else {
+                        // Re-checked as the requester: a reviewer's edit must not turn the action
+                        // into one policy forbids.
+                        let Some(principal) = principals.get(&requester) else {
                             return Some("the requester is no longer known".into());
                         };
                         let risk = BTreeSet::new();
                         let d = policy.decide(PolicyRequest {
-                            principal: &principal,
+                            principal,
                             spec,
                             justification: &justification,
                             risk: &risk,

@@ -51,7 +51,10 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 enum Op {
     Insert {
         record: Box<ActionRecord>,
-        events: Vec<Event>,
+        /// `record` and its events as JSON, encoded by the caller so the single writer thread
+        /// spends its time on SQLite only.
+        body: String,
+        events: Vec<String>,
         reply: oneshot::Sender<Result<Inserted, StoreError>>,
     },
     Update {
@@ -71,6 +74,7 @@ pub struct SqliteStore {
 
 fn open(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(db_err)?;
+    conn.set_prepared_statement_cache_capacity(64);
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(db_err)?;
     conn.pragma_update(None, "synchronous", "FULL")
@@ -160,22 +164,32 @@ fn append_events(
     tx: &Connection,
     action_id: &str,
     at: Timestamp,
-    events: &[Event],
+    events: &[String],
 ) -> Result<(), StoreError> {
     let mut stmt = tx
         .prepare_cached("INSERT INTO events (action_id, at, body) VALUES (?1, ?2, ?3)")
         .map_err(db_err)?;
     for e in events {
-        stmt.execute(params![action_id, at.millis(), encode(e)?])
+        stmt.execute(params![action_id, at.millis(), e])
             .map_err(db_err)?;
     }
     Ok(())
 }
 
+fn encode_all(events: &[Event]) -> Result<Vec<String>, StoreError> {
+    events.iter().map(encode).collect()
+}
+
+/// Runs a fixed statement (transaction control) from the statement cache.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn do_insert(
     tx: &Connection,
-    record: &ActionRecord,
-    events: &[Event],
+    record: Box<ActionRecord>,
+    body: &str,
+    events: &[String],
 ) -> Result<Inserted, StoreError> {
     if let Some(key) = &record.idempotency_key {
         let existing: Option<(String, String)> = tx
@@ -202,14 +216,14 @@ fn do_insert(
         record.requester,
         record.idempotency_key,
         record.status.as_str(),
-        review_deadline(record),
+        review_deadline(&record),
         record.created_at.millis(),
         record.updated_at.millis(),
-        encode(record)?,
+        body,
     ])
     .map_err(db_err)?;
     append_events(tx, &record.id, record.created_at, events)?;
-    Ok(Inserted::Created(record.clone()))
+    Ok(Inserted::Created(*record))
 }
 
 fn do_update(
@@ -243,32 +257,32 @@ fn do_update(
         encode(&record)?,
     ])
     .map_err(db_err)?;
-    append_events(tx, id, now, &events)?;
+    append_events(tx, id, now, &encode_all(&events)?)?;
     Ok((record, events))
 }
 
 /// Runs one operation inside a savepoint, so a failure undoes only that operation.
 fn run_one(conn: &Connection, op: Op, done: &mut Vec<Box<dyn FnOnce(bool) + Send>>) {
-    let sp = conn.execute_batch("SAVEPOINT op");
+    let sp = exec(conn, "SAVEPOINT op");
     if let Err(e) = sp {
         reject(op, StoreError::Database(e.to_string()));
         return;
     }
     let release = |ok: bool| {
-        let sql = if ok {
-            "RELEASE op"
+        if ok {
+            exec(conn, "RELEASE op").is_ok()
         } else {
-            "ROLLBACK TO op; RELEASE op"
-        };
-        conn.execute_batch(sql).is_ok()
+            exec(conn, "ROLLBACK TO op").is_ok() && exec(conn, "RELEASE op").is_ok()
+        }
     };
     match op {
         Op::Insert {
             record,
+            body,
             events,
             reply,
         } => {
-            let result = do_insert(conn, &record, &events);
+            let result = do_insert(conn, record, &body, &events);
             let ok = release(result.is_ok());
             done.push(Box::new(move |committed| {
                 let _ = reply.send(match result {
@@ -319,7 +333,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
             for op in batch {
                 reject(op, StoreError::Database(e.to_string()));
             }
@@ -329,11 +343,11 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
         for op in batch {
             run_one(&conn, op, &mut done);
         }
-        let committed = match conn.execute_batch("COMMIT") {
+        let committed = match exec(&conn, "COMMIT") {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; rolling back the batch");
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = exec(&conn, "ROLLBACK");
                 false
             }
         };
@@ -360,8 +374,11 @@ impl Store for SqliteStore {
         events: Vec<Event>,
     ) -> Result<Inserted, StoreError> {
         let (reply, rx) = oneshot::channel();
+        let body = encode(&record)?;
+        let events = encode_all(&events)?;
         self.send(Op::Insert {
             record: Box::new(record),
+            body,
             events,
             reply,
         })?;

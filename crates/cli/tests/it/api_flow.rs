@@ -50,6 +50,35 @@ async fn allowed_action_gets_a_single_use_grant_and_a_result() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_allowed_actions_need_no_grant() {
+    let gw = Gw::start_with("grants_for_allowed = false").await;
+    let v = gw
+        .submit("bot", json!({"action": "logs.read", "resource": "r"}))
+        .await;
+    assert_eq!(v["status"], "allowed");
+    assert!(v.get("grant").is_none());
+    let (s, r) = gw
+        .post(
+            "bot",
+            &format!("/v1/actions/{}/result", id(&v)),
+            json!({"outcome": "succeeded"}),
+        )
+        .await;
+    assert_eq!(
+        (s, r["status"].as_str()),
+        (StatusCode::OK, Some("succeeded"))
+    );
+    // Reviewed actions still get theirs.
+    let v = gw
+        .submit("bot", json!({"action": "deploy", "resource": "r"}))
+        .await;
+    gw.vote("alice", &id(&v), json!({"verdict": "approve"}))
+        .await;
+    let (_, r) = gw.get("bot", &format!("/v1/actions/{}", id(&v))).await;
+    assert!(r["grant"]["token"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_action_is_denied_with_the_policy_reason() {
     let gw = Gw::start().await;
     let v = gw
@@ -351,11 +380,20 @@ async fn sweeper_records_expiry_even_if_nobody_reads() {
         .submit("bot", json!({"action": "quick", "resource": "r"}))
         .await;
     assert_eq!(v["status"], "pending");
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    // Read the database directly: the state was recorded by the sweeper, not computed on read.
+    // Read the database directly: the state is recorded by the sweeper, not computed on read.
     let db = gw.dir.path().join("data/gw.db");
-    let conn = rusqlite_free_read(&db, &id(&v));
-    assert_eq!(conn, "expired");
+    let started = Instant::now();
+    while rusqlite_free_read(&db, &id(&v)) != "expired" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the sweeper never recorded expiry"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "not before its TTL"
+    );
     let (s, r) = gw
         .vote("alice", &id(&v), json!({"verdict": "approve"}))
         .await;

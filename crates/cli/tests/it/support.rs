@@ -36,8 +36,14 @@ const IDENTITIES: [(&str, &str, &[&str]); 7] = [
 pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::write(dir.join("policies/test.cedar"), POLICIES).unwrap();
+    // Tests exercise grants on allowed actions too, unless a test sets the key itself.
+    let grants = if extra.contains("grants_for_allowed") {
+        ""
+    } else {
+        "grants_for_allowed = true\n"
+    };
     let mut toml = format!(
-        "database = \"sqlite://data/gw.db\"\npolicies = \"policies\"\nreview_ttl = \"10m\"\n{extra}\n"
+        "database = \"sqlite://data/gw.db\"\npolicies = \"policies\"\nreview_ttl = \"10m\"\n{grants}{extra}\n"
     );
     for (id, kind, groups) in IDENTITIES {
         let hash = hex::encode(Sha256::digest(format!("tok-{id}").as_bytes()));

@@ -342,6 +342,7 @@ fn humans_cannot_submit_on_behalf_of_someone_else() {
             decision: review_decision(vec![requirement("group:sre", 1)]),
             default_review_ttl: REVIEW_TTL,
             grant_ttl: GRANT_TTL,
+            grant_on_allow: true,
         },
         T0,
     )

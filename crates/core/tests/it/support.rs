@@ -63,6 +63,7 @@ pub fn submit(
             decision,
             default_review_ttl: REVIEW_TTL,
             grant_ttl: GRANT_TTL,
+            grant_on_allow: true,
         },
         T0,
     )

@@ -52,6 +52,7 @@ fn record(
             decision,
             default_review_ttl: Duration::from_secs(60),
             grant_ttl: Duration::from_secs(60),
+            grant_on_allow: true,
         },
         at,
     )

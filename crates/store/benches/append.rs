@@ -1,0 +1,88 @@
+//! Durable insert throughput of the SQLite store (WAL, synchronous=FULL, group commit): batches of
+//! 1,000 allowed actions (one record + two events each) submitted by 50 concurrent tasks, each
+//! `insert` returning only after its commit. `cargo bench -p countersign-store --bench append`.
+
+use countersign_core::{
+    ActionRecord, ActionSpec, Decision, Identity, IdentityKind, NewAction, Timestamp,
+};
+use countersign_store::{SqliteStore, Store};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BATCH: u64 = 1000;
+const CLIENTS: u64 = 50;
+
+fn record(n: u64) -> (ActionRecord, Vec<countersign_core::Event>) {
+    let who = Identity::new("bot", IdentityKind::Agent, ["automation"]);
+    ActionRecord::submit(
+        &who,
+        NewAction {
+            id: format!("a{n}"),
+            grant_jti: format!("g{n}"),
+            spec: ActionSpec::new(
+                "logs.read",
+                format!("app://web/{n}"),
+                "production",
+                Some(serde_json::json!({"lines": 200})),
+            )
+            .expect("spec"),
+            justification: "bench".into(),
+            on_behalf_of: None,
+            idempotency_key: None,
+            decision: Decision::allow(vec!["reads".into()]),
+            default_review_ttl: Duration::from_secs(60),
+            grant_ttl: Duration::from_secs(60),
+            grant_on_allow: false,
+        },
+        Timestamp(1_700_000_000_000),
+    )
+    .expect("submit")
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("open"));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut g = c.benchmark_group("sqlite_durable_insert");
+    g.throughput(Throughput::Elements(BATCH));
+    g.sample_size(20);
+    g.bench_function("1000_actions_50_clients", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                rt.block_on(async {
+                    let tasks: Vec<_> = (0..CLIENTS)
+                        .map(|_| {
+                            let (store, next) = (store.clone(), next.clone());
+                            tokio::spawn(async move {
+                                for _ in 0..BATCH / CLIENTS {
+                                    let n = next.fetch_add(1, Ordering::Relaxed);
+                                    let (rec, events) = record(n);
+                                    store.insert(rec, events).await.expect("insert");
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.expect("task");
+                    }
+                });
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
