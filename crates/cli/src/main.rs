@@ -4,6 +4,11 @@ mod client;
 mod operator;
 
 use clap::{Parser, Subcommand};
+
+// The request path allocates a lot of short-lived buffers (JSON, headers, records); mimalloc cut
+// allocator time markedly against glibc malloc under the allow-path load test (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 /// Action-level human approvals for AI agents.

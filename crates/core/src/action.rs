@@ -134,7 +134,11 @@ impl ActionDigest {
 
 impl fmt::Display for ActionDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", hex::encode(self.0))
+        // On every response and record: format on the stack, without allocating.
+        let mut buf = [0u8; 7 + 64];
+        buf[..7].copy_from_slice(b"sha256:");
+        hex::encode_to_slice(self.0, &mut buf[7..]).map_err(|_| fmt::Error)?;
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -92,3 +92,40 @@ pub enum Event {
         by: String,
     },
 }
+
+impl Event {
+    /// The event type as written in the audit trail (`submitted`, `voted`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Submitted { .. } => "submitted",
+            Event::ReviewOpened { .. } => "review_opened",
+            Event::Voted { .. } => "voted",
+            Event::ClarificationAnswered { .. } => "clarification_answered",
+            Event::Approved { .. } => "approved",
+            Event::Rejected { .. } => "rejected",
+            Event::Expired => "expired",
+            Event::Cancelled { .. } => "cancelled",
+            Event::GrantIssued { .. } => "grant_issued",
+            Event::GrantRedeemed { .. } => "grant_redeemed",
+            Event::ResultReported { .. } => "result_reported",
+        }
+    }
+
+    /// Who caused it: a person or agent, or `None` when the gateway itself did (a review opened
+    /// by policy, a quorum reached, a deadline passed, a grant issued).
+    pub fn actor(&self) -> Option<&str> {
+        match self {
+            Event::Submitted { requester, .. } => Some(requester),
+            Event::Voted { voter, .. } => Some(voter),
+            Event::ClarificationAnswered { by }
+            | Event::Rejected { by }
+            | Event::Cancelled { by }
+            | Event::GrantRedeemed { by, .. }
+            | Event::ResultReported { by, .. } => Some(by),
+            Event::ReviewOpened { .. }
+            | Event::Approved { .. }
+            | Event::Expired
+            | Event::GrantIssued { .. } => None,
+        }
+    }
+}

@@ -67,6 +67,25 @@ async fn run(args: &[&str], url: &str, token: &str) -> (i32, String, String) {
     )
 }
 
+/// The id of the first review alice can vote on, once one appears.
+async fn first_review(http: &reqwest::Client, url: &str) -> String {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let v: serde_json::Value = http
+            .get(format!("{url}/v1/reviews"))
+            .bearer_auth("tok-alice")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(r) = v["reviews"].as_array().and_then(|a| a.first()) {
+            return r["id"].as_str().unwrap().to_string();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_exits_zero_on_approval_and_one_on_denial() {
     let dir = tempfile::tempdir().unwrap();
@@ -107,21 +126,7 @@ async fn submit_wait_exits_zero_on_approval_and_one_on_denial() {
         }
     });
     let http = crate::support::client();
-    let id = loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let v: serde_json::Value = http
-            .get(format!("{url}/v1/reviews"))
-            .bearer_auth("tok-alice")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(r) = v["reviews"].as_array().and_then(|a| a.first()) {
-            break r["id"].as_str().unwrap().to_string();
-        }
-    };
+    let id = first_review(&http, &url).await;
     let (code, _, _) = run(&["approve", &id, "--comment", "go"], &url, "tok-alice").await;
     assert_eq!(code, 0);
     let (code, out, _) = waiting.await.unwrap();
@@ -140,21 +145,7 @@ async fn submit_wait_exits_zero_on_approval_and_one_on_denial() {
             .await
         }
     });
-    let id = loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let v: serde_json::Value = http
-            .get(format!("{url}/v1/reviews"))
-            .bearer_auth("tok-alice")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(r) = v["reviews"].as_array().and_then(|a| a.first()) {
-            break r["id"].as_str().unwrap().to_string();
-        }
-    };
+    let id = first_review(&http, &url).await;
     let (code, _, err) = run(&["approve", &id], &url, "tok-bot").await;
     assert_eq!(code, 2, "an agent cannot approve: {err}");
     assert!(err.contains("agents_cannot_approve"), "{err}");
