@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
-use crate::views::ActionJson;
+use crate::views::{ActionJson, SubmittedJson};
 use crate::AppState;
 
 fn action_response(status: StatusCode, view: &ActionView) -> Response {
@@ -68,7 +68,7 @@ pub(crate) async fn submit(
         idempotency_key,
     };
     let (view, created) = state.gateway.submit(&who, submission).await?;
-    let mut resp = action_response(StatusCode::CREATED, &view);
+    let mut resp = (StatusCode::CREATED, Json(SubmittedJson::new(&view))).into_response();
     if !created {
         resp.headers_mut().insert(
             "idempotent-replayed",

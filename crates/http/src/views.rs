@@ -86,6 +86,35 @@ struct ResultView<'a> {
     reported_at: String,
 }
 
+/// The answer to `POST /v1/actions`: what the agent needs to act on the decision, and no more
+/// (`GET /v1/actions/{id}` has the whole record).
+#[derive(Serialize)]
+pub struct SubmittedJson<'a> {
+    id: &'a str,
+    status: &'static str,
+    digest: String,
+    decision: DecisionView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    review: Option<ReviewView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grant: Option<GrantView<'a>>,
+}
+
+impl<'a> SubmittedJson<'a> {
+    /// Shapes a view.
+    pub fn new(view: &'a ActionView) -> Self {
+        let r = &view.record;
+        SubmittedJson {
+            id: &r.id,
+            status: r.status.as_str(),
+            digest: r.digest.to_string(),
+            decision: decision(r),
+            review: review(r),
+            grant: grant(view),
+        }
+    }
+}
+
 /// The JSON for an action.
 #[derive(Serialize)]
 pub struct ActionJson<'a> {
@@ -109,6 +138,22 @@ pub struct ActionJson<'a> {
     grant: Option<GrantView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<ResultView<'a>>,
+}
+
+fn decision(r: &ActionRecord) -> DecisionView<'_> {
+    DecisionView {
+        effect: r.decision.effect.as_str(),
+        policies: &r.decision.policies,
+        reason: r.decision.reason.as_deref(),
+    }
+}
+
+fn grant(view: &ActionView) -> Option<GrantView<'_>> {
+    view.record.grant.as_ref().map(|g| GrantView {
+        token: view.grant_token.as_deref(),
+        expires_at: rfc3339(g.expires_at),
+        redeemed_at: g.redeemed_at.map(rfc3339),
+    })
 }
 
 fn review(r: &ActionRecord) -> Option<ReviewView<'_>> {
@@ -195,17 +240,9 @@ impl<'a> ActionJson<'a> {
             on_behalf_of: r.on_behalf_of.as_deref(),
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
-            decision: DecisionView {
-                effect: r.decision.effect.as_str(),
-                policies: &r.decision.policies,
-                reason: r.decision.reason.as_deref(),
-            },
+            decision: decision(r),
             review: review(r),
-            grant: r.grant.as_ref().map(|g| GrantView {
-                token: view.grant_token.as_deref(),
-                expires_at: rfc3339(g.expires_at),
-                redeemed_at: g.redeemed_at.map(rfc3339),
-            }),
+            grant: grant(view),
             result: r.result.as_ref().map(|res| ResultView {
                 outcome: match res.outcome {
                     countersign_core::Outcome::Succeeded => "succeeded",

@@ -62,7 +62,8 @@ async fn the_human_an_agent_acts_for_cannot_approve() {
             json!({"action": "deploy", "resource": "r", "on_behalf_of": "alice"}),
         )
         .await;
-    assert_eq!(v["on_behalf_of"], "alice");
+    let (_, full) = gw.get("bot", &format!("/v1/actions/{}", id(&v))).await;
+    assert_eq!(full["on_behalf_of"], "alice");
     let (s, r) = gw
         .vote("alice", &id(&v), json!({"verdict": "approve"}))
         .await;
