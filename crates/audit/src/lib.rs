@@ -21,6 +21,7 @@
 pub mod checkpoint;
 pub mod merkle;
 pub mod note;
+pub mod verify;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use merkle::{Hash, HashReader, MemoryHashes, ProofError, TreeError};

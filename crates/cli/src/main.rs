@@ -1,5 +1,6 @@
 //! `countersign`: the gateway server, operator commands and the CLI client in one binary.
 
+mod audit_cmd;
 mod client;
 mod operator;
 
@@ -29,6 +30,9 @@ enum Command {
     /// Check and try policies.
     #[command(subcommand)]
     Policy(operator::PolicyCommand),
+    /// Export and verify the audit log offline.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(operator::serve(args)),
         Command::Keys(cmd) => operator::keys(cmd),
         Command::Policy(cmd) => operator::policy(cmd),
+        Command::Audit(cmd) => runtime.block_on(audit_cmd::run(cmd)),
         Command::Client(cmd) => runtime.block_on(client::run(cmd)),
     };
     ExitCode::from(code)

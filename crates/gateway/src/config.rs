@@ -31,6 +31,8 @@ struct RawConfig {
     default_approvers: Option<String>,
     default_quorum: Option<u32>,
     signing_key: Option<String>,
+    audit_origin: Option<String>,
+    audit_key: Option<String>,
     #[serde(default)]
     identities: Vec<RawIdentity>,
 }
@@ -98,6 +100,10 @@ pub struct Config {
     pub default_effect: DefaultEffectConfig,
     /// The Ed25519 grant-signing key file (PKCS#8 PEM), created on first start.
     pub signing_key: PathBuf,
+    /// The audit log's name (C2SP checkpoint origin and note key name).
+    pub audit_origin: String,
+    /// The audit log's note signing key file, created on first start.
+    pub audit_key: PathBuf,
     /// Identities with API keys.
     pub identities: Vec<ConfiguredIdentity>,
 }
@@ -194,16 +200,30 @@ impl Config {
                 )))
             }
         };
+        let beside_db = |suffix: &str| match &database {
+            DatabaseUrl::Sqlite(db) => {
+                let mut name = db.file_name().unwrap_or_default().to_os_string();
+                name.push(suffix);
+                db.with_file_name(name)
+            }
+        };
         let signing_key = match &raw.signing_key {
             Some(p) => base.join(p),
-            None => match &database {
-                DatabaseUrl::Sqlite(db) => {
-                    let mut name = db.file_name().unwrap_or_default().to_os_string();
-                    name.push(".grant-signing.key");
-                    db.with_file_name(name)
-                }
-            },
+            None => beside_db(".grant-signing.key"),
         };
+        let audit_key = match &raw.audit_key {
+            Some(p) => base.join(p),
+            None => beside_db(".audit-log.key"),
+        };
+        let audit_origin = raw
+            .audit_origin
+            .unwrap_or_else(|| "countersign.local/audit".to_string());
+        if !countersign_audit::note::is_valid_key_name(&audit_origin) {
+            return Err(err(format!(
+                "`audit_origin` = \"{audit_origin}\" must be a non-empty name without spaces or `+`, \
+                 e.g. \"gateway.example.com/audit\""
+            )));
+        }
         let mut ids = HashSet::new();
         let mut keys = HashSet::new();
         let mut identities = Vec::new();
@@ -253,6 +273,8 @@ impl Config {
             grants_for_allowed: raw.grants_for_allowed.unwrap_or(false),
             default_effect,
             signing_key,
+            audit_origin,
+            audit_key,
             identities,
         })
     }

@@ -15,6 +15,9 @@ pub enum GatewayError {
     /// The request is malformed.
     #[error("{0}")]
     Invalid(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The idempotency key was already used for a different action.
     #[error("this Idempotency-Key was already used for a different action; use a new key")]
     IdempotencyConflict,
@@ -33,6 +36,7 @@ impl GatewayError {
             GatewayError::Domain(d) => d.code(),
             GatewayError::NotFound => "not_found",
             GatewayError::Invalid(_) => "invalid_request",
+            GatewayError::Forbidden(_) => "forbidden",
             GatewayError::IdempotencyConflict => "idempotency_conflict",
             GatewayError::Store(_) | GatewayError::Startup(_) => "internal",
         }

@@ -4,6 +4,7 @@
 //! **Architecture Invariant:** this crate knows no wire format. The HTTP API, the CLI and later
 //! the MCP proxy and chat channels all call [`Gateway`]; none of them holds a rule of its own.
 
+pub mod audit;
 pub mod config;
 mod error;
 pub mod grants;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
+use crate::audit::{AuditLog, CHECKPOINT_INTERVAL};
 use crate::config::{Config, DefaultEffectConfig};
 use crate::error::GatewayError;
 use crate::grants::GrantSigner;
@@ -87,6 +88,7 @@ pub struct Gateway {
     identities: Identities,
     store: Arc<dyn Store>,
     signer: GrantSigner,
+    audit: AuditLog,
     wakeups: Wakeups,
     sweeper: Notify,
     metrics: Metrics,
@@ -106,6 +108,8 @@ pub struct Parts {
     pub store: Arc<dyn Store>,
     /// The grant signer.
     pub signer: GrantSigner,
+    /// The audit log (sharing `store`).
+    pub audit: AuditLog,
     /// The clock.
     pub clock: Clock,
     /// Default review TTL.
@@ -144,11 +148,14 @@ impl Gateway {
         };
         let signer = GrantSigner::load_or_create(&config.signing_key)
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
+        let audit = AuditLog::open(store.clone(), &config.audit_key, &config.audit_origin)
+            .map_err(|e| GatewayError::Startup(e.to_string()))?;
         Ok(Gateway::new(Parts {
             policy,
             identities: Identities::from_config(&config.identities),
             store,
             signer,
+            audit,
             clock: system_clock(),
             review_ttl: config.review_ttl,
             grant_ttl: config.grant_ttl,
@@ -171,6 +178,7 @@ impl Gateway {
             identities: parts.identities,
             store: parts.store,
             signer: parts.signer,
+            audit: parts.audit,
             wakeups: Wakeups::default(),
             sweeper: Notify::new(),
             metrics: Metrics::new(),
@@ -194,6 +202,42 @@ impl Gateway {
     /// The grant signer (for `GET /v1/keys`).
     pub fn signer(&self) -> &GrantSigner {
         &self.signer
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Indexes of the audit entries of an action the caller may see.
+    pub async fn audit_indexes(&self, who: &Identity, id: &str) -> Result<Vec<u64>, GatewayError> {
+        self.get(who, id).await?;
+        Ok(self.store.action_audit_indexes(id).await?)
+    }
+
+    /// Audit entries from `start` (humans only: entries describe everyone's actions).
+    pub async fn audit_entries(
+        &self,
+        who: &Identity,
+        start: u64,
+        limit: usize,
+    ) -> Result<Vec<countersign_store::AuditEntry>, GatewayError> {
+        if who.kind != IdentityKind::Human {
+            return Err(GatewayError::Forbidden(
+                "only people may read the whole audit log; agents may read their own actions' entries with proofs".into(),
+            ));
+        }
+        Ok(self.store.audit_entries(start, limit.min(1000)).await?)
+    }
+
+    /// Signs a checkpoint at least every second while entries arrive, until the process ends.
+    pub async fn run_checkpointer(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.audit.checkpoint_if_grown(self.now()).await {
+                tracing::error!(error = %e, "could not sign an audit checkpoint");
+            }
+            tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+        }
     }
 
     /// The loaded policy set.

@@ -41,7 +41,8 @@ impl ApiError {
             | "not_requester"
             | "on_behalf_of_not_allowed"
             | "modification_denied"
-            | "grant_invalid" => StatusCode::FORBIDDEN,
+            | "grant_invalid"
+            | "forbidden" => StatusCode::FORBIDDEN,
             "not_found" => StatusCode::NOT_FOUND,
             "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
             "not_pending"

@@ -82,6 +82,7 @@ pub(crate) async fn submit(
 #[serde(deny_unknown_fields)]
 pub(crate) struct GetQuery {
     wait: Option<String>,
+    proof: Option<bool>,
 }
 
 pub(crate) async fn get_action(
@@ -103,7 +104,13 @@ pub(crate) async fn get_action(
             state.gateway.wait(&who, &id, wait).await?
         }
     };
-    Ok(action_response(StatusCode::OK, &view))
+    let mut body = serde_json::to_value(ActionJson::new(&view))
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let audit = crate::audit::for_action(&state, &who, &id, q.proof.unwrap_or(false)).await?;
+    if let Value::Object(map) = &mut body {
+        map.insert("audit".into(), audit);
+    }
+    Ok(crate::audit::status_ok(body))
 }
 
 #[derive(Deserialize)]

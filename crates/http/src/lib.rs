@@ -4,6 +4,7 @@
 //! handler extracts typed input, calls one [`countersign_gateway::Gateway`] method and shapes the
 //! result. Errors leave as `{"error": {"code", "message"}}` with a stable code (see [`error`]).
 
+mod audit;
 pub mod error;
 mod extract;
 mod handlers;
@@ -66,6 +67,11 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/reviews/{id}/votes", post(handlers::vote))
         .route("/v1/grants/redeem", post(handlers::redeem))
         .route("/v1/keys", get(handlers::keys))
+        .route("/v1/audit/checkpoint", get(audit::checkpoint))
+        .route("/v1/audit/public-key", get(audit::public_key))
+        .route("/v1/audit/entries", get(audit::entries))
+        .route("/v1/audit/proof/inclusion", get(audit::inclusion))
+        .route("/v1/audit/proof/consistency", get(audit::consistency))
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))
@@ -85,6 +91,7 @@ pub async fn serve(
         tracing::warn!(error = %e, "could not count open reviews at start");
     }
     let sweeper = tokio::spawn(gateway.clone().run_sweeper());
+    let checkpointer = tokio::spawn(gateway.clone().run_checkpointer());
     let app = router(gateway);
     // Answers are small and latency matters more than packet count: no Nagle delay.
     let listener = listener.tap_io(|tcp| {
@@ -96,5 +103,6 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     sweeper.abort();
+    checkpointer.abort();
     result
 }

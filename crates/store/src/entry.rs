@@ -33,7 +33,11 @@ fn jcs<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
 
 impl EntryParts {
     /// Canonicalises an event of `action_id` (if any) at `at`.
-    pub(crate) fn new(action_id: Option<&str>, at: Timestamp, event: &Event) -> Result<Self, StoreError> {
+    pub(crate) fn new(
+        action_id: Option<&str>,
+        at: Timestamp,
+        event: &Event,
+    ) -> Result<Self, StoreError> {
         let mut payload = serde_json::to_value(event)
             .map_err(|e| StoreError::Database(format!("encoding an event: {e}")))?;
         if let Value::Object(map) = &mut payload {
@@ -79,7 +83,8 @@ mod tests {
         ];
         for (i, e) in events.iter().enumerate() {
             for (id, index) in [(Some("act-1"), 0u64), (None, 9_007_199_254_740_991)] {
-                let parts = EntryParts::new(id, Timestamp(1_795_273_591_940 + i as i64), e).unwrap();
+                let parts =
+                    EntryParts::new(id, Timestamp(1_795_273_591_940 + i as i64), e).unwrap();
                 let got = parts.bytes(index);
                 let mut payload = serde_json::to_value(e).unwrap();
                 payload.as_object_mut().unwrap().remove("type");
@@ -87,7 +92,10 @@ mod tests {
                     "index": index, "time": rfc3339(Timestamp(1_795_273_591_940 + i as i64)),
                     "type": e.kind(), "actor": e.actor(), "action_id": id, "event": payload,
                 });
-                assert_eq!(String::from_utf8(got).unwrap(), serde_jcs::to_string(&whole).unwrap());
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    serde_jcs::to_string(&whole).unwrap()
+                );
             }
         }
     }

@@ -8,8 +8,11 @@
 //! **Architecture Invariant:** no method returns before its write is durably committed, so a
 //! response sent after a store call never reports a decision a crash could lose.
 
+mod entry;
 mod sqlite;
 
+pub use countersign_audit::Hash;
+pub use entry::rfc3339;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -70,17 +73,28 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
-/// A stored event with its position in the log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    /// Position, from 1, gap-free.
-    pub seq: i64,
-    /// The action it belongs to.
-    pub action_id: String,
+/// One entry of the audit log: its position and its canonical bytes (what is hashed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Position in the log, from 0, gap-free.
+    pub index: u64,
+    /// The action it belongs to, if any.
+    pub action_id: Option<String>,
     /// When it was recorded.
     pub at: Timestamp,
-    /// What happened.
-    pub event: Event,
+    /// RFC 8785 canonical JSON: `{"action_id","actor","event","index","time","type"}`.
+    pub body: Vec<u8>,
+}
+
+/// A signed checkpoint (a C2SP signed note) of the log at `size` entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size it commits to.
+    pub size: u64,
+    /// When it was signed.
+    pub at: Timestamp,
+    /// The signed note text.
+    pub note: String,
 }
 
 /// Durable storage for action records.
@@ -115,6 +129,24 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest deadline of any open review.
     async fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError>;
 
-    /// Events from position `start` (inclusive), at most `limit`.
-    async fn events(&self, start: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Number of entries in the audit log.
+    async fn audit_size(&self) -> Result<u64, StoreError>;
+
+    /// Audit entries from index `start`, at most `limit`.
+    async fn audit_entries(&self, start: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Stored Merkle tree hashes by their stored-hash index (see `countersign_audit::merkle`).
+    async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError>;
+
+    /// Indexes of an action's audit entries, in order.
+    async fn action_audit_indexes(&self, action_id: &str) -> Result<Vec<u64>, StoreError>;
+
+    /// The newest signed checkpoint.
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Every signed checkpoint, oldest (smallest) first.
+    async fn audit_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError>;
+
+    /// Stores a signed checkpoint. Checkpoints are append-only: one per size, first one wins.
+    async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError>;
 }

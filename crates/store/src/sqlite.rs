@@ -14,7 +14,13 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-use crate::{Inserted, ListFilter, Store, StoreError, StoredEvent, Transition, UpdateError};
+use countersign_audit::merkle::{leaf_hash, stored_hash_index, stored_hashes_for_record};
+use countersign_audit::{Hash, HashReader, TreeError};
+
+use crate::entry::EntryParts;
+use crate::{
+    AuditEntry, Inserted, ListFilter, Store, StoreError, StoredCheckpoint, Transition, UpdateError,
+};
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -35,13 +41,23 @@ CREATE UNIQUE INDEX IF NOT EXISTS actions_idempotency
 CREATE INDEX IF NOT EXISTS actions_open_reviews
     ON actions(review_expires_at) WHERE status IN ('pending', 'needs_clarification');
 CREATE INDEX IF NOT EXISTS actions_status ON actions(status, created_at);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    action_id TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS audit_entries (
+    idx INTEGER PRIMARY KEY,
+    action_id TEXT,
     at INTEGER NOT NULL,
-    body TEXT NOT NULL
+    body BLOB NOT NULL
 );
-PRAGMA user_version = 1;
+CREATE INDEX IF NOT EXISTS audit_entries_action ON audit_entries(action_id) WHERE action_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS audit_hashes (
+    idx INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    size INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    note TEXT NOT NULL
+);
+PRAGMA user_version = 2;
 ";
 
 fn db_err(e: rusqlite::Error) -> StoreError {
@@ -54,8 +70,12 @@ enum Op {
         /// `record` and its events as JSON, encoded by the caller so the single writer thread
         /// spends its time on SQLite only.
         body: String,
-        events: Vec<String>,
+        events: Vec<EntryParts>,
         reply: oneshot::Sender<Result<Inserted, StoreError>>,
+    },
+    Checkpoint {
+        checkpoint: StoredCheckpoint,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Update {
         id: String,
@@ -160,24 +180,80 @@ fn review_deadline(r: &ActionRecord) -> Option<i64> {
         .map(|rv| rv.expires_at.millis())
 }
 
-fn append_events(
+/// Stored Merkle hashes read through a connection (inside the writer's transaction, so hashes
+/// appended earlier in the same batch are visible).
+struct ConnHashes<'a>(&'a Connection);
+
+impl HashReader for ConnHashes<'_> {
+    type Error = StoreError;
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT hash FROM audit_hashes WHERE idx = ?1")
+            .map_err(db_err)?;
+        indexes
+            .iter()
+            .map(|i| {
+                let bytes: Vec<u8> = stmt
+                    .query_row(params![*i as i64], |r| r.get(0))
+                    .map_err(db_err)?;
+                bytes.try_into().map_err(|_| StoreError::Corrupt {
+                    id: format!("audit hash {i}"),
+                    message: "not 32 bytes".into(),
+                })
+            })
+            .collect()
+    }
+}
+
+fn tree_err(e: TreeError<StoreError>) -> StoreError {
+    match e {
+        TreeError::Read(inner) => inner,
+        other => StoreError::Database(format!("audit tree: {other}")),
+    }
+}
+
+/// Appends entries to the audit log with the Merkle hashes they complete, numbering them from
+/// `next`, which advances only as rows are written.
+fn append_audit(
     tx: &Connection,
+    next: &mut u64,
     action_id: &str,
     at: Timestamp,
-    events: &[String],
+    entries: &[EntryParts],
 ) -> Result<(), StoreError> {
-    let mut stmt = tx
-        .prepare_cached("INSERT INTO events (action_id, at, body) VALUES (?1, ?2, ?3)")
+    for parts in entries {
+        let index = *next;
+        let body = parts.bytes(index);
+        tx.prepare_cached(
+            "INSERT INTO audit_entries (idx, action_id, at, body) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(db_err)?
+        .execute(params![index as i64, action_id, at.millis(), body])
         .map_err(db_err)?;
-    for e in events {
-        stmt.execute(params![action_id, at.millis(), e])
+        let hashes =
+            stored_hashes_for_record(index, leaf_hash(&body), &ConnHashes(tx)).map_err(tree_err)?;
+        let first = stored_hash_index(0, index);
+        let mut insert = tx
+            .prepare_cached("INSERT INTO audit_hashes (idx, hash) VALUES (?1, ?2)")
             .map_err(db_err)?;
+        for (k, h) in hashes.iter().enumerate() {
+            insert
+                .execute(params![(first + k as u64) as i64, &h[..]])
+                .map_err(db_err)?;
+        }
+        *next += 1;
     }
     Ok(())
 }
 
-fn encode_all(events: &[Event]) -> Result<Vec<String>, StoreError> {
-    events.iter().map(encode).collect()
+fn audit_size(conn: &Connection) -> Result<u64, StoreError> {
+    conn.prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
+        .map_err(db_err)?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(db_err)
 }
 
 /// Runs a fixed statement (transaction control) from the statement cache.
@@ -187,9 +263,10 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 fn do_insert(
     tx: &Connection,
+    next: &mut u64,
     record: Box<ActionRecord>,
     body: &str,
-    events: &[String],
+    events: &[EntryParts],
 ) -> Result<Inserted, StoreError> {
     if let Some(key) = &record.idempotency_key {
         let existing: Option<(String, String)> = tx
@@ -222,12 +299,13 @@ fn do_insert(
         body,
     ])
     .map_err(db_err)?;
-    append_events(tx, &record.id, record.created_at, events)?;
+    append_audit(tx, next, &record.id, record.created_at, events)?;
     Ok(Inserted::Created(*record))
 }
 
 fn do_update(
     tx: &Connection,
+    next: &mut u64,
     id: &str,
     now: Timestamp,
     transition: Transition,
@@ -257,12 +335,22 @@ fn do_update(
         encode(&record)?,
     ])
     .map_err(db_err)?;
-    append_events(tx, id, now, &encode_all(&events)?)?;
+    let parts = events
+        .iter()
+        .map(|e| EntryParts::new(Some(id), now, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    append_audit(tx, next, id, now, &parts)?;
     Ok((record, events))
 }
 
 /// Runs one operation inside a savepoint, so a failure undoes only that operation.
-fn run_one(conn: &Connection, op: Op, done: &mut Vec<Box<dyn FnOnce(bool) + Send>>) {
+fn run_one(
+    conn: &Connection,
+    next: &mut u64,
+    op: Op,
+    done: &mut Vec<Box<dyn FnOnce(bool) + Send>>,
+) {
+    let start = *next;
     let sp = exec(conn, "SAVEPOINT op");
     if let Err(e) = sp {
         reject(op, StoreError::Database(e.to_string()));
@@ -282,8 +370,11 @@ fn run_one(conn: &Connection, op: Op, done: &mut Vec<Box<dyn FnOnce(bool) + Send
             events,
             reply,
         } => {
-            let result = do_insert(conn, record, &body, &events);
+            let result = do_insert(conn, next, record, &body, &events);
             let ok = release(result.is_ok());
+            if result.is_err() || !ok {
+                *next = start;
+            }
             done.push(Box::new(move |committed| {
                 let _ = reply.send(match result {
                     Ok(_) if !committed || !ok => Err(StoreError::Database(
@@ -299,8 +390,11 @@ fn run_one(conn: &Connection, op: Op, done: &mut Vec<Box<dyn FnOnce(bool) + Send
             transition,
             reply,
         } => {
-            let result = do_update(conn, &id, now, transition);
+            let result = do_update(conn, next, &id, now, transition);
             let ok = release(result.is_ok());
+            if result.is_err() || !ok {
+                *next = start;
+            }
             done.push(Box::new(move |committed| {
                 let _ = reply.send(match result {
                     Ok(_) if !committed || !ok => Err(UpdateError::Store(StoreError::Database(
@@ -310,7 +404,29 @@ fn run_one(conn: &Connection, op: Op, done: &mut Vec<Box<dyn FnOnce(bool) + Send
                 });
             }));
         }
+        Op::Checkpoint { checkpoint, reply } => {
+            let result = tx_checkpoint(conn, &checkpoint);
+            let ok = release(result.is_ok());
+            done.push(Box::new(move |committed| {
+                let _ = reply.send(match result {
+                    Ok(()) if !committed || !ok => Err(StoreError::Database(
+                        "the commit failed; nothing was recorded".into(),
+                    )),
+                    other => other,
+                });
+            }));
+        }
     }
+}
+
+fn tx_checkpoint(conn: &Connection, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO audit_checkpoints (size, at, note) VALUES (?1, ?2, ?3)",
+    )
+    .map_err(db_err)?
+    .execute(params![cp.size as i64, cp.at.millis(), cp.note])
+    .map_err(db_err)?;
+    Ok(())
 }
 
 fn reject(op: Op, err: StoreError) {
@@ -321,10 +437,26 @@ fn reject(op: Op, err: StoreError) {
         Op::Update { reply, .. } => {
             let _ = reply.send(Err(UpdateError::Store(err)));
         }
+        Op::Checkpoint { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
     }
 }
 
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
+    let mut next = match audit_size(&conn) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the audit log size; refusing writes");
+            for op in rx {
+                reject(
+                    op,
+                    StoreError::Database("the audit log is unreadable".into()),
+                );
+            }
+            return;
+        }
+    };
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -340,14 +472,16 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
             continue;
         }
         let mut done = Vec::with_capacity(batch.len());
+        let batch_start = next;
         for op in batch {
-            run_one(&conn, op, &mut done);
+            run_one(&conn, &mut next, op, &mut done);
         }
         let committed = match exec(&conn, "COMMIT") {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; rolling back the batch");
                 let _ = exec(&conn, "ROLLBACK");
+                next = batch_start;
                 false
             }
         };
@@ -375,7 +509,10 @@ impl Store for SqliteStore {
     ) -> Result<Inserted, StoreError> {
         let (reply, rx) = oneshot::channel();
         let body = encode(&record)?;
-        let events = encode_all(&events)?;
+        let events = events
+            .iter()
+            .map(|e| EntryParts::new(Some(&record.id), record.created_at, e))
+            .collect::<Result<Vec<_>, _>>()?;
         self.send(Op::Insert {
             record: Box::new(record),
             body,
@@ -472,38 +609,87 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn events(&self, start: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn audit_size(&self) -> Result<u64, StoreError> {
+        self.read(audit_size)
+    }
+
+    async fn audit_entries(&self, start: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.read(|c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT seq, action_id, at, body FROM events WHERE seq >= ?1 \
-                     ORDER BY seq LIMIT ?2",
+                    "SELECT idx, action_id, at, body FROM audit_entries WHERE idx >= ?1 \
+                     ORDER BY idx LIMIT ?2",
                 )
                 .map_err(db_err)?;
             let rows = stmt
-                .query_map(params![start, limit as i64], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
+                .query_map(params![start as i64, limit as i64], |r| {
+                    Ok(AuditEntry {
+                        index: r.get::<_, i64>(0)? as u64,
+                        action_id: r.get(1)?,
+                        at: Timestamp(r.get(2)?),
+                        body: r.get(3)?,
+                    })
                 })
                 .map_err(db_err)?;
-            rows.map(|r| {
-                let (seq, action_id, at, body) = r.map_err(db_err)?;
-                let event = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
-                    id: action_id.clone(),
-                    message: e.to_string(),
-                })?;
-                Ok(StoredEvent {
-                    seq,
-                    action_id,
-                    at: Timestamp(at),
-                    event,
+            rows.map(|r| r.map_err(db_err)).collect()
+        })
+    }
+
+    async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        self.read(|c| ConnHashes(c).read_hashes(indexes))
+    }
+
+    async fn action_audit_indexes(&self, action_id: &str) -> Result<Vec<u64>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT idx FROM audit_entries WHERE action_id = ?1 ORDER BY idx")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![action_id], |r| r.get::<_, i64>(0))
+                .map_err(db_err)?;
+            rows.map(|r| r.map(|i| i as u64).map_err(db_err)).collect()
+        })
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT size, at, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+            )
+            .map_err(db_err)?
+            .query_row([], |r| {
+                Ok(StoredCheckpoint {
+                    size: r.get::<_, i64>(0)? as u64,
+                    at: Timestamp(r.get(1)?),
+                    note: r.get(2)?,
                 })
             })
-            .collect()
+            .optional()
+            .map_err(db_err)
         })
+    }
+
+    async fn audit_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT size, at, note FROM audit_checkpoints ORDER BY size")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(StoredCheckpoint {
+                        size: r.get::<_, i64>(0)? as u64,
+                        at: Timestamp(r.get(1)?),
+                        note: r.get(2)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err)).collect()
+        })
+    }
+
+    async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Checkpoint { checkpoint, reply })?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 }

@@ -5,3 +5,4 @@ mod merkle_props;
 mod merkle_vectors;
 mod note_vectors;
 mod support;
+mod tamper;

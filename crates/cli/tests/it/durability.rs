@@ -93,6 +93,27 @@ async fn kill_dash_nine_under_load_loses_no_acknowledged_decision() {
     }
     let status: String = stmt.query_row([&reviewed], |r| r.get(0)).unwrap();
     assert_eq!(status, "approved");
+    // Every acknowledged action has its audit entries, and the log verifies after the crash.
+    let mut entries = conn
+        .prepare("SELECT COUNT(*) FROM audit_entries WHERE action_id = ?1")
+        .unwrap();
+    for id in acked.iter().step_by(17) {
+        let n: i64 = entries.query_row([id], |r| r.get(0)).unwrap();
+        assert!(n >= 1, "{id} has no audit entry");
+    }
+    let config = dir.path().join("countersign.toml");
+    let out = tokio::process::Command::new(crate::cli::BIN)
+        .args(["audit", "verify", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // And the restarted server serves them.
     let resp = http
         .get(format!("{}/v1/actions/{reviewed}", server.url))

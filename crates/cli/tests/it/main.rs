@@ -4,6 +4,7 @@
 mod api_errors;
 mod api_flow;
 mod api_security;
+mod audit;
 mod cli;
 mod durability;
 mod support;

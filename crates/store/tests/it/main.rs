@@ -32,7 +32,8 @@ sqlite_suite!(
     concurrent_redemption_succeeds_once,
     list_filters_by_status_oldest_first,
     expiry_queries_find_due_reviews,
-    events_are_gap_free_and_in_order,
+    audit_log_is_gap_free_canonical_and_hashed,
+    checkpoints_are_append_only,
     many_concurrent_inserts_all_commit,
 );
 

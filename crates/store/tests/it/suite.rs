@@ -131,7 +131,7 @@ pub async fn concurrent_idempotent_inserts_create_one_record(store: Arc<dyn Stor
 pub async fn refused_transition_writes_nothing(store: Arc<dyn Store>) {
     let rec = review_record("r1", "bot");
     store.insert(rec.clone(), vec![]).await.unwrap();
-    let before = store.events(1, 1000).await.unwrap().len();
+    let before = store.audit_size().await.unwrap();
     let err = store
         .update(
             "r1",
@@ -154,7 +154,7 @@ pub async fn refused_transition_writes_nothing(store: Arc<dyn Store>) {
         UpdateError::Domain(DomainError::AgentsCannotApprove)
     ));
     assert_eq!(store.get("r1").await.unwrap(), Some(rec));
-    assert_eq!(store.events(1, 1000).await.unwrap().len(), before);
+    assert_eq!(store.audit_size().await.unwrap(), before);
 }
 
 pub async fn update_of_unknown_id_is_not_found(store: Arc<dyn Store>) {
@@ -296,28 +296,109 @@ pub async fn expiry_queries_find_due_reviews(store: Arc<dyn Store>) {
     assert_eq!(store.next_expiry().await.unwrap(), None);
 }
 
-pub async fn events_are_gap_free_and_in_order(store: Arc<dyn Store>) {
-    let (rec, events) = {
-        let r = review_record("v1", "bot");
-        (
-            r.clone(),
-            vec![
-                countersign_core::Event::Expired,
-                countersign_core::Event::Cancelled { by: "x".into() },
-            ],
-        )
-    };
+pub async fn audit_log_is_gap_free_canonical_and_hashed(store: Arc<dyn Store>) {
+    let rec = review_record("v1", "bot");
+    let (_, events) = ActionRecord::submit(
+        &bot("bot"),
+        NewAction {
+            id: "unused".into(),
+            grant_jti: "g".into(),
+            spec: ActionSpec::new("db.export", "pg://x", "prod", None).unwrap(),
+            justification: String::new(),
+            on_behalf_of: None,
+            idempotency_key: None,
+            decision: rec.decision.clone(),
+            default_review_ttl: Duration::from_secs(60),
+            grant_ttl: Duration::from_secs(60),
+            grant_on_allow: false,
+        },
+        T0,
+    )
+    .unwrap();
     store.insert(rec, events).await.unwrap();
     store.update("v1", T0, approve_as("alice")).await.unwrap();
-    let got = store.events(1, 100).await.unwrap();
-    let seqs: Vec<i64> = got.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    // Concurrent writers interleave, but the log stays gap-free.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let r = record(&format!("w{i}"), "bot", Effect::Allow, None, T0);
+                store
+                    .insert(r, vec![countersign_core::Event::Expired])
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let size = store.audit_size().await.unwrap();
+    let entries = store.audit_entries(0, 1000).await.unwrap();
+    assert_eq!(entries.len() as u64, size);
     assert!(
-        got.len() >= 4,
-        "2 inserted + vote + approved + grant issued"
+        size >= 2 + 3 + 20,
+        "submitted, review opened, voted, approved, grant issued, 20 more"
     );
-    assert!(got.iter().all(|e| e.action_id == "v1"));
-    assert_eq!(store.events(3, 1).await.unwrap()[0].seq, 3);
+    let mut tree = countersign_audit::MemoryHashes::new();
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.index, i as u64);
+        let v: serde_json::Value = serde_json::from_slice(&e.body).unwrap();
+        assert_eq!(v["index"], i as u64);
+        assert_eq!(
+            serde_jcs::to_vec(&v).unwrap(),
+            e.body,
+            "entries are canonical"
+        );
+        tree.append(&e.body).unwrap();
+    }
+    let first: Vec<&str> = entries[..5]
+        .iter()
+        .map(|e| e.action_id.as_deref().unwrap())
+        .collect();
+    assert_eq!(first, ["v1"; 5]);
+    let kinds: Vec<String> = entries[..5]
+        .iter()
+        .map(|e| {
+            serde_json::from_slice::<serde_json::Value>(&e.body).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "submitted",
+            "review_opened",
+            "voted",
+            "approved",
+            "grant_issued"
+        ]
+    );
+    // Every stored interior hash is what a recomputation from the entries gives.
+    let all: Vec<u64> = (0..tree.hashes().len() as u64).collect();
+    assert_eq!(store.audit_hashes(&all).await.unwrap(), tree.hashes());
+    assert_eq!(
+        store.action_audit_indexes("v1").await.unwrap(),
+        vec![0, 1, 2, 3, 4]
+    );
+}
+
+pub async fn checkpoints_are_append_only(store: Arc<dyn Store>) {
+    assert_eq!(store.latest_checkpoint().await.unwrap(), None);
+    let cp = |size, note: &str| countersign_store::StoredCheckpoint {
+        size,
+        at: T0,
+        note: note.into(),
+    };
+    store.add_checkpoint(cp(3, "three")).await.unwrap();
+    store.add_checkpoint(cp(5, "five")).await.unwrap();
+    store.add_checkpoint(cp(5, "five again")).await.unwrap();
+    assert_eq!(
+        store.latest_checkpoint().await.unwrap(),
+        Some(cp(5, "five"))
+    );
 }
 
 pub async fn many_concurrent_inserts_all_commit(store: Arc<dyn Store>) {

@@ -1,0 +1,330 @@
+//! `countersign audit export|verify`: offline commands over the audit log, for operators and
+//! auditors. They find the store through `--config FILE` or `--database URL` and never need a
+//! running gateway.
+
+use clap::{Args, Subcommand};
+use countersign_audit::checkpoint::Checkpoint;
+use countersign_audit::merkle::prove_record;
+use countersign_audit::note::{self, Signer, Verifier};
+use countersign_audit::verify::{self, Verified};
+use countersign_audit::Hash;
+use countersign_gateway::config::{parse_database_url, Config, DatabaseUrl};
+use countersign_store::{SqliteStore, Store};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Where the log is.
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// The gateway's configuration file (database, audit key and origin).
+    #[arg(long, conflicts_with = "database")]
+    config: Option<PathBuf>,
+    /// The database URL, e.g. sqlite://data/countersign.db.
+    #[arg(long)]
+    database: Option<String>,
+}
+
+/// `countersign audit ...`.
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Export the log up to its latest checkpoint as a bundle that verifies offline.
+    Export {
+        /// Bundle format (jsonl: entries + checkpoint + proofs).
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only entries at or after this RFC 3339 time (the bundle then carries proofs).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries at or before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Verify a bundle against the log's public key, or (with --database/--config) the stored
+    /// log: recompute the tree from the rows and check every signed checkpoint.
+    Verify {
+        /// A bundle made by `audit export`.
+        bundle: Option<PathBuf>,
+        /// The verifier key (`name+hash+key`, as served at /v1/audit/public-key) or a file
+        /// holding it.
+        #[arg(long)]
+        key: Option<String>,
+        /// An earlier checkpoint (signed note file) the bundle must be consistent with.
+        #[arg(long)]
+        previous_checkpoint: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+struct Located {
+    db: PathBuf,
+    key_file: PathBuf,
+}
+
+fn locate(args: &StoreArgs) -> Result<Located, String> {
+    if let Some(path) = &args.config {
+        let c = Config::load(path).map_err(|e| e.to_string())?;
+        let DatabaseUrl::Sqlite(db) = c.database;
+        return Ok(Located {
+            db,
+            key_file: c.audit_key,
+        });
+    }
+    let url = args
+        .database
+        .as_deref()
+        .ok_or("give --config FILE or --database URL")?;
+    let DatabaseUrl::Sqlite(db) = parse_database_url(url, Path::new("."))?;
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".audit-log.key");
+    Ok(Located {
+        key_file: db.with_file_name(name),
+        db,
+    })
+}
+
+fn verifier_from(text: &str) -> Option<Verifier> {
+    let text = text.trim();
+    Verifier::parse(text)
+        .ok()
+        .or_else(|| Signer::from_key_string(text).ok().map(|s| s.verifier()))
+}
+
+/// `--key` as a key string or a file; without it, the log's own key file beside the database.
+fn load_key(key: Option<&str>, fallback: Option<&Path>) -> Result<Verifier, String> {
+    if let Some(k) = key {
+        if let Some(v) = verifier_from(k) {
+            return Ok(v);
+        }
+        let text = std::fs::read_to_string(k)
+            .map_err(|e| format!("--key {k}: neither a verifier key nor a readable file ({e})"))?;
+        return verifier_from(&text)
+            .ok_or_else(|| format!("--key {k}: no verifier key in the file"));
+    }
+    let path = fallback.ok_or("give --key (the log's public key)")?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: {e}; give --key (the log's public key)", path.display()))?;
+    verifier_from(&text).ok_or_else(|| format!("{}: not an audit log key", path.display()))
+}
+
+fn parse_time(flag: &str, s: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|e| format!("{flag} {s}: not an RFC 3339 time ({e})"))
+}
+
+fn summary(v: &Verified) -> String {
+    use base64::Engine;
+    format!(
+        "verified {} entries, tree size {}, root {}",
+        v.entries,
+        v.tree_size,
+        base64::engine::general_purpose::STANDARD.encode(v.root)
+    )
+}
+
+async fn export(
+    format: &str,
+    out: &Path,
+    since: Option<&str>,
+    until: Option<&str>,
+    store_args: &StoreArgs,
+) -> Result<String, String> {
+    if format != "jsonl" {
+        return Err(format!(
+            "--format {format}: this version exports jsonl bundles only (csv and ocsf are planned)"
+        ));
+    }
+    let at = locate(store_args)?;
+    let key = load_key(None, Some(&at.key_file))?;
+    let store = SqliteStore::open(&at.db).map_err(|e| e.to_string())?;
+    let cp = store
+        .latest_checkpoint()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or(
+            "the log has no checkpoint yet: run the gateway for a second after the first action",
+        )?;
+    let opened = note::open(&cp.note, std::slice::from_ref(&key)).map_err(|e| e.to_string())?;
+    let checkpoint = Checkpoint::parse(&opened.text).map_err(|e| e.to_string())?;
+    let size = checkpoint.size();
+    let since = since.map(|s| parse_time("--since", s)).transpose()?;
+    let until = until.map(|s| parse_time("--until", s)).transpose()?;
+    let partial = since.is_some() || until.is_some();
+
+    let mut entries = Vec::new();
+    let mut start = 0;
+    while start < size {
+        let page = store
+            .audit_entries(start, 10_000)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        start = last.index + 1;
+        entries.extend(page.into_iter().filter(|e| e.index < size).filter(|e| {
+            since.is_none_or(|s| e.at.millis() >= s) && until.is_none_or(|u| e.at.millis() <= u)
+        }));
+    }
+    let (first, end) = match (entries.first(), entries.last()) {
+        (Some(f), Some(l)) => (f.index, l.index + 1),
+        _ => (0, 0),
+    };
+    // A time window is one contiguous index range: entries are numbered as they commit.
+    if partial && end > first && (end - first) as usize != entries.len() {
+        let all = store
+            .audit_entries(first, (end - first) as usize)
+            .await
+            .map_err(|e| e.to_string())?;
+        entries = all;
+    }
+    let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    let io = |e: std::io::Error| format!("{}: {e}", out.display());
+    writeln!(
+        w,
+        "{}",
+        verify::header_line(
+            checkpoint.origin(),
+            size,
+            if partial { first } else { 0 },
+            if partial { end } else { size }
+        )
+    )
+    .map_err(io)?;
+    writeln!(w, "{}", verify::checkpoint_line(&cp.note)).map_err(io)?;
+    for e in &entries {
+        let proof: Option<Vec<Hash>> = if partial {
+            let index = e.index;
+            Some(
+                countersign_gateway::audit::with_hashes(&store, |r| prove_record(size, index, r))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            None
+        };
+        writeln!(
+            w,
+            "{}",
+            verify::entry_line(e.index, &e.body, proof.as_deref())
+        )
+        .map_err(io)?;
+    }
+    w.flush().map_err(io)?;
+    Ok(format!(
+        "exported {} entries (tree size {size}) to {}",
+        entries.len(),
+        out.display()
+    ))
+}
+
+/// Reads the SQLite tables directly (not through the gateway's code) and verifies them.
+fn verify_database(
+    at: &Located,
+    key: &Verifier,
+) -> Result<Result<Verified, verify::Tamper>, String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(&at.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| format!("{}: {e}", at.db.display()))?;
+    let sql = |e: rusqlite::Error| format!("{}: {e}", at.db.display());
+    let mut stmt = conn
+        .prepare("SELECT idx, body FROM audit_entries ORDER BY idx")
+        .map_err(sql)?;
+    let entries: Vec<(u64, Vec<u8>)> = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    let mut stmt = conn
+        .prepare("SELECT idx, hash FROM audit_hashes ORDER BY idx")
+        .map_err(sql)?;
+    let rows: Vec<(u64, Vec<u8>)> = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    let mut stored: Vec<Hash> = Vec::with_capacity(rows.len());
+    for (i, (idx, bytes)) in rows.into_iter().enumerate() {
+        match <[u8; 32]>::try_from(bytes) {
+            Ok(h) if idx == i as u64 => stored.push(h),
+            _ => return Ok(Err(verify::Tamper::HashModified(i as u64))),
+        }
+    }
+    let mut stmt = conn
+        .prepare("SELECT note FROM audit_checkpoints ORDER BY size")
+        .map_err(sql)?;
+    let checkpoints: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    Ok(verify::verify_stored(entries, &stored, &checkpoints, key))
+}
+
+/// Runs an audit command; returns the exit code.
+pub async fn run(cmd: AuditCommand) -> u8 {
+    let result: Result<Result<String, String>, String> = match cmd {
+        AuditCommand::Export {
+            format,
+            out,
+            since,
+            until,
+            store,
+        } => export(&format, &out, since.as_deref(), until.as_deref(), &store)
+            .await
+            .map(Ok),
+        AuditCommand::Verify {
+            bundle: Some(path),
+            key,
+            previous_checkpoint,
+            ..
+        } => (|| {
+            let key = load_key(key.as_deref(), None)?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let previous = previous_checkpoint
+                .map(|p| std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display())))
+                .transpose()?;
+            Ok(verify::verify_bundle(&text, &key, previous.as_deref())
+                .map(|v| summary(&v))
+                .map_err(|t| t.to_string()))
+        })(),
+        AuditCommand::Verify {
+            bundle: None,
+            key,
+            store,
+            ..
+        } => (|| {
+            let at = locate(&store)?;
+            let key = load_key(key.as_deref(), Some(&at.key_file))?;
+            Ok(verify_database(&at, &key)?
+                .map(|v| {
+                    format!(
+                        "{}, {} signed checkpoints match",
+                        summary(&v),
+                        v.checkpoints
+                    )
+                })
+                .map_err(|t| t.to_string()))
+        })(),
+    };
+    match result {
+        Ok(Ok(msg)) => {
+            println!("{msg}");
+            0
+        }
+        Ok(Err(tamper)) => {
+            eprintln!("countersign: verification FAILED: {tamper}");
+            1
+        }
+        Err(e) => {
+            eprintln!("countersign: {e}");
+            2
+        }
+    }
+}

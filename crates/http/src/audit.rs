@@ -1,0 +1,164 @@
+//! The audit log's endpoints: the signed checkpoint and its key (public, to be gossiped), the
+//! entries (people only), and inclusion and consistency proofs.
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use countersign_audit::merkle::leaf_hash;
+use countersign_audit::Hash;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::AppState;
+
+fn b64(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(|h| B64.encode(h)).collect()
+}
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+pub(crate) async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
+    match state.gateway.audit().latest().await? {
+        Some(cp) => Ok(text(cp.note)),
+        None => Err(ApiError {
+            code: "not_found",
+            message: "no checkpoint yet: the first is signed within a second of the first entry"
+                .into(),
+        }),
+    }
+}
+
+pub(crate) async fn public_key(State(state): State<AppState>) -> Response {
+    text(format!("{}\n", state.gateway.audit().public_key()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EntriesQuery {
+    start: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn entries(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Query(q): Query<EntriesQuery>,
+) -> Result<Response, ApiError> {
+    let entries = state
+        .gateway
+        .audit_entries(
+            &who,
+            q.start.unwrap_or(0),
+            q.limit.unwrap_or(100).clamp(1, 1000),
+        )
+        .await?;
+    let items: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            json!({
+                "index": e.index,
+                "leaf_hash": B64.encode(leaf_hash(&e.body)),
+                "entry": serde_json::from_slice::<Value>(&e.body).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "entries": items })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InclusionQuery {
+    index: u64,
+    tree_size: u64,
+}
+
+pub(crate) async fn inclusion(
+    State(state): State<AppState>,
+    Caller(_who): Caller,
+    Query(q): Query<InclusionQuery>,
+) -> Result<Response, ApiError> {
+    let proof = state
+        .gateway
+        .audit()
+        .inclusion(q.index, q.tree_size)
+        .await?;
+    Ok(Json(json!({
+        "index": q.index,
+        "tree_size": q.tree_size,
+        "hashes": b64(&proof.hashes),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsistencyQuery {
+    first: u64,
+    second: u64,
+}
+
+pub(crate) async fn consistency(
+    State(state): State<AppState>,
+    Caller(_who): Caller,
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Response, ApiError> {
+    if q.first > q.second {
+        return Err(ApiError::invalid(
+            "`first` must not be larger than `second`",
+        ));
+    }
+    let proof = state.gateway.audit().consistency(q.first, q.second).await?;
+    Ok(Json(json!({
+        "first": q.first,
+        "second": q.second,
+        "hashes": b64(&proof.hashes),
+    }))
+    .into_response())
+}
+
+/// The `audit` member of an action: its entry indexes and, with `proof`, inclusion proofs against
+/// the latest checkpoint (entries newer than it are listed as pending).
+pub(crate) async fn for_action(
+    state: &AppState,
+    who: &countersign_core::Identity,
+    id: &str,
+    proof: bool,
+) -> Result<Value, ApiError> {
+    let gateway = &state.gateway;
+    let indexes = gateway.audit_indexes(who, id).await?;
+    if !proof {
+        return Ok(json!({ "indexes": indexes }));
+    }
+    let Some(cp) = gateway.audit().latest().await? else {
+        return Ok(json!({ "indexes": indexes, "pending": indexes }));
+    };
+    let size = gateway.audit().open_checkpoint(&cp.note)?.size();
+    let mut proofs = Vec::new();
+    let mut pending = Vec::new();
+    for &i in &indexes {
+        if i < size {
+            let p = gateway.audit().inclusion(i, size).await?;
+            proofs.push(json!({ "index": i, "hashes": b64(&p.hashes) }));
+        } else {
+            pending.push(i);
+        }
+    }
+    Ok(json!({
+        "indexes": indexes,
+        "checkpoint": cp.note,
+        "tree_size": size,
+        "proofs": proofs,
+        "pending": pending,
+    }))
+}
+
+pub(crate) fn status_ok(v: Value) -> Response {
+    (StatusCode::OK, Json(v)).into_response()
+}
