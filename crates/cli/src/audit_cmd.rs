@@ -231,23 +231,18 @@ fn verify_database(
     let conn =
         rusqlite::Connection::open_with_flags(&at.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| format!("{}: {e}", at.db.display()))?;
-    let sql = |e: rusqlite::Error| format!("{}: {e}", at.db.display());
-    let mut stmt = conn
-        .prepare("SELECT idx, body FROM audit_entries ORDER BY idx")
-        .map_err(sql)?;
-    let entries: Vec<(u64, Vec<u8>)> = stmt
-        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
-        .map_err(sql)?
-        .collect::<Result<_, _>>()
-        .map_err(sql)?;
-    let mut stmt = conn
-        .prepare("SELECT idx, hash FROM audit_hashes ORDER BY idx")
-        .map_err(sql)?;
-    let rows: Vec<(u64, Vec<u8>)> = stmt
-        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
-        .map_err(sql)?
-        .collect::<Result<_, _>>()
-        .map_err(sql)?;
+    let all = |sql: &str| -> Result<Vec<(u64, Vec<u8>)>, String> {
+        let fail = |e: rusqlite::Error| format!("{}: {e}", at.db.display());
+        let mut stmt = conn.prepare(sql).map_err(fail)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .map_err(fail)?
+            .collect::<Result<_, _>>()
+            .map_err(fail);
+        rows
+    };
+    let entries = all("SELECT idx, body FROM audit_entries ORDER BY idx")?;
+    let rows = all("SELECT idx, hash FROM audit_hashes ORDER BY idx")?;
     let mut stored: Vec<Hash> = Vec::with_capacity(rows.len());
     for (i, (idx, bytes)) in rows.into_iter().enumerate() {
         match <[u8; 32]>::try_from(bytes) {
@@ -255,14 +250,11 @@ fn verify_database(
             _ => return Ok(Err(verify::Tamper::HashModified(i as u64))),
         }
     }
-    let mut stmt = conn
-        .prepare("SELECT note FROM audit_checkpoints ORDER BY size")
-        .map_err(sql)?;
-    let checkpoints: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .map_err(sql)?
-        .collect::<Result<_, _>>()
-        .map_err(sql)?;
+    let checkpoints: Vec<String> =
+        all("SELECT size, CAST(note AS BLOB) FROM audit_checkpoints ORDER BY size")?
+            .into_iter()
+            .map(|(_, note)| String::from_utf8_lossy(&note).into_owned())
+            .collect();
     Ok(verify::verify_stored(entries, &stored, &checkpoints, key))
 }
 

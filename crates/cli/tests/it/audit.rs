@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-use crate::cli::{Server, BIN};
+use crate::cli::Server;
 use crate::support::{code, id, Gw};
 
 fn hashes(v: &Value) -> Vec<[u8; 32]> {
@@ -173,16 +173,7 @@ async fn checkpoints_and_proofs_verify_with_the_published_key() {
 }
 
 async fn run(args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(BIN)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::cli::run(args, "", "").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

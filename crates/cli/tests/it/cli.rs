@@ -52,7 +52,7 @@ impl Server {
     }
 }
 
-async fn run(args: &[&str], url: &str, token: &str) -> (i32, String, String) {
+pub async fn run(args: &[&str], url: &str, token: &str) -> (i32, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .env("COUNTERSIGN_URL", url)
