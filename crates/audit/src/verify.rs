@@ -104,12 +104,19 @@ struct CheckpointLine {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EntryLine {
-    entry: Value,
+struct EntryLine<'a> {
+    /// The entry's canonical bytes, exactly as the log hashed them.
+    #[serde(borrow)]
+    entry: &'a serde_json::value::RawValue,
     index: u64,
-    leaf_hash: String,
+    leaf_hash: &'a str,
     #[serde(default)]
     proof: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct EntryIndex {
+    index: u64,
 }
 
 /// The bundle header line.
@@ -125,20 +132,20 @@ pub fn checkpoint_line(note: &str) -> String {
     serde_json::json!({ "checkpoint": note }).to_string()
 }
 
-/// An entry line: `body` is the entry's canonical bytes (it is embedded as JSON; verifiers
-/// re-canonicalise it, which gives the same bytes back).
+/// An entry line: `body`, the entry's canonical JSON, is embedded byte for byte (verifiers hash
+/// exactly those bytes, so a bundle must not be re-formatted).
 pub fn entry_line(index: u64, body: &[u8], proof: Option<&[Hash]>) -> String {
-    let entry: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let mut line = serde_json::json!({
-        "entry": entry,
-        "index": index,
-        "leaf_hash": B64.encode(leaf_hash(body)),
-    });
-    if let (Some(p), Value::Object(map)) = (proof, &mut line) {
-        let hashes: Vec<String> = p.iter().map(|h| B64.encode(h)).collect();
-        map.insert("proof".into(), hashes.into());
+    let body = String::from_utf8_lossy(body);
+    let mut line = format!(
+        "{{\"entry\":{body},\"index\":{index},\"leaf_hash\":\"{}\"",
+        B64.encode(leaf_hash(body.as_bytes()))
+    );
+    if let Some(p) = proof {
+        let hashes: Vec<String> = p.iter().map(|h| format!("\"{}\"", B64.encode(h))).collect();
+        line.push_str(&format!(",\"proof\":[{}]", hashes.join(",")));
     }
-    line.to_string()
+    line.push('}');
+    line
 }
 
 fn decode_hash(s: &str) -> Option<Hash> {
@@ -217,11 +224,12 @@ pub fn verify_bundle(
                 Tamper::Reordered(e.index)
             });
         }
-        let body = serde_jcs::to_vec(&e.entry).map_err(|err| malformed(*line, err.to_string()))?;
-        let leaf = leaf_hash(&body);
-        let claimed = decode_hash(&e.leaf_hash)
+        let body = e.entry.get().as_bytes();
+        let leaf = leaf_hash(body);
+        let claimed = decode_hash(e.leaf_hash)
             .ok_or_else(|| malformed(*line, "leaf_hash is not base64 of 32 bytes"))?;
-        if leaf != claimed || e.entry.get("index").and_then(Value::as_u64) != Some(e.index) {
+        let inner = serde_json::from_str::<EntryIndex>(e.entry.get()).map(|x| x.index);
+        if leaf != claimed || inner.ok() != Some(e.index) {
             return Err(Tamper::Modified(e.index));
         }
         if let Some(proof) = &e.proof {
