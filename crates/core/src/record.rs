@@ -495,6 +495,17 @@ impl ActionRecord {
         event
     }
 
+    /// Whether `who` reviews this action: a human, not its requester or the human it acts for,
+    /// an approver under some requirement, with the review still open (pending, or waiting for
+    /// an answer). The same rules [`ActionRecord::vote`] enforces; this only answers the question.
+    pub fn reviewable_by(&self, who: &Identity, now: Timestamp) -> bool {
+        who.kind.can_vote()
+            && !self.is_own(who)
+            && self
+                .open_review(now)
+                .is_ok_and(|r| r.requirements.iter().any(|q| q.approvers.admits(who)))
+    }
+
     /// Whether `who` is the requester or the human the action was requested for.
     fn is_own(&self, who: &Identity) -> bool {
         who.id == self.requester || self.on_behalf_of.as_deref() == Some(who.id.as_str())

@@ -403,6 +403,7 @@ impl Gateway {
         statuses: Vec<Status>,
         limit: usize,
     ) -> Result<Vec<ActionView>, GatewayError> {
+        let now = self.now();
         let statuses = if statuses.is_empty() {
             vec![Status::Pending]
         } else {
@@ -417,13 +418,7 @@ impl Gateway {
             .await?;
         Ok(records
             .into_iter()
-            .filter(|r| {
-                r.requester != who.id
-                    && r.on_behalf_of.as_deref() != Some(who.id.as_str())
-                    && r.review.as_ref().is_some_and(|rv| {
-                        rv.requirements.iter().any(|req| req.approvers.admits(who))
-                    })
-            })
+            .filter(|r| r.reviewable_by(who, now))
             .take(limit)
             .map(|r| self.view(who, r))
             .collect())

@@ -60,6 +60,45 @@ fn requester_and_on_behalf_of_cannot_vote() {
 }
 
 #[test]
+fn reviewable_by_agrees_with_the_vote_rules() {
+    let bot = agent("bot");
+    let mut r = submit(
+        &bot,
+        review_decision(vec![requirement("group:sre", 1)]),
+        Some("carol"),
+    );
+    let alice = human("alice", &["sre"]);
+    assert!(r.reviewable_by(&alice, T0));
+    assert!(!r.reviewable_by(&bot, T0), "agents never");
+    assert!(
+        !r.reviewable_by(&human("carol", &["sre"]), T0),
+        "the represented human never"
+    );
+    assert!(!r.reviewable_by(&human("dave", &[]), T0), "not an approver");
+    let deadline = r.review.as_ref().unwrap().expires_at;
+    assert!(!r.reviewable_by(&alice, deadline), "past the deadline");
+    vote(
+        &mut r,
+        &alice,
+        Ballot::Clarify {
+            question: "why?".into(),
+        },
+        T0,
+    )
+    .unwrap();
+    assert!(
+        r.reviewable_by(&alice, T0),
+        "still listed while waiting for an answer"
+    );
+    r.answer(&bot, "because".into(), T0).unwrap();
+    vote(&mut r, &alice, approve(), T0).unwrap();
+    assert!(
+        !r.reviewable_by(&human("bob", &["sre"]), T0),
+        "closed once approved"
+    );
+}
+
+#[test]
 fn agents_and_services_cannot_vote_even_when_listed_as_approvers() {
     let bot = agent("bot");
     let svc = Identity::new("ci", IdentityKind::Service, ["sre"]);
