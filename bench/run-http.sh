@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-20}"
 command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)" >&2; exit 2; }
-cargo build --release -p countersign --examples >/dev/null
+cargo build --release -p countersign --bins --examples >/dev/null
 work=$(mktemp -d)
 trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 cp -r examples/policies "$work/"
