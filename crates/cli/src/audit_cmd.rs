@@ -4,7 +4,7 @@
 
 use clap::{Args, Subcommand};
 use countersign_audit::checkpoint::Checkpoint;
-use countersign_audit::merkle::prove_record;
+use countersign_audit::merkle::{prove_record, stored_hash_index, stored_hash_owner};
 use countersign_audit::note::{self, Signer, Verifier};
 use countersign_audit::verify::{self, Verified};
 use countersign_audit::Hash;
@@ -242,13 +242,22 @@ fn verify_database(
         rows
     };
     let entries = all("SELECT idx, body FROM audit_entries ORDER BY idx")?;
-    let rows = all("SELECT idx, hash FROM audit_hashes ORDER BY idx")?;
-    let mut stored: Vec<Hash> = Vec::with_capacity(rows.len());
-    for (i, (idx, bytes)) in rows.into_iter().enumerate() {
-        match <[u8; 32]>::try_from(bytes) {
-            Ok(h) if idx == i as u64 => stored.push(h),
-            _ => return Ok(Err(verify::Tamper::HashModified(i as u64))),
+    // Each entry row carries the Merkle hashes its append stored; in index order they tile the
+    // stored-hash space, so concatenated they are the whole stored tree.
+    let mut stored: Vec<Hash> = Vec::new();
+    for (n, blob) in all("SELECT idx, hashes FROM audit_entries ORDER BY idx")? {
+        if stored_hash_index(0, n) != stored.len() as u64 {
+            // A row is missing before this one: name the first missing entry.
+            let (missing, _) = stored_hash_owner(stored.len() as u64);
+            return Ok(Err(verify::Tamper::Deleted(missing)));
         }
+        if blob.len() != 32 * (1 + n.trailing_ones() as usize) {
+            return Ok(Err(verify::Tamper::HashModified(stored.len() as u64)));
+        }
+        stored.extend(
+            blob.chunks_exact(32)
+                .filter_map(|c| <[u8; 32]>::try_from(c).ok()),
+        );
     }
     let checkpoints: Vec<String> =
         all("SELECT size, CAST(note AS BLOB) FROM audit_checkpoints ORDER BY size")?

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-use countersign_audit::merkle::{leaf_hash, stored_hash_index, stored_hashes_for_record};
+use countersign_audit::merkle::{leaf_hash, stored_hash_owner, stored_hashes_for_record};
 use countersign_audit::{Hash, HashReader, TreeError};
 
 use crate::entry::EntryParts;
@@ -45,19 +45,18 @@ CREATE TABLE IF NOT EXISTS audit_entries (
     idx INTEGER PRIMARY KEY,
     action_id TEXT,
     at INTEGER NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    -- the Merkle hashes appending this entry stored (its leaf hash, then one per perfect subtree
+    -- it completed), i.e. stored hashes stored_hash_index(0, idx) on, 32 bytes each
+    hashes BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_entries_action ON audit_entries(action_id) WHERE action_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS audit_hashes (
-    idx INTEGER PRIMARY KEY,
-    hash BLOB NOT NULL
-);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     size INTEGER PRIMARY KEY,
     at INTEGER NOT NULL,
     note TEXT NOT NULL
 );
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 ";
 
 fn db_err(e: rusqlite::Error) -> StoreError {
@@ -119,6 +118,16 @@ impl SqliteStore {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Database(format!(
                 "could not enable WAL (journal_mode is {mode})"
+            )));
+        }
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db_err)?;
+        if (1..3).contains(&version) {
+            return Err(StoreError::Database(format!(
+                "{} was made by a development version of countersign (schema {version}) that \
+                 cannot be migrated; move it aside and start again",
+                path.display()
             )));
         }
         conn.execute_batch(SCHEMA).map_err(db_err)?;
@@ -190,18 +199,22 @@ impl HashReader for ConnHashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         let mut stmt = self
             .0
-            .prepare_cached("SELECT hash FROM audit_hashes WHERE idx = ?1")
+            .prepare_cached("SELECT hashes FROM audit_entries WHERE idx = ?1")
             .map_err(db_err)?;
         indexes
             .iter()
-            .map(|i| {
-                let bytes: Vec<u8> = stmt
-                    .query_row(params![*i as i64], |r| r.get(0))
+            .map(|&k| {
+                let (n, offset) = stored_hash_owner(k);
+                let blob: Vec<u8> = stmt
+                    .query_row(params![n as i64], |r| r.get(0))
                     .map_err(db_err)?;
-                bytes.try_into().map_err(|_| StoreError::Corrupt {
-                    id: format!("audit hash {i}"),
-                    message: "not 32 bytes".into(),
-                })
+                let at = offset as usize * 32;
+                blob.get(at..at + 32)
+                    .and_then(|h| h.try_into().ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        id: format!("audit entry {n}"),
+                        message: format!("no stored hash at offset {offset}"),
+                    })
             })
             .collect()
     }
@@ -226,23 +239,21 @@ fn append_audit(
     for parts in entries {
         let index = *next;
         let body = parts.bytes(index);
-        tx.prepare_cached(
-            "INSERT INTO audit_entries (idx, action_id, at, body) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .map_err(db_err)?
-        .execute(params![index as i64, action_id, at.millis(), body])
-        .map_err(db_err)?;
         let hashes =
             stored_hashes_for_record(index, leaf_hash(&body), &ConnHashes(tx)).map_err(tree_err)?;
-        let first = stored_hash_index(0, index);
-        let mut insert = tx
-            .prepare_cached("INSERT INTO audit_hashes (idx, hash) VALUES (?1, ?2)")
-            .map_err(db_err)?;
-        for (k, h) in hashes.iter().enumerate() {
-            insert
-                .execute(params![(first + k as u64) as i64, &h[..]])
-                .map_err(db_err)?;
-        }
+        tx.prepare_cached(
+            "INSERT INTO audit_entries (idx, action_id, at, body, hashes) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(db_err)?
+        .execute(params![
+            index as i64,
+            action_id,
+            at.millis(),
+            body,
+            hashes.concat()
+        ])
+        .map_err(db_err)?;
         *next += 1;
     }
     Ok(())

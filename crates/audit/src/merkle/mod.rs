@@ -18,7 +18,9 @@ mod proof;
 mod storage;
 
 pub use proof::{check_record, check_tree, prove_record, prove_tree};
-pub use storage::{stored_hash_count, stored_hash_index, stored_hashes_for_record, tree_hash};
+pub use storage::{
+    stored_hash_count, stored_hash_index, stored_hash_owner, stored_hashes_for_record, tree_hash,
+};
 
 use sha2::{Digest, Sha256};
 

@@ -30,6 +30,23 @@ pub fn stored_hash_index(level: u32, n: u64) -> u64 {
     index + u64::from(level)
 }
 
+/// Which leaf's append wrote stored hash `index`, and at what offset: `(n, offset)` with
+/// `stored_hash_index(0, n) + offset == index` and `offset <= trailing_ones(n)`. Lets a store keep
+/// the hashes each append writes together with the entry that wrote them.
+pub fn stored_hash_owner(index: u64) -> (u64, u64) {
+    // stored_hash_index(0, n) strictly increases with n and is at least n: binary search.
+    let (mut lo, mut hi) = (0u64, index);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if stored_hash_index(0, mid) <= index {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    (lo, index - stored_hash_index(0, lo))
+}
+
 /// How many hashes a tree of `size` leaves has stored.
 pub fn stored_hash_count(size: u64) -> u64 {
     if size == 0 {

@@ -503,3 +503,17 @@ fn proofs_are_byte_for_byte_those_of_go_tlog() {
         GO_TLOG_TRANSCRIPT_SHA256
     );
 }
+
+#[test]
+fn every_stored_hash_has_one_owner() {
+    use countersign_audit::merkle::{stored_hash_count, stored_hash_index, stored_hash_owner};
+    let mut k = 0;
+    for n in 0..1000u64 {
+        for offset in 0..=u64::from(n.trailing_ones()) {
+            assert_eq!(stored_hash_index(0, n) + offset, k);
+            assert_eq!(stored_hash_owner(k), (n, offset), "stored hash {k}");
+            k += 1;
+        }
+    }
+    assert_eq!(k, stored_hash_count(1000));
+}

@@ -295,10 +295,25 @@ async fn export_verify_and_catch_tampering_offline() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("verified 21 entries"), "{out}");
     let db = dir.path().join("data/gw.db");
+    // A consistent copy (WAL included) to delete a row from, below.
+    let copy = dir.path().join("copy.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+        .unwrap();
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute("UPDATE audit_entries SET body = CAST(replace(CAST(body AS TEXT), '\"actor\":\"alice\"', '\"actor\":\"bob\"') AS BLOB) WHERE idx = 2", []).unwrap();
     drop(conn);
     let (code, _, err) = run(&["audit", "verify", "--config", config, "--key", key.trim()]).await;
     assert_eq!(code, 1);
     assert!(err.contains("entry 2 was modified"), "{err}");
+    // A row deleted from the middle of the log is named (on a copy taken before the edit above).
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    conn.execute("DELETE FROM audit_entries WHERE idx = 11", [])
+        .unwrap();
+    drop(conn);
+    let url = format!("sqlite://{}", copy.display());
+    let (code, _, err) = run(&["audit", "verify", "--database", &url, "--key", key.trim()]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("entry 11 was deleted"), "{err}");
 }
