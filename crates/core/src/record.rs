@@ -495,6 +495,21 @@ impl ActionRecord {
         event
     }
 
+    /// Whether `who` may read this action: its requester, the human it acts for, or any human
+    /// (reviewers need the context). Agents and services see only their own actions.
+    pub fn visible_to(&self, who: &Identity) -> bool {
+        self.is_own(who) || who.kind == IdentityKind::Human
+    }
+
+    /// The grant `who` may still use: only the requester's, unredeemed, before its deadline, while
+    /// the action is allowed or approved (a cancelled action's grant is revoked).
+    pub fn usable_grant(&self, who: &Identity, now: Timestamp) -> Option<&GrantState> {
+        self.grant
+            .as_ref()
+            .filter(|g| who.id == self.requester && g.redeemed_at.is_none() && now < g.expires_at)
+            .filter(|_| matches!(self.status, Status::Allowed | Status::Approved))
+    }
+
     /// Whether `who` reviews this action: a human, not its requester or the human it acts for,
     /// an approver under some requirement, with the review still open (pending, or waiting for
     /// an answer). The same rules [`ActionRecord::vote`] enforces; this only answers the question.

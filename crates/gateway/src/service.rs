@@ -210,9 +210,10 @@ impl Gateway {
     }
 
     /// Indexes of the audit entries of an action the caller may see.
-    pub async fn audit_indexes(&self, who: &Identity, id: &str) -> Result<Vec<u64>, GatewayError> {
-        self.get(who, id).await?;
-        Ok(self.store.action_audit_indexes(id).await?)
+    /// Indexes of the audit entries of an action the caller has already read (through `get` or
+    /// `wait`, which checked it may see it): no second read of the record.
+    pub async fn audit_indexes(&self, view: &ActionView) -> Result<Vec<u64>, GatewayError> {
+        Ok(self.store.action_audit_indexes(&view.record.id).await?)
     }
 
     /// Audit entries from `start` (humans only: entries describe everyone's actions).
@@ -259,26 +260,13 @@ impl Gateway {
     }
 
     fn view(&self, who: &Identity, record: ActionRecord) -> ActionView {
-        let now = self.now();
         let grant_token = record
-            .grant
-            .as_ref()
-            .filter(|g| who.id == record.requester && g.redeemed_at.is_none())
-            .filter(|g| now < g.expires_at)
-            .filter(|_| matches!(record.status, Status::Allowed | Status::Approved))
+            .usable_grant(who, self.now())
             .map(|g| self.signer.sign(&record.id, g));
         ActionView {
             record,
             grant_token,
         }
-    }
-
-    /// Whether `who` may see `record`: its requester, the human it acts for, or any human
-    /// (reviewers need to see what they are asked about; agents see only their own).
-    fn may_see(who: &Identity, record: &ActionRecord) -> bool {
-        who.id == record.requester
-            || record.on_behalf_of.as_deref() == Some(who.id.as_str())
-            || who.kind == IdentityKind::Human
     }
 
     /// Evaluates policy for a hypothetical request (no store access).
@@ -366,7 +354,7 @@ impl Gateway {
     /// Reads an action.
     pub async fn get(&self, who: &Identity, id: &str) -> Result<ActionView, GatewayError> {
         let record = self.store.get(id).await?.ok_or(GatewayError::NotFound)?;
-        if !Self::may_see(who, &record) {
+        if !record.visible_to(who) {
             return Err(GatewayError::NotFound);
         }
         Ok(self.view(who, record))

@@ -2,7 +2,7 @@
 //! entries (people only), and inclusion and consistency proofs.
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -127,12 +127,11 @@ pub(crate) async fn consistency(
 /// the latest checkpoint (entries newer than it are listed as pending).
 pub(crate) async fn for_action(
     state: &AppState,
-    who: &countersign_core::Identity,
-    id: &str,
+    view: &countersign_gateway::ActionView,
     proof: bool,
 ) -> Result<Value, ApiError> {
     let gateway = &state.gateway;
-    let indexes = gateway.audit_indexes(who, id).await?;
+    let indexes = gateway.audit_indexes(view).await?;
     if !proof {
         return Ok(json!({ "indexes": indexes }));
     }
@@ -157,8 +156,4 @@ pub(crate) async fn for_action(
         "proofs": proofs,
         "pending": pending,
     }))
-}
-
-pub(crate) fn status_ok(v: Value) -> Response {
-    (StatusCode::OK, Json(v)).into_response()
 }

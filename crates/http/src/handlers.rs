@@ -106,11 +106,11 @@ pub(crate) async fn get_action(
     };
     let mut body = serde_json::to_value(ActionJson::new(&view))
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let audit = crate::audit::for_action(&state, &who, &id, q.proof.unwrap_or(false)).await?;
+    let audit = crate::audit::for_action(&state, &view, q.proof.unwrap_or(false)).await?;
     if let Value::Object(map) = &mut body {
         map.insert("audit".into(), audit);
     }
-    Ok(crate::audit::status_ok(body))
+    Ok((StatusCode::OK, Json(body)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -1,19 +1,11 @@
 //! What the API returns for an action: the record, shaped for agents and reviewers.
 
-use countersign_core::{ActionRecord, Timestamp};
+use countersign_core::ActionRecord;
 use countersign_gateway::ActionView;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
-/// RFC 3339 in UTC with milliseconds.
-pub fn rfc3339(t: Timestamp) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.millis()) * 1_000_000)
-        .ok()
-        .and_then(|d| d.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use countersign_store::rfc3339;
 
 #[derive(Serialize)]
 struct DecisionView<'a> {

@@ -99,6 +99,44 @@ fn reviewable_by_agrees_with_the_vote_rules() {
 }
 
 #[test]
+fn who_sees_an_action_and_who_may_use_its_grant() {
+    let bot = agent("bot");
+    let mut r = submit(
+        &bot,
+        review_decision(vec![requirement("group:sre", 1)]),
+        Some("carol"),
+    );
+    assert!(
+        r.visible_to(&bot)
+            && r.visible_to(&human("carol", &[]))
+            && r.visible_to(&human("dave", &[]))
+    );
+    assert!(
+        !r.visible_to(&agent("other-bot")),
+        "agents see only their own"
+    );
+    vote(&mut r, &human("alice", &["sre"]), approve(), T0).unwrap();
+    let g = r.grant.clone().unwrap();
+    assert!(r.usable_grant(&bot, T0).is_some());
+    assert!(
+        r.usable_grant(&human("alice", &["sre"]), T0).is_none(),
+        "only the requester's"
+    );
+    assert!(
+        r.usable_grant(&bot, g.expires_at).is_none(),
+        "not after its deadline"
+    );
+    let mut cancelled = r.clone();
+    cancelled.cancel(&bot, T0).unwrap();
+    assert!(
+        cancelled.usable_grant(&bot, T0).is_none(),
+        "revoked by cancelling"
+    );
+    r.redeem(&bot, &g.jti, &g.digest, T0).unwrap();
+    assert!(r.usable_grant(&bot, T0).is_none(), "used once");
+}
+
+#[test]
 fn agents_and_services_cannot_vote_even_when_listed_as_approvers() {
     let bot = agent("bot");
     let svc = Identity::new("ci", IdentityKind::Service, ["sre"]);
