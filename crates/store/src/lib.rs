@@ -9,10 +9,15 @@
 //! response sent after a store call never reports a decision a crash could lose.
 
 mod entry;
+mod postgres;
 mod sqlite;
 
 pub use countersign_audit::Hash;
 pub use entry::rfc3339;
+pub use postgres::{
+    migrate as migrate_postgres, LeaderLease, PostgresStore, ANY_CHANGE,
+    SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
+};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
