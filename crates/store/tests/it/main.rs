@@ -45,7 +45,7 @@ macro_rules! both_suites {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let store = pg::RoundRobin::new(stringify!($name)).await;
+                    let store = pg::RoundRobin::over_two(stringify!($name)).await;
                     suite::$name(store).await;
                 }
             )*

@@ -67,7 +67,7 @@ pub struct RoundRobin {
 }
 
 impl RoundRobin {
-    pub async fn new(test: &str) -> Arc<dyn Store> {
+    pub async fn over_two(test: &str) -> Arc<dyn Store> {
         let (a, b) = replicas(test).await;
         Arc::new(RoundRobin {
             replicas: vec![Arc::new(a), Arc::new(b)],
