@@ -3,6 +3,7 @@
 mod audit_cmd;
 mod client;
 mod operator;
+mod replicas_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,8 @@ enum Command {
     /// Export and verify the audit log offline.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Apply pending database schema migrations and exit (serve also runs them).
+    Migrate(replicas_cmd::MigrateArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => operator::keys(cmd),
         Command::Policy(cmd) => operator::policy(cmd),
         Command::Audit(cmd) => runtime.block_on(audit_cmd::run(cmd)),
+        Command::Migrate(args) => runtime.block_on(replicas_cmd::migrate(args)),
         Command::Client(cmd) => runtime.block_on(client::run(cmd)),
     };
     ExitCode::from(code)

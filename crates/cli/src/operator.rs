@@ -136,7 +136,7 @@ pub async fn serve(args: ServeArgs) -> u8 {
             }
         }
     }
-    let gateway = match Gateway::from_config(&config) {
+    let gateway = match Gateway::open(&config).await {
         Ok(g) => g,
         Err(e) => {
             eprintln!("countersign: {e}");

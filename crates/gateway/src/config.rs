@@ -68,6 +68,8 @@ pub struct ConfiguredIdentity {
 pub enum DatabaseUrl {
     /// An SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (`postgres://...`), shared by any number of replicas.
+    Postgres(String),
 }
 
 /// What to do when no policy matches.
@@ -121,7 +123,7 @@ fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, S
 /// Resolves `sqlite://PATH` (relative to `base`) or a bare path.
 pub fn parse_database_url(url: &str, base: &Path) -> Result<DatabaseUrl, String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err("PostgreSQL is not supported yet; use sqlite://PATH".into());
+        return Ok(DatabaseUrl::Postgres(url.to_string()));
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
     if path.is_empty() {
@@ -206,6 +208,8 @@ impl Config {
                 name.push(suffix);
                 db.with_file_name(name)
             }
+            // Replicas share one config, so they share the key files named beside it.
+            DatabaseUrl::Postgres(_) => base.join(format!("countersign{suffix}")),
         };
         let signing_key = match &raw.signing_key {
             Some(p) => base.join(p),

@@ -10,10 +10,12 @@ mod error;
 pub mod grants;
 pub mod identities;
 pub mod metrics;
+mod replicas;
 mod service;
 mod wakeups;
 
 pub use error::GatewayError;
+pub use replicas::open_store;
 pub use service::{
     default_effect, system_clock, ActionView, Clock, Gateway, Parts, Redeemed, Submission, MAX_WAIT,
 };

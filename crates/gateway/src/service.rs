@@ -86,10 +86,10 @@ pub struct Gateway {
     policy: Arc<PolicyEngine>,
     principals: Arc<HashMap<String, Arc<Principal>>>,
     identities: Identities,
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     signer: GrantSigner,
     audit: AuditLog,
-    wakeups: Wakeups,
+    pub(crate) wakeups: Wakeups,
     sweeper: Notify,
     metrics: Metrics,
     clock: Clock,
@@ -137,15 +137,29 @@ fn new_id() -> String {
 
 impl Gateway {
     /// Opens the store, loads policies and the signing key named by `config`.
+    /// SQLite only; [`Gateway::open`] opens any database.
     pub fn from_config(config: &Config) -> Result<Arc<Gateway>, GatewayError> {
-        let policy = PolicyEngine::load_dir(&config.policies, default_effect(config))
-            .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let store: Arc<dyn Store> = match &config.database {
             crate::config::DatabaseUrl::Sqlite(path) => Arc::new(
                 countersign_store::SqliteStore::open(path)
                     .map_err(|e| GatewayError::Startup(format!("{}: {e}", path.display())))?,
             ),
+            crate::config::DatabaseUrl::Postgres(_) => {
+                return Err(GatewayError::Startup(
+                    "PostgreSQL is opened with Gateway::open".into(),
+                ))
+            }
         };
+        Gateway::with_store(config, store)
+    }
+
+    /// Loads policies and the signing keys named by `config` around an opened store.
+    pub fn with_store(
+        config: &Config,
+        store: Arc<dyn Store>,
+    ) -> Result<Arc<Gateway>, GatewayError> {
+        let policy = PolicyEngine::load_dir(&config.policies, default_effect(config))
+            .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let signer = GrantSigner::load_or_create(&config.signing_key)
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let audit = AuditLog::open(store.clone(), &config.audit_key, &config.audit_origin)
@@ -378,7 +392,11 @@ impl Gateway {
             if view.record.status != Status::Pending {
                 return Ok(view);
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            // Released by the change itself; the periodic re-read only covers a lost
+            // notification (e.g. while another replica's LISTEN connection reconnects).
+            let recheck =
+                (tokio::time::Instant::now() + crate::replicas::SAFETY_RECHECK).min(deadline);
+            if tokio::time::timeout_at(recheck, notified).await.is_err() && recheck >= deadline {
                 return Ok(view);
             }
         }

@@ -90,8 +90,10 @@ pub async fn serve(
     if let Err(e) = gateway.init_metrics().await {
         tracing::warn!(error = %e, "could not count open reviews at start");
     }
-    let sweeper = tokio::spawn(gateway.clone().run_sweeper());
-    let checkpointer = tokio::spawn(gateway.clone().run_checkpointer());
+    // The sweeper and checkpoint signer run while this process holds the store's lease (always,
+    // on SQLite); changes committed by other replicas wake this one's long polls.
+    let sweeper = tokio::spawn(gateway.clone().run_background());
+    let checkpointer = tokio::spawn(gateway.clone().run_change_relay());
     let app = router(gateway);
     // Answers are small and latency matters more than packet count: no Nagle delay.
     let listener = listener.tap_io(|tcp| {

@@ -154,4 +154,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a signed checkpoint. Checkpoints are append-only: one per size, first one wins.
     async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError>;
+
+    /// Ids of actions whose changes were committed by *any* process sharing this store, as they
+    /// land ([`ANY_CHANGE`] when some may have been missed). `None` for a store only this
+    /// process writes (SQLite): the caller's own wake-ups see every change.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+
+    /// Tries to take the lease for background work that must run on one process at a time
+    /// (expiry sweeper, checkpoint signer). `None`: another process holds it. A store only this
+    /// process opens grants it at once, for good.
+    async fn try_lead(&self) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        Ok(Some(Box::new(SoleWriter)))
+    }
+}
+
+/// A held lease for background work; dropping it gives the lease up.
+#[async_trait]
+pub trait Lease: Send + Sync {
+    /// Whether the lease is still held (false once its holder's session is gone).
+    async fn alive(&self) -> bool;
+}
+
+/// The lease of a store only one process opens.
+struct SoleWriter;
+
+#[async_trait]
+impl Lease for SoleWriter {
+    async fn alive(&self) -> bool {
+        true
+    }
 }

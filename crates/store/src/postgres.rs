@@ -246,15 +246,10 @@ impl PostgresStore {
         &self.scope
     }
 
-    /// Ids of actions changed by any replica, as their commits land (from `LISTEN`).
-    pub fn changes(&self) -> broadcast::Receiver<String> {
-        self.changes.subscribe()
-    }
-
     /// Tries to become the leader for background work: a session-level advisory lock on a
     /// dedicated connection, released when that connection (or the process) dies. Returns the
     /// connection holding it, or `None` if another process holds the lease.
-    pub async fn try_lead(&self) -> Result<Option<LeaderLease>, StoreError> {
+    pub async fn lead(&self) -> Result<Option<LeaderLease>, StoreError> {
         let (client, conn) = self.config.connect(NoTls).await.map_err(db_err)?;
         let driver = tokio::spawn(conn);
         let got: bool = client
@@ -292,9 +287,10 @@ pub struct LeaderLease {
     driver: Option<tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>>,
 }
 
-impl LeaderLease {
+#[async_trait]
+impl crate::Lease for LeaderLease {
     /// Whether the session holding the lock is still alive (a cheap round trip).
-    pub async fn alive(&self) -> bool {
+    async fn alive(&self) -> bool {
         if self.driver.as_ref().is_some_and(|d| d.is_finished()) {
             return false;
         }
@@ -1188,5 +1184,16 @@ impl Store for PostgresStore {
         let (reply, rx) = oneshot::channel();
         self.send(Op::Checkpoint { checkpoint, reply })?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.changes.subscribe())
+    }
+
+    async fn try_lead(&self) -> Result<Option<Box<dyn crate::Lease>>, StoreError> {
+        Ok(self
+            .lead()
+            .await?
+            .map(|l| Box::new(l) as Box<dyn crate::Lease>))
     }
 }

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use countersign_core::{ActionRecord, Event, Timestamp};
 use countersign_store::{
-    AuditEntry, Hash, Inserted, ListFilter, PostgresStore, Store, StoreError, StoredCheckpoint,
-    Transition, UpdateError,
+    AuditEntry, Hash, Inserted, Lease, ListFilter, PostgresStore, Store, StoreError,
+    StoredCheckpoint, Transition, UpdateError,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -135,12 +135,18 @@ impl Store for RoundRobin {
     async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
         self.pick().add_checkpoint(checkpoint).await
     }
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        self.pick().changes()
+    }
+    async fn try_lead(&self) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        self.pick().try_lead().await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_committed_by_one_replica_is_announced_to_the_other() {
     let (a, b) = replicas("announce").await;
-    let mut changes = b.changes();
+    let mut changes = b.changes().expect("PostgreSQL announces changes");
     let rec = crate::suite::review_record("n1", "bot");
     a.insert(rec, vec![]).await.unwrap();
     let got = tokio::time::timeout(std::time::Duration::from_secs(10), async {
