@@ -405,6 +405,25 @@ impl DomainError {
             DomainError::ResultAlreadyReported => "result_already_reported",
         }
     }
+
+    /// Whether the refusal is an attempt an auditor must see: someone trying to approve what they
+    /// may not (their own request, as an agent, without being an approver), to act for another
+    /// without the right, to touch another's action, or to use a grant that is forged, reused,
+    /// expired, revoked or for something else. Ordinary races (already voted, not pending) are not.
+    pub fn is_security_relevant(&self) -> bool {
+        matches!(
+            self,
+            DomainError::OnBehalfOfNotAllowed
+                | DomainError::AgentsCannotApprove
+                | DomainError::SelfApproval
+                | DomainError::NotAnApprover(_)
+                | DomainError::NotRequester
+                | DomainError::GrantMismatch
+                | DomainError::GrantAlreadyUsed
+                | DomainError::GrantExpired
+                | DomainError::GrantRevoked(_)
+        )
+    }
 }
 
 impl ActionRecord {
