@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::action::ActionDigest;
+use crate::action::{ActionDigest, ActionSpec};
 use crate::decision::Effect;
 use crate::time::Timestamp;
 
@@ -19,6 +19,9 @@ pub enum Event {
         on_behalf_of: Option<String>,
         /// Digest of what was asked.
         digest: ActionDigest,
+        /// What was asked: action, resource, environment and parameters, as auditors will see
+        /// them (the digest is over exactly this).
+        spec: ActionSpec,
         /// The decision's effect.
         effect: Effect,
         /// The policies that decided.
@@ -43,6 +46,9 @@ pub enum Event {
         verdict: String,
         /// The digest the vote applies to (for `modify`, the new digest).
         digest: ActionDigest,
+        /// For `modify`, the reviewer's parameters (the new digest is over them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        params: Option<serde_json::Map<String, serde_json::Value>>,
         /// The reviewer's comment.
         comment: Option<String>,
     },

@@ -442,6 +442,7 @@ impl ActionRecord {
             requester: requester.id.clone(),
             on_behalf_of: new.on_behalf_of.clone(),
             digest,
+            spec: new.spec.clone(),
             effect: new.decision.effect,
             policies: new.decision.policies.clone(),
             reason: new.decision.reason.clone(),
@@ -625,6 +626,7 @@ impl ActionRecord {
                 (Verdict::Modify, comment, Some(spec))
             }
         };
+        let modified_params = new_spec.as_ref().map(|spec| spec.params.clone());
         if let Some(spec) = new_spec {
             self.digest = spec.digest();
             self.spec = spec;
@@ -641,6 +643,7 @@ impl ActionRecord {
             voter: voter.id.clone(),
             verdict: verdict.as_str().to_string(),
             digest: self.digest,
+            params: modified_params,
             comment: comment.clone(),
         }];
         self.updated_at = now;
