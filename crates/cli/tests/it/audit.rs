@@ -314,6 +314,80 @@ async fn export_verify_and_catch_tampering_offline() {
     let (code, out, err) = run(&["audit", "verify", "--config", config]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("verified 23 entries"), "{out}");
+
+    // CSV for spreadsheets, OCSF for SIEMs, and the evidence report.
+    let csv = dir.path().join("log.csv");
+    let (code, out, err) = run(&[
+        "audit",
+        "export",
+        "--config",
+        config,
+        "--format",
+        "csv",
+        "--out",
+        csv.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("exported 23 entries"), "{out}");
+    let csv_text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv_text.matches("\r\n").count(), 24, "header + 23 rows");
+    assert!(csv_text.contains(",submitted,"));
+    let ocsf = dir.path().join("log.ocsf.jsonl");
+    let (code, _, err) = run(&[
+        "audit",
+        "export",
+        "--config",
+        config,
+        "--format",
+        "ocsf",
+        "--out",
+        ocsf.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let events: Vec<Value> = std::fs::read_to_string(&ocsf)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 23);
+    assert!(events.iter().any(|e| e["class_uid"] == 3003));
+    assert!(events.iter().any(|e| e["class_uid"] == 6003));
+    let report = dir.path().join("report.html");
+    let (code, out, err) = run(&[
+        "audit",
+        "evidence",
+        "--config",
+        config,
+        "--out",
+        report.to_str().unwrap(),
+        "--since",
+        "2000-01-01T00:00:00Z",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("evidence report on 23 entries"), "{out}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<tr id=\"AC-5\">") && html.contains("<svg"));
+    assert!(
+        html.contains(checkpoint.lines().nth(2).unwrap()),
+        "anchored to the checkpoint's root"
+    );
+    let (code, _, err) = run(&[
+        "audit",
+        "export",
+        "--config",
+        config,
+        "--format",
+        "xml",
+        "--out",
+        csv.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("use jsonl, csv or ocsf"), "{err}");
+
     let db = dir.path().join("data/gw.db");
     // A consistent copy (WAL included) to delete a row from, below.
     let copy = dir.path().join("copy.db");
@@ -327,6 +401,21 @@ async fn export_verify_and_catch_tampering_offline() {
     let (code, _, err) = run(&["audit", "verify", "--config", config, "--key", key.trim()]).await;
     assert_eq!(code, 1);
     assert!(err.contains("entry 4 was modified"), "{err}");
+    // No evidence report from a log that does not verify.
+    let (code, _, err) = run(&[
+        "audit",
+        "evidence",
+        "--config",
+        config,
+        "--out",
+        report.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("the log does not verify, no report made: entry 4 was modified"),
+        "{err}"
+    );
     // A row deleted from the middle of the log is named (on a copy taken before the edit above).
     let conn = rusqlite::Connection::open(&copy).unwrap();
     conn.execute("DELETE FROM audit_entries WHERE idx = 11", [])
