@@ -77,7 +77,17 @@ mod tests {
                 voter: "al\u{e9}\"x".into(),
                 verdict: "approve".into(),
                 digest: digest.clone().unwrap_or_else(|_| unreachable!()),
+                params: None,
                 comment: Some("line\nbreak \u{1f600}".into()),
+            },
+            Event::Voted {
+                voter: "bob".into(),
+                verdict: "modify".into(),
+                digest: digest.clone().unwrap_or_else(|_| unreachable!()),
+                params: serde_json::json!({"z": 1.5e3, "a": ["\u{2028}", null, -0.0], "é": {}})
+                    .as_object()
+                    .cloned(),
+                comment: None,
             },
             Event::Cancelled { by: "bot".into() },
         ];

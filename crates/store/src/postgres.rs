@@ -160,6 +160,11 @@ enum Op {
         checkpoint: StoredCheckpoint,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    Append {
+        at: Timestamp,
+        entries: Vec<(Option<String>, EntryParts)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     Update {
         id: String,
         now: Timestamp,
@@ -464,7 +469,7 @@ struct Batch {
 impl Batch {
     fn append(
         &mut self,
-        action_id: &str,
+        action_id: Option<&str>,
         at: Timestamp,
         entries: &[EntryParts],
     ) -> Result<(), StoreError> {
@@ -478,7 +483,7 @@ impl Batch {
                 self.tree.0.insert(first + i as u64, *h);
             }
             self.audit.idx.push(index as i64);
-            self.audit.action_id.push(Some(action_id.to_string()));
+            self.audit.action_id.push(action_id.map(str::to_string));
             self.audit.at.push(at.millis());
             self.audit.body.push(body);
             self.audit.hashes.push(hashes.concat());
@@ -499,6 +504,10 @@ enum Done {
         Result<(ActionRecord, Vec<Event>), UpdateError>,
     ),
     Checkpoint(oneshot::Sender<Result<(), StoreError>>),
+    Append(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
 }
 
 impl Done {
@@ -519,6 +528,11 @@ impl Done {
                 err => err,
             })),
             (Done::Checkpoint(tx), Ok(())) => drop(tx.send(Ok(()))),
+            (Done::Append(tx, r), Ok(())) => drop(tx.send(r)),
+            (Done::Append(tx, r), Err(e)) => drop(tx.send(match r {
+                Ok(()) => Err(StoreError::Database(format!("{}: {e}", failed()))),
+                err => err,
+            })),
             (Done::Checkpoint(tx), Err(e)) => {
                 drop(tx.send(Err(StoreError::Database(format!("{}: {e}", failed())))))
             }
@@ -576,7 +590,7 @@ async fn run_batch(
                 }
             }
             Op::Update { id, .. } => ids.push(id.clone()),
-            Op::Checkpoint { .. } => {}
+            Op::Checkpoint { .. } | Op::Append { .. } => {}
         }
     }
     let prelude = async {
@@ -692,6 +706,7 @@ fn fail_all(ops: Vec<Op>, done: &mut Vec<Done>, err: StoreError) -> StoreError {
                 Err(UpdateError::Store(StoreError::Closed)),
             )),
             Op::Checkpoint { reply, .. } => done.push(Done::Checkpoint(reply)),
+            Op::Append { reply, .. } => done.push(Done::Append(reply, Ok(()))),
         }
     }
     // Every reply above is overridden by the failed commit's error in `Done::send`, except the
@@ -744,7 +759,7 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 return;
             }
             let start = (batch.next, batch.audit.idx.len());
-            if let Err(e) = batch.append(&record.id, record.created_at, &events) {
+            if let Err(e) = batch.append(Some(&record.id), record.created_at, &events) {
                 rollback_audit(batch, start);
                 done.push(Done::Insert(reply, Err(e)));
                 return;
@@ -792,7 +807,7 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 }
             };
             let start = (batch.next, batch.audit.idx.len());
-            if let Err(e) = batch.append(&id, now, &parts) {
+            if let Err(e) = batch.append(Some(&id), now, &parts) {
                 rollback_audit(batch, start);
                 done.push(Done::Update(reply, Err(UpdateError::Store(e))));
                 return;
@@ -807,6 +822,16 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
         Op::Checkpoint { checkpoint, reply } => {
             batch.checkpoints.push(checkpoint);
             done.push(Done::Checkpoint(reply));
+        }
+        Op::Append { at, entries, reply } => {
+            let start = (batch.next, batch.audit.idx.len());
+            let result = entries.iter().try_for_each(|(id, parts)| {
+                batch.append(id.as_deref(), at, std::slice::from_ref(parts))
+            });
+            if result.is_err() {
+                rollback_audit(batch, start);
+            }
+            done.push(Done::Append(reply, result));
         }
     }
 }
@@ -1023,6 +1048,20 @@ impl Store for PostgresStore {
         })?;
         rx.await
             .map_err(|_| UpdateError::Store(StoreError::Closed))?
+    }
+
+    async fn record_events(
+        &self,
+        at: Timestamp,
+        events: Vec<(Option<String>, Event)>,
+    ) -> Result<(), StoreError> {
+        let entries = events
+            .iter()
+            .map(|(id, e)| Ok((id.clone(), EntryParts::new(id.as_deref(), at, e)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Append { at, entries, reply })?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {

@@ -76,6 +76,11 @@ enum Op {
         checkpoint: StoredCheckpoint,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    Append {
+        at: Timestamp,
+        entries: Vec<(Option<String>, EntryParts)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     Update {
         id: String,
         now: Timestamp,
@@ -232,7 +237,7 @@ fn tree_err(e: TreeError<StoreError>) -> StoreError {
 fn append_audit(
     tx: &Connection,
     next: &mut u64,
-    action_id: &str,
+    action_id: Option<&str>,
     at: Timestamp,
     entries: &[EntryParts],
 ) -> Result<(), StoreError> {
@@ -310,7 +315,7 @@ fn do_insert(
         body,
     ])
     .map_err(db_err)?;
-    append_audit(tx, next, &record.id, record.created_at, events)?;
+    append_audit(tx, next, Some(&record.id), record.created_at, events)?;
     Ok(Inserted::Created(*record))
 }
 
@@ -350,7 +355,7 @@ fn do_update(
         .iter()
         .map(|e| EntryParts::new(Some(id), now, e))
         .collect::<Result<Vec<_>, _>>()?;
-    append_audit(tx, next, id, now, &parts)?;
+    append_audit(tx, next, Some(id), now, &parts)?;
     Ok((record, events))
 }
 
@@ -415,6 +420,23 @@ fn run_one(
                 });
             }));
         }
+        Op::Append { at, entries, reply } => {
+            let result = entries.iter().try_for_each(|(id, parts)| {
+                append_audit(conn, next, id.as_deref(), at, std::slice::from_ref(parts))
+            });
+            let ok = release(result.is_ok());
+            if result.is_err() || !ok {
+                *next = start;
+            }
+            done.push(Box::new(move |committed| {
+                let _ = reply.send(match result {
+                    Ok(()) if !committed || !ok => Err(StoreError::Database(
+                        "the commit failed; nothing was recorded".into(),
+                    )),
+                    other => other,
+                });
+            }));
+        }
         Op::Checkpoint { checkpoint, reply } => {
             let result = tx_checkpoint(conn, &checkpoint);
             let ok = release(result.is_ok());
@@ -448,7 +470,7 @@ fn reject(op: Op, err: StoreError) {
         Op::Update { reply, .. } => {
             let _ = reply.send(Err(UpdateError::Store(err)));
         }
-        Op::Checkpoint { reply, .. } => {
+        Op::Checkpoint { reply, .. } | Op::Append { reply, .. } => {
             let _ = reply.send(Err(err));
         }
     }
@@ -560,6 +582,20 @@ impl Store for SqliteStore {
         })?;
         rx.await
             .map_err(|_| UpdateError::Store(StoreError::Closed))?
+    }
+
+    async fn record_events(
+        &self,
+        at: Timestamp,
+        events: Vec<(Option<String>, Event)>,
+    ) -> Result<(), StoreError> {
+        let entries = events
+            .iter()
+            .map(|(id, e)| Ok((id.clone(), EntryParts::new(id.as_deref(), at, e)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Append { at, entries, reply })?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {

@@ -66,6 +66,7 @@ both_suites!(
     audit_log_is_gap_free_canonical_and_hashed,
     checkpoints_are_append_only,
     many_concurrent_inserts_all_commit,
+    recorded_events_join_the_log_without_a_record,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

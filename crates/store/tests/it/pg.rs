@@ -101,6 +101,13 @@ impl Store for RoundRobin {
     ) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
         self.pick().update(id, now, transition).await
     }
+    async fn record_events(
+        &self,
+        at: Timestamp,
+        events: Vec<(Option<String>, Event)>,
+    ) -> Result<(), StoreError> {
+        self.pick().record_events(at, events).await
+    }
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {
         self.pick().list(filter).await
     }
