@@ -15,6 +15,9 @@ pub enum Event {
     Submitted {
         /// Who asked.
         requester: String,
+        /// How the requester authenticated (`key:<id>`, `oidc:<issuer>#<subject>`, `config`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requester_source: Option<String>,
         /// The human the agent acts for, if any.
         on_behalf_of: Option<String>,
         /// Digest of what was asked.
@@ -39,6 +42,9 @@ pub enum Event {
     Voted {
         /// The reviewer.
         voter: String,
+        /// How the reviewer authenticated (`oidc:<issuer>#<subject>`, `config`...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        voter_source: Option<String>,
         /// approve, deny, modify or clarify.
         verdict: String,
         /// The digest the vote applies to (for `modify`, the new digest).

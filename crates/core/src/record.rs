@@ -421,6 +421,7 @@ impl ActionRecord {
         let digest = new.spec.digest();
         let mut events = vec![Event::Submitted {
             requester: requester.id.clone(),
+            requester_source: requester.source.clone(),
             on_behalf_of: new.on_behalf_of.clone(),
             digest,
             effect: new.decision.effect,
@@ -620,6 +621,7 @@ impl ActionRecord {
         };
         let mut events = vec![Event::Voted {
             voter: voter.id.clone(),
+            voter_source: voter.source.clone(),
             verdict: verdict.as_str().to_string(),
             digest: self.digest,
             comment: comment.clone(),

@@ -9,11 +9,12 @@ use countersign_core::{
     ActionRecord, ActionSpec, Ballot, Decision, DomainError, Effect, Event, Identity, IdentityKind,
     NewAction, Outcome, Status, Timestamp,
 };
+use countersign_identity::{AuthError, Authenticator, OidcVerifier};
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
 use countersign_store::{Inserted, ListFilter, Store, StoreError, UpdateError};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
@@ -86,7 +87,12 @@ pub struct Gateway {
     policy: Arc<PolicyEngine>,
     principals: Arc<HashMap<String, Arc<Principal>>>,
     identities: Identities,
-    store: Arc<dyn Store>,
+    /// Principals of requesters that are not in the config (OIDC, managed keys), as they were at
+    /// their latest submission: a reviewer's `modify` is re-checked against them.
+    requesters: Arc<RwLock<HashMap<String, Arc<Principal>>>>,
+    pub(crate) auth: Authenticator,
+    pub(crate) admin_group: Option<String>,
+    pub(crate) store: Arc<dyn Store>,
     signer: GrantSigner,
     audit: AuditLog,
     wakeups: Wakeups,
@@ -104,6 +110,10 @@ pub struct Parts {
     pub policy: PolicyEngine,
     /// Known identities.
     pub identities: Identities,
+    /// Trusted OIDC issuers.
+    pub oidc: OidcVerifier,
+    /// The admin group, if any.
+    pub admin_group: Option<String>,
     /// The store.
     pub store: Arc<dyn Store>,
     /// The grant signer.
@@ -153,6 +163,8 @@ impl Gateway {
         Ok(Gateway::new(Parts {
             policy,
             identities: Identities::from_config(&config.identities),
+            oidc: OidcVerifier::new(config.oidc.clone()).map_err(GatewayError::Startup)?,
+            admin_group: config.admin_group.clone(),
             store,
             signer,
             audit,
@@ -172,10 +184,18 @@ impl Gateway {
                 .filter_map(|i| Some((i.id.clone(), Arc::new(Principal::new(i)?))))
                 .collect(),
         );
+        let auth = Authenticator::new(
+            parts.identities.by_token_hash(),
+            parts.store.clone(),
+            parts.oidc,
+        );
         Arc::new(Gateway {
             policy: Arc::new(parts.policy),
             principals,
             identities: parts.identities,
+            requesters: Arc::default(),
+            auth,
+            admin_group: parts.admin_group,
             store: parts.store,
             signer: parts.signer,
             audit: parts.audit,
@@ -197,6 +217,11 @@ impl Gateway {
     /// The identities.
     pub fn identities(&self) -> &Identities {
         &self.identities
+    }
+
+    /// The identity a bearer credential proves (config token, managed key or OIDC token).
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        self.auth.authenticate(token, self.now()).await
     }
 
     /// The grant signer (for `GET /v1/keys`).
@@ -250,13 +275,36 @@ impl Gateway {
         (self.clock)()
     }
 
+    pub(crate) fn now_ts(&self) -> Timestamp {
+        self.now()
+    }
+
     fn principal(&self, who: &Identity) -> Result<Arc<Principal>, GatewayError> {
-        if let Some(p) = self.principals.get(&who.id) {
-            return Ok(p.clone());
+        // The prepared principal only for the config identity itself: an OIDC user or a managed
+        // key with the same id has its own groups and attributes.
+        if who.source.as_deref().is_none_or(|s| s == "config") {
+            if let Some(p) = self.principals.get(&who.id) {
+                return Ok(p.clone());
+            }
         }
         Principal::new(who)
             .map(Arc::new)
             .ok_or_else(|| GatewayError::Invalid("identity cannot be used in policy".into()))
+    }
+
+    /// Keeps the principal of a requester from outside the config for later `modify` checks.
+    fn remember_requester(&self, who: &Identity) -> Result<(), GatewayError> {
+        if who.source.as_deref().is_none_or(|s| s == "config") {
+            return Ok(());
+        }
+        let principal = self.principal(who)?;
+        if let Ok(mut map) = self.requesters.write() {
+            if map.len() >= 100_000 {
+                map.clear();
+            }
+            map.insert(who.id.clone(), principal);
+        }
+        Ok(())
     }
 
     fn view(&self, who: &Identity, record: ActionRecord) -> ActionView {
@@ -301,17 +349,21 @@ impl Gateway {
         )
         .map_err(|e| GatewayError::Invalid(e.to_string()))?;
         if let Some(h) = &sub.on_behalf_of {
-            match self.identities.get(h) {
-                Some(ident) if ident.kind == IdentityKind::Human => {}
-                _ => {
-                    return Err(GatewayError::Invalid(format!(
-                        "`on_behalf_of` must name a known human; `{h}` is not one"
-                    )))
-                }
+            // People from an identity provider are not known in advance: any well-formed id is
+            // accepted then, except one the config names as an agent or service.
+            let ok = match self.identities.get(h) {
+                Some(ident) => ident.kind == IdentityKind::Human,
+                None => !self.auth.oidc().is_empty() && countersign_identity::config::valid_name(h),
+            };
+            if !ok {
+                return Err(GatewayError::Invalid(format!(
+                    "`on_behalf_of` must name a known human; `{h}` is not one"
+                )));
             }
         }
         let justification = sub.justification.unwrap_or_default();
         let decision = self.decide(who, &spec, &justification)?;
+        self.remember_requester(who)?;
         let now = self.now();
         let (record, events) = ActionRecord::submit(
             who,
@@ -461,17 +513,22 @@ impl Gateway {
         let ttl = self.grant_ttl;
         let policy = self.policy.clone();
         let principals = self.principals.clone();
+        let requesters = self.requesters.clone();
         let (record, _) = self
             .transition(
                 id,
                 now,
                 Box::new(move |rec| {
-                    let requester = rec.requester.clone();
                     let justification = rec.justification.clone();
+                    let requester = requesters
+                        .read()
+                        .ok()
+                        .and_then(|m| m.get(&rec.requester).cloned())
+                        .or_else(|| principals.get(&rec.requester).cloned());
                     rec.vote(&voter, ballot, now, jti, ttl, |spec| {
                         // Re-checked as the requester: a reviewer's edit must not turn the action
                         // into one policy forbids.
-                        let Some(principal) = principals.get(&requester) else {
+                        let Some(principal) = requester.as_deref() else {
                             return Some("the requester is no longer known".into());
                         };
                         let risk = BTreeSet::new();

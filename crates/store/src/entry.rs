@@ -75,6 +75,7 @@ mod tests {
             Event::Expired,
             Event::Voted {
                 voter: "al\u{e9}\"x".into(),
+                voter_source: Some("oidc:https://idp.example#al\u{e9}".into()),
                 verdict: "approve".into(),
                 digest: digest.clone().unwrap_or_else(|_| unreachable!()),
                 comment: Some("line\nbreak \u{1f600}".into()),

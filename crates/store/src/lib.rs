@@ -9,10 +9,12 @@
 //! response sent after a store call never reports a decision a crash could lose.
 
 mod entry;
+mod keys;
 mod sqlite;
 
 pub use countersign_audit::Hash;
 pub use entry::rfc3339;
+pub use keys::ManagedKey;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -149,4 +151,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a signed checkpoint. Checkpoints are append-only: one per size, first one wins.
     async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError>;
+
+    /// Stores a new managed API key (its hash only). Fails if the id or hash exists.
+    async fn create_key(&self, key: ManagedKey) -> Result<(), StoreError>;
+
+    /// Marks a key revoked at `at`. `false` if there is no such unrevoked key.
+    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError>;
+
+    /// The key whose secret hashes to `hash`, revoked or not (read on every request, so a
+    /// revocation holds on every replica at once).
+    async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ManagedKey>, StoreError>;
+
+    /// Every key, oldest first.
+    async fn list_keys(&self) -> Result<Vec<ManagedKey>, StoreError>;
 }

@@ -1,0 +1,3 @@
+mod keys;
+mod oidc;
+mod support;
