@@ -35,6 +35,7 @@ sqlite_suite!(
     audit_log_is_gap_free_canonical_and_hashed,
     checkpoints_are_append_only,
     many_concurrent_inserts_all_commit,
+    managed_keys_round_trip_and_revoke_once,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
