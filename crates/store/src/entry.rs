@@ -27,8 +27,9 @@ pub fn rfc3339(t: Timestamp) -> String {
         .unwrap_or_default()
 }
 
+/// RFC 8785 encoding of a string or null: serde_json's string escaping is JCS's.
 fn jcs<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
-    serde_jcs::to_string(v).map_err(|e| StoreError::Database(format!("canonical JSON: {e}")))
+    serde_json::to_string(v).map_err(|e| StoreError::Database(format!("canonical JSON: {e}")))
 }
 
 impl EntryParts {
@@ -47,7 +48,8 @@ impl EntryParts {
             "{{\"action_id\":{},\"actor\":{},\"event\":{},\"index\":",
             jcs(&action_id)?,
             jcs(&event.actor())?,
-            jcs(&payload)?
+            countersign_core::canonical::to_string(&payload)
+                .map_err(|e| StoreError::Database(format!("canonical JSON: {e}")))?
         );
         let tail = format!(
             ",\"time\":{},\"type\":{}}}",

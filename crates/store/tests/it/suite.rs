@@ -488,3 +488,33 @@ pub async fn recorded_events_join_the_log_without_a_record(store: Arc<dyn Store>
         review_record("r1", "bot")
     );
 }
+
+pub async fn stored_hashes_match_a_recomputation_after_many_appends(store: Arc<dyn Store>) {
+    use countersign_core::Event;
+    // 40 concurrent writers × 25 appends of 1-3 entries: batches of every shape, 8+ tree levels.
+    let tasks: Vec<_> = (0..40)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    let events = (0..=(t + i) % 3)
+                        .map(|_| (None, Event::Expired))
+                        .collect::<Vec<_>>();
+                    store.record_events(T0, events).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let size = store.audit_size().await.unwrap();
+    assert!(size >= 1000);
+    let entries = store.audit_entries(0, size as usize).await.unwrap();
+    let mut tree = countersign_audit::MemoryHashes::new();
+    for e in &entries {
+        tree.append(&e.body).unwrap();
+    }
+    let all: Vec<u64> = (0..tree.hashes().len() as u64).collect();
+    assert_eq!(store.audit_hashes(&all).await.unwrap(), tree.hashes());
+}
