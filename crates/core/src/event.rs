@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::action::ActionDigest;
+use crate::action::{ActionDigest, ActionSpec};
 use crate::decision::Effect;
 use crate::time::Timestamp;
 
@@ -22,6 +22,9 @@ pub enum Event {
         on_behalf_of: Option<String>,
         /// Digest of what was asked.
         digest: ActionDigest,
+        /// What was asked: action, resource, environment and parameters, as auditors will see
+        /// them (the digest is over exactly this).
+        spec: ActionSpec,
         /// The decision's effect.
         effect: Effect,
         /// The policies that decided.
@@ -49,6 +52,9 @@ pub enum Event {
         verdict: String,
         /// The digest the vote applies to (for `modify`, the new digest).
         digest: ActionDigest,
+        /// For `modify`, the reviewer's parameters (the new digest is over them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        params: Option<serde_json::Map<String, serde_json::Value>>,
         /// The reviewer's comment.
         comment: Option<String>,
     },
@@ -97,6 +103,54 @@ pub enum Event {
         /// Who reported.
         by: String,
     },
+    /// An attempt that matters to security was refused (see
+    /// [`crate::DomainError::is_security_relevant`]); it changed nothing else.
+    Refused {
+        /// Who tried.
+        by: String,
+        /// What they tried: `vote`, `answer`, `cancel`, `redeem`, `report`, `submit`.
+        attempted: String,
+        /// The refusal's machine-readable code (`self_approval`, `grant_already_used`, ...).
+        code: String,
+    },
+    /// The gateway loaded its policy set.
+    PolicyLoaded {
+        /// SHA-256 over the policy files, as `PolicyEngine::hash` computes it.
+        hash: String,
+        /// How many policies.
+        policies: usize,
+    },
+    /// A managed API key was created (its secret and hash are never recorded).
+    KeyCreated {
+        /// Who created it (an admin's id and source, or `operator:<user>` from the CLI).
+        by: String,
+        /// The public key id.
+        key_id: String,
+        /// The identity the key authenticates as.
+        identity: String,
+        /// `agent` or `service`.
+        kind: crate::identity::IdentityKind,
+        /// Its groups.
+        groups: Vec<String>,
+        /// When it stops working, if ever.
+        expires_at: Option<Timestamp>,
+    },
+    /// A managed API key was revoked.
+    KeyRevoked {
+        /// Who revoked it.
+        by: String,
+        /// The public key id.
+        key_id: String,
+        /// The identity it authenticated as.
+        identity: String,
+    },
+    /// The gateway loaded its configuration.
+    ConfigLoaded {
+        /// SHA-256 of the configuration file's bytes.
+        sha256: String,
+        /// The configured identities, `id (kind)`.
+        identities: Vec<String>,
+    },
 }
 
 impl Event {
@@ -114,6 +168,11 @@ impl Event {
             Event::GrantIssued { .. } => "grant_issued",
             Event::GrantRedeemed { .. } => "grant_redeemed",
             Event::ResultReported { .. } => "result_reported",
+            Event::Refused { .. } => "refused",
+            Event::PolicyLoaded { .. } => "policy_loaded",
+            Event::ConfigLoaded { .. } => "config_loaded",
+            Event::KeyCreated { .. } => "key_created",
+            Event::KeyRevoked { .. } => "key_revoked",
         }
     }
 
@@ -127,11 +186,16 @@ impl Event {
             | Event::Rejected { by }
             | Event::Cancelled { by }
             | Event::GrantRedeemed { by, .. }
-            | Event::ResultReported { by, .. } => Some(by),
+            | Event::ResultReported { by, .. }
+            | Event::Refused { by, .. }
+            | Event::KeyCreated { by, .. }
+            | Event::KeyRevoked { by, .. } => Some(by),
             Event::ReviewOpened { .. }
             | Event::Approved { .. }
             | Event::Expired
-            | Event::GrantIssued { .. } => None,
+            | Event::GrantIssued { .. }
+            | Event::PolicyLoaded { .. }
+            | Event::ConfigLoaded { .. } => None,
         }
     }
 }

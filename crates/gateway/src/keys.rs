@@ -1,7 +1,7 @@
 //! Managed API keys: create (the secret is returned once), list, revoke. The operator does it
 //! from the CLI against the store; admins do it through the API. Both go through [`create`].
 
-use countersign_core::{Identity, IdentityKind, Timestamp};
+use countersign_core::{Event, Identity, IdentityKind, Timestamp};
 use countersign_identity::config::valid_name;
 use countersign_identity::keys;
 use countersign_store::{ManagedKey, Store};
@@ -63,7 +63,15 @@ pub async fn create(
         revoked_at: None,
     };
     store.create_key(key.clone()).await?;
-    record_identity_change("key_created", &key, created_by);
+    let event = Event::KeyCreated {
+        by: created_by.to_string(),
+        key_id: key.id.clone(),
+        identity: key.identity.clone(),
+        kind: key.kind,
+        groups: key.groups.iter().cloned().collect(),
+        expires_at: key.expires_at,
+    };
+    record(store, now, event).await?;
     Ok((secret, key))
 }
 
@@ -83,15 +91,26 @@ pub async fn revoke(
         .into_iter()
         .find(|k| k.id == id)
         .ok_or(GatewayError::NotFound)?;
-    record_identity_change("key_revoked", &key, by);
+    let event = Event::KeyRevoked {
+        by: by.to_string(),
+        key_id: key.id.clone(),
+        identity: key.identity.clone(),
+    };
+    record(store, now, event).await?;
     Ok(key)
 }
 
-/// The seam for the audit trail of identity changes. Until the audit log accepts entries that
-/// belong to no action, this logs (key id and identity only; never the secret or its hash).
-fn record_identity_change(what: &str, key: &ManagedKey, by: &str) {
-    tracing::info!(event = what, key_id = %key.id, identity = %key.identity,
-        kind = key.kind.as_str(), by, "managed API key change");
+/// Appends an identity change to the audit log (key id and identity only; never the secret or
+/// its hash). The key change is already committed: if the audit append fails, the caller hears
+/// of it and the log says so.
+async fn record(store: &dyn Store, now: Timestamp, event: Event) -> Result<(), GatewayError> {
+    tracing::info!(
+        event = event.kind(),
+        actor = event.actor(),
+        "managed API key change"
+    );
+    store.record_events(now, vec![(None, event)]).await?;
+    Ok(())
 }
 
 impl Gateway {

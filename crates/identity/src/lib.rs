@@ -9,6 +9,7 @@
 
 pub mod claims;
 pub mod config;
+pub mod crypto;
 mod error;
 pub mod keys;
 pub mod oidc;

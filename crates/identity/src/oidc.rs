@@ -135,6 +135,7 @@ impl OidcVerifier {
     /// Builds a verifier; keys are fetched on first use, so the gateway starts while an IdP is
     /// down.
     pub fn new(configs: Vec<OidcIssuerConfig>) -> Result<Self, String> {
+        crate::crypto::install();
         let mut issuers = HashMap::new();
         for c in configs {
             let issuer = c.validate()?;

@@ -370,6 +370,16 @@ async fn managed_keys_through_the_admin_api() {
         .await;
     assert_eq!((s, code(&r)), (StatusCode::NOT_FOUND, "not_found"));
 
+    // Creation and revocation are audit entries of their own, naming the key, never its secret.
+    let all = entries(&gw).await;
+    let created = all.iter().find(|e| e["type"] == "key_created").unwrap();
+    assert_eq!(created["event"]["key_id"], key_id.as_str());
+    assert_eq!(created["event"]["identity"], "keybot");
+    assert!(created["actor"].as_str().unwrap().starts_with("erin"));
+    let revoked = all.iter().find(|e| e["type"] == "key_revoked").unwrap();
+    assert_eq!(revoked["event"]["key_id"], key_id.as_str());
+    assert!(!serde_json::to_string(&all).unwrap().contains(&secret));
+
     // Admins are bound by the voting rules: erin cannot approve her own request.
     let v = gw
         .submit("erin", json!({"action": "iam.grant", "resource": "r"}))
