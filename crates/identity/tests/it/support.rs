@@ -30,14 +30,16 @@ pub struct TestKey {
     pub jwk: Value,
     /// For RSA: the public key as PEM text (the HMAC key-confusion attack uses it as a secret).
     pub public_pem: Vec<u8>,
+    /// The private key as PKCS#8 PEM (for PyJWT).
+    pub private_pem: String,
 }
 
-/// PKCS#1 private DER, public JWK, public PEM.
-type RsaPair = (Vec<u8>, Value, Vec<u8>);
+/// PKCS#1 private DER, public JWK, public PEM, private PKCS#8 PEM.
+type RsaPair = (Vec<u8>, Value, Vec<u8>, String);
 
 fn rsa_pair() -> RsaPair {
     use rsa::pkcs1::EncodeRsaPrivateKey;
-    use rsa::pkcs8::{EncodePublicKey, LineEnding};
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
     use rsa::traits::PublicKeyParts;
     let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
     let der = key.to_pkcs1_der().unwrap().as_bytes().to_vec();
@@ -47,14 +49,15 @@ fn rsa_pair() -> RsaPair {
         .unwrap()
         .into_bytes();
     let jwk = json!({"kty": "RSA", "n": b64(&public.n().to_bytes_be()), "e": b64(&public.e().to_bytes_be())});
-    (der, jwk, pem)
+    let private = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    (der, jwk, pem, private)
 }
 
 /// RSA keys are slow to make: two per test binary, shared.
 pub fn rsa_key(n: usize, kid: &str) -> TestKey {
     static KEYS: OnceLock<Vec<RsaPair>> = OnceLock::new();
     let keys = KEYS.get_or_init(|| vec![rsa_pair(), rsa_pair()]);
-    let (der, jwk, pem) = keys[n].clone();
+    let (der, jwk, pem, private_pem) = keys[n].clone();
     let mut jwk = jwk;
     jwk["kid"] = json!(kid);
     jwk["use"] = json!("sig");
@@ -64,6 +67,7 @@ pub fn rsa_key(n: usize, kid: &str) -> TestKey {
         der,
         jwk,
         public_pem: pem,
+        private_pem,
     }
 }
 
@@ -80,7 +84,25 @@ pub fn ec_key(kid: &str) -> TestKey {
         der: secret.to_pkcs8_der().unwrap().as_bytes().to_vec(),
         jwk,
         public_pem: Vec::new(),
+        private_pem: secret
+            .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+            .unwrap()
+            .to_string(),
     }
+}
+
+/// PKCS#8 v1 (RFC 8410, no public key inside): dalek writes v2, which some parsers refuse.
+fn ed_pkcs8_v1_pem(seed: &[u8; 32]) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(seed);
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        STANDARD.encode(der)
+    )
 }
 
 pub fn ed_key(kid: &str) -> TestKey {
@@ -94,6 +116,7 @@ pub fn ed_key(kid: &str) -> TestKey {
         der: key.to_pkcs8_der().unwrap().as_bytes().to_vec(),
         jwk,
         public_pem: Vec::new(),
+        private_pem: ed_pkcs8_v1_pem(&key.to_bytes()),
     }
 }
 
