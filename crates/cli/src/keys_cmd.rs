@@ -136,7 +136,7 @@ async fn run_async(cmd: KeysCommand) -> Result<(), String> {
             let key = keys::revoke(&store, &a.id, &operator(), now())
                 .await
                 .map_err(|e| match e {
-                    countersign_gateway::GatewayError::NotFound => {
+                    countersign_gateway::GatewayError::KeyNotFound => {
                         format!("no active key `{}`; see `countersign keys list`", a.id)
                     }
                     other => other.to_string(),

@@ -83,14 +83,14 @@ pub async fn revoke(
     now: Timestamp,
 ) -> Result<ManagedKey, GatewayError> {
     if !store.revoke_key(id, now).await? {
-        return Err(GatewayError::NotFound);
+        return Err(GatewayError::KeyNotFound);
     }
     let key = store
         .list_keys()
         .await?
         .into_iter()
         .find(|k| k.id == id)
-        .ok_or(GatewayError::NotFound)?;
+        .ok_or(GatewayError::KeyNotFound)?;
     let event = Event::KeyRevoked {
         by: by.to_string(),
         key_id: key.id.clone(),

@@ -358,3 +358,26 @@ fn configuration_mistakes_are_refused() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+#[tokio::test]
+async fn rsa_keys_under_2048_bits_are_refused() {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let small = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 1024).unwrap();
+    let public = small.to_public_key();
+    let key = TestKey {
+        kid: "weak".into(),
+        alg: Algorithm::RS256,
+        der: small.to_pkcs1_der().unwrap().as_bytes().to_vec(),
+        jwk: json!({"kty": "RSA", "kid": "weak", "n": b64(&public.n().to_bytes_be()),
+                    "e": b64(&public.e().to_bytes_be())}),
+        public_pem: Vec::new(),
+        private_pem: String::new(),
+    };
+    let idp = TestIssuer::start(&[&key]).await;
+    let v = verifier(idp.config(""));
+    assert_eq!(
+        code(v.verify(&key.sign(&idp.claims("a"))).await),
+        "token_signature_invalid"
+    );
+}
