@@ -262,6 +262,10 @@ pub struct ActionRecord {
     pub requester: String,
     /// The requester's kind.
     pub requester_kind: IdentityKind,
+    /// The requester as authenticated when it submitted (groups, source, claims): a reviewer's
+    /// `modify` is re-checked by policy as this identity, on any replica and after restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester_identity: Option<Identity>,
     /// The human an agent acts for; barred from voting like the requester.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_behalf_of: Option<String>,
@@ -452,6 +456,7 @@ impl ActionRecord {
             id: new.id,
             requester: requester.id.clone(),
             requester_kind: requester.kind,
+            requester_identity: Some(requester.clone()),
             on_behalf_of: new.on_behalf_of,
             spec: new.spec,
             digest,

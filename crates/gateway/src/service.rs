@@ -14,7 +14,7 @@ use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
 use countersign_store::{Inserted, ListFilter, Store, StoreError, UpdateError};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
@@ -87,9 +87,6 @@ pub struct Gateway {
     policy: Arc<PolicyEngine>,
     principals: Arc<HashMap<String, Arc<Principal>>>,
     identities: Identities,
-    /// Principals of requesters that are not in the config (OIDC, managed keys), as they were at
-    /// their latest submission: a reviewer's `modify` is re-checked against them.
-    requesters: Arc<RwLock<HashMap<String, Arc<Principal>>>>,
     pub(crate) auth: Authenticator,
     pub(crate) admin_group: Option<String>,
     pub(crate) store: Arc<dyn Store>,
@@ -193,7 +190,6 @@ impl Gateway {
             policy: Arc::new(parts.policy),
             principals,
             identities: parts.identities,
-            requesters: Arc::default(),
             auth,
             admin_group: parts.admin_group,
             store: parts.store,
@@ -292,21 +288,6 @@ impl Gateway {
             .ok_or_else(|| GatewayError::Invalid("identity cannot be used in policy".into()))
     }
 
-    /// Keeps the principal of a requester from outside the config for later `modify` checks.
-    fn remember_requester(&self, who: &Identity) -> Result<(), GatewayError> {
-        if who.source.as_deref().is_none_or(|s| s == "config") {
-            return Ok(());
-        }
-        let principal = self.principal(who)?;
-        if let Ok(mut map) = self.requesters.write() {
-            if map.len() >= 100_000 {
-                map.clear();
-            }
-            map.insert(who.id.clone(), principal);
-        }
-        Ok(())
-    }
-
     fn view(&self, who: &Identity, record: ActionRecord) -> ActionView {
         let grant_token = record
             .usable_grant(who, self.now())
@@ -363,7 +344,6 @@ impl Gateway {
         }
         let justification = sub.justification.unwrap_or_default();
         let decision = self.decide(who, &spec, &justification)?;
-        self.remember_requester(who)?;
         let now = self.now();
         let submitted = ActionRecord::submit(
             who,
@@ -598,7 +578,6 @@ impl Gateway {
         let ttl = self.grant_ttl;
         let policy = self.policy.clone();
         let principals = self.principals.clone();
-        let requesters = self.requesters.clone();
         let (record, _) = self
             .attempt(
                 who,
@@ -607,11 +586,14 @@ impl Gateway {
                 now,
                 Box::new(move |rec| {
                     let justification = rec.justification.clone();
-                    let requester = requesters
-                        .read()
-                        .ok()
-                        .and_then(|m| m.get(&rec.requester).cloned())
-                        .or_else(|| principals.get(&rec.requester).cloned());
+                    // A config identity as configured now; anyone else (OIDC, managed key) as
+                    // they were when they submitted, from the record itself.
+                    let requester = match &rec.requester_identity {
+                        Some(who) if who.source.as_deref().is_some_and(|s| s != "config") => {
+                            Principal::new(who).map(Arc::new)
+                        }
+                        _ => principals.get(&rec.requester).cloned(),
+                    };
                     rec.vote(&voter, ballot, now, jti, ttl, |spec| {
                         // Re-checked as the requester: a reviewer's edit must not turn the action
                         // into one policy forbids.
