@@ -2,6 +2,7 @@
 
 mod audit_cmd;
 mod client;
+mod keys_cmd;
 mod operator;
 mod replicas_cmd;
 

@@ -9,6 +9,7 @@ pub mod config;
 mod error;
 pub mod grants;
 pub mod identities;
+pub mod keys;
 pub mod metrics;
 mod replicas;
 mod service;

@@ -9,6 +9,7 @@ use countersign_core::{
     ActionRecord, ActionSpec, Ballot, Decision, DomainError, Effect, Event, Identity, IdentityKind,
     NewAction, Outcome, Status, Timestamp,
 };
+use countersign_identity::{AuthError, Authenticator, OidcVerifier};
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
 use countersign_store::{Inserted, ListFilter, Store, StoreError, UpdateError};
 use serde_json::Value;
@@ -86,6 +87,8 @@ pub struct Gateway {
     policy: Arc<PolicyEngine>,
     principals: Arc<HashMap<String, Arc<Principal>>>,
     identities: Identities,
+    pub(crate) auth: Authenticator,
+    pub(crate) admin_group: Option<String>,
     pub(crate) store: Arc<dyn Store>,
     signer: GrantSigner,
     audit: AuditLog,
@@ -104,6 +107,10 @@ pub struct Parts {
     pub policy: PolicyEngine,
     /// Known identities.
     pub identities: Identities,
+    /// Trusted OIDC issuers.
+    pub oidc: OidcVerifier,
+    /// The admin group, if any.
+    pub admin_group: Option<String>,
     /// The store.
     pub store: Arc<dyn Store>,
     /// The grant signer.
@@ -167,6 +174,8 @@ impl Gateway {
         Ok(Gateway::new(Parts {
             policy,
             identities: Identities::from_config(&config.identities),
+            oidc: OidcVerifier::new(config.oidc.clone()).map_err(GatewayError::Startup)?,
+            admin_group: config.admin_group.clone(),
             store,
             signer,
             audit,
@@ -186,10 +195,17 @@ impl Gateway {
                 .filter_map(|i| Some((i.id.clone(), Arc::new(Principal::new(i)?))))
                 .collect(),
         );
+        let auth = Authenticator::new(
+            parts.identities.by_token_hash(),
+            parts.store.clone(),
+            parts.oidc,
+        );
         Arc::new(Gateway {
             policy: Arc::new(parts.policy),
             principals,
             identities: parts.identities,
+            auth,
+            admin_group: parts.admin_group,
             store: parts.store,
             signer: parts.signer,
             audit: parts.audit,
@@ -211,6 +227,11 @@ impl Gateway {
     /// The identities.
     pub fn identities(&self) -> &Identities {
         &self.identities
+    }
+
+    /// The identity a bearer credential proves (config token, managed key or OIDC token).
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        self.auth.authenticate(token, self.now()).await
     }
 
     /// The grant signer (for `GET /v1/keys`).
@@ -264,9 +285,17 @@ impl Gateway {
         (self.clock)()
     }
 
+    pub(crate) fn now_ts(&self) -> Timestamp {
+        self.now()
+    }
+
     fn principal(&self, who: &Identity) -> Result<Arc<Principal>, GatewayError> {
-        if let Some(p) = self.principals.get(&who.id) {
-            return Ok(p.clone());
+        // The prepared principal only for the config identity itself: an OIDC user or a managed
+        // key with the same id has its own groups and attributes.
+        if who.source.as_deref().is_none_or(|s| s == "config") {
+            if let Some(p) = self.principals.get(&who.id) {
+                return Ok(p.clone());
+            }
         }
         Principal::new(who)
             .map(Arc::new)
@@ -315,13 +344,16 @@ impl Gateway {
         )
         .map_err(|e| GatewayError::Invalid(e.to_string()))?;
         if let Some(h) = &sub.on_behalf_of {
-            match self.identities.get(h) {
-                Some(ident) if ident.kind == IdentityKind::Human => {}
-                _ => {
-                    return Err(GatewayError::Invalid(format!(
-                        "`on_behalf_of` must name a known human; `{h}` is not one"
-                    )))
-                }
+            // People from an identity provider are not known in advance: any well-formed id is
+            // accepted then, except one the config names as an agent or service.
+            let ok = match self.identities.get(h) {
+                Some(ident) => ident.kind == IdentityKind::Human,
+                None => !self.auth.oidc().is_empty() && countersign_identity::config::valid_name(h),
+            };
+            if !ok {
+                return Err(GatewayError::Invalid(format!(
+                    "`on_behalf_of` must name a known human; `{h}` is not one"
+                )));
             }
         }
         let justification = sub.justification.unwrap_or_default();
@@ -571,12 +603,19 @@ impl Gateway {
                 id,
                 now,
                 Box::new(move |rec| {
-                    let requester = rec.requester.clone();
                     let justification = rec.justification.clone();
+                    // A config identity as configured now; anyone else (OIDC, managed key) as
+                    // they were when they submitted, from the record itself.
+                    let requester = match &rec.requester_identity {
+                        Some(who) if who.source.as_deref().is_some_and(|s| s != "config") => {
+                            Principal::new(who).map(Arc::new)
+                        }
+                        _ => principals.get(&rec.requester).cloned(),
+                    };
                     rec.vote(&voter, ballot, now, jti, ttl, |spec| {
                         // Re-checked as the requester: a reviewer's edit must not turn the action
                         // into one policy forbids.
-                        let Some(principal) = principals.get(&requester) else {
+                        let Some(principal) = requester.as_deref() else {
                             return Some("the requester is no longer known".into());
                         };
                         let risk = BTreeSet::new();

@@ -4,6 +4,7 @@
 //! handler extracts typed input, calls one [`countersign_gateway::Gateway`] method and shapes the
 //! result. Errors leave as `{"error": {"code", "message"}}` with a stable code (see [`error`]).
 
+mod admin;
 mod audit;
 pub mod error;
 mod extract;
@@ -67,6 +68,11 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/reviews/{id}/votes", post(handlers::vote))
         .route("/v1/grants/redeem", post(handlers::redeem))
         .route("/v1/keys", get(handlers::keys))
+        .route(
+            "/v1/admin/api-keys",
+            get(admin::list_keys).post(admin::create_key),
+        )
+        .route("/v1/admin/api-keys/{id}/revoke", post(admin::revoke_key))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/public-key", get(audit::public_key))
         .route("/v1/audit/entries", get(audit::entries))

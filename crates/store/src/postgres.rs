@@ -34,9 +34,10 @@ use crate::{
 const MAX_BATCH: usize = 1024;
 
 /// Versioned schema migrations, applied in order, each once (`countersign_migrations`).
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE actions (
     id TEXT PRIMARY KEY,
     requester TEXT NOT NULL,
@@ -75,10 +76,27 @@ CREATE TABLE audit_head (
 );
 INSERT INTO audit_head (id, size) VALUES (1, 0);
 ",
-)];
+    ),
+    (
+        2,
+        "
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    hash BYTEA NOT NULL UNIQUE,
+    identity TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT,
+    revoked_at BIGINT
+);
+",
+    ),
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 fn db_err(e: tokio_postgres::Error) -> StoreError {
     // `Display` of a server error is only "db error"; the source carries the message.
@@ -202,7 +220,7 @@ impl PostgresStore {
             },
         );
         let pool = Pool::builder(mgr)
-            .max_size(16)
+            .max_size(8)
             .build()
             .map_err(|e| StoreError::Database(e.to_string()))?;
         let scope = {
@@ -993,6 +1011,33 @@ fn status_list(statuses: &[Status]) -> Vec<String> {
     statuses.iter().map(|s| s.as_str().to_string()).collect()
 }
 
+const KEY_COLUMNS: &str =
+    "id, hash, identity, kind, groups, created_by, created_at, expires_at, revoked_at";
+
+fn key_row(r: &tokio_postgres::Row) -> Result<crate::ManagedKey, StoreError> {
+    let id: String = r.get(0);
+    let corrupt = |m: &str| StoreError::Corrupt {
+        id: id.clone(),
+        message: m.into(),
+    };
+    let hash: Vec<u8> = r.get(1);
+    let hash =
+        <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| corrupt("key hash is not 32 bytes"))?;
+    let kind = crate::keys::kind_from(r.get(3)).ok_or_else(|| corrupt("unknown key kind"))?;
+    let groups = serde_json::from_str(r.get(4)).map_err(|_| corrupt("unreadable key groups"))?;
+    Ok(crate::ManagedKey {
+        hash,
+        identity: r.get(2),
+        kind,
+        groups,
+        created_by: r.get(5),
+        created_at: Timestamp(r.get(6)),
+        expires_at: r.get::<_, Option<i64>>(7).map(Timestamp),
+        revoked_at: r.get::<_, Option<i64>>(8).map(Timestamp),
+        id,
+    })
+}
+
 fn checkpoint_row(r: &tokio_postgres::Row) -> StoredCheckpoint {
     StoredCheckpoint {
         size: r.get::<_, i64>(0) as u64,
@@ -1227,6 +1272,65 @@ impl Store for PostgresStore {
 
     fn changes(&self) -> Option<broadcast::Receiver<String>> {
         Some(self.changes.subscribe())
+    }
+
+    async fn create_key(&self, key: crate::ManagedKey) -> Result<(), StoreError> {
+        let groups = encode(&key.groups)?;
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO api_keys (id, hash, identity, kind, groups, created_by, created_at, \
+             expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &key.id,
+                &key.hash.as_slice(),
+                &key.identity,
+                &key.kind.as_str(),
+                &groups,
+                &key.created_by,
+                &key.created_at.millis(),
+                &key.expires_at.map(|t| t.millis()),
+                &key.revoked_at.map(|t| t.millis()),
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&id, &at.millis()],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<crate::ManagedKey>, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1"),
+                &[&hash.as_slice()],
+            )
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(key_row).transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<crate::ManagedKey>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(key_row).collect()
     }
 
     async fn try_lead(&self) -> Result<Option<Box<dyn crate::Lease>>, StoreError> {

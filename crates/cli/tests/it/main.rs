@@ -7,5 +7,6 @@ mod api_security;
 mod audit;
 mod cli;
 mod durability;
+mod identity;
 mod replicas;
 mod support;

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use countersign_core::{ActionRecord, Event, Timestamp};
 use countersign_store::{
-    AuditEntry, Hash, Inserted, Lease, ListFilter, PostgresStore, Store, StoreError,
+    AuditEntry, Hash, Inserted, Lease, ListFilter, ManagedKey, PostgresStore, Store, StoreError,
     StoredCheckpoint, Transition, UpdateError,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -141,6 +141,18 @@ impl Store for RoundRobin {
     }
     async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
         self.pick().add_checkpoint(checkpoint).await
+    }
+    async fn create_key(&self, key: ManagedKey) -> Result<(), StoreError> {
+        self.pick().create_key(key).await
+    }
+    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        self.pick().revoke_key(id, at).await
+    }
+    async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ManagedKey>, StoreError> {
+        self.pick().key_by_hash(hash).await
+    }
+    async fn list_keys(&self) -> Result<Vec<ManagedKey>, StoreError> {
+        self.pick().list_keys().await
     }
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         self.pick().changes()
