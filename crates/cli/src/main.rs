@@ -2,6 +2,7 @@
 
 mod audit_cmd;
 mod client;
+mod mcp_cmd;
 mod operator;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,9 @@ enum Command {
     /// Export and verify the audit log offline.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Put approvals in front of an MCP server.
+    #[command(subcommand)]
+    Mcp(mcp_cmd::McpCommand),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => operator::keys(cmd),
         Command::Policy(cmd) => operator::policy(cmd),
         Command::Audit(cmd) => runtime.block_on(audit_cmd::run(cmd)),
+        Command::Mcp(cmd) => runtime.block_on(mcp_cmd::run(cmd)),
         Command::Client(cmd) => runtime.block_on(client::run(cmd)),
     };
     ExitCode::from(code)

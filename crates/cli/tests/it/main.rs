@@ -7,4 +7,5 @@ mod api_security;
 mod audit;
 mod cli;
 mod durability;
+mod mcp;
 mod support;
