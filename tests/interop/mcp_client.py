@@ -24,7 +24,11 @@ async def main(spec):
         cmd = spec["stdio"]
         target = StdioServerParameters(command=cmd[0], args=cmd[1:], env=spec.get("env"))
     else:
-        target = spec["url"]
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        http = create_mcp_http_client(headers=spec.get("headers"))
+        target = streamable_http_client(spec["url"], http_client=http)
     async with Client(target, mode=spec.get("mode", "auto")) as client:
         say({"op": "connected", "protocol": client.protocol_version})
         for step in spec["steps"]:

@@ -4,6 +4,7 @@
 use clap::{Args, Subcommand};
 use countersign_gateway::config::Config;
 use countersign_gateway::Gateway;
+use countersign_mcp::http::{Gates, HttpProxy};
 use countersign_mcp::{Embedded, Gate, Options, Remote};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +15,30 @@ use std::time::Duration;
 pub enum McpCommand {
     /// Spawn an MCP server and relay its stdio, holding every tools/call for a decision.
     Stdio(StdioArgs),
+    /// Front a Streamable HTTP MCP server; each agent's bearer token decides its identity.
+    Http(HttpArgs),
+}
+
+/// `countersign mcp http`.
+#[derive(Args)]
+pub struct HttpArgs {
+    /// Where agents connect (their MCP server URL becomes http://ADDR/ on any path).
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// The real server's MCP endpoint, e.g. http://127.0.0.1:3001/mcp.
+    #[arg(long, value_name = "URL")]
+    upstream: String,
+    /// A running gateway's URL.
+    #[arg(long, env = "COUNTERSIGN_URL", conflicts_with = "config")]
+    gateway: Option<String>,
+    /// Run the gateway in this process from this config file instead.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// With --config: also serve the gateway's HTTP API here, so reviewers can vote.
+    #[arg(long, requires = "config", value_name = "ADDR")]
+    api_listen: Option<String>,
+    #[command(flatten)]
+    hold: HoldArgs,
 }
 
 /// Where decisions come from, and as whom the proxy asks.
@@ -22,10 +47,12 @@ pub struct GateArgs {
     /// A running gateway's URL.
     #[arg(long, env = "COUNTERSIGN_URL", conflicts_with = "config")]
     gateway: Option<String>,
-    /// Run the gateway in this process from this config file instead (reviewers vote through a
-    /// `countersign serve` sharing its database).
+    /// Run the gateway in this process from this config file instead.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// With --config: also serve the gateway's HTTP API here, so reviewers can vote.
+    #[arg(long, requires = "config", value_name = "ADDR")]
+    api_listen: Option<String>,
     /// The agent's API token: every call is made as its identity.
     #[arg(long, env = "COUNTERSIGN_TOKEN", hide_env_values = true)]
     token: String,
@@ -84,17 +111,42 @@ fn options(h: &HoldArgs) -> Result<Options, String> {
     Ok(opts)
 }
 
-fn gate(g: &GateArgs) -> Result<Arc<dyn Gate>, String> {
+/// Loads an embedded gateway and starts its background work (and its API, if asked).
+async fn embedded(
+    path: &std::path::Path,
+    api_listen: &Option<String>,
+) -> Result<Arc<Gateway>, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let gateway = Gateway::from_config(&config).map_err(|e| e.to_string())?;
+    match api_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let api = gateway.clone();
+            tokio::spawn(async move {
+                let never = std::future::pending();
+                if let Err(e) = countersign_http::serve(api, listener, never).await {
+                    tracing::error!(error = %e, "the gateway API stopped");
+                }
+            });
+        }
+        None => {
+            tokio::spawn(gateway.clone().run_sweeper());
+            tokio::spawn(gateway.clone().run_checkpointer());
+        }
+    }
+    Ok(gateway)
+}
+
+async fn gate(g: &GateArgs) -> Result<Arc<dyn Gate>, String> {
     match (&g.gateway, &g.config) {
         (_, Some(path)) => {
-            let config = Config::load(path).map_err(|e| e.to_string())?;
-            let gateway = Gateway::from_config(&config).map_err(|e| e.to_string())?;
+            let gateway = embedded(path, &g.api_listen).await?;
             let who = gateway
                 .identities()
                 .authenticate(&g.token)
                 .ok_or("--token matches no identity in the config")?;
-            tokio::spawn(gateway.clone().run_sweeper());
-            tokio::spawn(gateway.clone().run_checkpointer());
             Ok(Arc::new(Embedded::new(gateway, (*who).clone())))
         }
         (Some(url), None) => Ok(Arc::new(
@@ -113,8 +165,14 @@ pub async fn run(cmd: McpCommand) -> u8 {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let McpCommand::Stdio(args) = cmd;
-    let prepared = options(&args.hold).and_then(|o| Ok((o, gate(&args.gate)?)));
+    let args = match cmd {
+        McpCommand::Stdio(args) => args,
+        McpCommand::Http(args) => return http(args).await,
+    };
+    let prepared = match options(&args.hold) {
+        Ok(o) => gate(&args.gate).await.map(|g| (o, g)),
+        Err(e) => Err(e),
+    };
     let (opts, gate) = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -129,6 +187,45 @@ pub async fn run(cmd: McpCommand) -> u8 {
         Err(e) => {
             eprintln!("countersign mcp: {e}");
             2
+        }
+    }
+}
+
+async fn http(args: HttpArgs) -> u8 {
+    let prepared = async {
+        let opts = options(&args.hold)?;
+        let gates = match (&args.gateway, &args.config) {
+            (_, Some(path)) => Gates::Embedded(embedded(path, &args.api_listen).await?),
+            (Some(url), None) => Gates::Remote(url.clone()),
+            (None, None) => {
+                return Err("give --gateway URL (or COUNTERSIGN_URL) or --config FILE".into())
+            }
+        };
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        Ok::<_, String>((opts, gates, listener))
+    };
+    let (opts, gates, listener) = match prepared.await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("countersign mcp: {e}");
+            return 2;
+        }
+    };
+    let proxy = HttpProxy::new(args.upstream.clone(), gates, opts, args.hold.max_message);
+    eprintln!(
+        "countersign mcp: listening on http://{} in front of {}",
+        args.listen, args.upstream
+    );
+    match proxy
+        .serve(listener, crate::operator::shutdown_signal())
+        .await
+    {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("countersign mcp: {e}");
+            1
         }
     }
 }

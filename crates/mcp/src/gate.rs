@@ -199,6 +199,16 @@ impl Remote {
         })
     }
 
+    /// Whether the gateway knows this token (any answer but `unauthenticated`).
+    pub async fn authenticates(&self) -> bool {
+        let probe = "/v1/actions/00000000-0000-0000-0000-000000000000";
+        match self.send(reqwest::Method::GET, probe, None).await {
+            Ok(_) => true,
+            Err(GateError::Refused { code, .. }) => code != "unauthenticated",
+            Err(GateError::Unreachable(_)) => false,
+        }
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,

@@ -9,7 +9,9 @@
 //! embedded or over HTTP) and relays everything else byte-for-byte as raw JSON-RPC, so fields
 //! and methods of newer protocol versions pass through untouched.
 
+pub mod calls;
 pub mod gate;
+pub mod http;
 pub mod jsonrpc;
 pub mod session;
 pub mod stdio;

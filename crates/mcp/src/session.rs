@@ -7,17 +7,17 @@
 //! looked at: `tools/call` requests (held for a decision), `tools/list` responses (filtered and
 //! annotated), and `notifications/cancelled` for a held call (which cancels its review).
 
-use countersign_core::{ActionSpec, Effect, Outcome};
-use countersign_gateway::Submission;
-use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
+use countersign_core::Outcome;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::gate::{Gate, Tracked};
+pub use crate::calls::Outbox;
+use crate::calls::{Calls, Verdict};
+use crate::gate::Gate;
 use crate::jsonrpc;
 
 /// The action every tool call becomes.
@@ -54,9 +54,6 @@ impl Options {
     }
 }
 
-/// A message the session wants sent: either the original bytes or a new value.
-pub type Outbox = mpsc::Sender<String>;
-
 enum InFlight {
     /// A forwarded `tools/call`: report its outcome to this action.
     Call { action_id: Option<String> },
@@ -74,15 +71,12 @@ struct Held {
 struct State {
     inflight: HashMap<String, InFlight>,
     held: HashMap<String, Held>,
-    /// Pending mode: calls parked for review, by a digest of tool name and arguments.
-    parked: HashMap<String, String>,
     closed: bool,
 }
 
 /// One proxied MCP session.
 pub struct Session {
-    gate: Arc<dyn Gate>,
-    opts: Options,
+    calls: Calls,
     to_client: Outbox,
     to_server: Outbox,
     state: Mutex<State>,
@@ -91,12 +85,6 @@ pub struct Session {
 
 fn key(id: &Value) -> String {
     id.to_string()
-}
-
-/// How a held call ended before reaching the server.
-enum Verdict {
-    Forward(Value, Option<String>),
-    Answer(Value),
 }
 
 impl Session {
@@ -108,8 +96,7 @@ impl Session {
         to_server: Outbox,
     ) -> Arc<Self> {
         Arc::new(Session {
-            gate,
-            opts,
+            calls: Calls::new(gate, opts),
             to_client,
             to_server,
             state: Mutex::new(State::default()),
@@ -209,7 +196,7 @@ impl Session {
         }
         if let Some(id) = id {
             let me = Arc::downgrade(self);
-            let timeout = self.opts.server_timeout;
+            let timeout = self.calls.options().server_timeout;
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
                 if let Some(me) = me.upgrade() {
@@ -230,7 +217,8 @@ impl Session {
         } = what
         {
             let _ = self
-                .gate
+                .calls
+                .gate()
                 .report(&action_id, Outcome::Failed, None, Some(text.to_string()))
                 .await;
         }
@@ -256,57 +244,22 @@ impl Session {
         match what {
             Some(InFlight::List) if msg.get("result").is_some() => {
                 let mut msg = msg;
-                self.filter_tools(&mut msg["result"]);
+                self.calls.filter_tools(&mut msg["result"]);
                 self.client(msg.to_string()).await;
             }
             Some(InFlight::Call {
                 action_id: Some(action_id),
             }) => {
+                // Counted as active so a closing session waits for the report to land.
+                self.active
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 self.client(raw.to_string()).await;
-                let (outcome, detail) = outcome_of(&msg);
-                let digest = hex::encode(Sha256::digest(raw.as_bytes()));
-                if let Err(e) = self
-                    .gate
-                    .report(&action_id, outcome, Some(digest), detail)
-                    .await
-                {
-                    tracing::warn!(action = %action_id, error = %e, "could not report a tool call's result");
-                }
+                self.calls.report(&action_id, raw).await;
+                self.active
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             }
             _ => self.client(raw.to_string()).await,
         }
-    }
-
-    fn filter_tools(&self, result: &mut Value) {
-        let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
-            return;
-        };
-        tools.retain_mut(|tool| {
-            let Some(name) = tool.get("name").and_then(Value::as_str) else {
-                return true;
-            };
-            let Ok(spec) = ActionSpec::new(ACTION.to_string(), self.resource(name), String::new(), None)
-            else {
-                return true;
-            };
-            match self.gate.preview(&spec) {
-                Some(Effect::Deny) => !self.opts.hide_denied,
-                Some(Effect::Review) => {
-                    let note = "[countersign] Each call of this tool is held until a person approves it; they see the arguments, so make them self-explanatory.";
-                    let desc = match tool.get("description").and_then(Value::as_str) {
-                        Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
-                        _ => note.to_string(),
-                    };
-                    tool["description"] = Value::String(desc);
-                    true
-                }
-                _ => true,
-            }
-        });
-    }
-
-    fn resource(&self, tool: &str) -> String {
-        format!("mcp://{}/{tool}", self.opts.server_name)
     }
 
     /// Holds a `tools/call` for a decision in a task of its own.
@@ -322,7 +275,7 @@ impl Session {
         let me = self.clone();
         me.active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::spawn(async move {
-            let verdict = me.decide(&msg, cancelled).await;
+            let verdict = me.calls.decide(&msg, cancelled, &me.to_client).await;
             let still_held = me.state().held.remove(&key(&id)).is_some();
             match verdict {
                 Verdict::Answer(result) if still_held => {
@@ -336,136 +289,6 @@ impl Session {
             }
             me.active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
-    }
-
-    async fn decide(&self, msg: &Value, mut cancelled: watch::Receiver<bool>) -> Verdict {
-        let params = &msg["params"];
-        let Some(name) = params.get("name").and_then(Value::as_str) else {
-            return Verdict::Answer(jsonrpc::tool_error(
-                "countersign: `params.name` (the tool) is missing",
-            ));
-        };
-        let arguments = match params.get("arguments") {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(a @ Value::Object(_)) => a.clone(),
-            Some(_) => {
-                return Verdict::Answer(jsonrpc::tool_error(
-                    "countersign: `arguments` must be an object",
-                ))
-            }
-        };
-        let token = params["_meta"].get("progressToken").cloned();
-        let park_key = hex::encode(Sha256::digest(
-            serde_jcs::to_vec(&json!([name, &arguments])).unwrap_or_default(),
-        ));
-        let parked = self.state().parked.get(&park_key).cloned();
-        let first = match parked {
-            Some(action_id) => self.gate.wait(&action_id, Duration::ZERO).await,
-            None => {
-                self.gate
-                    .submit(Submission {
-                        action: ACTION.into(),
-                        resource: self.resource(name),
-                        params: Some(arguments.clone()),
-                        ..Submission::default()
-                    })
-                    .await
-            }
-        };
-        let mut tracked = match first {
-            Ok(t) => t,
-            Err(e) => {
-                return Verdict::Answer(jsonrpc::tool_error(&format!(
-                    "countersign: the call was not run: {e}"
-                )))
-            }
-        };
-        let started = Instant::now();
-        let mut progress = 0u64;
-        while matches!(tracked.status.as_str(), "pending" | "needs_clarification") {
-            if *cancelled.borrow() {
-                let _ = self.gate.cancel(&tracked.id).await;
-                return Verdict::Answer(jsonrpc::tool_error("countersign: cancelled"));
-            }
-            if let Some(limit) = self.opts.pending_after {
-                if started.elapsed() >= limit {
-                    self.state().parked.insert(park_key, tracked.id.clone());
-                    return Verdict::Answer(jsonrpc::tool_error(&pending_text(&tracked)));
-                }
-            }
-            if let Some(token) = &token {
-                progress += 1;
-                let note = json!({
-                    "jsonrpc": "2.0",
-                    "method": "notifications/progress",
-                    "params": {
-                        "progressToken": token,
-                        "progress": progress,
-                        "message": format!("waiting for human approval (countersign review {})", tracked.id),
-                    }
-                });
-                self.client(note.to_string()).await;
-            }
-            let mut step = self.opts.progress_every;
-            if let Some(limit) = self.opts.pending_after {
-                step = step.min(limit.saturating_sub(started.elapsed()));
-            }
-            let waited = tokio::select! {
-                r = self.gate.wait(&tracked.id, step) => r,
-                _ = cancelled.changed() => {
-                    let _ = self.gate.cancel(&tracked.id).await;
-                    return Verdict::Answer(jsonrpc::tool_error("countersign: cancelled"));
-                }
-            };
-            match waited {
-                Ok(t) => tracked = t,
-                Err(e) => {
-                    tracing::warn!(action = %tracked.id, error = %e, "could not read a held call; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-        self.state().parked.remove(&park_key);
-        self.conclude(msg, tracked).await
-    }
-
-    async fn conclude(&self, msg: &Value, tracked: Tracked) -> Verdict {
-        match tracked.status.as_str() {
-            "allowed" | "approved" => {}
-            "denied" => {
-                let why = tracked.reason.as_deref().unwrap_or("no policy allows it");
-                return Verdict::Answer(jsonrpc::tool_error(&format!(
-                    "countersign denied this call (action {}): {why}. It was not run.",
-                    tracked.id
-                )));
-            }
-            other => {
-                let mut text = format!(
-                    "countersign: this call was {other} by review (action {}) and was not run.",
-                    tracked.id
-                );
-                for c in &tracked.comments {
-                    text.push_str(&format!("\n{c}"));
-                }
-                return Verdict::Answer(jsonrpc::tool_error(&text));
-            }
-        }
-        let Some(token) = tracked.grant_token else {
-            // Allowed outright without a grant: forward untouched.
-            return Verdict::Forward(msg.clone(), Some(tracked.id));
-        };
-        match self.gate.redeem(&token).await {
-            Ok(approved) => {
-                let mut msg = msg.clone();
-                if msg["params"].get("arguments") != Some(&approved.params) {
-                    msg["params"]["arguments"] = approved.params;
-                }
-                Verdict::Forward(msg, Some(approved.action_id))
-            }
-            Err(e) => Verdict::Answer(jsonrpc::tool_error(&format!(
-                "countersign: the approval could not be used ({e}); the call was not run"
-            ))),
-        }
     }
 
     /// The client went away: cancel every held call's review and stop accepting new ones.
@@ -500,31 +323,4 @@ impl Session {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-}
-
-fn pending_text(t: &Tracked) -> String {
-    let who = if t.approvers.is_empty() {
-        String::new()
-    } else {
-        format!(" by {}", t.approvers.join(", "))
-    };
-    format!(
-        "countersign: this call needs human approval{who} and has NOT run yet (review {}). \
-         Call the tool again later with exactly the same arguments: once approved, that call runs it.",
-        t.id
-    )
-}
-
-fn outcome_of(msg: &Value) -> (Outcome, Option<String>) {
-    if let Some(e) = msg.get("error") {
-        let text = e["message"]
-            .as_str()
-            .unwrap_or("JSON-RPC error")
-            .to_string();
-        return (Outcome::Failed, Some(text));
-    }
-    if msg["result"]["isError"] == Value::Bool(true) {
-        return (Outcome::Failed, Some("the tool returned isError".into()));
-    }
-    (Outcome::Succeeded, None)
 }

@@ -69,8 +69,6 @@ fn proxy_command(gw: &Gw, extra: &[&str], server: &[String]) -> Vec<String> {
         env!("CARGO_BIN_EXE_countersign").to_string(),
         "mcp".into(),
         "stdio".into(),
-        "--gateway".into(),
-        gw.url.clone(),
         "--token".into(),
         "tok-bot".into(),
         "--server-name".into(),
@@ -78,6 +76,9 @@ fn proxy_command(gw: &Gw, extra: &[&str], server: &[String]) -> Vec<String> {
         "--progress-every".into(),
         "0.2".into(),
     ];
+    if !extra.contains(&"--config") {
+        cmd.extend(["--gateway".into(), gw.url.clone()]);
+    }
     cmd.extend(extra.iter().map(|s| s.to_string()));
     cmd.push("--".into());
     cmd.extend(server.iter().cloned());
@@ -93,6 +94,10 @@ struct SdkClient {
 impl SdkClient {
     fn start(gw: &Gw, extra: &[&str], steps: Value) -> SdkClient {
         let spec = json!({"stdio": proxy_command(gw, extra, &server_everything()), "steps": steps});
+        SdkClient::run(spec)
+    }
+
+    fn run(spec: Value) -> SdkClient {
         let mut child = Command::new(python())
             .arg(root().join("tests/interop/mcp_client.py"))
             .arg(spec.to_string())
@@ -564,5 +569,202 @@ async fn mcp_protocol_versions_are_negotiated_through_the_proxy_unchanged() {
         );
         direct.close(Duration::from_secs(15)).await;
         proxied.close(Duration::from_secs(15)).await;
+    }
+}
+
+#[tokio::test]
+async fn mcp_embedded_gateway_hides_denied_tools_and_marks_reviewed_ones() {
+    // No separate server: the proxy runs the gateway and serves its API for reviewers.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    std::fs::write(dir.path().join("policies/mcp.cedar"), MCP_POLICIES).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let api = format!("127.0.0.1:{port}");
+    let gw = Gw::from_parts(
+        format!("http://{api}"),
+        client(),
+        dir,
+        tokio::spawn(async {}),
+    );
+    let config = config.display().to_string();
+    let mut c = SdkClient::start(
+        &gw,
+        &["--config", &config, "--api-listen", &api],
+        json!([
+            {"op": "list"},
+            {"op": "call", "tool": "echo", "args": {"message": "embedded"}},
+            {"op": "call", "tool": "get-sum", "args": {"a": 5, "b": 6}},
+        ]),
+    );
+    let list = c.next("list").await;
+    let tools = list["tools"].as_array().unwrap();
+    let find = |n: &str| tools.iter().find(|t| t["name"] == n).cloned();
+    assert!(find("get-env").is_none(), "forbidden tool hidden: {list}");
+    assert!(find("get-tiny-image").is_none(), "default-deny tool hidden");
+    assert!(find("echo").is_some());
+    let sum = find("get-sum").expect("reviewed tool listed");
+    assert!(
+        sum["description"]
+            .as_str()
+            .unwrap()
+            .contains("[countersign]"),
+        "{sum}"
+    );
+    assert_eq!(c.next("call").await["text"], "Echo: embedded");
+    let id = open_review(&gw).await["id"].as_str().unwrap().to_string();
+    let (s, _) = gw.vote("alice", &id, json!({"verdict": "approve"})).await;
+    assert!(s.is_success());
+    assert_eq!(c.next("call").await["text"], "The sum of 5 and 6 is 11.");
+    for _ in 0..100 {
+        if action_status(&gw, &id).await == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(action_status(&gw, &id).await, "succeeded");
+    c.finish().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_listening(port: u16) {
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on port {port}");
+}
+
+/// server-everything over Streamable HTTP with `countersign mcp http` in front of it.
+struct HttpFront {
+    url: String,
+    _server: Child,
+    _proxy: Child,
+}
+
+async fn http_front(gw: &Gw) -> HttpFront {
+    let mut cmd = server_everything();
+    cmd[2] = "streamableHttp".into();
+    let up = free_port();
+    let server = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env("PORT", up.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_listening(up).await;
+    let port = free_port();
+    let proxy = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["mcp", "http", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--upstream", &format!("http://127.0.0.1:{up}/mcp")])
+        .args(["--server-name", "everything", "--gateway", &gw.url])
+        .args(["--progress-every", "0.2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_listening(port).await;
+    HttpFront {
+        url: format!("http://127.0.0.1:{port}/mcp"),
+        _server: server,
+        _proxy: proxy,
+    }
+}
+
+#[tokio::test]
+async fn mcp_streamable_http_allows_denies_holds_and_modifies_per_agent_token() {
+    let gw = gateway().await;
+    let front = http_front(&gw).await;
+    let (s, _) = gw
+        .http
+        .post(&front.url)
+        .body("{}")
+        .send()
+        .await
+        .map(|r| (r.status(), ()))
+        .unwrap();
+    assert_eq!(s.as_u16(), 401, "no token, no entry");
+    let (s, _) = gw
+        .http
+        .post(&front.url)
+        .bearer_auth("tok-nobody")
+        .body("{}")
+        .send()
+        .await
+        .map(|r| (r.status(), ()))
+        .unwrap();
+    assert_eq!(s.as_u16(), 401, "an unknown token is refused");
+
+    let mut c = SdkClient::run(json!({
+        "url": front.url,
+        "headers": {"Authorization": "Bearer tok-bot"},
+        "steps": [
+            {"op": "list"},
+            {"op": "call", "tool": "echo", "args": {"message": "over http"}},
+            {"op": "call", "tool": "get-env", "args": {}},
+            {"op": "call", "tool": "get-sum", "args": {"a": 1, "b": 2}, "progress": true},
+            {"op": "call", "tool": "get-sum", "args": {"a": 3, "b": 4}},
+        ],
+    }));
+    let list = c.next("list").await;
+    assert!(list["tools"].as_array().unwrap().len() > 3, "{list}");
+    let echo = c.next("call").await;
+    assert_eq!(echo["text"], "Echo: over http", "{echo}");
+    let env = c.next("call").await;
+    assert_eq!(env["isError"], true);
+    assert!(env["text"].as_str().unwrap().contains("may hold secrets"));
+
+    let id = open_review(&gw).await["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, _) = gw.vote("alice", &id, json!({"verdict": "approve"})).await;
+    assert!(s.is_success());
+    let held = c.next("call").await;
+    assert_eq!(held["text"], "The sum of 1 and 2 is 3.", "{held}");
+    assert!(!held["progress"].as_array().unwrap().is_empty(), "{held}");
+
+    let id2 = open_review(&gw).await["id"].as_str().unwrap().to_string();
+    let (s, _) = gw
+        .vote(
+            "alice",
+            &id2,
+            json!({"verdict": "modify", "params": {"a": 30, "b": 40}}),
+        )
+        .await;
+    assert!(s.is_success());
+    let modified = c.next("call").await;
+    assert_eq!(
+        modified["text"], "The sum of 30 and 40 is 70.",
+        "{modified}"
+    );
+    c.finish().await;
+
+    for action in [&id, &id2] {
+        let (_, a) = gw.get("bot", &format!("/v1/actions/{action}")).await;
+        assert_eq!(a["status"], "succeeded", "{a}");
+        assert_eq!(a["requester"], "bot");
+        let types = audit_types(&gw, action).await;
+        assert!(
+            types.contains(&"grant_redeemed".to_string())
+                && types.contains(&"result_reported".to_string()),
+            "{types:?}"
+        );
     }
 }
