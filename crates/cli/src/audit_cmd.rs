@@ -8,6 +8,7 @@ use countersign_audit::merkle::{prove_record, stored_hash_index, stored_hash_own
 use countersign_audit::note::{self, Signer, Verifier};
 use countersign_audit::verify::{self, Verified};
 use countersign_audit::Hash;
+use countersign_evidence::{render_html, write_csv, write_ocsf, Anchor, Entry, Evidence};
 use countersign_gateway::config::{parse_database_url, Config, DatabaseUrl};
 use countersign_store::{SqliteStore, Store};
 use std::io::Write;
@@ -29,7 +30,9 @@ pub struct StoreArgs {
 pub enum AuditCommand {
     /// Export the log up to its latest checkpoint as a bundle that verifies offline.
     Export {
-        /// Bundle format (jsonl: entries + checkpoint + proofs).
+        /// jsonl: a bundle (entries + checkpoint + proofs) that verifies offline; csv: one row
+        /// per entry for spreadsheets; ocsf: OCSF 1.5.0 events (API Activity 6003, Authorize
+        /// Session 3003) as JSON Lines for Security Lake and SIEMs.
         #[arg(long, default_value = "jsonl")]
         format: String,
         /// Where to write it.
@@ -41,6 +44,24 @@ pub enum AuditCommand {
         /// Only entries at or before this RFC 3339 time.
         #[arg(long)]
         until: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Verify the stored log, then write an HTML evidence report (SOC 2, ISO 27001, NIST 800-53
+    /// controls, with charts) for a period, anchored to the latest signed checkpoint.
+    Evidence {
+        /// Where to write the report.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only entries at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries at or before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// The verifier key (default: the log's key file beside the database).
+        #[arg(long)]
+        key: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -128,21 +149,20 @@ fn summary(v: &Verified) -> String {
     )
 }
 
-async fn export(
-    format: &str,
-    out: &Path,
+/// The entries of a time window (or all) up to the latest checkpoint, with that checkpoint.
+struct Window {
+    note: String,
+    checkpoint: Checkpoint,
+    entries: Vec<countersign_store::AuditEntry>,
+    partial: bool,
+}
+
+async fn load_window(
+    store: &SqliteStore,
+    key: &Verifier,
     since: Option<&str>,
     until: Option<&str>,
-    store_args: &StoreArgs,
-) -> Result<String, String> {
-    if format != "jsonl" {
-        return Err(format!(
-            "--format {format}: this version exports jsonl bundles only (csv and ocsf are planned)"
-        ));
-    }
-    let at = locate(store_args)?;
-    let key = load_key(None, Some(&at.key_file))?;
-    let store = SqliteStore::open(&at.db).map_err(|e| e.to_string())?;
+) -> Result<Window, String> {
     let cp = store
         .latest_checkpoint()
         .await
@@ -150,7 +170,7 @@ async fn export(
         .ok_or(
             "the log has no checkpoint yet: run the gateway for a second after the first action",
         )?;
-    let opened = note::open(&cp.note, std::slice::from_ref(&key)).map_err(|e| e.to_string())?;
+    let opened = note::open(&cp.note, std::slice::from_ref(key)).map_err(|e| e.to_string())?;
     let checkpoint = Checkpoint::parse(&opened.text).map_err(|e| e.to_string())?;
     let size = checkpoint.size();
     let since = since.map(|s| parse_time("--since", s)).transpose()?;
@@ -176,29 +196,81 @@ async fn export(
     };
     // A time window is one contiguous index range: entries are numbered as they commit.
     if partial && end > first && (end - first) as usize != entries.len() {
-        let all = store
+        entries = store
             .audit_entries(first, (end - first) as usize)
             .await
             .map_err(|e| e.to_string())?;
-        entries = all;
     }
+    Ok(Window {
+        note: cp.note,
+        checkpoint,
+        entries,
+        partial,
+    })
+}
+
+fn parsed(entries: &[countersign_store::AuditEntry]) -> Result<Vec<Entry>, String> {
+    entries
+        .iter()
+        .map(|e| Entry::parse(e.index, e.at.millis(), e.body.clone()).map_err(|e| e.to_string()))
+        .collect()
+}
+
+async fn export(
+    format: &str,
+    out: &Path,
+    since: Option<&str>,
+    until: Option<&str>,
+    store_args: &StoreArgs,
+) -> Result<String, String> {
+    if !matches!(format, "jsonl" | "csv" | "ocsf") {
+        return Err(format!("--format {format}: use jsonl, csv or ocsf"));
+    }
+    let at = locate(store_args)?;
+    let key = load_key(None, Some(&at.key_file))?;
+    let store = SqliteStore::open(&at.db).map_err(|e| e.to_string())?;
+    let window = load_window(&store, &key, since, until).await?;
+    let size = window.checkpoint.size();
     let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut w = std::io::BufWriter::new(file);
     let io = |e: std::io::Error| format!("{}: {e}", out.display());
+    let done = |n: usize| {
+        format!(
+            "exported {n} entries (tree size {size}) to {}",
+            out.display()
+        )
+    };
+    match format {
+        "csv" => {
+            let n = write_csv(&parsed(&window.entries)?, w).map_err(io)?;
+            return Ok(done(n));
+        }
+        "ocsf" => {
+            let origin = window.checkpoint.origin().to_string();
+            let n = write_ocsf(&parsed(&window.entries)?, &origin, w).map_err(io)?;
+            return Ok(done(n));
+        }
+        _ => {}
+    }
+    let entries = &window.entries;
+    let (first, end) = match (entries.first(), entries.last()) {
+        (Some(f), Some(l)) => (f.index, l.index + 1),
+        _ => (0, 0),
+    };
     writeln!(
         w,
         "{}",
         verify::header_line(
-            checkpoint.origin(),
+            window.checkpoint.origin(),
             size,
-            if partial { first } else { 0 },
-            if partial { end } else { size }
+            if window.partial { first } else { 0 },
+            if window.partial { end } else { size }
         )
     )
     .map_err(io)?;
-    writeln!(w, "{}", verify::checkpoint_line(&cp.note)).map_err(io)?;
-    for e in &entries {
-        let proof: Option<Vec<Hash>> = if partial {
+    writeln!(w, "{}", verify::checkpoint_line(&window.note)).map_err(io)?;
+    for e in entries {
+        let proof: Option<Vec<Hash>> = if window.partial {
             let index = e.index;
             Some(
                 countersign_gateway::audit::with_hashes(&store, |r| prove_record(size, index, r))
@@ -216,11 +288,45 @@ async fn export(
         .map_err(io)?;
     }
     w.flush().map_err(io)?;
-    Ok(format!(
-        "exported {} entries (tree size {size}) to {}",
-        entries.len(),
+    Ok(done(entries.len()))
+}
+
+/// `audit evidence`: verifies the stored log, then reports on a window of it.
+async fn evidence(
+    out: &Path,
+    since: Option<&str>,
+    until: Option<&str>,
+    key: Option<&str>,
+    store_args: &StoreArgs,
+) -> Result<Result<String, String>, String> {
+    let at = locate(store_args)?;
+    let key = load_key(key, Some(&at.key_file))?;
+    // Evidence only from a log that verifies: figures over edited rows would prove nothing.
+    let verified = match verify_database(&at, &key)? {
+        Ok(v) => v,
+        Err(t) => return Ok(Err(format!("the log does not verify, no report made: {t}"))),
+    };
+    let store = SqliteStore::open(&at.db).map_err(|e| e.to_string())?;
+    let window = load_window(&store, &key, since, until).await?;
+    let entries = parsed(&window.entries)?;
+    let figures = Evidence::compute(&entries, since.map(String::from), until.map(String::from));
+    use base64::Engine;
+    let anchor = Anchor {
+        origin: window.checkpoint.origin().to_string(),
+        tree_size: window.checkpoint.size(),
+        root: base64::engine::general_purpose::STANDARD.encode(window.checkpoint.root()),
+        note: window.note.clone(),
+        key: key.to_key_string(),
+    };
+    std::fs::write(out, render_html(&figures, &anchor))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(Ok(format!(
+        "evidence report on {} entries (log verified: {} entries, {} checkpoints) written to {}",
+        figures.entries,
+        verified.entries,
+        verified.checkpoints,
         out.display()
-    ))
+    )))
 }
 
 /// Reads the SQLite tables directly (not through the gateway's code) and verifies them.
@@ -279,6 +385,22 @@ pub async fn run(cmd: AuditCommand) -> u8 {
         } => export(&format, &out, since.as_deref(), until.as_deref(), &store)
             .await
             .map(Ok),
+        AuditCommand::Evidence {
+            out,
+            since,
+            until,
+            key,
+            store,
+        } => {
+            evidence(
+                &out,
+                since.as_deref(),
+                until.as_deref(),
+                key.as_deref(),
+                &store,
+            )
+            .await
+        }
         AuditCommand::Verify {
             bundle: Some(path),
             key,

@@ -143,6 +143,10 @@ pub async fn serve(args: ServeArgs) -> u8 {
             return 2;
         }
     };
+    if let Err(e) = gateway.record_loaded(&config.sha256).await {
+        eprintln!("countersign: cannot record the configuration in the audit log: {e}");
+        return 2;
+    }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -108,6 +108,25 @@ impl ActionSpec {
             params: &self.params,
             resource: &self.resource,
         };
+        // Plain params (see `canonical`): write the object directly, keys in order.
+        if crate::canonical::is_plain_map(&self.params) {
+            let mut out = Vec::with_capacity(96 + self.resource.len());
+            let written = (|| {
+                out.extend_from_slice(b"{\"action\":");
+                serde_json::to_writer(&mut out, &self.action)?;
+                out.extend_from_slice(b",\"environment\":");
+                serde_json::to_writer(&mut out, &self.environment)?;
+                out.extend_from_slice(b",\"params\":");
+                crate::canonical::write_plain_map(&self.params, &mut out)?;
+                out.extend_from_slice(b",\"resource\":");
+                serde_json::to_writer(&mut out, &self.resource)?;
+                out.push(b'}');
+                Ok::<(), serde_json::Error>(())
+            })();
+            if written.is_ok() {
+                return out;
+            }
+        }
         // Serialising plain strings and a JSON map cannot fail; fall back to serde_json (which
         // is already canonical for everything but exotic numbers) rather than panic.
         serde_jcs::to_vec(&canon)

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::action::ActionDigest;
+use crate::action::{ActionDigest, ActionSpec};
 use crate::decision::Effect;
 use crate::time::Timestamp;
 
@@ -19,6 +19,9 @@ pub enum Event {
         on_behalf_of: Option<String>,
         /// Digest of what was asked.
         digest: ActionDigest,
+        /// What was asked: action, resource, environment and parameters, as auditors will see
+        /// them (the digest is over exactly this).
+        spec: ActionSpec,
         /// The decision's effect.
         effect: Effect,
         /// The policies that decided.
@@ -43,6 +46,9 @@ pub enum Event {
         verdict: String,
         /// The digest the vote applies to (for `modify`, the new digest).
         digest: ActionDigest,
+        /// For `modify`, the reviewer's parameters (the new digest is over them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        params: Option<serde_json::Map<String, serde_json::Value>>,
         /// The reviewer's comment.
         comment: Option<String>,
     },
@@ -91,6 +97,30 @@ pub enum Event {
         /// Who reported.
         by: String,
     },
+    /// An attempt that matters to security was refused (see
+    /// [`crate::DomainError::is_security_relevant`]); it changed nothing else.
+    Refused {
+        /// Who tried.
+        by: String,
+        /// What they tried: `vote`, `answer`, `cancel`, `redeem`, `report`, `submit`.
+        attempted: String,
+        /// The refusal's machine-readable code (`self_approval`, `grant_already_used`, ...).
+        code: String,
+    },
+    /// The gateway loaded its policy set.
+    PolicyLoaded {
+        /// SHA-256 over the policy files, as `PolicyEngine::hash` computes it.
+        hash: String,
+        /// How many policies.
+        policies: usize,
+    },
+    /// The gateway loaded its configuration.
+    ConfigLoaded {
+        /// SHA-256 of the configuration file's bytes.
+        sha256: String,
+        /// The configured identities, `id (kind)`.
+        identities: Vec<String>,
+    },
 }
 
 impl Event {
@@ -108,6 +138,9 @@ impl Event {
             Event::GrantIssued { .. } => "grant_issued",
             Event::GrantRedeemed { .. } => "grant_redeemed",
             Event::ResultReported { .. } => "result_reported",
+            Event::Refused { .. } => "refused",
+            Event::PolicyLoaded { .. } => "policy_loaded",
+            Event::ConfigLoaded { .. } => "config_loaded",
         }
     }
 
@@ -121,11 +154,14 @@ impl Event {
             | Event::Rejected { by }
             | Event::Cancelled { by }
             | Event::GrantRedeemed { by, .. }
-            | Event::ResultReported { by, .. } => Some(by),
+            | Event::ResultReported { by, .. }
+            | Event::Refused { by, .. } => Some(by),
             Event::ReviewOpened { .. }
             | Event::Approved { .. }
             | Event::Expired
-            | Event::GrantIssued { .. } => None,
+            | Event::GrantIssued { .. }
+            | Event::PolicyLoaded { .. }
+            | Event::ConfigLoaded { .. } => None,
         }
     }
 }

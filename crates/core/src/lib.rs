@@ -8,6 +8,7 @@
 
 mod action;
 mod approvers;
+pub mod canonical;
 mod decision;
 mod event;
 mod identity;

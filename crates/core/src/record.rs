@@ -405,6 +405,25 @@ impl DomainError {
             DomainError::ResultAlreadyReported => "result_already_reported",
         }
     }
+
+    /// Whether the refusal is an attempt an auditor must see: someone trying to approve what they
+    /// may not (their own request, as an agent, without being an approver), to act for another
+    /// without the right, to touch another's action, or to use a grant that is forged, reused,
+    /// expired, revoked or for something else. Ordinary races (already voted, not pending) are not.
+    pub fn is_security_relevant(&self) -> bool {
+        matches!(
+            self,
+            DomainError::OnBehalfOfNotAllowed
+                | DomainError::AgentsCannotApprove
+                | DomainError::SelfApproval
+                | DomainError::NotAnApprover(_)
+                | DomainError::NotRequester
+                | DomainError::GrantMismatch
+                | DomainError::GrantAlreadyUsed
+                | DomainError::GrantExpired
+                | DomainError::GrantRevoked(_)
+        )
+    }
 }
 
 impl ActionRecord {
@@ -423,6 +442,7 @@ impl ActionRecord {
             requester: requester.id.clone(),
             on_behalf_of: new.on_behalf_of.clone(),
             digest,
+            spec: new.spec.clone(),
             effect: new.decision.effect,
             policies: new.decision.policies.clone(),
             reason: new.decision.reason.clone(),
@@ -606,6 +626,7 @@ impl ActionRecord {
                 (Verdict::Modify, comment, Some(spec))
             }
         };
+        let modified_params = new_spec.as_ref().map(|spec| spec.params.clone());
         if let Some(spec) = new_spec {
             self.digest = spec.digest();
             self.spec = spec;
@@ -622,6 +643,7 @@ impl ActionRecord {
             voter: voter.id.clone(),
             verdict: verdict.as_str().to_string(),
             digest: self.digest,
+            params: modified_params,
             comment: comment.clone(),
         }];
         self.updated_at = now;

@@ -84,6 +84,8 @@ pub enum DefaultEffectConfig {
 pub struct Config {
     /// The file it came from.
     pub file: PathBuf,
+    /// SHA-256 (hex) of the file's bytes, recorded in the audit log at start.
+    pub sha256: String,
     /// Where to listen.
     pub listen: SocketAddr,
     /// Where records are stored.
@@ -265,6 +267,7 @@ impl Config {
         }
         Ok(Config {
             file: path.to_path_buf(),
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
             listen,
             database,
             policies,

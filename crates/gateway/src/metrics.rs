@@ -37,6 +37,8 @@ pub struct Metrics {
     pub time_to_decision: Histogram,
     /// Request latency in seconds.
     pub request_duration: Family<RequestLabels, Histogram>,
+    /// Refused attempts that matter to security (each is also an audit entry).
+    pub refusals: Counter,
 }
 
 impl Default for Metrics {
@@ -67,8 +69,15 @@ impl Metrics {
             "HTTP request latency",
             request_duration.clone(),
         );
+        let refusals = Counter::default();
+        registry.register(
+            "refused_attempts",
+            "Refused attempts that matter to security (self-approval, agent votes, grant reuse, forged grants)",
+            refusals.clone(),
+        );
         Metrics {
             registry,
+            refusals,
             decisions,
             reviews_open,
             time_to_decision,

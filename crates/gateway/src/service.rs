@@ -313,7 +313,7 @@ impl Gateway {
         let justification = sub.justification.unwrap_or_default();
         let decision = self.decide(who, &spec, &justification)?;
         let now = self.now();
-        let (record, events) = ActionRecord::submit(
+        let submitted = ActionRecord::submit(
             who,
             NewAction {
                 id: new_id(),
@@ -328,7 +328,15 @@ impl Gateway {
                 grant_on_allow: self.grants_for_allowed,
             },
             now,
-        )?;
+        );
+        let (record, events) = match submitted {
+            Ok(made) => made,
+            Err(e) => {
+                self.refused(who, "submit", None, e.code(), e.is_security_relevant())
+                    .await;
+                return Err(e.into());
+            }
+        };
         let digest = record.digest;
         match self.store.insert(record, events).await? {
             Inserted::Created(record) => {
@@ -412,6 +420,83 @@ impl Gateway {
             .collect())
     }
 
+    /// A transition attempted by `who`: as [`Self::transition`], and a refusal that matters to
+    /// security is recorded in the audit log (after the refused transition wrote nothing).
+    async fn attempt(
+        &self,
+        who: &Identity,
+        attempted: &'static str,
+        id: &str,
+        now: Timestamp,
+        f: countersign_store::Transition,
+    ) -> Result<(ActionRecord, Vec<Event>), GatewayError> {
+        let result = self.transition(id, now, f).await;
+        if let Err(GatewayError::Domain(e)) = &result {
+            self.refused(who, attempted, Some(id), e.code(), e.is_security_relevant())
+                .await;
+        }
+        result
+    }
+
+    /// Records a refused attempt when it matters to security. The refusal is what the caller
+    /// gets either way; a failure to record it is logged, not turned into a different answer.
+    async fn refused(
+        &self,
+        who: &Identity,
+        attempted: &'static str,
+        action: Option<&str>,
+        code: &str,
+        relevant: bool,
+    ) {
+        if !relevant {
+            return;
+        }
+        let event = Event::Refused {
+            by: who.id.clone(),
+            attempted: attempted.into(),
+            code: code.into(),
+        };
+        self.metrics.refusals.inc();
+        if let Err(e) = self
+            .store
+            .record_events(self.now(), vec![(action.map(str::to_string), event)])
+            .await
+        {
+            tracing::error!(error = %e, code, "could not record a refused attempt in the audit log");
+        }
+    }
+
+    /// Records in the audit log which configuration and policy set this process runs with.
+    pub async fn record_loaded(&self, config_sha256: &str) -> Result<(), GatewayError> {
+        let identities = self
+            .identities
+            .all()
+            .map(|i| format!("{} ({})", i.id, i.kind.as_str()))
+            .collect();
+        self.store
+            .record_events(
+                self.now(),
+                vec![
+                    (
+                        None,
+                        Event::ConfigLoaded {
+                            sha256: config_sha256.to_string(),
+                            identities,
+                        },
+                    ),
+                    (
+                        None,
+                        Event::PolicyLoaded {
+                            hash: self.policy.hash().to_string(),
+                            policies: self.policy.len(),
+                        },
+                    ),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn transition(
         &self,
         id: &str,
@@ -462,7 +547,9 @@ impl Gateway {
         let policy = self.policy.clone();
         let principals = self.principals.clone();
         let (record, _) = self
-            .transition(
+            .attempt(
+                who,
+                "vote",
                 id,
                 now,
                 Box::new(move |rec| {
@@ -499,7 +586,13 @@ impl Gateway {
         let now = self.now();
         let me = who.clone();
         let (record, _) = self
-            .transition(id, now, Box::new(move |rec| rec.answer(&me, answer, now)))
+            .attempt(
+                who,
+                "answer",
+                id,
+                now,
+                Box::new(move |rec| rec.answer(&me, answer, now)),
+            )
             .await?;
         Ok(self.view(who, record))
     }
@@ -509,22 +602,35 @@ impl Gateway {
         let now = self.now();
         let me = who.clone();
         let (record, _) = self
-            .transition(id, now, Box::new(move |rec| rec.cancel(&me, now)))
+            .attempt(
+                who,
+                "cancel",
+                id,
+                now,
+                Box::new(move |rec| rec.cancel(&me, now)),
+            )
             .await?;
         Ok(self.view(who, record))
     }
 
     /// Redeems a grant token, once.
     pub async fn redeem(&self, who: &Identity, token: &str) -> Result<Redeemed, GatewayError> {
-        let (claims, digest) = self
-            .signer
-            .verify(token)
-            .map_err(|_| GatewayError::Domain(DomainError::GrantMismatch))?;
+        let (claims, digest) = match self.signer.verify(token) {
+            Ok(verified) => verified,
+            Err(_) => {
+                // A forged or mangled token: nothing in it can be trusted, not even its action id.
+                let e = DomainError::GrantMismatch;
+                self.refused(who, "redeem", None, e.code(), true).await;
+                return Err(GatewayError::Domain(e));
+            }
+        };
         let now = self.now();
         let me = who.clone();
         let jti = claims.jti.clone();
         let (record, _) = self
-            .transition(
+            .attempt(
+                who,
+                "redeem",
                 &claims.action_id,
                 now,
                 Box::new(move |rec| rec.redeem(&me, &jti, &digest, now)),
@@ -562,7 +668,9 @@ impl Gateway {
         let now = self.now();
         let me = who.clone();
         let (record, _) = self
-            .transition(
+            .attempt(
+                who,
+                "report",
                 id,
                 now,
                 Box::new(move |rec| {

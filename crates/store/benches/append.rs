@@ -12,6 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// The allocator the `countersign` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: u64 = 1000;
 
 fn record(n: u64) -> (ActionRecord, Vec<countersign_core::Event>) {
@@ -83,6 +87,45 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+
+    // The audit log alone: 10 writers appending 100 entries per call (a batch), each call
+    // returning only after its commit. Entries are `submitted` events with a realistic spec.
+    let mut g = c.benchmark_group("sqlite_durable_audit_append");
+    const ENTRIES: u64 = 10_000;
+    g.throughput(Throughput::Elements(ENTRIES));
+    g.sample_size(20);
+    let (_, events) = record(0);
+    let event = events.into_iter().next().expect("submitted");
+    g.bench_function("10000_entries_10_writers_100_per_call", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                rt.block_on(async {
+                    let tasks: Vec<_> = (0..10)
+                        .map(|_| {
+                            let (store, event) = (store.clone(), event.clone());
+                            tokio::spawn(async move {
+                                for _ in 0..ENTRIES / 10 / 100 {
+                                    let batch = (0..100).map(|_| (None, event.clone())).collect();
+                                    store
+                                        .record_events(Timestamp(1_700_000_000_000), batch)
+                                        .await
+                                        .expect("append");
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.expect("task");
+                    }
+                });
+                total += start.elapsed();
+            }
+            total
+        })
+    });
     g.finish();
 }
 

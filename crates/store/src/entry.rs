@@ -27,8 +27,9 @@ pub fn rfc3339(t: Timestamp) -> String {
         .unwrap_or_default()
 }
 
+/// RFC 8785 encoding of a string or null: serde_json's string escaping is JCS's.
 fn jcs<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
-    serde_jcs::to_string(v).map_err(|e| StoreError::Database(format!("canonical JSON: {e}")))
+    serde_json::to_string(v).map_err(|e| StoreError::Database(format!("canonical JSON: {e}")))
 }
 
 impl EntryParts {
@@ -47,7 +48,8 @@ impl EntryParts {
             "{{\"action_id\":{},\"actor\":{},\"event\":{},\"index\":",
             jcs(&action_id)?,
             jcs(&event.actor())?,
-            jcs(&payload)?
+            countersign_core::canonical::to_string(&payload)
+                .map_err(|e| StoreError::Database(format!("canonical JSON: {e}")))?
         );
         let tail = format!(
             ",\"time\":{},\"type\":{}}}",
@@ -77,7 +79,17 @@ mod tests {
                 voter: "al\u{e9}\"x".into(),
                 verdict: "approve".into(),
                 digest: digest.clone().unwrap_or_else(|_| unreachable!()),
+                params: None,
                 comment: Some("line\nbreak \u{1f600}".into()),
+            },
+            Event::Voted {
+                voter: "bob".into(),
+                verdict: "modify".into(),
+                digest: digest.clone().unwrap_or_else(|_| unreachable!()),
+                params: serde_json::json!({"z": 1.5e3, "a": ["\u{2028}", null, -0.0], "é": {}})
+                    .as_object()
+                    .cloned(),
+                comment: None,
             },
             Event::Cancelled { by: "bot".into() },
         ];

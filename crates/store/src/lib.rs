@@ -119,6 +119,14 @@ pub trait Store: Send + Sync + 'static {
         transition: Transition,
     ) -> Result<(ActionRecord, Vec<Event>), UpdateError>;
 
+    /// Appends events that change no record to the audit log: refused attempts, policy and
+    /// configuration loads. Each names its action, if any.
+    async fn record_events(
+        &self,
+        at: Timestamp,
+        events: Vec<(Option<String>, Event)>,
+    ) -> Result<(), StoreError>;
+
     /// Lists records, oldest first.
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError>;
 

@@ -14,7 +14,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-use countersign_audit::merkle::{leaf_hash, stored_hash_owner, stored_hashes_for_record};
+use countersign_audit::merkle::{
+    leaf_hash, stored_hash_index, stored_hash_owner, stored_hashes_for_record,
+};
 use countersign_audit::{Hash, HashReader, TreeError};
 
 use crate::entry::EntryParts;
@@ -74,6 +76,11 @@ enum Op {
     },
     Checkpoint {
         checkpoint: StoredCheckpoint,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Append {
+        at: Timestamp,
+        entries: Vec<(Option<String>, EntryParts)>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Update {
@@ -193,6 +200,83 @@ fn review_deadline(r: &ActionRecord) -> Option<i64> {
 /// appended earlier in the same batch are visible).
 struct ConnHashes<'a>(&'a Connection);
 
+/// The writer's view of the log's end: the next index, and the tree's right edge.
+struct Head {
+    next: u64,
+    frontier: Frontier,
+}
+
+impl Head {
+    /// Forgets appends after `start` (their savepoint or transaction was rolled back).
+    fn rollback(&mut self, start: u64) {
+        if self.next != start {
+            self.next = start;
+            self.frontier = Frontier::default();
+        }
+    }
+}
+
+/// Per tree level, the stored index and hash of the newest completed perfect subtree. Appending
+/// leaf n needs exactly these as left siblings (the level-l sibling ends at
+/// `((n >> l) << l) - 1`, the newest level-l subtree completed before n), so the writer reads no
+/// stored hash back from SQLite while it runs; after a start or a rollback, misses fall back to
+/// the rows.
+#[derive(Default)]
+struct Frontier(Vec<Option<(u64, Hash)>>);
+
+impl Frontier {
+    fn get(&self, stored: u64) -> Option<Hash> {
+        self.0
+            .iter()
+            .flatten()
+            .find(|(i, _)| *i == stored)
+            .map(|(_, h)| *h)
+    }
+
+    /// Records the hashes appending leaf `n` stored: level l is subtree `n >> l`.
+    fn record(&mut self, n: u64, hashes: &[Hash]) {
+        if self.0.len() < hashes.len() {
+            self.0.resize(hashes.len(), None);
+        }
+        for (level, (slot, h)) in self.0.iter_mut().zip(hashes).enumerate() {
+            *slot = Some((stored_hash_index(level as u32, n >> level), *h));
+        }
+    }
+}
+
+/// Reads stored hashes from the frontier when it has them, else from the rows.
+struct FrontierFirst<'a> {
+    frontier: &'a Frontier,
+    conn: ConnHashes<'a>,
+}
+
+impl HashReader for FrontierFirst<'_> {
+    type Error = StoreError;
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        let cached: Vec<Option<Hash>> = indexes.iter().map(|&k| self.frontier.get(k)).collect();
+        if cached.iter().all(Option::is_some) {
+            return Ok(cached.into_iter().flatten().collect());
+        }
+        let missing: Vec<u64> = indexes
+            .iter()
+            .zip(&cached)
+            .filter(|(_, c)| c.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        let mut read = self.conn.read_hashes(&missing)?.into_iter();
+        cached
+            .into_iter()
+            .map(|c| match c {
+                Some(h) => Ok(h),
+                None => read
+                    .next()
+                    .ok_or_else(|| StoreError::Database("short read".into())),
+            })
+            .collect()
+    }
+}
+
 impl HashReader for ConnHashes<'_> {
     type Error = StoreError;
 
@@ -231,16 +315,20 @@ fn tree_err(e: TreeError<StoreError>) -> StoreError {
 /// `next`, which advances only as rows are written.
 fn append_audit(
     tx: &Connection,
-    next: &mut u64,
-    action_id: &str,
+    head: &mut Head,
+    action_id: Option<&str>,
     at: Timestamp,
     entries: &[EntryParts],
 ) -> Result<(), StoreError> {
     for parts in entries {
-        let index = *next;
+        let index = head.next;
         let body = parts.bytes(index);
+        let reader = FrontierFirst {
+            frontier: &head.frontier,
+            conn: ConnHashes(tx),
+        };
         let hashes =
-            stored_hashes_for_record(index, leaf_hash(&body), &ConnHashes(tx)).map_err(tree_err)?;
+            stored_hashes_for_record(index, leaf_hash(&body), &reader).map_err(tree_err)?;
         tx.prepare_cached(
             "INSERT INTO audit_entries (idx, action_id, at, body, hashes) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -254,7 +342,8 @@ fn append_audit(
             hashes.concat()
         ])
         .map_err(db_err)?;
-        *next += 1;
+        head.frontier.record(index, &hashes);
+        head.next += 1;
     }
     Ok(())
 }
@@ -274,7 +363,7 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 fn do_insert(
     tx: &Connection,
-    next: &mut u64,
+    head: &mut Head,
     record: Box<ActionRecord>,
     body: &str,
     events: &[EntryParts],
@@ -310,13 +399,13 @@ fn do_insert(
         body,
     ])
     .map_err(db_err)?;
-    append_audit(tx, next, &record.id, record.created_at, events)?;
+    append_audit(tx, head, Some(&record.id), record.created_at, events)?;
     Ok(Inserted::Created(*record))
 }
 
 fn do_update(
     tx: &Connection,
-    next: &mut u64,
+    head: &mut Head,
     id: &str,
     now: Timestamp,
     transition: Transition,
@@ -350,18 +439,18 @@ fn do_update(
         .iter()
         .map(|e| EntryParts::new(Some(id), now, e))
         .collect::<Result<Vec<_>, _>>()?;
-    append_audit(tx, next, id, now, &parts)?;
+    append_audit(tx, head, Some(id), now, &parts)?;
     Ok((record, events))
 }
 
 /// Runs one operation inside a savepoint, so a failure undoes only that operation.
 fn run_one(
     conn: &Connection,
-    next: &mut u64,
+    head: &mut Head,
     op: Op,
     done: &mut Vec<Box<dyn FnOnce(bool) + Send>>,
 ) {
-    let start = *next;
+    let start = head.next;
     let sp = exec(conn, "SAVEPOINT op");
     if let Err(e) = sp {
         reject(op, StoreError::Database(e.to_string()));
@@ -381,10 +470,10 @@ fn run_one(
             events,
             reply,
         } => {
-            let result = do_insert(conn, next, record, &body, &events);
+            let result = do_insert(conn, head, record, &body, &events);
             let ok = release(result.is_ok());
             if result.is_err() || !ok {
-                *next = start;
+                head.rollback(start);
             }
             done.push(Box::new(move |committed| {
                 let _ = reply.send(match result {
@@ -401,16 +490,33 @@ fn run_one(
             transition,
             reply,
         } => {
-            let result = do_update(conn, next, &id, now, transition);
+            let result = do_update(conn, head, &id, now, transition);
             let ok = release(result.is_ok());
             if result.is_err() || !ok {
-                *next = start;
+                head.rollback(start);
             }
             done.push(Box::new(move |committed| {
                 let _ = reply.send(match result {
                     Ok(_) if !committed || !ok => Err(UpdateError::Store(StoreError::Database(
                         "the commit failed; nothing was recorded".into(),
                     ))),
+                    other => other,
+                });
+            }));
+        }
+        Op::Append { at, entries, reply } => {
+            let result = entries.iter().try_for_each(|(id, parts)| {
+                append_audit(conn, head, id.as_deref(), at, std::slice::from_ref(parts))
+            });
+            let ok = release(result.is_ok());
+            if result.is_err() || !ok {
+                head.rollback(start);
+            }
+            done.push(Box::new(move |committed| {
+                let _ = reply.send(match result {
+                    Ok(()) if !committed || !ok => Err(StoreError::Database(
+                        "the commit failed; nothing was recorded".into(),
+                    )),
                     other => other,
                 });
             }));
@@ -448,15 +554,18 @@ fn reject(op: Op, err: StoreError) {
         Op::Update { reply, .. } => {
             let _ = reply.send(Err(UpdateError::Store(err)));
         }
-        Op::Checkpoint { reply, .. } => {
+        Op::Checkpoint { reply, .. } | Op::Append { reply, .. } => {
             let _ = reply.send(Err(err));
         }
     }
 }
 
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
-    let mut next = match audit_size(&conn) {
-        Ok(n) => n,
+    let mut head = match audit_size(&conn) {
+        Ok(n) => Head {
+            next: n,
+            frontier: Frontier::default(),
+        },
         Err(e) => {
             tracing::error!(error = %e, "cannot read the audit log size; refusing writes");
             for op in rx {
@@ -483,16 +592,16 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
             continue;
         }
         let mut done = Vec::with_capacity(batch.len());
-        let batch_start = next;
+        let batch_start = head.next;
         for op in batch {
-            run_one(&conn, &mut next, op, &mut done);
+            run_one(&conn, &mut head, op, &mut done);
         }
         let committed = match exec(&conn, "COMMIT") {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; rolling back the batch");
                 let _ = exec(&conn, "ROLLBACK");
-                next = batch_start;
+                head.rollback(batch_start);
                 false
             }
         };
@@ -560,6 +669,20 @@ impl Store for SqliteStore {
         })?;
         rx.await
             .map_err(|_| UpdateError::Store(StoreError::Closed))?
+    }
+
+    async fn record_events(
+        &self,
+        at: Timestamp,
+        events: Vec<(Option<String>, Event)>,
+    ) -> Result<(), StoreError> {
+        let entries = events
+            .iter()
+            .map(|(id, e)| Ok((id.clone(), EntryParts::new(id.as_deref(), at, e)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Append { at, entries, reply })?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {

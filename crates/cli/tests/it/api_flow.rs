@@ -260,6 +260,16 @@ async fn modify_binds_the_grant_to_the_new_digest() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(red["params"], json!({"replicas": 2}));
     assert_eq!(red["digest"], r["digest"]);
+    // The audit trail shows what was asked and what the reviewer changed it to.
+    let (_, log) = gw.get("alice", "/v1/audit/entries?start=0&limit=3").await;
+    let submitted = &log["entries"][0]["entry"]["event"];
+    assert_eq!(submitted["spec"]["action"], "deploy");
+    assert_eq!(submitted["spec"]["params"], json!({"replicas": 10}));
+    assert_eq!(submitted["digest"], v["digest"]);
+    let voted = &log["entries"][2]["entry"]["event"];
+    assert_eq!(voted["verdict"], "modify");
+    assert_eq!(voted["params"], json!({"replicas": 2}));
+    assert_eq!(voted["digest"], r["digest"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

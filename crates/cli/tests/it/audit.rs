@@ -215,13 +215,33 @@ async fn export_verify_and_catch_tampering_offline() {
             .unwrap();
         if r.status() == StatusCode::OK {
             let t = r.text().await.unwrap();
-            if t.contains("\n21\n") {
+            // config and policy loaded + 3 reviews × 5 entries + 3 allowed × 2 entries
+            if t.contains("\n23\n") {
                 break t;
-            } // 3 reviews × 5 entries + 3 allowed × 2 entries
+            }
         }
         assert!(started.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // The log opens with what this process runs: its configuration and policy set.
+    let first: Value = http
+        .get(format!("{}/v1/audit/entries?start=0&limit=2", server.url))
+        .bearer_auth("tok-alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["entries"][0]["entry"]["type"], "config_loaded");
+    assert_eq!(
+        first["entries"][0]["entry"]["event"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert_eq!(first["entries"][1]["entry"]["type"], "policy_loaded");
     server.kill9().await;
 
     let config = dir.path().join("countersign.toml");
@@ -233,11 +253,11 @@ async fn export_verify_and_catch_tampering_offline() {
     ])
     .await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("exported 21 entries"), "{out}");
+    assert!(out.contains("exported 23 entries"), "{out}");
     let (code, out, err) = run(&["audit", "verify", bundle_s, "--key", key.trim()]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.starts_with("verified 21 entries, tree size 21, root "),
+        out.starts_with("verified 23 entries, tree size 23, root "),
         "{out}"
     );
     let prev = dir.path().join("prev.note");
@@ -293,7 +313,81 @@ async fn export_verify_and_catch_tampering_offline() {
     // The stored log verifies; then a row edited directly in SQLite is caught and named.
     let (code, out, err) = run(&["audit", "verify", "--config", config]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("verified 21 entries"), "{out}");
+    assert!(out.contains("verified 23 entries"), "{out}");
+
+    // CSV for spreadsheets, OCSF for SIEMs, and the evidence report.
+    let csv = dir.path().join("log.csv");
+    let (code, out, err) = run(&[
+        "audit",
+        "export",
+        "--config",
+        config,
+        "--format",
+        "csv",
+        "--out",
+        csv.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("exported 23 entries"), "{out}");
+    let csv_text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv_text.matches("\r\n").count(), 24, "header + 23 rows");
+    assert!(csv_text.contains(",submitted,"));
+    let ocsf = dir.path().join("log.ocsf.jsonl");
+    let (code, _, err) = run(&[
+        "audit",
+        "export",
+        "--config",
+        config,
+        "--format",
+        "ocsf",
+        "--out",
+        ocsf.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let events: Vec<Value> = std::fs::read_to_string(&ocsf)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 23);
+    assert!(events.iter().any(|e| e["class_uid"] == 3003));
+    assert!(events.iter().any(|e| e["class_uid"] == 6003));
+    let report = dir.path().join("report.html");
+    let (code, out, err) = run(&[
+        "audit",
+        "evidence",
+        "--config",
+        config,
+        "--out",
+        report.to_str().unwrap(),
+        "--since",
+        "2000-01-01T00:00:00Z",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("evidence report on 23 entries"), "{out}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<tr id=\"AC-5\">") && html.contains("<svg"));
+    assert!(
+        html.contains(checkpoint.lines().nth(2).unwrap()),
+        "anchored to the checkpoint's root"
+    );
+    let (code, _, err) = run(&[
+        "audit",
+        "export",
+        "--config",
+        config,
+        "--format",
+        "xml",
+        "--out",
+        csv.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("use jsonl, csv or ocsf"), "{err}");
+
     let db = dir.path().join("data/gw.db");
     // A consistent copy (WAL included) to delete a row from, below.
     let copy = dir.path().join("copy.db");
@@ -302,11 +396,26 @@ async fn export_verify_and_catch_tampering_offline() {
         .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
         .unwrap();
     let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute("UPDATE audit_entries SET body = CAST(replace(CAST(body AS TEXT), '\"actor\":\"alice\"', '\"actor\":\"bob\"') AS BLOB) WHERE idx = 2", []).unwrap();
+    conn.execute("UPDATE audit_entries SET body = CAST(replace(CAST(body AS TEXT), '\"actor\":\"alice\"', '\"actor\":\"bob\"') AS BLOB) WHERE idx = 4", []).unwrap();
     drop(conn);
     let (code, _, err) = run(&["audit", "verify", "--config", config, "--key", key.trim()]).await;
     assert_eq!(code, 1);
-    assert!(err.contains("entry 2 was modified"), "{err}");
+    assert!(err.contains("entry 4 was modified"), "{err}");
+    // No evidence report from a log that does not verify.
+    let (code, _, err) = run(&[
+        "audit",
+        "evidence",
+        "--config",
+        config,
+        "--out",
+        report.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("the log does not verify, no report made: entry 4 was modified"),
+        "{err}"
+    );
     // A row deleted from the middle of the log is named (on a copy taken before the edit above).
     let conn = rusqlite::Connection::open(&copy).unwrap();
     conn.execute("DELETE FROM audit_entries WHERE idx = 11", [])
@@ -316,4 +425,88 @@ async fn export_verify_and_catch_tampering_offline() {
     let (code, _, err) = run(&["audit", "verify", "--database", &url, "--key", key.trim()]).await;
     assert_eq!(code, 1);
     assert!(err.contains("entry 11 was deleted"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_attempts_that_matter_are_audit_entries() {
+    let gw = Gw::start().await;
+    let v = gw
+        .submit("alice", json!({"action": "deploy", "resource": "r"}))
+        .await;
+    let (s, _) = gw
+        .vote("alice", &id(&v), json!({"verdict": "approve"}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = gw.vote("bot", &id(&v), json!({"verdict": "approve"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // An ordinary race (voting twice) is refused but is not a security event.
+    let w = gw
+        .submit("bot", json!({"action": "deploy", "resource": "r2"}))
+        .await;
+    gw.vote(
+        "bob",
+        &id(&w),
+        json!({"verdict": "clarify", "comment": "why?"}),
+    )
+    .await;
+    let (s, _) = gw
+        .vote(
+            "bob",
+            &id(&w),
+            json!({"verdict": "clarify", "comment": "why?"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // A grant used twice, a forged one, and one used by someone else.
+    let a = gw
+        .submit("bot", json!({"action": "logs.read", "resource": "r"}))
+        .await;
+    let token = a["grant"]["token"].as_str().unwrap();
+    let (s, _) = gw
+        .post("dave", "/v1/grants/redeem", json!({"token": token}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    for expected in [StatusCode::OK, StatusCode::CONFLICT] {
+        let (s, _) = gw
+            .post("bot", "/v1/grants/redeem", json!({"token": token}))
+            .await;
+        assert_eq!(s, expected);
+    }
+    let (s, _) = gw
+        .post("bot", "/v1/grants/redeem", json!({"token": "a.b.c"}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    let (_, log) = gw.get("alice", "/v1/audit/entries?start=0&limit=100").await;
+    let refused: Vec<(String, String, String, Value)> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["entry"])
+        .filter(|e| e["type"] == "refused")
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_string(),
+                e["event"]["attempted"].as_str().unwrap().to_string(),
+                e["event"]["code"].as_str().unwrap().to_string(),
+                e["action_id"].clone(),
+            )
+        })
+        .collect();
+    let row = |by: &str, what: &str, code: &str, action: Value| {
+        (by.to_string(), what.to_string(), code.to_string(), action)
+    };
+    assert_eq!(
+        refused,
+        [
+            row("alice", "vote", "self_approval", v["id"].clone()),
+            row("bot", "vote", "agents_cannot_approve", v["id"].clone()),
+            row("dave", "redeem", "not_requester", a["id"].clone()),
+            row("bot", "redeem", "grant_already_used", a["id"].clone()),
+            row("bot", "redeem", "grant_invalid", Value::Null),
+        ]
+    );
+    // A refusal about an action is listed with that action's entries.
+    let (_, full) = gw.get("alice", &format!("/v1/actions/{}", id(&v))).await;
+    assert_eq!(full["audit"]["indexes"].as_array().unwrap().len(), 2 + 2);
 }

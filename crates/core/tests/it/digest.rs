@@ -58,3 +58,59 @@ fn spec_validation_rejects_bad_fields() {
     assert!(ActionSpec::new("x", "r", "", Some(json!([1]))).is_err());
     assert!(ActionSpec::new("x", "r", "", Some(json!(null))).is_ok());
 }
+
+mod canonical_fast_path {
+    use countersign_core::{canonical, ActionSpec};
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z_]{0,6}",
+            // Non-ASCII keys, including astral ones whose UTF-16 order differs from UTF-8's.
+            "[a-z\u{e9}\u{ff5e}\u{1f600}\u{10000}]{1,4}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-(1i64 << 53)..=(1i64 << 53)).prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            // Control characters, quotes, backslashes, DEL, line separators, astral characters.
+            "[a-z\"\\\\\u{0}-\u{1f}\u{7f}\u{2028}\u{2029}\u{e9}\u{1f600}]{0,8}"
+                .prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn fast_canonical_json_is_exactly_serde_jcs(v in value()) {
+            prop_assert_eq!(canonical::to_string(&v).unwrap(), serde_jcs::to_string(&v).unwrap());
+        }
+
+        #[test]
+        fn digest_bytes_are_exactly_serde_jcs(params in prop::collection::vec((key(), value()), 0..6)) {
+            let params: Map<String, Value> = params.into_iter().collect();
+            let spec = ActionSpec::new("a", "r", "e", Some(Value::Object(params.clone()))).unwrap();
+            let expected = serde_jcs::to_vec(&serde_json::json!({
+                "action": "a", "environment": "e", "params": params, "resource": "r",
+            })).unwrap();
+            prop_assert_eq!(spec.canonical_bytes(), expected);
+        }
+    }
+}

@@ -35,6 +35,8 @@ sqlite_suite!(
     audit_log_is_gap_free_canonical_and_hashed,
     checkpoints_are_append_only,
     many_concurrent_inserts_all_commit,
+    recorded_events_join_the_log_without_a_record,
+    stored_hashes_match_a_recomputation_after_many_appends,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,4 +56,29 @@ async fn sqlite_data_survives_reopening() {
 fn sqlite_refuses_a_path_it_cannot_create() {
     let err = SqliteStore::open(std::path::Path::new("/proc/nonexistent/x.db"));
     assert!(err.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_appends_after_reopening_extend_the_same_tree() {
+    use countersign_core::{Event, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    for round in 0..3 {
+        let store = SqliteStore::open(&path).unwrap();
+        for _ in 0..(7 + round) {
+            store
+                .record_events(Timestamp(0), vec![(None, Event::Expired)])
+                .await
+                .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let entries = store.audit_entries(0, 100).await.unwrap();
+    assert_eq!(entries.len(), 7 + 8 + 9);
+    let mut tree = countersign_audit::MemoryHashes::new();
+    for e in &entries {
+        tree.append(&e.body).unwrap();
+    }
+    let all: Vec<u64> = (0..tree.hashes().len() as u64).collect();
+    assert_eq!(store.audit_hashes(&all).await.unwrap(), tree.hashes());
 }

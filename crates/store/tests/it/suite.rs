@@ -428,3 +428,93 @@ pub async fn many_concurrent_inserts_all_commit(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(all.len(), 500);
 }
+
+pub async fn recorded_events_join_the_log_without_a_record(store: Arc<dyn Store>) {
+    use countersign_core::Event;
+    store
+        .insert(review_record("r1", "bot"), vec![Event::Expired])
+        .await
+        .unwrap();
+    store
+        .record_events(
+            T0,
+            vec![
+                (
+                    Some("r1".into()),
+                    Event::Refused {
+                        by: "bot".into(),
+                        attempted: "vote".into(),
+                        code: "agents_cannot_approve".into(),
+                    },
+                ),
+                (
+                    None,
+                    Event::PolicyLoaded {
+                        hash: "ab".repeat(32),
+                        policies: 3,
+                    },
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let entries = store.audit_entries(0, 10).await.unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[1].action_id.as_deref(), Some("r1"));
+    assert_eq!(entries[2].action_id, None);
+    let refused: serde_json::Value = serde_json::from_slice(&entries[1].body).unwrap();
+    assert_eq!(refused["type"], "refused");
+    assert_eq!(refused["actor"], "bot");
+    assert_eq!(refused["index"], 1);
+    assert_eq!(refused["event"]["code"], "agents_cannot_approve");
+    let loaded: serde_json::Value = serde_json::from_slice(&entries[2].body).unwrap();
+    assert_eq!(loaded["type"], "policy_loaded");
+    assert_eq!(loaded["action_id"], serde_json::Value::Null);
+    assert_eq!(
+        store.action_audit_indexes("r1").await.unwrap(),
+        vec![0, 1],
+        "a refusal about an action is listed with it"
+    );
+    // The Merkle hashes cover them like any other entry.
+    let mut tree = countersign_audit::MemoryHashes::new();
+    for e in &entries {
+        tree.append(&e.body).unwrap();
+    }
+    let all: Vec<u64> = (0..tree.hashes().len() as u64).collect();
+    assert_eq!(store.audit_hashes(&all).await.unwrap(), tree.hashes());
+    // The record itself did not change.
+    assert_eq!(
+        store.get("r1").await.unwrap().unwrap(),
+        review_record("r1", "bot")
+    );
+}
+
+pub async fn stored_hashes_match_a_recomputation_after_many_appends(store: Arc<dyn Store>) {
+    use countersign_core::Event;
+    // 40 concurrent writers × 25 appends of 1-3 entries: batches of every shape, 8+ tree levels.
+    let tasks: Vec<_> = (0..40)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    let events = (0..=(t + i) % 3)
+                        .map(|_| (None, Event::Expired))
+                        .collect::<Vec<_>>();
+                    store.record_events(T0, events).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let size = store.audit_size().await.unwrap();
+    assert!(size >= 1000);
+    let entries = store.audit_entries(0, size as usize).await.unwrap();
+    let mut tree = countersign_audit::MemoryHashes::new();
+    for e in &entries {
+        tree.append(&e.body).unwrap();
+    }
+    let all: Vec<u64> = (0..tree.hashes().len() as u64).collect();
+    assert_eq!(store.audit_hashes(&all).await.unwrap(), tree.hashes());
+}
