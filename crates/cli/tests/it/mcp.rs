@@ -277,6 +277,7 @@ async fn mcp_stdio_held_call_approved_while_the_client_waits_returns_the_real_re
         [
             "submitted",
             "review_opened",
+            "refused", // the agent's attempt to approve its own call
             "voted",
             "approved",
             "grant_issued",
