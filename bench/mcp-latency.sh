@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 calls=${1:-2000}
 [ -d tests/node_modules ] || (cd tests && npm ci --no-audit --no-fund --loglevel=error)
-cargo build --release --locked -p countersign --bin countersign
-cargo build --release --locked -p countersign-mcp --example stdio_latency
+# One invocation, so both share one feature set (and one build of the dependencies).
+cargo build --release --locked -p countersign -p countersign-mcp --bins --examples
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/policies"
