@@ -1,6 +1,7 @@
 //! Long-poll release latency: how long after a reviewer's vote is sent does an agent's waiting
 //! `GET /v1/actions/{id}?wait=30` return? Run against a gateway with the demo config:
-//! `longpoll URL ITERATIONS` (see bench/run-http.sh).
+//! `longpoll URL ITERATIONS [VOTE_URL]` (see bench/run-http.sh). With `VOTE_URL` (another
+//! replica on the same database) the vote goes there: the cross-replica wake-up.
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .cloned()
         .unwrap_or_else(|| "http://127.0.0.1:8760".into());
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
+    let vote_url = args.get(3).cloned().unwrap_or_else(|| url.clone());
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let mut samples = Vec::with_capacity(n);
@@ -41,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Let the waiter reach the server and park.
         tokio::time::sleep(Duration::from_millis(5)).await;
         let sent = Instant::now();
-        http.post(format!("{url}/v1/reviews/{id}/votes"))
+        http.post(format!("{vote_url}/v1/reviews/{id}/votes"))
             .bearer_auth("demo-alice-token")
             .json(&json!({"verdict": "approve"}))
             .send()

@@ -10,7 +10,7 @@ use countersign_audit::verify::{self, Verified};
 use countersign_audit::Hash;
 use countersign_evidence::{render_html, write_csv, write_ocsf, Anchor, Entry, Evidence};
 use countersign_gateway::config::{parse_database_url, Config, DatabaseUrl};
-use countersign_store::{SqliteStore, Store};
+use countersign_store::Store;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ pub struct StoreArgs {
     /// The gateway's configuration file (database, audit key and origin).
     #[arg(long, conflicts_with = "database")]
     config: Option<PathBuf>,
-    /// The database URL, e.g. sqlite://data/countersign.db.
+    /// The database URL, e.g. sqlite://data/countersign.db or postgres://user@host/db.
     #[arg(long)]
     database: Option<String>,
 }
@@ -83,16 +83,15 @@ pub enum AuditCommand {
 }
 
 struct Located {
-    db: PathBuf,
+    db: DatabaseUrl,
     key_file: PathBuf,
 }
 
 fn locate(args: &StoreArgs) -> Result<Located, String> {
     if let Some(path) = &args.config {
         let c = Config::load(path).map_err(|e| e.to_string())?;
-        let DatabaseUrl::Sqlite(db) = c.database;
         return Ok(Located {
-            db,
+            db: c.database,
             key_file: c.audit_key,
         });
     }
@@ -100,13 +99,17 @@ fn locate(args: &StoreArgs) -> Result<Located, String> {
         .database
         .as_deref()
         .ok_or("give --config FILE or --database URL")?;
-    let DatabaseUrl::Sqlite(db) = parse_database_url(url, Path::new("."))?;
-    let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(".audit-log.key");
-    Ok(Located {
-        key_file: db.with_file_name(name),
-        db,
-    })
+    let db = parse_database_url(url, Path::new("."))?;
+    let key_file = match &db {
+        DatabaseUrl::Sqlite(path) => {
+            let mut name = path.file_name().unwrap_or_default().to_os_string();
+            name.push(".audit-log.key");
+            path.with_file_name(name)
+        }
+        // What a config file in this directory would name.
+        DatabaseUrl::Postgres(_) => PathBuf::from("countersign.audit-log.key"),
+    };
+    Ok(Located { key_file, db })
 }
 
 fn verifier_from(text: &str) -> Option<Verifier> {
@@ -158,7 +161,7 @@ struct Window {
 }
 
 async fn load_window(
-    store: &SqliteStore,
+    store: &dyn Store,
     key: &Verifier,
     since: Option<&str>,
     until: Option<&str>,
@@ -228,8 +231,10 @@ async fn export(
     }
     let at = locate(store_args)?;
     let key = load_key(None, Some(&at.key_file))?;
-    let store = SqliteStore::open(&at.db).map_err(|e| e.to_string())?;
-    let window = load_window(&store, &key, since, until).await?;
+    let store = countersign_gateway::open_store(&at.db)
+        .await
+        .map_err(|e| e.to_string())?;
+    let window = load_window(&*store, &key, since, until).await?;
     let size = window.checkpoint.size();
     let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut w = std::io::BufWriter::new(file);
@@ -273,7 +278,7 @@ async fn export(
         let proof: Option<Vec<Hash>> = if window.partial {
             let index = e.index;
             Some(
-                countersign_gateway::audit::with_hashes(&store, |r| prove_record(size, index, r))
+                countersign_gateway::audit::with_hashes(&*store, |r| prove_record(size, index, r))
                     .await
                     .map_err(|e| e.to_string())?,
             )
@@ -302,12 +307,14 @@ async fn evidence(
     let at = locate(store_args)?;
     let key = load_key(key, Some(&at.key_file))?;
     // Evidence only from a log that verifies: figures over edited rows would prove nothing.
-    let verified = match verify_database(&at, &key)? {
+    let verified = match verify_database(&at, &key).await? {
         Ok(v) => v,
         Err(t) => return Ok(Err(format!("the log does not verify, no report made: {t}"))),
     };
-    let store = SqliteStore::open(&at.db).map_err(|e| e.to_string())?;
-    let window = load_window(&store, &key, since, until).await?;
+    let store = countersign_gateway::open_store(&at.db)
+        .await
+        .map_err(|e| e.to_string())?;
+    let window = load_window(&*store, &key, since, until).await?;
     let entries = parsed(&window.entries)?;
     let figures = Evidence::compute(&entries, since.map(String::from), until.map(String::from));
     use base64::Engine;
@@ -329,16 +336,26 @@ async fn evidence(
     )))
 }
 
-/// Reads the SQLite tables directly (not through the gateway's code) and verifies them.
-fn verify_database(
+/// Reads the stored tables directly (not through the gateway's code) and verifies them.
+async fn verify_database(
     at: &Located,
     key: &Verifier,
 ) -> Result<Result<Verified, verify::Tamper>, String> {
+    match &at.db {
+        DatabaseUrl::Sqlite(path) => verify_sqlite(path, key),
+        DatabaseUrl::Postgres(url) => {
+            let (entries, hashes, checkpoints) = crate::replicas_cmd::read_log(url).await?;
+            Ok(verify_rows(entries, hashes, checkpoints, key))
+        }
+    }
+}
+
+fn verify_sqlite(db: &Path, key: &Verifier) -> Result<Result<Verified, verify::Tamper>, String> {
     let conn =
-        rusqlite::Connection::open_with_flags(&at.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| format!("{}: {e}", at.db.display()))?;
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| format!("{}: {e}", db.display()))?;
     let all = |sql: &str| -> Result<Vec<(u64, Vec<u8>)>, String> {
-        let fail = |e: rusqlite::Error| format!("{}: {e}", at.db.display());
+        let fail = |e: rusqlite::Error| format!("{}: {e}", db.display());
         let mut stmt = conn.prepare(sql).map_err(fail)?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
@@ -348,29 +365,41 @@ fn verify_database(
         rows
     };
     let entries = all("SELECT idx, body FROM audit_entries ORDER BY idx")?;
+    let hashes = all("SELECT idx, hashes FROM audit_entries ORDER BY idx")?;
+    let checkpoints: Vec<String> =
+        all("SELECT size, CAST(note AS BLOB) FROM audit_checkpoints ORDER BY size")?
+            .into_iter()
+            .map(|(_, note)| String::from_utf8_lossy(&note).into_owned())
+            .collect();
+    Ok(verify_rows(entries, hashes, checkpoints, key))
+}
+
+/// Verifies a log given its rows: `(index, entry bytes)`, `(index, stored hashes)` and the
+/// signed checkpoint notes, all in order.
+fn verify_rows(
+    entries: Vec<(u64, Vec<u8>)>,
+    hashes: Vec<(u64, Vec<u8>)>,
+    checkpoints: Vec<String>,
+    key: &Verifier,
+) -> Result<Verified, verify::Tamper> {
     // Each entry row carries the Merkle hashes its append stored; in index order they tile the
     // stored-hash space, so concatenated they are the whole stored tree.
     let mut stored: Vec<Hash> = Vec::new();
-    for (n, blob) in all("SELECT idx, hashes FROM audit_entries ORDER BY idx")? {
+    for (n, blob) in hashes {
         if stored_hash_index(0, n) != stored.len() as u64 {
             // A row is missing before this one: name the first missing entry.
             let (missing, _) = stored_hash_owner(stored.len() as u64);
-            return Ok(Err(verify::Tamper::Deleted(missing)));
+            return Err(verify::Tamper::Deleted(missing));
         }
         if blob.len() != 32 * (1 + n.trailing_ones() as usize) {
-            return Ok(Err(verify::Tamper::HashModified(stored.len() as u64)));
+            return Err(verify::Tamper::HashModified(stored.len() as u64));
         }
         stored.extend(
             blob.chunks_exact(32)
                 .filter_map(|c| <[u8; 32]>::try_from(c).ok()),
         );
     }
-    let checkpoints: Vec<String> =
-        all("SELECT size, CAST(note AS BLOB) FROM audit_checkpoints ORDER BY size")?
-            .into_iter()
-            .map(|(_, note)| String::from_utf8_lossy(&note).into_owned())
-            .collect();
-    Ok(verify::verify_stored(entries, &stored, &checkpoints, key))
+    verify::verify_stored(entries, &stored, &checkpoints, key)
 }
 
 /// Runs an audit command; returns the exit code.
@@ -422,19 +451,23 @@ pub async fn run(cmd: AuditCommand) -> u8 {
             key,
             store,
             ..
-        } => (|| {
-            let at = locate(&store)?;
-            let key = load_key(key.as_deref(), Some(&at.key_file))?;
-            Ok(verify_database(&at, &key)?
-                .map(|v| {
-                    format!(
-                        "{}, {} signed checkpoints match",
-                        summary(&v),
-                        v.checkpoints
-                    )
-                })
-                .map_err(|t| t.to_string()))
-        })(),
+        } => {
+            async {
+                let at = locate(&store)?;
+                let key = load_key(key.as_deref(), Some(&at.key_file))?;
+                Ok(verify_database(&at, &key)
+                    .await?
+                    .map(|v| {
+                        format!(
+                            "{}, {} signed checkpoints match",
+                            summary(&v),
+                            v.checkpoints
+                        )
+                    })
+                    .map_err(|t| t.to_string()))
+            }
+            .await
+        }
     };
     match result {
         Ok(Ok(msg)) => {

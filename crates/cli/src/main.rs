@@ -3,7 +3,9 @@
 mod audit_cmd;
 mod client;
 mod mcp_cmd;
+mod keys_cmd;
 mod operator;
+mod replicas_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +39,8 @@ enum Command {
     /// Put approvals in front of an MCP server.
     #[command(subcommand)]
     Mcp(mcp_cmd::McpCommand),
+    /// Apply pending database schema migrations and exit (serve also runs them).
+    Migrate(replicas_cmd::MigrateArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => operator::policy(cmd),
         Command::Audit(cmd) => runtime.block_on(audit_cmd::run(cmd)),
         Command::Mcp(cmd) => runtime.block_on(mcp_cmd::run(cmd)),
+        Command::Migrate(args) => runtime.block_on(replicas_cmd::migrate(args)),
         Command::Client(cmd) => runtime.block_on(client::run(cmd)),
     };
     ExitCode::from(code)

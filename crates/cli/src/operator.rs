@@ -29,6 +29,12 @@ pub struct ServeArgs {
 pub enum KeysCommand {
     /// Print a fresh random API token and the config line to paste.
     New,
+    /// Create a managed API key in the store (printed once; only its hash is kept).
+    Create(crate::keys_cmd::CreateArgs),
+    /// List managed API keys.
+    List(crate::keys_cmd::StoreArgs),
+    /// Revoke a managed API key (effective on the next request, on every replica).
+    Revoke(crate::keys_cmd::RevokeArgs),
 }
 
 /// `countersign policy ...`.
@@ -136,7 +142,7 @@ pub async fn serve(args: ServeArgs) -> u8 {
             }
         }
     }
-    let gateway = match Gateway::from_config(&config) {
+    let gateway = match Gateway::open(&config).await {
         Ok(g) => g,
         Err(e) => {
             eprintln!("countersign: {e}");
@@ -184,6 +190,7 @@ pub fn keys(cmd: KeysCommand) -> u8 {
             eprintln!("Give the token to its owner (it is shown once); paste the second line into the identity's [[identities]] entry.");
             0
         }
+        managed => crate::keys_cmd::run(managed),
     }
 }
 
@@ -254,6 +261,9 @@ fn eval(args: EvalArgs) -> Result<String, String> {
                 kind: c.kind,
                 groups: c.groups.clone(),
                 email: c.email.clone(),
+                source: Some("config".into()),
+                issuer: None,
+                claims: Default::default(),
             }
         }
     };

@@ -15,6 +15,9 @@ pub enum Event {
     Submitted {
         /// Who asked.
         requester: String,
+        /// How the requester authenticated (`key:<id>`, `oidc:<issuer>#<subject>`, `config`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requester_source: Option<String>,
         /// The human the agent acts for, if any.
         on_behalf_of: Option<String>,
         /// Digest of what was asked.
@@ -42,6 +45,9 @@ pub enum Event {
     Voted {
         /// The reviewer.
         voter: String,
+        /// How the reviewer authenticated (`oidc:<issuer>#<subject>`, `config`...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        voter_source: Option<String>,
         /// approve, deny, modify or clarify.
         verdict: String,
         /// The digest the vote applies to (for `modify`, the new digest).
@@ -114,6 +120,30 @@ pub enum Event {
         /// How many policies.
         policies: usize,
     },
+    /// A managed API key was created (its secret and hash are never recorded).
+    KeyCreated {
+        /// Who created it (an admin's id and source, or `operator:<user>` from the CLI).
+        by: String,
+        /// The public key id.
+        key_id: String,
+        /// The identity the key authenticates as.
+        identity: String,
+        /// `agent` or `service`.
+        kind: crate::identity::IdentityKind,
+        /// Its groups.
+        groups: Vec<String>,
+        /// When it stops working, if ever.
+        expires_at: Option<Timestamp>,
+    },
+    /// A managed API key was revoked.
+    KeyRevoked {
+        /// Who revoked it.
+        by: String,
+        /// The public key id.
+        key_id: String,
+        /// The identity it authenticated as.
+        identity: String,
+    },
     /// The gateway loaded its configuration.
     ConfigLoaded {
         /// SHA-256 of the configuration file's bytes.
@@ -141,6 +171,8 @@ impl Event {
             Event::Refused { .. } => "refused",
             Event::PolicyLoaded { .. } => "policy_loaded",
             Event::ConfigLoaded { .. } => "config_loaded",
+            Event::KeyCreated { .. } => "key_created",
+            Event::KeyRevoked { .. } => "key_revoked",
         }
     }
 
@@ -155,7 +187,9 @@ impl Event {
             | Event::Cancelled { by }
             | Event::GrantRedeemed { by, .. }
             | Event::ResultReported { by, .. }
-            | Event::Refused { by, .. } => Some(by),
+            | Event::Refused { by, .. }
+            | Event::KeyCreated { by, .. }
+            | Event::KeyRevoked { by, .. } => Some(by),
             Event::ReviewOpened { .. }
             | Event::Approved { .. }
             | Event::Expired

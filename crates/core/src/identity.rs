@@ -1,7 +1,7 @@
 //! Who is acting: a human, or an automated agent or service. Only humans can ever vote.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The kind of an identity. Agents and services may request actions but never review them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,6 +43,16 @@ pub struct Identity {
     /// Contact address, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// How the caller proved who it is, for the audit trail: `config`, `key:<key id>` or
+    /// `oidc:<issuer>#<subject>`. Never a secret. `None` for identities built in-process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The token issuer, for identities from OIDC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Configured token claims (e.g. a pipeline's `repository`, `ref`), for policies.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
 }
 
 impl Identity {
@@ -57,6 +67,9 @@ impl Identity {
             kind,
             groups: groups.into_iter().map(Into::into).collect(),
             email: None,
+            source: None,
+            issuer: None,
+            claims: BTreeMap::new(),
         }
     }
 }

@@ -262,6 +262,10 @@ pub struct ActionRecord {
     pub requester: String,
     /// The requester's kind.
     pub requester_kind: IdentityKind,
+    /// The requester as authenticated when it submitted (groups, source, claims): a reviewer's
+    /// `modify` is re-checked by policy as this identity, on any replica and after restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester_identity: Option<Identity>,
     /// The human an agent acts for; barred from voting like the requester.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_behalf_of: Option<String>,
@@ -440,6 +444,7 @@ impl ActionRecord {
         let digest = new.spec.digest();
         let mut events = vec![Event::Submitted {
             requester: requester.id.clone(),
+            requester_source: requester.source.clone(),
             on_behalf_of: new.on_behalf_of.clone(),
             digest,
             spec: new.spec.clone(),
@@ -451,6 +456,7 @@ impl ActionRecord {
             id: new.id,
             requester: requester.id.clone(),
             requester_kind: requester.kind,
+            requester_identity: Some(requester.clone()),
             on_behalf_of: new.on_behalf_of,
             spec: new.spec,
             digest,
@@ -641,6 +647,7 @@ impl ActionRecord {
         };
         let mut events = vec![Event::Voted {
             voter: voter.id.clone(),
+            voter_source: voter.source.clone(),
             verdict: verdict.as_str().to_string(),
             digest: self.digest,
             params: modified_params,

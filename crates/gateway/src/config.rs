@@ -2,6 +2,7 @@
 //! with every problem naming the file, the key and what to do.
 
 use countersign_core::{Approvers, IdentityKind, Quorum};
+use countersign_identity::OidcIssuerConfig;
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -35,6 +36,9 @@ struct RawConfig {
     audit_key: Option<String>,
     #[serde(default)]
     identities: Vec<RawIdentity>,
+    admin_group: Option<String>,
+    #[serde(default)]
+    oidc: Vec<OidcIssuerConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +72,8 @@ pub struct ConfiguredIdentity {
 pub enum DatabaseUrl {
     /// An SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (`postgres://...`), shared by any number of replicas.
+    Postgres(String),
 }
 
 /// What to do when no policy matches.
@@ -108,6 +114,10 @@ pub struct Config {
     pub audit_key: PathBuf,
     /// Identities with API keys.
     pub identities: Vec<ConfiguredIdentity>,
+    /// People in this group may manage API keys (still bound by every voting rule).
+    pub admin_group: Option<String>,
+    /// Trusted OIDC issuers (`[[oidc]]`), validated.
+    pub oidc: Vec<OidcIssuerConfig>,
 }
 
 fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, String> {
@@ -123,7 +133,7 @@ fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, S
 /// Resolves `sqlite://PATH` (relative to `base`) or a bare path.
 pub fn parse_database_url(url: &str, base: &Path) -> Result<DatabaseUrl, String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err("PostgreSQL is not supported yet; use sqlite://PATH".into());
+        return Ok(DatabaseUrl::Postgres(url.to_string()));
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
     if path.is_empty() {
@@ -208,6 +218,8 @@ impl Config {
                 name.push(suffix);
                 db.with_file_name(name)
             }
+            // Replicas share one config, so they share the key files named beside it.
+            DatabaseUrl::Postgres(_) => base.join(format!("countersign{suffix}")),
         };
         let signing_key = match &raw.signing_key {
             Some(p) => base.join(p),
@@ -265,7 +277,17 @@ impl Config {
                 api_key_sha256: hash,
             });
         }
+        for o in &raw.oidc {
+            o.clone().validate().map_err(err)?;
+        }
+        if let Some(g) = raw.admin_group.as_deref().filter(|g| !valid_name(g)) {
+            return Err(err(format!(
+                "`admin_group` = \"{g}\" must be a group name without spaces"
+            )));
+        }
         Ok(Config {
+            admin_group: raw.admin_group,
+            oidc: raw.oidc,
             file: path.to_path_buf(),
             sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
             listen,

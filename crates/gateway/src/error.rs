@@ -12,6 +12,9 @@ pub enum GatewayError {
     /// No such action (or the caller may not see it).
     #[error("no such action")]
     NotFound,
+    /// No such unrevoked managed API key.
+    #[error("no such active API key; list them with GET /v1/admin/api-keys")]
+    KeyNotFound,
     /// The request is malformed.
     #[error("{0}")]
     Invalid(String),
@@ -34,7 +37,7 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::Domain(d) => d.code(),
-            GatewayError::NotFound => "not_found",
+            GatewayError::NotFound | GatewayError::KeyNotFound => "not_found",
             GatewayError::Invalid(_) => "invalid_request",
             GatewayError::Forbidden(_) => "forbidden",
             GatewayError::IdempotencyConflict => "idempotency_conflict",

@@ -24,6 +24,9 @@ impl Identities {
                 kind: c.kind,
                 groups: c.groups.clone(),
                 email: c.email.clone(),
+                source: Some("config".into()),
+                issuer: None,
+                claims: Default::default(),
             });
             me.by_key.insert(c.api_key_sha256, ident.clone());
             me.by_id.insert(c.id.clone(), ident);
@@ -38,6 +41,11 @@ impl Identities {
         }
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         self.by_key.get(&hash).cloned()
+    }
+
+    /// Token hash → identity, for the [`countersign_identity::Authenticator`].
+    pub fn by_token_hash(&self) -> HashMap<[u8; 32], Arc<Identity>> {
+        self.by_key.clone()
     }
 
     /// The identity with this id.

@@ -9,11 +9,14 @@ pub mod config;
 mod error;
 pub mod grants;
 pub mod identities;
+pub mod keys;
 pub mod metrics;
+mod replicas;
 mod service;
 mod wakeups;
 
 pub use error::GatewayError;
+pub use replicas::open_store;
 pub use service::{
     default_effect, system_clock, ActionView, Clock, Gateway, Parts, Redeemed, Submission, MAX_WAIT,
 };

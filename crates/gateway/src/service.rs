@@ -9,6 +9,7 @@ use countersign_core::{
     ActionRecord, ActionSpec, Ballot, Decision, DomainError, Effect, Event, Identity, IdentityKind,
     NewAction, Outcome, Status, Timestamp,
 };
+use countersign_identity::{AuthError, Authenticator, OidcVerifier};
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
 use countersign_store::{Inserted, ListFilter, Store, StoreError, UpdateError};
 use serde_json::Value;
@@ -86,10 +87,12 @@ pub struct Gateway {
     policy: Arc<PolicyEngine>,
     principals: Arc<HashMap<String, Arc<Principal>>>,
     identities: Identities,
-    store: Arc<dyn Store>,
+    pub(crate) auth: Authenticator,
+    pub(crate) admin_group: Option<String>,
+    pub(crate) store: Arc<dyn Store>,
     signer: GrantSigner,
     audit: AuditLog,
-    wakeups: Wakeups,
+    pub(crate) wakeups: Wakeups,
     sweeper: Notify,
     metrics: Metrics,
     clock: Clock,
@@ -104,6 +107,10 @@ pub struct Parts {
     pub policy: PolicyEngine,
     /// Known identities.
     pub identities: Identities,
+    /// Trusted OIDC issuers.
+    pub oidc: OidcVerifier,
+    /// The admin group, if any.
+    pub admin_group: Option<String>,
     /// The store.
     pub store: Arc<dyn Store>,
     /// The grant signer.
@@ -137,15 +144,29 @@ fn new_id() -> String {
 
 impl Gateway {
     /// Opens the store, loads policies and the signing key named by `config`.
+    /// SQLite only; [`Gateway::open`] opens any database.
     pub fn from_config(config: &Config) -> Result<Arc<Gateway>, GatewayError> {
-        let policy = PolicyEngine::load_dir(&config.policies, default_effect(config))
-            .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let store: Arc<dyn Store> = match &config.database {
             crate::config::DatabaseUrl::Sqlite(path) => Arc::new(
                 countersign_store::SqliteStore::open(path)
                     .map_err(|e| GatewayError::Startup(format!("{}: {e}", path.display())))?,
             ),
+            crate::config::DatabaseUrl::Postgres(_) => {
+                return Err(GatewayError::Startup(
+                    "PostgreSQL is opened with Gateway::open".into(),
+                ))
+            }
         };
+        Gateway::with_store(config, store)
+    }
+
+    /// Loads policies and the signing keys named by `config` around an opened store.
+    pub fn with_store(
+        config: &Config,
+        store: Arc<dyn Store>,
+    ) -> Result<Arc<Gateway>, GatewayError> {
+        let policy = PolicyEngine::load_dir(&config.policies, default_effect(config))
+            .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let signer = GrantSigner::load_or_create(&config.signing_key)
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let audit = AuditLog::open(store.clone(), &config.audit_key, &config.audit_origin)
@@ -153,6 +174,8 @@ impl Gateway {
         Ok(Gateway::new(Parts {
             policy,
             identities: Identities::from_config(&config.identities),
+            oidc: OidcVerifier::new(config.oidc.clone()).map_err(GatewayError::Startup)?,
+            admin_group: config.admin_group.clone(),
             store,
             signer,
             audit,
@@ -172,10 +195,17 @@ impl Gateway {
                 .filter_map(|i| Some((i.id.clone(), Arc::new(Principal::new(i)?))))
                 .collect(),
         );
+        let auth = Authenticator::new(
+            parts.identities.by_token_hash(),
+            parts.store.clone(),
+            parts.oidc,
+        );
         Arc::new(Gateway {
             policy: Arc::new(parts.policy),
             principals,
             identities: parts.identities,
+            auth,
+            admin_group: parts.admin_group,
             store: parts.store,
             signer: parts.signer,
             audit: parts.audit,
@@ -197,6 +227,11 @@ impl Gateway {
     /// The identities.
     pub fn identities(&self) -> &Identities {
         &self.identities
+    }
+
+    /// The identity a bearer credential proves (config token, managed key or OIDC token).
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        self.auth.authenticate(token, self.now()).await
     }
 
     /// The grant signer (for `GET /v1/keys`).
@@ -250,9 +285,17 @@ impl Gateway {
         (self.clock)()
     }
 
+    pub(crate) fn now_ts(&self) -> Timestamp {
+        self.now()
+    }
+
     fn principal(&self, who: &Identity) -> Result<Arc<Principal>, GatewayError> {
-        if let Some(p) = self.principals.get(&who.id) {
-            return Ok(p.clone());
+        // The prepared principal only for the config identity itself: an OIDC user or a managed
+        // key with the same id has its own groups and attributes.
+        if who.source.as_deref().is_none_or(|s| s == "config") {
+            if let Some(p) = self.principals.get(&who.id) {
+                return Ok(p.clone());
+            }
         }
         Principal::new(who)
             .map(Arc::new)
@@ -301,13 +344,16 @@ impl Gateway {
         )
         .map_err(|e| GatewayError::Invalid(e.to_string()))?;
         if let Some(h) = &sub.on_behalf_of {
-            match self.identities.get(h) {
-                Some(ident) if ident.kind == IdentityKind::Human => {}
-                _ => {
-                    return Err(GatewayError::Invalid(format!(
-                        "`on_behalf_of` must name a known human; `{h}` is not one"
-                    )))
-                }
+            // People from an identity provider are not known in advance: any well-formed id is
+            // accepted then, except one the config names as an agent or service.
+            let ok = match self.identities.get(h) {
+                Some(ident) => ident.kind == IdentityKind::Human,
+                None => !self.auth.oidc().is_empty() && countersign_identity::config::valid_name(h),
+            };
+            if !ok {
+                return Err(GatewayError::Invalid(format!(
+                    "`on_behalf_of` must name a known human; `{h}` is not one"
+                )));
             }
         }
         let justification = sub.justification.unwrap_or_default();
@@ -386,7 +432,11 @@ impl Gateway {
             if view.record.status != Status::Pending {
                 return Ok(view);
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            // Released by the change itself; the periodic re-read only covers a lost
+            // notification (e.g. while another replica's LISTEN connection reconnects).
+            let recheck =
+                (tokio::time::Instant::now() + crate::replicas::SAFETY_RECHECK).min(deadline);
+            if tokio::time::timeout_at(recheck, notified).await.is_err() && recheck >= deadline {
                 return Ok(view);
             }
         }
@@ -553,12 +603,19 @@ impl Gateway {
                 id,
                 now,
                 Box::new(move |rec| {
-                    let requester = rec.requester.clone();
                     let justification = rec.justification.clone();
+                    // A config identity as configured now; anyone else (OIDC, managed key) as
+                    // they were when they submitted, from the record itself.
+                    let requester = match &rec.requester_identity {
+                        Some(who) if who.source.as_deref().is_some_and(|s| s != "config") => {
+                            Principal::new(who).map(Arc::new)
+                        }
+                        _ => principals.get(&rec.requester).cloned(),
+                    };
                     rec.vote(&voter, ballot, now, jti, ttl, |spec| {
                         // Re-checked as the requester: a reviewer's edit must not turn the action
                         // into one policy forbids.
-                        let Some(principal) = principals.get(&requester) else {
+                        let Some(principal) = requester.as_deref() else {
                             return Some("the requester is no longer known".into());
                         };
                         let risk = BTreeSet::new();

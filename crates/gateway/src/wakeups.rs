@@ -60,6 +60,17 @@ impl Wakeups {
         }
     }
 
+    /// Wakes everyone waiting on anything (after changes may have been missed).
+    pub fn wake_all(&self) {
+        let all: Vec<Arc<Notify>> = match self.waiters.lock() {
+            Ok(m) => m.values().map(|(_, n)| n.clone()).collect(),
+            Err(_) => return,
+        };
+        for n in all {
+            n.notify_waiters();
+        }
+    }
+
     /// Wakes everyone waiting on `id`.
     pub fn wake(&self, id: &str) {
         let notify = self

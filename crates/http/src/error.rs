@@ -34,7 +34,11 @@ impl ApiError {
     /// The HTTP status for this code.
     pub fn status(&self) -> StatusCode {
         match self.code {
-            "unauthenticated" => StatusCode::UNAUTHORIZED,
+            "unauthenticated" | "key_revoked" | "key_expired" => StatusCode::UNAUTHORIZED,
+            c if c.starts_with("token_") => StatusCode::UNAUTHORIZED,
+            "identity_provider_unavailable" | "store_unavailable" => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             "self_approval"
             | "not_an_approver"
             | "agents_cannot_approve"
@@ -57,6 +61,18 @@ impl ApiError {
             "idempotency_conflict" => StatusCode::UNPROCESSABLE_ENTITY,
             "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<countersign_identity::AuthError> for ApiError {
+    fn from(e: countersign_identity::AuthError) -> Self {
+        if let countersign_identity::AuthError::Store(inner) = &e {
+            tracing::error!(error = %inner, "storage failure while checking a credential");
+        }
+        ApiError {
+            code: e.code(),
+            message: e.to_string(),
         }
     }
 }

@@ -31,12 +31,14 @@ impl FromRequestParts<AppState> for Caller {
             })
             .map(str::trim)
             .ok_or_else(ApiError::unauthenticated)?;
-        state
-            .gateway
-            .identities()
-            .authenticate(token)
-            .map(Caller)
-            .ok_or_else(ApiError::unauthenticated)
+        match state.gateway.authenticate(token).await {
+            Ok(who) => Ok(Caller(who)),
+            Err(e) => {
+                // The code and why, never the credential.
+                tracing::info!(code = e.code(), "refused a bearer credential");
+                Err(ApiError::from(e))
+            }
+        }
     }
 }
 

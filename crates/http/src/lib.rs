@@ -4,6 +4,7 @@
 //! handler extracts typed input, calls one [`countersign_gateway::Gateway`] method and shapes the
 //! result. Errors leave as `{"error": {"code", "message"}}` with a stable code (see [`error`]).
 
+mod admin;
 mod audit;
 pub mod error;
 mod extract;
@@ -67,6 +68,11 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/reviews/{id}/votes", post(handlers::vote))
         .route("/v1/grants/redeem", post(handlers::redeem))
         .route("/v1/keys", get(handlers::keys))
+        .route(
+            "/v1/admin/api-keys",
+            get(admin::list_keys).post(admin::create_key),
+        )
+        .route("/v1/admin/api-keys/{id}/revoke", post(admin::revoke_key))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/public-key", get(audit::public_key))
         .route("/v1/audit/entries", get(audit::entries))
@@ -90,8 +96,10 @@ pub async fn serve(
     if let Err(e) = gateway.init_metrics().await {
         tracing::warn!(error = %e, "could not count open reviews at start");
     }
-    let sweeper = tokio::spawn(gateway.clone().run_sweeper());
-    let checkpointer = tokio::spawn(gateway.clone().run_checkpointer());
+    // The sweeper and checkpoint signer run while this process holds the store's lease (always,
+    // on SQLite); changes committed by other replicas wake this one's long polls.
+    let sweeper = tokio::spawn(gateway.clone().run_background());
+    let checkpointer = tokio::spawn(gateway.clone().run_change_relay());
     let app = router(gateway);
     // Answers are small and latency matters more than packet count: no Nagle delay.
     let listener = listener.tap_io(|tcp| {

@@ -21,7 +21,8 @@ pub(crate) fn principal_type(kind: IdentityKind) -> &'static str {
     }
 }
 
-/// The principal entity, its groups as parents, and attributes `kind` and (if any) `email`.
+/// The principal entity, its groups as parents, and attributes `kind`, `groups` (a set of names)
+/// and, when known, `email`, `issuer`, `source` and `claims` (a record of configured token claims).
 pub(crate) fn principal_entities(who: &Identity) -> Option<(EntityUid, Entities)> {
     let me = uid(principal_type(who.kind), &who.id)?;
     let groups: Vec<EntityUid> = who.groups.iter().filter_map(|g| uid("Group", g)).collect();
@@ -35,6 +36,35 @@ pub(crate) fn principal_entities(who: &Identity) -> Option<(EntityUid, Entities)
             "email".to_string(),
             RestrictedExpression::new_string(email.clone()),
         );
+    }
+    attrs.insert(
+        "groups".to_string(),
+        RestrictedExpression::new_set(
+            who.groups
+                .iter()
+                .map(|g| RestrictedExpression::new_string(g.clone())),
+        ),
+    );
+    if let Some(issuer) = &who.issuer {
+        attrs.insert(
+            "issuer".to_string(),
+            RestrictedExpression::new_string(issuer.clone()),
+        );
+    }
+    if let Some(source) = &who.source {
+        attrs.insert(
+            "source".to_string(),
+            RestrictedExpression::new_string(source.clone()),
+        );
+    }
+    if !who.claims.is_empty() {
+        let claims = RestrictedExpression::new_record(
+            who.claims
+                .iter()
+                .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone()))),
+        )
+        .ok()?;
+        attrs.insert("claims".to_string(), claims);
     }
     let parents: HashSet<EntityUid> = groups.iter().cloned().collect();
     let mut all = vec![Entity::new(me.clone(), attrs, parents).ok()?];

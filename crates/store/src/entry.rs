@@ -77,6 +77,7 @@ mod tests {
             Event::Expired,
             Event::Voted {
                 voter: "al\u{e9}\"x".into(),
+                voter_source: Some("oidc:https://idp.example#al\u{e9}".into()),
                 verdict: "approve".into(),
                 digest: digest.clone().unwrap_or_else(|_| unreachable!()),
                 params: None,
@@ -84,6 +85,7 @@ mod tests {
             },
             Event::Voted {
                 voter: "bob".into(),
+                voter_source: None,
                 verdict: "modify".into(),
                 digest: digest.clone().unwrap_or_else(|_| unreachable!()),
                 params: serde_json::json!({"z": 1.5e3, "a": ["\u{2028}", null, -0.0], "é": {}})

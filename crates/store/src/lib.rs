@@ -9,10 +9,17 @@
 //! response sent after a store call never reports a decision a crash could lose.
 
 mod entry;
+mod keys;
+mod postgres;
 mod sqlite;
 
 pub use countersign_audit::Hash;
 pub use entry::rfc3339;
+pub use keys::ManagedKey;
+pub use postgres::{
+    migrate as migrate_postgres, LeaderLease, PostgresStore, ANY_CHANGE,
+    SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
+};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -157,4 +164,48 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a signed checkpoint. Checkpoints are append-only: one per size, first one wins.
     async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError>;
+
+    /// Stores a new managed API key (its hash only). Fails if the id or hash exists.
+    async fn create_key(&self, key: ManagedKey) -> Result<(), StoreError>;
+
+    /// Marks a key revoked at `at`. `false` if there is no such unrevoked key.
+    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError>;
+
+    /// The key whose secret hashes to `hash`, revoked or not (read on every request, so a
+    /// revocation holds on every replica at once).
+    async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ManagedKey>, StoreError>;
+
+    /// Every key, oldest first.
+    async fn list_keys(&self) -> Result<Vec<ManagedKey>, StoreError>;
+
+    /// Ids of actions whose changes were committed by *any* process sharing this store, as they
+    /// land ([`ANY_CHANGE`] when some may have been missed). `None` for a store only this
+    /// process writes (SQLite): the caller's own wake-ups see every change.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+
+    /// Tries to take the lease for background work that must run on one process at a time
+    /// (expiry sweeper, checkpoint signer). `None`: another process holds it. A store only this
+    /// process opens grants it at once, for good.
+    async fn try_lead(&self) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        Ok(Some(Box::new(SoleWriter)))
+    }
+}
+
+/// A held lease for background work; dropping it gives the lease up.
+#[async_trait]
+pub trait Lease: Send + Sync {
+    /// Whether the lease is still held (false once its holder's session is gone).
+    async fn alive(&self) -> bool;
+}
+
+/// The lease of a store only one process opens.
+struct SoleWriter;
+
+#[async_trait]
+impl Lease for SoleWriter {
+    async fn alive(&self) -> bool {
+        true
+    }
 }

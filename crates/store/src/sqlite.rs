@@ -21,7 +21,8 @@ use countersign_audit::{Hash, HashReader, TreeError};
 
 use crate::entry::EntryParts;
 use crate::{
-    AuditEntry, Inserted, ListFilter, Store, StoreError, StoredCheckpoint, Transition, UpdateError,
+    AuditEntry, Inserted, ListFilter, ManagedKey, Store, StoreError, StoredCheckpoint, Transition,
+    UpdateError,
 };
 
 /// Most operations committed in one transaction.
@@ -89,7 +90,14 @@ enum Op {
         transition: Transition,
         reply: oneshot::Sender<Result<(ActionRecord, Vec<Event>), UpdateError>>,
     },
+    /// A write outside the action records (managed keys).
+    Write {
+        write: WriteFn,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
 }
+
+type WriteFn = Box<dyn FnOnce(&Connection) -> Result<bool, StoreError> + Send>;
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
@@ -138,6 +146,7 @@ impl SqliteStore {
             )));
         }
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        conn.execute_batch(crate::keys::SCHEMA).map_err(db_err)?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("countersign-sqlite-writer".into())
@@ -504,6 +513,18 @@ fn run_one(
                 });
             }));
         }
+        Op::Write { write, reply } => {
+            let result = write(conn);
+            let ok = release(result.is_ok());
+            done.push(Box::new(move |committed| {
+                let _ = reply.send(match result {
+                    Ok(_) if !committed || !ok => Err(StoreError::Database(
+                        "the commit failed; nothing was recorded".into(),
+                    )),
+                    other => other,
+                });
+            }));
+        }
         Op::Append { at, entries, reply } => {
             let result = entries.iter().try_for_each(|(id, parts)| {
                 append_audit(conn, head, id.as_deref(), at, std::slice::from_ref(parts))
@@ -555,6 +576,9 @@ fn reject(op: Op, err: StoreError) {
             let _ = reply.send(Err(UpdateError::Store(err)));
         }
         Op::Checkpoint { reply, .. } | Op::Append { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::Write { reply, .. } => {
             let _ = reply.send(Err(err));
         }
     }
@@ -825,5 +849,32 @@ impl Store for SqliteStore {
         let (reply, rx) = oneshot::channel();
         self.send(Op::Checkpoint { checkpoint, reply })?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn create_key(&self, key: ManagedKey) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Write {
+            write: Box::new(move |c| crate::keys::insert(c, &key)),
+            reply,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+    }
+
+    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let id = id.to_string();
+        self.send(Op::Write {
+            write: Box::new(move |c| crate::keys::revoke(c, &id, at)),
+            reply,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ManagedKey>, StoreError> {
+        self.read(|c| crate::keys::by_hash(c, hash))
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ManagedKey>, StoreError> {
+        self.read(crate::keys::list)
     }
 }

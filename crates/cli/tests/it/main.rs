@@ -7,5 +7,7 @@ mod api_security;
 mod audit;
 mod cli;
 mod durability;
+mod identity;
 mod mcp;
+mod replicas;
 mod support;

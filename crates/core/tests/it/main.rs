@@ -1,5 +1,6 @@
 //! Integration tests of the domain core (one test binary per crate).
 
 mod digest;
+mod separation;
 mod state_machine;
 mod support;

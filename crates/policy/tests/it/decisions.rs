@@ -175,3 +175,54 @@ fn the_demo_policies_load_and_decide_as_documented() {
         Effect::Deny
     );
 }
+
+#[test]
+fn identity_attributes_from_tokens_are_visible_to_policies() {
+    let e = engine(
+        r#"
+        @id("pipeline") permit (principal is Service, action == Action::"deploy", resource)
+        when { principal has claims && principal.claims has repository
+               && principal.claims.repository == "acme/app"
+               && principal.claims.ref == "refs/heads/main"
+               && principal.issuer == "https://token.actions.githubusercontent.com" };
+        @id("groups") permit (principal, action == Action::"read", resource)
+        when { principal.groups.contains("auditors") };
+        @id("keys") permit (principal, action == Action::"ping", resource)
+        when { principal has source && principal.source like "key:*" };
+        "#,
+    );
+    let mut ci = Identity::new("ci:acme/app", IdentityKind::Service, ["deployers"]);
+    ci.issuer = Some("https://token.actions.githubusercontent.com".into());
+    ci.source = Some("oidc:https://token.actions.githubusercontent.com#repo:acme/app".into());
+    ci.claims.insert("repository".into(), "acme/app".into());
+    ci.claims.insert("ref".into(), "refs/heads/main".into());
+    assert_eq!(
+        eval(&e, &ci, "deploy", "", json!({})).decision.effect,
+        Effect::Allow
+    );
+    ci.claims.insert("ref".into(), "refs/heads/feature".into());
+    assert_eq!(
+        eval(&e, &ci, "deploy", "", json!({})).decision.effect,
+        Effect::Deny
+    );
+    // A config identity has no claims: the policy's `has` guards make it simply not match.
+    let plain = Identity::new("svc", IdentityKind::Service, ["auditors"]);
+    assert_eq!(
+        eval(&e, &plain, "deploy", "", json!({})).decision.effect,
+        Effect::Deny
+    );
+    assert_eq!(
+        eval(&e, &plain, "read", "", json!({})).decision.effect,
+        Effect::Allow
+    );
+    let mut keyed = agent();
+    keyed.source = Some("key:key_0123".into());
+    assert_eq!(
+        eval(&e, &keyed, "ping", "", json!({})).decision.effect,
+        Effect::Allow
+    );
+    assert_eq!(
+        eval(&e, &agent(), "ping", "", json!({})).decision.effect,
+        Effect::Deny
+    );
+}

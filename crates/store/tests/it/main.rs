@@ -1,6 +1,8 @@
 //! The store test suite. Every test is a function of `Arc<dyn Store>` so each backend runs the
-//! same suite; `sqlite` instantiates it for the embedded store.
+//! same suite; `sqlite` instantiates it for the embedded store, `postgres` for PostgreSQL (at
+//! `COUNTERSIGN_TEST_POSTGRES`, each test in a schema of its own).
 
+mod pg;
 mod suite;
 
 use countersign_store::{SqliteStore, Store};
@@ -22,7 +24,36 @@ macro_rules! sqlite_suite {
     )*};
 }
 
-sqlite_suite!(
+macro_rules! both_suites {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            sqlite_suite!($($name),*);
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let store = pg::store(stringify!($name)).await;
+                    suite::$name(store).await;
+                }
+            )*
+        }
+        mod postgres_two_replicas {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let store = pg::RoundRobin::over_two(stringify!($name)).await;
+                    suite::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+both_suites!(
     insert_then_get_round_trips,
     idempotency_key_returns_the_first_record,
     concurrent_idempotent_inserts_create_one_record,
@@ -35,6 +66,7 @@ sqlite_suite!(
     audit_log_is_gap_free_canonical_and_hashed,
     checkpoints_are_append_only,
     many_concurrent_inserts_all_commit,
+    managed_keys_round_trip_and_revoke_once,
     recorded_events_join_the_log_without_a_record,
     stored_hashes_match_a_recomputation_after_many_appends,
 );

@@ -429,6 +429,53 @@ pub async fn many_concurrent_inserts_all_commit(store: Arc<dyn Store>) {
     assert_eq!(all.len(), 500);
 }
 
+fn managed_key(id: &str, byte: u8) -> countersign_store::ManagedKey {
+    countersign_store::ManagedKey {
+        id: id.into(),
+        hash: [byte; 32],
+        identity: "deploy-bot".into(),
+        kind: IdentityKind::Service,
+        groups: ["automation".to_string(), "deployers".to_string()].into(),
+        created_by: "operator:root".into(),
+        created_at: T0,
+        expires_at: Some(Timestamp(T0.millis() + 1000)),
+        revoked_at: None,
+    }
+}
+
+pub async fn managed_keys_round_trip_and_revoke_once(store: Arc<dyn Store>) {
+    let k1 = managed_key("key_1", 1);
+    store.create_key(k1.clone()).await.unwrap();
+    store.create_key(managed_key("key_2", 2)).await.unwrap();
+    assert!(
+        store.create_key(managed_key("key_3", 1)).await.is_err(),
+        "duplicate hash"
+    );
+    assert!(
+        store.create_key(managed_key("key_1", 4)).await.is_err(),
+        "duplicate id"
+    );
+    assert_eq!(store.key_by_hash(&[1; 32]).await.unwrap(), Some(k1.clone()));
+    assert_eq!(store.key_by_hash(&[9; 32]).await.unwrap(), None);
+    let at = Timestamp(T0.millis() + 5);
+    assert!(store.revoke_key("key_1", at).await.unwrap());
+    assert!(!store
+        .revoke_key("key_1", Timestamp(T0.millis() + 9))
+        .await
+        .unwrap());
+    assert!(!store.revoke_key("key_404", at).await.unwrap());
+    let got = store.key_by_hash(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(got.revoked_at, Some(at));
+    let ids: Vec<String> = store
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, ["key_1", "key_2"]);
+}
+
 pub async fn recorded_events_join_the_log_without_a_record(store: Arc<dyn Store>) {
     use countersign_core::Event;
     store

@@ -1,0 +1,167 @@
+//! `countersign keys create|list|revoke`: managed API keys, by the operator, against the store
+//! named by the config file (the same code path as the admin API).
+
+use clap::Args;
+use countersign_core::{IdentityKind, Timestamp};
+use countersign_gateway::config::Config;
+use countersign_gateway::keys::{self, KeyRequest};
+use countersign_store::{rfc3339, Store};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::operator::KeysCommand;
+
+/// Which store.
+#[derive(Args)]
+pub struct StoreArgs {
+    /// The TOML configuration file (its `database` is used).
+    #[arg(long, env = "COUNTERSIGN_CONFIG")]
+    config: PathBuf,
+}
+
+/// `keys create`.
+#[derive(Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The identity id the key authenticates as.
+    #[arg(long)]
+    identity: String,
+    /// `agent` or `service`.
+    #[arg(long, default_value = "agent")]
+    kind: String,
+    /// Groups (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    groups: Vec<String>,
+    /// Lifetime, e.g. 90d (default: until revoked).
+    #[arg(long)]
+    expires: Option<String>,
+}
+
+/// `keys revoke`.
+#[derive(Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The key id (`key_...`).
+    id: String,
+}
+
+fn now() -> Timestamp {
+    Timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+    )
+}
+
+async fn open(args: &StoreArgs) -> Result<std::sync::Arc<dyn Store>, String> {
+    let config = Config::load(&args.config).map_err(|e| e.to_string())?;
+    countersign_gateway::open_store(&config.database)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn operator() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("operator:{user}")
+}
+
+async fn run_async(cmd: KeysCommand) -> Result<(), String> {
+    match cmd {
+        KeysCommand::New => Ok(()),
+        KeysCommand::Create(a) => {
+            let kind = match a.kind.as_str() {
+                "agent" => IdentityKind::Agent,
+                "service" => IdentityKind::Service,
+                other => {
+                    return Err(format!(
+                        "--kind {other}: use `agent` or `service` (people sign in through the identity provider)"
+                    ))
+                }
+            };
+            let expires_in = a
+                .expires
+                .as_deref()
+                .map(humantime::parse_duration)
+                .transpose()
+                .map_err(|e| format!("--expires: use a duration like 90d ({e})"))?;
+            let store = open(&a.store).await?;
+            let req = KeyRequest {
+                identity: a.identity,
+                kind,
+                groups: a.groups.into_iter().filter(|g| !g.is_empty()).collect(),
+                expires_in,
+            };
+            let (secret, key) = keys::create(&*store, req, &operator(), now())
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{secret}");
+            eprintln!(
+                "Created {} for {} ({}); expires {}. The key above is shown once: give it to its owner now.",
+                key.id,
+                key.identity,
+                key.kind.as_str(),
+                key.expires_at.map_or("never".into(), rfc3339)
+            );
+            Ok(())
+        }
+        KeysCommand::List(a) => {
+            let store = open(&a).await?;
+            let now = now();
+            for k in store.list_keys().await.map_err(|e| e.to_string())? {
+                let state = match (k.revoked_at, k.expires_at) {
+                    (Some(t), _) => format!("revoked {}", rfc3339(t)),
+                    (None, Some(t)) if t <= now => format!("expired {}", rfc3339(t)),
+                    (None, Some(t)) => format!("active until {}", rfc3339(t)),
+                    (None, None) => "active".into(),
+                };
+                let groups: Vec<&str> = k.groups.iter().map(String::as_str).collect();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.identity,
+                    k.kind.as_str(),
+                    groups.join(","),
+                    state
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke(a) => {
+            let store = open(&a.store).await?;
+            let key = keys::revoke(&*store, &a.id, &operator(), now())
+                .await
+                .map_err(|e| match e {
+                    countersign_gateway::GatewayError::KeyNotFound => {
+                        format!("no active key `{}`; see `countersign keys list`", a.id)
+                    }
+                    other => other.to_string(),
+                })?;
+            println!("revoked {} ({})", key.id, key.identity);
+            Ok(())
+        }
+    }
+}
+
+/// Runs a managed-key command; returns the exit code.
+pub fn run(cmd: KeysCommand) -> u8 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("countersign: {e}");
+            return 2;
+        }
+    };
+    match rt.block_on(run_async(cmd)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("countersign: {e}");
+            2
+        }
+    }
+}

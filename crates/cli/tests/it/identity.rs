@@ -1,0 +1,459 @@
+//! Identity end to end: OIDC people and workloads, managed API keys through the admin API and
+//! the CLI, separation of duties, and identity sources in the audit trail (never a credential).
+
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::support::{code, id, Gw};
+
+/// An Ed25519 OIDC issuer on loopback.
+struct Idp {
+    url: String,
+    der: Vec<u8>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Idp {
+    async fn start() -> Idp {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let discovery = json!({"issuer": url, "jwks_uri": format!("{url}/jwks")});
+        let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+            "x": URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes())}]});
+        let app = Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || async move { Json(discovery) }),
+            )
+            .route("/jwks", get(move || async move { Json(jwks) }));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Idp {
+            url,
+            der: key.to_pkcs8_der().unwrap().as_bytes().to_vec(),
+            _server: server,
+        }
+    }
+
+    fn config(&self) -> String {
+        format!(
+            r#"admin_group = "sec"
+[[oidc]]
+issuer = "{}"
+audience = "countersign"
+id_claim = "preferred_username"
+groups_claim = "groups"
+[[oidc.rules]]
+match = {{ azp = "agent-client" }}
+id = "oidc-bot"
+kind = "agent"
+groups = ["automation"]
+"#,
+            self.url
+        )
+    }
+
+    fn token(&self, user: &str, groups: &[&str], extra: Value) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut claims = json!({"iss": self.url, "aud": "countersign", "sub": format!("sub-{user}"),
+            "preferred_username": user, "groups": groups, "exp": now + 600, "iat": now});
+        if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.kid = Some("k1".into());
+        jsonwebtoken::encode(&h, &claims, &EncodingKey::from_ed_der(&self.der)).unwrap()
+    }
+}
+
+async fn call(
+    gw: &Gw,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = gw
+        .http
+        .request(method, format!("{}{path}", gw.url))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn entries(gw: &Gw) -> Vec<Value> {
+    let (_, v) = gw
+        .get("alice", "/v1/audit/entries?start=0&limit=1000")
+        .await;
+    v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["entry"].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_agents_and_people_with_separation_of_duties() {
+    let idp = Idp::start().await;
+    let gw = Gw::start_with(&idp.config()).await;
+    let bot = idp.token("whatever", &[], json!({"azp": "agent-client"}));
+    let frank = idp.token("frank", &["sre"], json!({}));
+    let gina = idp.token("gina", &[], json!({}));
+    let gina_sre = idp.token("gina", &["sre"], json!({}));
+
+    // The workload rule makes the client-credentials token an agent; it acts for frank.
+    let (s, v) = call(
+        &gw,
+        &bot,
+        Method::POST,
+        "/v1/actions",
+        Some(json!({"action": "deploy", "resource": "r", "on_behalf_of": "frank"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let action = id(&v);
+    let (_, got) = call(
+        &gw,
+        &bot,
+        Method::GET,
+        &format!("/v1/actions/{action}"),
+        None,
+    )
+    .await;
+    assert_eq!(got["requester"], "oidc-bot");
+    let path = format!("/v1/reviews/{action}/votes");
+
+    // The agent cannot vote; frank (an SRE) is barred because it acts for him.
+    let (s, r) = call(
+        &gw,
+        &bot,
+        Method::POST,
+        &path,
+        Some(json!({"verdict": "approve"})),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::FORBIDDEN, "agents_cannot_approve")
+    );
+    let (s, r) = call(
+        &gw,
+        &frank,
+        Method::POST,
+        &path,
+        Some(json!({"verdict": "approve"})),
+    )
+    .await;
+    assert_eq!((s, code(&r)), (StatusCode::FORBIDDEN, "self_approval"));
+
+    // Approver membership comes from the token presented at the vote, not at the request.
+    let (s, r) = call(
+        &gw,
+        &gina,
+        Method::POST,
+        &path,
+        Some(json!({"verdict": "approve"})),
+    )
+    .await;
+    assert_eq!((s, code(&r)), (StatusCode::FORBIDDEN, "not_an_approver"));
+    let (s, r) = call(
+        &gw,
+        &gina_sre,
+        Method::POST,
+        &path,
+        Some(json!({"verdict": "approve"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["status"], "approved");
+
+    // A reviewer's modification is re-checked against policy as the OIDC requester.
+    let (_, v) = call(
+        &gw,
+        &bot,
+        Method::POST,
+        "/v1/actions",
+        Some(json!({"action": "deploy", "resource": "r2"})),
+    )
+    .await;
+    let (s, r) = call(
+        &gw,
+        &gina_sre,
+        Method::POST,
+        &format!("/v1/reviews/{}/votes", id(&v)),
+        Some(json!({"verdict": "modify", "params": {"replicas": 2}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["status"], "approved");
+
+    // A human may not submit on behalf of someone; an agent may not name a configured agent.
+    let (s, r) = call(
+        &gw,
+        &gina,
+        Method::POST,
+        "/v1/actions",
+        Some(json!({"action": "deploy", "resource": "r", "on_behalf_of": "frank"})),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::FORBIDDEN, "on_behalf_of_not_allowed")
+    );
+    let (s, r) = call(
+        &gw,
+        &bot,
+        Method::POST,
+        "/v1/actions",
+        Some(json!({"action": "deploy", "resource": "r", "on_behalf_of": "ci"})),
+    )
+    .await;
+    assert_eq!((s, code(&r)), (StatusCode::BAD_REQUEST, "invalid_request"));
+
+    // The audit trail names each identity's source, and holds no token.
+    let all = entries(&gw).await;
+    let text = serde_json::to_string(&all).unwrap();
+    for t in [&bot, &frank, &gina, &gina_sre] {
+        assert!(!text.contains(t.as_str()));
+    }
+    let submitted = all.iter().find(|e| e["type"] == "submitted").unwrap();
+    assert_eq!(
+        submitted["event"]["requester_source"],
+        format!("oidc:{}#sub-whatever", idp.url)
+    );
+    let voted = all.iter().find(|e| e["type"] == "voted").unwrap();
+    assert_eq!(voted["actor"], "gina");
+    assert_eq!(
+        voted["event"]["voter_source"],
+        format!("oidc:{}#sub-gina", idp.url)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_get_401_with_a_code_and_no_detail() {
+    let idp = Idp::start().await;
+    let gw = Gw::start_with(&idp.config()).await;
+    let good = idp.token("gina", &[], json!({}));
+    let expired = idp.token("gina", &[], json!({"exp": 1_000_000}));
+    let wrong_aud = idp.token("gina", &[], json!({"aud": "other"}));
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+        good.split('.').nth(1).unwrap()
+    );
+    let huge = "a".repeat(17 * 1024);
+    for (token, want) in [
+        (expired.as_str(), "token_expired"),
+        (wrong_aud.as_str(), "token_audience_invalid"),
+        (none.as_str(), "token_alg_none"),
+        ("x.y.z", "token_malformed"),
+        (huge.as_str(), "token_too_large"),
+        ("csk_unknown", "unauthenticated"),
+    ] {
+        let (s, r) = call(&gw, token, Method::GET, "/v1/reviews", None).await;
+        assert_eq!((s, code(&r)), (StatusCode::UNAUTHORIZED, want));
+        let msg = r["error"]["message"].as_str().unwrap();
+        assert!(!msg.contains("gina") && !msg.contains("other"), "{msg}");
+    }
+    let (s, _) = call(&gw, &good, Method::GET, "/v1/reviews", None).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_keys_through_the_admin_api() {
+    let idp = Idp::start().await;
+    let gw = Gw::start_with(&idp.config()).await;
+    let create =
+        json!({"identity": "keybot", "kind": "agent", "groups": ["automation"], "expires": "90d"});
+    // Only people in admin_group (`sec`: erin) manage keys.
+    for who in ["bot", "alice"] {
+        let (s, r) = gw.post(who, "/v1/admin/api-keys", create.clone()).await;
+        assert_eq!((s, code(&r)), (StatusCode::FORBIDDEN, "forbidden"), "{who}");
+    }
+    let (s, r) = gw
+        .post(
+            "erin",
+            "/v1/admin/api-keys",
+            json!({"identity": "mallory", "kind": "human"}),
+        )
+        .await;
+    assert_eq!((s, code(&r)), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let (s, created) = gw.post("erin", "/v1/admin/api-keys", create).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let secret = created["key"].as_str().unwrap().to_string();
+    let key_id = created["id"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("csk_"));
+    assert!(created["expires_at"].is_string());
+
+    // The key works, and the audit trail says which key.
+    let (s, v) = call(
+        &gw,
+        &secret,
+        Method::POST,
+        "/v1/actions",
+        Some(json!({"action": "deploy", "resource": "r"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, got) = call(
+        &gw,
+        &secret,
+        Method::GET,
+        &format!("/v1/actions/{}", id(&v)),
+        None,
+    )
+    .await;
+    assert_eq!(got["requester"], "keybot");
+    let all = entries(&gw).await;
+    assert!(all
+        .iter()
+        .any(|e| e["event"]["requester_source"] == format!("key:{key_id}")));
+    assert!(!serde_json::to_string(&all).unwrap().contains(&secret));
+
+    // The key cannot vote, however it is grouped; the list never shows secrets.
+    let (s, r) = call(
+        &gw,
+        &secret,
+        Method::POST,
+        &format!("/v1/reviews/{}/votes", id(&v)),
+        Some(json!({"verdict": "approve"})),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::FORBIDDEN, "agents_cannot_approve")
+    );
+    let (s, list) = gw.get("erin", "/v1/admin/api-keys").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["keys"][0]["id"], key_id.as_str());
+    assert!(!list.to_string().contains(&secret) && list["keys"][0].get("hash").is_none());
+
+    // Revoked: refused on the very next request.
+    let (s, r) = gw
+        .post(
+            "erin",
+            &format!("/v1/admin/api-keys/{key_id}/revoke"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert!(r["revoked_at"].is_string());
+    let (s, r) = call(&gw, &secret, Method::GET, "/v1/reviews", None).await;
+    assert_eq!((s, code(&r)), (StatusCode::UNAUTHORIZED, "key_revoked"));
+    let (s, r) = gw
+        .post(
+            "erin",
+            &format!("/v1/admin/api-keys/{key_id}/revoke"),
+            json!({}),
+        )
+        .await;
+    assert_eq!((s, code(&r)), (StatusCode::NOT_FOUND, "not_found"));
+
+    // Creation and revocation are audit entries of their own, naming the key, never its secret.
+    let all = entries(&gw).await;
+    let created = all.iter().find(|e| e["type"] == "key_created").unwrap();
+    assert_eq!(created["event"]["key_id"], key_id.as_str());
+    assert_eq!(created["event"]["identity"], "keybot");
+    assert!(created["actor"].as_str().unwrap().starts_with("erin"));
+    let revoked = all.iter().find(|e| e["type"] == "key_revoked").unwrap();
+    assert_eq!(revoked["event"]["key_id"], key_id.as_str());
+    assert!(!serde_json::to_string(&all).unwrap().contains(&secret));
+
+    // Admins are bound by the voting rules: erin cannot approve her own request.
+    let v = gw
+        .submit("erin", json!({"action": "iam.grant", "resource": "r"}))
+        .await;
+    let (s, r) = gw
+        .vote("erin", &id(&v), json!({"verdict": "approve"}))
+        .await;
+    assert_eq!((s, code(&r)), (StatusCode::FORBIDDEN, "self_approval"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_create_list_revoke_from_the_cli() {
+    let gw = Gw::start().await;
+    let config = gw.dir.path().join("countersign.toml");
+    let config = config.to_str().unwrap();
+    let run = |args: Vec<&str>| {
+        let out = std::process::Command::new(crate::cli::BIN)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (rc, stdout, stderr) = run(vec![
+        "keys",
+        "create",
+        "--config",
+        config,
+        "--identity",
+        "deploy-bot",
+        "--kind",
+        "agent",
+        "--groups",
+        "automation,deployers",
+        "--expires",
+        "90d",
+    ]);
+    assert_eq!(rc, 0, "{stderr}");
+    let secret = stdout.trim().to_string();
+    assert!(secret.starts_with("csk_"), "{stdout}");
+    let (rc, _, stderr) = run(vec![
+        "keys",
+        "create",
+        "--config",
+        config,
+        "--identity",
+        "x",
+        "--kind",
+        "human",
+    ]);
+    assert_eq!(rc, 2);
+    assert!(stderr.contains("agent"), "{stderr}");
+
+    // The running gateway (same database) accepts the key at once.
+    let (s, r) = call(&gw, &secret, Method::GET, "/v1/reviews", None).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+
+    let (rc, listed, _) = run(vec!["keys", "list", "--config", config]);
+    assert_eq!(rc, 0);
+    assert!(
+        listed.contains("deploy-bot\tagent\tautomation,deployers\tactive until"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&secret));
+    let key_id = listed.split('\t').next().unwrap().to_string();
+    let (rc, out, _) = run(vec!["keys", "revoke", "--config", config, &key_id]);
+    assert_eq!(rc, 0);
+    assert!(out.contains("revoked"));
+    let (s, r) = call(&gw, &secret, Method::GET, "/v1/reviews", None).await;
+    assert_eq!((s, code(&r)), (StatusCode::UNAUTHORIZED, "key_revoked"));
+    let (rc, _, stderr) = run(vec!["keys", "revoke", "--config", config, &key_id]);
+    assert_eq!(rc, 2);
+    assert!(stderr.contains("keys list"), "{stderr}");
+}

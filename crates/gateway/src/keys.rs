@@ -1,0 +1,160 @@
+//! Managed API keys: create (the secret is returned once), list, revoke. The operator does it
+//! from the CLI against the store; admins do it through the API. Both go through [`create`].
+
+use countersign_core::{Event, Identity, IdentityKind, Timestamp};
+use countersign_identity::config::valid_name;
+use countersign_identity::keys;
+use countersign_store::{ManagedKey, Store};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::error::GatewayError;
+use crate::service::Gateway;
+
+/// What a new key is for.
+#[derive(Debug, Clone)]
+pub struct KeyRequest {
+    /// The identity id the key authenticates as.
+    pub identity: String,
+    /// `agent` or `service`.
+    pub kind: IdentityKind,
+    /// Its groups.
+    pub groups: BTreeSet<String>,
+    /// Lifetime (none: until revoked).
+    pub expires_in: Option<Duration>,
+}
+
+/// Creates a key in `store`: returns the secret (show it once) and what was stored.
+///
+/// Keys are for agents and services only: a person signs in through the identity provider, and a
+/// leaked key must never be able to approve anything.
+pub async fn create(
+    store: &dyn Store,
+    req: KeyRequest,
+    created_by: &str,
+    now: Timestamp,
+) -> Result<(String, ManagedKey), GatewayError> {
+    if !valid_name(&req.identity) {
+        return Err(GatewayError::Invalid(
+            "`identity` must be 1-256 characters without spaces".into(),
+        ));
+    }
+    if req.kind == IdentityKind::Human {
+        return Err(GatewayError::Invalid(
+            "API keys are for agents and services; people sign in through the identity provider"
+                .into(),
+        ));
+    }
+    if let Some(g) = req.groups.iter().find(|g| !valid_name(g)) {
+        return Err(GatewayError::Invalid(format!(
+            "group `{g}` must have no spaces"
+        )));
+    }
+    let (secret, hash) = keys::generate();
+    let key = ManagedKey {
+        id: keys::new_id(),
+        hash,
+        identity: req.identity,
+        kind: req.kind,
+        groups: req.groups,
+        created_by: created_by.to_string(),
+        created_at: now,
+        expires_at: req.expires_in.map(|d| now.plus(d)),
+        revoked_at: None,
+    };
+    store.create_key(key.clone()).await?;
+    let event = Event::KeyCreated {
+        by: created_by.to_string(),
+        key_id: key.id.clone(),
+        identity: key.identity.clone(),
+        kind: key.kind,
+        groups: key.groups.iter().cloned().collect(),
+        expires_at: key.expires_at,
+    };
+    record(store, now, event).await?;
+    Ok((secret, key))
+}
+
+/// Revokes a key in `store`; effective on the next request on every replica.
+pub async fn revoke(
+    store: &dyn Store,
+    id: &str,
+    by: &str,
+    now: Timestamp,
+) -> Result<ManagedKey, GatewayError> {
+    if !store.revoke_key(id, now).await? {
+        return Err(GatewayError::KeyNotFound);
+    }
+    let key = store
+        .list_keys()
+        .await?
+        .into_iter()
+        .find(|k| k.id == id)
+        .ok_or(GatewayError::KeyNotFound)?;
+    let event = Event::KeyRevoked {
+        by: by.to_string(),
+        key_id: key.id.clone(),
+        identity: key.identity.clone(),
+    };
+    record(store, now, event).await?;
+    Ok(key)
+}
+
+/// Appends an identity change to the audit log (key id and identity only; never the secret or
+/// its hash). The key change is already committed: if the audit append fails, the caller hears
+/// of it and the log says so.
+async fn record(store: &dyn Store, now: Timestamp, event: Event) -> Result<(), GatewayError> {
+    tracing::info!(
+        event = event.kind(),
+        actor = event.actor(),
+        "managed API key change"
+    );
+    store.record_events(now, vec![(None, event)]).await?;
+    Ok(())
+}
+
+impl Gateway {
+    fn require_admin(&self, who: &Identity) -> Result<(), GatewayError> {
+        let admin = who.kind == IdentityKind::Human
+            && self
+                .admin_group
+                .as_ref()
+                .is_some_and(|g| who.groups.contains(g));
+        if admin {
+            Ok(())
+        } else {
+            Err(GatewayError::Forbidden(
+                "only people in the configured `admin_group` may manage API keys".into(),
+            ))
+        }
+    }
+
+    /// An admin creates a key.
+    pub async fn create_key(
+        &self,
+        who: &Identity,
+        req: KeyRequest,
+    ) -> Result<(String, ManagedKey), GatewayError> {
+        self.require_admin(who)?;
+        let by = who.source.clone().unwrap_or_else(|| who.id.clone());
+        create(
+            self.store.as_ref(),
+            req,
+            &format!("{} ({by})", who.id),
+            self.now_ts(),
+        )
+        .await
+    }
+
+    /// An admin lists keys.
+    pub async fn list_keys(&self, who: &Identity) -> Result<Vec<ManagedKey>, GatewayError> {
+        self.require_admin(who)?;
+        Ok(self.store.list_keys().await?)
+    }
+
+    /// An admin revokes a key.
+    pub async fn revoke_key(&self, who: &Identity, id: &str) -> Result<ManagedKey, GatewayError> {
+        self.require_admin(who)?;
+        revoke(self.store.as_ref(), id, &who.id, self.now_ts()).await
+    }
+}

@@ -1,0 +1,96 @@
+//! Who is calling. One [`Authenticator`] turns a bearer credential into an [`Identity`] with its
+//! source, trying in order: tokens from the config file (by SHA-256), managed API keys (`csk_`,
+//! looked up in the store on every request so a revocation holds at once on every replica), and
+//! OIDC JWTs from the configured issuers.
+//!
+//! **Architecture Invariant:** this crate authenticates and nothing else. It decides no rule about
+//! who may do what (that is `countersign_core::record`), and it never logs a credential: only key
+//! ids and `issuer#subject` appear in logs and in [`Identity::source`].
+
+pub mod claims;
+pub mod config;
+pub mod crypto;
+mod error;
+pub mod keys;
+pub mod oidc;
+
+pub use config::{ClaimRule, OidcIssuerConfig};
+pub use error::AuthError;
+pub use oidc::{OidcVerifier, MAX_TOKEN};
+
+use countersign_core::{Identity, Timestamp};
+use countersign_store::Store;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Turns bearer credentials into identities.
+pub struct Authenticator {
+    config_tokens: HashMap<[u8; 32], Arc<Identity>>,
+    store: Arc<dyn Store>,
+    oidc: OidcVerifier,
+}
+
+impl Authenticator {
+    /// `config_tokens`: SHA-256 of each configured token → its identity.
+    pub fn new(
+        config_tokens: HashMap<[u8; 32], Arc<Identity>>,
+        store: Arc<dyn Store>,
+        oidc: OidcVerifier,
+    ) -> Self {
+        Authenticator {
+            config_tokens,
+            store,
+            oidc,
+        }
+    }
+
+    /// The OIDC verifier.
+    pub fn oidc(&self) -> &OidcVerifier {
+        &self.oidc
+    }
+
+    /// The identity `token` proves, at `now`.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Arc<Identity>, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Unknown);
+        }
+        if token.len() > MAX_TOKEN {
+            return Err(AuthError::TooLarge);
+        }
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(ident) = self.config_tokens.get(&hash) {
+            return Ok(ident.clone());
+        }
+        if token.starts_with(keys::PREFIX) {
+            let key = self
+                .store
+                .key_by_hash(&hash)
+                .await?
+                .ok_or(AuthError::Unknown)?;
+            if key.revoked_at.is_some_and(|t| t <= now) {
+                return Err(AuthError::KeyRevoked);
+            }
+            if key.expires_at.is_some_and(|t| t <= now) {
+                return Err(AuthError::KeyExpired);
+            }
+            return Ok(Arc::new(Identity {
+                id: key.identity,
+                kind: key.kind,
+                groups: key.groups,
+                email: None,
+                source: Some(format!("key:{}", key.id)),
+                issuer: None,
+                claims: Default::default(),
+            }));
+        }
+        if token.bytes().filter(|b| *b == b'.').count() == 2 && !self.oidc.is_empty() {
+            return self.oidc.verify(token).await.map(Arc::new);
+        }
+        Err(AuthError::Unknown)
+    }
+}

@@ -1,0 +1,86 @@
+//! Managed API keys through the authenticator, against a real SQLite store.
+
+use countersign_core::{IdentityKind, Timestamp};
+use countersign_identity::{keys, Authenticator, OidcVerifier};
+use countersign_store::{ManagedKey, SqliteStore, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+fn key(id: &str, hash: [u8; 32], expires_at: Option<Timestamp>) -> ManagedKey {
+    ManagedKey {
+        id: id.into(),
+        hash,
+        identity: "deploy-bot".into(),
+        kind: IdentityKind::Agent,
+        groups: ["automation".to_string()].into(),
+        created_by: "operator".into(),
+        created_at: Timestamp(1_000),
+        expires_at,
+        revoked_at: None,
+    }
+}
+
+#[tokio::test]
+async fn managed_keys_authenticate_until_revoked_or_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("db")).unwrap());
+    let auth = Authenticator::new(
+        HashMap::new(),
+        store.clone(),
+        OidcVerifier::new(vec![]).unwrap(),
+    );
+    let (secret, hash) = keys::generate();
+    assert!(secret.starts_with("csk_") && secret.len() == 47);
+    store
+        .create_key(key("key_1", hash, Some(Timestamp(10_000))))
+        .await
+        .unwrap();
+
+    let who = auth.authenticate(&secret, Timestamp(2_000)).await.unwrap();
+    assert_eq!(
+        (who.id.as_str(), who.kind),
+        ("deploy-bot", IdentityKind::Agent)
+    );
+    assert_eq!(who.source.as_deref(), Some("key:key_1"));
+    assert!(who.groups.contains("automation"));
+
+    let err = auth
+        .authenticate(&secret, Timestamp(10_000))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "key_expired");
+    let err = auth
+        .authenticate(&format!("{secret}x"), Timestamp(2_000))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "unauthenticated");
+
+    assert!(store.revoke_key("key_1", Timestamp(3_000)).await.unwrap());
+    assert!(
+        !store.revoke_key("key_1", Timestamp(3_500)).await.unwrap(),
+        "revoked once"
+    );
+    let err = auth
+        .authenticate(&secret, Timestamp(4_000))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "key_revoked");
+
+    // A second store handle on the same database (another replica) sees the revocation.
+    let other = SqliteStore::open(&dir.path().join("db")).unwrap();
+    let listed = other.list_keys().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].revoked_at, Some(Timestamp(3_000)));
+    assert_eq!(listed[0].hash, hash);
+}
+
+#[tokio::test]
+async fn duplicate_key_ids_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+    let (_, h1) = keys::generate();
+    let (_, h2) = keys::generate();
+    store.create_key(key("key_1", h1, None)).await.unwrap();
+    assert!(store.create_key(key("key_1", h2, None)).await.is_err());
+    assert_eq!(store.list_keys().await.unwrap().len(), 1);
+}

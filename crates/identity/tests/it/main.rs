@@ -1,0 +1,4 @@
+mod keys;
+mod oidc;
+mod pyjwt;
+mod support;

@@ -1,0 +1,1342 @@
+//! The PostgreSQL store: several gateway replicas share one database.
+//!
+//! Writes go through one writer task per process that commits queued operations together (group
+//! commit), like the SQLite writer thread. Every write transaction first locks the single
+//! `audit_head` row, so write transactions from all replicas are serialised *in the database*:
+//! that one lock gives the audit log a single total order and one Merkle tree, makes each
+//! read-modify-write of a record see the latest committed state (exactly-once redemption, one
+//! quorum count, one `expired`), and costs one lock per batch rather than per row. Inside a
+//! batch, every read and write is a set-based statement (`= ANY`, `unnest`), so a batch of
+//! hundreds of operations is a handful of round trips.
+//!
+//! Changes are announced with `NOTIFY` in the same transaction (delivered on commit), and
+//! [`PostgresStore::changes`] relays them from a dedicated `LISTEN` connection.
+
+use async_trait::async_trait;
+use countersign_core::{ActionRecord, Event, Status, Timestamp};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_postgres::NoTls;
+
+use countersign_audit::merkle::{
+    leaf_hash, stored_hash_index, stored_hash_owner, stored_hashes_for_record,
+};
+use countersign_audit::{Hash, HashReader, TreeError};
+
+use crate::entry::EntryParts;
+use crate::{
+    AuditEntry, Inserted, ListFilter, Store, StoreError, StoredCheckpoint, Transition, UpdateError,
+};
+
+/// Most operations committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// Versioned schema migrations, applied in order, each once (`countersign_migrations`).
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "
+CREATE TABLE actions (
+    id TEXT PRIMARY KEY,
+    requester TEXT NOT NULL,
+    idempotency_key TEXT,
+    status TEXT NOT NULL,
+    review_expires_at BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX actions_idempotency
+    ON actions(requester, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX actions_open_reviews
+    ON actions(review_expires_at) WHERE status IN ('pending', 'needs_clarification');
+CREATE INDEX actions_status ON actions(status, created_at, id);
+CREATE INDEX actions_created ON actions(created_at, id);
+CREATE TABLE audit_entries (
+    idx BIGINT PRIMARY KEY,
+    action_id TEXT,
+    at BIGINT NOT NULL,
+    body BYTEA NOT NULL,
+    -- the Merkle hashes appending this entry stored (see the SQLite schema)
+    hashes BYTEA NOT NULL
+);
+CREATE INDEX audit_entries_action ON audit_entries(action_id, idx) WHERE action_id IS NOT NULL;
+CREATE TABLE audit_checkpoints (
+    size BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    note TEXT NOT NULL
+);
+-- The one row every write transaction locks first: the log's size, and the serialisation point
+-- of all writers across replicas.
+CREATE TABLE audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    size BIGINT NOT NULL
+);
+INSERT INTO audit_head (id, size) VALUES (1, 0);
+",
+    ),
+    (
+        2,
+        "
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    hash BYTEA NOT NULL UNIQUE,
+    identity TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT,
+    revoked_at BIGINT
+);
+",
+    ),
+];
+
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i32 = 2;
+
+fn db_err(e: tokio_postgres::Error) -> StoreError {
+    // `Display` of a server error is only "db error"; the source carries the message.
+    match e.as_db_error() {
+        Some(d) => StoreError::Database(format!("{}: {}", d.code().code(), d.message())),
+        None => StoreError::Database(e.to_string()),
+    }
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => db_err(e),
+        other => StoreError::Database(other.to_string()),
+    }
+}
+
+fn parse_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    url.parse()
+        .map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))
+}
+
+/// Applies pending migrations to the database at `url`; returns `(before, after)` versions.
+/// Safe to run from several replicas at once (an advisory transaction lock serialises them).
+pub async fn migrate(url: &str) -> Result<(i32, i32), StoreError> {
+    let (mut client, conn) = parse_config(url)?.connect(NoTls).await.map_err(db_err)?;
+    let driver = tokio::spawn(conn);
+    let out = migrate_client(&mut client).await;
+    drop(client);
+    let _ = driver.await;
+    out
+}
+
+async fn migrate_client(client: &mut tokio_postgres::Client) -> Result<(i32, i32), StoreError> {
+    let tx = client.transaction().await.map_err(db_err)?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(hashtext('countersign-migrate:' || current_schema()));
+         CREATE TABLE IF NOT EXISTS countersign_migrations (
+             version INTEGER PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         );",
+    )
+    .await
+    .map_err(db_err)?;
+    let before: i32 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM countersign_migrations",
+            &[],
+        )
+        .await
+        .map_err(db_err)?
+        .get(0);
+    if before > SCHEMA_VERSION {
+        return Err(StoreError::Database(format!(
+            "the database has schema version {before}, newer than this build's \
+             {SCHEMA_VERSION}; upgrade countersign"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > before) {
+        tx.batch_execute(sql).await.map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO countersign_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok((before, SCHEMA_VERSION))
+}
+
+enum Op {
+    Insert {
+        record: Box<ActionRecord>,
+        body: String,
+        events: Vec<EntryParts>,
+        reply: oneshot::Sender<Result<Inserted, StoreError>>,
+    },
+    Checkpoint {
+        checkpoint: StoredCheckpoint,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Append {
+        at: Timestamp,
+        entries: Vec<(Option<String>, EntryParts)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Update {
+        id: String,
+        now: Timestamp,
+        transition: Transition,
+        reply: oneshot::Sender<Result<(ActionRecord, Vec<Event>), UpdateError>>,
+    },
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+    writer: mpsc::UnboundedSender<Op>,
+    changes: broadcast::Sender<String>,
+    config: tokio_postgres::Config,
+    scope: String,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/db`, libpq-style parameters such as
+    /// `options=-csearch_path%3Dname` allowed), runs pending migrations and starts the writer.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let config = parse_config(url)?;
+        let mgr = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(8)
+            .build()
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        let scope = {
+            let mut client = pool.get().await.map_err(pool_err)?;
+            migrate_client(&mut client).await?;
+            let row = client
+                .query_one("SELECT current_database() || '.' || current_schema()", &[])
+                .await
+                .map_err(db_err)?;
+            row.get::<_, String>(0)
+        };
+        let channel = channel_name(&scope);
+        let (changes, _) = broadcast::channel(4096);
+        let (ready, listening) = oneshot::channel();
+        let listener = tokio::spawn(listen_loop(
+            config.clone(),
+            channel.clone(),
+            changes.clone(),
+            ready,
+        ));
+        // Return only once LISTEN is in place, so no later commit goes unannounced.
+        if !matches!(
+            tokio::time::timeout(Duration::from_secs(30), listening).await,
+            Ok(Ok(()))
+        ) {
+            listener.abort();
+            return Err(StoreError::Database(
+                "could not LISTEN for changes within 30 s".into(),
+            ));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer_loop(pool.clone(), rx, channel));
+        Ok(PostgresStore {
+            pool,
+            writer: tx,
+            changes,
+            config,
+            scope,
+            listener,
+        })
+    }
+
+    /// `database.schema` this store works in (what its notification channel and leader lock
+    /// are scoped to).
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Tries to become the leader for background work: a session-level advisory lock on a
+    /// dedicated connection, released when that connection (or the process) dies. Returns the
+    /// connection holding it, or `None` if another process holds the lease.
+    pub async fn lead(&self) -> Result<Option<LeaderLease>, StoreError> {
+        let (client, conn) = self.config.connect(NoTls).await.map_err(db_err)?;
+        let driver = tokio::spawn(conn);
+        let got: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('countersign-leader:' || $1::text))",
+                &[&self.scope],
+            )
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if got {
+            Ok(Some(LeaderLease {
+                client,
+                driver: Some(driver),
+            }))
+        } else {
+            drop(client);
+            let _ = driver.await;
+            Ok(None)
+        }
+    }
+
+    fn send(&self, op: Op) -> Result<(), StoreError> {
+        self.writer.send(op).map_err(|_| StoreError::Closed)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_err)
+    }
+}
+
+/// A held leader lease. Dropping it closes its connection, which releases the lock.
+pub struct LeaderLease {
+    client: tokio_postgres::Client,
+    driver: Option<tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>>,
+}
+
+#[async_trait]
+impl crate::Lease for LeaderLease {
+    /// Whether the session holding the lock is still alive (a cheap round trip).
+    async fn alive(&self) -> bool {
+        if self.driver.as_ref().is_some_and(|d| d.is_finished()) {
+            return false;
+        }
+        tokio::time::timeout(Duration::from_secs(5), self.client.simple_query("SELECT 1"))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+impl Drop for LeaderLease {
+    fn drop(&mut self) {
+        if let Some(d) = self.driver.take() {
+            d.abort();
+        }
+    }
+}
+
+fn channel_name(scope: &str) -> String {
+    // Channel names are identifiers (at most 63 bytes); a hash keeps any schema name valid.
+    let h = countersign_audit::merkle::leaf_hash(scope.as_bytes());
+    let hex: String = h[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("countersign_{hex}")
+}
+
+/// Relays `NOTIFY` payloads (comma-separated action ids) from a dedicated connection,
+/// reconnecting after a failure. After each (re)connection it sends [`ANY_CHANGE`], since
+/// notifications sent while it was not listening are lost.
+async fn listen_loop(
+    config: tokio_postgres::Config,
+    channel: String,
+    out: broadcast::Sender<String>,
+    ready: oneshot::Sender<()>,
+) {
+    use tokio_postgres::AsyncMessage;
+    let mut ready = Some(ready);
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut conn)) => {
+                let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+                let driver = tokio::spawn(async move {
+                    loop {
+                        match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                            Some(Ok(AsyncMessage::Notification(n))) => {
+                                if tx.send(n.payload().to_string()).is_err() {
+                                    break;
+                                }
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %e, "the LISTEN connection failed");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                });
+                match client.batch_execute(&format!("LISTEN {channel}")).await {
+                    Ok(()) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                        let _ = out.send(ANY_CHANGE.to_string());
+                        while let Some(payload) = rx.recv().await {
+                            for id in payload.split(',') {
+                                let _ = out.send(id.to_string());
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
+                }
+                drop(client);
+                driver.abort();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the LISTEN connection; retrying");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Sent on [`PostgresStore::changes`] when any record may have changed unseen.
+pub const ANY_CHANGE: &str = "";
+
+/// Stored Merkle hashes a batch may need: the frontier of the tree it starts from (the only
+/// earlier hashes an append reads), then everything the batch appends.
+struct BatchHashes(HashMap<u64, Hash>);
+
+impl HashReader for BatchHashes {
+    type Error = StoreError;
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        indexes
+            .iter()
+            .map(|k| {
+                self.0.get(k).copied().ok_or_else(|| StoreError::Corrupt {
+                    id: format!("audit hash {k}"),
+                    message: "not on the tree's frontier".into(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The stored-hash indexes of the perfect subtrees tiling the first `size` leaves, largest
+/// first: the left siblings any later append can need.
+fn frontier(size: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut start = 0u64;
+    for level in (0..64u32).rev() {
+        if size & (1u64 << level) != 0 {
+            out.push(stored_hash_index(level, start >> level));
+            start += 1u64 << level;
+        }
+    }
+    out
+}
+
+fn tree_err(e: TreeError<StoreError>) -> StoreError {
+    match e {
+        TreeError::Read(inner) => inner,
+        other => StoreError::Database(format!("audit tree: {other}")),
+    }
+}
+
+fn decode(id: &str, body: &str) -> Result<ActionRecord, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+        id: id.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Database(format!("encoding: {e}")))
+}
+
+fn review_deadline(r: &ActionRecord) -> Option<i64> {
+    r.review
+        .as_ref()
+        .filter(|_| r.status.is_open_review())
+        .map(|rv| rv.expires_at.millis())
+}
+
+/// Audit rows a batch appends, column by column (for `unnest`).
+#[derive(Default)]
+struct AuditRows {
+    idx: Vec<i64>,
+    action_id: Vec<Option<String>>,
+    at: Vec<i64>,
+    body: Vec<Vec<u8>>,
+    hashes: Vec<Vec<u8>>,
+}
+
+/// One batch's view of the log and the records it touched.
+struct Batch {
+    next: u64,
+    tree: BatchHashes,
+    audit: AuditRows,
+    records: HashMap<String, ActionRecord>,
+    /// Ids inserted by this batch, in order, with their encoded body if unchanged since.
+    new: Vec<String>,
+    fresh_body: HashMap<String, String>,
+    new_set: HashSet<String>,
+    /// Existing ids this batch changed.
+    dirty: Vec<String>,
+    dirty_set: HashSet<String>,
+    idem: HashMap<(String, String), String>,
+    checkpoints: Vec<StoredCheckpoint>,
+}
+
+impl Batch {
+    fn append(
+        &mut self,
+        action_id: Option<&str>,
+        at: Timestamp,
+        entries: &[EntryParts],
+    ) -> Result<(), StoreError> {
+        for parts in entries {
+            let index = self.next;
+            let body = parts.bytes(index);
+            let hashes =
+                stored_hashes_for_record(index, leaf_hash(&body), &self.tree).map_err(tree_err)?;
+            let first = stored_hash_index(0, index);
+            for (i, h) in hashes.iter().enumerate() {
+                self.tree.0.insert(first + i as u64, *h);
+            }
+            self.audit.idx.push(index as i64);
+            self.audit.action_id.push(action_id.map(str::to_string));
+            self.audit.at.push(at.millis());
+            self.audit.body.push(body);
+            self.audit.hashes.push(hashes.concat());
+            self.next += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A decided operation waiting for the commit before its reply goes out.
+enum Done {
+    Insert(
+        oneshot::Sender<Result<Inserted, StoreError>>,
+        Result<Inserted, StoreError>,
+    ),
+    Update(
+        oneshot::Sender<Result<(ActionRecord, Vec<Event>), UpdateError>>,
+        Result<(ActionRecord, Vec<Event>), UpdateError>,
+    ),
+    Checkpoint(oneshot::Sender<Result<(), StoreError>>),
+    Append(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
+}
+
+impl Done {
+    fn send(self, committed: &Result<(), StoreError>) {
+        let failed = || StoreError::Database("the commit failed; nothing was recorded".into());
+        match (self, committed) {
+            (Done::Insert(tx, r), Ok(())) => drop(tx.send(r)),
+            (Done::Insert(tx, r), Err(e)) => drop(tx.send(match r {
+                Ok(_) => Err(StoreError::Database(format!("{}: {e}", failed()))),
+                err => err,
+            })),
+            (Done::Update(tx, r), Ok(())) => drop(tx.send(r)),
+            (Done::Update(tx, r), Err(e)) => drop(tx.send(match r {
+                Ok(_) => Err(UpdateError::Store(StoreError::Database(format!(
+                    "{}: {e}",
+                    failed()
+                )))),
+                err => err,
+            })),
+            (Done::Checkpoint(tx), Ok(())) => drop(tx.send(Ok(()))),
+            (Done::Append(tx, r), Ok(())) => drop(tx.send(r)),
+            (Done::Append(tx, r), Err(e)) => drop(tx.send(match r {
+                Ok(()) => Err(StoreError::Database(format!("{}: {e}", failed()))),
+                err => err,
+            })),
+            (Done::Checkpoint(tx), Err(e)) => {
+                drop(tx.send(Err(StoreError::Database(format!("{}: {e}", failed())))))
+            }
+        }
+    }
+}
+
+async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>, channel: String) {
+    while let Some(first) = rx.recv().await {
+        let mut ops = vec![first];
+        while ops.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut done = Vec::with_capacity(ops.len());
+        let committed = run_batch(&pool, ops, &mut done, &channel).await;
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "group commit failed; nothing in the batch was recorded");
+        }
+        for d in done {
+            d.send(&committed);
+        }
+    }
+}
+
+/// Decides and commits one batch. Replies are collected in `done` and sent by the caller once
+/// the outcome of the commit is known.
+async fn run_batch(
+    pool: &Pool,
+    ops: Vec<Op>,
+    done: &mut Vec<Done>,
+    channel: &str,
+) -> Result<(), StoreError> {
+    // Decide nothing before the connection and the lock are held: a failure here must still
+    // answer every operation, so the operations are only consumed below.
+    let mut client = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => return Err(fail_all(ops, done, pool_err(e))),
+    };
+    let tx = match client.transaction().await {
+        Ok(t) => t,
+        Err(e) => return Err(fail_all(ops, done, db_err(e))),
+    };
+    let mut keys_r = Vec::new();
+    let mut keys_k = Vec::new();
+    let mut ids = Vec::new();
+    for op in &ops {
+        match op {
+            Op::Insert { record, .. } => {
+                if let Some(k) = &record.idempotency_key {
+                    keys_r.push(record.requester.clone());
+                    keys_k.push(k.clone());
+                }
+            }
+            Op::Update { id, .. } => ids.push(id.clone()),
+            Op::Checkpoint { .. } | Op::Append { .. } => {}
+        }
+    }
+    let prelude = async {
+        let size: i64 = tx
+            .query_one("SELECT size FROM audit_head WHERE id = 1 FOR UPDATE", &[])
+            .await
+            .map_err(db_err)?
+            .get(0);
+        let size = size as u64;
+        let frontier_idx: Vec<i64> = frontier(size)
+            .into_iter()
+            .map(|k| stored_hash_owner(k).0 as i64)
+            .collect();
+        let (existing, locked, front) = tokio::try_join!(
+            async {
+                if keys_r.is_empty() {
+                    return Ok(Vec::new());
+                }
+                tx.query(
+                    "SELECT a.id, a.requester, a.idempotency_key, a.body FROM actions a \
+                     JOIN unnest($1::text[], $2::text[]) AS k(r, key) \
+                     ON a.requester = k.r AND a.idempotency_key = k.key",
+                    &[&keys_r, &keys_k],
+                )
+                .await
+            },
+            async {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                tx.query(
+                    "SELECT id, body FROM actions WHERE id = ANY($1) FOR UPDATE",
+                    &[&ids],
+                )
+                .await
+            },
+            async {
+                if frontier_idx.is_empty() {
+                    return Ok(Vec::new());
+                }
+                tx.query(
+                    "SELECT idx, hashes FROM audit_entries WHERE idx = ANY($1)",
+                    &[&frontier_idx],
+                )
+                .await
+            },
+        )
+        .map_err(db_err)?;
+        let mut batch = Batch {
+            next: size,
+            tree: BatchHashes(HashMap::new()),
+            audit: AuditRows::default(),
+            records: HashMap::new(),
+            new: Vec::new(),
+            fresh_body: HashMap::new(),
+            dirty: Vec::new(),
+            new_set: HashSet::new(),
+            dirty_set: HashSet::new(),
+            idem: HashMap::new(),
+            checkpoints: Vec::new(),
+        };
+        for row in existing {
+            let id: String = row.get(0);
+            let record = decode(&id, row.get(3))?;
+            batch.idem.insert((row.get(1), row.get(2)), id.clone());
+            batch.records.insert(id, record);
+        }
+        for row in locked {
+            let id: String = row.get(0);
+            let record = decode(&id, row.get(1))?;
+            batch.records.insert(id, record);
+        }
+        let owners: HashMap<i64, Vec<u8>> = front
+            .into_iter()
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
+            .collect();
+        for k in frontier(size) {
+            let (n, offset) = stored_hash_owner(k);
+            let at = offset as usize * 32;
+            let h: Hash = owners
+                .get(&(n as i64))
+                .and_then(|b| b.get(at..at + 32))
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    id: format!("audit entry {n}"),
+                    message: format!("no stored hash at offset {offset}"),
+                })?;
+            batch.tree.0.insert(k, h);
+        }
+        Ok::<_, StoreError>(batch)
+    };
+    let mut batch = match prelude.await {
+        Ok(b) => b,
+        Err(e) => return Err(fail_all(ops, done, e)),
+    };
+
+    for op in ops {
+        decide(&mut batch, op, done);
+    }
+    let result = write_batch(&tx, &batch, channel).await;
+    match result {
+        Ok(()) => tx.commit().await.map_err(db_err),
+        Err(e) => Err(e),
+    }
+}
+
+fn fail_all(ops: Vec<Op>, done: &mut Vec<Done>, err: StoreError) -> StoreError {
+    for op in ops {
+        match op {
+            Op::Insert { reply, .. } => done.push(Done::Insert(reply, Err(StoreError::Closed))),
+            Op::Update { reply, .. } => done.push(Done::Update(
+                reply,
+                Err(UpdateError::Store(StoreError::Closed)),
+            )),
+            Op::Checkpoint { reply, .. } => done.push(Done::Checkpoint(reply)),
+            Op::Append { reply, .. } => done.push(Done::Append(reply, Ok(()))),
+        }
+    }
+    // Every reply above is overridden by the failed commit's error in `Done::send`, except the
+    // placeholder errors, which must carry the real cause too.
+    for d in done.iter_mut() {
+        match d {
+            Done::Insert(_, r @ Err(StoreError::Closed)) => {
+                *r = Err(StoreError::Database(err.to_string()))
+            }
+            Done::Update(_, r @ Err(UpdateError::Store(StoreError::Closed))) => {
+                *r = Err(UpdateError::Store(StoreError::Database(err.to_string())))
+            }
+            _ => {}
+        }
+    }
+    err
+}
+
+/// Decides one operation against the batch's in-memory state (the rows are locked).
+fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
+    match op {
+        Op::Insert {
+            record,
+            body,
+            events,
+            reply,
+        } => {
+            let key = record
+                .idempotency_key
+                .as_ref()
+                .map(|k| (record.requester.clone(), k.clone()));
+            if let Some(first) = key.as_ref().and_then(|k| batch.idem.get(k)) {
+                let existing = batch.records.get(first).cloned();
+                done.push(Done::Insert(
+                    reply,
+                    existing
+                        .map(Inserted::Existing)
+                        .ok_or_else(|| StoreError::Database("idempotent record vanished".into())),
+                ));
+                return;
+            }
+            if batch.records.contains_key(&record.id) {
+                done.push(Done::Insert(
+                    reply,
+                    Err(StoreError::Database(format!(
+                        "duplicate action id {}",
+                        record.id
+                    ))),
+                ));
+                return;
+            }
+            let start = (batch.next, batch.audit.idx.len());
+            if let Err(e) = batch.append(Some(&record.id), record.created_at, &events) {
+                rollback_audit(batch, start);
+                done.push(Done::Insert(reply, Err(e)));
+                return;
+            }
+            if let Some(k) = key {
+                batch.idem.insert(k, record.id.clone());
+            }
+            batch.new.push(record.id.clone());
+            batch.new_set.insert(record.id.clone());
+            batch.fresh_body.insert(record.id.clone(), body);
+            batch.records.insert(record.id.clone(), (*record).clone());
+            done.push(Done::Insert(reply, Ok(Inserted::Created(*record))));
+        }
+        Op::Update {
+            id,
+            now,
+            transition,
+            reply,
+        } => {
+            let Some(current) = batch.records.get(&id) else {
+                done.push(Done::Update(reply, Err(UpdateError::NotFound)));
+                return;
+            };
+            let mut record = current.clone();
+            let events = match transition(&mut record) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    done.push(Done::Update(reply, Err(UpdateError::Domain(e))));
+                    return;
+                }
+            };
+            if events.is_empty() {
+                done.push(Done::Update(reply, Ok((record, events))));
+                return;
+            }
+            let parts = match events
+                .iter()
+                .map(|e| EntryParts::new(Some(&id), now, e))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    done.push(Done::Update(reply, Err(UpdateError::Store(e))));
+                    return;
+                }
+            };
+            let start = (batch.next, batch.audit.idx.len());
+            if let Err(e) = batch.append(Some(&id), now, &parts) {
+                rollback_audit(batch, start);
+                done.push(Done::Update(reply, Err(UpdateError::Store(e))));
+                return;
+            }
+            batch.fresh_body.remove(&id);
+            if !batch.new_set.contains(&id) && batch.dirty_set.insert(id.clone()) {
+                batch.dirty.push(id.clone());
+            }
+            batch.records.insert(id, record.clone());
+            done.push(Done::Update(reply, Ok((record, events))));
+        }
+        Op::Checkpoint { checkpoint, reply } => {
+            batch.checkpoints.push(checkpoint);
+            done.push(Done::Checkpoint(reply));
+        }
+        Op::Append { at, entries, reply } => {
+            let start = (batch.next, batch.audit.idx.len());
+            let result = entries.iter().try_for_each(|(id, parts)| {
+                batch.append(id.as_deref(), at, std::slice::from_ref(parts))
+            });
+            if result.is_err() {
+                rollback_audit(batch, start);
+            }
+            done.push(Done::Append(reply, result));
+        }
+    }
+}
+
+/// Forgets audit rows appended after `start` (hashes left in the tree map are overwritten by
+/// the next append at the same positions).
+fn rollback_audit(batch: &mut Batch, (next, rows): (u64, usize)) {
+    batch.next = next;
+    batch.audit.idx.truncate(rows);
+    batch.audit.action_id.truncate(rows);
+    batch.audit.at.truncate(rows);
+    batch.audit.body.truncate(rows);
+    batch.audit.hashes.truncate(rows);
+}
+
+type Columns = (
+    Vec<String>,
+    Vec<String>,
+    Vec<Option<String>>,
+    Vec<String>,
+    Vec<Option<i64>>,
+    Vec<i64>,
+    Vec<i64>,
+    Vec<String>,
+);
+
+type UpdateColumns = (
+    Vec<String>,
+    Vec<String>,
+    Vec<Option<i64>>,
+    Vec<i64>,
+    Vec<String>,
+);
+
+/// Writes what a batch decided: a handful of set-based statements.
+async fn write_batch(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &Batch,
+    channel: &str,
+) -> Result<(), StoreError> {
+    let mut ins: Columns = Default::default();
+    for id in &batch.new {
+        let Some(r) = batch.records.get(id) else {
+            continue;
+        };
+        let body = match batch.fresh_body.get(id) {
+            Some(b) => b.clone(),
+            None => encode(r)?,
+        };
+        ins.0.push(r.id.clone());
+        ins.1.push(r.requester.clone());
+        ins.2.push(r.idempotency_key.clone());
+        ins.3.push(r.status.as_str().to_string());
+        ins.4.push(review_deadline(r));
+        ins.5.push(r.created_at.millis());
+        ins.6.push(r.updated_at.millis());
+        ins.7.push(body);
+    }
+    let mut upd: UpdateColumns = Default::default();
+    for id in &batch.dirty {
+        let Some(r) = batch.records.get(id) else {
+            continue;
+        };
+        upd.0.push(id.clone());
+        upd.1.push(r.status.as_str().to_string());
+        upd.2.push(review_deadline(r));
+        upd.3.push(r.updated_at.millis());
+        upd.4.push(encode(r)?);
+    }
+    let a = &batch.audit;
+    let size = batch.next as i64;
+    let mut changed: Vec<&str> = batch.dirty.iter().map(String::as_str).collect();
+    changed.extend(batch.new.iter().map(String::as_str));
+    let payloads = notify_payloads(&changed);
+    tokio::try_join!(
+        async {
+            if ins.0.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                "INSERT INTO actions (id, requester, idempotency_key, status, review_expires_at, \
+                 created_at, updated_at, body) SELECT * FROM unnest($1::text[], $2::text[], \
+                 $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::text[])",
+                &[
+                    &ins.0, &ins.1, &ins.2, &ins.3, &ins.4, &ins.5, &ins.6, &ins.7,
+                ],
+            )
+            .await
+        },
+        async {
+            if upd.0.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                "UPDATE actions AS a SET status = v.status, review_expires_at = v.exp, \
+                 updated_at = v.upd, body = v.body FROM unnest($1::text[], $2::text[], \
+                 $3::int8[], $4::int8[], $5::text[]) AS v(id, status, exp, upd, body) \
+                 WHERE a.id = v.id",
+                &[&upd.0, &upd.1, &upd.2, &upd.3, &upd.4],
+            )
+            .await
+        },
+        async {
+            if a.idx.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                "INSERT INTO audit_entries (idx, action_id, at, body, hashes) SELECT * FROM \
+                 unnest($1::int8[], $2::text[], $3::int8[], $4::bytea[], $5::bytea[])",
+                &[&a.idx, &a.action_id, &a.at, &a.body, &a.hashes],
+            )
+            .await?;
+            tx.execute("UPDATE audit_head SET size = $1 WHERE id = 1", &[&size])
+                .await
+        },
+        async {
+            for cp in &batch.checkpoints {
+                tx.execute(
+                    "INSERT INTO audit_checkpoints (size, at, note) VALUES ($1, $2, $3) \
+                     ON CONFLICT (size) DO NOTHING",
+                    &[&(cp.size as i64), &cp.at.millis(), &cp.note],
+                )
+                .await?;
+            }
+            Ok(0)
+        },
+        async {
+            for p in &payloads {
+                tx.execute("SELECT pg_notify($1, $2)", &[&channel, p])
+                    .await?;
+            }
+            Ok(0)
+        },
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Comma-joined ids, each payload under PostgreSQL's 8000-byte limit.
+fn notify_payloads(ids: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for id in ids {
+        if !cur.is_empty() && cur.len() + id.len() + 1 > 7000 {
+            out.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(',');
+        }
+        cur.push_str(id);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn status_list(statuses: &[Status]) -> Vec<String> {
+    statuses.iter().map(|s| s.as_str().to_string()).collect()
+}
+
+const KEY_COLUMNS: &str =
+    "id, hash, identity, kind, groups, created_by, created_at, expires_at, revoked_at";
+
+fn key_row(r: &tokio_postgres::Row) -> Result<crate::ManagedKey, StoreError> {
+    let id: String = r.get(0);
+    let corrupt = |m: &str| StoreError::Corrupt {
+        id: id.clone(),
+        message: m.into(),
+    };
+    let hash: Vec<u8> = r.get(1);
+    let hash =
+        <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| corrupt("key hash is not 32 bytes"))?;
+    let kind = crate::keys::kind_from(r.get(3)).ok_or_else(|| corrupt("unknown key kind"))?;
+    let groups = serde_json::from_str(r.get(4)).map_err(|_| corrupt("unreadable key groups"))?;
+    Ok(crate::ManagedKey {
+        hash,
+        identity: r.get(2),
+        kind,
+        groups,
+        created_by: r.get(5),
+        created_at: Timestamp(r.get(6)),
+        expires_at: r.get::<_, Option<i64>>(7).map(Timestamp),
+        revoked_at: r.get::<_, Option<i64>>(8).map(Timestamp),
+        id,
+    })
+}
+
+fn checkpoint_row(r: &tokio_postgres::Row) -> StoredCheckpoint {
+    StoredCheckpoint {
+        size: r.get::<_, i64>(0) as u64,
+        at: Timestamp(r.get(1)),
+        note: r.get(2),
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn insert(
+        &self,
+        record: ActionRecord,
+        events: Vec<Event>,
+    ) -> Result<Inserted, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let body = encode(&record)?;
+        let events = events
+            .iter()
+            .map(|e| EntryParts::new(Some(&record.id), record.created_at, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.send(Op::Insert {
+            record: Box::new(record),
+            body,
+            events,
+            reply,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<ActionRecord>, StoreError> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached("SELECT body FROM actions WHERE id = $1")
+            .await
+            .map_err(db_err)?;
+        let row = c.query_opt(&stmt, &[&id]).await.map_err(db_err)?;
+        row.map(|r| decode(id, r.get(0))).transpose()
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        now: Timestamp,
+        transition: Transition,
+    ) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Update {
+            id: id.to_string(),
+            now,
+            transition,
+            reply,
+        })?;
+        rx.await
+            .map_err(|_| UpdateError::Store(StoreError::Closed))?
+    }
+
+    async fn record_events(
+        &self,
+        at: Timestamp,
+        events: Vec<(Option<String>, Event)>,
+    ) -> Result<(), StoreError> {
+        let entries = events
+            .iter()
+            .map(|(id, e)| Ok((id.clone(), EntryParts::new(id.as_deref(), at, e)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Append { at, entries, reply })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {
+        let c = self.client().await?;
+        let limit = filter.limit as i64;
+        let rows = if filter.statuses.is_empty() {
+            c.query(
+                "SELECT id, body FROM actions ORDER BY created_at, id LIMIT $1",
+                &[&limit],
+            )
+            .await
+        } else {
+            c.query(
+                "SELECT id, body FROM actions WHERE status = ANY($1) \
+                 ORDER BY created_at, id LIMIT $2",
+                &[&status_list(&filter.statuses), &limit],
+            )
+            .await
+        }
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| decode(r.get::<_, &str>(0), r.get(1)))
+            .collect()
+    }
+
+    async fn due_for_expiry(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT id FROM actions WHERE status IN ('pending', 'needs_clarification') \
+                 AND review_expires_at <= $1 ORDER BY review_expires_at LIMIT $2",
+                &[&now.millis(), &(limit as i64)],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "SELECT MIN(review_expires_at) FROM actions \
+                 WHERE status IN ('pending', 'needs_clarification')",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row.get::<_, Option<i64>>(0).map(Timestamp))
+    }
+
+    async fn audit_size(&self) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one("SELECT size FROM audit_head WHERE id = 1", &[])
+            .await
+            .map_err(db_err)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn audit_entries(&self, start: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT idx, action_id, at, body FROM audit_entries WHERE idx >= $1 \
+                 ORDER BY idx LIMIT $2",
+                &[&(start as i64), &(limit as i64)],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                index: r.get::<_, i64>(0) as u64,
+                action_id: r.get(1),
+                at: Timestamp(r.get(2)),
+                body: r.get(3),
+            })
+            .collect())
+    }
+
+    async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        let owners: Vec<(u64, u64)> = indexes.iter().map(|&k| stored_hash_owner(k)).collect();
+        let wanted: Vec<i64> = owners
+            .iter()
+            .map(|(n, _)| *n as i64)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT idx, hashes FROM audit_entries WHERE idx = ANY($1)",
+                &[&wanted],
+            )
+            .await
+            .map_err(db_err)?;
+        let blobs: HashMap<i64, Vec<u8>> = rows
+            .into_iter()
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
+            .collect();
+        owners
+            .iter()
+            .map(|&(n, offset)| {
+                let at = offset as usize * 32;
+                blobs
+                    .get(&(n as i64))
+                    .and_then(|b| b.get(at..at + 32))
+                    .and_then(|h| h.try_into().ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        id: format!("audit entry {n}"),
+                        message: format!("no stored hash at offset {offset}"),
+                    })
+            })
+            .collect()
+    }
+
+    async fn action_audit_indexes(&self, action_id: &str) -> Result<Vec<u64>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT idx FROM audit_entries WHERE action_id = $1 ORDER BY idx",
+                &[&action_id],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT size, at, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row.as_ref().map(checkpoint_row))
+    }
+
+    async fn audit_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT size, at, note FROM audit_checkpoints ORDER BY size",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(checkpoint_row).collect())
+    }
+
+    async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Checkpoint { checkpoint, reply })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.changes.subscribe())
+    }
+
+    async fn create_key(&self, key: crate::ManagedKey) -> Result<(), StoreError> {
+        let groups = encode(&key.groups)?;
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO api_keys (id, hash, identity, kind, groups, created_by, created_at, \
+             expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &key.id,
+                &key.hash.as_slice(),
+                &key.identity,
+                &key.kind.as_str(),
+                &groups,
+                &key.created_by,
+                &key.created_at.millis(),
+                &key.expires_at.map(|t| t.millis()),
+                &key.revoked_at.map(|t| t.millis()),
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&id, &at.millis()],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<crate::ManagedKey>, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1"),
+                &[&hash.as_slice()],
+            )
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(key_row).transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<crate::ManagedKey>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(key_row).collect()
+    }
+
+    async fn try_lead(&self) -> Result<Option<Box<dyn crate::Lease>>, StoreError> {
+        Ok(self
+            .lead()
+            .await?
+            .map(|l| Box::new(l) as Box<dyn crate::Lease>))
+    }
+}
