@@ -2,8 +2,8 @@
 
 mod audit_cmd;
 mod client;
-mod mcp_cmd;
 mod keys_cmd;
+mod mcp_cmd;
 mod operator;
 mod replicas_cmd;
 
