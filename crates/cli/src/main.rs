@@ -3,6 +3,7 @@
 mod audit_cmd;
 mod client;
 mod keys_cmd;
+mod mcp_cmd;
 mod operator;
 mod replicas_cmd;
 
@@ -35,6 +36,9 @@ enum Command {
     /// Export and verify the audit log offline.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Put approvals in front of an MCP server.
+    #[command(subcommand)]
+    Mcp(mcp_cmd::McpCommand),
     /// Apply pending database schema migrations and exit (serve also runs them).
     Migrate(replicas_cmd::MigrateArgs),
     #[command(flatten)]
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => operator::keys(cmd),
         Command::Policy(cmd) => operator::policy(cmd),
         Command::Audit(cmd) => runtime.block_on(audit_cmd::run(cmd)),
+        Command::Mcp(cmd) => runtime.block_on(mcp_cmd::run(cmd)),
         Command::Migrate(args) => runtime.block_on(replicas_cmd::migrate(args)),
         Command::Client(cmd) => runtime.block_on(client::run(cmd)),
     };

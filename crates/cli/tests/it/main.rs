@@ -8,5 +8,6 @@ mod audit;
 mod cli;
 mod durability;
 mod identity;
+mod mcp;
 mod replicas;
 mod support;

@@ -99,6 +99,21 @@ impl Gw {
         }
     }
 
+    /// A gateway someone else started (serving at `url` until `server` ends).
+    pub fn from_parts(
+        url: String,
+        http: reqwest::Client,
+        dir: tempfile::TempDir,
+        server: tokio::task::JoinHandle<()>,
+    ) -> Gw {
+        Gw {
+            url,
+            http,
+            dir,
+            server,
+        }
+    }
+
     pub async fn call(
         &self,
         who: &str,

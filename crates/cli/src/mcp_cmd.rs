@@ -1,0 +1,231 @@
+//! `countersign mcp ...`: the MCP gateway in front of an MCP server (see the `countersign-mcp`
+//! crate). Only argument parsing and wiring live here.
+
+use clap::{Args, Subcommand};
+use countersign_gateway::config::Config;
+use countersign_gateway::Gateway;
+use countersign_mcp::http::{Gates, HttpProxy};
+use countersign_mcp::{Embedded, Gate, Options, Remote};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `countersign mcp ...`.
+#[derive(Subcommand)]
+pub enum McpCommand {
+    /// Spawn an MCP server and relay its stdio, holding every tools/call for a decision.
+    Stdio(StdioArgs),
+    /// Front a Streamable HTTP MCP server; each agent's bearer token decides its identity.
+    Http(HttpArgs),
+}
+
+/// `countersign mcp http`.
+#[derive(Args)]
+pub struct HttpArgs {
+    /// Where agents connect (their MCP server URL becomes http://ADDR/ on any path).
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// The real server's MCP endpoint, e.g. http://127.0.0.1:3001/mcp.
+    #[arg(long, value_name = "URL")]
+    upstream: String,
+    /// A running gateway's URL.
+    #[arg(long, env = "COUNTERSIGN_URL", conflicts_with = "config")]
+    gateway: Option<String>,
+    /// Run the gateway in this process from this config file instead.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// With --config: also serve the gateway's HTTP API here, so reviewers can vote.
+    #[arg(long, requires = "config", value_name = "ADDR")]
+    api_listen: Option<String>,
+    #[command(flatten)]
+    hold: HoldArgs,
+}
+
+/// Where decisions come from, and as whom the proxy asks.
+#[derive(Args)]
+pub struct GateArgs {
+    /// A running gateway's URL.
+    #[arg(long, env = "COUNTERSIGN_URL", conflicts_with = "config")]
+    gateway: Option<String>,
+    /// Run the gateway in this process from this config file instead.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// With --config: also serve the gateway's HTTP API here, so reviewers can vote.
+    #[arg(long, requires = "config", value_name = "ADDR")]
+    api_listen: Option<String>,
+    /// The agent's API token: every call is made as its identity.
+    #[arg(long, env = "COUNTERSIGN_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+/// How calls are held and relayed.
+#[derive(Args)]
+pub struct HoldArgs {
+    /// The server's name in resources: mcp://NAME/<tool>.
+    #[arg(long)]
+    server_name: String,
+    /// Answer "pending, call again" after holding a reviewed call this many seconds (0: at
+    /// once); by default a call is held until the review closes.
+    #[arg(long, value_name = "SECONDS")]
+    pending_after: Option<f64>,
+    /// Seconds between progress notifications while a call is held.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    progress_every: f64,
+    /// List tools that policy denies outright instead of hiding them.
+    #[arg(long)]
+    show_denied: bool,
+    /// Seconds before a request the server has not answered gets an error.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+    server_timeout: f64,
+    /// Largest message accepted from the client, in bytes.
+    #[arg(long, default_value_t = countersign_mcp::stdio::DEFAULT_MAX_MESSAGE)]
+    max_message: usize,
+}
+
+/// `countersign mcp stdio`.
+#[derive(Args)]
+pub struct StdioArgs {
+    #[command(flatten)]
+    gate: GateArgs,
+    #[command(flatten)]
+    hold: HoldArgs,
+    /// The MCP server command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+fn seconds(name: &str, s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("--{name} must be a number of seconds ≥ 0"))
+}
+
+fn options(h: &HoldArgs) -> Result<Options, String> {
+    let mut opts = Options::new(h.server_name.clone());
+    opts.pending_after = h
+        .pending_after
+        .map(|s| seconds("pending-after", s))
+        .transpose()?;
+    opts.progress_every =
+        seconds("progress-every", h.progress_every)?.max(Duration::from_millis(50));
+    opts.hide_denied = !h.show_denied;
+    opts.server_timeout = seconds("server-timeout", h.server_timeout)?;
+    Ok(opts)
+}
+
+/// Loads an embedded gateway and starts its background work (and its API, if asked).
+async fn embedded(
+    path: &std::path::Path,
+    api_listen: &Option<String>,
+) -> Result<Arc<Gateway>, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let gateway = Gateway::from_config(&config).map_err(|e| e.to_string())?;
+    match api_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let api = gateway.clone();
+            tokio::spawn(async move {
+                let never = std::future::pending();
+                if let Err(e) = countersign_http::serve(api, listener, never).await {
+                    tracing::error!(error = %e, "the gateway API stopped");
+                }
+            });
+        }
+        None => {
+            tokio::spawn(gateway.clone().run_sweeper());
+            tokio::spawn(gateway.clone().run_checkpointer());
+        }
+    }
+    Ok(gateway)
+}
+
+async fn gate(g: &GateArgs) -> Result<Arc<dyn Gate>, String> {
+    match (&g.gateway, &g.config) {
+        (_, Some(path)) => {
+            let gateway = embedded(path, &g.api_listen).await?;
+            let who = gateway
+                .identities()
+                .authenticate(&g.token)
+                .ok_or("--token matches no identity in the config")?;
+            Ok(Arc::new(Embedded::new(gateway, (*who).clone())))
+        }
+        (Some(url), None) => Ok(Arc::new(
+            Remote::new(url, g.token.clone()).map_err(|e| e.to_string())?,
+        )),
+        (None, None) => Err("give --gateway URL (or COUNTERSIGN_URL) or --config FILE".into()),
+    }
+}
+
+/// Runs `countersign mcp ...`. Nothing but protocol messages goes to stdout.
+pub async fn run(cmd: McpCommand) -> u8 {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let args = match cmd {
+        McpCommand::Stdio(args) => args,
+        McpCommand::Http(args) => return http(args).await,
+    };
+    let prepared = match options(&args.hold) {
+        Ok(o) => gate(&args.gate).await.map(|g| (o, g)),
+        Err(e) => Err(e),
+    };
+    let (opts, gate) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("countersign mcp: {e}");
+            return 2;
+        }
+    };
+    match countersign_mcp::stdio::run(gate, opts, &args.command, args.hold.max_message).await {
+        // Exit here: tokio reads stdin on a blocking thread that the runtime would otherwise
+        // wait for at shutdown, keeping the process alive until the client writes again.
+        Ok(code) => std::process::exit(i32::from(code)),
+        Err(e) => {
+            eprintln!("countersign mcp: {e}");
+            2
+        }
+    }
+}
+
+async fn http(args: HttpArgs) -> u8 {
+    let prepared = async {
+        let opts = options(&args.hold)?;
+        let gates = match (&args.gateway, &args.config) {
+            (_, Some(path)) => Gates::Embedded(embedded(path, &args.api_listen).await?),
+            (Some(url), None) => Gates::Remote(url.clone()),
+            (None, None) => {
+                return Err("give --gateway URL (or COUNTERSIGN_URL) or --config FILE".into())
+            }
+        };
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        Ok::<_, String>((opts, gates, listener))
+    };
+    let (opts, gates, listener) = match prepared.await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("countersign mcp: {e}");
+            return 2;
+        }
+    };
+    let proxy = HttpProxy::new(args.upstream.clone(), gates, opts, args.hold.max_message);
+    eprintln!(
+        "countersign mcp: listening on http://{} in front of {}",
+        args.listen, args.upstream
+    );
+    match proxy
+        .serve(listener, crate::operator::shutdown_signal())
+        .await
+    {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("countersign mcp: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Added latency of an allowed `tools/call` through `countersign mcp stdio`, measured side by
+//! side with the same server called directly, in one run (calls alternate between the two).
+//!
+//! Usage: stdio_latency CALLS -- DIRECT_CMD... -- PROXIED_CMD...
+//! (bench/mcp-latency.sh builds everything and runs it.)
+
+use serde_json::{json, Value};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+struct Peer {
+    _child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    next_id: u64,
+}
+
+impl Peer {
+    async fn start(cmd: &[String]) -> Peer {
+        let mut child = Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        let stdin = child.stdin.take().expect("stdin");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut p = Peer {
+            _child: child,
+            stdin,
+            lines,
+            next_id: 0,
+        };
+        p.request(
+            json!({"method": "initialize", "params": {"protocolVersion": "2025-06-18",
+            "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}}),
+        )
+        .await;
+        p.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        p
+    }
+
+    async fn send(&mut self, v: Value) {
+        let mut line = v.to_string().into_bytes();
+        line.push(b'\n');
+        self.stdin.write_all(&line).await.expect("write");
+        self.stdin.flush().await.expect("flush");
+    }
+
+    async fn request(&mut self, mut v: Value) -> Value {
+        self.next_id += 1;
+        v["jsonrpc"] = json!("2.0");
+        v["id"] = json!(self.next_id);
+        self.send(v).await;
+        loop {
+            let line = self.lines.next_line().await.expect("read").expect("eof");
+            let r: Value = serde_json::from_str(&line).expect("json");
+            if r["id"] == json!(self.next_id) {
+                return r;
+            }
+        }
+    }
+
+    async fn call(&mut self, i: usize) -> Duration {
+        let msg = json!({"method": "tools/call", "params": {"name": "echo",
+            "arguments": {"message": format!("bench {i}")}}});
+        let t = Instant::now();
+        let r = self.request(msg).await;
+        let d = t.elapsed();
+        assert!(
+            r["result"]["isError"] != json!(true) && r.get("error").is_none(),
+            "{r}"
+        );
+        d
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let calls: usize = args[0].parse().expect("CALLS");
+    let rest = &args[2..];
+    let split = rest.iter().position(|a| a == "--").expect("two commands");
+    let mut direct = Peer::start(&rest[..split]).await;
+    let mut proxied = Peer::start(&rest[split + 1..]).await;
+    for i in 0..50 {
+        direct.call(i).await;
+        proxied.call(i).await;
+    }
+    let (mut d, mut p) = (Vec::new(), Vec::new());
+    for i in 0..calls {
+        d.push(direct.call(i).await);
+        p.push(proxied.call(i).await);
+    }
+    d.sort();
+    p.sort();
+    println!("{calls} allowed tools/call (echo), alternating, after 50 warm-up calls each");
+    println!("| path | p50 ms | p90 ms | p99 ms |");
+    println!("| --- | --- | --- | --- |");
+    for (name, v) in [("direct", &d), ("through countersign", &p)] {
+        println!(
+            "| {name} | {:.3} | {:.3} | {:.3} |",
+            pct(v, 0.5),
+            pct(v, 0.9),
+            pct(v, 0.99)
+        );
+    }
+    println!(
+        "| added | {:.3} | {:.3} | {:.3} |",
+        pct(&p, 0.5) - pct(&d, 0.5),
+        pct(&p, 0.9) - pct(&d, 0.9),
+        pct(&p, 0.99) - pct(&d, 0.99)
+    );
+}

@@ -1,0 +1,272 @@
+//! What happens to one `tools/call`, whatever the transport: submit (or find the parked action),
+//! hold while reviewers decide (progress notifications, cancellation, "pending, call again"),
+//! then redeem the grant and hand back the message to forward, or the result to answer with.
+//! Also the `tools/list` filter and the result report.
+
+use countersign_core::{ActionSpec, Effect, Outcome};
+use countersign_gateway::Submission;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::gate::{Gate, Tracked};
+use crate::jsonrpc;
+use crate::session::{Options, ACTION};
+
+/// Where progress notifications for a held call go.
+pub type Outbox = mpsc::Sender<String>;
+
+/// How a held call ended before reaching the server.
+pub enum Verdict {
+    /// Send this message to the server; report the result to this action.
+    Forward(Value, Option<String>),
+    /// Answer the client with this `CallToolResult`.
+    Answer(Value),
+}
+
+/// The tool-call policy of one agent identity on one server.
+pub struct Calls {
+    gate: Arc<dyn Gate>,
+    opts: Options,
+    /// Pending mode: calls parked for review, by a digest of tool name and arguments.
+    parked: Mutex<HashMap<String, String>>,
+}
+
+impl Calls {
+    /// Calls decided by `gate`.
+    pub fn new(gate: Arc<dyn Gate>, opts: Options) -> Self {
+        Calls {
+            gate,
+            opts,
+            parked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// The gate.
+    pub fn gate(&self) -> &Arc<dyn Gate> {
+        &self.gate
+    }
+
+    fn parked(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reports a forwarded call's response (its raw text) to the action.
+    pub async fn report(&self, action_id: &str, raw: &str) {
+        let msg: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
+        let (outcome, detail) = outcome_of(&msg);
+        let digest = hex::encode(Sha256::digest(raw.as_bytes()));
+        if let Err(e) = self
+            .gate
+            .report(action_id, outcome, Some(digest), detail)
+            .await
+        {
+            tracing::warn!(action = %action_id, error = %e, "could not report a tool call's result");
+        }
+    }
+
+    pub async fn decide(
+        &self,
+        msg: &Value,
+        mut cancelled: watch::Receiver<bool>,
+        notes: &Outbox,
+    ) -> Verdict {
+        let params = &msg["params"];
+        let Some(name) = params.get("name").and_then(Value::as_str) else {
+            return Verdict::Answer(jsonrpc::tool_error(
+                "countersign: `params.name` (the tool) is missing",
+            ));
+        };
+        let arguments = match params.get("arguments") {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(a @ Value::Object(_)) => a.clone(),
+            Some(_) => {
+                return Verdict::Answer(jsonrpc::tool_error(
+                    "countersign: `arguments` must be an object",
+                ))
+            }
+        };
+        let token = params["_meta"].get("progressToken").cloned();
+        let park_key = hex::encode(Sha256::digest(
+            serde_jcs::to_vec(&json!([name, &arguments])).unwrap_or_default(),
+        ));
+        let parked = self.parked().get(&park_key).cloned();
+        let first = match parked {
+            Some(action_id) => self.gate.wait(&action_id, Duration::ZERO).await,
+            None => {
+                self.gate
+                    .submit(Submission {
+                        action: ACTION.into(),
+                        resource: self.resource(name),
+                        params: Some(arguments.clone()),
+                        ..Submission::default()
+                    })
+                    .await
+            }
+        };
+        let mut tracked = match first {
+            Ok(t) => t,
+            Err(e) => {
+                return Verdict::Answer(jsonrpc::tool_error(&format!(
+                    "countersign: the call was not run: {e}"
+                )))
+            }
+        };
+        let started = Instant::now();
+        let mut progress = 0u64;
+        while matches!(tracked.status.as_str(), "pending" | "needs_clarification") {
+            if *cancelled.borrow() {
+                let _ = self.gate.cancel(&tracked.id).await;
+                return Verdict::Answer(jsonrpc::tool_error("countersign: cancelled"));
+            }
+            if let Some(limit) = self.opts.pending_after {
+                if started.elapsed() >= limit {
+                    self.parked().insert(park_key, tracked.id.clone());
+                    return Verdict::Answer(jsonrpc::tool_error(&pending_text(&tracked)));
+                }
+            }
+            if let Some(token) = &token {
+                progress += 1;
+                let note = json!({
+                    "jsonrpc": "2.0",
+                    "method": "notifications/progress",
+                    "params": {
+                        "progressToken": token,
+                        "progress": progress,
+                        "message": format!("waiting for human approval (countersign review {})", tracked.id),
+                    }
+                });
+                let _ = notes.send(note.to_string()).await;
+            }
+            let mut step = self.opts.progress_every;
+            if let Some(limit) = self.opts.pending_after {
+                step = step.min(limit.saturating_sub(started.elapsed()));
+            }
+            let waited = tokio::select! {
+                r = self.gate.wait(&tracked.id, step) => r,
+                _ = cancelled.changed() => {
+                    let _ = self.gate.cancel(&tracked.id).await;
+                    return Verdict::Answer(jsonrpc::tool_error("countersign: cancelled"));
+                }
+            };
+            match waited {
+                Ok(t) => tracked = t,
+                Err(e) => {
+                    tracing::warn!(action = %tracked.id, error = %e, "could not read a held call; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        self.parked().remove(&park_key);
+        self.conclude(msg, tracked).await
+    }
+
+    async fn conclude(&self, msg: &Value, tracked: Tracked) -> Verdict {
+        match tracked.status.as_str() {
+            "allowed" | "approved" => {}
+            "denied" => {
+                let why = tracked.reason.as_deref().unwrap_or("no policy allows it");
+                return Verdict::Answer(jsonrpc::tool_error(&format!(
+                    "countersign denied this call (action {}): {why}. It was not run.",
+                    tracked.id
+                )));
+            }
+            other => {
+                let mut text = format!(
+                    "countersign: this call was {other} by review (action {}) and was not run.",
+                    tracked.id
+                );
+                for c in &tracked.comments {
+                    text.push_str(&format!("\n{c}"));
+                }
+                return Verdict::Answer(jsonrpc::tool_error(&text));
+            }
+        }
+        let Some(token) = tracked.grant_token else {
+            // Allowed outright without a grant: forward untouched.
+            return Verdict::Forward(msg.clone(), Some(tracked.id));
+        };
+        match self.gate.redeem(&token).await {
+            Ok(approved) => {
+                let mut msg = msg.clone();
+                if msg["params"].get("arguments") != Some(&approved.params) {
+                    msg["params"]["arguments"] = approved.params;
+                }
+                Verdict::Forward(msg, Some(approved.action_id))
+            }
+            Err(e) => Verdict::Answer(jsonrpc::tool_error(&format!(
+                "countersign: the approval could not be used ({e}); the call was not run"
+            ))),
+        }
+    }
+
+    /// Hides denied tools and marks reviewed ones in a `tools/list` result.
+    pub fn filter_tools(&self, result: &mut Value) {
+        let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
+            return;
+        };
+        tools.retain_mut(|tool| {
+            let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                return true;
+            };
+            let Ok(spec) = ActionSpec::new(ACTION.to_string(), self.resource(name), String::new(), None)
+            else {
+                return true;
+            };
+            match self.gate.preview(&spec) {
+                Some(Effect::Deny) => !self.opts.hide_denied,
+                Some(Effect::Review) => {
+                    let note = "[countersign] Each call of this tool is held until a person approves it; they see the arguments, so make them self-explanatory.";
+                    let desc = match tool.get("description").and_then(Value::as_str) {
+                        Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
+                        _ => note.to_string(),
+                    };
+                    tool["description"] = Value::String(desc);
+                    true
+                }
+                _ => true,
+            }
+        });
+    }
+
+    /// The resource a tool's calls act on.
+    pub fn resource(&self, tool: &str) -> String {
+        format!("mcp://{}/{tool}", self.opts.server_name)
+    }
+}
+
+fn pending_text(t: &Tracked) -> String {
+    let who = if t.approvers.is_empty() {
+        String::new()
+    } else {
+        format!(" by {}", t.approvers.join(", "))
+    };
+    format!(
+        "countersign: this call needs human approval{who} and has NOT run yet (review {}). \
+         Call the tool again later with exactly the same arguments: once approved, that call runs it.",
+        t.id
+    )
+}
+
+fn outcome_of(msg: &Value) -> (Outcome, Option<String>) {
+    if let Some(e) = msg.get("error") {
+        let text = e["message"]
+            .as_str()
+            .unwrap_or("JSON-RPC error")
+            .to_string();
+        return (Outcome::Failed, Some(text));
+    }
+    if msg["result"]["isError"] == Value::Bool(true) {
+        return (Outcome::Failed, Some("the tool returned isError".into()));
+    }
+    (Outcome::Succeeded, None)
+}

@@ -1,0 +1,20 @@
+//! The MCP gateway: sits between an AI agent and a Model Context Protocol server and turns every
+//! `tools/call` into a countersign action (`mcp.tool_call` on `mcp://<server>/<tool>`, the call's
+//! arguments as parameters). Allowed calls are forwarded, denied ones answered with an `isError`
+//! result giving the reason, reviewed ones held until people decide (with progress
+//! notifications, or a "pending, call again" answer), then forwarded with the approved
+//! arguments and their result reported to the audit trail.
+//!
+//! **Architecture Invariant:** this crate holds no approval rule. It asks a [`Gate`] (the gateway
+//! embedded or over HTTP) and relays everything else byte-for-byte as raw JSON-RPC, so fields
+//! and methods of newer protocol versions pass through untouched.
+
+pub mod calls;
+pub mod gate;
+pub mod http;
+pub mod jsonrpc;
+pub mod session;
+pub mod stdio;
+
+pub use gate::{Approved, Embedded, Gate, GateError, Remote, Tracked};
+pub use session::{Options, Session, ACTION};

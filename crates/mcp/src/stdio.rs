@@ -1,0 +1,213 @@
+//! The stdio transport: spawn the real MCP server, relay newline-delimited JSON-RPC between our
+//! stdin/stdout (the agent) and the server's, with the server's stderr passed straight through.
+//!
+//! Shutdown follows the MCP stdio rules: when the client closes our stdin, held reviews are
+//! cancelled, the server's stdin is closed, and the server is killed if it has not exited
+//! within a grace period. When the server exits first, every unanswered request gets an error.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::gate::Gate;
+use crate::session::{Options, Session};
+
+/// Default largest message accepted from the client.
+pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Why the proxy could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum StdioError {
+    /// No server command was given.
+    #[error("give the MCP server's command after `--`")]
+    NoCommand,
+    /// The server could not be started.
+    #[error("cannot start the MCP server `{0}`: {1}")]
+    Spawn(String, std::io::Error),
+}
+
+/// How one read went.
+enum Line {
+    Message,
+    TooLong,
+    Eof,
+}
+
+/// Reads one line into `buf` (without its end), refusing lines longer than `max` without
+/// buffering them.
+async fn next_line<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Line> {
+    buf.clear();
+    let mut too_long = false;
+    let mut seen = false;
+    loop {
+        let chunk = r.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(match (seen, too_long) {
+                (false, _) => Line::Eof,
+                (true, true) => Line::TooLong,
+                (true, false) => Line::Message,
+            });
+        }
+        seen = true;
+        let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if !too_long {
+            if buf.len() + used > max + 2 {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(&chunk[..used]);
+            }
+        }
+        r.consume(used);
+        if done {
+            while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                buf.pop();
+            }
+            return Ok(if too_long {
+                Line::TooLong
+            } else {
+                Line::Message
+            });
+        }
+    }
+}
+
+/// Writes each queued message as one line, flushing when the queue is momentarily empty, until
+/// the queue closes or `stop` fires (then what is queued is still written).
+async fn writer<W: AsyncWrite + Unpin>(
+    mut out: W,
+    mut rx: mpsc::Receiver<String>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = &mut stop => {
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(msg) = msg else { break };
+        let mut bytes = msg.into_bytes();
+        bytes.push(b'\n');
+        if out.write_all(&bytes).await.is_err() {
+            return;
+        }
+        if rx.is_empty() && out.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = out.shutdown().await;
+}
+
+/// Runs the proxy until the client or the server goes away. Returns the process exit code:
+/// 0 when the client closed the session, 1 when the server exited first.
+pub async fn run(
+    gate: Arc<dyn Gate>,
+    opts: Options,
+    command: &[String],
+    max_message: usize,
+) -> Result<u8, StdioError> {
+    let (program, args) = command.split_first().ok_or(StdioError::NoCommand)?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| StdioError::Spawn(program.clone(), e))?;
+    let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(StdioError::Spawn(
+            program.clone(),
+            std::io::Error::other("no pipes"),
+        ));
+    };
+
+    let (to_client, client_rx) = mpsc::channel(1024);
+    let (to_server, server_rx) = mpsc::channel(1024);
+    let (stop_client, client_stop) = oneshot::channel();
+    let (stop_server, server_stop) = oneshot::channel();
+    let client_writer = tokio::spawn(writer(tokio::io::stdout(), client_rx, client_stop));
+    let server_writer = tokio::spawn(writer(server_in, server_rx, server_stop));
+    let session = Session::new(gate, opts, to_client, to_server);
+
+    let from_server = {
+        let session = session.clone();
+        tokio::spawn(async move {
+            let mut r = BufReader::with_capacity(64 * 1024, server_out);
+            let mut buf = Vec::new();
+            loop {
+                match next_line(&mut r, &mut buf, 4 * max_message).await {
+                    Ok(Line::Message) if buf.is_empty() => {}
+                    Ok(Line::Message) => match std::str::from_utf8(&buf) {
+                        Ok(text) => session.from_server(text).await,
+                        Err(_) => tracing::warn!("the MCP server sent a line that is not UTF-8"),
+                    },
+                    Ok(Line::TooLong) => {
+                        tracing::warn!("the MCP server sent an oversized message; dropped")
+                    }
+                    Ok(Line::Eof) | Err(_) => return,
+                }
+            }
+        })
+    };
+    let from_client = {
+        let session = session.clone();
+        tokio::spawn(async move {
+            let mut r = BufReader::with_capacity(64 * 1024, tokio::io::stdin());
+            let mut buf = Vec::new();
+            loop {
+                match next_line(&mut r, &mut buf, max_message).await {
+                    Ok(Line::Message) if buf.is_empty() => {}
+                    Ok(Line::Message) => {
+                        let text = String::from_utf8_lossy(&buf);
+                        session.from_client(&text).await;
+                    }
+                    Ok(Line::TooLong) => session.oversized(max_message).await,
+                    Ok(Line::Eof) | Err(_) => return,
+                }
+            }
+        })
+    };
+
+    let code = tokio::select! {
+        _ = from_client => {
+            // The client is done: withdraw its held calls, then let the server finish.
+            session.client_gone().await;
+            session.settle(Duration::from_secs(10)).await;
+            0
+        }
+        _ = from_server => {
+            eprintln!("countersign: the MCP server closed its output; ending the session");
+            session.server_gone().await;
+            session.client_gone().await;
+            session.settle(Duration::from_secs(10)).await;
+            1
+        }
+    };
+    drop(session);
+    // The writers drain what is queued, then close the server's stdin and flush our stdout.
+    let _ = stop_server.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server_writer).await;
+    if tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .is_err()
+    {
+        eprintln!("countersign: the MCP server did not exit after its input closed; killing it");
+        let _ = child.kill().await;
+    }
+    let _ = stop_client.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), client_writer).await;
+    Ok(code)
+}
