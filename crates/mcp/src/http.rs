@@ -281,6 +281,8 @@ impl HttpProxy {
                     let text =
                         text.unwrap_or_else(|e| jsonrpc::error(&id, jsonrpc::INTERNAL_ERROR, &e));
                     let _ = tx.send(sse_event(&text)).await;
+                    // The answer is complete: end the stream now, not after the report commits.
+                    drop(tx);
                     if let Some(action_id) = action_id {
                         calls.report(&action_id, &text).await;
                     }

@@ -254,9 +254,14 @@ impl Session {
                 self.active
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 self.client(raw.to_string()).await;
-                self.calls.report(&action_id, raw).await;
-                self.active
-                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                // Off the server's read loop: a slow gateway (a remote one is an HTTP round trip
+                // away) must not hold up the server's next messages.
+                let me = self.clone();
+                let raw = raw.to_string();
+                tokio::spawn(async move {
+                    me.calls.report(&action_id, &raw).await;
+                    me.active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                });
             }
             _ => self.client(raw.to_string()).await,
         }
