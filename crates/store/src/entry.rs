@@ -59,6 +59,17 @@ impl EntryParts {
         Ok(EntryParts { head, tail })
     }
 
+    /// Canonicalises standalone events (`Store::record_events`), each with its action id if any.
+    pub(crate) fn standalone(
+        at: Timestamp,
+        events: &[(Option<String>, Event)],
+    ) -> Result<Vec<(Option<String>, EntryParts)>, StoreError> {
+        events
+            .iter()
+            .map(|(id, e)| Ok((id.clone(), EntryParts::new(id.as_deref(), at, e)?)))
+            .collect()
+    }
+
     /// The entry's canonical bytes at log position `index`.
     pub(crate) fn bytes(&self, index: u64) -> Vec<u8> {
         format!("{}{index}{}", self.head, self.tail).into_bytes()

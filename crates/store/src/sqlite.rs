@@ -700,10 +700,7 @@ impl Store for SqliteStore {
         at: Timestamp,
         events: Vec<(Option<String>, Event)>,
     ) -> Result<(), StoreError> {
-        let entries = events
-            .iter()
-            .map(|(id, e)| Ok((id.clone(), EntryParts::new(id.as_deref(), at, e)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let entries = EntryParts::standalone(at, &events)?;
         let (reply, rx) = oneshot::channel();
         self.send(Op::Append { at, entries, reply })?;
         rx.await.map_err(|_| StoreError::Closed)?
