@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::gate::{Gate, Tracked};
 use crate::jsonrpc;
 use crate::session::{Options, ACTION};
+use crate::tasks::{Tasks, RELATED_TASK};
 
 /// Where progress notifications for a held call go.
 pub type Outbox = mpsc::Sender<String>;
@@ -26,6 +27,15 @@ pub enum Verdict {
     Forward(Value, Option<String>),
     /// Answer the client with this `CallToolResult`.
     Answer(Value),
+}
+
+/// A call being decided as a task: its status message follows the review, and its progress
+/// notifications name the task.
+pub struct AsTask<'a> {
+    /// The session's tasks.
+    pub tasks: &'a Tasks,
+    /// This call's task.
+    pub id: &'a str,
 }
 
 /// The tool-call policy of one agent identity on one server.
@@ -74,11 +84,15 @@ impl Calls {
         }
     }
 
+    /// Decides one `tools/call` (`msg`): submits it, holds it while it is under review
+    /// (progress notifications on `notes`; "pending, call again" after `pending_after`, unless
+    /// it is a task), and concludes. `cancelled` flipping to `true` withdraws the review.
     pub async fn decide(
         &self,
         msg: &Value,
         mut cancelled: watch::Receiver<bool>,
         notes: &Outbox,
+        task: Option<AsTask<'_>>,
     ) -> Verdict {
         let params = &msg["params"];
         let Some(name) = params.get("name").and_then(Value::as_str) else {
@@ -128,7 +142,17 @@ impl Calls {
                 let _ = self.gate.cancel(&tracked.id).await;
                 return Verdict::Answer(jsonrpc::tool_error("countersign: cancelled"));
             }
-            if let Some(limit) = self.opts.pending_after {
+            let pending_after = self.opts.pending_after.filter(|_| task.is_none());
+            if let Some(t) = &task {
+                t.tasks.note(
+                    t.id,
+                    format!(
+                        "waiting for human approval (countersign review {})",
+                        tracked.id
+                    ),
+                );
+            }
+            if let Some(limit) = pending_after {
                 if started.elapsed() >= limit {
                     self.parked().insert(park_key, tracked.id.clone());
                     return Verdict::Answer(jsonrpc::tool_error(&pending_text(&tracked)));
@@ -136,7 +160,7 @@ impl Calls {
             }
             if let Some(token) = &token {
                 progress += 1;
-                let note = json!({
+                let mut note = json!({
                     "jsonrpc": "2.0",
                     "method": "notifications/progress",
                     "params": {
@@ -145,10 +169,13 @@ impl Calls {
                         "message": format!("waiting for human approval (countersign review {})", tracked.id),
                     }
                 });
+                if let Some(t) = &task {
+                    note["params"]["_meta"] = json!({ RELATED_TASK: { "taskId": t.id } });
+                }
                 let _ = notes.send(note.to_string()).await;
             }
             let mut step = self.opts.progress_every;
-            if let Some(limit) = self.opts.pending_after {
+            if let Some(limit) = pending_after {
                 step = step.min(limit.saturating_sub(started.elapsed()));
             }
             let waited = tokio::select! {
