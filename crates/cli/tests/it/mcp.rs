@@ -34,7 +34,7 @@ fn python() -> PathBuf {
     p
 }
 
-fn server_everything() -> Vec<String> {
+pub(crate) fn server_everything() -> Vec<String> {
     let p = root().join("tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     assert!(
         p.exists(),
@@ -45,7 +45,7 @@ fn server_everything() -> Vec<String> {
 }
 
 /// A gateway with the MCP policies on a loopback port.
-async fn gateway() -> Gw {
+pub(crate) async fn gateway() -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let config_path = write_config(dir.path(), "");
     std::fs::write(dir.path().join("policies/mcp.cedar"), MCP_POLICIES).unwrap();
@@ -64,7 +64,7 @@ async fn gateway() -> Gw {
 }
 
 /// `countersign mcp stdio` as agent `bot` in front of `server`, with `extra` flags.
-fn proxy_command(gw: &Gw, extra: &[&str], server: &[String]) -> Vec<String> {
+pub(crate) fn proxy_command(gw: &Gw, extra: &[&str], server: &[String]) -> Vec<String> {
     let mut cmd = vec![
         env!("CARGO_BIN_EXE_countersign").to_string(),
         "mcp".into(),
@@ -144,7 +144,7 @@ impl SdkClient {
 }
 
 /// Waits for the one open review `alice` can vote on and returns it.
-async fn open_review(gw: &Gw) -> Value {
+pub(crate) async fn open_review(gw: &Gw) -> Value {
     for _ in 0..300 {
         let (_, v) = gw.get("alice", "/v1/reviews").await;
         if let Some(r) = v["reviews"].as_array().and_then(|a| a.first()) {
@@ -156,7 +156,7 @@ async fn open_review(gw: &Gw) -> Value {
 }
 
 /// The audit trail's event types for an action, in order.
-async fn audit_types(gw: &Gw, action_id: &str) -> Vec<String> {
+pub(crate) async fn audit_types(gw: &Gw, action_id: &str) -> Vec<String> {
     let (_, v) = gw
         .get("alice", "/v1/audit/entries?start=0&limit=1000")
         .await;
@@ -170,7 +170,7 @@ async fn audit_types(gw: &Gw, action_id: &str) -> Vec<String> {
 }
 
 /// Every action on an MCP resource, as the agent sees it.
-async fn actions_on(gw: &Gw, resource: &str) -> Vec<Value> {
+pub(crate) async fn actions_on(gw: &Gw, resource: &str) -> Vec<Value> {
     let (_, v) = gw
         .get("alice", "/v1/audit/entries?start=0&limit=1000")
         .await;
@@ -376,14 +376,14 @@ async fn mcp_stdio_pending_mode_answers_at_once_and_a_repeat_call_runs_once_appr
 }
 
 /// The proxy driven with raw JSON-RPC lines.
-struct Raw {
-    child: Child,
+pub(crate) struct Raw {
+    pub(crate) child: Child,
     stdin: Option<ChildStdin>,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
 impl Raw {
-    fn start(cmd: &[String]) -> Raw {
+    pub(crate) fn start(cmd: &[String]) -> Raw {
         let mut child = Command::new(&cmd[0])
             .args(&cmd[1..])
             .stdin(Stdio::piped())
@@ -401,7 +401,7 @@ impl Raw {
         }
     }
 
-    async fn send(&mut self, line: &str) {
+    pub(crate) async fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().unwrap();
         stdin.write_all(line.as_bytes()).await.unwrap();
         stdin.write_all(b"\n").await.unwrap();
@@ -409,7 +409,7 @@ impl Raw {
     }
 
     /// The next message that is not a notification.
-    async fn recv(&mut self) -> Value {
+    pub(crate) async fn recv(&mut self) -> Value {
         loop {
             let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
                 .await
@@ -423,7 +423,7 @@ impl Raw {
         }
     }
 
-    async fn initialize(&mut self, version: &str) -> Value {
+    pub(crate) async fn initialize(&mut self, version: &str) -> Value {
         self.send(
             &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": version, "capabilities": {},
@@ -438,7 +438,7 @@ impl Raw {
     }
 
     /// Closes stdin and returns the exit code, asserting the proxy ends within `limit`.
-    async fn close(mut self, limit: Duration) -> Option<i32> {
+    pub(crate) async fn close(mut self, limit: Duration) -> Option<i32> {
         self.stdin = None;
         let status = tokio::time::timeout(limit, self.child.wait())
             .await
@@ -448,7 +448,7 @@ impl Raw {
     }
 }
 
-async fn action_status(gw: &Gw, id: &str) -> String {
+pub(crate) async fn action_status(gw: &Gw, id: &str) -> String {
     let (_, a) = gw.get("bot", &format!("/v1/actions/{id}")).await;
     a["status"].as_str().unwrap_or("?").to_string()
 }
