@@ -86,7 +86,7 @@ pub(crate) fn proxy_command(gw: &Gw, extra: &[&str], server: &[String]) -> Vec<S
 }
 
 /// The Python SDK client running `steps` through the proxy; its report lines are read as they come.
-struct SdkClient {
+pub(crate) struct SdkClient {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
 }
@@ -97,7 +97,7 @@ impl SdkClient {
         SdkClient::run(spec)
     }
 
-    fn run(spec: Value) -> SdkClient {
+    pub(crate) fn run(spec: Value) -> SdkClient {
         let mut child = Command::new(python())
             .arg(root().join("tests/interop/mcp_client.py"))
             .arg(spec.to_string())
@@ -120,7 +120,7 @@ impl SdkClient {
     }
 
     /// The next report line with this `op`.
-    async fn next(&mut self, op: &str) -> Value {
+    pub(crate) async fn next(&mut self, op: &str) -> Value {
         loop {
             let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
                 .await
@@ -134,7 +134,7 @@ impl SdkClient {
         }
     }
 
-    async fn finish(mut self) {
+    pub(crate) async fn finish(mut self) {
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("the MCP client did not exit")
@@ -652,13 +652,18 @@ async fn wait_listening(port: u16) {
 }
 
 /// server-everything over Streamable HTTP with `countersign mcp http` in front of it.
-struct HttpFront {
-    url: String,
+pub(crate) struct HttpFront {
+    pub(crate) url: String,
     _server: Child,
     _proxy: Child,
 }
 
 async fn http_front(gw: &Gw) -> HttpFront {
+    http_front_with(gw, &[]).await
+}
+
+/// [`http_front`] with `extra` flags for the proxy.
+pub(crate) async fn http_front_with(gw: &Gw, extra: &[&str]) -> HttpFront {
     let mut cmd = server_everything();
     cmd[2] = "streamableHttp".into();
     let up = free_port();
@@ -677,6 +682,7 @@ async fn http_front(gw: &Gw) -> HttpFront {
         .args(["--upstream", &format!("http://127.0.0.1:{up}/mcp")])
         .args(["--server-name", "everything", "--gateway", &gw.url])
         .args(["--progress-every", "0.2"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
