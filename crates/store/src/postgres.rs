@@ -611,6 +611,7 @@ async fn run_batch(
     };
     let mut keys_r = Vec::new();
     let mut keys_k = Vec::new();
+    let mut reuse_keys = HashSet::new();
     let mut reuse_r = Vec::new();
     let mut reuse_d = Vec::new();
     let mut ids = Vec::new();
@@ -623,7 +624,7 @@ async fn run_batch(
                     keys_r.push(record.requester.clone());
                     keys_k.push(k.clone());
                 }
-                if *reuse_open {
+                if *reuse_open && reuse_keys.insert((&record.requester, record.submitted_digest)) {
                     reuse_r.push(record.requester.clone());
                     reuse_d.push(record.submitted_digest.to_string());
                 }
@@ -644,7 +645,7 @@ async fn run_batch(
             .map(|k| stored_hash_owner(k).0 as i64)
             .collect();
         let reuse_sql = format!(
-            "SELECT DISTINCT a.id, a.requester, a.digest, a.body FROM actions a \
+            "SELECT a.id, a.requester, a.digest, a.body FROM actions a \
              JOIN unnest($1::text[], $2::text[]) AS k(r, d) \
              ON a.requester = k.r AND a.digest = k.d WHERE a.status IN {}",
             crate::REUSABLE_STATUSES
