@@ -70,6 +70,18 @@ impl Calls {
         self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A call this process parked whose review ended without approval (rejected, expired,
+    /// cancelled), to tell the agent once instead of opening a new review. Only a hint: any
+    /// other state, or a parking this process does not know of, is left to the gateway's
+    /// `reuse_open`, which finds an open review or an unused approval in the store.
+    async fn parked_verdict(&self, park_key: &str) -> Option<Tracked> {
+        let action_id = self.parked().get(park_key).cloned()?;
+        match self.gate.wait(&action_id, Duration::ZERO).await {
+            Ok(t) if matches!(t.status.as_str(), "rejected" | "expired" | "cancelled") => Some(t),
+            _ => None,
+        }
+    }
+
     /// Reports a forwarded call's response (its raw text) to the action.
     pub async fn report(&self, action_id: &str, raw: &str) {
         let msg: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
@@ -113,15 +125,17 @@ impl Calls {
         let park_key = hex::encode(Sha256::digest(
             serde_jcs::to_vec(&json!([name, &arguments])).unwrap_or_default(),
         ));
-        let parked = self.parked().get(&park_key).cloned();
-        let first = match parked {
-            Some(action_id) => self.gate.wait(&action_id, Duration::ZERO).await,
+        let first = match self.parked_verdict(&park_key).await {
+            Some(ended) => Ok(ended),
             None => {
+                // Pending mode: the store finds the review a repeat call belongs to (across
+                // restarts and replicas), not this process.
                 self.gate
                     .submit(Submission {
                         action: ACTION.into(),
                         resource: self.resource(name),
                         params: Some(arguments.clone()),
+                        reuse_open: self.opts.pending_after.is_some(),
                         ..Submission::default()
                     })
                     .await

@@ -394,7 +394,7 @@ async fn mcp_stdio_pending_mode_answers_at_once_and_a_repeat_call_runs_once_appr
 
 /// The proxy driven with raw JSON-RPC lines.
 pub(crate) struct Raw {
-    child: Child,
+    pub(crate) child: Child,
     stdin: Option<ChildStdin>,
     lines: Lines<BufReader<ChildStdout>>,
 }
@@ -676,6 +676,11 @@ pub(crate) struct HttpFront {
 }
 
 pub(crate) async fn http_front(gw: &Gw) -> HttpFront {
+    http_front_with(gw, &[]).await
+}
+
+/// [`http_front`] with `extra` flags for the proxy.
+pub(crate) async fn http_front_with(gw: &Gw, extra: &[&str]) -> HttpFront {
     let mut cmd = server_everything();
     cmd[2] = "streamableHttp".into();
     let up = free_port();
@@ -694,6 +699,7 @@ pub(crate) async fn http_front(gw: &Gw) -> HttpFront {
         .args(["--upstream", &format!("http://127.0.0.1:{up}/mcp")])
         .args(["--server-name", "everything", "--gateway", &gw.url])
         .args(["--progress-every", "0.2"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
