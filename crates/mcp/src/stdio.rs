@@ -8,7 +8,9 @@
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader,
+};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
@@ -110,6 +112,52 @@ async fn writer<W: AsyncWrite + Unpin>(
     let _ = out.shutdown().await;
 }
 
+/// A duplicate of one of our standard descriptors as a file, if it is a pipe.
+fn std_pipe(fd: std::os::fd::BorrowedFd<'_>) -> Option<std::fs::File> {
+    use std::os::unix::fs::FileTypeExt;
+    let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+    file.metadata().ok()?.file_type().is_fifo().then_some(file)
+}
+
+/// Our stdin. When it is a pipe (as MCP clients start servers) it is read directly in
+/// non-blocking mode: tokio's `stdin()` reads on a blocking thread, a hand-off per message.
+fn client_input() -> Box<dyn AsyncRead + Send + Unpin> {
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    std_pipe(stdin.as_fd())
+        .and_then(|f| tokio::net::unix::pipe::Receiver::from_file(f).ok())
+        .map_or_else(
+            || Box::new(tokio::io::stdin()) as Box<dyn AsyncRead + Send + Unpin>,
+            |p| Box::new(p),
+        )
+}
+
+/// Our stdout, written directly in non-blocking mode when it is a pipe of its own. Not when
+/// stderr is the same pipe: non-blocking mode belongs to the pipe, and stderr (ours and the
+/// server's, which inherits it) must stay blocking.
+fn client_output() -> Box<dyn AsyncWrite + Send + Unpin> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let blocking = || Box::new(tokio::io::stdout()) as Box<dyn AsyncWrite + Send + Unpin>;
+    let stdout = std::io::stdout();
+    let Some(out) = std_pipe(stdout.as_fd()) else {
+        return blocking();
+    };
+    let id = |f: &std::fs::File| f.metadata().ok().map(|m| (m.dev(), m.ino()));
+    let stderr = std::io::stderr();
+    let shared = stderr
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::fs::File::from)
+        .is_none_or(|err| id(&err) == id(&out));
+    if shared {
+        return blocking();
+    }
+    tokio::net::unix::pipe::Sender::from_file(out)
+        .map_or_else(|_| blocking(), |p| Box::new(p) as Box<dyn AsyncWrite + Send + Unpin>)
+}
+
 /// Runs the proxy until the client or the server goes away. Returns the process exit code:
 /// 0 when the client closed the session, 1 when the server exited first.
 pub async fn run(
@@ -138,7 +186,7 @@ pub async fn run(
     let (to_server, server_rx) = mpsc::channel(1024);
     let (stop_client, client_stop) = oneshot::channel();
     let (stop_server, server_stop) = oneshot::channel();
-    let client_writer = tokio::spawn(writer(tokio::io::stdout(), client_rx, client_stop));
+    let client_writer = tokio::spawn(writer(client_output(), client_rx, client_stop));
     let server_writer = tokio::spawn(writer(server_in, server_rx, server_stop));
     let session = Session::new(gate, opts, to_client, to_server);
 
@@ -165,7 +213,7 @@ pub async fn run(
     let from_client = {
         let session = session.clone();
         tokio::spawn(async move {
-            let mut r = BufReader::with_capacity(64 * 1024, tokio::io::stdin());
+            let mut r = BufReader::with_capacity(64 * 1024, client_input());
             let mut buf = Vec::new();
             loop {
                 match next_line(&mut r, &mut buf, max_message).await {
