@@ -8,9 +8,7 @@
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader,
-};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
@@ -154,8 +152,10 @@ fn client_output() -> Box<dyn AsyncWrite + Send + Unpin> {
     if shared {
         return blocking();
     }
-    tokio::net::unix::pipe::Sender::from_file(out)
-        .map_or_else(|_| blocking(), |p| Box::new(p) as Box<dyn AsyncWrite + Send + Unpin>)
+    tokio::net::unix::pipe::Sender::from_file(out).map_or_else(
+        |_| blocking(),
+        |p| Box::new(p) as Box<dyn AsyncWrite + Send + Unpin>,
+    )
 }
 
 /// Runs the proxy until the client or the server goes away. Returns the process exit code:

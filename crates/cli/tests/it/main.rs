@@ -10,6 +10,7 @@ mod durability;
 mod identity;
 mod mcp;
 mod mcp_pending;
+mod mcp_rmcp;
 mod mcp_tasks;
 mod replicas;
 mod support;
