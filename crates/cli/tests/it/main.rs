@@ -9,5 +9,6 @@ mod cli;
 mod durability;
 mod identity;
 mod mcp;
+mod mcp_http;
 mod replicas;
 mod support;

@@ -34,7 +34,7 @@ fn python() -> PathBuf {
     p
 }
 
-fn server_everything() -> Vec<String> {
+pub(crate) fn server_everything() -> Vec<String> {
     let p = root().join("tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     assert!(
         p.exists(),
@@ -45,7 +45,7 @@ fn server_everything() -> Vec<String> {
 }
 
 /// A gateway with the MCP policies on a loopback port.
-async fn gateway() -> Gw {
+pub(crate) async fn gateway() -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let config_path = write_config(dir.path(), "");
     std::fs::write(dir.path().join("policies/mcp.cedar"), MCP_POLICIES).unwrap();
@@ -144,7 +144,7 @@ impl SdkClient {
 }
 
 /// Waits for the one open review `alice` can vote on and returns it.
-async fn open_review(gw: &Gw) -> Value {
+pub(crate) async fn open_review(gw: &Gw) -> Value {
     for _ in 0..300 {
         let (_, v) = gw.get("alice", "/v1/reviews").await;
         if let Some(r) = v["reviews"].as_array().and_then(|a| a.first()) {
@@ -156,7 +156,7 @@ async fn open_review(gw: &Gw) -> Value {
 }
 
 /// The audit trail's event types for an action, in order.
-async fn audit_types(gw: &Gw, action_id: &str) -> Vec<String> {
+pub(crate) async fn audit_types(gw: &Gw, action_id: &str) -> Vec<String> {
     let (_, v) = gw
         .get("alice", "/v1/audit/entries?start=0&limit=1000")
         .await;
@@ -170,7 +170,7 @@ async fn audit_types(gw: &Gw, action_id: &str) -> Vec<String> {
 }
 
 /// Every action on an MCP resource, as the agent sees it.
-async fn actions_on(gw: &Gw, resource: &str) -> Vec<Value> {
+pub(crate) async fn actions_on(gw: &Gw, resource: &str) -> Vec<Value> {
     let (_, v) = gw
         .get("alice", "/v1/audit/entries?start=0&limit=1000")
         .await;
@@ -448,7 +448,7 @@ impl Raw {
     }
 }
 
-async fn action_status(gw: &Gw, id: &str) -> String {
+pub(crate) async fn action_status(gw: &Gw, id: &str) -> String {
     let (_, a) = gw.get("bot", &format!("/v1/actions/{id}")).await;
     a["status"].as_str().unwrap_or("?").to_string()
 }
@@ -630,7 +630,7 @@ async fn mcp_embedded_gateway_hides_denied_tools_and_marks_reviewed_ones() {
     c.finish().await;
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -638,7 +638,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn wait_listening(port: u16) {
+pub(crate) async fn wait_listening(port: u16) {
     for _ in 0..300 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -652,13 +652,14 @@ async fn wait_listening(port: u16) {
 }
 
 /// server-everything over Streamable HTTP with `countersign mcp http` in front of it.
-struct HttpFront {
-    url: String,
-    _server: Child,
-    _proxy: Child,
+pub(crate) struct HttpFront {
+    pub(crate) url: String,
+    pub(crate) server: Child,
+    pub(crate) proxy: Child,
 }
 
-async fn http_front(gw: &Gw) -> HttpFront {
+/// server-everything in Streamable HTTP mode on a free loopback port; returns it and the port.
+pub(crate) async fn http_server_everything() -> (Child, u16) {
     let mut cmd = server_everything();
     cmd[2] = "streamableHttp".into();
     let up = free_port();
@@ -671,23 +672,32 @@ async fn http_front(gw: &Gw) -> HttpFront {
         .spawn()
         .unwrap();
     wait_listening(up).await;
+    (server, up)
+}
+
+/// `countersign mcp http` (gateway `gw`, server name `everything`) in front of `upstream`, with
+/// `extra` flags; returns it and its MCP endpoint URL.
+pub(crate) async fn http_proxy(gw: &Gw, upstream: &str, extra: &[&str]) -> (Child, String) {
     let port = free_port();
     let proxy = Command::new(env!("CARGO_BIN_EXE_countersign"))
         .args(["mcp", "http", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--upstream", &format!("http://127.0.0.1:{up}/mcp")])
+        .args(["--upstream", upstream])
         .args(["--server-name", "everything", "--gateway", &gw.url])
         .args(["--progress-every", "0.2"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     wait_listening(port).await;
-    HttpFront {
-        url: format!("http://127.0.0.1:{port}/mcp"),
-        _server: server,
-        _proxy: proxy,
-    }
+    (proxy, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+pub(crate) async fn http_front(gw: &Gw) -> HttpFront {
+    let (server, up) = http_server_everything().await;
+    let (proxy, url) = http_proxy(gw, &format!("http://127.0.0.1:{up}/mcp"), &[]).await;
+    HttpFront { url, server, proxy }
 }
 
 #[tokio::test]
