@@ -386,7 +386,20 @@ async fn collect_response(
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     if !sse {
-        return resp.text().await.map_err(|e| e.to_string());
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if v.get("method").is_none() && v.get("id") == Some(id) {
+            return Ok(text);
+        }
+        // An HTTP error page, or a session-level error (`id: null`): not this call's response.
+        let why = match v["error"]["message"].as_str() {
+            Some(m) => m.to_string(),
+            None => text.chars().take(200).collect(),
+        };
+        return Err(format!(
+            "the MCP server answered HTTP {status} without a response to this call: {why}"
+        ));
     }
     let mut split = SseSplitter::default();
     let mut found: Option<String> = None;

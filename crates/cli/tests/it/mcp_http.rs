@@ -249,9 +249,13 @@ async fn counting_relay(port: u16) -> (u16, Arc<AtomicUsize>) {
     (relay, sent)
 }
 
-/// An "MCP server" that accepts connections and reads requests but never answers; with
-/// `headers`, it answers each request's head with SSE headers and then says nothing more.
-async fn silent_upstream(headers: bool) -> u16 {
+/// SSE headers, then nothing.
+const SSE_HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                        cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
+
+/// An "MCP server" that accepts connections and reads requests but answers each request's head
+/// only with `answer` (nothing at all when it is empty), and never closes.
+async fn fake_upstream(answer: &'static str) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -264,11 +268,9 @@ async fn silent_upstream(headers: bool) -> u16 {
                         return;
                     }
                     seen.extend_from_slice(&buf[..n]);
-                    if headers && seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    if !answer.is_empty() && seen.windows(4).any(|w| w == b"\r\n\r\n") {
                         seen.clear();
-                        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
-                                    cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
-                        if conn.write_all(head.as_bytes()).await.is_err() {
+                        if conn.write_all(answer.as_bytes()).await.is_err() {
                             return;
                         }
                     }
@@ -562,7 +564,7 @@ async fn mcp_http_missing_or_bad_tokens_are_refused_and_nothing_is_recorded() {
 }
 
 #[tokio::test]
-async fn mcp_http_a_server_that_dies_gives_errors_and_failed_results() {
+async fn mcp_http_a_server_that_dies_or_fails_gives_errors_and_failed_results() {
     let gw = gateway().await;
     let mut front = http_front(&gw).await;
     let mut agent = Agent::new(&front.url, "tok-bot");
@@ -592,7 +594,6 @@ async fn mcp_http_a_server_that_dies_gives_errors_and_failed_results() {
     let types = audit_types(&gw, id).await;
     assert_eq!(types.first().map(String::as_str), Some("submitted"));
     assert_eq!(types.last().map(String::as_str), Some("result_reported"));
-    eprintln!("dead echo: {echo} {types:?}");
 
     // An approved call whose server died while it was held fails the same way.
     let held = agent
@@ -607,6 +608,37 @@ async fn mcp_http_a_server_that_dies_gives_errors_and_failed_results() {
     assert!(audit_types(&gw, &review)
         .await
         .ends_with(&["grant_redeemed".to_string(), "result_reported".to_string()]));
+
+    // A server that answers with an HTML error page: an error, not a success, for the call.
+    let page = "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: 24\r\n\r\n\
+                <html>bad gateway</html>";
+    let up = fake_upstream(page).await;
+    let (mut proxy, url) = http_proxy(&gw, &format!("http://127.0.0.1:{up}/mcp"), &[]).await;
+    let agent = Agent::new(&url, "tok-bot");
+    let answer = agent
+        .call(json!(4), "echo", json!({"message": "html"}), false)
+        .await
+        .rest()
+        .await;
+    assert_eq!(answer.len(), 1, "{answer:?}");
+    assert_eq!(answer[0]["id"], 4, "{answer:?}");
+    assert_eq!(answer[0]["error"]["code"], -32603, "{answer:?}");
+    let text = answer[0]["error"]["message"].as_str().unwrap();
+    assert!(text.contains("502") && text.contains("bad gateway"), "{text}");
+    let mut failed = None;
+    for _ in 0..200 {
+        failed = actions_on(&gw, "mcp://everything/echo")
+            .await
+            .into_iter()
+            .find(|a| a["params"]["message"] == "html" && a["status"] != "allowed");
+        if failed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failed = failed.expect("the call's result is reported");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    terminate(&mut proxy, Duration::from_secs(15)).await;
 
     // Nothing listening at all, from the start.
     let dead = free_port();
@@ -627,7 +659,7 @@ async fn mcp_http_a_server_that_dies_gives_errors_and_failed_results() {
 async fn mcp_http_a_server_that_hangs_times_out_with_errors_and_no_hung_process() {
     let gw = gateway().await;
     for headers in [false, true] {
-        let up = silent_upstream(headers).await;
+        let up = fake_upstream(if headers { SSE_HEAD } else { "" }).await;
         wait_listening(up).await;
         let (mut proxy, url) = http_proxy(
             &gw,
