@@ -521,6 +521,26 @@ impl ActionRecord {
         event
     }
 
+    /// Whether this earlier action may answer `new` (a submission made with `reuse_open`) in
+    /// its place: the same requester, acting for the same human, asked for the same thing (the
+    /// digest as *submitted*, so an action a reviewer modified still answers its original
+    /// request), and it is still worth waiting for at `new.created_at`: a review open before its
+    /// deadline, or an approval whose grant is unused and unexpired.
+    pub fn answers(&self, new: &ActionRecord) -> bool {
+        let now = new.created_at;
+        self.requester == new.requester
+            && self.on_behalf_of == new.on_behalf_of
+            && self.submitted_digest == new.submitted_digest
+            && match self.status {
+                Status::Pending | Status::NeedsClarification => self.open_review(now).is_ok(),
+                Status::Approved => self
+                    .grant
+                    .as_ref()
+                    .is_some_and(|g| g.redeemed_at.is_none() && now < g.expires_at),
+                _ => false,
+            }
+    }
+
     /// Whether `who` may read this action: its requester, the human it acts for, or any human
     /// (reviewers need the context). Agents and services see only their own actions.
     pub fn visible_to(&self, who: &Identity) -> bool {

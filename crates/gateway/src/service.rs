@@ -60,6 +60,21 @@ pub struct Submission {
     pub on_behalf_of: Option<String>,
     /// The client's idempotency key.
     pub idempotency_key: Option<String>,
+    /// When policy asks for review: answer with the requester's earlier action for the same
+    /// request (same digest, same `on_behalf_of`) if it still awaits review or is approved with
+    /// an unused grant, instead of opening a second review.
+    pub reuse_open: bool,
+}
+
+/// What a submission did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// A new action was recorded.
+    Created,
+    /// The idempotency key was seen before: the first answer, again.
+    Replayed,
+    /// `reuse_open` found an earlier action for the same request; nothing new was recorded.
+    Reused,
 }
 
 /// An action as one caller may see it: the record plus, for its requester, a usable grant token.
@@ -330,12 +345,15 @@ impl Gateway {
     }
 
     /// Submits an action: policy decides, the record is durably stored, then the answer returns.
-    /// A repeated idempotency key returns the first record (and never opens a second review).
+    /// A repeated idempotency key returns the first record (and never opens a second review);
+    /// so does `reuse_open` for an identical request still open (see [`Submission::reuse_open`]).
+    /// Policy decides every submission afresh: only one it sends to review may be answered by an
+    /// earlier review.
     pub async fn submit(
         &self,
         who: &Identity,
         sub: Submission,
-    ) -> Result<(ActionView, bool), GatewayError> {
+    ) -> Result<(ActionView, Submitted), GatewayError> {
         let spec = ActionSpec::new(
             sub.action,
             sub.resource,
@@ -384,7 +402,8 @@ impl Gateway {
             }
         };
         let digest = record.digest;
-        match self.store.insert(record, events).await? {
+        let reuse_open = sub.reuse_open && record.decision.effect == Effect::Review;
+        match self.store.insert_with(record, events, reuse_open).await? {
             Inserted::Created(record) => {
                 self.metrics
                     .decisions
@@ -396,12 +415,13 @@ impl Gateway {
                     self.metrics.reviews_open.inc();
                     self.sweeper.notify_one();
                 }
-                Ok((self.view(who, record), true))
+                Ok((self.view(who, record), Submitted::Created))
             }
             Inserted::Existing(record) if record.submitted_digest == digest => {
-                Ok((self.view(who, record), false))
+                Ok((self.view(who, record), Submitted::Replayed))
             }
             Inserted::Existing(_) => Err(GatewayError::IdempotencyConflict),
+            Inserted::Reused(record) => Ok((self.view(who, record), Submitted::Reused)),
         }
     }
 

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use countersign_core::{Ballot, Outcome, Status};
-use countersign_gateway::{ActionView, Submission};
+use countersign_gateway::{ActionView, Submission, Submitted};
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
@@ -37,6 +37,7 @@ pub(crate) struct SubmitBody {
     params: Option<Value>,
     justification: Option<String>,
     on_behalf_of: Option<String>,
+    reuse_open: Option<bool>,
 }
 
 pub(crate) async fn submit(
@@ -66,10 +67,15 @@ pub(crate) async fn submit(
         justification: bounded("justification", body.justification, 16 * 1024)?,
         on_behalf_of: body.on_behalf_of,
         idempotency_key,
+        reuse_open: body.reuse_open.unwrap_or(false),
     };
-    let (view, created) = state.gateway.submit(&who, submission).await?;
-    let mut resp = (StatusCode::CREATED, Json(SubmittedJson::new(&view))).into_response();
-    if !created {
+    let (view, submitted) = state.gateway.submit(&who, submission).await?;
+    let status = match submitted {
+        Submitted::Reused => StatusCode::OK,
+        Submitted::Created | Submitted::Replayed => StatusCode::CREATED,
+    };
+    let mut resp = (status, Json(SubmittedJson::new(&view))).into_response();
+    if submitted == Submitted::Replayed {
         resp.headers_mut().insert(
             "idempotent-replayed",
             axum::http::HeaderValue::from_static("true"),

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::gate::{Gate, Tracked};
 use crate::jsonrpc;
 use crate::session::{Options, ACTION};
+use crate::tasks::{Tasks, RELATED_TASK};
 
 /// Where progress notifications for a held call go.
 pub type Outbox = mpsc::Sender<String>;
@@ -26,6 +27,15 @@ pub enum Verdict {
     Forward(Value, Option<String>),
     /// Answer the client with this `CallToolResult`.
     Answer(Value),
+}
+
+/// A call being decided as a task: its status message follows the review, and its progress
+/// notifications name the task.
+pub struct AsTask<'a> {
+    /// The session's tasks.
+    pub tasks: &'a Tasks,
+    /// This call's task.
+    pub id: &'a str,
 }
 
 /// The tool-call policy of one agent identity on one server.
@@ -60,6 +70,18 @@ impl Calls {
         self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A call this process parked whose review ended without approval (rejected, expired,
+    /// cancelled), to tell the agent once instead of opening a new review. Only a hint: any
+    /// other state, or a parking this process does not know of, is left to the gateway's
+    /// `reuse_open`, which finds an open review or an unused approval in the store.
+    async fn parked_verdict(&self, park_key: &str) -> Option<Tracked> {
+        let action_id = self.parked().get(park_key).cloned()?;
+        match self.gate.wait(&action_id, Duration::ZERO).await {
+            Ok(t) if matches!(t.status.as_str(), "rejected" | "expired" | "cancelled") => Some(t),
+            _ => None,
+        }
+    }
+
     /// Reports a forwarded call's response (its raw text) to the action.
     pub async fn report(&self, action_id: &str, raw: &str) {
         let msg: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
@@ -74,11 +96,15 @@ impl Calls {
         }
     }
 
+    /// Decides one `tools/call` (`msg`): submits it, holds it while it is under review
+    /// (progress notifications on `notes`; "pending, call again" after `pending_after`, unless
+    /// it is a task), and concludes. `cancelled` flipping to `true` withdraws the review.
     pub async fn decide(
         &self,
         msg: &Value,
         mut cancelled: watch::Receiver<bool>,
         notes: &Outbox,
+        task: Option<AsTask<'_>>,
     ) -> Verdict {
         let params = &msg["params"];
         let Some(name) = params.get("name").and_then(Value::as_str) else {
@@ -99,15 +125,17 @@ impl Calls {
         let park_key = hex::encode(Sha256::digest(
             serde_jcs::to_vec(&json!([name, &arguments])).unwrap_or_default(),
         ));
-        let parked = self.parked().get(&park_key).cloned();
-        let first = match parked {
-            Some(action_id) => self.gate.wait(&action_id, Duration::ZERO).await,
+        let first = match self.parked_verdict(&park_key).await {
+            Some(ended) => Ok(ended),
             None => {
+                // Pending mode: the store finds the review a repeat call belongs to (across
+                // restarts and replicas), not this process.
                 self.gate
                     .submit(Submission {
                         action: ACTION.into(),
                         resource: self.resource(name),
                         params: Some(arguments.clone()),
+                        reuse_open: self.opts.pending_after.is_some(),
                         ..Submission::default()
                     })
                     .await
@@ -128,7 +156,17 @@ impl Calls {
                 let _ = self.gate.cancel(&tracked.id).await;
                 return Verdict::Answer(jsonrpc::tool_error("countersign: cancelled"));
             }
-            if let Some(limit) = self.opts.pending_after {
+            let pending_after = self.opts.pending_after.filter(|_| task.is_none());
+            if let Some(t) = &task {
+                t.tasks.note(
+                    t.id,
+                    format!(
+                        "waiting for human approval (countersign review {})",
+                        tracked.id
+                    ),
+                );
+            }
+            if let Some(limit) = pending_after {
                 if started.elapsed() >= limit {
                     self.parked().insert(park_key, tracked.id.clone());
                     return Verdict::Answer(jsonrpc::tool_error(&pending_text(&tracked)));
@@ -136,7 +174,7 @@ impl Calls {
             }
             if let Some(token) = &token {
                 progress += 1;
-                let note = json!({
+                let mut note = json!({
                     "jsonrpc": "2.0",
                     "method": "notifications/progress",
                     "params": {
@@ -145,10 +183,13 @@ impl Calls {
                         "message": format!("waiting for human approval (countersign review {})", tracked.id),
                     }
                 });
+                if let Some(t) = &task {
+                    note["params"]["_meta"] = json!({ RELATED_TASK: { "taskId": t.id } });
+                }
                 let _ = notes.send(note.to_string()).await;
             }
             let mut step = self.opts.progress_every;
-            if let Some(limit) = self.opts.pending_after {
+            if let Some(limit) = pending_after {
                 step = step.min(limit.saturating_sub(started.elapsed()));
             }
             let waited = tokio::select! {

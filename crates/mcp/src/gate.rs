@@ -288,6 +288,9 @@ impl Gate for Remote {
         if let Some(j) = sub.justification {
             body["justification"] = Value::String(j);
         }
+        if sub.reuse_open {
+            body["reuse_open"] = Value::Bool(true);
+        }
         let v = self
             .send(reqwest::Method::POST, "/v1/actions", Some(body))
             .await?;

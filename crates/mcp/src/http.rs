@@ -324,7 +324,7 @@ impl HttpProxy {
                     }
                 })
             };
-            let verdict = calls.decide(&msg, cancelled, &notes_tx).await;
+            let verdict = calls.decide(&msg, cancelled, &notes_tx, None).await;
             gone.abort();
             drop(notes_tx);
             let _ = relay.await;

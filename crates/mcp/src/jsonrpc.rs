@@ -6,6 +6,11 @@ use serde_json::{json, Value};
 pub const PARSE_ERROR: i64 = -32700;
 /// The JSON sent is not a valid request object.
 pub const INVALID_REQUEST: i64 = -32600;
+/// Invalid method parameters (here: an unknown task, or cancelling one that has ended).
+pub const INVALID_PARAMS: i64 = -32602;
+/// The request was cancelled (the code LSP uses; MCP defines none): `tasks/result` of a
+/// cancelled task.
+pub const REQUEST_CANCELLED: i64 = -32800;
 /// Internal error (here: the server is gone or did not answer in time).
 pub const INTERNAL_ERROR: i64 = -32603;
 

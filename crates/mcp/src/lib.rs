@@ -15,6 +15,7 @@ pub mod http;
 pub mod jsonrpc;
 pub mod session;
 pub mod stdio;
+pub mod tasks;
 
 pub use gate::{Approved, Embedded, Gate, GateError, Remote, Tracked};
 pub use session::{Options, Session, ACTION};

@@ -4,11 +4,13 @@
 //!
 //! Messages stay raw JSON-RPC (`serde_json::Value`, or the original bytes when relayed unchanged)
 //! so fields and methods this code has never heard of pass through intact. Only three things are
-//! looked at: `tools/call` requests (held for a decision), `tools/list` responses (filtered and
-//! annotated), and `notifications/cancelled` for a held call (which cancels its review).
+//! looked at: `tools/call` requests (held for a decision, or run as a task when the client asks),
+//! `tools/list` responses (filtered and annotated), `notifications/cancelled` for a held call
+//! (which cancels its review), the `initialize` result (which gains the tasks capability on
+//! 2025-11-25 sessions) and `tasks/*` requests for the proxy's own tasks.
 
 use countersign_core::Outcome;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,9 +18,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use crate::calls::Outbox;
-use crate::calls::{Calls, Verdict};
+use crate::calls::{AsTask, Calls, Verdict};
 use crate::gate::Gate;
 use crate::jsonrpc;
+use crate::tasks::{self, TaskError, Tasks};
 
 /// The action every tool call becomes.
 pub const ACTION: &str = "mcp.tool_call";
@@ -57,8 +60,18 @@ impl Options {
 enum InFlight {
     /// A forwarded `tools/call`: report its outcome to this action.
     Call { action_id: Option<String> },
+    /// A `tools/call` forwarded for one of our tasks (under an id of the proxy's own): the
+    /// response ends the task; report it to this action.
+    TaskCall {
+        task: String,
+        action_id: Option<String>,
+    },
     /// A `tools/list`: filter the result.
     List,
+    /// `initialize`: learn the protocol version (and advertise tasks on 2025-11-25).
+    Initialize,
+    /// A `tasks/list` relayed to a server that has tasks of its own: ours join its first page.
+    TaskList { first_page: bool },
     /// Anything else.
     Other,
 }
@@ -72,11 +85,19 @@ struct State {
     inflight: HashMap<String, InFlight>,
     held: HashMap<String, Held>,
     closed: bool,
+    /// The session speaks 2025-11-25: `tools/call` may be task-augmented.
+    tasks_on: bool,
+    /// The server declared `tasks.list` itself.
+    server_lists_tasks: bool,
+    /// Tools the server runs only as its own tasks (`execution.taskSupport: "required"`): their
+    /// task-augmented calls are held like plain ones, then forwarded with `task` intact.
+    server_task_tools: std::collections::HashSet<String>,
 }
 
 /// One proxied MCP session.
 pub struct Session {
     calls: Calls,
+    tasks: Tasks,
     to_client: Outbox,
     to_server: Outbox,
     state: Mutex<State>,
@@ -87,6 +108,18 @@ fn key(id: &Value) -> String {
     id.to_string()
 }
 
+/// Request ids the proxy gives the calls it forwards for its tasks (followed by the task id).
+const TASK_CALL_ID: &str = "countersign-call-";
+
+/// A `CreateTaskResult` for a task as it is now.
+fn created_now(tasks: &Tasks, id: &str) -> Value {
+    json!({ "task": tasks.get(id).unwrap_or_else(|_| json!({ "taskId": id })) })
+}
+
+fn task_error(id: &Value, e: &TaskError) -> String {
+    jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &format!("countersign: {e}"))
+}
+
 impl Session {
     /// A session that asks `gate` and writes to the two outboxes.
     pub fn new(
@@ -95,8 +128,10 @@ impl Session {
         to_client: Outbox,
         to_server: Outbox,
     ) -> Arc<Self> {
+        let poll = opts.progress_every;
         Arc::new(Session {
             calls: Calls::new(gate, opts),
+            tasks: Tasks::new(poll),
             to_client,
             to_server,
             state: Mutex::new(State::default()),
@@ -159,7 +194,33 @@ impl Session {
                 .await;
         }
         match (method, id) {
-            (Some("tools/call"), Some(id)) => self.hold(id, msg),
+            (Some("tools/call"), Some(id)) => {
+                if self.as_task(&msg) {
+                    self.start_task(id, msg).await
+                } else {
+                    self.hold(id, msg)
+                }
+            }
+            (Some("initialize"), Some(id)) => {
+                self.track(&id, InFlight::Initialize);
+                self.server(raw.to_string(), Some(id)).await;
+            }
+            (Some(m @ ("tasks/get" | "tasks/result" | "tasks/cancel")), Some(id))
+                if msg["params"]["taskId"].as_str().is_some_and(Tasks::owns) =>
+            {
+                let m = m.to_string();
+                self.task_request(&m, id, &msg).await
+            }
+            (Some("tasks/list"), Some(id)) if self.state().tasks_on => {
+                if self.state().server_lists_tasks {
+                    let first_page = msg["params"].get("cursor").is_none_or(Value::is_null);
+                    self.track(&id, InFlight::TaskList { first_page });
+                    self.server(raw.to_string(), Some(id)).await;
+                } else {
+                    let list = json!({ "tasks": self.tasks.list() });
+                    self.client(jsonrpc::result(&id, list)).await;
+                }
+            }
             (Some("tools/list"), Some(id)) => {
                 self.track(&id, InFlight::List);
                 self.server(raw.to_string(), Some(id)).await;
@@ -212,18 +273,26 @@ impl Session {
         let Some(what) = self.state().inflight.remove(&key(id)) else {
             return;
         };
-        if let InFlight::Call {
-            action_id: Some(action_id),
-        } = what
-        {
+        let error = json!({"code": jsonrpc::INTERNAL_ERROR, "message": text});
+        let action_id = match what {
+            InFlight::Call { action_id } => action_id,
+            InFlight::TaskCall { task, action_id } => {
+                self.end_task(&task, json!({ "error": error })).await;
+                action_id
+            }
+            _ => None,
+        };
+        if let Some(action_id) = action_id {
             let _ = self
                 .calls
                 .gate()
                 .report(&action_id, Outcome::Failed, None, Some(text.to_string()))
                 .await;
         }
-        self.client(jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, text))
-            .await;
+        if !matches!(id, Value::String(s) if s.starts_with(TASK_CALL_ID)) {
+            self.client(jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, text))
+                .await;
+        }
     }
 
     /// One message from the server.
@@ -245,7 +314,52 @@ impl Session {
             Some(InFlight::List) if msg.get("result").is_some() => {
                 let mut msg = msg;
                 self.calls.filter_tools(&mut msg["result"]);
+                self.offer_tasks(&mut msg["result"]);
                 self.client(msg.to_string()).await;
+            }
+            Some(InFlight::Initialize) => {
+                let mut msg = msg;
+                let result = &mut msg["result"];
+                if result["protocolVersion"] == tasks::TASKS_VERSION {
+                    {
+                        let mut st = self.state();
+                        st.tasks_on = true;
+                        st.server_lists_tasks = result["capabilities"]["tasks"]["list"].is_object();
+                    }
+                    tasks::advertise(&mut result["capabilities"]);
+                    self.client(msg.to_string()).await;
+                } else {
+                    self.client(raw.to_string()).await;
+                }
+            }
+            Some(InFlight::TaskList { first_page }) if msg.get("result").is_some() => {
+                let mut msg = msg;
+                if first_page {
+                    let ours = self.tasks.list();
+                    match msg["result"]["tasks"].as_array_mut() {
+                        Some(theirs) => theirs.splice(0..0, ours).for_each(drop),
+                        None => msg["result"]["tasks"] = Value::Array(ours),
+                    }
+                }
+                self.client(msg.to_string()).await;
+            }
+            Some(InFlight::TaskCall { task, action_id }) => {
+                let mut response = msg;
+                if let Some(o) = response.as_object_mut() {
+                    o.remove("jsonrpc");
+                    o.remove("id");
+                }
+                self.end_task(&task, response).await;
+                if let Some(action_id) = action_id {
+                    let me = self.clone();
+                    let raw = raw.to_string();
+                    self.active
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        me.calls.report(&action_id, &raw).await;
+                        me.active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    });
+                }
             }
             Some(InFlight::Call {
                 action_id: Some(action_id),
@@ -280,11 +394,20 @@ impl Session {
         let me = self.clone();
         me.active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::spawn(async move {
-            let verdict = me.calls.decide(&msg, cancelled, &me.to_client).await;
+            let verdict = me.calls.decide(&msg, cancelled, &me.to_client, None).await;
             let still_held = me.state().held.remove(&key(&id)).is_some();
             match verdict {
                 Verdict::Answer(result) if still_held => {
-                    me.client(jsonrpc::result(&id, result)).await;
+                    let answer = if msg["params"]["task"].is_object() {
+                        // A task-augmented call of a tool the server runs as its own task, not
+                        // run: the client expects a task, so it gets one of ours, already ended.
+                        let created = me.tasks.create(&msg["params"]["task"]);
+                        me.tasks.finish(&created.id, json!({ "result": result }));
+                        created_now(&me.tasks, &created.id)
+                    } else {
+                        result
+                    };
+                    me.client(jsonrpc::result(&id, answer)).await;
                 }
                 Verdict::Forward(msg, action_id) if still_held => {
                     me.track(&id, InFlight::Call { action_id });
@@ -296,7 +419,8 @@ impl Session {
         });
     }
 
-    /// The client went away: cancel every held call's review and stop accepting new ones.
+    /// The client went away: cancel every held call's review (tasks' too: nobody is left
+    /// to collect their results) and stop accepting new ones.
     pub async fn client_gone(&self) {
         let held: Vec<Held> = {
             let mut st = self.state();
@@ -306,6 +430,144 @@ impl Session {
         for h in held {
             let _ = h.cancel.send(true);
         }
+        self.tasks.cancel_all();
+    }
+
+    /// Whether this `tools/call` runs as one of our tasks: the client asked (`params.task`) on
+    /// a session that negotiated tasks, and the server does not insist on running the tool as
+    /// a task of its own.
+    fn as_task(&self, msg: &Value) -> bool {
+        if !msg["params"]["task"].is_object() {
+            return false;
+        }
+        let st = self.state();
+        st.tasks_on
+            && !msg["params"]["name"]
+                .as_str()
+                .is_some_and(|n| st.server_task_tools.contains(n))
+    }
+
+    /// Tools of a `tools/list` result may be called as tasks (on a tasks session): the proxy
+    /// runs the task, the server gets a plain call. Tools the server requires to be its own
+    /// tasks are left as they are (and remembered).
+    fn offer_tasks(&self, result: &mut Value) {
+        let mut st = self.state();
+        if !st.tasks_on {
+            return;
+        }
+        let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
+            return;
+        };
+        for tool in tools {
+            let name = tool["name"].as_str().unwrap_or_default().to_string();
+            if tool["execution"]["taskSupport"] == "required" {
+                st.server_task_tools.insert(name);
+                continue;
+            }
+            st.server_task_tools.remove(&name);
+            if !tool["execution"].is_object() {
+                tool["execution"] = json!({});
+            }
+            tool["execution"]["taskSupport"] = json!("optional");
+        }
+    }
+
+    /// Answers a task-augmented `tools/call` with a new task at once, then decides (and, if it
+    /// may run, forwards) the call in the background.
+    async fn start_task(self: &Arc<Self>, id: Value, mut msg: Value) {
+        if self.state().closed {
+            return;
+        }
+        let created = self.tasks.create(&msg["params"]["task"]);
+        if let Some(p) = msg["params"].as_object_mut() {
+            p.remove("task");
+        }
+        self.client(jsonrpc::result(&id, created.result)).await;
+        let me = self.clone();
+        me.active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::spawn(async move {
+            let task = created.id;
+            let as_task = AsTask {
+                tasks: &me.tasks,
+                id: &task,
+            };
+            let verdict = me
+                .calls
+                .decide(&msg, created.cancelled, &me.to_client, Some(as_task))
+                .await;
+            match verdict {
+                Verdict::Answer(result) => me.end_task(&task, json!({ "result": result })).await,
+                Verdict::Forward(mut msg, action_id) => {
+                    // The client's request id was answered with the task; the call goes out
+                    // under an id of the proxy's own.
+                    let call_id = Value::String(format!("{TASK_CALL_ID}{task}"));
+                    msg["id"] = call_id.clone();
+                    me.track(
+                        &call_id,
+                        InFlight::TaskCall {
+                            task: task.clone(),
+                            action_id,
+                        },
+                    );
+                    me.server(msg.to_string(), Some(call_id)).await;
+                }
+            }
+            me.active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+
+    /// Ends one of our tasks and tells the client (`notifications/tasks/status`).
+    async fn end_task(&self, task: &str, response: Value) {
+        if let Some(t) = self.tasks.finish(task, response) {
+            let note =
+                json!({"jsonrpc": "2.0", "method": "notifications/tasks/status", "params": t});
+            self.client(note.to_string()).await;
+        }
+    }
+
+    /// `tasks/get`, `tasks/result` or `tasks/cancel` for one of our tasks.
+    async fn task_request(self: &Arc<Self>, method: &str, id: Value, msg: &Value) {
+        let task = msg["params"]["taskId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let answer = match method {
+            "tasks/get" => self.tasks.get(&task),
+            "tasks/cancel" => {
+                let r = self.tasks.cancel(&task);
+                if r.is_ok() {
+                    // Already forwarded? Tell the server too (best effort).
+                    let call_id = Value::String(format!("{TASK_CALL_ID}{task}"));
+                    if self.state().inflight.contains_key(&key(&call_id)) {
+                        let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                            "params": {"requestId": call_id, "reason": "task cancelled"}});
+                        let _ = self.to_server.send(note.to_string()).await;
+                    }
+                }
+                r
+            }
+            _ => {
+                // Blocks until the task ends: in a task of its own, so the session goes on.
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let text = match me.tasks.result(&task).await {
+                        Ok(mut response) => {
+                            response["jsonrpc"] = json!("2.0");
+                            response["id"] = id;
+                            response.to_string()
+                        }
+                        Err(e) => task_error(&id, &e),
+                    };
+                    me.client(text).await;
+                });
+                return;
+            }
+        };
+        let text = match answer {
+            Ok(t) => jsonrpc::result(&id, t),
+            Err(e) => task_error(&id, &e),
+        };
+        self.client(text).await;
     }
 
     /// The server went away: every request it had not answered gets an error.

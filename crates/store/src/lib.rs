@@ -69,7 +69,29 @@ pub enum Inserted {
     Created(ActionRecord),
     /// The requester already used this idempotency key: here is the first record, unchanged.
     Existing(ActionRecord),
+    /// Asked with `reuse_open`: an earlier action of the requester [answers] the new one (the
+    /// same request, still awaiting review or approved and unused); here it is, unchanged, and
+    /// nothing was written.
+    ///
+    /// [answers]: ActionRecord::answers
+    Reused(ActionRecord),
 }
+
+/// Of the stored actions with the new record's requester and submitted digest, the one that
+/// answers it instead, if any: an approved one first (usable at once), else the newest.
+pub(crate) fn reusable<'a>(
+    candidates: impl IntoIterator<Item = &'a ActionRecord>,
+    new: &ActionRecord,
+) -> Option<&'a ActionRecord> {
+    candidates
+        .into_iter()
+        .filter(|c| c.id != new.id && c.answers(new))
+        .max_by_key(|c| (c.status == Status::Approved, c.created_at, c.id.as_str()))
+}
+
+/// Statuses an action that [answers](ActionRecord::answers) a new one can have: the SQL filter on
+/// candidates, a superset the core's rule then narrows.
+pub(crate) const REUSABLE_STATUSES: &str = "('pending', 'needs_clarification', 'approved')";
 
 /// Which records to list.
 #[derive(Debug, Clone, Default)]
@@ -112,6 +134,19 @@ pub trait Store: Send + Sync + 'static {
         &self,
         record: ActionRecord,
         events: Vec<Event>,
+    ) -> Result<Inserted, StoreError> {
+        self.insert_with(record, events, false).await
+    }
+
+    /// [`insert`](Store::insert); with `reuse_open`, an earlier action of the same requester that
+    /// [answers](ActionRecord::answers) the new one is returned as [`Inserted::Reused`] instead
+    /// and nothing is written. The idempotency lookup comes first. Lookup and insert are one
+    /// atomic step: concurrent identical submissions with `reuse_open` store one action.
+    async fn insert_with(
+        &self,
+        record: ActionRecord,
+        events: Vec<Event>,
+        reuse_open: bool,
     ) -> Result<Inserted, StoreError>;
 
     /// Reads one record.

@@ -93,10 +93,19 @@ CREATE TABLE api_keys (
 );
 ",
     ),
+    (
+        3,
+        "
+-- The submitted digest (`sha256:<hex>`), for `reuse_open`.
+ALTER TABLE actions ADD COLUMN digest TEXT;
+UPDATE actions SET digest = body::jsonb ->> 'submitted_digest';
+CREATE INDEX actions_requester_digest ON actions(requester, digest);
+",
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 fn db_err(e: tokio_postgres::Error) -> StoreError {
     // `Display` of a server error is only "db error"; the source carries the message.
@@ -170,6 +179,7 @@ async fn migrate_client(client: &mut tokio_postgres::Client) -> Result<(i32, i32
 enum Op {
     Insert {
         record: Box<ActionRecord>,
+        reuse_open: bool,
         body: String,
         events: Vec<EntryParts>,
         reply: oneshot::Sender<Result<Inserted, StoreError>>,
@@ -481,6 +491,9 @@ struct Batch {
     dirty: Vec<String>,
     dirty_set: HashSet<String>,
     idem: HashMap<(String, String), String>,
+    /// Ids of the actions that may answer a `reuse_open` insert, by requester and submitted
+    /// digest: the committed candidates, then what this batch inserts.
+    reuse: HashMap<(String, String), Vec<String>>,
     checkpoints: Vec<StoredCheckpoint>,
 }
 
@@ -598,13 +611,22 @@ async fn run_batch(
     };
     let mut keys_r = Vec::new();
     let mut keys_k = Vec::new();
+    let mut reuse_keys = HashSet::new();
+    let mut reuse_r = Vec::new();
+    let mut reuse_d = Vec::new();
     let mut ids = Vec::new();
     for op in &ops {
         match op {
-            Op::Insert { record, .. } => {
+            Op::Insert {
+                record, reuse_open, ..
+            } => {
                 if let Some(k) = &record.idempotency_key {
                     keys_r.push(record.requester.clone());
                     keys_k.push(k.clone());
+                }
+                if *reuse_open && reuse_keys.insert((&record.requester, record.submitted_digest)) {
+                    reuse_r.push(record.requester.clone());
+                    reuse_d.push(record.submitted_digest.to_string());
                 }
             }
             Op::Update { id, .. } => ids.push(id.clone()),
@@ -622,7 +644,13 @@ async fn run_batch(
             .into_iter()
             .map(|k| stored_hash_owner(k).0 as i64)
             .collect();
-        let (existing, locked, front) = tokio::try_join!(
+        let reuse_sql = format!(
+            "SELECT a.id, a.requester, a.digest, a.body FROM actions a \
+             JOIN unnest($1::text[], $2::text[]) AS k(r, d) \
+             ON a.requester = k.r AND a.digest = k.d WHERE a.status IN {}",
+            crate::REUSABLE_STATUSES
+        );
+        let (existing, candidates, locked, front) = tokio::try_join!(
             async {
                 if keys_r.is_empty() {
                     return Ok(Vec::new());
@@ -634,6 +662,12 @@ async fn run_batch(
                     &[&keys_r, &keys_k],
                 )
                 .await
+            },
+            async {
+                if reuse_r.is_empty() {
+                    return Ok(Vec::new());
+                }
+                tx.query(&reuse_sql, &[&reuse_r, &reuse_d]).await
             },
             async {
                 if ids.is_empty() {
@@ -668,12 +702,23 @@ async fn run_batch(
             new_set: HashSet::new(),
             dirty_set: HashSet::new(),
             idem: HashMap::new(),
+            reuse: HashMap::new(),
             checkpoints: Vec::new(),
         };
         for row in existing {
             let id: String = row.get(0);
             let record = decode(&id, row.get(3))?;
             batch.idem.insert((row.get(1), row.get(2)), id.clone());
+            batch.records.insert(id, record);
+        }
+        for row in candidates {
+            let id: String = row.get(0);
+            let record = decode(&id, row.get(3))?;
+            batch
+                .reuse
+                .entry((row.get(1), row.get(2)))
+                .or_default()
+                .push(id.clone());
             batch.records.insert(id, record);
         }
         for row in locked {
@@ -748,6 +793,7 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
     match op {
         Op::Insert {
             record,
+            reuse_open,
             body,
             events,
             reply,
@@ -765,6 +811,24 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                         .ok_or_else(|| StoreError::Database("idempotent record vanished".into())),
                 ));
                 return;
+            }
+            // Candidates read at the batch's start under the head lock, as this batch has left
+            // them (a vote earlier in the batch counts), plus what it inserted.
+            let digest_key = (
+                record.requester.clone(),
+                record.submitted_digest.to_string(),
+            );
+            if reuse_open {
+                let candidates = batch
+                    .reuse
+                    .get(&digest_key)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| batch.records.get(id));
+                if let Some(found) = crate::reusable(candidates, &record) {
+                    done.push(Done::Insert(reply, Ok(Inserted::Reused(found.clone()))));
+                    return;
+                }
             }
             if batch.records.contains_key(&record.id) {
                 done.push(Done::Insert(
@@ -785,6 +849,11 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
             if let Some(k) = key {
                 batch.idem.insert(k, record.id.clone());
             }
+            batch
+                .reuse
+                .entry(digest_key)
+                .or_default()
+                .push(record.id.clone());
             batch.new.push(record.id.clone());
             batch.new_set.insert(record.id.clone());
             batch.fresh_body.insert(record.id.clone(), body);
@@ -870,6 +939,7 @@ type Columns = (
     Vec<String>,
     Vec<Option<String>>,
     Vec<String>,
+    Vec<String>,
     Vec<Option<i64>>,
     Vec<i64>,
     Vec<i64>,
@@ -902,11 +972,12 @@ async fn write_batch(
         ins.0.push(r.id.clone());
         ins.1.push(r.requester.clone());
         ins.2.push(r.idempotency_key.clone());
-        ins.3.push(r.status.as_str().to_string());
-        ins.4.push(review_deadline(r));
-        ins.5.push(r.created_at.millis());
-        ins.6.push(r.updated_at.millis());
-        ins.7.push(body);
+        ins.3.push(r.submitted_digest.to_string());
+        ins.4.push(r.status.as_str().to_string());
+        ins.5.push(review_deadline(r));
+        ins.6.push(r.created_at.millis());
+        ins.7.push(r.updated_at.millis());
+        ins.8.push(body);
     }
     let mut upd: UpdateColumns = Default::default();
     for id in &batch.dirty {
@@ -930,11 +1001,12 @@ async fn write_batch(
                 return Ok(0);
             }
             tx.execute(
-                "INSERT INTO actions (id, requester, idempotency_key, status, review_expires_at, \
-                 created_at, updated_at, body) SELECT * FROM unnest($1::text[], $2::text[], \
-                 $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::text[])",
+                "INSERT INTO actions (id, requester, idempotency_key, digest, status, \
+                 review_expires_at, created_at, updated_at, body) SELECT * FROM \
+                 unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
+                 $7::int8[], $8::int8[], $9::text[])",
                 &[
-                    &ins.0, &ins.1, &ins.2, &ins.3, &ins.4, &ins.5, &ins.6, &ins.7,
+                    &ins.0, &ins.1, &ins.2, &ins.3, &ins.4, &ins.5, &ins.6, &ins.7, &ins.8,
                 ],
             )
             .await
@@ -1048,10 +1120,11 @@ fn checkpoint_row(r: &tokio_postgres::Row) -> StoredCheckpoint {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn insert(
+    async fn insert_with(
         &self,
         record: ActionRecord,
         events: Vec<Event>,
+        reuse_open: bool,
     ) -> Result<Inserted, StoreError> {
         let (reply, rx) = oneshot::channel();
         let body = encode(&record)?;
@@ -1061,6 +1134,7 @@ impl Store for PostgresStore {
             .collect::<Result<Vec<_>, _>>()?;
         self.send(Op::Insert {
             record: Box::new(record),
+            reuse_open,
             body,
             events,
             reply,

@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS actions (
     id TEXT PRIMARY KEY,
     requester TEXT NOT NULL,
     idempotency_key TEXT,
+    -- the submitted digest (`sha256:<hex>`), for `reuse_open` (schema 4)
+    digest TEXT,
     status TEXT NOT NULL,
     review_expires_at INTEGER,
     created_at INTEGER NOT NULL,
@@ -59,7 +61,21 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     at INTEGER NOT NULL,
     note TEXT NOT NULL
 );
-PRAGMA user_version = 3;
+";
+
+/// The schema version [`SCHEMA`] (with [`UPGRADE_4`] and [`INDEXES_4`]) makes.
+const SCHEMA_VERSION: i64 = 4;
+
+/// Schema 3 to 4: the submitted digest as a column, filled from each record's body.
+const UPGRADE_4: &str = "
+ALTER TABLE actions ADD COLUMN digest TEXT;
+UPDATE actions SET digest = json_extract(body, '$.submitted_digest');
+";
+
+/// Indexes on columns that schema 4 added.
+const INDEXES_4: &str = "
+CREATE INDEX IF NOT EXISTS actions_requester_digest ON actions(requester, digest);
+PRAGMA user_version = 4;
 ";
 
 fn db_err(e: rusqlite::Error) -> StoreError {
@@ -69,6 +85,8 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 enum Op {
     Insert {
         record: Box<ActionRecord>,
+        /// Answer with an earlier action that answers this one, if there is one.
+        reuse_open: bool,
         /// `record` and its events as JSON, encoded by the caller so the single writer thread
         /// spends its time on SQLite only.
         body: String,
@@ -145,8 +163,19 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
-        conn.execute_batch(crate::keys::SCHEMA).map_err(db_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Database(format!(
+                "{} has schema version {version}, newer than this build's {SCHEMA_VERSION}; \
+                 upgrade countersign",
+                path.display()
+            )));
+        }
+        let upgrade = if version == 3 { UPGRADE_4 } else { "" };
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;\n{SCHEMA}\n{upgrade}\n{INDEXES_4}\n{}\nCOMMIT;",
+            crate::keys::SCHEMA
+        ))
+        .map_err(db_err)?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("countersign-sqlite-writer".into())
@@ -374,6 +403,7 @@ fn do_insert(
     tx: &Connection,
     head: &mut Head,
     record: Box<ActionRecord>,
+    reuse_open: bool,
     body: &str,
     events: &[EntryParts],
 ) -> Result<Inserted, StoreError> {
@@ -392,15 +422,40 @@ fn do_insert(
             return Ok(Inserted::Existing(decode(&id, &body)?));
         }
     }
+    let digest = record.submitted_digest.to_string();
+    if reuse_open {
+        let mut stmt = tx
+            .prepare_cached(&format!(
+                "SELECT id, body FROM actions WHERE requester = ?1 AND digest = ?2 \
+                 AND status IN {}",
+                crate::REUSABLE_STATUSES
+            ))
+            .map_err(db_err)?;
+        let candidates = stmt
+            .query_map(params![record.requester, digest], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db_err)?
+            .map(|row| {
+                let (id, body) = row.map_err(db_err)?;
+                decode(&id, &body)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(found) = crate::reusable(&candidates, &record) {
+            return Ok(Inserted::Reused(found.clone()));
+        }
+    }
     tx.prepare_cached(
-        "INSERT INTO actions (id, requester, idempotency_key, status, review_expires_at, \
-         created_at, updated_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO actions (id, requester, idempotency_key, digest, status, \
+         review_expires_at, created_at, updated_at, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .map_err(db_err)?
     .execute(params![
         record.id,
         record.requester,
         record.idempotency_key,
+        digest,
         record.status.as_str(),
         review_deadline(&record),
         record.created_at.millis(),
@@ -475,11 +530,12 @@ fn run_one(
     match op {
         Op::Insert {
             record,
+            reuse_open,
             body,
             events,
             reply,
         } => {
-            let result = do_insert(conn, head, record, &body, &events);
+            let result = do_insert(conn, head, record, reuse_open, &body, &events);
             let ok = release(result.is_ok());
             if result.is_err() || !ok {
                 head.rollback(start);
@@ -646,10 +702,11 @@ fn status_list(statuses: &[Status]) -> String {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert(
+    async fn insert_with(
         &self,
         record: ActionRecord,
         events: Vec<Event>,
+        reuse_open: bool,
     ) -> Result<Inserted, StoreError> {
         let (reply, rx) = oneshot::channel();
         let body = encode(&record)?;
@@ -659,6 +716,7 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         self.send(Op::Insert {
             record: Box::new(record),
+            reuse_open,
             body,
             events,
             reply,

@@ -534,3 +534,162 @@ async fn public_endpoints_and_metrics() {
         "{text}"
     );
 }
+
+/// `POST /v1/actions` with `reuse_open`, answering 201 (new) or 200 (reused), and the id.
+async fn submit_reusing(
+    gw: &Gw,
+    who: &str,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let mut body = body;
+    body["reuse_open"] = json!(true);
+    gw.post(who, "/v1/actions", body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_open_answers_with_the_open_review_or_unused_approval() {
+    let gw = Gw::start().await;
+    let body = json!({"action": "deploy", "resource": "r", "params": {"v": 1}});
+    let (s, first) = submit_reusing(&gw, "bot", body.clone()).await;
+    assert_eq!(
+        (s, first["status"].as_str()),
+        (StatusCode::CREATED, Some("pending"))
+    );
+    let a = id(&first);
+    let (_, entries) = gw
+        .get("alice", "/v1/audit/entries?start=0&limit=1000")
+        .await;
+    let audit_size = entries["entries"].as_array().map(Vec::len);
+    assert!(audit_size.is_some_and(|n| n > 0), "{entries}");
+
+    // Pending: the same action, 200, nothing recorded.
+    let (s, again) = submit_reusing(&gw, "bot", body.clone()).await;
+    assert_eq!((s, id(&again)), (StatusCode::OK, a.clone()));
+    assert_eq!(again["status"], "pending");
+    let (_, entries) = gw
+        .get("alice", "/v1/audit/entries?start=0&limit=1000")
+        .await;
+    assert_eq!(entries["entries"].as_array().map(Vec::len), audit_size);
+    // Another requester, or different params, or `reuse_open` false: new actions.
+    let (s, other) = submit_reusing(&gw, "ci", body.clone()).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_ne!(id(&other), a);
+    let (s, v2) = submit_reusing(
+        &gw,
+        "bot",
+        json!({"action": "deploy", "resource": "r", "params": {"v": 2}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_ne!(id(&v2), a);
+    let mut off = body.clone();
+    off["reuse_open"] = json!(false);
+    let plain = gw.submit("bot", off).await;
+    assert_ne!(id(&plain), a);
+    gw.post(
+        "bot",
+        &format!("/v1/actions/{}/cancel", id(&plain)),
+        json!({}),
+    )
+    .await;
+
+    // Approved and unused: the same action with its grant token, which works once.
+    gw.vote("alice", &a, json!({"verdict": "approve"})).await;
+    let (s, approved) = submit_reusing(&gw, "bot", body.clone()).await;
+    assert_eq!((s, id(&approved)), (StatusCode::OK, a.clone()));
+    assert_eq!(approved["status"], "approved");
+    let token = approved["grant"]["token"].as_str().unwrap().to_string();
+    let (s, r) = gw
+        .post("bot", "/v1/grants/redeem", json!({"token": token}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    // Redeemed: a new review.
+    let (s, fresh) = submit_reusing(&gw, "bot", body.clone()).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let b = id(&fresh);
+    assert_ne!(b, a);
+    // Rejected: a new review.
+    gw.vote("alice", &b, json!({"verdict": "deny"})).await;
+    let (s, fresh) = submit_reusing(&gw, "bot", body.clone()).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let c = id(&fresh);
+    assert!(c != a && c != b);
+    // Cancelled: a new review.
+    gw.post("bot", &format!("/v1/actions/{c}/cancel"), json!({}))
+        .await;
+    let (s, fresh) = submit_reusing(&gw, "bot", body.clone()).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(![&a, &b, &c].contains(&&id(&fresh)));
+
+    // Past the review's deadline (even before the sweeper records it): a new review.
+    let quick = json!({"action": "quick", "resource": "r"});
+    let (s, q) = submit_reusing(&gw, "bot", quick.clone()).await;
+    assert_eq!(s, StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, q2) = submit_reusing(&gw, "bot", quick).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_ne!(id(&q2), id(&q));
+
+    // Policy decides every submission: an allowed or denied one is never answered by another.
+    for what in [
+        json!({"action": "logs.read", "resource": "r"}),
+        json!({"action": "db.drop", "resource": "r"}),
+    ] {
+        let (s1, x) = submit_reusing(&gw, "bot", what.clone()).await;
+        let (s2, y) = submit_reusing(&gw, "bot", what).await;
+        assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
+        assert_ne!(id(&x), id(&y));
+    }
+
+    // A wrong type is a 400 like any other field's.
+    let (s, err) = gw
+        .post(
+            "bot",
+            "/v1/actions",
+            json!({"action": "deploy", "resource": "r", "reuse_open": "yes"}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&err)),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_open_skips_an_approval_whose_grant_expired() {
+    let gw = Gw::start_with("grant_ttl = \"1s\"").await;
+    let body = json!({"action": "deploy", "resource": "r"});
+    let (_, first) = submit_reusing(&gw, "bot", body.clone()).await;
+    gw.vote("alice", &id(&first), json!({"verdict": "approve"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, fresh) = submit_reusing(&gw, "bot", body).await;
+    assert_eq!(
+        (s, fresh["status"].as_str()),
+        (StatusCode::CREATED, Some("pending"))
+    );
+    assert_ne!(id(&fresh), id(&first));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reuse_open_submissions_open_one_review() {
+    let gw = std::sync::Arc::new(Gw::start().await);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                submit_reusing(&gw, "bot", json!({"action": "deploy", "resource": "same"})).await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut created = 0;
+    for t in tasks {
+        let (s, v) = t.await.unwrap();
+        created += usize::from(s == StatusCode::CREATED);
+        ids.insert(id(&v));
+    }
+    assert_eq!((created, ids.len()), (1, 1));
+    let (_, list) = gw.get("alice", "/v1/reviews").await;
+    assert_eq!(list["reviews"].as_array().unwrap().len(), 1);
+}

@@ -10,5 +10,7 @@ mod durability;
 mod identity;
 mod mcp;
 mod mcp_http;
+mod mcp_pending;
+mod mcp_tasks;
 mod replicas;
 mod support;

@@ -12,19 +12,21 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-const MCP_POLICIES: &str = r#"
+pub(crate) const MCP_POLICIES: &str = r#"
 @id("mcp-echo") permit (principal, action == Action::"mcp.tool_call", resource == Resource::"mcp://everything/echo");
 @id("mcp-sum") @effect("review") @approvers("group:sre") @reason("sums need an SRE")
 permit (principal, action == Action::"mcp.tool_call", resource == Resource::"mcp://everything/get-sum");
+@id("mcp-research") @effect("review") @approvers("group:sre")
+permit (principal, action == Action::"mcp.tool_call", resource == Resource::"mcp://everything/simulate-research-query");
 @id("mcp-env") @reason("environment variables may hold secrets")
 forbid (principal, action == Action::"mcp.tool_call", resource == Resource::"mcp://everything/get-env");
 "#;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let p = root().join("target/pyenv/bin/python");
     assert!(
         p.exists(),
@@ -64,7 +66,7 @@ pub(crate) async fn gateway() -> Gw {
 }
 
 /// `countersign mcp stdio` as agent `bot` in front of `server`, with `extra` flags.
-fn proxy_command(gw: &Gw, extra: &[&str], server: &[String]) -> Vec<String> {
+pub(crate) fn proxy_command(gw: &Gw, extra: &[&str], server: &[String]) -> Vec<String> {
     let mut cmd = vec![
         env!("CARGO_BIN_EXE_countersign").to_string(),
         "mcp".into(),
@@ -86,21 +88,36 @@ fn proxy_command(gw: &Gw, extra: &[&str], server: &[String]) -> Vec<String> {
 }
 
 /// The Python SDK client running `steps` through the proxy; its report lines are read as they come.
-struct SdkClient {
+pub(crate) struct SdkClient {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
 impl SdkClient {
-    fn start(gw: &Gw, extra: &[&str], steps: Value) -> SdkClient {
+    pub(crate) fn start(gw: &Gw, extra: &[&str], steps: Value) -> SdkClient {
         let spec = json!({"stdio": proxy_command(gw, extra, &server_everything()), "steps": steps});
         SdkClient::run(spec)
     }
 
-    fn run(spec: Value) -> SdkClient {
-        let mut child = Command::new(python())
-            .arg(root().join("tests/interop/mcp_client.py"))
-            .arg(spec.to_string())
+    pub(crate) fn run(spec: Value) -> SdkClient {
+        SdkClient::spawn(
+            Command::new(python())
+                .arg(root().join("tests/interop/mcp_client.py"))
+                .arg(spec.to_string()),
+        )
+    }
+
+    /// The MCP TypeScript SDK's task client (tests/interop/mcp_tasks_client.mjs) running `spec`.
+    pub(crate) fn tasks(spec: Value) -> SdkClient {
+        SdkClient::spawn(
+            Command::new("node")
+                .arg(root().join("tests/interop/mcp_tasks_client.mjs"))
+                .arg(spec.to_string()),
+        )
+    }
+
+    fn spawn(cmd: &mut Command) -> SdkClient {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -112,7 +129,7 @@ impl SdkClient {
     }
 
     /// Lets a `pause` step go on.
-    async fn resume(&mut self) {
+    pub(crate) async fn resume(&mut self) {
         let _ = self.next("paused").await;
         let stdin = self.child.stdin.as_mut().unwrap();
         stdin.write_all(b"go\n").await.unwrap();
@@ -120,7 +137,7 @@ impl SdkClient {
     }
 
     /// The next report line with this `op`.
-    async fn next(&mut self, op: &str) -> Value {
+    pub(crate) async fn next(&mut self, op: &str) -> Value {
         loop {
             let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
                 .await
@@ -134,7 +151,7 @@ impl SdkClient {
         }
     }
 
-    async fn finish(mut self) {
+    pub(crate) async fn finish(mut self) {
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("the MCP client did not exit")
@@ -376,14 +393,14 @@ async fn mcp_stdio_pending_mode_answers_at_once_and_a_repeat_call_runs_once_appr
 }
 
 /// The proxy driven with raw JSON-RPC lines.
-struct Raw {
-    child: Child,
+pub(crate) struct Raw {
+    pub(crate) child: Child,
     stdin: Option<ChildStdin>,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
 impl Raw {
-    fn start(cmd: &[String]) -> Raw {
+    pub(crate) fn start(cmd: &[String]) -> Raw {
         let mut child = Command::new(&cmd[0])
             .args(&cmd[1..])
             .stdin(Stdio::piped())
@@ -401,7 +418,7 @@ impl Raw {
         }
     }
 
-    async fn send(&mut self, line: &str) {
+    pub(crate) async fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().unwrap();
         stdin.write_all(line.as_bytes()).await.unwrap();
         stdin.write_all(b"\n").await.unwrap();
@@ -409,7 +426,7 @@ impl Raw {
     }
 
     /// The next message that is not a notification.
-    async fn recv(&mut self) -> Value {
+    pub(crate) async fn recv(&mut self) -> Value {
         loop {
             let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
                 .await
@@ -423,7 +440,7 @@ impl Raw {
         }
     }
 
-    async fn initialize(&mut self, version: &str) -> Value {
+    pub(crate) async fn initialize(&mut self, version: &str) -> Value {
         self.send(
             &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": version, "capabilities": {},
@@ -438,7 +455,7 @@ impl Raw {
     }
 
     /// Closes stdin and returns the exit code, asserting the proxy ends within `limit`.
-    async fn close(mut self, limit: Duration) -> Option<i32> {
+    pub(crate) async fn close(mut self, limit: Duration) -> Option<i32> {
         self.stdin = None;
         let status = tokio::time::timeout(limit, self.child.wait())
             .await
@@ -695,8 +712,13 @@ pub(crate) async fn http_proxy(gw: &Gw, upstream: &str, extra: &[&str]) -> (Chil
 }
 
 pub(crate) async fn http_front(gw: &Gw) -> HttpFront {
+    http_front_with(gw, &[]).await
+}
+
+/// [`http_front`] with `extra` flags for the proxy.
+pub(crate) async fn http_front_with(gw: &Gw, extra: &[&str]) -> HttpFront {
     let (server, up) = http_server_everything().await;
-    let (proxy, url) = http_proxy(gw, &format!("http://127.0.0.1:{up}/mcp"), &[]).await;
+    let (proxy, url) = http_proxy(gw, &format!("http://127.0.0.1:{up}/mcp"), extra).await;
     HttpFront { url, server, proxy }
 }
 

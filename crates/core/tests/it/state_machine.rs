@@ -631,3 +631,54 @@ fn deadline_is_saturating() {
         Timestamp(i64::MAX)
     );
 }
+
+#[test]
+fn an_earlier_action_answers_the_same_request_only_while_open_or_approved_and_unused() {
+    let bot = agent("bot");
+    let reqs = || review_decision(vec![requirement("group:sre", 1)]);
+    let mut r = submit(&bot, reqs(), Some("carol"));
+    let later = |at: Timestamp| {
+        let mut n = submit(&bot, reqs(), Some("carol"));
+        n.id = "a2".into();
+        n.created_at = at;
+        n
+    };
+    assert!(r.answers(&later(T0)));
+    assert!(
+        !r.answers(&submit(&agent("bot-2"), reqs(), Some("carol"))),
+        "another requester"
+    );
+    assert!(!r.answers(&submit(&bot, reqs(), None)), "for another human");
+    assert!(
+        !r.answers(&submit(&bot, reqs(), Some("dave"))),
+        "for another human"
+    );
+    let deadline = r.review.as_ref().unwrap().expires_at;
+    assert!(!r.answers(&later(deadline)), "past the review's deadline");
+
+    // A reviewer's modify: the action still answers what was submitted.
+    let modify = Ballot::Modify {
+        params: serde_json::json!({"table": "customers", "limit": 1}),
+        comment: None,
+    };
+    vote(&mut r, &human("alice", &["sre"]), modify, T0).unwrap();
+    assert_eq!(r.status, Status::Approved);
+    assert!(r.answers(&later(T0)));
+    let grant = r.grant.clone().unwrap();
+    assert!(!r.answers(&later(grant.expires_at)), "the grant expired");
+    r.redeem(&bot, &grant.jti, &grant.digest, T0).unwrap();
+    assert!(!r.answers(&later(T0)), "the grant was used");
+
+    let mut rejected = submit(&bot, reqs(), Some("carol"));
+    vote(
+        &mut rejected,
+        &human("alice", &["sre"]),
+        Ballot::Deny { comment: None },
+        T0,
+    )
+    .unwrap();
+    assert!(!rejected.answers(&later(T0)));
+    let mut cancelled = submit(&bot, reqs(), Some("carol"));
+    cancelled.cancel(&bot, T0).unwrap();
+    assert!(!cancelled.answers(&later(T0)));
+}

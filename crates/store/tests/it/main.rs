@@ -57,6 +57,8 @@ both_suites!(
     insert_then_get_round_trips,
     idempotency_key_returns_the_first_record,
     concurrent_idempotent_inserts_create_one_record,
+    reuse_open_answers_with_an_open_or_approved_action,
+    concurrent_reuse_open_inserts_open_one_review,
     refused_transition_writes_nothing,
     update_of_unknown_id_is_not_found,
     concurrent_updates_are_serialised,
@@ -82,6 +84,40 @@ async fn sqlite_data_survives_reopening() {
     }
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.get("persist").await.unwrap(), Some(rec));
+}
+
+/// A schema 3 file (before the digest column) is upgraded when opened: the column is filled
+/// from the stored bodies, so an open review made before the upgrade answers `reuse_open`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_upgrades_a_schema_3_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let params = || serde_json::json!({"a": 1});
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        let (rec, events) = suite::submission("old", "bot", params(), suite::T0);
+        store.insert(rec, events).await.unwrap();
+    }
+    {
+        // Back to schema 3, as a file made before the digest column.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP INDEX actions_requester_digest; ALTER TABLE actions DROP COLUMN digest; \
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let again = suite::submission("new", "bot", params(), suite::T0);
+    assert_eq!(
+        suite::reuse(&store, again).await,
+        ("old".to_string(), false)
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
 }
 
 #[test]

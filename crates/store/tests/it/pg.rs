@@ -83,12 +83,13 @@ impl RoundRobin {
 
 #[async_trait]
 impl Store for RoundRobin {
-    async fn insert(
+    async fn insert_with(
         &self,
         record: ActionRecord,
         events: Vec<Event>,
+        reuse_open: bool,
     ) -> Result<Inserted, StoreError> {
-        self.pick().insert(record, events).await
+        self.pick().insert_with(record, events, reuse_open).await
     }
     async fn get(&self, id: &str) -> Result<Option<ActionRecord>, StoreError> {
         self.pick().get(id).await
@@ -220,4 +221,38 @@ async fn a_bad_url_is_a_store_error_not_a_panic() {
             .is_err()
     );
     assert!(PostgresStore::connect("not a url").await.is_err());
+}
+
+/// Migration 3 adds the digest column to a database that already holds actions, filling it
+/// from their bodies, so an open review made before the upgrade answers `reuse_open` after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_3_fills_the_digest_of_existing_actions() {
+    use crate::suite::{reuse, submission, T0};
+    let url = fresh_schema_url("migrate_3").await;
+    {
+        let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.unwrap());
+        let (rec, events) = submission("old", "bot", serde_json::json!({"a": 1}), T0);
+        store.insert(rec, events).await.unwrap();
+    }
+    // Back to schema 2, as a database made before this migration.
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    client
+        .batch_execute(
+            "DROP INDEX actions_requester_digest; ALTER TABLE actions DROP COLUMN digest; \
+             DELETE FROM countersign_migrations WHERE version = 3;",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let _ = driver.await;
+    assert_eq!(
+        countersign_store::migrate_postgres(&url).await.unwrap(),
+        (2, 3)
+    );
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.unwrap());
+    let again = submission("new", "bot", serde_json::json!({"a": 1}), T0);
+    assert_eq!(reuse(&store, again).await, ("old".to_string(), false));
 }

@@ -8,7 +8,7 @@ use countersign_store::{Inserted, ListFilter, Store, UpdateError};
 use std::sync::Arc;
 use std::time::Duration;
 
-const T0: Timestamp = Timestamp(1_700_000_000_000);
+pub const T0: Timestamp = Timestamp(1_700_000_000_000);
 
 fn bot(id: &str) -> Identity {
     Identity::new(id, IdentityKind::Agent, ["automation"])
@@ -122,10 +122,189 @@ pub async fn concurrent_idempotent_inserts_create_one_record(store: Arc<dyn Stor
             Inserted::Existing(r) => {
                 ids.insert(r.id);
             }
+            Inserted::Reused(r) => panic!("reuse was not asked for, got {}", r.id),
         }
     }
     assert_eq!(created, 1);
     assert_eq!(ids.len(), 1, "every caller sees the one record");
+}
+
+/// A review of `db.export` with these params by `requester` at `at`, with its events.
+pub fn submission(
+    id: &str,
+    requester: &str,
+    params: serde_json::Value,
+    at: Timestamp,
+) -> (ActionRecord, Vec<countersign_core::Event>) {
+    let decision = record(id, requester, Effect::Review, None, at).decision;
+    ActionRecord::submit(
+        &bot(requester),
+        NewAction {
+            id: id.into(),
+            grant_jti: format!("jti-{id}"),
+            spec: ActionSpec::new("db.export", "pg://x", "prod", Some(params)).unwrap(),
+            justification: "j".into(),
+            on_behalf_of: None,
+            idempotency_key: None,
+            decision,
+            default_review_ttl: Duration::from_secs(60),
+            grant_ttl: Duration::from_secs(60),
+            grant_on_allow: true,
+        },
+        at,
+    )
+    .unwrap()
+}
+
+/// Inserts with `reuse_open`; the id of the action that answers, and whether it is new.
+pub async fn reuse(
+    store: &Arc<dyn Store>,
+    (rec, events): (ActionRecord, Vec<countersign_core::Event>),
+) -> (String, bool) {
+    match store.insert_with(rec, events, true).await.unwrap() {
+        Inserted::Created(r) => (r.id, true),
+        Inserted::Reused(r) => (r.id, false),
+        Inserted::Existing(r) => panic!("no idempotency key was given, got {}", r.id),
+    }
+}
+
+fn deny_as(who: &str) -> countersign_store::Transition {
+    let voter = Identity::new(who, IdentityKind::Human, ["sre"]);
+    Box::new(move |r: &mut ActionRecord| {
+        r.vote(
+            &voter,
+            Ballot::Deny { comment: None },
+            T0,
+            "unused".into(),
+            Duration::from_secs(60),
+            |_| None,
+        )
+    })
+}
+
+pub async fn reuse_open_answers_with_an_open_or_approved_action(store: Arc<dyn Store>) {
+    let p = || serde_json::json!({"table": "users"});
+    assert_eq!(
+        reuse(&store, submission("u1", "bot", p(), T0)).await,
+        ("u1".into(), true)
+    );
+    let size = store.audit_size().await.unwrap();
+    assert!(size > 0);
+    // The same request, still pending: the first action, and nothing written.
+    assert_eq!(
+        reuse(&store, submission("u2", "bot", p(), T0)).await,
+        ("u1".into(), false)
+    );
+    assert_eq!(store.get("u2").await.unwrap(), None);
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    // Another requester, or other params: a new action each.
+    assert_eq!(
+        reuse(&store, submission("u3", "bot-2", p(), T0)).await,
+        ("u3".into(), true)
+    );
+    let other = serde_json::json!({"table": "orders"});
+    assert_eq!(
+        reuse(&store, submission("u4", "bot", other, T0)).await,
+        ("u4".into(), true)
+    );
+    // Without `reuse_open`, a second review of the same request is opened as before.
+    let (plain, events) = submission("u5", "bot", p(), T0);
+    assert!(matches!(
+        store.insert(plain, events).await.unwrap(),
+        Inserted::Created(_)
+    ));
+    // Approved and unused: it answers, ahead of the open review u5.
+    let (approved, _) = store.update("u1", T0, approve_as("alice")).await.unwrap();
+    assert_eq!(approved.status, Status::Approved);
+    assert_eq!(
+        reuse(&store, submission("u6", "bot", p(), T0)).await,
+        ("u1".into(), false)
+    );
+    // Past the grant's deadline (and u5's review deadline) nothing answers.
+    let late = T0.plus(Duration::from_secs(61));
+    assert_eq!(
+        reuse(&store, submission("u7", "bot", p(), late)).await,
+        ("u7".into(), true)
+    );
+    // Redeemed: the approval is used up, so the newest open review (u7) answers; once it is
+    // rejected, u5 does; once that is cancelled, nothing.
+    let g = approved.grant.clone().unwrap();
+    store
+        .update(
+            "u1",
+            T0,
+            Box::new(move |r: &mut ActionRecord| r.redeem(&bot("bot"), &g.jti, &g.digest, T0)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reuse(&store, submission("u8", "bot", p(), T0)).await,
+        ("u7".into(), false)
+    );
+    store.update("u7", T0, deny_as("alice")).await.unwrap();
+    assert_eq!(
+        reuse(&store, submission("u9", "bot", p(), T0)).await,
+        ("u5".into(), false)
+    );
+    store
+        .update(
+            "u5",
+            T0,
+            Box::new(|r: &mut ActionRecord| r.cancel(&bot("bot"), T0)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reuse(&store, submission("u10", "bot", p(), T0)).await,
+        ("u10".into(), true)
+    );
+    // An allowed action with a grant never answers (only reviews and approvals do).
+    let allowed = record("u11", "bot-3", Effect::Allow, None, T0);
+    store
+        .insert_with(allowed.clone(), vec![], true)
+        .await
+        .unwrap();
+    let again = record("u12", "bot-3", Effect::Allow, None, T0);
+    assert!(matches!(
+        store.insert_with(again, vec![], true).await.unwrap(),
+        Inserted::Created(_)
+    ));
+}
+
+pub async fn concurrent_reuse_open_inserts_open_one_review(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let sub = submission(&format!("s{i}"), "bot", serde_json::json!({"n": 1}), T0);
+                reuse(&store, sub).await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (id, new) = t.await.unwrap();
+        created += usize::from(new);
+        ids.insert(id);
+    }
+    assert_eq!(created, 1, "one review opened");
+    assert_eq!(ids.len(), 1, "every caller sees the one action");
+    let all = store
+        .list(ListFilter {
+            statuses: vec![],
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    let id = ids.into_iter().next().unwrap();
+    let entries = store.audit_entries(0, 100).await.unwrap();
+    assert_eq!(
+        entries.len(),
+        store.action_audit_indexes(&id).await.unwrap().len(),
+        "the audit log holds only the one action's entries"
+    );
 }
 
 pub async fn refused_transition_writes_nothing(store: Arc<dyn Store>) {

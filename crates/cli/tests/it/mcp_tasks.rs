@@ -1,0 +1,246 @@
+//! MCP tasks (protocol 2025-11-25) through the stdio proxy, driven by the official MCP
+//! TypeScript SDK's task client (the Python SDK has none) against server-everything: a task-augmented call is answered with
+//! a task at once, its review is visible in `tasks/get`, and `tasks/result` returns the
+//! server's real result once approved (or the reason, or the cancellation).
+
+use crate::mcp::{action_status, audit_types, gateway, open_review, SdkClient};
+use serde_json::{json, Value};
+
+fn connect_2025_11_25(gw: &crate::support::Gw, steps: Value) -> SdkClient {
+    let spec = json!({
+        "stdio": crate::mcp::proxy_command(gw, &[], &crate::mcp::server_everything()),
+        "steps": steps,
+    });
+    SdkClient::tasks(spec)
+}
+
+#[tokio::test]
+async fn mcp_task_is_created_at_once_reviewed_and_returns_the_real_result() {
+    let gw = gateway().await;
+    let mut c = connect_2025_11_25(
+        &gw,
+        json!([
+            {"op": "list"},
+            {"op": "task_call", "tool": "get-sum", "args": {"a": 1, "b": 2}, "ttl": 120000},
+            {"op": "pause"},
+            {"op": "task_get"},
+            {"op": "pause"},
+            {"op": "task_wait", "until": ["completed", "failed", "cancelled"]},
+            {"op": "task_result"},
+            {"op": "task_list"},
+        ]),
+    );
+    let connected = c.next("connected").await;
+    assert_eq!(
+        connected["tasks"]["requests"]["tools"]["call"],
+        json!({}),
+        "tasks for tools/call are advertised: {connected}"
+    );
+    let list = c.next("list").await;
+    let tools = list["tools"].as_array().unwrap();
+    let sum = tools.iter().find(|t| t["name"] == "get-sum").unwrap();
+    assert_eq!(sum["taskSupport"], "optional", "{sum}");
+    // A tool the server runs only as its own task keeps saying so.
+    if let Some(research) = tools
+        .iter()
+        .find(|t| t["name"] == "simulate-research-query")
+    {
+        assert_eq!(research["taskSupport"], "required", "{research}");
+    }
+
+    let created = c.next("task_call").await;
+    let task = created["task"].clone();
+    assert_eq!(task["status"], "working", "{created}");
+    assert_eq!(task["ttl"], 120000);
+    let task_id = task["taskId"].as_str().unwrap().to_string();
+    assert!(task_id.starts_with("countersign-"), "{task_id}");
+
+    // The review is open while the task works; tasks/get names it.
+    let review = open_review(&gw).await;
+    let action = review["id"].as_str().unwrap().to_string();
+    assert_eq!(review["params"], json!({"a": 1, "b": 2}));
+    c.resume().await;
+    let got = c.next("task_get").await;
+    assert_eq!(got["task"]["status"], "working", "{got}");
+    let message = got["task"]["statusMessage"].as_str().unwrap_or_default();
+    assert!(message.contains(&action), "{got}");
+
+    let (s, v) = gw
+        .vote(
+            "alice",
+            &action,
+            json!({"verdict": "modify", "params": {"a": 4, "b": 5}}),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    c.resume().await;
+    let done = c.next("task_wait").await;
+    assert_eq!(done["task"]["status"], "completed", "{done}");
+    let result = c.next("task_result").await;
+    assert_eq!(result["isError"], false, "{result}");
+    assert_eq!(result["text"], "The sum of 4 and 5 is 9.");
+    assert_eq!(result["related"], task_id.as_str());
+    let listed = c.next("task_list").await;
+    assert!(
+        listed["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["taskId"] == task_id.as_str() && t["status"] == "completed"),
+        "{listed}"
+    );
+    c.finish().await;
+
+    assert_eq!(action_status(&gw, &action).await, "succeeded");
+    let types = audit_types(&gw, &action).await;
+    assert_eq!(
+        types,
+        [
+            "submitted",
+            "review_opened",
+            "voted",
+            "approved",
+            "grant_issued",
+            "grant_redeemed",
+            "result_reported"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn mcp_task_denied_fails_with_the_reason_and_allowed_completes() {
+    let gw = gateway().await;
+    let mut c = connect_2025_11_25(
+        &gw,
+        json!([
+            {"op": "task_call", "tool": "get-env"},
+            {"op": "task_wait", "until": ["completed", "failed", "cancelled"]},
+            {"op": "task_result"},
+            {"op": "task_call", "tool": "echo", "args": {"message": "hi"}},
+            {"op": "task_wait", "until": ["completed", "failed", "cancelled"]},
+            {"op": "task_result"},
+        ]),
+    );
+    let _ = c.next("task_call").await;
+    let denied = c.next("task_wait").await;
+    assert_eq!(denied["task"]["status"], "failed", "{denied}");
+    let r = c.next("task_result").await;
+    assert_eq!(r["isError"], true);
+    assert!(
+        r["text"].as_str().unwrap().contains("secrets"),
+        "the policy's reason: {r}"
+    );
+    let _ = c.next("task_call").await;
+    let allowed = c.next("task_wait").await;
+    assert_eq!(allowed["task"]["status"], "completed", "{allowed}");
+    let r = c.next("task_result").await;
+    assert_eq!(r["text"], "Echo: hi", "{r}");
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn mcp_task_cancel_withdraws_the_review_and_ends_the_task() {
+    let gw = gateway().await;
+    let mut c = connect_2025_11_25(
+        &gw,
+        json!([
+            {"op": "task_call", "tool": "get-sum", "args": {"a": 1, "b": 2}},
+            {"op": "pause"},
+            {"op": "task_cancel"},
+            {"op": "task_get"},
+            {"op": "task_result"},
+            {"op": "task_cancel"},
+        ]),
+    );
+    let _ = c.next("task_call").await;
+    let action = open_review(&gw).await["id"].as_str().unwrap().to_string();
+    c.resume().await;
+    assert_eq!(c.next("task_cancel").await["status"], "cancelled");
+    assert_eq!(c.next("task_get").await["task"]["status"], "cancelled");
+    let r = c.next("task_result").await;
+    assert_eq!(r["error"]["code"], -32800, "{r}");
+    // Cancelling an ended task is invalid params.
+    let again = c.next("task_cancel").await;
+    assert_eq!(again["error"]["code"], -32602, "{again}");
+    c.finish().await;
+    for _ in 0..100 {
+        if action_status(&gw, &action).await == "cancelled" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(action_status(&gw, &action).await, "cancelled");
+    assert!(audit_types(&gw, &action)
+        .await
+        .contains(&"cancelled".to_string()));
+}
+
+#[tokio::test]
+async fn mcp_a_tool_the_server_runs_as_its_own_task_is_reviewed_first_then_relayed() {
+    // server-everything's simulate-research-query requires task execution: after approval the
+    // call goes to the server with `task` intact, and the server's task is polled through the
+    // proxy. Not run (a denial) is a task of the proxy's, already failed.
+    let gw = gateway().await;
+    let mut c = connect_2025_11_25(
+        &gw,
+        json!([
+            {"op": "list"},
+            {"op": "task_call", "tool": "simulate-research-query", "args": {"topic": "tides"}},
+            {"op": "task_wait", "until": ["completed", "failed", "cancelled"]},
+            {"op": "task_result"},
+            {"op": "task_call", "tool": "simulate-research-query", "args": {"topic": "moons"}},
+            {"op": "task_wait", "until": ["completed", "failed", "cancelled"]},
+            {"op": "task_result"},
+        ]),
+    );
+    let list = c.next("list").await;
+    let research = list["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "simulate-research-query")
+        .cloned()
+        .unwrap();
+    assert_eq!(research["taskSupport"], "required", "{research}");
+
+    let action = open_review(&gw).await["id"].as_str().unwrap().to_string();
+    let (s, v) = gw
+        .vote("alice", &action, json!({"verdict": "approve"}))
+        .await;
+    assert!(s.is_success(), "{v}");
+    let created = c.next("task_call").await;
+    let server_task = created["task"]["taskId"].as_str().unwrap().to_string();
+    assert!(!server_task.starts_with("countersign-"), "{created}");
+    assert_eq!(c.next("task_wait").await["task"]["status"], "completed");
+    let r = c.next("task_result").await;
+    assert!(
+        r["text"]
+            .as_str()
+            .unwrap()
+            .contains("Research Report: tides"),
+        "{r}"
+    );
+
+    let second = open_review(&gw).await["id"].as_str().unwrap().to_string();
+    let (s, _) = gw
+        .vote(
+            "alice",
+            &second,
+            json!({"verdict": "deny", "comment": "enough research"}),
+        )
+        .await;
+    assert!(s.is_success());
+    let created = c.next("task_call").await;
+    assert!(created["task"]["taskId"]
+        .as_str()
+        .unwrap()
+        .starts_with("countersign-"));
+    assert_eq!(c.next("task_wait").await["task"]["status"], "failed");
+    let r = c.next("task_result").await;
+    assert!(
+        r["text"].as_str().unwrap().contains("enough research"),
+        "{r}"
+    );
+    c.finish().await;
+    assert_eq!(action_status(&gw, &action).await, "succeeded");
+}

@@ -1,0 +1,372 @@
+//! MCP tasks (protocol 2025-11-25, experimental): a client that adds `params.task` to a
+//! `tools/call` gets a task at once instead of a held request, polls it with `tasks/get`, and
+//! collects the result with `tasks/result`. A review can take hours; a task outlives any
+//! request timeout.
+//!
+//! The proxy is the task *receiver*: the task wraps countersign's decision and, once allowed or
+//! approved, the forwarded call. The decision itself (the action, its review, its grant) lives
+//! in the gateway's store like every other call; this registry only keeps, per session, what
+//! the client polls: each task's status and, once it ends, the JSON-RPC response the plain call
+//! would have had.
+
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// `_meta` key tying a message to its task.
+pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+
+/// The protocol version whose tasks utility the proxy speaks.
+pub const TASKS_VERSION: &str = "2025-11-25";
+
+/// Retention when the client asks for none.
+const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// Retention bounds (a client's `ttl` is clamped to these).
+const MIN_TTL: Duration = Duration::from_secs(60);
+const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Why a `tasks/*` request was refused (all are `-32602`, invalid params).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TaskError {
+    /// No such task in this session (or it was deleted after its ttl).
+    #[error("task not found")]
+    NotFound,
+    /// `tasks/cancel` on a task that has already ended.
+    #[error("the task has already ended ({0}) and cannot be cancelled")]
+    Terminal(&'static str),
+}
+
+/// A task's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Being decided, reviewed or run.
+    Working,
+    /// Ran; the result is not an error.
+    Completed,
+    /// Denied, rejected, expired, or the tool failed (`isError` or a JSON-RPC error).
+    Failed,
+    /// Cancelled by the client.
+    Cancelled,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Working => "working",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+struct Entry {
+    status: Status,
+    message: Option<String>,
+    created: SystemTime,
+    updated: SystemTime,
+    ttl: Duration,
+    /// The response the plain call would have had: `{"result": ...}` or `{"error": ...}`.
+    response: Option<Value>,
+    /// Flips to `true` when the task ends.
+    done: watch::Sender<bool>,
+    /// Flips to `true` when the client cancels.
+    cancel: watch::Sender<bool>,
+}
+
+/// The tasks of one session (one agent identity).
+pub struct Tasks {
+    entries: Mutex<HashMap<String, Entry>>,
+    poll_interval: Duration,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let t: time::OffsetDateTime = t.into();
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Entry {
+    fn json(&self, id: &str, poll: Duration) -> Value {
+        let mut t = json!({
+            "taskId": id,
+            "status": self.status.as_str(),
+            "createdAt": rfc3339(self.created),
+            "lastUpdatedAt": rfc3339(self.updated),
+            "ttl": millis(self.ttl),
+        });
+        if self.status == Status::Working {
+            t["pollInterval"] = json!(millis(poll));
+        }
+        if let Some(m) = &self.message {
+            t["statusMessage"] = Value::String(m.clone());
+        }
+        t
+    }
+
+    fn stale(&self, now: SystemTime) -> bool {
+        // A task still being decided is kept whatever its ttl: its review is still open.
+        self.status != Status::Working
+            && now.duration_since(self.created).unwrap_or_default() > self.ttl
+    }
+}
+
+/// What [`Tasks::create`] hands back.
+pub struct Created {
+    /// The task id.
+    pub id: String,
+    /// The `CreateTaskResult` to answer the `tools/call` with.
+    pub result: Value,
+    /// Flips to `true` if the client cancels the task.
+    pub cancelled: watch::Receiver<bool>,
+}
+
+impl Tasks {
+    /// An empty registry; `poll_interval` is suggested to clients.
+    pub fn new(poll_interval: Duration) -> Self {
+        Tasks {
+            entries: Mutex::new(HashMap::new()),
+            poll_interval: poll_interval.max(Duration::from_millis(100)),
+        }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let now = SystemTime::now();
+        map.retain(|_, e| !e.stale(now));
+        map
+    }
+
+    /// Whether `id` names one of this registry's tasks (ids are prefixed, so a server's own
+    /// task ids are told apart and relayed).
+    pub fn owns(id: &str) -> bool {
+        id.starts_with("countersign-")
+    }
+
+    /// A new working task for a `tools/call` whose `params.task` is `request`.
+    pub fn create(&self, request: &Value) -> Created {
+        let ttl = request
+            .get("ttl")
+            .and_then(Value::as_u64)
+            .map_or(DEFAULT_TTL, Duration::from_millis)
+            .clamp(MIN_TTL, MAX_TTL);
+        let id = format!("countersign-{}", uuid::Uuid::now_v7());
+        let now = SystemTime::now();
+        let (cancel, cancelled) = watch::channel(false);
+        let entry = Entry {
+            status: Status::Working,
+            message: Some("countersign is deciding whether this call may run".into()),
+            created: now,
+            updated: now,
+            ttl,
+            response: None,
+            done: watch::channel(false).0,
+            cancel,
+        };
+        let task = entry.json(&id, self.poll_interval);
+        self.entries().insert(id.clone(), entry);
+        Created {
+            id,
+            result: json!({ "task": task }),
+            cancelled,
+        }
+    }
+
+    /// Updates a working task's status message.
+    pub fn note(&self, id: &str, message: String) {
+        if let Some(e) = self.entries().get_mut(id) {
+            if e.status == Status::Working && e.message.as_deref() != Some(message.as_str()) {
+                e.message = Some(message);
+                e.updated = SystemTime::now();
+            }
+        }
+    }
+
+    /// Ends a task with the response (`{"result": ..}` or `{"error": ..}`) its call would
+    /// have had. Returns the task (for a status notification), or `None` if it had already
+    /// ended (a cancelled task stays cancelled).
+    pub fn finish(&self, id: &str, response: Value) -> Option<Value> {
+        let mut map = self.entries();
+        let e = map.get_mut(id)?;
+        if e.status != Status::Working {
+            return None;
+        }
+        let failed =
+            response.get("error").is_some() || response["result"]["isError"] == Value::Bool(true);
+        e.status = if failed {
+            Status::Failed
+        } else {
+            Status::Completed
+        };
+        e.message = match &response["error"]["message"] {
+            Value::String(m) => Some(m.clone()),
+            _ => None,
+        };
+        e.updated = SystemTime::now();
+        e.response = Some(response);
+        e.done.send_replace(true);
+        Some(e.json(id, self.poll_interval))
+    }
+
+    /// `tasks/get`.
+    pub fn get(&self, id: &str) -> Result<Value, TaskError> {
+        self.entries()
+            .get(id)
+            .map(|e| e.json(id, self.poll_interval))
+            .ok_or(TaskError::NotFound)
+    }
+
+    /// `tasks/list`: every task of this session, newest first (one page).
+    pub fn list(&self) -> Vec<Value> {
+        let map = self.entries();
+        let mut all: Vec<(&String, &Entry)> = map.iter().collect();
+        all.sort_by(|a, b| b.1.created.cmp(&a.1.created).then(b.0.cmp(a.0)));
+        all.into_iter()
+            .map(|(id, e)| e.json(id, self.poll_interval))
+            .collect()
+    }
+
+    /// `tasks/cancel`: the task becomes `cancelled` (and its review is withdrawn by whoever
+    /// holds the `cancelled` receiver).
+    pub fn cancel(&self, id: &str) -> Result<Value, TaskError> {
+        let mut map = self.entries();
+        let e = map.get_mut(id).ok_or(TaskError::NotFound)?;
+        if e.status != Status::Working {
+            return Err(TaskError::Terminal(e.status.as_str()));
+        }
+        e.status = Status::Cancelled;
+        e.message = Some("cancelled by the client; the call was not run".into());
+        e.updated = SystemTime::now();
+        e.response = Some(json!({"error": {
+            "code": crate::jsonrpc::REQUEST_CANCELLED,
+            "message": "the task was cancelled",
+        }}));
+        e.cancel.send_replace(true);
+        e.done.send_replace(true);
+        Ok(e.json(id, self.poll_interval))
+    }
+
+    /// `tasks/result`: waits until the task ends, then returns the response its call would
+    /// have had, with the related-task `_meta` on a result.
+    pub async fn result(&self, id: &str) -> Result<Value, TaskError> {
+        let mut done = {
+            let map = self.entries();
+            let e = map.get(id).ok_or(TaskError::NotFound)?;
+            e.done.subscribe()
+        };
+        // Ends when the task ends, or when the registry drops the task (sender gone).
+        let _ = done.wait_for(|d| *d).await;
+        let map = self.entries();
+        let e = map.get(id).ok_or(TaskError::NotFound)?;
+        let mut response = e.response.clone().ok_or(TaskError::NotFound)?;
+        if let Some(result) = response.get_mut("result").and_then(Value::as_object_mut) {
+            let meta = result
+                .entry("_meta")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(meta) = meta.as_object_mut() {
+                meta.insert(RELATED_TASK.into(), json!({ "taskId": id }));
+            }
+        }
+        Ok(response)
+    }
+
+    /// Cancels every working task (the client went away).
+    pub fn cancel_all(&self) {
+        let ids: Vec<String> = self
+            .entries()
+            .iter()
+            .filter(|(_, e)| e.status == Status::Working)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            let _ = self.cancel(&id);
+        }
+    }
+}
+
+/// The server capabilities an `initialize` result gets so clients know they may create tasks
+/// for `tools/call` (merged into what the server itself declares).
+pub fn advertise(capabilities: &mut Value) {
+    if !capabilities.is_object() {
+        *capabilities = json!({});
+    }
+    let tasks = &mut capabilities["tasks"];
+    if !tasks.is_object() {
+        *tasks = json!({});
+    }
+    for k in ["list", "cancel"] {
+        if !tasks[k].is_object() {
+            tasks[k] = json!({});
+        }
+    }
+    if !tasks["requests"].is_object() {
+        tasks["requests"] = json!({});
+    }
+    if !tasks["requests"]["tools"].is_object() {
+        tasks["requests"]["tools"] = json!({});
+    }
+    tasks["requests"]["tools"]["call"] = json!({});
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_works_then_completes_and_its_result_carries_the_related_task() {
+        let tasks = Tasks::new(Duration::from_secs(1));
+        let c = tasks.create(&json!({"ttl": 60000}));
+        assert!(Tasks::owns(&c.id));
+        assert_eq!(c.result["task"]["status"], "working");
+        assert_eq!(c.result["task"]["ttl"], 60000);
+        assert_eq!(tasks.get(&c.id).unwrap()["status"], "working");
+        let t = tasks
+            .finish(&c.id, json!({"result": {"content": [], "isError": false}}))
+            .unwrap();
+        assert_eq!(t["status"], "completed");
+        let r = tasks.result(&c.id).await.unwrap();
+        assert_eq!(r["result"]["_meta"][RELATED_TASK]["taskId"], c.id.as_str());
+        assert_eq!(tasks.list().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_error_result_fails_the_task_and_a_cancelled_task_stays_cancelled() {
+        let tasks = Tasks::new(Duration::from_secs(1));
+        let a = tasks.create(&json!({}));
+        tasks.finish(&a.id, json!({"result": {"content": [], "isError": true}}));
+        assert_eq!(tasks.get(&a.id).unwrap()["status"], "failed");
+        assert_eq!(tasks.cancel(&a.id), Err(TaskError::Terminal("failed")));
+
+        let b = tasks.create(&json!({}));
+        let waiter = {
+            let id = b.id.clone();
+            let tasks = std::sync::Arc::new(tasks);
+            let t2 = tasks.clone();
+            (tokio::spawn(async move { t2.result(&id).await }), tasks)
+        };
+        let (handle, tasks) = waiter;
+        assert_eq!(tasks.cancel(&b.id).unwrap()["status"], "cancelled");
+        assert!(*b.cancelled.borrow());
+        let r = handle.await.unwrap().unwrap();
+        assert_eq!(r["error"]["code"], crate::jsonrpc::REQUEST_CANCELLED);
+        assert!(tasks.finish(&b.id, json!({"result": {}})).is_none());
+        assert_eq!(tasks.get(&b.id).unwrap()["status"], "cancelled");
+        assert_eq!(tasks.get("countersign-nope"), Err(TaskError::NotFound));
+    }
+
+    #[test]
+    fn advertising_merges_into_the_servers_capabilities() {
+        let mut caps = json!({"tools": {}, "tasks": {"list": {}, "requests": {"sampling": {}}}});
+        advertise(&mut caps);
+        assert_eq!(caps["tools"], json!({}));
+        assert_eq!(caps["tasks"]["requests"]["sampling"], json!({}));
+        assert_eq!(caps["tasks"]["requests"]["tools"]["call"], json!({}));
+        assert_eq!(caps["tasks"]["cancel"], json!({}));
+    }
+}
