@@ -162,7 +162,9 @@ impl HttpProxy {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = axum::Router::new().fallback(handle).with_state(self.clone());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(self.clone());
         let (stopping, stopped) = oneshot::channel::<()>();
         let me = self.clone();
         let signal = async move {
@@ -459,7 +461,12 @@ async fn pump(
     }
 }
 
-async fn relay(mut resp: reqwest::Response, tx: &mpsc::Sender<Bytes>, sse: bool, hook: Option<Hook>) {
+async fn relay(
+    mut resp: reqwest::Response,
+    tx: &mpsc::Sender<Bytes>,
+    sse: bool,
+    hook: Option<Hook>,
+) {
     match hook {
         None => {
             while let Ok(Some(chunk)) = resp.chunk().await {

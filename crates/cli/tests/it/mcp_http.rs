@@ -439,7 +439,12 @@ async fn mcp_http_malformed_batched_non_2_0_and_oversized_posts_get_json_rpc_err
             -32600,
             json!(3),
         ),
-        (json!({"jsonrpc": "2.0"}).to_string(), 400, -32600, Value::Null),
+        (
+            json!({"jsonrpc": "2.0"}).to_string(),
+            400,
+            -32600,
+            Value::Null,
+        ),
         (big.to_string(), 413, -32600, Value::Null),
     ];
     for (body, status, code, id) in cases {
@@ -600,10 +605,16 @@ async fn mcp_http_a_server_that_dies_or_fails_gives_errors_and_failed_results() 
         .call(json!(3), "get-sum", json!({"a": 1, "b": 2}), false)
         .await;
     let review = open_review(&gw).await["id"].as_str().unwrap().to_string();
-    let (s, _) = gw.vote("alice", &review, json!({"verdict": "approve"})).await;
+    let (s, _) = gw
+        .vote("alice", &review, json!({"verdict": "approve"}))
+        .await;
     assert!(s.is_success());
     let answer = held.rest().await;
-    assert_eq!(answer.last().unwrap()["error"]["code"], -32603, "{answer:?}");
+    assert_eq!(
+        answer.last().unwrap()["error"]["code"],
+        -32603,
+        "{answer:?}"
+    );
     wait_status(&gw, &review, "failed").await;
     assert!(audit_types(&gw, &review)
         .await
@@ -624,7 +635,10 @@ async fn mcp_http_a_server_that_dies_or_fails_gives_errors_and_failed_results() 
     assert_eq!(answer[0]["id"], 4, "{answer:?}");
     assert_eq!(answer[0]["error"]["code"], -32603, "{answer:?}");
     let text = answer[0]["error"]["message"].as_str().unwrap();
-    assert!(text.contains("502") && text.contains("bad gateway"), "{text}");
+    assert!(
+        text.contains("502") && text.contains("bad gateway"),
+        "{text}"
+    );
     let mut failed = None;
     for _ in 0..200 {
         failed = actions_on(&gw, "mcp://everything/echo")
