@@ -13,9 +13,12 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use tokio::sync::{mpsc, watch};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use crate::calls::{Calls, Verdict};
 use crate::gate::{Embedded, Remote};
@@ -39,7 +42,13 @@ pub struct HttpProxy {
     max_message: usize,
     agents: Mutex<HashMap<[u8; 32], Arc<Calls>>>,
     held: Mutex<HashMap<String, Arc<watch::Sender<bool>>>>,
+    /// `tools/call`s being decided, forwarded or reported.
+    active: AtomicUsize,
 }
+
+/// How long a stopping proxy waits for open streams, held calls' cancellations and result
+/// reports.
+const GRACE: Duration = Duration::from_secs(10);
 
 /// Rewrites one JSON-RPC message (its text) of an upstream answer.
 type Hook = Box<dyn FnMut(&str) -> String + Send>;
@@ -53,13 +62,24 @@ impl futures_core::Stream for RxStream {
     }
 }
 
-fn rpc_error(status: StatusCode, code: i64, text: &str) -> Response {
+fn rpc_error(status: StatusCode, id: &Value, code: i64, text: &str) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        jsonrpc::error(&Value::Null, code, text),
+        jsonrpc::error(id, code, text),
     )
         .into_response()
+}
+
+fn timed_out(limit: Duration) -> String {
+    format!("the MCP server did not answer within {limit:?}")
+}
+
+/// A held call's key for `notifications/cancelled`: the agent (its token's hash), the MCP
+/// session and the request id, so nobody else can cancel it.
+fn held_key(token: &str, headers: &HeaderMap, id: &Value) -> String {
+    let agent = hex::encode(Sha256::digest(token.as_bytes()));
+    format!("{agent}/{:?}/{id}", headers.get("mcp-session-id"))
 }
 
 fn sse_event(data: &str) -> Bytes {
@@ -131,19 +151,49 @@ impl HttpProxy {
             max_message,
             agents: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
+            active: AtomicUsize::new(0),
         })
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves. Then held calls are cancelled (their reviews too),
+    /// and open streams, cancellations and result reports get [`GRACE`] each to finish.
     pub async fn serve(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = axum::Router::new().fallback(handle).with_state(self);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(self.clone());
+        let (stopping, stopped) = oneshot::channel::<()>();
+        let me = self.clone();
+        let signal = async move {
+            shutdown.await;
+            let held: Vec<_> = me.lock_held().drain().map(|(_, c)| c).collect();
+            for cancel in held {
+                let _ = cancel.send(true);
+            }
+            let _ = stopping.send(());
+        };
+        let serving = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let overdue = async {
+            match stopped.await {
+                Ok(()) => tokio::time::sleep(GRACE).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            r = std::future::IntoFuture::into_future(serving) => r,
+            () = overdue => {
+                tracing::warn!("streams still open {GRACE:?} after the shutdown signal; closing them");
+                Ok(())
+            }
+        };
+        let deadline = Instant::now() + GRACE;
+        while self.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        result
     }
 
     async fn calls_for(&self, token: &str) -> Option<Arc<Calls>> {
@@ -180,26 +230,44 @@ impl HttpProxy {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Relays a request upstream; `hook` may rewrite each JSON-RPC message of the answer.
+    /// Relays a message upstream; `hook` may rewrite each JSON-RPC message of the answer. The
+    /// upstream has `server_timeout` to start answering, and to finish answering a request
+    /// (`id`).
     async fn forward(
         &self,
         method: Method,
         headers: HeaderMap,
         body: Bytes,
+        id: Option<Value>,
         hook: Option<Hook>,
     ) -> Response {
-        let resp = match self
+        let limit = self.opts.server_timeout;
+        let started = Instant::now();
+        let send = self
             .client
             .request(method, &self.upstream)
             .headers(headers)
             .body(body)
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
+            .send();
+        let error_id = id.clone().unwrap_or(Value::Null);
+        let resp = match tokio::time::timeout(limit, send).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
                 let text = format!("the MCP server is unreachable: {e}");
-                return rpc_error(StatusCode::BAD_GATEWAY, jsonrpc::INTERNAL_ERROR, &text);
+                return rpc_error(
+                    StatusCode::BAD_GATEWAY,
+                    &error_id,
+                    jsonrpc::INTERNAL_ERROR,
+                    &text,
+                );
+            }
+            Err(_) => {
+                return rpc_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &error_id,
+                    jsonrpc::INTERNAL_ERROR,
+                    &timed_out(limit),
+                );
             }
         };
         let status = resp.status();
@@ -217,7 +285,8 @@ impl HttpProxy {
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(pump(resp, tx, sse, hook));
+        let request = id.map(|id| (id, started + limit, limit));
+        tokio::spawn(pump(resp, tx, sse, hook, request));
         let mut response = Response::new(Body::from_stream(RxStream(rx)));
         *response.status_mut() = status;
         *response.headers_mut() = out_headers;
@@ -229,11 +298,11 @@ impl HttpProxy {
         self: &Arc<Self>,
         calls: Arc<Calls>,
         headers: HeaderMap,
+        held_key: String,
         id: Value,
         msg: Value,
     ) -> Response {
         let (tx, rx) = mpsc::channel::<Bytes>(64);
-        let held_key = format!("{:?}/{id}", headers.get("mcp-session-id"));
         let (cancel, cancelled) = watch::channel(false);
         let cancel = Arc::new(cancel);
         self.lock_held().insert(held_key.clone(), cancel.clone());
@@ -246,6 +315,7 @@ impl HttpProxy {
             })
         };
         let me = self.clone();
+        me.active.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let (notes_tx, mut notes_rx) = mpsc::channel::<String>(16);
             let relay = {
@@ -267,19 +337,23 @@ impl HttpProxy {
                     let _ = tx.send(sse_event(&jsonrpc::result(&id, result))).await;
                 }
                 Verdict::Forward(msg, action_id) => {
-                    let resp = me
-                        .client
-                        .post(&me.upstream)
-                        .headers(headers)
-                        .body(msg.to_string())
-                        .send()
-                        .await;
-                    let text = match resp {
-                        Ok(r) => collect_response(r, &id, &tx).await,
-                        Err(e) => Err(format!("the MCP server is unreachable: {e}")),
+                    let answer = async {
+                        let resp = me
+                            .client
+                            .post(&me.upstream)
+                            .headers(headers)
+                            .body(msg.to_string())
+                            .send()
+                            .await
+                            .map_err(|e| format!("the MCP server is unreachable: {e}"))?;
+                        collect_response(resp, &id, &tx).await
                     };
-                    let text =
-                        text.unwrap_or_else(|e| jsonrpc::error(&id, jsonrpc::INTERNAL_ERROR, &e));
+                    let limit = me.opts.server_timeout;
+                    let text = match tokio::time::timeout(limit, answer).await {
+                        Ok(Ok(text)) => text,
+                        Ok(Err(e)) => jsonrpc::error(&id, jsonrpc::INTERNAL_ERROR, &e),
+                        Err(_) => jsonrpc::error(&id, jsonrpc::INTERNAL_ERROR, &timed_out(limit)),
+                    };
                     let _ = tx.send(sse_event(&text)).await;
                     // The answer is complete: end the stream now, not after the report commits.
                     drop(tx);
@@ -288,6 +362,7 @@ impl HttpProxy {
                     }
                 }
             }
+            me.active.fetch_sub(1, Ordering::SeqCst);
         });
         let mut response = Response::new(Body::from_stream(RxStream(rx)));
         response.headers_mut().insert(
@@ -313,7 +388,20 @@ async fn collect_response(
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     if !sse {
-        return resp.text().await.map_err(|e| e.to_string());
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if v.get("method").is_none() && v.get("id") == Some(id) {
+            return Ok(text);
+        }
+        // An HTTP error page, or a session-level error (`id: null`): not this call's response.
+        let why = match v["error"]["message"].as_str() {
+            Some(m) => m.to_string(),
+            None => text.chars().take(200).collect(),
+        };
+        return Err(format!(
+            "the MCP server answered HTTP {status} without a response to this call: {why}"
+        ));
     }
     let mut split = SseSplitter::default();
     let mut found: Option<String> = None;
@@ -338,7 +426,47 @@ async fn collect_response(
     found.ok_or_else(|| "the MCP server ended its stream without answering".to_string())
 }
 
-async fn pump(mut resp: reqwest::Response, tx: mpsc::Sender<Bytes>, sse: bool, hook: Option<Hook>) {
+/// Relays an upstream answer on `tx`. For a `request` (its id and deadline), an answer stream
+/// that has not carried the response by the deadline is closed with an error response.
+async fn pump(
+    resp: reqwest::Response,
+    tx: mpsc::Sender<Bytes>,
+    sse: bool,
+    hook: Option<Hook>,
+    request: Option<(Value, Instant, Duration)>,
+) {
+    let Some((id, deadline, limit)) = request else {
+        return relay(resp, &tx, sse, hook).await;
+    };
+    let answered = Arc::new(AtomicBool::new(false));
+    let seen = answered.clone();
+    let want = id.clone();
+    let mut inner = hook;
+    let watching: Hook = Box::new(move |data: &str| -> String {
+        let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+        if v.get("method").is_none() && v.get("id") == Some(&want) {
+            seen.store(true, Ordering::SeqCst);
+        }
+        match &mut inner {
+            Some(hook) => hook(data),
+            None => data.to_string(),
+        }
+    });
+    let late = tokio::time::timeout_at(deadline, relay(resp, &tx, sse, Some(watching)))
+        .await
+        .is_err();
+    if late && sse && !answered.load(Ordering::SeqCst) {
+        let text = jsonrpc::error(&id, jsonrpc::INTERNAL_ERROR, &timed_out(limit));
+        let _ = tx.send(sse_event(&text)).await;
+    }
+}
+
+async fn relay(
+    mut resp: reqwest::Response,
+    tx: &mpsc::Sender<Bytes>,
+    sse: bool,
+    hook: Option<Hook>,
+) {
     match hook {
         None => {
             while let Ok(Some(chunk)) = resp.chunk().await {
@@ -374,9 +502,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let Some(calls) = (match bearer(&parts.headers) {
-        Some(token) => p.calls_for(token).await,
-        None => None,
+    let token = bearer(&parts.headers).unwrap_or_default().to_string();
+    let Some(calls) = (match token.as_str() {
+        "" => None,
+        token => p.calls_for(token).await,
     }) else {
         return (
             StatusCode::UNAUTHORIZED,
@@ -391,6 +520,7 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
             let text = format!("message larger than {} bytes refused", p.max_message);
             return rpc_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
+                &Value::Null,
                 jsonrpc::INVALID_REQUEST,
                 &text,
             );
@@ -398,35 +528,54 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
     };
     let headers = relayed(&parts.headers);
     if parts.method != Method::POST {
-        return p.forward(parts.method, headers, bytes, None).await;
+        return p.forward(parts.method, headers, bytes, None, None).await;
     }
     let msg: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
         Err(e) => {
             let text = format!("parse error: {e}");
-            return rpc_error(StatusCode::BAD_REQUEST, jsonrpc::PARSE_ERROR, &text);
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                jsonrpc::PARSE_ERROR,
+                &text,
+            );
         }
     };
     if !msg.is_object() {
         let text = "a JSON-RPC message must be one object (batches are not supported)";
-        return rpc_error(StatusCode::BAD_REQUEST, jsonrpc::INVALID_REQUEST, text);
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            jsonrpc::INVALID_REQUEST,
+            text,
+        );
     }
     let id = msg.get("id").filter(|i| !i.is_null()).cloned();
-    match (msg.get("method").and_then(Value::as_str), id) {
-        (Some("tools/call"), Some(id)) => p.call(calls, headers, id, msg),
+    let method = msg.get("method").and_then(Value::as_str);
+    if msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0")
+        || (method.is_none() && id.is_none())
+    {
+        let id = id.unwrap_or(Value::Null);
+        let text = "not a JSON-RPC 2.0 message";
+        return rpc_error(StatusCode::BAD_REQUEST, &id, jsonrpc::INVALID_REQUEST, text);
+    }
+    // A request (not a response from the client) must be answered in time.
+    let request = id.clone().filter(|_| method.is_some());
+    match (method, id) {
+        (Some("tools/call"), Some(id)) => {
+            let key = held_key(&token, &headers, &id);
+            p.call(calls, headers, key, id, msg)
+        }
         (Some("notifications/cancelled"), None) => {
-            let key = format!(
-                "{:?}/{}",
-                headers.get("mcp-session-id"),
-                msg["params"]["requestId"]
-            );
+            let key = held_key(&token, &headers, &msg["params"]["requestId"]);
             let held = p.lock_held().remove(&key);
             match held {
                 Some(cancel) => {
                     let _ = cancel.send(true);
                     StatusCode::ACCEPTED.into_response()
                 }
-                None => p.forward(Method::POST, headers, bytes, None).await,
+                None => p.forward(Method::POST, headers, bytes, None, None).await,
             }
         }
         (Some("tools/list"), Some(_)) => {
@@ -440,8 +589,9 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                 }
                 data.to_string()
             });
-            p.forward(Method::POST, headers, bytes, Some(hook)).await
+            p.forward(Method::POST, headers, bytes, request, Some(hook))
+                .await
         }
-        _ => p.forward(Method::POST, headers, bytes, None).await,
+        _ => p.forward(Method::POST, headers, bytes, request, None).await,
     }
 }

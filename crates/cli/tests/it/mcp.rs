@@ -671,16 +671,12 @@ pub(crate) async fn wait_listening(port: u16) {
 /// server-everything over Streamable HTTP with `countersign mcp http` in front of it.
 pub(crate) struct HttpFront {
     pub(crate) url: String,
-    _server: Child,
-    _proxy: Child,
+    pub(crate) server: Child,
+    pub(crate) proxy: Child,
 }
 
-pub(crate) async fn http_front(gw: &Gw) -> HttpFront {
-    http_front_with(gw, &[]).await
-}
-
-/// [`http_front`] with `extra` flags for the proxy.
-pub(crate) async fn http_front_with(gw: &Gw, extra: &[&str]) -> HttpFront {
+/// server-everything in Streamable HTTP mode on a free loopback port; returns it and the port.
+pub(crate) async fn http_server_everything() -> (Child, u16) {
     let mut cmd = server_everything();
     cmd[2] = "streamableHttp".into();
     let up = free_port();
@@ -693,10 +689,16 @@ pub(crate) async fn http_front_with(gw: &Gw, extra: &[&str]) -> HttpFront {
         .spawn()
         .unwrap();
     wait_listening(up).await;
+    (server, up)
+}
+
+/// `countersign mcp http` (gateway `gw`, server name `everything`) in front of `upstream`, with
+/// `extra` flags; returns it and its MCP endpoint URL.
+pub(crate) async fn http_proxy(gw: &Gw, upstream: &str, extra: &[&str]) -> (Child, String) {
     let port = free_port();
     let proxy = Command::new(env!("CARGO_BIN_EXE_countersign"))
         .args(["mcp", "http", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--upstream", &format!("http://127.0.0.1:{up}/mcp")])
+        .args(["--upstream", upstream])
         .args(["--server-name", "everything", "--gateway", &gw.url])
         .args(["--progress-every", "0.2"])
         .args(extra)
@@ -706,11 +708,18 @@ pub(crate) async fn http_front_with(gw: &Gw, extra: &[&str]) -> HttpFront {
         .spawn()
         .unwrap();
     wait_listening(port).await;
-    HttpFront {
-        url: format!("http://127.0.0.1:{port}/mcp"),
-        _server: server,
-        _proxy: proxy,
-    }
+    (proxy, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+pub(crate) async fn http_front(gw: &Gw) -> HttpFront {
+    http_front_with(gw, &[]).await
+}
+
+/// [`http_front`] with `extra` flags for the proxy.
+pub(crate) async fn http_front_with(gw: &Gw, extra: &[&str]) -> HttpFront {
+    let (server, up) = http_server_everything().await;
+    let (proxy, url) = http_proxy(gw, &format!("http://127.0.0.1:{up}/mcp"), extra).await;
+    HttpFront { url, server, proxy }
 }
 
 #[tokio::test]
