@@ -2,7 +2,8 @@
 // API (protocol 2025-11-25): the MCP Python SDK has no client side for tasks.
 //
 // Usage: node mcp_tasks_client.mjs SCRIPT_JSON
-// SCRIPT_JSON: {"stdio": [cmd, args...]} and "steps": a list of
+// SCRIPT_JSON: {"stdio": [cmd, args...]} or {"url": "http://...", "headers": {...}} (Streamable
+// HTTP), and "steps": a list of
 //   {"op": "list"} | {"op": "task_call", "tool": NAME, "args": {...}, "ttl": MS}
 //   (a task-augmented tools/call; the task becomes the current one)
 //   | {"op": "task_get"} | {"op": "task_wait", "until": [STATUS...]} (polls tasks/get)
@@ -12,6 +13,7 @@
 // {"op": OP, "error": {"code", "message"}}.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { createInterface } from 'node:readline';
 
@@ -71,8 +73,13 @@ async function step(client, s, task) {
 }
 
 const spec = JSON.parse(process.argv[2]);
-const [command, ...args] = spec.stdio;
-const transport = new StdioClientTransport({ command, args, stderr: 'inherit' });
+let transport;
+if (spec.stdio) {
+  const [command, ...args] = spec.stdio;
+  transport = new StdioClientTransport({ command, args, stderr: 'inherit' });
+} else {
+  transport = new StreamableHTTPClientTransport(new URL(spec.url), { requestInit: { headers: spec.headers ?? {} } });
+}
 const client = new Client({ name: 'countersign-interop', version: '0' });
 await client.connect(transport);
 say({ op: 'connected', tasks: client.getServerCapabilities()?.tasks ?? null });

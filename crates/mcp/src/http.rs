@@ -3,15 +3,20 @@
 //! request to the upstream server, except that a `tools/call` POST is answered on an SSE stream
 //! of our own: progress notifications while held, then the upstream's response to the approved
 //! call (or the `isError` result). The agent's token never reaches the upstream server.
+//!
+//! On 2025-11-25 sessions (the `MCP-Protocol-Version` header) a task-augmented `tools/call` is
+//! answered at once with a task of the proxy's, as on stdio ([`crate::tasks`]); each agent
+//! (token) has its own tasks. An MCP session is bound to the agent that opened it: another
+//! token naming it gets 404, as for an unknown session.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use countersign_gateway::Gateway;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,10 +25,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::calls::{Calls, Verdict};
+use crate::calls::{AsTask, Calls, Verdict};
 use crate::gate::{Embedded, Remote};
 use crate::jsonrpc;
 use crate::session::Options;
+use crate::tasks::{self, TaskError, Tasks};
 
 /// Where the agents' decisions come from.
 pub enum Gates {
@@ -44,7 +50,44 @@ pub struct HttpProxy {
     held: Mutex<HashMap<String, Arc<watch::Sender<bool>>>>,
     /// `tools/call`s being decided, forwarded or reported.
     active: AtomicUsize,
+    /// Each agent's tasks, by token hash.
+    tasks: Mutex<HashMap<[u8; 32], Arc<AgentTasks>>>,
+    /// Which agent (token hash) opened each MCP session (`Mcp-Session-Id`).
+    sessions: Mutex<HashMap<Vec<u8>, [u8; 32]>>,
 }
+
+/// One agent's tasks, and what its server said about tasks of its own.
+struct AgentTasks {
+    tasks: Tasks,
+    /// Tools the server runs only as its own tasks.
+    server_task_tools: Mutex<HashSet<String>>,
+    /// The server declared `tasks.list`.
+    server_lists_tasks: AtomicBool,
+}
+
+impl AgentTasks {
+    fn server_task_tools(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.server_task_tools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn agent_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn json_response(text: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response()
+}
+
+/// Request ids the proxy gives the calls it forwards for its tasks (followed by the task id).
+const TASK_CALL_ID: &str = "countersign-call-";
 
 /// How long a stopping proxy waits for open streams, held calls' cancellations and result
 /// reports.
@@ -152,6 +195,8 @@ impl HttpProxy {
             agents: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
+            tasks: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -172,6 +217,11 @@ impl HttpProxy {
             let held: Vec<_> = me.lock_held().drain().map(|(_, c)| c).collect();
             for cancel in held {
                 let _ = cancel.send(true);
+            }
+            // Task results live in this process: nobody could collect them after it stops.
+            let agents: Vec<_> = me.lock_tasks().values().cloned().collect();
+            for agent in agents {
+                agent.tasks.cancel_all();
             }
             let _ = stopping.send(());
         };
@@ -224,6 +274,115 @@ impl HttpProxy {
 
     fn lock_agents(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Calls>>> {
         self.agents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<AgentTasks>>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, [u8; 32]>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tasks_for(&self, agent: [u8; 32]) -> Arc<AgentTasks> {
+        self.lock_tasks()
+            .entry(agent)
+            .or_insert_with(|| {
+                Arc::new(AgentTasks {
+                    tasks: Tasks::new(self.opts.progress_every),
+                    server_task_tools: Mutex::new(HashSet::new()),
+                    server_lists_tasks: AtomicBool::new(false),
+                })
+            })
+            .clone()
+    }
+
+    /// Posts a message upstream and returns the text of its response to `id` (relaying any
+    /// other messages before it on `tx`), within `server_timeout`; else a JSON-RPC error.
+    async fn call_upstream(
+        &self,
+        headers: HeaderMap,
+        msg: &Value,
+        id: &Value,
+        tx: &mpsc::Sender<Bytes>,
+    ) -> String {
+        let answer = async {
+            let resp = self
+                .client
+                .post(&self.upstream)
+                .headers(headers)
+                .body(msg.to_string())
+                .send()
+                .await
+                .map_err(|e| format!("the MCP server is unreachable: {e}"))?;
+            collect_response(resp, id, tx).await
+        };
+        let limit = self.opts.server_timeout;
+        match tokio::time::timeout(limit, answer).await {
+            Ok(Ok(text)) => text,
+            Ok(Err(e)) => jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, &e),
+            Err(_) => jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, &timed_out(limit)),
+        }
+    }
+
+    /// A task-augmented `tools/call` on a tasks session: answered at once with a task; the
+    /// decision (and, if it may run, the forwarded call) goes on in the background.
+    fn task_call(
+        self: &Arc<Self>,
+        calls: Arc<Calls>,
+        agent: Arc<AgentTasks>,
+        headers: HeaderMap,
+        id: Value,
+        mut msg: Value,
+    ) -> Response {
+        let created = agent.tasks.create(&msg["params"]["task"]);
+        if let Some(p) = msg["params"].as_object_mut() {
+            p.remove("task");
+        }
+        let answer = jsonrpc::result(&id, created.result);
+        let me = self.clone();
+        me.active.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let task = created.id;
+            // The task's answer has gone; there is no stream left to carry progress.
+            let (notes_tx, mut notes_rx) = mpsc::channel::<String>(16);
+            let drain = tokio::spawn(async move { while notes_rx.recv().await.is_some() {} });
+            let as_task = AsTask {
+                tasks: &agent.tasks,
+                id: &task,
+            };
+            let verdict = calls
+                .decide(&msg, created.cancelled, &notes_tx, Some(as_task))
+                .await;
+            drop(notes_tx);
+            let _ = drain.await;
+            match verdict {
+                Verdict::Answer(result) => {
+                    agent.tasks.finish(&task, json!({ "result": result }));
+                }
+                Verdict::Forward(mut msg, action_id) => {
+                    let call_id = Value::String(format!("{TASK_CALL_ID}{task}"));
+                    msg["id"] = call_id.clone();
+                    // Messages the server sends before its response have no stream to go to.
+                    let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+                    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                    let text = me.call_upstream(headers, &msg, &call_id, &tx).await;
+                    drop(tx);
+                    let _ = drain.await;
+                    let mut response: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    if let Some(o) = response.as_object_mut() {
+                        o.remove("jsonrpc");
+                        o.remove("id");
+                    }
+                    agent.tasks.finish(&task, response);
+                    if let Some(action_id) = action_id {
+                        calls.report(&action_id, &text).await;
+                    }
+                }
+            }
+            me.active.fetch_sub(1, Ordering::SeqCst);
+        });
+        json_response(answer)
     }
 
     fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<watch::Sender<bool>>>> {
@@ -297,6 +456,7 @@ impl HttpProxy {
     fn call(
         self: &Arc<Self>,
         calls: Arc<Calls>,
+        agent: Option<Arc<AgentTasks>>,
         headers: HeaderMap,
         held_key: String,
         id: Value,
@@ -334,26 +494,20 @@ impl HttpProxy {
             match verdict {
                 _ if !still_held || tx.is_closed() => {}
                 Verdict::Answer(result) => {
+                    let result = match &agent {
+                        // A task-augmented call of a tool the server runs as its own task, not
+                        // run: the client expects a task, so it gets one of ours, already ended.
+                        Some(agent) if msg["params"]["task"].is_object() => {
+                            let created = agent.tasks.create(&msg["params"]["task"]);
+                            agent.tasks.finish(&created.id, json!({ "result": result }));
+                            json!({ "task": agent.tasks.get(&created.id).unwrap_or(Value::Null) })
+                        }
+                        _ => result,
+                    };
                     let _ = tx.send(sse_event(&jsonrpc::result(&id, result))).await;
                 }
                 Verdict::Forward(msg, action_id) => {
-                    let answer = async {
-                        let resp = me
-                            .client
-                            .post(&me.upstream)
-                            .headers(headers)
-                            .body(msg.to_string())
-                            .send()
-                            .await
-                            .map_err(|e| format!("the MCP server is unreachable: {e}"))?;
-                        collect_response(resp, &id, &tx).await
-                    };
-                    let limit = me.opts.server_timeout;
-                    let text = match tokio::time::timeout(limit, answer).await {
-                        Ok(Ok(text)) => text,
-                        Ok(Err(e)) => jsonrpc::error(&id, jsonrpc::INTERNAL_ERROR, &e),
-                        Err(_) => jsonrpc::error(&id, jsonrpc::INTERNAL_ERROR, &timed_out(limit)),
-                    };
+                    let text = me.call_upstream(headers, &msg, &id, &tx).await;
                     let _ = tx.send(sse_event(&text)).await;
                     // The answer is complete: end the stream now, not after the report commits.
                     drop(tx);
@@ -492,12 +646,22 @@ async fn relay(
     }
 }
 
+/// The bearer token (the scheme name is case-insensitive, RFC 9110 §11.1).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// A task request's answer as a JSON response.
+fn task_answer(id: &Value, answer: Result<Value, TaskError>) -> Response {
+    json_response(match answer {
+        Ok(v) => jsonrpc::result(id, v),
+        Err(e) => jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &format!("countersign: {e}")),
+    })
 }
 
 async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
@@ -526,9 +690,37 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
             );
         }
     };
+    let agent = agent_hash(&token);
+    let session = parts
+        .headers
+        .get("mcp-session-id")
+        .map(|v| v.as_bytes().to_vec());
+    if let Some(sid) = &session {
+        if p.lock_sessions()
+            .get(sid)
+            .is_some_and(|owner| *owner != agent)
+        {
+            // Another agent's session: as unknown to this agent as a session that never was.
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                &Value::Null,
+                jsonrpc::INVALID_REQUEST,
+                "session not found",
+            );
+        }
+    }
+    let tasks_on = parts
+        .headers
+        .get("mcp-protocol-version")
+        .is_some_and(|v| v.as_bytes() == tasks::TASKS_VERSION.as_bytes());
     let headers = relayed(&parts.headers);
     if parts.method != Method::POST {
-        return p.forward(parts.method, headers, bytes, None, None).await;
+        let ended = parts.method == Method::DELETE;
+        let response = p.forward(parts.method, headers, bytes, None, None).await;
+        if let Some(sid) = session.filter(|_| ended && response.status().is_success()) {
+            p.lock_sessions().remove(&sid);
+        }
+        return response;
     }
     let msg: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
@@ -562,10 +754,88 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
     }
     // A request (not a response from the client) must be answered in time.
     let request = id.clone().filter(|_| method.is_some());
+    let agent_tasks = tasks_on.then(|| p.tasks_for(agent));
     match (method, id) {
         (Some("tools/call"), Some(id)) => {
-            let key = held_key(&token, &headers, &id);
-            p.call(calls, headers, key, id, msg)
+            let tool = msg["params"]["name"].as_str().unwrap_or_default();
+            match &agent_tasks {
+                Some(a)
+                    if msg["params"]["task"].is_object()
+                        && !a.server_task_tools().contains(tool) =>
+                {
+                    p.task_call(calls, a.clone(), headers, id, msg)
+                }
+                _ => {
+                    let key = held_key(&token, &headers, &id);
+                    p.call(calls, agent_tasks, headers, key, id, msg)
+                }
+            }
+        }
+        (Some("initialize"), Some(_)) => {
+            let me = p.clone();
+            let hook = Box::new(move |data: &str| -> String {
+                let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+                    return data.to_string();
+                };
+                if v["result"]["protocolVersion"] != tasks::TASKS_VERSION {
+                    return data.to_string();
+                }
+                let lists = v["result"]["capabilities"]["tasks"]["list"].is_object();
+                me.tasks_for(agent)
+                    .server_lists_tasks
+                    .store(lists, Ordering::SeqCst);
+                tasks::advertise(&mut v["result"]["capabilities"]);
+                v.to_string()
+            });
+            let response = p
+                .forward(Method::POST, headers, bytes, request, Some(hook))
+                .await;
+            if let Some(sid) = response.headers().get("mcp-session-id") {
+                p.lock_sessions().insert(sid.as_bytes().to_vec(), agent);
+            }
+            response
+        }
+        (Some(m @ ("tasks/get" | "tasks/result" | "tasks/cancel")), Some(id))
+            if msg["params"]["taskId"].as_str().is_some_and(Tasks::owns) =>
+        {
+            let agent = p.tasks_for(agent);
+            let task = msg["params"]["taskId"].as_str().unwrap_or_default();
+            match m {
+                "tasks/get" => task_answer(&id, agent.tasks.get(task)),
+                "tasks/cancel" => task_answer(&id, agent.tasks.cancel(task)),
+                _ => match agent.tasks.result(task).await {
+                    Ok(mut response) => {
+                        response["jsonrpc"] = json!("2.0");
+                        response["id"] = id;
+                        json_response(response.to_string())
+                    }
+                    Err(e) => task_answer(&id, Err(e)),
+                },
+            }
+        }
+        (Some("tasks/list"), Some(id)) if agent_tasks.is_some() => {
+            let agent = p.tasks_for(agent);
+            if !agent.server_lists_tasks.load(Ordering::SeqCst) {
+                let list = json!({ "tasks": agent.tasks.list() });
+                return json_response(jsonrpc::result(&id, list));
+            }
+            let first_page = msg["params"].get("cursor").is_none_or(Value::is_null);
+            let hook = Box::new(move |data: &str| -> String {
+                let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+                    return data.to_string();
+                };
+                if !first_page || v.get("result").is_none() {
+                    return data.to_string();
+                }
+                let ours = agent.tasks.list();
+                match v["result"]["tasks"].as_array_mut() {
+                    Some(theirs) => theirs.splice(0..0, ours).for_each(drop),
+                    None => v["result"]["tasks"] = Value::Array(ours),
+                }
+                v.to_string()
+            });
+            p.forward(Method::POST, headers, bytes, request, Some(hook))
+                .await
         }
         (Some("notifications/cancelled"), None) => {
             let key = held_key(&token, &headers, &msg["params"]["requestId"]);
@@ -585,6 +855,9 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                 };
                 if v.get("result").is_some() {
                     calls.filter_tools(&mut v["result"]);
+                    if let Some(a) = &agent_tasks {
+                        tasks::offer(&mut v["result"], &mut a.server_task_tools());
+                    }
                     return v.to_string();
                 }
                 data.to_string()

@@ -447,28 +447,11 @@ impl Session {
                 .is_some_and(|n| st.server_task_tools.contains(n))
     }
 
-    /// Tools of a `tools/list` result may be called as tasks (on a tasks session): the proxy
-    /// runs the task, the server gets a plain call. Tools the server requires to be its own
-    /// tasks are left as they are (and remembered).
+    /// Offers tasks for the tools of a `tools/list` result (on a tasks session).
     fn offer_tasks(&self, result: &mut Value) {
         let mut st = self.state();
-        if !st.tasks_on {
-            return;
-        }
-        let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
-            return;
-        };
-        for tool in tools {
-            let name = tool["name"].as_str().unwrap_or_default().to_string();
-            if tool["execution"]["taskSupport"] == "required" {
-                st.server_task_tools.insert(name);
-                continue;
-            }
-            st.server_task_tools.remove(&name);
-            if !tool["execution"].is_object() {
-                tool["execution"] = json!({});
-            }
-            tool["execution"]["taskSupport"] = json!("optional");
+        if st.tasks_on {
+            tasks::offer(result, &mut st.server_task_tools);
         }
     }
 

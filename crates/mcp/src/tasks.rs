@@ -10,7 +10,7 @@
 //! would have had.
 
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
@@ -287,6 +287,28 @@ impl Tasks {
         for id in ids {
             let _ = self.cancel(&id);
         }
+    }
+}
+
+/// Tools of a `tools/list` result may be called as tasks: the proxy runs the task, the server
+/// gets a plain call. Tools the server requires to be its own tasks
+/// (`execution.taskSupport: "required"`) are left as they are and remembered in
+/// `server_task_tools`.
+pub fn offer(result: &mut Value, server_task_tools: &mut HashSet<String>) {
+    let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for tool in tools {
+        let name = tool["name"].as_str().unwrap_or_default().to_string();
+        if tool["execution"]["taskSupport"] == "required" {
+            server_task_tools.insert(name);
+            continue;
+        }
+        server_task_tools.remove(&name);
+        if !tool["execution"].is_object() {
+            tool["execution"] = json!({});
+        }
+        tool["execution"]["taskSupport"] = json!("optional");
     }
 }
 

@@ -3,7 +3,7 @@
 //! a task at once, its review is visible in `tasks/get`, and `tasks/result` returns the
 //! server's real result once approved (or the reason, or the cancellation).
 
-use crate::mcp::{action_status, audit_types, gateway, open_review, SdkClient};
+use crate::mcp::{action_status, audit_types, gateway, http_front, open_review, SdkClient};
 use serde_json::{json, Value};
 
 fn connect_2025_11_25(gw: &crate::support::Gw, steps: Value) -> SdkClient {
@@ -243,4 +243,177 @@ async fn mcp_a_tool_the_server_runs_as_its_own_task_is_reviewed_first_then_relay
     );
     c.finish().await;
     assert_eq!(action_status(&gw, &action).await, "succeeded");
+}
+
+#[tokio::test]
+async fn mcp_http_task_is_created_at_once_reviewed_and_returns_the_real_result() {
+    let gw = gateway().await;
+    let front = http_front(&gw).await;
+    let mut c = SdkClient::tasks(json!({
+        "url": front.url,
+        "headers": {"Authorization": "Bearer tok-bot"},
+        "steps": [
+            {"op": "list"},
+            {"op": "task_call", "tool": "get-sum", "args": {"a": 1, "b": 2}},
+            {"op": "pause"},
+            {"op": "task_get"},
+            {"op": "pause"},
+            {"op": "task_wait", "until": ["completed", "failed", "cancelled"]},
+            {"op": "task_result"},
+            {"op": "task_call", "tool": "get-sum", "args": {"a": 3, "b": 3}},
+            {"op": "pause"},
+            {"op": "task_cancel"},
+            {"op": "task_result"},
+            {"op": "task_list"},
+        ],
+    }));
+    let connected = c.next("connected").await;
+    assert_eq!(
+        connected["tasks"]["requests"]["tools"]["call"],
+        json!({}),
+        "{connected}"
+    );
+    let list = c.next("list").await;
+    let sum = list["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "get-sum")
+        .cloned()
+        .unwrap();
+    assert_eq!(sum["taskSupport"], "optional", "{sum}");
+    let created = c.next("task_call").await;
+    assert_eq!(created["task"]["status"], "working", "{created}");
+    let task_id = created["task"]["taskId"].as_str().unwrap().to_string();
+    let action = open_review(&gw).await["id"].as_str().unwrap().to_string();
+    c.resume().await;
+    let got = c.next("task_get").await;
+    assert!(
+        got["task"]["statusMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&action),
+        "{got}"
+    );
+    let (s, v) = gw
+        .vote("alice", &action, json!({"verdict": "approve"}))
+        .await;
+    assert!(s.is_success(), "{v}");
+    c.resume().await;
+    assert_eq!(c.next("task_wait").await["task"]["status"], "completed");
+    let r = c.next("task_result").await;
+    assert_eq!(r["text"], "The sum of 1 and 2 is 3.", "{r}");
+    assert_eq!(r["related"], task_id.as_str());
+    assert_eq!(action_status(&gw, &action).await, "succeeded");
+
+    // A second task, cancelled while under review: its review is withdrawn.
+    let _ = c.next("task_call").await;
+    let second = loop {
+        let (_, v) = gw.get("alice", "/v1/reviews").await;
+        if let Some(r) = v["reviews"].as_array().and_then(|a| a.first()) {
+            break r["id"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    c.resume().await;
+    assert_eq!(c.next("task_cancel").await["status"], "cancelled");
+    assert_eq!(c.next("task_result").await["error"]["code"], -32800);
+    let listed = c.next("task_list").await;
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 2, "{listed}");
+    c.finish().await;
+    for _ in 0..100 {
+        if action_status(&gw, &second).await == "cancelled" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(action_status(&gw, &second).await, "cancelled");
+}
+
+#[tokio::test]
+async fn mcp_http_sessions_and_tasks_belong_to_the_agent_that_made_them() {
+    let gw = gateway().await;
+    let front = http_front(&gw).await;
+    let http = reqwest::Client::new();
+    let post = |token: &'static str, session: Option<String>, body: Value| {
+        let mut req = http
+            .post(&front.url)
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&body);
+        if let Some(s) = session {
+            req = req.header("mcp-session-id", s);
+        }
+        req.send()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "0"}}});
+    let r = post("tok-bot", None, init).await.unwrap();
+    assert!(r.status().is_success());
+    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let _ = r.text().await;
+    // Lower-case scheme names are accepted (RFC 9110).
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    let r = http
+        .post(&front.url)
+        .header("authorization", "bearer tok-bot")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .json(&ping)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    // Another agent naming bot's session: 404, as for a session that does not exist.
+    let r = post("tok-alice", Some(session.clone()), ping.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+
+    // A task of bot's is unknown to alice.
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "get-sum", "arguments": {"a": 1, "b": 1}, "task": {"ttl": 60000}}});
+    let created: Value = post("tok-bot", Some(session.clone()), call)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let task = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let get = json!({"jsonrpc": "2.0", "id": 4, "method": "tasks/get", "params": {"taskId": task}});
+    let mine: Value = post("tok-bot", Some(session.clone()), get.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["result"]["status"], "working", "{mine}");
+    let theirs: Value = post("tok-alice", None, get)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["error"]["code"], -32602, "{theirs}");
+    let cancel =
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tasks/cancel", "params": {"taskId": task}});
+    let r: Value = post("tok-alice", None, cancel.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let r: Value = post("tok-bot", Some(session), cancel)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["result"]["status"], "cancelled", "{r}");
 }
