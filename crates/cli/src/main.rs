@@ -47,10 +47,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // A stdio MCP proxy serves one agent session: one thread keeps each message on the thread
+    // that read it (no hand-offs between workers on the latency path). The store's writer has
+    // its own thread either way.
+    let one_thread = matches!(&cli.command, Command::Mcp(mcp_cmd::McpCommand::Stdio(_)));
+    let mut builder = if one_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("countersign: cannot start the async runtime: {e}");
