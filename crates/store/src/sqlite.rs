@@ -72,9 +72,14 @@ ALTER TABLE actions ADD COLUMN digest TEXT;
 UPDATE actions SET digest = json_extract(body, '$.submitted_digest');
 ";
 
-/// Indexes on columns that schema 4 added.
+/// Indexes on columns that schema 4 added. The digest index is partial: only the statuses
+/// `reuse_open` looks for (`REUSABLE_STATUSES`, written out here), so an allowed action's commit
+/// does not also write an index page it will never be looked up by (an early schema-4 file's
+/// full index is replaced).
 const INDEXES_4: &str = "
-CREATE INDEX IF NOT EXISTS actions_requester_digest ON actions(requester, digest);
+DROP INDEX IF EXISTS actions_requester_digest;
+CREATE INDEX IF NOT EXISTS actions_reusable_digest ON actions(requester, digest)
+    WHERE status IN ('pending', 'needs_clarification', 'approved');
 PRAGMA user_version = 4;
 ";
 

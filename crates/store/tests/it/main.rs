@@ -102,7 +102,7 @@ async fn sqlite_upgrades_a_schema_3_file() {
         // Back to schema 3, as a file made before the digest column.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP INDEX actions_requester_digest; ALTER TABLE actions DROP COLUMN digest; \
+            "DROP INDEX actions_reusable_digest; ALTER TABLE actions DROP COLUMN digest; \
              PRAGMA user_version = 3;",
         )
         .unwrap();
@@ -118,6 +118,31 @@ async fn sqlite_upgrades_a_schema_3_file() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, 4);
+    // The reuse lookup reads the partial digest index, which allowed actions stay out of.
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT id, body FROM actions WHERE requester = 'bot' \
+             AND digest = 'd' AND status IN ('pending', 'needs_clarification', 'approved')",
+        )
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        plan.iter().any(|p| p.contains("actions_reusable_digest")),
+        "{plan:?}"
+    );
+    let indexed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM actions INDEXED BY actions_reusable_digest \
+             WHERE requester = 'bot' AND digest IS NOT NULL \
+             AND status IN ('pending', 'needs_clarification', 'approved')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 1, "the pending action from before the upgrade is indexed");
 }
 
 #[test]
