@@ -89,6 +89,25 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
+    // One allowed action at a time: the latency of one durable commit, which is what each
+    // allowed MCP tools/call waits for before it is forwarded (issue #5's added-latency budget).
+    let mut g = c.benchmark_group("sqlite_durable_insert_latency");
+    g.sample_size(50);
+    g.bench_function("1_action_1_client", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let (rec, events) = record(n);
+                    store.insert(rec, events).await.expect("insert");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+
     // The audit log alone: 10 writers appending 100 entries per call (a batch), each call
     // returning only after its commit. Entries are `submitted` events with a realistic spec.
     let mut g = c.benchmark_group("sqlite_durable_audit_append");
