@@ -339,15 +339,7 @@ async fn mcp_stdio_rejected_call_is_an_error_result_with_the_reviewers_comment()
         &[],
         json!([{"op": "call", "tool": "get-sum", "args": {"a": 1, "b": 2}}]),
     );
-    let id = open_review(&gw).await["id"].as_str().unwrap().to_string();
-    let (s, _) = gw
-        .vote(
-            "alice",
-            &id,
-            json!({"verdict": "deny", "comment": "not during the freeze"}),
-        )
-        .await;
-    assert!(s.is_success());
+    deny_open_review(&gw, "not during the freeze").await;
     let done = c.next("call").await;
     assert_eq!(done["isError"], true);
     let text = done["text"].as_str().unwrap();
@@ -470,6 +462,27 @@ pub(crate) async fn action_status(gw: &Gw, id: &str) -> String {
     a["status"].as_str().unwrap_or("?").to_string()
 }
 
+/// Waits (up to 5 s) for an action to reach `want`, then asserts it did.
+pub(crate) async fn eventually_status(gw: &Gw, id: &str, want: &str) {
+    for _ in 0..100 {
+        if action_status(gw, id).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(action_status(gw, id).await, want, "action {id}");
+}
+
+/// Waits for the open review, denies it as alice with `comment`, and returns its id.
+pub(crate) async fn deny_open_review(gw: &Gw, comment: &str) -> String {
+    let id = open_review(gw).await["id"].as_str().unwrap().to_string();
+    let (s, v) = gw
+        .vote("alice", &id, json!({"verdict": "deny", "comment": comment}))
+        .await;
+    assert!(s.is_success(), "{v}");
+    id
+}
+
 #[tokio::test]
 async fn mcp_cancelling_a_held_call_or_disconnecting_cancels_its_review() {
     let gw = gateway().await;
@@ -478,13 +491,7 @@ async fn mcp_cancelling_a_held_call_or_disconnecting_cancels_its_review() {
     raw.send(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get-sum","arguments":{"a":1,"b":1}}}"#).await;
     let first = open_review(&gw).await["id"].as_str().unwrap().to_string();
     raw.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7,"reason":"user pressed stop"}}"#).await;
-    for _ in 0..100 {
-        if action_status(&gw, &first).await == "cancelled" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(action_status(&gw, &first).await, "cancelled");
+    eventually_status(&gw, &first, "cancelled").await;
 
     raw.send(r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"get-sum","arguments":{"a":4,"b":4}}}"#).await;
     let second = open_review(&gw).await["id"].as_str().unwrap().to_string();
@@ -637,13 +644,7 @@ async fn mcp_embedded_gateway_hides_denied_tools_and_marks_reviewed_ones() {
     let (s, _) = gw.vote("alice", &id, json!({"verdict": "approve"})).await;
     assert!(s.is_success());
     assert_eq!(c.next("call").await["text"], "The sum of 5 and 6 is 11.");
-    for _ in 0..100 {
-        if action_status(&gw, &id).await == "succeeded" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(action_status(&gw, &id).await, "succeeded");
+    eventually_status(&gw, &id, "succeeded").await;
     c.finish().await;
 }
 

@@ -4,8 +4,8 @@
 //! call once, and never opens a second review.
 
 use crate::mcp::{
-    actions_on, audit_types, gateway, http_front_with, open_review, proxy_command,
-    server_everything, Raw, SdkClient,
+    actions_on, audit_types, deny_open_review, gateway, http_front_with, open_review,
+    proxy_command, server_everything, Raw, SdkClient,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -147,15 +147,7 @@ async fn mcp_pending_mode_tells_a_rejection_once_then_a_repeat_call_opens_a_new_
     let mut raw = pending_proxy(&gw).await;
     let parked = call_sum(&mut raw, 1).await;
     assert_eq!(parked["isError"], true, "{parked}");
-    let action = open_review(&gw).await["id"].as_str().unwrap().to_string();
-    let (s, v) = gw
-        .vote(
-            "alice",
-            &action,
-            json!({"verdict": "deny", "comment": "not today"}),
-        )
-        .await;
-    assert!(s.is_success(), "{v}");
+    let action = deny_open_review(&gw, "not today").await;
     let told = call_sum(&mut raw, 2).await;
     assert_eq!(told["isError"], true, "{told}");
     assert!(

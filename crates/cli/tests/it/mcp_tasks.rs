@@ -3,8 +3,32 @@
 //! a task at once, its review is visible in `tasks/get`, and `tasks/result` returns the
 //! server's real result once approved (or the reason, or the cancellation).
 
-use crate::mcp::{action_status, audit_types, gateway, http_front, open_review, SdkClient};
+use crate::mcp::{
+    action_status, audit_types, deny_open_review, eventually_status, gateway, http_front,
+    open_review, SdkClient,
+};
 use serde_json::{json, Value};
+
+/// The proxy told the client it may create tasks for `tools/call`.
+async fn advertises_tasks(c: &mut SdkClient) {
+    let connected = c.next("connected").await;
+    assert_eq!(
+        connected["tasks"]["requests"]["tools"]["call"],
+        json!({}),
+        "tasks for tools/call are advertised: {connected}"
+    );
+}
+
+/// One tool of a `list` step's report.
+fn tool(list: &Value, name: &str) -> Value {
+    list["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no tool {name} in {list}"))
+}
 
 fn connect_2025_11_25(gw: &crate::support::Gw, steps: Value) -> SdkClient {
     let spec = json!({
@@ -30,23 +54,14 @@ async fn mcp_task_is_created_at_once_reviewed_and_returns_the_real_result() {
             {"op": "task_list"},
         ]),
     );
-    let connected = c.next("connected").await;
-    assert_eq!(
-        connected["tasks"]["requests"]["tools"]["call"],
-        json!({}),
-        "tasks for tools/call are advertised: {connected}"
-    );
+    advertises_tasks(&mut c).await;
     let list = c.next("list").await;
-    let tools = list["tools"].as_array().unwrap();
-    let sum = tools.iter().find(|t| t["name"] == "get-sum").unwrap();
-    assert_eq!(sum["taskSupport"], "optional", "{sum}");
+    assert_eq!(tool(&list, "get-sum")["taskSupport"], "optional", "{list}");
     // A tool the server runs only as its own task keeps saying so.
-    if let Some(research) = tools
-        .iter()
-        .find(|t| t["name"] == "simulate-research-query")
-    {
-        assert_eq!(research["taskSupport"], "required", "{research}");
-    }
+    assert_eq!(
+        tool(&list, "simulate-research-query")["taskSupport"],
+        "required"
+    );
 
     let created = c.next("task_call").await;
     let task = created["task"].clone();
@@ -163,13 +178,7 @@ async fn mcp_task_cancel_withdraws_the_review_and_ends_the_task() {
     let again = c.next("task_cancel").await;
     assert_eq!(again["error"]["code"], -32602, "{again}");
     c.finish().await;
-    for _ in 0..100 {
-        if action_status(&gw, &action).await == "cancelled" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(action_status(&gw, &action).await, "cancelled");
+    eventually_status(&gw, &action, "cancelled").await;
     assert!(audit_types(&gw, &action)
         .await
         .contains(&"cancelled".to_string()));
@@ -194,14 +203,10 @@ async fn mcp_a_tool_the_server_runs_as_its_own_task_is_reviewed_first_then_relay
         ]),
     );
     let list = c.next("list").await;
-    let research = list["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "simulate-research-query")
-        .cloned()
-        .unwrap();
-    assert_eq!(research["taskSupport"], "required", "{research}");
+    assert_eq!(
+        tool(&list, "simulate-research-query")["taskSupport"],
+        "required"
+    );
 
     let action = open_review(&gw).await["id"].as_str().unwrap().to_string();
     let (s, v) = gw
@@ -221,15 +226,7 @@ async fn mcp_a_tool_the_server_runs_as_its_own_task_is_reviewed_first_then_relay
         "{r}"
     );
 
-    let second = open_review(&gw).await["id"].as_str().unwrap().to_string();
-    let (s, _) = gw
-        .vote(
-            "alice",
-            &second,
-            json!({"verdict": "deny", "comment": "enough research"}),
-        )
-        .await;
-    assert!(s.is_success());
+    deny_open_review(&gw, "enough research").await;
     let created = c.next("task_call").await;
     assert!(created["task"]["taskId"]
         .as_str()
@@ -267,21 +264,9 @@ async fn mcp_http_task_is_created_at_once_reviewed_and_returns_the_real_result()
             {"op": "task_list"},
         ],
     }));
-    let connected = c.next("connected").await;
-    assert_eq!(
-        connected["tasks"]["requests"]["tools"]["call"],
-        json!({}),
-        "{connected}"
-    );
+    advertises_tasks(&mut c).await;
     let list = c.next("list").await;
-    let sum = list["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "get-sum")
-        .cloned()
-        .unwrap();
-    assert_eq!(sum["taskSupport"], "optional", "{sum}");
+    assert_eq!(tool(&list, "get-sum")["taskSupport"], "optional", "{list}");
     let created = c.next("task_call").await;
     assert_eq!(created["task"]["status"], "working", "{created}");
     let task_id = created["task"]["taskId"].as_str().unwrap().to_string();
@@ -308,26 +293,14 @@ async fn mcp_http_task_is_created_at_once_reviewed_and_returns_the_real_result()
 
     // A second task, cancelled while under review: its review is withdrawn.
     let _ = c.next("task_call").await;
-    let second = loop {
-        let (_, v) = gw.get("alice", "/v1/reviews").await;
-        if let Some(r) = v["reviews"].as_array().and_then(|a| a.first()) {
-            break r["id"].as_str().unwrap().to_string();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let second = open_review(&gw).await["id"].as_str().unwrap().to_string();
     c.resume().await;
     assert_eq!(c.next("task_cancel").await["status"], "cancelled");
     assert_eq!(c.next("task_result").await["error"]["code"], -32800);
     let listed = c.next("task_list").await;
     assert_eq!(listed["tasks"].as_array().unwrap().len(), 2, "{listed}");
     c.finish().await;
-    for _ in 0..100 {
-        if action_status(&gw, &second).await == "cancelled" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(action_status(&gw, &second).await, "cancelled");
+    eventually_status(&gw, &second, "cancelled").await;
 }
 
 #[tokio::test]

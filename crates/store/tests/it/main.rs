@@ -142,7 +142,10 @@ async fn sqlite_upgrades_a_schema_3_file() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(indexed, 1, "the pending action from before the upgrade is indexed");
+    assert_eq!(
+        indexed, 1,
+        "the pending action from before the upgrade is indexed"
+    );
 }
 
 #[test]
