@@ -50,6 +50,10 @@ pub enum ClientCommand {
         /// Idempotency key: retries return the first answer.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// If you already have this exact request under review, or approved and not yet used,
+        /// answer with that action instead of opening another review.
+        #[arg(long)]
+        reuse_open: bool,
         /// Wait up to SECONDS for a decision, showing a live status line.
         #[arg(long, value_name = "SECONDS")]
         wait: Option<u64>,
@@ -331,11 +335,12 @@ async fn dispatch(cmd: ClientCommand) -> Result<u8, ClientError> {
             justification,
             on_behalf_of,
             idempotency_key,
+            reuse_open,
             wait,
             conn,
         } => {
             let client = Client::new(&conn)?;
-            let body = json!({
+            let mut body = json!({
                 "action": action,
                 "resource": resource,
                 "environment": environment,
@@ -343,6 +348,9 @@ async fn dispatch(cmd: ClientCommand) -> Result<u8, ClientError> {
                 "justification": justification,
                 "on_behalf_of": on_behalf_of,
             });
+            if reuse_open {
+                body["reuse_open"] = Value::Bool(true);
+            }
             let headers: Vec<(&str, String)> = idempotency_key
                 .map(|k| vec![("Idempotency-Key", k)])
                 .unwrap_or_default();

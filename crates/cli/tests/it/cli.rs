@@ -178,6 +178,29 @@ async fn submit_wait_exits_zero_on_approval_and_one_on_denial() {
 }
 
 #[tokio::test]
+async fn submit_reuse_open_answers_with_the_open_review_of_the_same_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::spawn(dir.path()).await;
+    let url = server.url.clone();
+    let submit = |extra: &'static [&'static str]| {
+        let url = url.clone();
+        async move {
+            let mut args = vec!["submit", "deploy", "k8s://prod/9", "--params", r#"{"v":2}"#];
+            args.extend_from_slice(extra);
+            let (code, out, err) = run(&args, &url, "tok-bot").await;
+            assert_eq!(code, 0, "{err}");
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let first = submit(&[]).await;
+    assert_eq!(submit(&["--reuse-open"]).await, first, "the same review");
+    assert_ne!(submit(&[]).await, first, "without the flag: a new review");
+}
+
+#[tokio::test]
 async fn keys_new_prints_a_token_and_its_hash() {
     let (code, out, _) = run(&["keys", "new"], "", "").await;
     assert_eq!(code, 0);
