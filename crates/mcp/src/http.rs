@@ -86,9 +86,6 @@ fn json_response(text: String) -> Response {
         .into_response()
 }
 
-/// Request ids the proxy gives the calls it forwards for its tasks (followed by the task id).
-const TASK_CALL_ID: &str = "countersign-call-";
-
 /// How long a stopping proxy waits for open streams, held calls' cancellations and result
 /// reports.
 const GRACE: Duration = Duration::from_secs(10);
@@ -361,7 +358,7 @@ impl HttpProxy {
                     agent.tasks.finish(&task, json!({ "result": result }));
                 }
                 Verdict::Forward(mut msg, action_id) => {
-                    let call_id = Value::String(format!("{TASK_CALL_ID}{task}"));
+                    let call_id = tasks::call_id(&task);
                     msg["id"] = call_id.clone();
                     // Messages the server sends before its response have no stream to go to.
                     let (tx, mut rx) = mpsc::channel::<Bytes>(16);
@@ -369,12 +366,8 @@ impl HttpProxy {
                     let text = me.call_upstream(headers, &msg, &call_id, &tx).await;
                     drop(tx);
                     let _ = drain.await;
-                    let mut response: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    if let Some(o) = response.as_object_mut() {
-                        o.remove("jsonrpc");
-                        o.remove("id");
-                    }
-                    agent.tasks.finish(&task, response);
+                    let response = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    agent.tasks.finish(&task, tasks::response_of(response));
                     if let Some(action_id) = action_id {
                         calls.report(&action_id, &text).await;
                     }
@@ -498,9 +491,7 @@ impl HttpProxy {
                         // A task-augmented call of a tool the server runs as its own task, not
                         // run: the client expects a task, so it gets one of ours, already ended.
                         Some(agent) if msg["params"]["task"].is_object() => {
-                            let created = agent.tasks.create(&msg["params"]["task"]);
-                            agent.tasks.finish(&created.id, json!({ "result": result }));
-                            json!({ "task": agent.tasks.get(&created.id).unwrap_or(Value::Null) })
+                            agent.tasks.ended(&msg["params"]["task"], result)
                         }
                         _ => result,
                     };
@@ -827,11 +818,7 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                 if !first_page || v.get("result").is_none() {
                     return data.to_string();
                 }
-                let ours = agent.tasks.list();
-                match v["result"]["tasks"].as_array_mut() {
-                    Some(theirs) => theirs.splice(0..0, ours).for_each(drop),
-                    None => v["result"]["tasks"] = Value::Array(ours),
-                }
+                agent.tasks.merge_into(&mut v["result"]);
                 v.to_string()
             });
             p.forward(Method::POST, headers, bytes, request, Some(hook))

@@ -108,14 +108,6 @@ fn key(id: &Value) -> String {
     id.to_string()
 }
 
-/// Request ids the proxy gives the calls it forwards for its tasks (followed by the task id).
-const TASK_CALL_ID: &str = "countersign-call-";
-
-/// A `CreateTaskResult` for a task as it is now.
-fn created_now(tasks: &Tasks, id: &str) -> Value {
-    json!({ "task": tasks.get(id).unwrap_or_else(|_| json!({ "taskId": id })) })
-}
-
 fn task_error(id: &Value, e: &TaskError) -> String {
     jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &format!("countersign: {e}"))
 }
@@ -289,7 +281,7 @@ impl Session {
                 .report(&action_id, Outcome::Failed, None, Some(text.to_string()))
                 .await;
         }
-        if !matches!(id, Value::String(s) if s.starts_with(TASK_CALL_ID)) {
+        if !matches!(id, Value::String(s) if s.starts_with(tasks::TASK_CALL_ID)) {
             self.client(jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, text))
                 .await;
         }
@@ -335,21 +327,12 @@ impl Session {
             Some(InFlight::TaskList { first_page }) if msg.get("result").is_some() => {
                 let mut msg = msg;
                 if first_page {
-                    let ours = self.tasks.list();
-                    match msg["result"]["tasks"].as_array_mut() {
-                        Some(theirs) => theirs.splice(0..0, ours).for_each(drop),
-                        None => msg["result"]["tasks"] = Value::Array(ours),
-                    }
+                    self.tasks.merge_into(&mut msg["result"]);
                 }
                 self.client(msg.to_string()).await;
             }
             Some(InFlight::TaskCall { task, action_id }) => {
-                let mut response = msg;
-                if let Some(o) = response.as_object_mut() {
-                    o.remove("jsonrpc");
-                    o.remove("id");
-                }
-                self.end_task(&task, response).await;
+                self.end_task(&task, tasks::response_of(msg)).await;
                 if let Some(action_id) = action_id {
                     let me = self.clone();
                     let raw = raw.to_string();
@@ -401,9 +384,7 @@ impl Session {
                     let answer = if msg["params"]["task"].is_object() {
                         // A task-augmented call of a tool the server runs as its own task, not
                         // run: the client expects a task, so it gets one of ours, already ended.
-                        let created = me.tasks.create(&msg["params"]["task"]);
-                        me.tasks.finish(&created.id, json!({ "result": result }));
-                        created_now(&me.tasks, &created.id)
+                        me.tasks.ended(&msg["params"]["task"], result)
                     } else {
                         result
                     };
@@ -483,7 +464,7 @@ impl Session {
                 Verdict::Forward(mut msg, action_id) => {
                     // The client's request id was answered with the task; the call goes out
                     // under an id of the proxy's own.
-                    let call_id = Value::String(format!("{TASK_CALL_ID}{task}"));
+                    let call_id = tasks::call_id(&task);
                     msg["id"] = call_id.clone();
                     me.track(
                         &call_id,
@@ -520,7 +501,7 @@ impl Session {
                 let r = self.tasks.cancel(&task);
                 if r.is_ok() {
                     // Already forwarded? Tell the server too (best effort).
-                    let call_id = Value::String(format!("{TASK_CALL_ID}{task}"));
+                    let call_id = tasks::call_id(&task);
                     if self.state().inflight.contains_key(&key(&call_id)) {
                         let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
                             "params": {"requestId": call_id, "reason": "task cancelled"}});

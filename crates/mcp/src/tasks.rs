@@ -21,6 +21,24 @@ pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 /// The protocol version whose tasks utility the proxy speaks.
 pub const TASKS_VERSION: &str = "2025-11-25";
 
+/// Request ids the proxy gives the calls it forwards for its tasks (followed by the task id):
+/// the client's own request was already answered with the task.
+pub const TASK_CALL_ID: &str = "countersign-call-";
+
+/// The request id under which a task's call is forwarded.
+pub fn call_id(task: &str) -> Value {
+    Value::String(format!("{TASK_CALL_ID}{task}"))
+}
+
+/// A JSON-RPC response reduced to what a task keeps: `{"result": ..}` or `{"error": ..}`.
+pub fn response_of(mut message: Value) -> Value {
+    if let Some(o) = message.as_object_mut() {
+        o.remove("jsonrpc");
+        o.remove("id");
+    }
+    message
+}
+
 /// Retention when the client asks for none.
 const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 /// Retention bounds (a client's `ttl` is clamped to these).
@@ -175,6 +193,24 @@ impl Tasks {
             id,
             result: json!({ "task": task }),
             cancelled,
+        }
+    }
+
+    /// A task for a call that was not run (denied, rejected, cancelled...) although the client
+    /// asked for a task (`request`): created already ended with `result`. Returns the
+    /// `CreateTaskResult` to answer with.
+    pub fn ended(&self, request: &Value, result: Value) -> Value {
+        let created = self.create(request);
+        self.finish(&created.id, json!({ "result": result }));
+        json!({ "task": self.get(&created.id).unwrap_or_else(|_| json!({ "taskId": created.id })) })
+    }
+
+    /// Puts this registry's tasks first in the first page of a server's `tasks/list` result.
+    pub fn merge_into(&self, result: &mut Value) {
+        let ours = self.list();
+        match result["tasks"].as_array_mut() {
+            Some(theirs) => theirs.splice(0..0, ours).for_each(drop),
+            None => result["tasks"] = Value::Array(ours),
         }
     }
 
