@@ -233,6 +233,16 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// The wire name (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 /// What the executor reported after running the action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionResult {
@@ -851,10 +861,7 @@ impl ActionRecord {
         });
         self.updated_at = now;
         Ok(vec![Event::ResultReported {
-            outcome: match outcome {
-                Outcome::Succeeded => "succeeded".into(),
-                Outcome::Failed => "failed".into(),
-            },
+            outcome: outcome.as_str().into(),
             by: who.id.clone(),
         }])
     }

@@ -236,10 +236,7 @@ impl<'a> ActionJson<'a> {
             review: review(r),
             grant: grant(view),
             result: r.result.as_ref().map(|res| ResultView {
-                outcome: match res.outcome {
-                    countersign_core::Outcome::Succeeded => "succeeded",
-                    countersign_core::Outcome::Failed => "failed",
-                },
+                outcome: res.outcome.as_str(),
                 exit_code: res.exit_code,
                 output_sha256: res.output_sha256.as_deref(),
                 detail: res.detail.as_deref(),

@@ -329,11 +329,7 @@ impl Gate for Remote {
         output_sha256: Option<String>,
         detail: Option<String>,
     ) -> Result<(), GateError> {
-        let outcome = match outcome {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-        };
-        let mut body = json!({ "outcome": outcome });
+        let mut body = json!({ "outcome": outcome.as_str() });
         if let Some(h) = output_sha256 {
             body["output_sha256"] = Value::String(h);
         }
