@@ -62,7 +62,6 @@ pub async fn create(
         expires_at: req.expires_in.map(|d| now.plus(d)),
         revoked_at: None,
     };
-    store.create_key(key.clone()).await?;
     let event = Event::KeyCreated {
         by: created_by.to_string(),
         key_id: key.id.clone(),
@@ -71,7 +70,8 @@ pub async fn create(
         groups: key.groups.iter().cloned().collect(),
         expires_at: key.expires_at,
     };
-    record(store, now, event).await?;
+    logged(&event);
+    store.create_key(key.clone(), event).await?;
     Ok((secret, key))
 }
 
@@ -82,35 +82,30 @@ pub async fn revoke(
     by: &str,
     now: Timestamp,
 ) -> Result<ManagedKey, GatewayError> {
-    if !store.revoke_key(id, now).await? {
-        return Err(GatewayError::KeyNotFound);
-    }
-    let key = store
-        .list_keys()
+    let by = by.to_string();
+    let event_of = Box::new(move |key: &ManagedKey| {
+        let event = Event::KeyRevoked {
+            by,
+            key_id: key.id.clone(),
+            identity: key.identity.clone(),
+        };
+        logged(&event);
+        event
+    });
+    store
+        .revoke_key(id, now, event_of)
         .await?
-        .into_iter()
-        .find(|k| k.id == id)
-        .ok_or(GatewayError::KeyNotFound)?;
-    let event = Event::KeyRevoked {
-        by: by.to_string(),
-        key_id: key.id.clone(),
-        identity: key.identity.clone(),
-    };
-    record(store, now, event).await?;
-    Ok(key)
+        .ok_or(GatewayError::KeyNotFound)
 }
 
-/// Appends an identity change to the audit log (key id and identity only; never the secret or
-/// its hash). The key change is already committed: if the audit append fails, the caller hears
-/// of it and the log says so.
-async fn record(store: &dyn Store, now: Timestamp, event: Event) -> Result<(), GatewayError> {
+/// Logs an identity change. Its audit entry (key id and identity only; never the secret or its
+/// hash) is written by the store in the same transaction as the change.
+fn logged(event: &Event) {
     tracing::info!(
         event = event.kind(),
         actor = event.actor(),
         "managed API key change"
     );
-    store.record_events(now, vec![(None, event)]).await?;
-    Ok(())
 }
 
 impl Gateway {

@@ -123,6 +123,15 @@ pub(crate) fn revoke(conn: &Connection, id: &str, at: Timestamp) -> Result<bool,
     Ok(n == 1)
 }
 
+pub(crate) fn by_id(conn: &Connection, id: &str) -> Result<Option<ManagedKey>, StoreError> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1"))
+        .map_err(db_err)?
+        .query_row(params![id], from_row)
+        .optional()
+        .map_err(db_err)?
+        .transpose()
+}
+
 pub(crate) fn by_hash(
     conn: &Connection,
     hash: &[u8; 32],

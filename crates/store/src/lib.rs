@@ -25,6 +25,9 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 use countersign_core::{ActionRecord, DomainError, Event, Status, Timestamp};
 
+/// The audit event of a key change, made from the key as changed.
+pub type KeyEvent = Box<dyn FnOnce(&ManagedKey) -> Event + Send>;
+
 /// A pure transition applied to a stored record inside the store's transaction. It must check
 /// everything before changing anything: on `Err`, the record must be left untouched.
 pub type Transition = Box<dyn FnOnce(&mut ActionRecord) -> Result<Vec<Event>, DomainError> + Send>;
@@ -200,11 +203,19 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a signed checkpoint. Checkpoints are append-only: one per size, first one wins.
     async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError>;
 
-    /// Stores a new managed API key (its hash only). Fails if the id or hash exists.
-    async fn create_key(&self, key: ManagedKey) -> Result<(), StoreError>;
+    /// Stores a new managed API key (its hash only) and appends `event`, its audit entry, in
+    /// the same transaction: a key never exists without the entry that says who made it. Fails,
+    /// writing nothing, if the id or hash exists.
+    async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError>;
 
-    /// Marks a key revoked at `at`. `false` if there is no such unrevoked key.
-    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError>;
+    /// Marks a key revoked at `at` and appends the audit entry `event_of` makes of the revoked
+    /// key, in the same transaction. `None`, writing nothing, if there is no such unrevoked key.
+    async fn revoke_key(
+        &self,
+        id: &str,
+        at: Timestamp,
+        event_of: KeyEvent,
+    ) -> Result<Option<ManagedKey>, StoreError>;
 
     /// The key whose secret hashes to `hash`, revoked or not (read on every request, so a
     /// revocation holds on every replica at once).

@@ -27,7 +27,8 @@ use countersign_audit::{Hash, HashReader, TreeError};
 
 use crate::entry::EntryParts;
 use crate::{
-    AuditEntry, Inserted, ListFilter, Store, StoreError, StoredCheckpoint, Transition, UpdateError,
+    AuditEntry, Inserted, KeyEvent, ListFilter, ManagedKey, Store, StoreError, StoredCheckpoint,
+    Transition, UpdateError,
 };
 
 /// Most operations committed in one transaction.
@@ -198,6 +199,19 @@ enum Op {
         now: Timestamp,
         transition: Transition,
         reply: oneshot::Sender<Result<(ActionRecord, Vec<Event>), UpdateError>>,
+    },
+    /// A new managed key and its audit entry.
+    CreateKey {
+        key: ManagedKey,
+        entry: EntryParts,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// A key revoked, and its audit entry.
+    RevokeKey {
+        id: String,
+        at: Timestamp,
+        event_of: KeyEvent,
+        reply: oneshot::Sender<Result<Option<ManagedKey>, StoreError>>,
     },
 }
 
@@ -495,6 +509,13 @@ struct Batch {
     /// digest: the committed candidates, then what this batch inserts.
     reuse: HashMap<(String, String), Vec<String>>,
     checkpoints: Vec<StoredCheckpoint>,
+    /// Managed keys the batch's key operations name (read under the head lock, which every
+    /// key change takes), as the batch has left them.
+    keys: HashMap<String, ManagedKey>,
+    key_hashes: HashSet<[u8; 32]>,
+    /// Ids of keys the batch creates, in order; then those it revokes that existed before.
+    new_keys: Vec<String>,
+    revoked_keys: Vec<String>,
 }
 
 impl Batch {
@@ -539,6 +560,10 @@ enum Done {
         oneshot::Sender<Result<(), StoreError>>,
         Result<(), StoreError>,
     ),
+    KeyRevoked(
+        oneshot::Sender<Result<Option<ManagedKey>, StoreError>>,
+        Result<Option<ManagedKey>, StoreError>,
+    ),
 }
 
 impl Done {
@@ -567,6 +592,11 @@ impl Done {
             (Done::Checkpoint(tx), Err(e)) => {
                 drop(tx.send(Err(StoreError::Database(format!("{}: {e}", failed())))))
             }
+            (Done::KeyRevoked(tx, r), Ok(())) => drop(tx.send(r)),
+            (Done::KeyRevoked(tx, r), Err(e)) => drop(tx.send(match r {
+                Ok(Some(_)) => Err(StoreError::Database(format!("{}: {e}", failed()))),
+                other => other,
+            })),
         }
     }
 }
@@ -615,6 +645,8 @@ async fn run_batch(
     let mut reuse_r = Vec::new();
     let mut reuse_d = Vec::new();
     let mut ids = Vec::new();
+    let mut key_ids = Vec::new();
+    let mut key_hashes = Vec::new();
     for op in &ops {
         match op {
             Op::Insert {
@@ -630,6 +662,11 @@ async fn run_batch(
                 }
             }
             Op::Update { id, .. } => ids.push(id.clone()),
+            Op::CreateKey { key, .. } => {
+                key_ids.push(key.id.clone());
+                key_hashes.push(key.hash.to_vec());
+            }
+            Op::RevokeKey { id, .. } => key_ids.push(id.clone()),
             Op::Checkpoint { .. } | Op::Append { .. } => {}
         }
     }
@@ -650,7 +687,7 @@ async fn run_batch(
              ON a.requester = k.r AND a.digest = k.d WHERE a.status IN {}",
             crate::REUSABLE_STATUSES
         );
-        let (existing, candidates, locked, front) = tokio::try_join!(
+        let (existing, candidates, locked, front, keys) = tokio::try_join!(
             async {
                 if keys_r.is_empty() {
                     return Ok(Vec::new());
@@ -689,6 +726,19 @@ async fn run_batch(
                 )
                 .await
             },
+            async {
+                if key_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                tx.query(
+                    &format!(
+                        "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ANY($1) \
+                         OR hash = ANY($2) FOR UPDATE"
+                    ),
+                    &[&key_ids, &key_hashes],
+                )
+                .await
+            },
         )
         .map_err(db_err)?;
         let mut batch = Batch {
@@ -704,7 +754,16 @@ async fn run_batch(
             idem: HashMap::new(),
             reuse: HashMap::new(),
             checkpoints: Vec::new(),
+            keys: HashMap::new(),
+            key_hashes: HashSet::new(),
+            new_keys: Vec::new(),
+            revoked_keys: Vec::new(),
         };
+        for row in &keys {
+            let key = key_row(row)?;
+            batch.key_hashes.insert(key.hash);
+            batch.keys.insert(key.id.clone(), key);
+        }
         for row in existing {
             let id: String = row.get(0);
             let record = decode(&id, row.get(3))?;
@@ -769,7 +828,13 @@ fn fail_all(ops: Vec<Op>, done: &mut Vec<Done>, err: StoreError) -> StoreError {
                 Err(UpdateError::Store(StoreError::Closed)),
             )),
             Op::Checkpoint { reply, .. } => done.push(Done::Checkpoint(reply)),
-            Op::Append { reply, .. } => done.push(Done::Append(reply, Ok(()))),
+            Op::Append { reply, .. } | Op::CreateKey { reply, .. } => {
+                done.push(Done::Append(reply, Ok(())))
+            }
+            Op::RevokeKey { reply, .. } => done.push(Done::KeyRevoked(
+                reply,
+                Err(StoreError::Database(err.to_string())),
+            )),
         }
     }
     // Every reply above is overridden by the failed commit's error in `Done::send`, except the
@@ -920,6 +985,49 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
             }
             done.push(Done::Append(reply, result));
         }
+        Op::CreateKey { key, entry, reply } => {
+            if batch.keys.contains_key(&key.id) || batch.key_hashes.contains(&key.hash) {
+                let exists = format!("a key with id {} or the same secret exists", key.id);
+                done.push(Done::Append(reply, Err(StoreError::Database(exists))));
+                return;
+            }
+            let start = (batch.next, batch.audit.idx.len());
+            let result = batch.append(None, key.created_at, std::slice::from_ref(&entry));
+            if result.is_err() {
+                rollback_audit(batch, start);
+            } else {
+                batch.key_hashes.insert(key.hash);
+                batch.new_keys.push(key.id.clone());
+                batch.keys.insert(key.id.clone(), key);
+            }
+            done.push(Done::Append(reply, result));
+        }
+        Op::RevokeKey {
+            id,
+            at,
+            event_of,
+            reply,
+        } => {
+            let Some(key) = batch.keys.get(&id).filter(|k| k.revoked_at.is_none()) else {
+                done.push(Done::KeyRevoked(reply, Ok(None)));
+                return;
+            };
+            let mut key = key.clone();
+            key.revoked_at = Some(at);
+            let start = (batch.next, batch.audit.idx.len());
+            let result = EntryParts::new(None, at, &event_of(&key))
+                .and_then(|entry| batch.append(None, at, std::slice::from_ref(&entry)));
+            if let Err(e) = result {
+                rollback_audit(batch, start);
+                done.push(Done::KeyRevoked(reply, Err(e)));
+                return;
+            }
+            if !batch.new_keys.contains(&id) {
+                batch.revoked_keys.push(id.clone());
+            }
+            batch.keys.insert(id, key.clone());
+            done.push(Done::KeyRevoked(reply, Ok(Some(key))));
+        }
     }
 }
 
@@ -995,6 +1103,38 @@ async fn write_batch(
     let mut changed: Vec<&str> = batch.dirty.iter().map(String::as_str).collect();
     changed.extend(batch.new.iter().map(String::as_str));
     let payloads = notify_payloads(&changed);
+    for key in batch.new_keys.iter().filter_map(|id| batch.keys.get(id)) {
+        tx.execute(
+            &format!(
+                "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ),
+            &[
+                &key.id,
+                &key.hash.as_slice(),
+                &key.identity,
+                &key.kind.as_str(),
+                &encode(&key.groups)?,
+                &key.created_by,
+                &key.created_at.millis(),
+                &key.expires_at.map(|t| t.millis()),
+                &key.revoked_at.map(|t| t.millis()),
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    for key in batch
+        .revoked_keys
+        .iter()
+        .filter_map(|id| batch.keys.get(id))
+    {
+        tx.execute(
+            "UPDATE api_keys SET revoked_at = $2 WHERE id = $1",
+            &[&key.id, &key.revoked_at.map(|t| t.millis())],
+        )
+        .await
+        .map_err(db_err)?;
+    }
     tokio::try_join!(
         async {
             if ins.0.is_empty() {
@@ -1345,39 +1485,27 @@ impl Store for PostgresStore {
         Some(self.changes.subscribe())
     }
 
-    async fn create_key(&self, key: crate::ManagedKey) -> Result<(), StoreError> {
-        let groups = encode(&key.groups)?;
-        let c = self.client().await?;
-        c.execute(
-            "INSERT INTO api_keys (id, hash, identity, kind, groups, created_by, created_at, \
-             expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[
-                &key.id,
-                &key.hash.as_slice(),
-                &key.identity,
-                &key.kind.as_str(),
-                &groups,
-                &key.created_by,
-                &key.created_at.millis(),
-                &key.expires_at.map(|t| t.millis()),
-                &key.revoked_at.map(|t| t.millis()),
-            ],
-        )
-        .await
-        .map_err(db_err)?;
-        Ok(())
+    async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError> {
+        let entry = EntryParts::new(None, key.created_at, &event)?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::CreateKey { key, entry, reply })?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
-        let c = self.client().await?;
-        let n = c
-            .execute(
-                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                &[&id, &at.millis()],
-            )
-            .await
-            .map_err(db_err)?;
-        Ok(n == 1)
+    async fn revoke_key(
+        &self,
+        id: &str,
+        at: Timestamp,
+        event_of: KeyEvent,
+    ) -> Result<Option<ManagedKey>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::RevokeKey {
+            id: id.to_string(),
+            at,
+            event_of,
+            reply,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<crate::ManagedKey>, StoreError> {

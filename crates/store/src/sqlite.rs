@@ -21,8 +21,8 @@ use countersign_audit::{Hash, HashReader, TreeError};
 
 use crate::entry::EntryParts;
 use crate::{
-    AuditEntry, Inserted, ListFilter, ManagedKey, Store, StoreError, StoredCheckpoint, Transition,
-    UpdateError,
+    AuditEntry, Inserted, KeyEvent, ListFilter, ManagedKey, Store, StoreError, StoredCheckpoint,
+    Transition, UpdateError,
 };
 
 /// Most operations committed in one transaction.
@@ -113,14 +113,20 @@ enum Op {
         transition: Transition,
         reply: oneshot::Sender<Result<(ActionRecord, Vec<Event>), UpdateError>>,
     },
-    /// A write outside the action records (managed keys).
-    Write {
-        write: WriteFn,
-        reply: oneshot::Sender<Result<bool, StoreError>>,
+    /// A new managed key and its audit entry.
+    CreateKey {
+        key: ManagedKey,
+        entry: EntryParts,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// A key revoked, and its audit entry.
+    RevokeKey {
+        id: String,
+        at: Timestamp,
+        event_of: KeyEvent,
+        reply: oneshot::Sender<Result<Option<ManagedKey>, StoreError>>,
     },
 }
-
-type WriteFn = Box<dyn FnOnce(&Connection) -> Result<bool, StoreError> + Send>;
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
@@ -574,12 +580,43 @@ fn run_one(
                 });
             }));
         }
-        Op::Write { write, reply } => {
-            let result = write(conn);
+        Op::CreateKey { key, entry, reply } => {
+            let result = crate::keys::insert(conn, &key).and_then(|_| {
+                append_audit(
+                    conn,
+                    head,
+                    None,
+                    key.created_at,
+                    std::slice::from_ref(&entry),
+                )
+            });
             let ok = release(result.is_ok());
+            if result.is_err() || !ok {
+                head.rollback(start);
+            }
             done.push(Box::new(move |committed| {
                 let _ = reply.send(match result {
                     Ok(_) if !committed || !ok => Err(StoreError::Database(
+                        "the commit failed; nothing was recorded".into(),
+                    )),
+                    other => other,
+                });
+            }));
+        }
+        Op::RevokeKey {
+            id,
+            at,
+            event_of,
+            reply,
+        } => {
+            let result = revoke_key(conn, head, &id, at, event_of);
+            let ok = release(result.is_ok());
+            if result.is_err() || !ok {
+                head.rollback(start);
+            }
+            done.push(Box::new(move |committed| {
+                let _ = reply.send(match result {
+                    Ok(Some(_)) if !committed || !ok => Err(StoreError::Database(
                         "the commit failed; nothing was recorded".into(),
                     )),
                     other => other,
@@ -618,6 +655,24 @@ fn run_one(
     }
 }
 
+/// Revokes a key and appends its audit entry; `None` if there is no such unrevoked key.
+fn revoke_key(
+    conn: &Connection,
+    head: &mut Head,
+    id: &str,
+    at: Timestamp,
+    event_of: KeyEvent,
+) -> Result<Option<ManagedKey>, StoreError> {
+    if !crate::keys::revoke(conn, id, at)? {
+        return Ok(None);
+    }
+    let key = crate::keys::by_id(conn, id)?
+        .ok_or_else(|| StoreError::Database(format!("revoked key {id} vanished")))?;
+    let entry = EntryParts::new(None, at, &event_of(&key))?;
+    append_audit(conn, head, None, at, std::slice::from_ref(&entry))?;
+    Ok(Some(key))
+}
+
 fn tx_checkpoint(conn: &Connection, cp: &StoredCheckpoint) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO audit_checkpoints (size, at, note) VALUES (?1, ?2, ?3)",
@@ -639,7 +694,10 @@ fn reject(op: Op, err: StoreError) {
         Op::Checkpoint { reply, .. } | Op::Append { reply, .. } => {
             let _ = reply.send(Err(err));
         }
-        Op::Write { reply, .. } => {
+        Op::CreateKey { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::RevokeKey { reply, .. } => {
             let _ = reply.send(Err(err));
         }
     }
@@ -911,20 +969,24 @@ impl Store for SqliteStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn create_key(&self, key: ManagedKey) -> Result<(), StoreError> {
+    async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError> {
+        let entry = EntryParts::new(None, key.created_at, &event)?;
         let (reply, rx) = oneshot::channel();
-        self.send(Op::Write {
-            write: Box::new(move |c| crate::keys::insert(c, &key)),
-            reply,
-        })?;
-        rx.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+        self.send(Op::CreateKey { key, entry, reply })?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+    async fn revoke_key(
+        &self,
+        id: &str,
+        at: Timestamp,
+        event_of: KeyEvent,
+    ) -> Result<Option<ManagedKey>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let id = id.to_string();
-        self.send(Op::Write {
-            write: Box::new(move |c| crate::keys::revoke(c, &id, at)),
+        self.send(Op::RevokeKey {
+            id: id.to_string(),
+            at,
+            event_of,
             reply,
         })?;
         rx.await.map_err(|_| StoreError::Closed)?

@@ -20,6 +20,11 @@ fn key(id: &str, hash: [u8; 32], expires_at: Option<Timestamp>) -> ManagedKey {
     }
 }
 
+/// Any audit event (what the store records with a key change is not this crate's concern).
+fn expired() -> countersign_core::Event {
+    countersign_core::Event::Expired
+}
+
 #[tokio::test]
 async fn managed_keys_authenticate_until_revoked_or_expired() {
     let dir = tempfile::tempdir().unwrap();
@@ -32,7 +37,7 @@ async fn managed_keys_authenticate_until_revoked_or_expired() {
     let (secret, hash) = keys::generate();
     assert!(secret.starts_with("csk_") && secret.len() == 47);
     store
-        .create_key(key("key_1", hash, Some(Timestamp(10_000))))
+        .create_key(key("key_1", hash, Some(Timestamp(10_000))), expired())
         .await
         .unwrap();
 
@@ -55,9 +60,17 @@ async fn managed_keys_authenticate_until_revoked_or_expired() {
         .unwrap_err();
     assert_eq!(err.code(), "unauthenticated");
 
-    assert!(store.revoke_key("key_1", Timestamp(3_000)).await.unwrap());
+    assert!(store
+        .revoke_key("key_1", Timestamp(3_000), Box::new(|_| expired()))
+        .await
+        .unwrap()
+        .is_some());
     assert!(
-        !store.revoke_key("key_1", Timestamp(3_500)).await.unwrap(),
+        store
+            .revoke_key("key_1", Timestamp(3_500), Box::new(|_| expired()))
+            .await
+            .unwrap()
+            .is_none(),
         "revoked once"
     );
     let err = auth
@@ -80,7 +93,13 @@ async fn duplicate_key_ids_are_refused() {
     let store = SqliteStore::open(&dir.path().join("db")).unwrap();
     let (_, h1) = keys::generate();
     let (_, h2) = keys::generate();
-    store.create_key(key("key_1", h1, None)).await.unwrap();
-    assert!(store.create_key(key("key_1", h2, None)).await.is_err());
+    store
+        .create_key(key("key_1", h1, None), expired())
+        .await
+        .unwrap();
+    assert!(store
+        .create_key(key("key_1", h2, None), expired())
+        .await
+        .is_err());
     assert_eq!(store.list_keys().await.unwrap().len(), 1);
 }

@@ -69,6 +69,7 @@ both_suites!(
     checkpoints_are_append_only,
     many_concurrent_inserts_all_commit,
     managed_keys_round_trip_and_revoke_once,
+    concurrent_key_changes_write_one_entry_each,
     recorded_events_join_the_log_without_a_record,
     stored_hashes_match_a_recomputation_after_many_appends,
 );

@@ -143,11 +143,16 @@ impl Store for RoundRobin {
     async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
         self.pick().add_checkpoint(checkpoint).await
     }
-    async fn create_key(&self, key: ManagedKey) -> Result<(), StoreError> {
-        self.pick().create_key(key).await
+    async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError> {
+        self.pick().create_key(key, event).await
     }
-    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
-        self.pick().revoke_key(id, at).await
+    async fn revoke_key(
+        &self,
+        id: &str,
+        at: Timestamp,
+        event_of: countersign_store::KeyEvent,
+    ) -> Result<Option<ManagedKey>, StoreError> {
+        self.pick().revoke_key(id, at, event_of).await
     }
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ManagedKey>, StoreError> {
         self.pick().key_by_hash(hash).await

@@ -622,29 +622,78 @@ fn managed_key(id: &str, byte: u8) -> countersign_store::ManagedKey {
     }
 }
 
+fn key_created(k: &countersign_store::ManagedKey) -> countersign_core::Event {
+    countersign_core::Event::KeyCreated {
+        by: k.created_by.clone(),
+        key_id: k.id.clone(),
+        identity: k.identity.clone(),
+        kind: k.kind,
+        groups: k.groups.iter().cloned().collect(),
+        expires_at: k.expires_at,
+    }
+}
+
+fn key_revoked(by: &str) -> countersign_store::KeyEvent {
+    let by = by.to_string();
+    Box::new(move |k| countersign_core::Event::KeyRevoked {
+        by,
+        key_id: k.id.clone(),
+        identity: k.identity.clone(),
+    })
+}
+
+async fn create(store: &Arc<dyn Store>, k: countersign_store::ManagedKey) -> bool {
+    let event = key_created(&k);
+    store.create_key(k, event).await.is_ok()
+}
+
+/// The types of the audit log's entries, in order.
+async fn entry_types(store: &Arc<dyn Store>) -> Vec<String> {
+    store
+        .audit_entries(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_slice(&e.body).unwrap();
+            v["type"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
 pub async fn managed_keys_round_trip_and_revoke_once(store: Arc<dyn Store>) {
     let k1 = managed_key("key_1", 1);
-    store.create_key(k1.clone()).await.unwrap();
-    store.create_key(managed_key("key_2", 2)).await.unwrap();
+    assert!(create(&store, k1.clone()).await);
+    assert!(create(&store, managed_key("key_2", 2)).await);
     assert!(
-        store.create_key(managed_key("key_3", 1)).await.is_err(),
+        !create(&store, managed_key("key_3", 1)).await,
         "duplicate hash"
     );
     assert!(
-        store.create_key(managed_key("key_1", 4)).await.is_err(),
+        !create(&store, managed_key("key_1", 4)).await,
         "duplicate id"
     );
     assert_eq!(store.key_by_hash(&[1; 32]).await.unwrap(), Some(k1.clone()));
     assert_eq!(store.key_by_hash(&[9; 32]).await.unwrap(), None);
     let at = Timestamp(T0.millis() + 5);
-    assert!(store.revoke_key("key_1", at).await.unwrap());
-    assert!(!store
-        .revoke_key("key_1", Timestamp(T0.millis() + 9))
+    let revoked = store
+        .revoke_key("key_1", at, key_revoked("root"))
         .await
-        .unwrap());
-    assert!(!store.revoke_key("key_404", at).await.unwrap());
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.revoked_at, Some(at));
+    assert!(store
+        .revoke_key("key_1", Timestamp(T0.millis() + 9), key_revoked("root"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .revoke_key("key_404", at, key_revoked("root"))
+        .await
+        .unwrap()
+        .is_none());
     let got = store.key_by_hash(&[1; 32]).await.unwrap().unwrap();
-    assert_eq!(got.revoked_at, Some(at));
+    assert_eq!(got, revoked);
     let ids: Vec<String> = store
         .list_keys()
         .await
@@ -653,6 +702,50 @@ pub async fn managed_keys_round_trip_and_revoke_once(store: Arc<dyn Store>) {
         .map(|k| k.id)
         .collect();
     assert_eq!(ids, ["key_1", "key_2"]);
+    // Each change that happened has its entry, written with it; the refused ones have none.
+    assert_eq!(
+        entry_types(&store).await,
+        ["key_created", "key_created", "key_revoked"]
+    );
+    let entries = store.audit_entries(0, 10).await.unwrap();
+    let revoked: serde_json::Value = serde_json::from_slice(&entries[2].body).unwrap();
+    assert_eq!(revoked["event"]["key_id"], "key_1");
+    assert_eq!(revoked["actor"], "root");
+}
+
+/// Racing key changes (one batch or several): one creation per secret and one revocation per
+/// key win, and the log has exactly one entry for each change that happened.
+pub async fn concurrent_key_changes_write_one_entry_each(store: Arc<dyn Store>) {
+    let creates: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { create(&store, managed_key(&format!("key_{i}"), 7)).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in creates {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1, "one key per secret");
+    let id = store.list_keys().await.unwrap()[0].id.clone();
+    let revokes: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                store
+                    .revoke_key(&id, Timestamp(T0.millis() + i), key_revoked("root"))
+                    .await
+                    .unwrap()
+                    .is_some()
+            })
+        })
+        .collect();
+    let mut revoked = 0;
+    for t in revokes {
+        revoked += usize::from(t.await.unwrap());
+    }
+    assert_eq!(revoked, 1, "a key is revoked once");
+    assert_eq!(entry_types(&store).await, ["key_created", "key_revoked"]);
 }
 
 pub async fn recorded_events_join_the_log_without_a_record(store: Arc<dyn Store>) {
