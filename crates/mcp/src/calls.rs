@@ -122,10 +122,17 @@ impl Calls {
             }
         };
         let token = params["_meta"].get("progressToken").cloned();
-        let park_key = hex::encode(Sha256::digest(
-            serde_jcs::to_vec(&json!([name, &arguments])).unwrap_or_default(),
-        ));
-        let first = match self.parked_verdict(&park_key).await {
+        // Only pending mode parks calls, so only it needs their key.
+        let park_key = self.opts.pending_after.map(|_| {
+            hex::encode(Sha256::digest(
+                serde_jcs::to_vec(&json!([name, &arguments])).unwrap_or_default(),
+            ))
+        });
+        let parked = match &park_key {
+            Some(key) => self.parked_verdict(key).await,
+            None => None,
+        };
+        let first = match parked {
             Some(ended) => Ok(ended),
             None => {
                 // Pending mode: the store finds the review a repeat call belongs to (across
@@ -166,9 +173,9 @@ impl Calls {
                     ),
                 );
             }
-            if let Some(limit) = pending_after {
+            if let (Some(limit), Some(key)) = (pending_after, &park_key) {
                 if started.elapsed() >= limit {
-                    self.parked().insert(park_key, tracked.id.clone());
+                    self.parked().insert(key.clone(), tracked.id.clone());
                     return Verdict::Answer(jsonrpc::tool_error(&pending_text(&tracked)));
                 }
             }
@@ -207,7 +214,9 @@ impl Calls {
                 }
             }
         }
-        self.parked().remove(&park_key);
+        if let Some(key) = &park_key {
+            self.parked().remove(key);
+        }
         self.conclude(msg, tracked).await
     }
 
