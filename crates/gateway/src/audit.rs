@@ -109,17 +109,13 @@ impl AuditLog {
             path: path.display().to_string(),
             message,
         };
-        let signer = match std::fs::read_to_string(path) {
-            Ok(text) => Signer::from_key_string(text.trim()).map_err(|e| err(e.to_string()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let (signer, _) = note::generate_key(origin, &mut rand::rngs::OsRng)
-                    .map_err(|e| err(format!("`{origin}` cannot name a key: {e}")))?;
-                crate::grants::write_private(path, signer.to_key_string().as_bytes())
-                    .map_err(|e| err(e.to_string()))?;
-                signer
-            }
-            Err(e) => return Err(err(e.to_string())),
-        };
+        let text = crate::grants::read_or_publish(path, || {
+            note::generate_key(origin, &mut rand::rngs::OsRng)
+                .map(|(signer, _)| signer.to_key_string())
+                .map_err(|e| format!("`{origin}` cannot name a key: {e}"))
+        })
+        .map_err(err)?;
+        let signer = Signer::from_key_string(text.trim()).map_err(|e| err(e.to_string()))?;
         if signer.name() != origin {
             return Err(err(format!(
                 "the key is named `{}` but `audit_origin` is `{origin}`",

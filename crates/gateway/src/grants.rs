@@ -91,22 +91,16 @@ impl GrantSigner {
             path: path.display().to_string(),
             message,
         };
-        match std::fs::read_to_string(path) {
-            Ok(pem) => {
-                let key = SigningKey::from_pkcs8_pem(&pem)
-                    .map_err(|e| err(format!("not an Ed25519 PKCS#8 PEM key: {e}")))?;
-                Ok(GrantSigner::new(key))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = SigningKey::generate(&mut rand::rngs::OsRng);
-                let pem = key
-                    .to_pkcs8_pem(Default::default())
-                    .map_err(|e| err(format!("cannot encode a new key: {e}")))?;
-                write_private(path, pem.as_bytes()).map_err(|e| err(e.to_string()))?;
-                Ok(GrantSigner::new(key))
-            }
-            Err(e) => Err(err(e.to_string())),
-        }
+        let pem = read_or_publish(path, || {
+            SigningKey::generate(&mut rand::rngs::OsRng)
+                .to_pkcs8_pem(Default::default())
+                .map(|pem| pem.to_string())
+                .map_err(|e| format!("cannot encode a new key: {e}"))
+        })
+        .map_err(err)?;
+        let key = SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|e| err(format!("not an Ed25519 PKCS#8 PEM key: {e}")))?;
+        Ok(GrantSigner::new(key))
     }
 
     /// The key id (`kid`) in every token header.
@@ -150,12 +144,48 @@ impl GrantSigner {
     }
 }
 
-/// Writes a new secret file readable only by its owner (0600); never overwrites one.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+/// The secret file at `path`; if there is none, `make()`'s text published there, readable only
+/// by its owner (0600). Publishing never overwrites and is atomic: the text is written and synced
+/// to a temporary file, then hard-linked into place. So replicas starting together on a shared
+/// directory all end up with the one key that was published first, and none reads a
+/// half-written file.
+pub(crate) fn read_or_publish(
+    path: &Path,
+    make: impl FnOnce() -> Result<String, String>,
+) -> Result<String, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => return Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.to_string()),
     }
+    let text = make()?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::now_v7().simple()));
+    let published = write_new(&tmp, text.as_bytes()).and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match published {
+        Ok(()) => {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| e.to_string())?;
+            Ok(text)
+        }
+        // Another process published first: its key is the one.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read_to_string(path).map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Writes a new file readable only by its owner (0600) and syncs it; never overwrites one.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -166,4 +196,46 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = opts.open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replicas starting together on a fresh shared directory: every one ends up with the same
+    /// key, none fails, and nothing temporary is left behind.
+    #[test]
+    fn racing_first_starts_share_one_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys").join("grant.pem");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let kids: Vec<String> = (0..8)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    GrantSigner::load_or_create(&path).map(|s| s.kid().to_string())
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().expect("thread").expect("a signer"))
+            .collect();
+        assert!(kids.iter().all(|k| *k == kids[0]), "{kids:?}");
+        assert_eq!(
+            GrantSigner::load_or_create(&path).expect("reload").kid(),
+            kids[0]
+        );
+        let files: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(files, [std::ffi::OsString::from("grant.pem")]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
 }
