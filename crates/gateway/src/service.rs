@@ -11,7 +11,7 @@ use countersign_core::{
 };
 use countersign_identity::{AuthError, Authenticator, OidcVerifier};
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
-use countersign_store::{Inserted, ListFilter, Store, StoreError, UpdateError};
+use countersign_store::{Inserted, ListFilter, Store, UpdateError};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -412,7 +412,6 @@ impl Gateway {
                     })
                     .inc();
                 if record.decision.effect == Effect::Review {
-                    self.metrics.reviews_open.inc();
                     self.sweeper.notify_one();
                 }
                 Ok((self.view(who, record), Submitted::Created))
@@ -595,7 +594,6 @@ impl Gateway {
                 && record.grant.is_none())
         });
         if closed && record.decision.effect == Effect::Review {
-            self.metrics.reviews_open.dec();
             let secs = (now.millis() - record.created_at.millis()).max(0) as f64 / 1000.0;
             self.metrics.time_to_decision.observe(secs);
         }
@@ -793,16 +791,15 @@ impl Gateway {
         }
     }
 
-    /// Counts open reviews at start, so the gauge is right after a restart.
-    pub async fn init_metrics(&self) -> Result<(), StoreError> {
-        let open = self
-            .store
-            .list(ListFilter {
-                statuses: vec![Status::Pending, Status::NeedsClarification],
-                limit: usize::MAX >> 1,
-            })
-            .await?;
-        self.metrics.reviews_open.set(open.len() as i64);
-        Ok(())
+    /// The metrics, with the open-review gauge read from the store: it counts every replica's
+    /// reviews, and is right after a restart without bookkeeping.
+    pub async fn render_metrics(&self) -> String {
+        match self.store.open_reviews().await {
+            Ok(n) => {
+                self.metrics.reviews_open.set(n as i64);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count open reviews for the metrics"),
+        }
+        self.metrics.render()
     }
 }

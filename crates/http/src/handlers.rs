@@ -294,7 +294,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.gateway.metrics().render(),
+        state.gateway.render_metrics().await,
     )
         .into_response()
 }

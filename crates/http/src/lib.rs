@@ -93,9 +93,6 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if let Err(e) = gateway.init_metrics().await {
-        tracing::warn!(error = %e, "could not count open reviews at start");
-    }
     // The sweeper and checkpoint signer run while this process holds the store's lease (always,
     // on SQLite); changes committed by other replicas wake this one's long polls.
     let sweeper = tokio::spawn(gateway.clone().run_background());

@@ -182,6 +182,10 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest deadline of any open review.
     async fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError>;
 
+    /// How many reviews are open (pending or waiting for a clarification), across every
+    /// replica writing to this store.
+    async fn open_reviews(&self) -> Result<u64, StoreError>;
+
     /// Number of entries in the audit log.
     async fn audit_size(&self) -> Result<u64, StoreError>;
 

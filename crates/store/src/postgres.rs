@@ -1373,6 +1373,18 @@ impl Store for PostgresStore {
         Ok(row.get::<_, Option<i64>>(0).map(Timestamp))
     }
 
+    async fn open_reviews(&self) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "SELECT count(*) FROM actions WHERE status IN ('pending', 'needs_clarification')",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
     async fn audit_size(&self) -> Result<u64, StoreError> {
         let c = self.client().await?;
         let row = c

@@ -885,6 +885,18 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn open_reviews(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT count(*) FROM actions WHERE status IN ('pending', 'needs_clarification')",
+            )
+            .map_err(db_err)?
+            .query_row([], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(db_err)
+        })
+    }
+
     async fn audit_size(&self) -> Result<u64, StoreError> {
         self.read(audit_size)
     }

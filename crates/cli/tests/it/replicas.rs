@@ -454,3 +454,46 @@ async fn migrate_applies_the_schema_once() {
     assert_eq!(again.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
 }
+
+/// The open-review gauge counts the store's reviews, whichever replica opened or closed them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_reports_every_open_review() {
+    let c = Cluster::start("gauge").await;
+    let gauge = |i: usize| {
+        let (http, url) = (c.http.clone(), c.url(i).to_string());
+        async move {
+            let text = http
+                .get(format!("{url}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("countersign_reviews_open "))
+                .map(str::to_string)
+        }
+    };
+    let (s, v) = c
+        .post(
+            0,
+            "bot",
+            "/v1/actions",
+            json!({"action": "deploy", "resource": "g"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(gauge(1).await.as_deref(), Some("1"));
+    let (s, v) = c
+        .post(
+            2,
+            "alice",
+            &format!("/v1/reviews/{id}/votes"),
+            json!({"verdict": "approve"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(gauge(0).await.as_deref(), Some("0"));
+}

@@ -122,6 +122,9 @@ impl Store for RoundRobin {
     async fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
         self.pick().next_expiry().await
     }
+    async fn open_reviews(&self) -> Result<u64, StoreError> {
+        self.pick().open_reviews().await
+    }
     async fn audit_size(&self) -> Result<u64, StoreError> {
         self.pick().audit_size().await
     }

@@ -444,10 +444,12 @@ pub async fn list_filters_by_status_oldest_first(store: Arc<dyn Store>) {
 
 pub async fn expiry_queries_find_due_reviews(store: Arc<dyn Store>) {
     assert_eq!(store.next_expiry().await.unwrap(), None);
+    assert_eq!(store.open_reviews().await.unwrap(), 0);
     store
         .insert(review_record("e1", "bot"), vec![])
         .await
         .unwrap();
+    assert_eq!(store.open_reviews().await.unwrap(), 1);
     let deadline = Timestamp(T0.millis() + 60_000);
     assert_eq!(store.next_expiry().await.unwrap(), Some(deadline));
     assert!(store
@@ -473,6 +475,7 @@ pub async fn expiry_queries_find_due_reviews(store: Arc<dyn Store>) {
         Status::Expired
     );
     assert_eq!(store.next_expiry().await.unwrap(), None);
+    assert_eq!(store.open_reviews().await.unwrap(), 0);
 }
 
 pub async fn audit_log_is_gap_free_canonical_and_hashed(store: Arc<dyn Store>) {
