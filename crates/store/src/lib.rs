@@ -10,6 +10,7 @@
 
 mod entry;
 mod keys;
+mod op;
 mod postgres;
 mod sqlite;
 

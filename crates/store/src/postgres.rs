@@ -26,6 +26,7 @@ use countersign_audit::merkle::{
 use countersign_audit::{Hash, HashReader, TreeError};
 
 use crate::entry::EntryParts;
+use crate::op::{self, encode, Op, Writer};
 use crate::{
     AuditEntry, Inserted, KeyEvent, ListFilter, ManagedKey, Store, StoreError, StoredCheckpoint,
     Transition, UpdateError,
@@ -177,44 +178,6 @@ async fn migrate_client(client: &mut tokio_postgres::Client) -> Result<(i32, i32
     Ok((before, SCHEMA_VERSION))
 }
 
-enum Op {
-    Insert {
-        record: Box<ActionRecord>,
-        reuse_open: bool,
-        body: String,
-        events: Vec<EntryParts>,
-        reply: oneshot::Sender<Result<Inserted, StoreError>>,
-    },
-    Checkpoint {
-        checkpoint: StoredCheckpoint,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Append {
-        at: Timestamp,
-        entries: Vec<(Option<String>, EntryParts)>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Update {
-        id: String,
-        now: Timestamp,
-        transition: Transition,
-        reply: oneshot::Sender<Result<(ActionRecord, Vec<Event>), UpdateError>>,
-    },
-    /// A new managed key and its audit entry.
-    CreateKey {
-        key: ManagedKey,
-        entry: EntryParts,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// A key revoked, and its audit entry.
-    RevokeKey {
-        id: String,
-        at: Timestamp,
-        event_of: KeyEvent,
-        reply: oneshot::Sender<Result<Option<ManagedKey>, StoreError>>,
-    },
-}
-
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
@@ -317,10 +280,6 @@ impl PostgresStore {
             let _ = driver.await;
             Ok(None)
         }
-    }
-
-    fn send(&self, op: Op) -> Result<(), StoreError> {
-        self.writer.send(op).map_err(|_| StoreError::Closed)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -468,10 +427,6 @@ fn decode(id: &str, body: &str) -> Result<ActionRecord, StoreError> {
         id: id.to_string(),
         message: e.to_string(),
     })
-}
-
-fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Database(format!("encoding: {e}")))
 }
 
 fn review_deadline(r: &ActionRecord) -> Option<i64> {
@@ -1258,6 +1213,12 @@ fn checkpoint_row(r: &tokio_postgres::Row) -> StoredCheckpoint {
     }
 }
 
+impl Writer for PostgresStore {
+    fn send(&self, op: Op) -> Result<(), StoreError> {
+        self.writer.send(op).map_err(|_| StoreError::Closed)
+    }
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn insert_with(
@@ -1266,20 +1227,7 @@ impl Store for PostgresStore {
         events: Vec<Event>,
         reuse_open: bool,
     ) -> Result<Inserted, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        let body = encode(&record)?;
-        let events = events
-            .iter()
-            .map(|e| EntryParts::new(Some(&record.id), record.created_at, e))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.send(Op::Insert {
-            record: Box::new(record),
-            reuse_open,
-            body,
-            events,
-            reply,
-        })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        op::insert(self, record, events, reuse_open).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<ActionRecord>, StoreError> {
@@ -1298,15 +1246,7 @@ impl Store for PostgresStore {
         now: Timestamp,
         transition: Transition,
     ) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Op::Update {
-            id: id.to_string(),
-            now,
-            transition,
-            reply,
-        })?;
-        rx.await
-            .map_err(|_| UpdateError::Store(StoreError::Closed))?
+        op::update(self, id, now, transition).await
     }
 
     async fn record_events(
@@ -1314,10 +1254,7 @@ impl Store for PostgresStore {
         at: Timestamp,
         events: Vec<(Option<String>, Event)>,
     ) -> Result<(), StoreError> {
-        let entries = EntryParts::standalone(at, &events)?;
-        let (reply, rx) = oneshot::channel();
-        self.send(Op::Append { at, entries, reply })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        op::record_events(self, at, events).await
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {
@@ -1488,9 +1425,7 @@ impl Store for PostgresStore {
     }
 
     async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Op::Checkpoint { checkpoint, reply })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        op::add_checkpoint(self, checkpoint).await
     }
 
     fn changes(&self) -> Option<broadcast::Receiver<String>> {
@@ -1498,10 +1433,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError> {
-        let entry = EntryParts::new(None, key.created_at, &event)?;
-        let (reply, rx) = oneshot::channel();
-        self.send(Op::CreateKey { key, entry, reply })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        op::create_key(self, key, event).await
     }
 
     async fn revoke_key(
@@ -1510,14 +1442,7 @@ impl Store for PostgresStore {
         at: Timestamp,
         event_of: KeyEvent,
     ) -> Result<Option<ManagedKey>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Op::RevokeKey {
-            id: id.to_string(),
-            at,
-            event_of,
-            reply,
-        })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        op::revoke_key(self, id, at, event_of).await
     }
 
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<crate::ManagedKey>, StoreError> {

@@ -12,7 +12,6 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
 
 use countersign_audit::merkle::{
     leaf_hash, stored_hash_index, stored_hash_owner, stored_hashes_for_record,
@@ -20,6 +19,7 @@ use countersign_audit::merkle::{
 use countersign_audit::{Hash, HashReader, TreeError};
 
 use crate::entry::EntryParts;
+use crate::op::{self, encode, Op, Writer};
 use crate::{
     AuditEntry, Inserted, KeyEvent, ListFilter, ManagedKey, Store, StoreError, StoredCheckpoint,
     Transition, UpdateError,
@@ -85,47 +85,6 @@ PRAGMA user_version = 4;
 
 fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
-}
-
-enum Op {
-    Insert {
-        record: Box<ActionRecord>,
-        /// Answer with an earlier action that answers this one, if there is one.
-        reuse_open: bool,
-        /// `record` and its events as JSON, encoded by the caller so the single writer thread
-        /// spends its time on SQLite only.
-        body: String,
-        events: Vec<EntryParts>,
-        reply: oneshot::Sender<Result<Inserted, StoreError>>,
-    },
-    Checkpoint {
-        checkpoint: StoredCheckpoint,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Append {
-        at: Timestamp,
-        entries: Vec<(Option<String>, EntryParts)>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Update {
-        id: String,
-        now: Timestamp,
-        transition: Transition,
-        reply: oneshot::Sender<Result<(ActionRecord, Vec<Event>), UpdateError>>,
-    },
-    /// A new managed key and its audit entry.
-    CreateKey {
-        key: ManagedKey,
-        entry: EntryParts,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// A key revoked, and its audit entry.
-    RevokeKey {
-        id: String,
-        at: Timestamp,
-        event_of: KeyEvent,
-        reply: oneshot::Sender<Result<Option<ManagedKey>, StoreError>>,
-    },
 }
 
 /// The embedded SQLite store.
@@ -199,11 +158,6 @@ impl SqliteStore {
         })
     }
 
-    fn send(&self, op: Op) -> Result<(), StoreError> {
-        let tx = self.writer.lock().map_err(|_| StoreError::Closed)?;
-        tx.send(op).map_err(|_| StoreError::Closed)
-    }
-
     /// Runs `f` with a pooled read connection.
     fn read<T>(
         &self,
@@ -232,10 +186,6 @@ fn decode(id: &str, body: &str) -> Result<ActionRecord, StoreError> {
         id: id.to_string(),
         message: e.to_string(),
     })
-}
-
-fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Database(format!("encoding: {e}")))
 }
 
 fn review_deadline(r: &ActionRecord) -> Option<i64> {
@@ -763,6 +713,13 @@ fn status_list(statuses: &[Status]) -> String {
         .join(",")
 }
 
+impl Writer for SqliteStore {
+    fn send(&self, op: Op) -> Result<(), StoreError> {
+        let tx = self.writer.lock().map_err(|_| StoreError::Closed)?;
+        tx.send(op).map_err(|_| StoreError::Closed)
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_with(
@@ -771,20 +728,7 @@ impl Store for SqliteStore {
         events: Vec<Event>,
         reuse_open: bool,
     ) -> Result<Inserted, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        let body = encode(&record)?;
-        let events = events
-            .iter()
-            .map(|e| EntryParts::new(Some(&record.id), record.created_at, e))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.send(Op::Insert {
-            record: Box::new(record),
-            reuse_open,
-            body,
-            events,
-            reply,
-        })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        op::insert(self, record, events, reuse_open).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<ActionRecord>, StoreError> {
@@ -805,15 +749,7 @@ impl Store for SqliteStore {
         now: Timestamp,
         transition: Transition,
     ) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Op::Update {
-            id: id.to_string(),
-            now,
-            transition,
-            reply,
-        })?;
-        rx.await
-            .map_err(|_| UpdateError::Store(StoreError::Closed))?
+        op::update(self, id, now, transition).await
     }
 
     async fn record_events(
@@ -821,10 +757,7 @@ impl Store for SqliteStore {
         at: Timestamp,
         events: Vec<(Option<String>, Event)>,
     ) -> Result<(), StoreError> {
-        let entries = EntryParts::standalone(at, &events)?;
-        let (reply, rx) = oneshot::channel();
-        self.send(Op::Append { at, entries, reply })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        op::record_events(self, at, events).await
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {
@@ -976,16 +909,11 @@ impl Store for SqliteStore {
     }
 
     async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Op::Checkpoint { checkpoint, reply })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        op::add_checkpoint(self, checkpoint).await
     }
 
     async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError> {
-        let entry = EntryParts::new(None, key.created_at, &event)?;
-        let (reply, rx) = oneshot::channel();
-        self.send(Op::CreateKey { key, entry, reply })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        op::create_key(self, key, event).await
     }
 
     async fn revoke_key(
@@ -994,14 +922,7 @@ impl Store for SqliteStore {
         at: Timestamp,
         event_of: KeyEvent,
     ) -> Result<Option<ManagedKey>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Op::RevokeKey {
-            id: id.to_string(),
-            at,
-            event_of,
-            reply,
-        })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        op::revoke_key(self, id, at, event_of).await
     }
 
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ManagedKey>, StoreError> {

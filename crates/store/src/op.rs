@@ -1,0 +1,154 @@
+//! The write operations both stores' single writers run, and the requests that make them.
+//! Everything that can be done off the writer (canonical JSON of records and audit entries) is
+//! done here, by the caller; a store only says how an operation reaches its writer
+//! ([`Writer::send`]).
+
+use countersign_core::{ActionRecord, Event, Timestamp};
+use tokio::sync::oneshot;
+
+use crate::entry::EntryParts;
+use crate::{
+    Inserted, KeyEvent, ManagedKey, StoreError, StoredCheckpoint, Transition, UpdateError,
+};
+
+/// One queued write and where its answer goes once the batch holding it is durable.
+pub(crate) enum Op {
+    Insert {
+        record: Box<ActionRecord>,
+        /// Answer with an earlier action that answers this one, if there is one.
+        reuse_open: bool,
+        /// `record` as JSON.
+        body: String,
+        events: Vec<EntryParts>,
+        reply: oneshot::Sender<Result<Inserted, StoreError>>,
+    },
+    Update {
+        id: String,
+        now: Timestamp,
+        transition: Transition,
+        reply: oneshot::Sender<Result<(ActionRecord, Vec<Event>), UpdateError>>,
+    },
+    /// Audit entries without a record change.
+    Append {
+        at: Timestamp,
+        entries: Vec<(Option<String>, EntryParts)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Checkpoint {
+        checkpoint: StoredCheckpoint,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// A new managed key and its audit entry.
+    CreateKey {
+        key: ManagedKey,
+        entry: EntryParts,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// A key revoked, and its audit entry.
+    RevokeKey {
+        id: String,
+        at: Timestamp,
+        event_of: KeyEvent,
+        reply: oneshot::Sender<Result<Option<ManagedKey>, StoreError>>,
+    },
+}
+
+/// A store's way to its writer.
+pub(crate) trait Writer: Sync {
+    /// Queues `op`; fails only if the writer is gone.
+    fn send(&self, op: Op) -> Result<(), StoreError>;
+}
+
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Database(format!("encoding: {e}")))
+}
+
+async fn answer<T>(rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+    rx.await.map_err(|_| StoreError::Closed)?
+}
+
+pub(crate) async fn insert(
+    w: &impl Writer,
+    record: ActionRecord,
+    events: Vec<Event>,
+    reuse_open: bool,
+) -> Result<Inserted, StoreError> {
+    let body = encode(&record)?;
+    let events = events
+        .iter()
+        .map(|e| EntryParts::new(Some(&record.id), record.created_at, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::Insert {
+        record: Box::new(record),
+        reuse_open,
+        body,
+        events,
+        reply,
+    })?;
+    answer(rx).await
+}
+
+pub(crate) async fn update(
+    w: &impl Writer,
+    id: &str,
+    now: Timestamp,
+    transition: Transition,
+) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::Update {
+        id: id.to_string(),
+        now,
+        transition,
+        reply,
+    })?;
+    rx.await
+        .map_err(|_| UpdateError::Store(StoreError::Closed))?
+}
+
+pub(crate) async fn record_events(
+    w: &impl Writer,
+    at: Timestamp,
+    events: Vec<(Option<String>, Event)>,
+) -> Result<(), StoreError> {
+    let entries = EntryParts::standalone(at, &events)?;
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::Append { at, entries, reply })?;
+    answer(rx).await
+}
+
+pub(crate) async fn add_checkpoint(
+    w: &impl Writer,
+    checkpoint: StoredCheckpoint,
+) -> Result<(), StoreError> {
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::Checkpoint { checkpoint, reply })?;
+    answer(rx).await
+}
+
+pub(crate) async fn create_key(
+    w: &impl Writer,
+    key: ManagedKey,
+    event: Event,
+) -> Result<(), StoreError> {
+    let entry = EntryParts::new(None, key.created_at, &event)?;
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::CreateKey { key, entry, reply })?;
+    answer(rx).await
+}
+
+pub(crate) async fn revoke_key(
+    w: &impl Writer,
+    id: &str,
+    at: Timestamp,
+    event_of: KeyEvent,
+) -> Result<Option<ManagedKey>, StoreError> {
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::RevokeKey {
+        id: id.to_string(),
+        at,
+        event_of,
+        reply,
+    })?;
+    answer(rx).await
+}
