@@ -125,6 +125,14 @@ impl Cluster {
         post(&self.http, self.url(i), who, path, body).await
     }
 
+    /// The agent `bot` submits `action` on `resource` through replica `i`: the new action.
+    async fn submit(&self, i: usize, action: &str, resource: &str) -> Value {
+        let body = json!({"action": action, "resource": resource});
+        let (s, v) = self.post(i, "bot", "/v1/actions", body).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v
+    }
+
     async fn get(&self, i: usize, who: &str, path: &str) -> (StatusCode, Value) {
         let resp = self
             .http
@@ -160,15 +168,7 @@ async fn post(
 async fn a_vote_on_one_replica_releases_a_long_poll_on_another() {
     let c = Cluster::start("wakeup").await;
     for round in 0..3 {
-        let (s, v) = c
-            .post(
-                0,
-                "bot",
-                "/v1/actions",
-                json!({"action": "deploy", "resource": format!("r{round}")}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let v = c.submit(0, "deploy", &format!("r{round}")).await;
         let id = v["id"].as_str().unwrap().to_string();
         let (http, url, path) = (
             c.http.clone(),
@@ -211,15 +211,7 @@ async fn a_vote_on_one_replica_releases_a_long_poll_on_another() {
 async fn a_grant_redeemed_concurrently_on_every_replica_succeeds_once() {
     let c = Cluster::start("redeem").await;
     for round in 0..3 {
-        let (s, v) = c
-            .post(
-                round,
-                "bot",
-                "/v1/actions",
-                json!({"action": "logs.read", "resource": format!("r{round}")}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let v = c.submit(round, "logs.read", &format!("r{round}")).await;
         let token = v["grant"]["token"].as_str().unwrap().to_string();
         let tasks: Vec<_> = (0..24)
             .map(|i| {
@@ -254,15 +246,7 @@ async fn votes_on_different_replicas_reach_the_quorum_once() {
     let c = Cluster::start("quorum").await;
     let mut ids = Vec::new();
     for i in 0..8 {
-        let (s, v) = c
-            .post(
-                i,
-                "bot",
-                "/v1/actions",
-                json!({"action": "db.export", "resource": format!("t{i}")}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let v = c.submit(i, "db.export", &format!("t{i}")).await;
         ids.push(v["id"].as_str().unwrap().to_string());
     }
     let mut tasks = Vec::new();
@@ -305,15 +289,7 @@ async fn the_sweeper_moves_to_another_replica_when_the_leader_is_killed() {
     let mut c = Cluster::start("failover").await;
     // The first replica took the lease; it dies without a word.
     c.replicas[0].kill9().await;
-    let (s, v) = c
-        .post(
-            1,
-            "bot",
-            "/v1/actions",
-            json!({"action": "quick", "resource": "r"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let v = c.submit(1, "quick", "r").await;
     let id = v["id"].as_str().unwrap().to_string();
     // The review's TTL is 1 s; a surviving replica must take the lease and expire it.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -475,15 +451,7 @@ async fn every_replica_reports_every_open_review() {
                 .map(str::to_string)
         }
     };
-    let (s, v) = c
-        .post(
-            0,
-            "bot",
-            "/v1/actions",
-            json!({"action": "deploy", "resource": "g"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let v = c.submit(0, "deploy", "g").await;
     let id = v["id"].as_str().unwrap().to_string();
     assert_eq!(gauge(1).await.as_deref(), Some("1"));
     let (s, v) = c
