@@ -70,8 +70,8 @@ pub async fn create(
         groups: key.groups.iter().cloned().collect(),
         expires_at: key.expires_at,
     };
-    logged(&event);
     store.create_key(key.clone(), event).await?;
+    logged("key_created", created_by, &key);
     Ok((secret, key))
 }
 
@@ -82,28 +82,28 @@ pub async fn revoke(
     by: &str,
     now: Timestamp,
 ) -> Result<ManagedKey, GatewayError> {
-    let by = by.to_string();
-    let event_of = Box::new(move |key: &ManagedKey| {
-        let event = Event::KeyRevoked {
-            by,
-            key_id: key.id.clone(),
-            identity: key.identity.clone(),
-        };
-        logged(&event);
-        event
+    let actor = by.to_string();
+    let event_of = Box::new(move |key: &ManagedKey| Event::KeyRevoked {
+        by: actor,
+        key_id: key.id.clone(),
+        identity: key.identity.clone(),
     });
-    store
+    let key = store
         .revoke_key(id, now, event_of)
         .await?
-        .ok_or(GatewayError::KeyNotFound)
+        .ok_or(GatewayError::KeyNotFound)?;
+    logged("key_revoked", by, &key);
+    Ok(key)
 }
 
-/// Logs an identity change. Its audit entry (key id and identity only; never the secret or its
-/// hash) is written by the store in the same transaction as the change.
-fn logged(event: &Event) {
+/// Logs a committed identity change. Its audit entry (key id and identity only; never the secret
+/// or its hash) was written by the store in the same transaction as the change.
+fn logged(event: &str, actor: &str, key: &ManagedKey) {
     tracing::info!(
-        event = event.kind(),
-        actor = event.actor(),
+        event,
+        actor,
+        key = %key.id,
+        identity = %key.identity,
         "managed API key change"
     );
 }
