@@ -179,7 +179,14 @@ pub(crate) fn read_or_publish(
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             std::fs::read_to_string(path).map_err(|e| e.to_string())
         }
-        Err(e) => Err(e.to_string()),
+        // A filesystem without hard links: create the file in place (never overwriting).
+        Err(_) => match write_new(path, text.as_bytes()) {
+            Ok(()) => Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::read_to_string(path).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        },
     }
 }
 
