@@ -125,6 +125,15 @@ impl Cluster {
         post(&self.http, self.url(i), who, path, body).await
     }
 
+    /// `who` approves action `id` through replica `i`.
+    async fn approve(&self, i: usize, who: &str, id: &str) {
+        let path = format!("/v1/reviews/{id}/votes");
+        let (s, v) = self
+            .post(i, who, &path, json!({"verdict": "approve"}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+
     /// The agent `bot` submits `action` on `resource` through replica `i`: the new action.
     async fn submit(&self, i: usize, action: &str, resource: &str) -> Value {
         let body = json!({"action": action, "resource": resource});
@@ -187,15 +196,7 @@ async fn a_vote_on_one_replica_releases_a_long_poll_on_another() {
         // Give the long poll time to be waiting on replica 1.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let voted = Instant::now();
-        let (s, v) = c
-            .post(
-                2,
-                "alice",
-                &format!("/v1/reviews/{id}/votes"),
-                json!({"verdict": "approve"}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
+        c.approve(2, "alice", &id).await;
         let (released, view) = poll.await.unwrap();
         assert_eq!(view["status"], "approved", "{view}");
         // Released by the notification, not by the 5 s safety re-read or the 30 s wait.
@@ -454,14 +455,6 @@ async fn every_replica_reports_every_open_review() {
     let v = c.submit(0, "deploy", "g").await;
     let id = v["id"].as_str().unwrap().to_string();
     assert_eq!(gauge(1).await.as_deref(), Some("1"));
-    let (s, v) = c
-        .post(
-            2,
-            "alice",
-            &format!("/v1/reviews/{id}/votes"),
-            json!({"verdict": "approve"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    c.approve(2, "alice", &id).await;
     assert_eq!(gauge(0).await.as_deref(), Some("0"));
 }
