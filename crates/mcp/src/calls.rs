@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::gate::{Gate, Tracked};
 use crate::jsonrpc;
 use crate::session::{Options, ACTION};
-use crate::tasks::{Tasks, RELATED_TASK};
+use crate::tasks::{Tasks, Wire, RELATED_TASK};
 
 /// Where progress notifications for a held call go.
 pub type Outbox = mpsc::Sender<String>;
@@ -27,6 +27,24 @@ pub enum Verdict {
     Forward(Value, Option<String>),
     /// Answer the client with this `CallToolResult`.
     Answer(Value),
+}
+
+/// A submitted call: where its decision stands.
+pub struct Submitted {
+    /// The action as the gateway answered.
+    pub tracked: Tracked,
+    /// Pending mode's key for the call (tool and arguments).
+    park_key: Option<String>,
+}
+
+impl Submitted {
+    /// Whether the call must wait for a review.
+    pub fn waits(&self) -> bool {
+        matches!(
+            self.tracked.status.as_str(),
+            "pending" | "needs_clarification"
+        )
+    }
 }
 
 /// A call being decided as a task: its status message follows the review, and its progress
@@ -102,26 +120,35 @@ impl Calls {
     pub async fn decide(
         &self,
         msg: &Value,
-        mut cancelled: watch::Receiver<bool>,
+        cancelled: watch::Receiver<bool>,
         notes: &Outbox,
         task: Option<AsTask<'_>>,
     ) -> Verdict {
+        match self.submit(msg).await {
+            Ok(first) => self.follow(msg, first, cancelled, notes, task).await,
+            Err(verdict) => verdict,
+        }
+    }
+
+    /// The first half of [`Calls::decide`]: checks and submits the call (or finds the review a
+    /// repeat call belongs to). A call that must wait ([`Submitted::waits`]) can be turned into
+    /// a task before [`Calls::follow`] waits for its review.
+    pub async fn submit(&self, msg: &Value) -> Result<Submitted, Verdict> {
         let params = &msg["params"];
         let Some(name) = params.get("name").and_then(Value::as_str) else {
-            return Verdict::Answer(jsonrpc::tool_error(
+            return Err(Verdict::Answer(jsonrpc::tool_error(
                 "countersign: `params.name` (the tool) is missing",
-            ));
+            )));
         };
         let arguments = match params.get("arguments") {
             None | Some(Value::Null) => Value::Object(Map::new()),
             Some(a @ Value::Object(_)) => a.clone(),
             Some(_) => {
-                return Verdict::Answer(jsonrpc::tool_error(
+                return Err(Verdict::Answer(jsonrpc::tool_error(
                     "countersign: `arguments` must be an object",
-                ))
+                )))
             }
         };
-        let token = params["_meta"].get("progressToken").cloned();
         // Only pending mode parks calls, so only it needs their key.
         let park_key = self.opts.pending_after.map(|_| {
             hex::encode(Sha256::digest(
@@ -148,13 +175,32 @@ impl Calls {
                     .await
             }
         };
-        let mut tracked = match first {
-            Ok(t) => t,
-            Err(e) => {
-                return Verdict::Answer(jsonrpc::tool_error(&format!(
-                    "countersign: the call was not run: {e}"
-                )))
-            }
+        match first {
+            Ok(tracked) => Ok(Submitted { tracked, park_key }),
+            Err(e) => Err(Verdict::Answer(jsonrpc::tool_error(&format!(
+                "countersign: the call was not run: {e}"
+            )))),
+        }
+    }
+
+    /// The second half of [`Calls::decide`]: waits while the call is under review, then
+    /// concludes.
+    pub async fn follow(
+        &self,
+        msg: &Value,
+        first: Submitted,
+        mut cancelled: watch::Receiver<bool>,
+        notes: &Outbox,
+        task: Option<AsTask<'_>>,
+    ) -> Verdict {
+        let Submitted {
+            mut tracked,
+            park_key,
+        } = first;
+        // 2026-07-28's tasks carry no progress: the request that held the token is answered.
+        let token = match &task {
+            Some(t) if t.tasks.wire(t.id) == Some(Wire::V2) => None,
+            _ => msg["params"]["_meta"].get("progressToken").cloned(),
         };
         let started = Instant::now();
         let mut progress = 0u64;

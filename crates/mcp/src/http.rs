@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::calls::{AsTask, Calls, Verdict};
+use crate::calls::{AsTask, Calls, Submitted, Verdict};
 use crate::gate::{Embedded, Remote};
 use crate::jsonrpc;
 use crate::session::Options;
@@ -340,42 +340,76 @@ impl HttpProxy {
         let me = self.clone();
         me.active.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            let task = created.id;
-            // The task's answer has gone; there is no stream left to carry progress.
-            let (notes_tx, mut notes_rx) = mpsc::channel::<String>(16);
-            let drain = tokio::spawn(async move { while notes_rx.recv().await.is_some() {} });
-            let as_task = AsTask {
-                tasks: &agent.tasks,
-                id: &task,
-            };
-            let verdict = calls
-                .decide(&msg, created.cancelled, &notes_tx, Some(as_task))
-                .await;
-            drop(notes_tx);
-            let _ = drain.await;
-            match verdict {
-                Verdict::Answer(result) => {
-                    agent.tasks.finish(&task, json!({ "result": result }));
-                }
-                Verdict::Forward(mut msg, action_id) => {
-                    let call_id = tasks::call_id(&task);
-                    msg["id"] = call_id.clone();
-                    // Messages the server sends before its response have no stream to go to.
-                    let (tx, mut rx) = mpsc::channel::<Bytes>(16);
-                    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-                    let text = me.call_upstream(headers, &msg, &call_id, &tx).await;
-                    drop(tx);
-                    let _ = drain.await;
-                    let response = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    agent.tasks.finish(&task, tasks::response_of(response));
-                    if let Some(action_id) = action_id {
-                        calls.report(&action_id, &text).await;
-                    }
-                }
-            }
+            me.run_task(
+                calls,
+                agent,
+                headers,
+                created.id,
+                created.cancelled,
+                msg,
+                None,
+            )
+            .await;
             me.active.fetch_sub(1, Ordering::SeqCst);
         });
         json_response(answer)
+    }
+
+    /// Runs a task whose `CreateTaskResult` has been sent: decides the call (or, given the
+    /// `first` answer of its submission, follows its review), then forwards it if it may run,
+    /// and ends the task with the outcome.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_task(
+        &self,
+        calls: Arc<Calls>,
+        agent: Arc<AgentTasks>,
+        headers: HeaderMap,
+        task: String,
+        cancelled: watch::Receiver<bool>,
+        msg: Value,
+        first: Option<Submitted>,
+    ) {
+        // The task's answer has gone; there is no stream left to carry progress.
+        let (notes_tx, mut notes_rx) = mpsc::channel::<String>(16);
+        let drain = tokio::spawn(async move { while notes_rx.recv().await.is_some() {} });
+        let as_task = AsTask {
+            tasks: &agent.tasks,
+            id: &task,
+        };
+        let verdict = match first {
+            Some(first) => {
+                calls
+                    .follow(&msg, first, cancelled, &notes_tx, Some(as_task))
+                    .await
+            }
+            None => {
+                calls
+                    .decide(&msg, cancelled, &notes_tx, Some(as_task))
+                    .await
+            }
+        };
+        drop(notes_tx);
+        let _ = drain.await;
+        match verdict {
+            Verdict::Answer(result) => {
+                agent.tasks.finish(&task, json!({ "result": result }));
+            }
+            Verdict::Forward(mut msg, action_id) => {
+                let call_id = tasks::call_id(&task);
+                msg["id"] = call_id.clone();
+                // Messages the server sends before its response have no stream to go to.
+                let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+                let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                let text = self.call_upstream(headers, &msg, &call_id, &tx).await;
+                drop(tx);
+                let _ = drain.await;
+                let response = serde_json::from_str(&text).unwrap_or(Value::Null);
+                agent.tasks.finish(&task, tasks::response_of(response));
+                if let Some(action_id) = action_id {
+                    calls.report(&action_id, &text).await;
+                }
+            }
+        }
     }
 
     fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<watch::Sender<bool>>>> {
@@ -445,11 +479,15 @@ impl HttpProxy {
         response
     }
 
-    /// A `tools/call`: answered on our own SSE stream.
+    /// A `tools/call`: answered on our own SSE stream; or, when it must wait for a review and
+    /// declares 2026-07-28's Tasks extension, answered there with a task that goes on in the
+    /// background. `v1_tasks`: the session speaks 2025-11-25's tasks.
+    #[allow(clippy::too_many_arguments)]
     fn call(
         self: &Arc<Self>,
         calls: Arc<Calls>,
-        agent: Option<Arc<AgentTasks>>,
+        agent: Arc<AgentTasks>,
+        v1_tasks: bool,
         headers: HeaderMap,
         held_key: String,
         id: Value,
@@ -479,7 +517,39 @@ impl HttpProxy {
                     }
                 })
             };
-            let verdict = calls.decide(&msg, cancelled, &notes_tx, None).await;
+            let verdict = match calls.submit(&msg).await {
+                Ok(first) if first.waits() && tasks::declares_extension(&msg) => {
+                    gone.abort();
+                    drop(notes_tx);
+                    let _ = relay.await;
+                    let still_held = me.lock_held().remove(&held_key).is_some();
+                    if still_held && !tx.is_closed() {
+                        let created = agent.tasks.create_v2(&first.tracked.id);
+                        let _ = tx
+                            .send(sse_event(&jsonrpc::result(&id, created.result)))
+                            .await;
+                        drop(tx);
+                        let task = created.id;
+                        me.run_task(
+                            calls,
+                            agent,
+                            headers,
+                            task,
+                            created.cancelled,
+                            msg,
+                            Some(first),
+                        )
+                        .await;
+                    } else {
+                        // Cancelled (or gone) while being submitted: withdraw the review.
+                        let _ = calls.gate().cancel(&first.tracked.id).await;
+                    }
+                    me.active.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+                Ok(first) => calls.follow(&msg, first, cancelled, &notes_tx, None).await,
+                Err(verdict) => verdict,
+            };
             gone.abort();
             drop(notes_tx);
             let _ = relay.await;
@@ -487,13 +557,12 @@ impl HttpProxy {
             match verdict {
                 _ if !still_held || tx.is_closed() => {}
                 Verdict::Answer(result) => {
-                    let result = match &agent {
+                    let result = if v1_tasks && msg["params"]["task"].is_object() {
                         // A task-augmented call of a tool the server runs as its own task, not
                         // run: the client expects a task, so it gets one of ours, already ended.
-                        Some(agent) if msg["params"]["task"].is_object() => {
-                            agent.tasks.ended(&msg["params"]["task"], result)
-                        }
-                        _ => result,
+                        agent.tasks.ended(&msg["params"]["task"], result)
+                    } else {
+                        jsonrpc::complete(&msg, result)
                     };
                     let _ = tx.send(sse_event(&jsonrpc::result(&id, result))).await;
                 }
@@ -758,7 +827,8 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                 }
                 _ => {
                     let key = held_key(&token, &headers, &id);
-                    p.call(calls, agent_tasks, headers, key, id, msg)
+                    let v1 = agent_tasks.is_some();
+                    p.call(calls, p.tasks_for(agent), v1, headers, key, id, msg)
                 }
             }
         }
@@ -786,13 +856,31 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
             }
             response
         }
-        (Some(m @ ("tasks/get" | "tasks/result" | "tasks/cancel")), Some(id))
+        (Some("server/discover"), Some(_)) => {
+            let hook = Box::new(move |data: &str| -> String {
+                let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+                    return data.to_string();
+                };
+                if !v["result"].is_object() {
+                    return data.to_string();
+                }
+                tasks::advertise_extension(&mut v["result"]["capabilities"]);
+                v.to_string()
+            });
+            p.forward(Method::POST, headers, bytes, request, Some(hook))
+                .await
+        }
+        (Some(m @ ("tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update")), Some(id))
             if msg["params"]["taskId"].as_str().is_some_and(Tasks::owns) =>
         {
             let agent = p.tasks_for(agent);
             let task = msg["params"]["taskId"].as_str().unwrap_or_default();
+            if agent.tasks.wire(task) == Some(tasks::Wire::V2) && !tasks::declares_extension(&msg) {
+                return json_response(tasks::missing_extension(&id));
+            }
             match m {
                 "tasks/get" => task_answer(&id, agent.tasks.get(task)),
+                "tasks/update" => task_answer(&id, agent.tasks.update(task)),
                 "tasks/cancel" => task_answer(&id, agent.tasks.cancel(task)),
                 _ => match agent.tasks.result(task).await {
                     Ok(mut response) => {

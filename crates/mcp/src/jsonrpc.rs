@@ -13,6 +13,28 @@ pub const INVALID_PARAMS: i64 = -32602;
 pub const REQUEST_CANCELLED: i64 = -32800;
 /// Internal error (here: the server is gone or did not answer in time).
 pub const INTERNAL_ERROR: i64 = -32603;
+/// Missing Required Client Capability (2026-07-28): a `tasks/*` request for an extension task
+/// from a request that does not declare the Tasks extension.
+pub const MISSING_CAPABILITY: i64 = -32021;
+
+/// `_meta` key carrying a 2026-07-28 request's protocol version (each request names its own).
+pub const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// Whether a request uses 2026-07-28's per-request framing: its results must then carry
+/// `resultType` (answers the proxy writes itself included).
+pub fn is_modern(msg: &Value) -> bool {
+    msg["params"]["_meta"][PROTOCOL_VERSION_META].is_string()
+}
+
+/// A result for `request`, marked `resultType: "complete"` when the request is 2026-07-28's.
+pub fn complete(request: &Value, mut result: Value) -> Value {
+    if is_modern(request) {
+        if let Some(o) = result.as_object_mut() {
+            o.entry("resultType").or_insert_with(|| json!("complete"));
+        }
+    }
+    result
+}
 
 /// An error response.
 pub fn error(id: &Value, code: i64, message: &str) -> String {
@@ -27,4 +49,20 @@ pub fn result(id: &Value, result: Value) -> String {
 /// A `CallToolResult` with `isError: true`: the model reads why and can adapt.
 pub fn tool_error(text: &str) -> Value {
     json!({"content": [{"type": "text", "text": text}], "isError": true})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_2026_07_28_requests_get_a_result_type() {
+        let modern = json!({"params": {"_meta": {PROTOCOL_VERSION_META: "2026-07-28"}}});
+        let legacy = json!({"params": {"name": "echo"}});
+        let r = tool_error("no");
+        assert_eq!(complete(&modern, r.clone())["resultType"], "complete");
+        assert!(complete(&legacy, r.clone()).get("resultType").is_none());
+        let task = json!({"resultType": "task"});
+        assert_eq!(complete(&modern, task)["resultType"], "task");
+    }
 }

@@ -7,7 +7,8 @@
 //! looked at: `tools/call` requests (held for a decision, or run as a task when the client asks),
 //! `tools/list` responses (filtered and annotated), `notifications/cancelled` for a held call
 //! (which cancels its review), the `initialize` result (which gains the tasks capability on
-//! 2025-11-25 sessions) and `tasks/*` requests for the proxy's own tasks.
+//! 2025-11-25 sessions), the `server/discover` result (which gains the 2026-07-28 Tasks
+//! extension) and `tasks/*` requests for the proxy's own tasks.
 
 use countersign_core::Outcome;
 use serde_json::{json, Value};
@@ -70,6 +71,8 @@ enum InFlight {
     List,
     /// `initialize`: learn the protocol version (and advertise tasks on 2025-11-25).
     Initialize,
+    /// `server/discover` (2026-07-28): advertise the Tasks extension.
+    Discover,
     /// A `tasks/list` relayed to a server that has tasks of its own: ours join its first page.
     TaskList { first_page: bool },
     /// Anything else.
@@ -197,9 +200,14 @@ impl Session {
                 self.track(&id, InFlight::Initialize);
                 self.server(raw.to_string(), Some(id)).await;
             }
-            (Some(m @ ("tasks/get" | "tasks/result" | "tasks/cancel")), Some(id))
-                if msg["params"]["taskId"].as_str().is_some_and(Tasks::owns) =>
-            {
+            (Some("server/discover"), Some(id)) => {
+                self.track(&id, InFlight::Discover);
+                self.server(raw.to_string(), Some(id)).await;
+            }
+            (
+                Some(m @ ("tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update")),
+                Some(id),
+            ) if msg["params"]["taskId"].as_str().is_some_and(Tasks::owns) => {
                 let m = m.to_string();
                 self.task_request(&m, id, &msg).await
             }
@@ -324,6 +332,11 @@ impl Session {
                     self.client(raw.to_string()).await;
                 }
             }
+            Some(InFlight::Discover) if msg["result"].is_object() => {
+                let mut msg = msg;
+                tasks::advertise_extension(&mut msg["result"]["capabilities"]);
+                self.client(msg.to_string()).await;
+            }
             Some(InFlight::TaskList { first_page }) if msg.get("result").is_some() => {
                 let mut msg = msg;
                 if first_page {
@@ -377,7 +390,26 @@ impl Session {
         let me = self.clone();
         me.active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::spawn(async move {
-            let verdict = me.calls.decide(&msg, cancelled, &me.to_client, None).await;
+            let verdict = match me.calls.submit(&msg).await {
+                // 2026-07-28's Tasks extension: a call that must wait for a review becomes a
+                // task, if the client declared the extension on this request.
+                Ok(first) if first.waits() && tasks::declares_extension(&msg) => {
+                    if me.state().held.remove(&key(&id)).is_some() {
+                        me.run_as_task(id, msg, first).await;
+                    } else {
+                        // Cancelled while being submitted: withdraw the review.
+                        let _ = me.calls.gate().cancel(&first.tracked.id).await;
+                    }
+                    me.active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                Ok(first) => {
+                    me.calls
+                        .follow(&msg, first, cancelled, &me.to_client, None)
+                        .await
+                }
+                Err(verdict) => verdict,
+            };
             let still_held = me.state().held.remove(&key(&id)).is_some();
             match verdict {
                 Verdict::Answer(result) if still_held => {
@@ -386,7 +418,7 @@ impl Session {
                         // run: the client expects a task, so it gets one of ours, already ended.
                         me.tasks.ended(&msg["params"]["task"], result)
                     } else {
-                        result
+                        jsonrpc::complete(&msg, result)
                     };
                     me.client(jsonrpc::result(&id, answer)).await;
                 }
@@ -450,39 +482,68 @@ impl Session {
         let me = self.clone();
         me.active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::spawn(async move {
-            let task = created.id;
             let as_task = AsTask {
                 tasks: &me.tasks,
-                id: &task,
+                id: &created.id,
             };
             let verdict = me
                 .calls
                 .decide(&msg, created.cancelled, &me.to_client, Some(as_task))
                 .await;
-            match verdict {
-                Verdict::Answer(result) => me.end_task(&task, json!({ "result": result })).await,
-                Verdict::Forward(mut msg, action_id) => {
-                    // The client's request id was answered with the task; the call goes out
-                    // under an id of the proxy's own.
-                    let call_id = tasks::call_id(&task);
-                    msg["id"] = call_id.clone();
-                    me.track(
-                        &call_id,
-                        InFlight::TaskCall {
-                            task: task.clone(),
-                            action_id,
-                        },
-                    );
-                    me.server(msg.to_string(), Some(call_id)).await;
-                }
-            }
+            me.conclude_task(&created.id, verdict).await;
             me.active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
     }
 
-    /// Ends one of our tasks and tells the client (`notifications/tasks/status`).
+    /// A call under review, made with the 2026-07-28 Tasks extension declared: the client's
+    /// request is answered with a task now; the review is followed (and the call forwarded
+    /// once approved) in the task.
+    async fn run_as_task(self: &Arc<Self>, id: Value, msg: Value, first: crate::calls::Submitted) {
+        let created = self.tasks.create_v2(&first.tracked.id);
+        self.client(jsonrpc::result(&id, created.result)).await;
+        let as_task = AsTask {
+            tasks: &self.tasks,
+            id: &created.id,
+        };
+        let verdict = self
+            .calls
+            .follow(
+                &msg,
+                first,
+                created.cancelled,
+                &self.to_client,
+                Some(as_task),
+            )
+            .await;
+        self.conclude_task(&created.id, verdict).await;
+    }
+
+    /// Ends a task with its call's verdict, or forwards the call for it.
+    async fn conclude_task(self: &Arc<Self>, task: &str, verdict: Verdict) {
+        match verdict {
+            Verdict::Answer(result) => self.end_task(task, json!({ "result": result })).await,
+            Verdict::Forward(mut msg, action_id) => {
+                // The client's request id was answered with the task; the call goes out
+                // under an id of the proxy's own.
+                let call_id = tasks::call_id(task);
+                msg["id"] = call_id.clone();
+                self.track(
+                    &call_id,
+                    InFlight::TaskCall {
+                        task: task.to_string(),
+                        action_id,
+                    },
+                );
+                self.server(msg.to_string(), Some(call_id)).await;
+            }
+        }
+    }
+
+    /// Ends one of our tasks and tells the client (`notifications/tasks/status`, 2025-11-25's;
+    /// the extension's `notifications/tasks` go only to subscribers, and the proxy takes none).
     async fn end_task(&self, task: &str, response: Value) {
-        if let Some(t) = self.tasks.finish(task, response) {
+        let v1 = self.tasks.wire(task) == Some(tasks::Wire::V1);
+        if let Some(t) = self.tasks.finish(task, response).filter(|_| v1) {
             let note =
                 json!({"jsonrpc": "2.0", "method": "notifications/tasks/status", "params": t});
             self.client(note.to_string()).await;
@@ -495,8 +556,12 @@ impl Session {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        if self.tasks.wire(&task) == Some(tasks::Wire::V2) && !tasks::declares_extension(msg) {
+            return self.client(tasks::missing_extension(&id)).await;
+        }
         let answer = match method {
             "tasks/get" => self.tasks.get(&task),
+            "tasks/update" => self.tasks.update(&task),
             "tasks/cancel" => {
                 let r = self.tasks.cancel(&task);
                 if r.is_ok() {

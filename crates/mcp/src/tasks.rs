@@ -1,7 +1,14 @@
-//! MCP tasks (protocol 2025-11-25, experimental): a client that adds `params.task` to a
-//! `tools/call` gets a task at once instead of a held request, polls it with `tasks/get`, and
-//! collects the result with `tasks/result`. A review can take hours; a task outlives any
-//! request timeout.
+//! MCP tasks, in both of their wire forms. A review can take hours; a task outlives any request
+//! timeout.
+//!
+//! - **2025-11-25** (experimental, in the core protocol; [`Wire::V1`]): a client that adds
+//!   `params.task` to a `tools/call` gets a task at once instead of a held request, polls it
+//!   with `tasks/get`, and collects the result with `tasks/result`.
+//! - **2026-07-28's Tasks extension** (`io.modelcontextprotocol/tasks`, SEP-2663; [`Wire::V2`]):
+//!   the client declares the extension in each request's `_meta` capabilities and the receiver
+//!   decides per call whether to answer with a task (`resultType: "task"`). The proxy does so
+//!   only for a call that must wait for a review; `tasks/get` inlines the final result,
+//!   `tasks/update` and `tasks/cancel` are acknowledged with an empty result.
 //!
 //! The proxy is the task *receiver*: the task wraps countersign's decision and, once allowed or
 //! approved, the forwarded call. The decision itself (the action, its review, its grant) lives
@@ -20,6 +27,54 @@ pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 
 /// The protocol version whose tasks utility the proxy speaks.
 pub const TASKS_VERSION: &str = "2025-11-25";
+
+/// The Tasks extension's identifier (2026-07-28 on).
+pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
+
+/// `_meta` key of a 2026-07-28 request's own capabilities.
+pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+
+/// Which wire form a task speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// 2025-11-25's core tasks: `{"task": ..}` results, `ttl`, `pollInterval`, `tasks/result`;
+    /// an `isError` result fails the task.
+    V1,
+    /// 2026-07-28's Tasks extension: flat results with `resultType`, `ttlMs`,
+    /// `pollIntervalMs`, the final result inlined in `tasks/get`; an `isError` result
+    /// completes the task (only a JSON-RPC error fails it).
+    V2,
+}
+
+/// Whether a request declares the Tasks extension in its own capabilities (2026-07-28).
+pub fn declares_extension(msg: &Value) -> bool {
+    msg["params"]["_meta"][CLIENT_CAPABILITIES]["extensions"][EXTENSION].is_object()
+}
+
+/// The error a request without the extension gets for a 2026-07-28 task (`-32021`, Missing
+/// Required Client Capability, naming the extension).
+pub fn missing_extension(id: &Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "error": {
+        "code": crate::jsonrpc::MISSING_CAPABILITY,
+        "message": "Missing required client capability",
+        "data": {"requiredCapabilities": {"extensions": {EXTENSION: {}}}},
+    }})
+    .to_string()
+}
+
+/// Adds the Tasks extension to the capabilities of a `server/discover` result: the proxy runs
+/// the tasks for calls under review itself.
+pub fn advertise_extension(capabilities: &mut Value) {
+    if !capabilities.is_object() {
+        *capabilities = json!({});
+    }
+    if !capabilities["extensions"].is_object() {
+        capabilities["extensions"] = json!({});
+    }
+    if !capabilities["extensions"][EXTENSION].is_object() {
+        capabilities["extensions"][EXTENSION] = json!({});
+    }
+}
 
 /// Request ids the proxy gives the calls it forwards for its tasks (followed by the task id):
 /// the client's own request was already answered with the task.
@@ -81,6 +136,7 @@ impl Status {
 }
 
 struct Entry {
+    wire: Wire,
     status: Status,
     message: Option<String>,
     created: SystemTime,
@@ -111,19 +167,32 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl Entry {
+    /// The task as `tasks/get` shows it (without `resultType`).
     fn json(&self, id: &str, poll: Duration) -> Value {
+        let (ttl, interval) = match self.wire {
+            Wire::V1 => ("ttl", "pollInterval"),
+            Wire::V2 => ("ttlMs", "pollIntervalMs"),
+        };
         let mut t = json!({
             "taskId": id,
             "status": self.status.as_str(),
             "createdAt": rfc3339(self.created),
             "lastUpdatedAt": rfc3339(self.updated),
-            "ttl": millis(self.ttl),
+            ttl: millis(self.ttl),
         });
         if self.status == Status::Working {
-            t["pollInterval"] = json!(millis(poll));
+            t[interval] = json!(millis(poll));
         }
         if let Some(m) = &self.message {
             t["statusMessage"] = Value::String(m.clone());
+        }
+        if self.wire == Wire::V2 {
+            // The extension's DetailedTask inlines what the task ended with.
+            match (&self.status, &self.response) {
+                (Status::Completed, Some(r)) => t["result"] = r["result"].clone(),
+                (Status::Failed, Some(r)) => t["error"] = r["error"].clone(),
+                _ => {}
+            }
         }
         t
     }
@@ -167,19 +236,32 @@ impl Tasks {
         id.starts_with("countersign-")
     }
 
-    /// A new working task for a `tools/call` whose `params.task` is `request`.
+    /// A new working task for a 2025-11-25 `tools/call` whose `params.task` is `request`.
     pub fn create(&self, request: &Value) -> Created {
         let ttl = request
             .get("ttl")
             .and_then(Value::as_u64)
             .map_or(DEFAULT_TTL, Duration::from_millis)
             .clamp(MIN_TTL, MAX_TTL);
+        let message = "countersign is deciding whether this call may run".to_string();
+        self.insert(Wire::V1, ttl, message)
+    }
+
+    /// A new working task of the 2026-07-28 extension, for a call that waits for `review`
+    /// (the receiver picks the ttl: the extension's client asks for none).
+    pub fn create_v2(&self, review: &str) -> Created {
+        let message = format!("waiting for human approval (countersign review {review})");
+        self.insert(Wire::V2, DEFAULT_TTL, message)
+    }
+
+    fn insert(&self, wire: Wire, ttl: Duration, message: String) -> Created {
         let id = format!("countersign-{}", uuid::Uuid::now_v7());
         let now = SystemTime::now();
         let (cancel, cancelled) = watch::channel(false);
         let entry = Entry {
+            wire,
             status: Status::Working,
-            message: Some("countersign is deciding whether this call may run".into()),
+            message: Some(message),
             created: now,
             updated: now,
             ttl,
@@ -189,11 +271,24 @@ impl Tasks {
         };
         let task = entry.json(&id, self.poll_interval);
         self.entries().insert(id.clone(), entry);
+        let result = match wire {
+            Wire::V1 => json!({ "task": task }),
+            Wire::V2 => {
+                let mut t = task;
+                t["resultType"] = json!("task");
+                t
+            }
+        };
         Created {
             id,
-            result: json!({ "task": task }),
+            result,
             cancelled,
         }
+    }
+
+    /// The wire form of one of this registry's tasks.
+    pub fn wire(&self, id: &str) -> Option<Wire> {
+        self.entries().get(id).map(|e| e.wire)
     }
 
     /// A task for a call that was not run (denied, rejected, cancelled...) although the client
@@ -227,14 +322,21 @@ impl Tasks {
     /// Ends a task with the response (`{"result": ..}` or `{"error": ..}`) its call would
     /// have had. Returns the task (for a status notification), or `None` if it had already
     /// ended (a cancelled task stays cancelled).
-    pub fn finish(&self, id: &str, response: Value) -> Option<Value> {
+    pub fn finish(&self, id: &str, mut response: Value) -> Option<Value> {
         let mut map = self.entries();
         let e = map.get_mut(id)?;
         if e.status != Status::Working {
             return None;
         }
-        let failed =
-            response.get("error").is_some() || response["result"]["isError"] == Value::Bool(true);
+        if e.wire == Wire::V2 {
+            // The inlined result is a 2026-07-28 result: the proxy's own answers (a denial, a
+            // reviewer's verdict) need the `resultType` a server's result already has.
+            if let Some(r) = response.get_mut("result").and_then(Value::as_object_mut) {
+                r.entry("resultType").or_insert_with(|| json!("complete"));
+            }
+        }
+        let failed = response.get("error").is_some()
+            || (e.wire == Wire::V1 && response["result"]["isError"] == Value::Bool(true));
         e.status = if failed {
             Status::Failed
         } else {
@@ -252,9 +354,21 @@ impl Tasks {
 
     /// `tasks/get`.
     pub fn get(&self, id: &str) -> Result<Value, TaskError> {
+        let map = self.entries();
+        let e = map.get(id).ok_or(TaskError::NotFound)?;
+        let mut t = e.json(id, self.poll_interval);
+        if e.wire == Wire::V2 {
+            t["resultType"] = json!("complete");
+        }
+        Ok(t)
+    }
+
+    /// `tasks/update` (2026-07-28): the proxy never asks for input, so there is nothing to
+    /// deliver; a known task is acknowledged.
+    pub fn update(&self, id: &str) -> Result<Value, TaskError> {
         self.entries()
             .get(id)
-            .map(|e| e.json(id, self.poll_interval))
+            .map(|_| json!({"resultType": "complete"}))
             .ok_or(TaskError::NotFound)
     }
 
@@ -270,11 +384,14 @@ impl Tasks {
 
     /// `tasks/cancel`: the task becomes `cancelled` (and its review is withdrawn by whoever
     /// holds the `cancelled` receiver).
+    /// A 2026-07-28 task's cancellation is acknowledged with an empty result, even when the
+    /// task had already ended (cancellation is eventually consistent there).
     pub fn cancel(&self, id: &str) -> Result<Value, TaskError> {
         let mut map = self.entries();
         let e = map.get_mut(id).ok_or(TaskError::NotFound)?;
+        let ack = (e.wire == Wire::V2).then(|| json!({"resultType": "complete"}));
         if e.status != Status::Working {
-            return Err(TaskError::Terminal(e.status.as_str()));
+            return ack.ok_or(TaskError::Terminal(e.status.as_str()));
         }
         e.status = Status::Cancelled;
         e.message = Some("cancelled by the client; the call was not run".into());
@@ -285,7 +402,7 @@ impl Tasks {
         }}));
         e.cancel.send_replace(true);
         e.done.send_replace(true);
-        Ok(e.json(id, self.poll_interval))
+        Ok(ack.unwrap_or_else(|| e.json(id, self.poll_interval)))
     }
 
     /// `tasks/result`: waits until the task ends, then returns the response its call would
@@ -416,6 +533,74 @@ mod tests {
         assert!(tasks.finish(&b.id, json!({"result": {}})).is_none());
         assert_eq!(tasks.get(&b.id).unwrap()["status"], "cancelled");
         assert_eq!(tasks.get("countersign-nope"), Err(TaskError::NotFound));
+    }
+
+    #[test]
+    fn an_extension_task_is_flat_inlines_its_end_and_an_error_result_completes_it() {
+        let tasks = Tasks::new(Duration::from_secs(2));
+        let c = tasks.create_v2("review-1");
+        assert_eq!(c.result["resultType"], "task");
+        assert_eq!(c.result["status"], "working");
+        assert_eq!(c.result["ttlMs"], 3_600_000);
+        assert_eq!(c.result["pollIntervalMs"], 2000);
+        assert!(c.result.get("task").is_none() && c.result.get("ttl").is_none());
+        assert!(c.result["statusMessage"]
+            .as_str()
+            .unwrap()
+            .contains("review-1"));
+        assert_eq!(tasks.wire(&c.id), Some(Wire::V2));
+        let got = tasks.get(&c.id).unwrap();
+        assert_eq!(got["resultType"], "complete");
+        assert!(got.get("result").is_none());
+
+        let denied = json!({"content": [{"type": "text", "text": "no"}], "isError": true});
+        assert!(tasks
+            .finish(&c.id, json!({ "result": denied.clone() }))
+            .is_some());
+        let got = tasks.get(&c.id).unwrap();
+        assert_eq!(
+            got["status"], "completed",
+            "isError is a tool result, not a failure"
+        );
+        let mut marked = denied;
+        marked["resultType"] = json!("complete");
+        assert_eq!(got["result"], marked, "inlined as a 2026-07-28 result");
+        assert!(got.get("pollIntervalMs").is_none());
+        assert_eq!(
+            tasks.update(&c.id).unwrap(),
+            json!({"resultType": "complete"})
+        );
+        assert_eq!(
+            tasks.cancel(&c.id).unwrap(),
+            json!({"resultType": "complete"}),
+            "cancelling an ended task is acknowledged"
+        );
+        assert_eq!(tasks.get(&c.id).unwrap()["status"], "completed");
+
+        let f = tasks.create_v2("review-2");
+        let error = json!({"code": -32603, "message": "the MCP server is gone"});
+        tasks.finish(&f.id, json!({ "error": error.clone() }));
+        let got = tasks.get(&f.id).unwrap();
+        assert_eq!(got["status"], "failed");
+        assert_eq!(got["error"], error);
+        assert_eq!(tasks.update("countersign-nope"), Err(TaskError::NotFound));
+    }
+
+    #[test]
+    fn extension_declarations_are_read_from_the_requests_own_capabilities() {
+        let with =
+            json!({"params": {"_meta": {CLIENT_CAPABILITIES: {"extensions": {EXTENSION: {}}}}}});
+        let without = json!({"params": {"_meta": {CLIENT_CAPABILITIES: {"extensions": {}}}}});
+        assert!(declares_extension(&with));
+        assert!(!declares_extension(&without));
+        assert!(!declares_extension(&json!({"params": {}})));
+        let e: Value = serde_json::from_str(&missing_extension(&json!(7))).unwrap();
+        assert_eq!(e["error"]["code"], -32021);
+        assert_eq!(e["id"], 7);
+        let mut caps = json!({"tools": {}, "extensions": {"other/ext": {"x": 1}}});
+        advertise_extension(&mut caps);
+        assert_eq!(caps["extensions"][EXTENSION], json!({}));
+        assert_eq!(caps["extensions"]["other/ext"], json!({"x": 1}));
     }
 
     #[test]

@@ -13,5 +13,6 @@ mod mcp_http;
 mod mcp_pending;
 mod mcp_rmcp;
 mod mcp_tasks;
+mod mcp_v2;
 mod replicas;
 mod support;

@@ -107,6 +107,16 @@ impl SdkClient {
         )
     }
 
+    /// The MCP TypeScript SDK v2's client on protocol 2026-07-28, with the Tasks extension's
+    /// client (tests/interop/mcp_v2_client.mjs), running `spec`.
+    pub(crate) fn v2(spec: Value) -> SdkClient {
+        SdkClient::spawn(
+            Command::new("node")
+                .arg(root().join("tests/interop/mcp_v2_client.mjs"))
+                .arg(spec.to_string()),
+        )
+    }
+
     /// The MCP TypeScript SDK's task client (tests/interop/mcp_tasks_client.mjs) running `spec`.
     pub(crate) fn tasks(spec: Value) -> SdkClient {
         SdkClient::spawn(
