@@ -8,7 +8,9 @@
 //   {"op": "discover"}                          the era and extensions the client negotiated
 //   {"op": "call", "tool": NAME, "args": {..}}  through the Tasks session: prints "call" (kind
 //                                               immediate|task, taskId) at once, then "settled"
-//   {"op": "plain_call", "tool": NAME, "args": {..}}  the SDK's own callTool (no extension)
+//   {"op": "plain_call", "tool": NAME, "args": {..}}  the SDK's own callTool (no extension; it
+//                                               answers `input_required` rounds itself: each
+//                                               elicitation is accepted with {"confirm": true})
 //   {"op": "cancel", "tool": NAME, "args": {..}}      a call that becomes a task, then cancelled
 //   {"op": "raw", "request": {"method", "params"}, "extension": BOOL}
 //       a raw 2026-07-28 request (framed with the protocol version; with the extension declared
@@ -35,7 +37,17 @@ if (spec.stdio) {
 } else {
   transport = new StreamableHTTPClientTransport(new URL(spec.url), { requestInit: { headers: spec.headers ?? {} } });
 }
-const client = new Client({ name: 'countersign-v2-interop', version: '1.0.0' }, { versionNegotiation: { mode: { pin: VERSION } } });
+const client = new Client(
+  { name: 'countersign-v2-interop', version: '1.0.0' },
+  { versionNegotiation: { mode: { pin: VERSION } }, capabilities: { elicitation: {} } },
+);
+// Servers ask for input in `input_required` results; the SDK fulfils them through this handler
+// (the user "confirms") and retries the call with the answers.
+let elicitations = 0;
+client.setRequestHandler('elicitation/create', async () => {
+  elicitations += 1;
+  return { action: 'accept', content: { confirm: true } };
+});
 await client.connect(transport);
 
 // The host's raw request path the Tasks extension asks for (the SDK's codecs do not know its
@@ -62,7 +74,14 @@ const clientInfo = { name: 'countersign-v2-interop', version: '1.0.0' };
 const session = createTaskSessionFromClient(client, {
   endpointId: 'countersign-proxy',
   rawDispatch,
-  v2RequestFraming: { protocolVersion: VERSION, clientInfo, clientCapabilities: {} },
+  v2RequestFraming: { protocolVersion: VERSION, clientInfo, clientCapabilities: { elicitation: {} } },
+  // A task that asks for input (`input_required`): the user "confirms"; the session answers
+  // with `tasks/update`.
+  onInputRequest: async (request) => {
+    elicitations += 1;
+    if (request.kind !== 'elicitation') throw new Error(`unexpected input request ${request.kind}`);
+    return { action: 'accept', content: { confirm: true } };
+  },
 });
 
 let lastTask = null;
@@ -86,20 +105,20 @@ for (const s of spec.steps) {
       const messages = [];
       const { outcome } = await execution.settle({
         onEvent: (e) => {
-          if (e.type === 'task' && e.task.statusMessage) messages.push(e.task.statusMessage);
+          if (e.type === 'task' && e.task.statusMessage) messages.push(`${e.task.status}: ${e.task.statusMessage}`);
         },
       });
       say({
         op: 'settled', tool: s.tool, status: outcome.status,
         isError: Boolean(outcome.result?.isError), text: textOf(outcome.result),
-        resultType: outcome.result?.resultType ?? null, messages,
+        resultType: outcome.result?.resultType ?? null, messages, elicitations,
         ...(outcome.status === 'failed' ? { error: { message: outcome.error.message, code: outcome.error.code ?? null } } : {}),
       });
       break;
     }
     case 'plain_call': {
       const r = await client.callTool({ name: s.tool, arguments: s.args ?? {} });
-      say({ op: 'settled', tool: s.tool, status: 'completed', isError: Boolean(r.isError), text: textOf(r) });
+      say({ op: 'settled', tool: s.tool, status: 'completed', isError: Boolean(r.isError), text: textOf(r), elicitations });
       break;
     }
     case 'raw': {

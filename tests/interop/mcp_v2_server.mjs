@@ -8,7 +8,7 @@
 //                                             "listening" once it accepts connections)
 import { createServer } from 'node:http';
 import { Readable } from 'node:stream';
-import { McpServer, createMcpHandler } from '@modelcontextprotocol/server';
+import { McpServer, acceptedContent, createMcpHandler, inputRequired } from '@modelcontextprotocol/server';
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import * as z from 'zod';
 
@@ -20,6 +20,19 @@ function build() {
     async ({ a, b }) => ({ content: [{ type: 'text', text: `The sum of ${a} and ${b} is ${a + b}.` }] }));
   server.registerTool('get-env', { description: 'Returns the environment', inputSchema: z.object({}) },
     async () => ({ content: [{ type: 'text', text: JSON.stringify(process.env) }] }));
+  const confirmation = z.object({ confirm: z.boolean() });
+  const confirmed = (ctx, message) => {
+    const answer = acceptedContent(ctx.mcpReq.inputResponses, 'confirm', confirmation);
+    if (answer?.confirm === true) return null;
+    return inputRequired({
+      inputRequests: { confirm: inputRequired.elicit({ message, requestedSchema: confirmation }) },
+      requestState: `round-for-${message}`,
+    });
+  };
+  server.registerTool('simulate-research-query', { description: 'Researches a topic once the user confirms', inputSchema: z.object({ topic: z.string() }) },
+    async ({ topic }, ctx) => confirmed(ctx, `Research ${topic}?`) ?? { content: [{ type: 'text', text: `Research on ${topic}: confirmed and done.` }] });
+  server.registerTool('confirm-echo', { description: 'Echoes once the user confirms', inputSchema: z.object({ message: z.string() }) },
+    async ({ message }, ctx) => confirmed(ctx, `Echo ${message}?`) ?? { content: [{ type: 'text', text: `Confirmed echo: ${message}` }] });
   return server;
 }
 

@@ -56,12 +56,42 @@ pub struct AsTask<'a> {
     pub id: &'a str,
 }
 
+/// How long a 2026-07-28 call that the server answered with `input_required` may be
+/// continued (its retry carrying `inputResponses`) without a new decision.
+const ROUND_TTL: Duration = Duration::from_secs(600);
+
+/// Most continuations remembered per agent (the oldest go first).
+const MAX_ROUNDS: usize = 1024;
+
+/// A forwarded 2026-07-28 call the server answered with `resultType: "input_required"`
+/// (multi round-trip requests): its retry continues the same action.
+struct Round {
+    /// The arguments that were forwarded (a reviewer's modification included).
+    arguments: Value,
+    /// The action the call belongs to (its result is reported once, at the end).
+    action_id: String,
+    /// The `requestState` the server issued, which the retry must echo.
+    state: Option<String>,
+    at: Instant,
+}
+
+/// A forwarded call, as remembered until its response: what a multi-round-trip continuation
+/// needs.
+pub struct Forwarded {
+    /// The key of the client's call ([`Calls::round_key`]).
+    key: String,
+    /// The arguments forwarded.
+    arguments: Value,
+}
+
 /// The tool-call policy of one agent identity on one server.
 pub struct Calls {
     gate: Arc<dyn Gate>,
     opts: Options,
     /// Pending mode: calls parked for review, by a digest of tool name and arguments.
     parked: Mutex<HashMap<String, String>>,
+    /// 2026-07-28 calls waiting for their client's retry, by [`Calls::round_key`].
+    rounds: Mutex<HashMap<String, Round>>,
 }
 
 impl Calls {
@@ -71,7 +101,95 @@ impl Calls {
             gate,
             opts,
             parked: Mutex::new(HashMap::new()),
+            rounds: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn rounds(&self) -> MutexGuard<'_, HashMap<String, Round>> {
+        self.rounds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What to remember of a 2026-07-28 call (`original`, as the client sent it) forwarded as
+    /// `forwarded`, so a server's `input_required` answer can be continued; `None` for an
+    /// earlier protocol (no multi round-trip requests there).
+    pub fn forwarded(&self, original: &Value, forwarded: &Value) -> Option<Forwarded> {
+        if !jsonrpc::is_modern(original) {
+            return None;
+        }
+        Some(Forwarded {
+            key: round_key(original),
+            arguments: forwarded["params"]["arguments"].clone(),
+        })
+    }
+
+    /// A forwarded call's response: if the server asks for input (`resultType:
+    /// "input_required"`), the call is remembered for its retry and `true` is returned (the
+    /// action's result is not reported yet).
+    pub fn asks_for_input(
+        &self,
+        fwd: Option<Forwarded>,
+        action_id: &str,
+        response: &Value,
+    ) -> bool {
+        let result = &response["result"];
+        let (Some(fwd), "input_required") = (fwd, result["resultType"].as_str().unwrap_or(""))
+        else {
+            return false;
+        };
+        let mut rounds = self.rounds();
+        let now = Instant::now();
+        rounds.retain(|_, r| now.duration_since(r.at) < ROUND_TTL);
+        if rounds.len() >= MAX_ROUNDS {
+            if let Some(oldest) = rounds
+                .iter()
+                .min_by_key(|(_, r)| r.at)
+                .map(|(k, _)| k.clone())
+            {
+                rounds.remove(&oldest);
+            }
+        }
+        rounds.insert(
+            fwd.key,
+            Round {
+                arguments: fwd.arguments,
+                action_id: action_id.to_string(),
+                state: result["requestState"].as_str().map(str::to_string),
+                at: now,
+            },
+        );
+        true
+    }
+
+    /// A 2026-07-28 retry (`msg` carries `inputResponses` or `requestState`) of a call the
+    /// server asked input for: the message to forward (with the arguments that were decided
+    /// on, whatever the retry says) and its action, without a new decision. Each continuation
+    /// is used once; a retry that matches none is decided like any call.
+    pub fn continuation(&self, msg: &Value) -> Option<(Value, String, Forwarded)> {
+        let params = &msg["params"];
+        if !jsonrpc::is_modern(msg)
+            || (params.get("inputResponses").is_none() && params.get("requestState").is_none())
+        {
+            return None;
+        }
+        let key = round_key(msg);
+        let mut rounds = self.rounds();
+        let round = rounds.get(&key)?;
+        let fresh = round.at.elapsed() < ROUND_TTL;
+        let state_ok = match &round.state {
+            Some(s) => params["requestState"].as_str() == Some(s.as_str()),
+            None => true,
+        };
+        if !(fresh && state_ok) {
+            return None;
+        }
+        let round = rounds.remove(&key)?;
+        let mut fwd = msg.clone();
+        fwd["params"]["arguments"] = round.arguments.clone();
+        let again = Forwarded {
+            key,
+            arguments: round.arguments,
+        };
+        Some((fwd, round.action_id, again))
     }
 
     /// The options.
@@ -340,6 +458,19 @@ impl Calls {
     }
 }
 
+/// A call's identity for multi-round-trip continuations: its tool and arguments as the client
+/// sends them (a retry repeats them).
+fn round_key(msg: &Value) -> String {
+    let params = &msg["params"];
+    let arguments = match params.get("arguments") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(a) => a.clone(),
+    };
+    hex::encode(Sha256::digest(
+        serde_jcs::to_vec(&json!([params["name"], arguments])).unwrap_or_default(),
+    ))
+}
+
 fn pending_text(t: &Tracked) -> String {
     let who = if t.approvers.is_empty() {
         String::new()
@@ -365,4 +496,147 @@ fn outcome_of(msg: &Value) -> (Outcome, Option<String>) {
         return (Outcome::Failed, Some("the tool returned isError".into()));
     }
     (Outcome::Succeeded, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::{Approved, GateError};
+    use async_trait::async_trait;
+
+    /// A gate the continuation logic never calls.
+    struct NoGate;
+
+    #[async_trait]
+    impl Gate for NoGate {
+        async fn submit(&self, _: Submission) -> Result<Tracked, GateError> {
+            Err(GateError::Unreachable("test".into()))
+        }
+        async fn wait(&self, _: &str, _: Duration) -> Result<Tracked, GateError> {
+            Err(GateError::Unreachable("test".into()))
+        }
+        async fn cancel(&self, _: &str) -> Result<(), GateError> {
+            Ok(())
+        }
+        async fn redeem(&self, _: &str) -> Result<Approved, GateError> {
+            Err(GateError::Unreachable("test".into()))
+        }
+        async fn report(
+            &self,
+            _: &str,
+            _: Outcome,
+            _: Option<String>,
+            _: Option<String>,
+        ) -> Result<(), GateError> {
+            Ok(())
+        }
+        fn preview(&self, _: &ActionSpec) -> Option<Effect> {
+            None
+        }
+    }
+
+    fn calls() -> Calls {
+        Calls::new(Arc::new(NoGate), Options::new("s"))
+    }
+
+    fn call(args: Value, extra: Value) -> Value {
+        let mut m = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "deploy", "arguments": args,
+            "_meta": {jsonrpc::PROTOCOL_VERSION_META: "2026-07-28"},
+        }});
+        if let (Some(p), Some(e)) = (m["params"].as_object_mut(), extra.as_object()) {
+            p.extend(e.clone());
+        }
+        m
+    }
+
+    fn input_required(state: Option<&str>) -> Value {
+        let mut r = json!({"result": {"resultType": "input_required", "inputRequests": {}}});
+        if let Some(s) = state {
+            r["result"]["requestState"] = json!(s);
+        }
+        r
+    }
+
+    /// The client's call `{"env": "dev"}`, forwarded as approved `{"env": "prod"}`, answered
+    /// with `input_required` (state `s1`).
+    fn parked(c: &Calls) {
+        let original = call(json!({"env": "dev"}), json!({}));
+        let forwarded = call(json!({"env": "prod"}), json!({}));
+        let fwd = c.forwarded(&original, &forwarded);
+        assert!(c.asks_for_input(fwd, "action-1", &input_required(Some("s1"))));
+    }
+
+    fn retry(args: Value, state: &str) -> Value {
+        call(
+            args,
+            json!({"inputResponses": {"k": {"action": "accept"}}, "requestState": state}),
+        )
+    }
+
+    #[test]
+    fn a_retry_continues_the_action_with_the_decided_arguments_once() {
+        let c = calls();
+        parked(&c);
+        let (fwd, action, _) = c.continuation(&retry(json!({"env": "dev"}), "s1")).unwrap();
+        assert_eq!(action, "action-1");
+        assert_eq!(fwd["params"]["arguments"], json!({"env": "prod"}));
+        assert_eq!(fwd["params"]["requestState"], "s1");
+        assert!(
+            c.continuation(&retry(json!({"env": "dev"}), "s1"))
+                .is_none(),
+            "used once"
+        );
+    }
+
+    #[test]
+    fn a_retry_that_does_not_match_continues_nothing() {
+        let c = calls();
+        parked(&c);
+        // Another state, other arguments, no retry fields, or an earlier protocol: no.
+        assert!(c
+            .continuation(&retry(json!({"env": "dev"}), "s2"))
+            .is_none());
+        assert!(c
+            .continuation(&retry(json!({"env": "prod"}), "s1"))
+            .is_none());
+        assert!(c
+            .continuation(&call(json!({"env": "dev"}), json!({})))
+            .is_none());
+        let mut legacy = retry(json!({"env": "dev"}), "s1");
+        legacy["params"]["_meta"] = json!({});
+        assert!(c.continuation(&legacy).is_none());
+        // ... and the real retry still finds it.
+        assert!(c
+            .continuation(&retry(json!({"env": "dev"}), "s1"))
+            .is_some());
+        // A plain result, or a legacy call, parks nothing.
+        let original = call(json!({"env": "dev"}), json!({}));
+        let fwd = c.forwarded(&original, &original);
+        assert!(!c.asks_for_input(fwd, "a", &json!({"result": {"content": []}})));
+        let mut old = original.clone();
+        old["params"]["_meta"] = json!({});
+        assert!(c.forwarded(&old, &old).is_none());
+    }
+
+    #[test]
+    fn racing_retries_continue_the_action_once() {
+        let c = Arc::new(calls());
+        parked(&c);
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| {
+                    let c = c.clone();
+                    s.spawn(move || {
+                        usize::from(
+                            c.continuation(&retry(json!({"env": "dev"}), "s1"))
+                                .is_some(),
+                        )
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        assert_eq!(wins, 1);
+    }
 }

@@ -394,21 +394,43 @@ impl HttpProxy {
             Verdict::Answer(result) => {
                 agent.tasks.finish(&task, json!({ "result": result }));
             }
-            Verdict::Forward(mut msg, action_id) => {
-                let call_id = tasks::call_id(&task);
-                msg["id"] = call_id.clone();
-                // Messages the server sends before its response have no stream to go to.
-                let (tx, mut rx) = mpsc::channel::<Bytes>(16);
-                let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-                let text = self.call_upstream(headers, &msg, &call_id, &tx).await;
-                drop(tx);
-                let _ = drain.await;
-                let response = serde_json::from_str(&text).unwrap_or(Value::Null);
-                agent.tasks.finish(&task, tasks::response_of(response));
-                if let Some(action_id) = action_id {
-                    calls.report(&action_id, &text).await;
-                }
+            Verdict::Forward(msg, action_id) => {
+                self.forward_for_task(&calls, &agent, headers, &task, msg, action_id)
+                    .await;
             }
+        }
+    }
+
+    /// Forwards a task's call (under a request id of the proxy's own: the client's was
+    /// answered with the task) and ends the task with the response, or, when the server asks
+    /// for input (2026-07-28), leaves it `input_required` until `tasks/update`.
+    async fn forward_for_task(
+        &self,
+        calls: &Calls,
+        agent: &AgentTasks,
+        headers: HeaderMap,
+        task: &str,
+        mut msg: Value,
+        action_id: Option<String>,
+    ) {
+        let call_id = tasks::call_id(task);
+        msg["id"] = call_id.clone();
+        // Messages the server sends before its response have no stream to go to.
+        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let text = self.call_upstream(headers, &msg, &call_id, &tx).await;
+        drop(tx);
+        let _ = drain.await;
+        let response = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if agent
+            .tasks
+            .ask_input(task, &msg, action_id.as_deref(), &response["result"])
+        {
+            return;
+        }
+        agent.tasks.finish(task, tasks::response_of(response));
+        if let Some(action_id) = action_id {
+            calls.report(&action_id, &text).await;
         }
     }
 
@@ -517,7 +539,16 @@ impl HttpProxy {
                     }
                 })
             };
-            let verdict = match calls.submit(&msg).await {
+            // 2026-07-28: the retry of a call the server asked input for continues it.
+            let continued = calls.continuation(&msg);
+            let submitted = match &continued {
+                Some((fwd, action_id, _)) => {
+                    Err(Verdict::Forward(fwd.clone(), Some(action_id.clone())))
+                }
+                None => calls.submit(&msg).await,
+            };
+            let mut round = continued.map(|(_, _, round)| round);
+            let verdict = match submitted {
                 Ok(first) if first.waits() && tasks::declares_extension(&msg) => {
                     gone.abort();
                     drop(notes_tx);
@@ -566,13 +597,18 @@ impl HttpProxy {
                     };
                     let _ = tx.send(sse_event(&jsonrpc::result(&id, result))).await;
                 }
-                Verdict::Forward(msg, action_id) => {
-                    let text = me.call_upstream(headers, &msg, &id, &tx).await;
+                Verdict::Forward(fwd, action_id) => {
+                    let text = me.call_upstream(headers, &fwd, &id, &tx).await;
                     let _ = tx.send(sse_event(&text)).await;
                     // The answer is complete: end the stream now, not after the report commits.
                     drop(tx);
                     if let Some(action_id) = action_id {
-                        calls.report(&action_id, &text).await;
+                        let round = round.take().or_else(|| calls.forwarded(&msg, &fwd));
+                        let response = serde_json::from_str(&text).unwrap_or(Value::Null);
+                        // A 2026-07-28 round: the call goes on when the client retries.
+                        if !calls.asks_for_input(round, &action_id, &response) {
+                            calls.report(&action_id, &text).await;
+                        }
                     }
                 }
             }
@@ -714,6 +750,23 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// The headers of a request sent on as a `tools/call` of `tool`: 2026-07-28's Streamable HTTP
+/// names the method and tool in `Mcp-Method` and `Mcp-Name`, which must agree with the body.
+fn tool_call_headers(mut headers: HeaderMap, tool: &str) -> HeaderMap {
+    if headers.contains_key("mcp-method") {
+        headers.insert("mcp-method", HeaderValue::from_static("tools/call"));
+        match HeaderValue::from_str(tool) {
+            Ok(v) => {
+                headers.insert("mcp-name", v);
+            }
+            Err(_) => {
+                headers.remove("mcp-name");
+            }
+        }
+    }
+    headers
 }
 
 /// A task request's answer as a JSON response.
@@ -880,7 +933,24 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
             }
             match m {
                 "tasks/get" => task_answer(&id, agent.tasks.get(task)),
-                "tasks/update" => task_answer(&id, agent.tasks.update(task)),
+                "tasks/update" => match agent.tasks.update(task, &msg) {
+                    Ok((ack, Some(retry))) => {
+                        // The client's answers to the server's input requests: continue the
+                        // call in the background.
+                        let (me, task) = (p.clone(), task.to_string());
+                        let tool = retry.message["params"]["name"].as_str().unwrap_or_default();
+                        let headers = tool_call_headers(headers, tool);
+                        me.active.fetch_add(1, Ordering::SeqCst);
+                        tokio::spawn(async move {
+                            let (m, a) = (retry.message, retry.action_id);
+                            me.forward_for_task(&calls, &agent, headers, &task, m, a)
+                                .await;
+                            me.active.fetch_sub(1, Ordering::SeqCst);
+                        });
+                        json_response(jsonrpc::result(&id, ack))
+                    }
+                    other => task_answer(&id, other.map(|(ack, _)| ack)),
+                },
                 "tasks/cancel" => task_answer(&id, agent.tasks.cancel(task)),
                 _ => match agent.tasks.result(task).await {
                     Ok(mut response) => {

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use crate::calls::Outbox;
-use crate::calls::{AsTask, Calls, Verdict};
+use crate::calls::{AsTask, Calls, Forwarded, Verdict};
 use crate::gate::Gate;
 use crate::jsonrpc;
 use crate::tasks::{self, TaskError, Tasks};
@@ -59,13 +59,19 @@ impl Options {
 }
 
 enum InFlight {
-    /// A forwarded `tools/call`: report its outcome to this action.
-    Call { action_id: Option<String> },
+    /// A forwarded `tools/call`: report its outcome to this action (2026-07-28: unless the
+    /// server asks for input, when `round` lets the client's retry continue it).
+    Call {
+        action_id: Option<String>,
+        round: Option<Forwarded>,
+    },
     /// A `tools/call` forwarded for one of our tasks (under an id of the proxy's own): the
     /// response ends the task; report it to this action.
     TaskCall {
         task: String,
         action_id: Option<String>,
+        /// The call as forwarded, to continue it if the server asks for input (2026-07-28).
+        forwarded: Value,
     },
     /// A `tools/list`: filter the result.
     List,
@@ -275,8 +281,10 @@ impl Session {
         };
         let error = json!({"code": jsonrpc::INTERNAL_ERROR, "message": text});
         let action_id = match what {
-            InFlight::Call { action_id } => action_id,
-            InFlight::TaskCall { task, action_id } => {
+            InFlight::Call { action_id, .. } => action_id,
+            InFlight::TaskCall {
+                task, action_id, ..
+            } => {
                 self.end_task(&task, json!({ "error": error })).await;
                 action_id
             }
@@ -344,7 +352,18 @@ impl Session {
                 }
                 self.client(msg.to_string()).await;
             }
-            Some(InFlight::TaskCall { task, action_id }) => {
+            Some(InFlight::TaskCall {
+                task,
+                action_id,
+                forwarded,
+            }) => {
+                if self
+                    .tasks
+                    .ask_input(&task, &forwarded, action_id.as_deref(), &msg["result"])
+                {
+                    // The task is `input_required`; `tasks/update` continues the call.
+                    return;
+                }
                 self.end_task(&task, tasks::response_of(msg)).await;
                 if let Some(action_id) = action_id {
                     let me = self.clone();
@@ -359,7 +378,12 @@ impl Session {
             }
             Some(InFlight::Call {
                 action_id: Some(action_id),
+                round,
             }) => {
+                if self.calls.asks_for_input(round, &action_id, &msg) {
+                    // A 2026-07-28 round: the call goes on when the client retries.
+                    return self.client(raw.to_string()).await;
+                }
                 // Counted as active so a closing session waits for the report to land.
                 self.active
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -390,6 +414,22 @@ impl Session {
         let me = self.clone();
         me.active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::spawn(async move {
+            // 2026-07-28: the retry of a call the server asked input for continues it.
+            if let Some((fwd, action_id, round)) = me.calls.continuation(&msg) {
+                if me.state().held.remove(&key(&id)).is_some() {
+                    let action_id = Some(action_id);
+                    me.track(
+                        &id,
+                        InFlight::Call {
+                            action_id,
+                            round: Some(round),
+                        },
+                    );
+                    me.server(fwd.to_string(), Some(id)).await;
+                }
+                me.active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
             let verdict = match me.calls.submit(&msg).await {
                 // 2026-07-28's Tasks extension: a call that must wait for a review becomes a
                 // task, if the client declared the extension on this request.
@@ -422,9 +462,10 @@ impl Session {
                     };
                     me.client(jsonrpc::result(&id, answer)).await;
                 }
-                Verdict::Forward(msg, action_id) if still_held => {
-                    me.track(&id, InFlight::Call { action_id });
-                    me.server(msg.to_string(), Some(id)).await;
+                Verdict::Forward(fwd, action_id) if still_held => {
+                    let round = me.calls.forwarded(&msg, &fwd);
+                    me.track(&id, InFlight::Call { action_id, round });
+                    me.server(fwd.to_string(), Some(id)).await;
                 }
                 _ => {}
             }
@@ -522,21 +563,29 @@ impl Session {
     async fn conclude_task(self: &Arc<Self>, task: &str, verdict: Verdict) {
         match verdict {
             Verdict::Answer(result) => self.end_task(task, json!({ "result": result })).await,
-            Verdict::Forward(mut msg, action_id) => {
-                // The client's request id was answered with the task; the call goes out
-                // under an id of the proxy's own.
-                let call_id = tasks::call_id(task);
-                msg["id"] = call_id.clone();
-                self.track(
-                    &call_id,
-                    InFlight::TaskCall {
-                        task: task.to_string(),
-                        action_id,
-                    },
-                );
-                self.server(msg.to_string(), Some(call_id)).await;
-            }
+            Verdict::Forward(msg, action_id) => self.forward_for_task(task, msg, action_id).await,
         }
+    }
+
+    /// Forwards a task's call. The client's request id was answered with the task; the call
+    /// goes out under an id of the proxy's own.
+    async fn forward_for_task(
+        self: &Arc<Self>,
+        task: &str,
+        mut msg: Value,
+        action_id: Option<String>,
+    ) {
+        let call_id = tasks::call_id(task);
+        msg["id"] = call_id.clone();
+        self.track(
+            &call_id,
+            InFlight::TaskCall {
+                task: task.to_string(),
+                action_id,
+                forwarded: msg.clone(),
+            },
+        );
+        self.server(msg.to_string(), Some(call_id)).await;
     }
 
     /// Ends one of our tasks and tells the client (`notifications/tasks/status`, 2025-11-25's;
@@ -561,7 +610,15 @@ impl Session {
         }
         let answer = match method {
             "tasks/get" => self.tasks.get(&task),
-            "tasks/update" => self.tasks.update(&task),
+            "tasks/update" => match self.tasks.update(&task, msg) {
+                Ok((ack, Some(retry))) => {
+                    // The client's answers to the server's input requests: continue the call.
+                    self.forward_for_task(&task, retry.message, retry.action_id)
+                        .await;
+                    Ok(ack)
+                }
+                other => other.map(|(ack, _)| ack),
+            },
             "tasks/cancel" => {
                 let r = self.tasks.cancel(&task);
                 if r.is_ok() {

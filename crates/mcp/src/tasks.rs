@@ -122,6 +122,9 @@ pub enum Status {
     Failed,
     /// Cancelled by the client.
     Cancelled,
+    /// 2026-07-28: the server asked for input (multi round-trip requests); `tasks/update`
+    /// brings the client's answers and the call goes on.
+    InputRequired,
 }
 
 impl Status {
@@ -131,8 +134,34 @@ impl Status {
             Status::Completed => "completed",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
+            Status::InputRequired => "input_required",
         }
     }
+
+    /// Not ended yet.
+    fn open(self) -> bool {
+        matches!(self, Status::Working | Status::InputRequired)
+    }
+}
+
+/// What a task waiting for the client's input (`input_required`) keeps to continue the call.
+struct InputRound {
+    /// The server's `inputRequests`, shown by `tasks/get`.
+    requests: Value,
+    /// The server's `requestState`, echoed in the retry.
+    state: Option<String>,
+    /// The call as it was forwarded (the arguments that were decided on).
+    forwarded: Value,
+    /// The action the call belongs to.
+    action_id: Option<String>,
+}
+
+/// A continued call: what [`Tasks::update`] hands back to forward.
+pub struct Retry {
+    /// The `tools/call` to send the server (the proxy sets its request id).
+    pub message: Value,
+    /// The action the call belongs to.
+    pub action_id: Option<String>,
 }
 
 struct Entry {
@@ -148,6 +177,8 @@ struct Entry {
     done: watch::Sender<bool>,
     /// Flips to `true` when the client cancels.
     cancel: watch::Sender<bool>,
+    /// Set while the task is `input_required`.
+    round: Option<InputRound>,
 }
 
 /// The tasks of one session (one agent identity).
@@ -180,8 +211,11 @@ impl Entry {
             "lastUpdatedAt": rfc3339(self.updated),
             ttl: millis(self.ttl),
         });
-        if self.status == Status::Working {
+        if self.status.open() {
             t[interval] = json!(millis(poll));
+        }
+        if let Some(r) = &self.round {
+            t["inputRequests"] = r.requests.clone();
         }
         if let Some(m) = &self.message {
             t["statusMessage"] = Value::String(m.clone());
@@ -268,6 +302,7 @@ impl Tasks {
             response: None,
             done: watch::channel(false).0,
             cancel,
+            round: None,
         };
         let task = entry.json(&id, self.poll_interval);
         self.entries().insert(id.clone(), entry);
@@ -363,13 +398,75 @@ impl Tasks {
         Ok(t)
     }
 
-    /// `tasks/update` (2026-07-28): the proxy never asks for input, so there is nothing to
-    /// deliver; a known task is acknowledged.
-    pub fn update(&self, id: &str) -> Result<Value, TaskError> {
-        self.entries()
-            .get(id)
-            .map(|_| json!({"resultType": "complete"}))
-            .ok_or(TaskError::NotFound)
+    /// A 2026-07-28 task's forwarded call (`forwarded`) was answered with `result`: if that is
+    /// the server asking for input (`resultType: "input_required"`), the task becomes
+    /// `input_required`, showing the server's requests, and `true` is returned (the task goes
+    /// on when `tasks/update` brings the answers).
+    pub fn ask_input(
+        &self,
+        id: &str,
+        forwarded: &Value,
+        action_id: Option<&str>,
+        result: &Value,
+    ) -> bool {
+        if result["resultType"] != "input_required" {
+            return false;
+        }
+        let mut map = self.entries();
+        let Some(e) = map.get_mut(id).filter(|e| e.wire == Wire::V2) else {
+            return false;
+        };
+        if e.status != Status::Working {
+            return false;
+        }
+        e.status = Status::InputRequired;
+        e.message = Some("the MCP server asks for input".into());
+        e.updated = SystemTime::now();
+        e.round = Some(InputRound {
+            requests: result
+                .get("inputRequests")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+            state: result["requestState"].as_str().map(str::to_string),
+            forwarded: forwarded.clone(),
+            action_id: action_id.map(str::to_string),
+        });
+        true
+    }
+
+    /// `tasks/update` (2026-07-28): a known task is acknowledged. When it is waiting for input
+    /// and the request brings `inputResponses`, the call is continued: the task is working
+    /// again and the retry to forward is handed back (the arguments that were decided on, the
+    /// client's answers, the server's `requestState`).
+    pub fn update(&self, id: &str, request: &Value) -> Result<(Value, Option<Retry>), TaskError> {
+        let ack = json!({"resultType": "complete"});
+        let mut map = self.entries();
+        let e = map.get_mut(id).ok_or(TaskError::NotFound)?;
+        let responses = &request["params"]["inputResponses"];
+        if e.status != Status::InputRequired || !responses.is_object() {
+            return Ok((ack, None));
+        }
+        let Some(round) = e.round.take() else {
+            return Ok((ack, None));
+        };
+        e.status = Status::Working;
+        e.message = Some("continuing the call with the client's input".into());
+        e.updated = SystemTime::now();
+        let mut message = round.forwarded;
+        message["params"]["inputResponses"] = responses.clone();
+        match round.state {
+            Some(state) => message["params"]["requestState"] = Value::String(state),
+            None => {
+                if let Some(p) = message["params"].as_object_mut() {
+                    p.remove("requestState");
+                }
+            }
+        }
+        let retry = Retry {
+            message,
+            action_id: round.action_id,
+        };
+        Ok((ack, Some(retry)))
     }
 
     /// `tasks/list`: every task of this session, newest first (one page).
@@ -390,10 +487,11 @@ impl Tasks {
         let mut map = self.entries();
         let e = map.get_mut(id).ok_or(TaskError::NotFound)?;
         let ack = (e.wire == Wire::V2).then(|| json!({"resultType": "complete"}));
-        if e.status != Status::Working {
+        if !e.status.open() {
             return ack.ok_or(TaskError::Terminal(e.status.as_str()));
         }
         e.status = Status::Cancelled;
+        e.round = None;
         e.message = Some("cancelled by the client; the call was not run".into());
         e.updated = SystemTime::now();
         e.response = Some(json!({"error": {
@@ -434,7 +532,7 @@ impl Tasks {
         let ids: Vec<String> = self
             .entries()
             .iter()
-            .filter(|(_, e)| e.status == Status::Working)
+            .filter(|(_, e)| e.status.open())
             .map(|(id, _)| id.clone())
             .collect();
         for id in ids {
@@ -567,7 +665,7 @@ mod tests {
         assert_eq!(got["result"], marked, "inlined as a 2026-07-28 result");
         assert!(got.get("pollIntervalMs").is_none());
         assert_eq!(
-            tasks.update(&c.id).unwrap(),
+            tasks.update(&c.id, &json!({})).unwrap().0,
             json!({"resultType": "complete"})
         );
         assert_eq!(
@@ -583,7 +681,54 @@ mod tests {
         let got = tasks.get(&f.id).unwrap();
         assert_eq!(got["status"], "failed");
         assert_eq!(got["error"], error);
-        assert_eq!(tasks.update("countersign-nope"), Err(TaskError::NotFound));
+        assert!(matches!(
+            tasks.update("countersign-nope", &json!({})),
+            Err(TaskError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn an_extension_task_asked_for_input_shows_the_requests_and_update_continues_it() {
+        let tasks = Tasks::new(Duration::from_secs(1));
+        let c = tasks.create_v2("review-1");
+        let forwarded = json!({"jsonrpc": "2.0", "id": "x", "method": "tools/call",
+            "params": {"name": "deploy", "arguments": {"env": "prod"}}});
+        let asks = json!({"resultType": "input_required", "requestState": "s1",
+            "inputRequests": {"confirm": {"method": "elicitation/create", "params": {}}}});
+        assert!(!tasks.ask_input(&c.id, &forwarded, Some("a1"), &json!({"content": []})));
+        assert!(tasks.ask_input(&c.id, &forwarded, Some("a1"), &asks));
+        let got = tasks.get(&c.id).unwrap();
+        assert_eq!(got["status"], "input_required");
+        assert_eq!(got["inputRequests"], asks["inputRequests"]);
+        // An update without answers is only acknowledged.
+        let (_, none) = tasks.update(&c.id, &json!({"params": {}})).unwrap();
+        assert!(none.is_none());
+        let answers = json!({"confirm": {"action": "accept", "content": {"confirm": true}}});
+        let (ack, retry) = tasks
+            .update(
+                &c.id,
+                &json!({"params": {"inputResponses": answers.clone()}}),
+            )
+            .unwrap();
+        assert_eq!(ack, json!({"resultType": "complete"}));
+        let retry = retry.unwrap();
+        assert_eq!(retry.action_id.as_deref(), Some("a1"));
+        assert_eq!(retry.message["params"]["arguments"], json!({"env": "prod"}));
+        assert_eq!(retry.message["params"]["inputResponses"], answers);
+        assert_eq!(retry.message["params"]["requestState"], "s1");
+        let got = tasks.get(&c.id).unwrap();
+        assert_eq!(got["status"], "working");
+        assert!(got.get("inputRequests").is_none());
+        // The same answers again continue nothing: the round was used.
+        let (_, again) = tasks
+            .update(&c.id, &json!({"params": {"inputResponses": answers}}))
+            .unwrap();
+        assert!(again.is_none());
+        // A task waiting for input can be cancelled.
+        assert!(tasks.ask_input(&c.id, &forwarded, None, &asks));
+        tasks.cancel(&c.id).unwrap();
+        assert_eq!(tasks.get(&c.id).unwrap()["status"], "cancelled");
+        assert!(*c.cancelled.borrow());
     }
 
     #[test]

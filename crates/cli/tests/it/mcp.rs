@@ -18,6 +18,7 @@ pub(crate) const MCP_POLICIES: &str = r#"
 permit (principal, action == Action::"mcp.tool_call", resource == Resource::"mcp://everything/get-sum");
 @id("mcp-research") @effect("review") @approvers("group:sre")
 permit (principal, action == Action::"mcp.tool_call", resource == Resource::"mcp://everything/simulate-research-query");
+@id("mcp-confirm-echo") permit (principal, action == Action::"mcp.tool_call", resource == Resource::"mcp://everything/confirm-echo");
 @id("mcp-env") @reason("environment variables may hold secrets")
 forbid (principal, action == Action::"mcp.tool_call", resource == Resource::"mcp://everything/get-env");
 "#;

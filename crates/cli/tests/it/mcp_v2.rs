@@ -343,3 +343,139 @@ async fn held_without_extension(via: Via) {
     assert_eq!(done["text"], "The sum of 2 and 3 is 5.");
     c.finish().await;
 }
+
+both!(input_rounds:
+    mcp_2026_07_28_stdio_a_reviewed_call_that_asks_for_input_is_continued_not_reviewed_again,
+    mcp_2026_07_28_http_a_reviewed_call_that_asks_for_input_is_continued_not_reviewed_again
+);
+
+/// Multi round-trip requests: the server answers a call with `input_required`; the client
+/// retries it with the answers. The retry continues the approved action (its arguments as
+/// approved, no second review); a continuation is used once, and a "retry" that continues
+/// nothing is decided like any call.
+async fn input_rounds(via: Via) {
+    let gw = gateway().await;
+    let retry = json!({"name": "confirm-echo", "arguments": {"message": "m"},
+        "inputResponses": {"confirm": {"action": "accept", "content": {"confirm": true}}},
+        "requestState": "round-for-Echo m?"});
+    let forged = json!({"name": "get-env", "arguments": {},
+        "inputResponses": {"confirm": {"action": "accept", "content": {"confirm": true}}}});
+    let mut c = start(
+        &gw,
+        via,
+        json!([
+            {"op": "plain_call", "tool": "simulate-research-query", "args": {"topic": "tides"}},
+            {"op": "plain_call", "tool": "confirm-echo", "args": {"message": "m"}},
+            {"op": "pause"},
+            // The same retry again: its continuation was used, so it is a new decision.
+            {"op": "raw", "request": {"method": "tools/call", "params": retry}},
+            {"op": "raw", "request": {"method": "tools/call", "params": forged}},
+        ]),
+    )
+    .await;
+    let review = open_review(&gw).await;
+    assert_eq!(review["params"], json!({"topic": "tides"}));
+    let id = review["id"].as_str().unwrap().to_string();
+    let (s, v) = gw
+        .vote(
+            "alice",
+            &id,
+            json!({"verdict": "modify", "params": {"topic": "currents"}, "comment": "narrower"}),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let done = c.next("settled").await;
+    assert_eq!(done["isError"], false, "{done}");
+    assert_eq!(
+        done["text"], "Research on currents: confirmed and done.",
+        "both rounds ran with the approved arguments: {done}"
+    );
+    assert_eq!(done["elicitations"], 1, "{done}");
+    let research = crate::mcp::actions_on(&gw, "mcp://everything/simulate-research-query").await;
+    assert_eq!(research.len(), 1, "one action, one review: {research:?}");
+    eventually_status(&gw, &id, "succeeded").await;
+    let types = audit_types(&gw, &id).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "result_reported").count(),
+        1,
+        "the result is reported once, at the end: {types:?}"
+    );
+
+    let echo = c.next("settled").await;
+    assert_eq!(echo["text"], "Confirmed echo: m", "{echo}");
+    assert_eq!(
+        crate::mcp::actions_on(&gw, "mcp://everything/confirm-echo")
+            .await
+            .len(),
+        1,
+        "an allowed call's rounds are one action"
+    );
+    c.resume().await;
+    let replay = c.next("raw").await;
+    assert_eq!(
+        replay["result"]["content"][0]["text"], "Confirmed echo: m",
+        "{replay}"
+    );
+    assert_eq!(
+        crate::mcp::actions_on(&gw, "mcp://everything/confirm-echo")
+            .await
+            .len(),
+        2,
+        "a used continuation is not used again: the replay was decided anew"
+    );
+    let forged = c.next("raw").await;
+    assert_eq!(forged["result"]["isError"], true, "{forged}");
+    assert!(
+        forged["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("environment variables may hold secrets"),
+        "{forged}"
+    );
+    c.finish().await;
+}
+
+both!(task_input:
+    mcp_2026_07_28_stdio_a_task_whose_server_asks_for_input_goes_input_required_then_on,
+    mcp_2026_07_28_http_a_task_whose_server_asks_for_input_goes_input_required_then_on
+);
+
+/// A call under review became a task; once approved, the server asks for input: the task
+/// shows the server's requests (`input_required`), `tasks/update` brings the answers, and the
+/// call goes on with the approved arguments, one action, one review.
+async fn task_input(via: Via) {
+    let gw = gateway().await;
+    let mut c = start(
+        &gw,
+        via,
+        json!([{"op": "call", "tool": "simulate-research-query", "args": {"topic": "tides"}}]),
+    )
+    .await;
+    assert_eq!(c.next("call").await["kind"], "task");
+    let review = open_review(&gw).await;
+    let id = review["id"].as_str().unwrap().to_string();
+    let (s, v) = gw
+        .vote(
+            "alice",
+            &id,
+            json!({"verdict": "modify", "params": {"topic": "currents"}}),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let done = c.next("settled").await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["text"], "Research on currents: confirmed and done.");
+    assert_eq!(done["elicitations"], 1, "{done}");
+    assert!(
+        done["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m.as_str().unwrap().starts_with("input_required")),
+        "the task went input_required: {done}"
+    );
+    c.finish().await;
+    let research = crate::mcp::actions_on(&gw, "mcp://everything/simulate-research-query").await;
+    assert_eq!(research.len(), 1, "{research:?}");
+    eventually_status(&gw, &id, "succeeded").await;
+}
