@@ -324,16 +324,11 @@ async fn mcp_stdio_modified_call_reaches_the_server_with_the_modified_arguments(
         &[],
         json!([{"op": "call", "tool": "get-sum", "args": {"a": 1, "b": 2}}]),
     );
-    let review = open_review(&gw).await;
-    let id = review["id"].as_str().unwrap().to_string();
-    let (s, v) = gw
-        .vote(
-            "alice",
-            &id,
-            json!({"verdict": "modify", "params": {"a": 10, "b": 20}, "comment": "bigger"}),
-        )
-        .await;
-    assert!(s.is_success(), "{v}");
+    let id = vote_open_review(
+        &gw,
+        json!({"verdict": "modify", "params": {"a": 10, "b": 20}, "comment": "bigger"}),
+    )
+    .await;
     let done = c.next("call").await;
     assert_eq!(done["text"], "The sum of 10 and 20 is 30.", "{done}");
     c.finish().await;
@@ -486,13 +481,27 @@ pub(crate) async fn eventually_status(gw: &Gw, id: &str, want: &str) {
 
 /// Waits for the open review, denies it as alice with `comment`, and returns its id.
 pub(crate) async fn deny_open_review(gw: &Gw, comment: &str) -> String {
+    vote_open_review(gw, json!({"verdict": "deny", "comment": comment})).await
+}
+
+/// Waits for the open review, votes `vote` on it as alice, and returns its id.
+pub(crate) async fn vote_open_review(gw: &Gw, vote: Value) -> String {
     let id = open_review(gw).await["id"].as_str().unwrap().to_string();
-    let (s, v) = gw
-        .vote("alice", &id, json!({"verdict": "deny", "comment": comment}))
-        .await;
+    let (s, v) = gw.vote("alice", &id, vote).await;
     assert!(s.is_success(), "{v}");
     id
 }
+
+/// The audit trail of a call approved by one vote and run.
+pub(crate) const APPROVED_TRAIL: [&str; 7] = [
+    "submitted",
+    "review_opened",
+    "voted",
+    "approved",
+    "grant_issued",
+    "grant_redeemed",
+    "result_reported",
+];
 
 #[tokio::test]
 async fn mcp_cancelling_a_held_call_or_disconnecting_cancels_its_review() {

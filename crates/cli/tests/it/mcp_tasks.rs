@@ -5,7 +5,7 @@
 
 use crate::mcp::{
     action_status, audit_types, deny_open_review, eventually_status, gateway, http_front,
-    open_review, SdkClient,
+    open_review, SdkClient, APPROVED_TRAIL,
 };
 use serde_json::{json, Value};
 
@@ -107,19 +107,7 @@ async fn mcp_task_is_created_at_once_reviewed_and_returns_the_real_result() {
     c.finish().await;
 
     assert_eq!(action_status(&gw, &action).await, "succeeded");
-    let types = audit_types(&gw, &action).await;
-    assert_eq!(
-        types,
-        [
-            "submitted",
-            "review_opened",
-            "voted",
-            "approved",
-            "grant_issued",
-            "grant_redeemed",
-            "result_reported"
-        ]
-    );
+    assert_eq!(audit_types(&gw, &action).await, APPROVED_TRAIL);
 }
 
 #[tokio::test]

@@ -8,7 +8,8 @@
 
 use crate::mcp::{
     action_status, audit_types, deny_open_review, eventually_status, free_port, gateway,
-    http_proxy, open_review, proxy_command, root, wait_listening, SdkClient,
+    http_proxy, open_review, proxy_command, root, vote_open_review, wait_listening, SdkClient,
+    APPROVED_TRAIL,
 };
 use crate::support::Gw;
 use serde_json::{json, Value};
@@ -187,17 +188,12 @@ async fn review_task_modified(via: Via) {
     .await;
     let call = c.next("call").await;
     assert_eq!(call["kind"], "task", "{call}");
-    let review = open_review(&gw).await;
-    assert_eq!(review["params"], json!({"a": 1, "b": 2}));
-    let id = review["id"].as_str().unwrap().to_string();
-    let (s, v) = gw
-        .vote(
-            "alice",
-            &id,
-            json!({"verdict": "modify", "params": {"a": 10, "b": 20}, "comment": "bigger"}),
-        )
-        .await;
-    assert!(s.is_success(), "{v}");
+    assert_eq!(open_review(&gw).await["params"], json!({"a": 1, "b": 2}));
+    let id = vote_open_review(
+        &gw,
+        json!({"verdict": "modify", "params": {"a": 10, "b": 20}, "comment": "bigger"}),
+    )
+    .await;
     let done = c.next("settled").await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["isError"], false);
@@ -214,19 +210,7 @@ async fn review_task_modified(via: Via) {
     eventually_status(&gw, &id, "succeeded").await;
     let (_, a) = gw.get("bot", &format!("/v1/actions/{id}")).await;
     assert_eq!(a["params"], json!({"a": 10, "b": 20}));
-    let types = audit_types(&gw, &id).await;
-    assert_eq!(
-        types,
-        [
-            "submitted",
-            "review_opened",
-            "voted",
-            "approved",
-            "grant_issued",
-            "grant_redeemed",
-            "result_reported"
-        ]
-    );
+    assert_eq!(audit_types(&gw, &id).await, APPROVED_TRAIL);
 }
 
 both!(rejected_task:
@@ -334,10 +318,7 @@ async fn held_without_extension(via: Via) {
         json!([{"op": "plain_call", "tool": "get-sum", "args": {"a": 2, "b": 3}}]),
     )
     .await;
-    let review = open_review(&gw).await;
-    let id = review["id"].as_str().unwrap();
-    let (s, v) = gw.vote("alice", id, json!({"verdict": "approve"})).await;
-    assert!(s.is_success(), "{v}");
+    vote_open_review(&gw, json!({"verdict": "approve"})).await;
     let done = c.next("settled").await;
     assert_eq!(done["isError"], false, "{done}");
     assert_eq!(done["text"], "The sum of 2 and 3 is 5.");
@@ -373,17 +354,12 @@ async fn input_rounds(via: Via) {
         ]),
     )
     .await;
-    let review = open_review(&gw).await;
-    assert_eq!(review["params"], json!({"topic": "tides"}));
-    let id = review["id"].as_str().unwrap().to_string();
-    let (s, v) = gw
-        .vote(
-            "alice",
-            &id,
-            json!({"verdict": "modify", "params": {"topic": "currents"}, "comment": "narrower"}),
-        )
-        .await;
-    assert!(s.is_success(), "{v}");
+    assert_eq!(open_review(&gw).await["params"], json!({"topic": "tides"}));
+    let id = vote_open_review(
+        &gw,
+        json!({"verdict": "modify", "params": {"topic": "currents"}, "comment": "narrower"}),
+    )
+    .await;
     let done = c.next("settled").await;
     assert_eq!(done["isError"], false, "{done}");
     assert_eq!(
@@ -452,16 +428,11 @@ async fn task_input(via: Via) {
     )
     .await;
     assert_eq!(c.next("call").await["kind"], "task");
-    let review = open_review(&gw).await;
-    let id = review["id"].as_str().unwrap().to_string();
-    let (s, v) = gw
-        .vote(
-            "alice",
-            &id,
-            json!({"verdict": "modify", "params": {"topic": "currents"}}),
-        )
-        .await;
-    assert!(s.is_success(), "{v}");
+    let id = vote_open_review(
+        &gw,
+        json!({"verdict": "modify", "params": {"topic": "currents"}}),
+    )
+    .await;
     let done = c.next("settled").await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["text"], "Research on currents: confirmed and done.");
