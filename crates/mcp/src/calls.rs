@@ -78,10 +78,24 @@ struct Round {
 /// A forwarded call, as remembered until its response: what a multi-round-trip continuation
 /// needs.
 pub struct Forwarded {
-    /// The key of the client's call ([`Calls::round_key`]).
-    key: String,
-    /// The arguments forwarded.
-    arguments: Value,
+    /// The client's call (its `params`), when a continuation needs it: its key is computed
+    /// only if the server asks for input, off the allow path.
+    original: Value,
+    /// The arguments forwarded, when they differ from the client's (a reviewer's `modify`).
+    modified: Option<Value>,
+}
+
+impl Forwarded {
+    fn key(&self) -> String {
+        round_key(&self.original)
+    }
+
+    fn arguments(self) -> Value {
+        match self.modified {
+            Some(a) => a,
+            None => self.original["arguments"].clone(),
+        }
+    }
 }
 
 /// The tool-call policy of one agent identity on one server.
@@ -90,7 +104,7 @@ pub struct Calls {
     opts: Options,
     /// Pending mode: calls parked for review, by a digest of tool name and arguments.
     parked: Mutex<HashMap<String, String>>,
-    /// 2026-07-28 calls waiting for their client's retry, by [`Calls::round_key`].
+    /// 2026-07-28 calls waiting for their client's retry, by [`round_key`].
     rounds: Mutex<HashMap<String, Round>>,
 }
 
@@ -116,9 +130,13 @@ impl Calls {
         if !jsonrpc::is_modern(original) {
             return None;
         }
+        let (sent, given) = (
+            &forwarded["params"]["arguments"],
+            &original["params"]["arguments"],
+        );
         Some(Forwarded {
-            key: round_key(original),
-            arguments: forwarded["params"]["arguments"].clone(),
+            original: json!({"name": original["params"]["name"], "arguments": given}),
+            modified: (sent != given).then(|| sent.clone()),
         })
     }
 
@@ -149,9 +167,9 @@ impl Calls {
             }
         }
         rounds.insert(
-            fwd.key,
+            fwd.key(),
             Round {
-                arguments: fwd.arguments,
+                arguments: fwd.arguments(),
                 action_id: action_id.to_string(),
                 state: result["requestState"].as_str().map(str::to_string),
                 at: now,
@@ -171,7 +189,7 @@ impl Calls {
         {
             return None;
         }
-        let key = round_key(msg);
+        let key = round_key(params);
         let mut rounds = self.rounds();
         let round = rounds.get(&key)?;
         let fresh = round.at.elapsed() < ROUND_TTL;
@@ -184,10 +202,18 @@ impl Calls {
         }
         let round = rounds.remove(&key)?;
         let mut fwd = msg.clone();
-        fwd["params"]["arguments"] = round.arguments.clone();
+        match (&round.arguments, fwd["params"].as_object_mut()) {
+            (Value::Null, Some(p)) => {
+                p.remove("arguments");
+            }
+            (a, Some(p)) => {
+                p.insert("arguments".into(), a.clone());
+            }
+            _ => {}
+        }
         let again = Forwarded {
-            key,
-            arguments: round.arguments,
+            original: json!({"name": params["name"], "arguments": params["arguments"]}),
+            modified: Some(round.arguments),
         };
         Some((fwd, round.action_id, again))
     }
@@ -459,9 +485,8 @@ impl Calls {
 }
 
 /// A call's identity for multi-round-trip continuations: its tool and arguments as the client
-/// sends them (a retry repeats them).
-fn round_key(msg: &Value) -> String {
-    let params = &msg["params"];
+/// sends them (a retry repeats them), from its `params`.
+fn round_key(params: &Value) -> String {
     let arguments = match params.get("arguments") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(a) => a.clone(),
