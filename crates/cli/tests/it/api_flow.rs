@@ -507,15 +507,7 @@ async fn public_endpoints_and_metrics() {
         .await;
     gw.submit("bot", json!({"action": "deploy", "resource": "r"}))
         .await;
-    let text = gw
-        .http
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::support::get_text(&gw.http, format!("{}/metrics", gw.url)).await;
     assert!(
         text.contains("countersign_decisions_total{effect=\"allow\"} 1"),
         "{text}"

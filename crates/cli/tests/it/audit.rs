@@ -51,15 +51,8 @@ async fn checkpoint_of(gw: &Gw, key: &Verifier, size: u64) -> (String, Checkpoin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_and_proofs_verify_with_the_published_key() {
     let gw = Gw::start().await;
-    let key_text = gw
-        .http
-        .get(format!("{}/v1/audit/public-key", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let key_text =
+        crate::support::get_text(&gw.http, format!("{}/v1/audit/public-key", gw.url)).await;
     let key = Verifier::parse(key_text.trim()).unwrap();
     assert_eq!(key.name(), "countersign.local/audit");
 
@@ -198,14 +191,7 @@ async fn export_verify_and_catch_tampering_offline() {
             .unwrap();
         }
     }
-    let key = http
-        .get(format!("{}/v1/audit/public-key", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let key = crate::support::get_text(&http, format!("{}/v1/audit/public-key", server.url)).await;
     let started = Instant::now();
     let checkpoint = loop {
         let r = http

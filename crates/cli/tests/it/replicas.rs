@@ -439,14 +439,7 @@ async fn every_replica_reports_every_open_review() {
     let gauge = |i: usize| {
         let (http, url) = (c.http.clone(), c.url(i).to_string());
         async move {
-            let text = http
-                .get(format!("{url}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = crate::support::get_text(&http, format!("{url}/metrics")).await;
             text.lines()
                 .find_map(|l| l.strip_prefix("countersign_reviews_open "))
                 .map(str::to_string)

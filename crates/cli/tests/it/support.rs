@@ -71,6 +71,11 @@ impl Drop for Gw {
     }
 }
 
+/// The body of an unauthenticated GET of `url` (`/metrics`, the audit public key).
+pub async fn get_text(http: &reqwest::Client, url: String) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().build().unwrap()
