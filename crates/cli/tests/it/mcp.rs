@@ -643,6 +643,8 @@ async fn mcp_embedded_gateway_hides_denied_tools_and_marks_reviewed_ones() {
             {"op": "list"},
             {"op": "call", "tool": "echo", "args": {"message": "embedded"}},
             {"op": "call", "tool": "get-sum", "args": {"a": 5, "b": 6}},
+            // The gateway lives in the proxy: keep it up until the result report is read.
+            {"op": "pause"},
         ]),
     );
     let list = c.next("list").await;
@@ -665,6 +667,7 @@ async fn mcp_embedded_gateway_hides_denied_tools_and_marks_reviewed_ones() {
     assert!(s.is_success());
     assert_eq!(c.next("call").await["text"], "The sum of 5 and 6 is 11.");
     eventually_status(&gw, &id, "succeeded").await;
+    c.resume().await;
     c.finish().await;
 }
 
