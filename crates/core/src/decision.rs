@@ -58,6 +58,10 @@ pub struct Decision {
     /// For `review`: the TTL a rule asked for, if any (else the configured default applies).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_millis")]
     pub review_ttl: Option<Duration>,
+    /// Service ids a matching policy names (`@executor("service:ID")`) as allowed to redeem the
+    /// grant besides the requester. Empty: only the requester may.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub executors: Vec<String>,
 }
 
 impl Decision {
@@ -69,6 +73,7 @@ impl Decision {
             reason: Some(reason.into()),
             requirements: Vec::new(),
             review_ttl: None,
+            executors: Vec::new(),
         }
     }
 
@@ -80,6 +85,7 @@ impl Decision {
             reason: None,
             requirements: Vec::new(),
             review_ttl: None,
+            executors: Vec::new(),
         }
     }
 }

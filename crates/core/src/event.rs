@@ -58,6 +58,18 @@ pub enum Event {
         /// The reviewer's comment.
         comment: Option<String>,
     },
+    /// A reviewer's `modify` made an action that policy, judging it afresh, sends to more
+    /// reviewers: the review now needs every requirement listed here (the old ones and the new).
+    ReviewWidened {
+        /// The policies behind each requirement.
+        policies: Vec<String>,
+        /// Approver entries per requirement.
+        approvers: Vec<Vec<String>>,
+        /// Quorum per requirement.
+        quorum: Vec<u32>,
+        /// When the review now expires.
+        expires_at: Timestamp,
+    },
     /// The requester answered a reviewer's question.
     ClarificationAnswered {
         /// Who answered.
@@ -160,6 +172,7 @@ impl Event {
             Event::Submitted { .. } => "submitted",
             Event::ReviewOpened { .. } => "review_opened",
             Event::Voted { .. } => "voted",
+            Event::ReviewWidened { .. } => "review_widened",
             Event::ClarificationAnswered { .. } => "clarification_answered",
             Event::Approved { .. } => "approved",
             Event::Rejected { .. } => "rejected",
@@ -191,6 +204,7 @@ impl Event {
             | Event::KeyCreated { by, .. }
             | Event::KeyRevoked { by, .. } => Some(by),
             Event::ReviewOpened { .. }
+            | Event::ReviewWidened { .. }
             | Event::Approved { .. }
             | Event::Expired
             | Event::GrantIssued { .. }

@@ -601,8 +601,11 @@ impl ActionRecord {
     /// approver under any requirement *now*, and a second vote by the same person on the same
     /// digest. One `deny` rejects. A `modify` creates a new digest: approvals of the old one stop
     /// counting and the modifier's vote counts for the new one.
-    /// `check_modified` is asked about a modified spec before anything changes; it returns the
-    /// policy's denial reason if the modified action would be denied.
+    /// A modified action is a new request: `judge` is asked for policy's decision on the modified
+    /// spec (as a fresh submission by the requester would be judged) before anything changes.
+    /// `deny` refuses the modify; otherwise the review must meet the old requirements *and* the
+    /// new decision's, before the earlier of the two deadlines, and only votes on the new digest
+    /// count.
     pub fn vote(
         &mut self,
         voter: &Identity,
@@ -610,7 +613,7 @@ impl ActionRecord {
         now: Timestamp,
         grant_jti: String,
         grant_ttl: Duration,
-        check_modified: impl FnOnce(&ActionSpec) -> Option<String>,
+        judge: impl FnOnce(&ActionSpec) -> Decision,
     ) -> Result<Vec<Event>, DomainError> {
         if !voter.kind.can_vote() {
             return Err(DomainError::AgentsCannotApprove);
@@ -622,14 +625,11 @@ impl ActionRecord {
         if self.status != Status::Pending {
             return Err(DomainError::NotPending(self.status));
         }
-        let counts_for: Vec<usize> = review
+        if !review
             .requirements
             .iter()
-            .enumerate()
-            .filter(|(_, r)| r.approvers.admits(voter))
-            .map(|(i, _)| i)
-            .collect();
-        if counts_for.is_empty() {
+            .any(|r| r.approvers.admits(voter))
+        {
             let all: Vec<String> = review
                 .requirements
                 .iter()
@@ -646,7 +646,6 @@ impl ActionRecord {
             return Err(DomainError::AlreadyVoted);
         }
 
-        // Every precondition holds; from here on the record changes.
         let (verdict, comment, new_spec) = match ballot {
             Ballot::Approve { comment } => (Verdict::Approve, comment, None),
             Ballot::Deny { comment } => (Verdict::Deny, comment, None),
@@ -656,17 +655,36 @@ impl ActionRecord {
                 if spec.digest() == self.digest {
                     return Err(DomainError::ModificationUnchanged);
                 }
-                if let Some(reason) = check_modified(&spec) {
-                    return Err(DomainError::ModificationDenied(reason));
+                let decision = judge(&spec);
+                if decision.effect == Effect::Deny {
+                    return Err(DomainError::ModificationDenied(
+                        decision.reason.unwrap_or_default(),
+                    ));
                 }
-                (Verdict::Modify, comment, Some(spec))
+                (Verdict::Modify, comment, Some((spec, decision)))
             }
         };
-        let modified_params = new_spec.as_ref().map(|spec| spec.params.clone());
-        if let Some(spec) = new_spec {
+
+        // Every precondition holds; from here on the record changes.
+        let mut widened = None;
+        let modified_params = new_spec.as_ref().map(|(spec, _)| spec.params.clone());
+        if let Some((spec, decision)) = new_spec {
             self.digest = spec.digest();
             self.spec = spec;
+            widened = self.widen_review(&decision, now);
         }
+        let counts_for: Vec<usize> = self
+            .review
+            .as_ref()
+            .map(|r| {
+                r.requirements
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, q)| q.approvers.admits(voter))
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .unwrap_or_default();
         let vote = Vote {
             voter: voter.id.clone(),
             verdict,
@@ -683,6 +701,7 @@ impl ActionRecord {
             params: modified_params,
             comment: comment.clone(),
         }];
+        events.extend(widened);
         self.updated_at = now;
         let review = self.review.get_or_insert_with(|| ReviewState {
             requirements: Vec::new(),
@@ -719,6 +738,44 @@ impl ActionRecord {
             }
         }
         Ok(events)
+    }
+
+    /// After a `modify`: the review must also meet what policy asks of the modified action (each
+    /// requirement not already there is added), expires at the earlier deadline, and only the
+    /// executors both decisions name may redeem. Returns the event when requirements changed.
+    fn widen_review(&mut self, decision: &Decision, now: Timestamp) -> Option<Event> {
+        self.decision
+            .executors
+            .retain(|e| decision.executors.contains(e));
+        let review = self.review.as_mut()?;
+        let mut changed = false;
+        for req in &decision.requirements {
+            if !review.requirements.contains(req) {
+                review.requirements.push(req.clone());
+                changed = true;
+            }
+        }
+        if let Some(ttl) = decision.review_ttl {
+            let deadline = now.plus(ttl);
+            if deadline < review.expires_at {
+                review.expires_at = deadline;
+                changed = true;
+            }
+        }
+        changed.then(|| Event::ReviewWidened {
+            policies: review
+                .requirements
+                .iter()
+                .map(|r| r.policy.clone())
+                .collect(),
+            approvers: review
+                .requirements
+                .iter()
+                .map(|r| r.approvers.entries())
+                .collect(),
+            quorum: review.requirements.iter().map(|r| r.quorum.get()).collect(),
+            expires_at: review.expires_at,
+        })
     }
 
     /// The requester answers the open question; the review returns to `pending`.
@@ -786,8 +843,15 @@ impl ActionRecord {
         }
     }
 
-    /// Redeems the grant identified by `jti` for `digest`, once. The redeemer must be the
-    /// requester or a service identity (a downstream executor).
+    /// Who may redeem this action's grant: the requester, or a service a matching policy named as
+    /// executor (`@executor("service:ID")`). No other service, agent or person.
+    pub fn may_redeem(&self, who: &Identity) -> bool {
+        who.id == self.requester
+            || (who.kind == IdentityKind::Service && self.decision.executors.contains(&who.id))
+    }
+
+    /// Redeems the grant identified by `jti` for `digest`, once. The redeemer must be one
+    /// [`may_redeem`](Self::may_redeem) admits.
     pub fn redeem(
         &mut self,
         who: &Identity,
@@ -799,7 +863,7 @@ impl ActionRecord {
         if grant.jti != jti || &grant.digest != digest || &self.digest != digest {
             return Err(DomainError::GrantMismatch);
         }
-        if who.id != self.requester && who.kind != IdentityKind::Service {
+        if !self.may_redeem(who) {
             return Err(DomainError::NotRequester);
         }
         if grant.redeemed_at.is_some() {

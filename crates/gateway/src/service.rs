@@ -631,19 +631,18 @@ impl Gateway {
                         _ => principals.get(&rec.requester).cloned(),
                     };
                     rec.vote(&voter, ballot, now, jti, ttl, |spec| {
-                        // Re-checked as the requester: a reviewer's edit must not turn the action
-                        // into one policy forbids.
+                        // Judged as a fresh submission by the requester would be: the core
+                        // refuses a denied edit and adds whatever review the new action needs.
                         let Some(principal) = requester.as_deref() else {
-                            return Some("the requester is no longer known".into());
+                            return Decision::deny(Vec::new(), "the requester is no longer known");
                         };
                         let risk = BTreeSet::new();
-                        let d = policy.decide(PolicyRequest {
+                        policy.decide(PolicyRequest {
                             principal,
                             spec,
                             justification: &justification,
                             risk: &risk,
-                        });
-                        (d.effect == Effect::Deny).then(|| d.reason.unwrap_or_default())
+                        })
                     })
                 }),
             )

@@ -73,28 +73,73 @@ pub(crate) fn principal_entities(who: &Identity) -> Option<(EntityUid, Entities)
     Some((me, entities))
 }
 
-/// A JSON value as a Cedar value. Cedar has no null and no floats: nulls are dropped from records
-/// and sets, and non-integer numbers become their decimal string.
-pub(crate) fn value(v: &Value) -> Option<RestrictedExpression> {
-    Some(match v {
-        Value::Null => return None,
+/// Why a JSON value has no Cedar form. Evaluation then fails closed (the decision is `deny`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ValueError {
+    /// A non-integer number that Cedar's `decimal` (at most 4 fractional digits, within
+    /// ±922337203685477.5807) cannot hold exactly.
+    #[error("the number {0} has no exact Cedar form (integers, or decimals with at most 4 fractional digits)")]
+    Number(String),
+    /// A record Cedar refuses (it should not happen for JSON objects).
+    #[error("a parameter record cannot be represented in Cedar: {0}")]
+    Record(String),
+}
+
+/// A JSON value as a Cedar value. Cedar has no null: nulls are dropped from records and sets
+/// (`Ok(None)`). Integers are `Long`s; other numbers are `decimal`s when exactly representable,
+/// else an error, never a string (a string compared with `>` would make a `forbid` error and not
+/// apply).
+pub(crate) fn value(v: &Value) -> Result<Option<RestrictedExpression>, ValueError> {
+    Ok(Some(match v {
+        Value::Null => return Ok(None),
         Value::Bool(b) => RestrictedExpression::new_bool(*b),
         Value::Number(n) => match n.as_i64() {
             Some(i) => RestrictedExpression::new_long(i),
-            None => RestrictedExpression::new_string(n.to_string()),
+            None => RestrictedExpression::new_decimal(decimal_text(n)?),
         },
         Value::String(s) => RestrictedExpression::new_string(s.clone()),
-        Value::Array(items) => RestrictedExpression::new_set(items.iter().filter_map(value)),
+        Value::Array(items) => {
+            let mut set = Vec::with_capacity(items.len());
+            for item in items {
+                set.extend(value(item)?);
+            }
+            RestrictedExpression::new_set(set)
+        }
         Value::Object(map) => record(map)?,
-    })
+    }))
 }
 
-pub(crate) fn record(map: &Map<String, Value>) -> Option<RestrictedExpression> {
-    RestrictedExpression::new_record(
-        map.iter()
-            .filter_map(|(k, v)| value(v).map(|v| (k.clone(), v))),
-    )
-    .ok()
+/// The text of Cedar's `decimal` for a JSON number that is not an `i64`: the shortest decimal
+/// that reads back as the same double (what the client wrote, for any sane client), if it has at
+/// most four fractional digits and fits Cedar's range.
+fn decimal_text(n: &serde_json::Number) -> Result<String, ValueError> {
+    let bad = || ValueError::Number(n.to_string());
+    let f = n.as_f64().filter(|f| f.is_finite()).ok_or_else(bad)?;
+    // Display of f64 is the shortest round-trip form and never uses an exponent.
+    let text = f.to_string();
+    let (int, frac) = match text.split_once('.') {
+        Some((i, f)) => (i.to_string(), f.to_string()),
+        None => (text.clone(), "0".to_string()),
+    };
+    if frac.len() > 4 {
+        return Err(bad());
+    }
+    let digits = int.trim_start_matches('-');
+    // Cedar's decimal is an i64 of ten-thousandths: at most 922337203685477 whole units.
+    if digits.len() > 15 || digits.parse::<u64>().map_err(|_| bad())? > 922_337_203_685_476 {
+        return Err(bad());
+    }
+    Ok(format!("{int}.{frac}"))
+}
+
+pub(crate) fn record(map: &Map<String, Value>) -> Result<RestrictedExpression, ValueError> {
+    let mut fields = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        if let Some(v) = value(v)? {
+            fields.push((k.clone(), v));
+        }
+    }
+    RestrictedExpression::new_record(fields).map_err(|e| ValueError::Record(e.to_string()))
 }
 
 pub(crate) fn context(
@@ -102,7 +147,7 @@ pub(crate) fn context(
     risk: &BTreeSet<String>,
     params: &Map<String, Value>,
     justification: &str,
-) -> Option<Context> {
+) -> Result<Context, ValueError> {
     let risk = RestrictedExpression::new_set(
         risk.iter()
             .map(|r| RestrictedExpression::new_string(r.clone())),
@@ -119,5 +164,5 @@ pub(crate) fn context(
             RestrictedExpression::new_string(justification.to_string()),
         ),
     ])
-    .ok()
+    .map_err(|e| ValueError::Record(e.to_string()))
 }

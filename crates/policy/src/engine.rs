@@ -1,8 +1,8 @@
 //! The policy engine: one Cedar policy set, sliced by action name, plus each policy's role.
 
 use cedar_policy::{
-    ActionConstraint, Authorizer, Decision as CedarDecision, Entities, EntityUid, PolicyId,
-    PolicySet, Request,
+    ActionConstraint, AuthorizationError, Authorizer, Decision as CedarDecision, Entities,
+    EntityUid, PolicyId, PolicySet, Request,
 };
 use countersign_core::{ActionSpec, Approvers, Decision, Effect, Identity, Quorum, Requirement};
 use sha2::{Digest, Sha256};
@@ -58,7 +58,8 @@ pub struct PolicyRequest<'a> {
     pub risk: &'a BTreeSet<String>,
 }
 
-/// A decision plus any policy evaluation errors (a policy that errors does not apply, as in Cedar).
+/// A decision plus any policy evaluation errors. Unlike plain Cedar, a policy that errors does
+/// not silently drop out: any error makes the decision `deny` (fail closed), naming the policy.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
     /// The decision.
@@ -209,13 +210,14 @@ impl PolicyEngine {
         let Some(resource) = convert::uid("Resource", &req.spec.resource) else {
             return fail("the resource cannot be represented in Cedar".into());
         };
-        let Some(context) = convert::context(
+        let context = match convert::context(
             &req.spec.environment,
             req.risk,
             &req.spec.params,
             req.justification,
-        ) else {
-            return fail("the parameters cannot be represented in Cedar".into());
+        ) {
+            Ok(c) => c,
+            Err(e) => return fail(format!("the parameters cannot be evaluated: {e}")),
         };
         let request = match Request::new(req.principal.uid.clone(), action, resource, context, None)
         {
@@ -225,11 +227,35 @@ impl PolicyEngine {
         let response = self
             .authorizer
             .is_authorized(&request, set, &req.principal.entities);
-        let errors = response
+        // Fail closed: Cedar skips a policy whose condition errors, so a `forbid` that errors
+        // would not apply. Any error in a policy that could apply denies, naming it.
+        let mut failed: Vec<(&PolicyId, String)> = response
             .diagnostics()
             .errors()
-            .map(ToString::to_string)
+            .map(|e| match e {
+                AuthorizationError::PolicyEvaluationError(e) => {
+                    (e.policy_id(), e.inner().to_string())
+                }
+            })
             .collect();
+        if !failed.is_empty() {
+            failed.sort();
+            let errors: Vec<String> = failed
+                .iter()
+                .map(|(id, e)| format!("policy `{id}` failed to evaluate: {e}"))
+                .collect();
+            let reason = format!(
+                "denied because a policy could not be evaluated (fail closed): {}",
+                errors.join("; ")
+            );
+            return Evaluation {
+                decision: Decision::deny(
+                    failed.iter().map(|(id, _)| id.to_string()).collect(),
+                    reason,
+                ),
+                errors,
+            };
+        }
         let mut matched: Vec<&PolicyId> = response.diagnostics().reason().collect();
         matched.sort();
         let decision = match response.decision() {
@@ -251,7 +277,10 @@ impl PolicyEngine {
             }
             CedarDecision::Allow => self.allow_or_review(&matched),
         };
-        Evaluation { decision, errors }
+        Evaluation {
+            decision,
+            errors: Vec::new(),
+        }
     }
 
     fn allow_or_review(&self, matched: &[&PolicyId]) -> Decision {
@@ -259,29 +288,40 @@ impl PolicyEngine {
         let mut reasons = Vec::new();
         let mut ttl: Option<Duration> = None;
         let mut policies = Vec::new();
+        let mut executors = BTreeSet::new();
         for id in matched {
-            if let Some(Rule::Review {
-                approvers,
-                quorum,
-                ttl: rule_ttl,
-                reason,
-            }) = self.rules.get(*id)
-            {
-                policies.push(id.to_string());
-                requirements.push(Requirement {
-                    policy: id.to_string(),
-                    approvers: approvers.clone(),
-                    quorum: *quorum,
-                });
-                reasons.extend(reason.clone());
-                ttl = match (ttl, rule_ttl) {
-                    (Some(a), Some(b)) => Some(a.min(*b)),
-                    (a, b) => a.or(*b),
-                };
+            match self.rules.get(*id) {
+                Some(Rule::Review {
+                    approvers,
+                    quorum,
+                    ttl: rule_ttl,
+                    reason,
+                    executors: named,
+                }) => {
+                    policies.push(id.to_string());
+                    requirements.push(Requirement {
+                        policy: id.to_string(),
+                        approvers: approvers.clone(),
+                        quorum: *quorum,
+                    });
+                    reasons.extend(reason.clone());
+                    ttl = match (ttl, rule_ttl) {
+                        (Some(a), Some(b)) => Some(a.min(*b)),
+                        (a, b) => a.or(*b),
+                    };
+                    executors.extend(named.iter().cloned());
+                }
+                Some(Rule::Permit { executors: named }) => {
+                    executors.extend(named.iter().cloned());
+                }
+                _ => {}
             }
         }
+        let executors: Vec<String> = executors.into_iter().collect();
         if requirements.is_empty() {
-            return Decision::allow(matched.iter().map(ToString::to_string).collect());
+            let mut d = Decision::allow(matched.iter().map(ToString::to_string).collect());
+            d.executors = executors;
+            return d;
         }
         Decision {
             effect: Effect::Review,
@@ -289,6 +329,7 @@ impl PolicyEngine {
             reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
             requirements,
             review_ttl: ttl,
+            executors,
         }
     }
 
@@ -305,6 +346,7 @@ impl PolicyEngine {
                     quorum: *quorum,
                 }],
                 review_ttl: None,
+                executors: Vec::new(),
             },
         }
     }

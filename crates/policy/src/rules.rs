@@ -7,12 +7,15 @@ use std::time::Duration;
 /// One policy's role.
 #[derive(Debug, Clone)]
 pub(crate) enum Rule {
-    Permit,
+    Permit {
+        executors: Vec<String>,
+    },
     Review {
         approvers: Approvers,
         quorum: Quorum,
         ttl: Option<Duration>,
         reason: Option<String>,
+        executors: Vec<String>,
     },
     Forbid {
         reason: Option<String>,
@@ -25,7 +28,36 @@ pub(crate) struct AnnotationProblem {
     pub message: String,
 }
 
-const KNOWN: [&str; 6] = ["id", "effect", "approvers", "quorum", "ttl", "reason"];
+const KNOWN: [&str; 7] = [
+    "id",
+    "effect",
+    "approvers",
+    "quorum",
+    "ttl",
+    "reason",
+    "executor",
+];
+
+/// `@executor("service:deployer, service:runner")`: the services that may redeem the grant.
+fn executors(p: &Policy) -> Result<Vec<String>, String> {
+    let Some(text) = p.annotation("executor") else {
+        return Ok(Vec::new());
+    };
+    let mut ids = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        match entry.strip_prefix("service:") {
+            Some(id) if !id.is_empty() && !id.chars().any(char::is_whitespace) => {
+                ids.push(id.to_string())
+            }
+            _ => {
+                return Err(format!(
+                    "`{entry}` is not an executor; write @executor(\"service:ID\") (comma-separated; only services execute)"
+                ))
+            }
+        }
+    }
+    Ok(ids)
+}
 
 pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
     let problem = |key: &str, message: String| AnnotationProblem {
@@ -43,6 +75,10 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
     let reason = p.annotation("reason").map(str::to_string);
     let effect = p.annotation("effect");
     match (p.effect(), effect) {
+        (CedarEffect::Forbid, None) if p.annotation("executor").is_some() => Err(problem(
+            "executor",
+            "@executor belongs on a permit; a forbid never runs anything".into(),
+        )),
         (CedarEffect::Forbid, None) => Ok(Rule::Forbid { reason }),
         (CedarEffect::Forbid, Some(_)) => Err(problem(
             "effect",
@@ -57,7 +93,9 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
                     ));
                 }
             }
-            Ok(Rule::Permit)
+            Ok(Rule::Permit {
+                executors: executors(p).map_err(|m| problem("executor", m))?,
+            })
         }
         (CedarEffect::Permit, Some("review")) => {
             let approvers = p
@@ -85,6 +123,7 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
                 quorum,
                 ttl,
                 reason,
+                executors: executors(p).map_err(|m| problem("executor", m))?,
             })
         }
         (CedarEffect::Permit, Some(other)) => Err(problem(

@@ -14,5 +14,6 @@ mod mcp_pending;
 mod mcp_rmcp;
 mod mcp_tasks;
 mod mcp_v2;
+mod policy_bypass;
 mod replicas;
 mod support;

@@ -20,6 +20,15 @@ forbid (principal, action == Action::"iam.grant", resource)
 when { context.params has role && context.params.role == "admin" };
 @id("no-drop") @reason("dropping tables is forbidden")
 forbid (principal, action == Action::"db.drop", resource);
+@id("pay") @effect("review") @approvers("group:sre") @executor("service:deployer")
+permit (principal, action == Action::"payment.send", resource);
+@id("no-big-payments") @reason("payments over 1000 are never sent by an agent")
+forbid (principal, action == Action::"payment.send", resource) when { context.params.amount > 1000 };
+@id("read-rows") @effect("review") @approvers("group:sre")
+permit (principal, action == Action::"db.read", resource);
+@id("bulk-read") @effect("review") @approvers("group:data") @quorum("2")
+permit (principal, action == Action::"db.read", resource)
+when { context.params has rows && context.params.rows > 1000 };
 "#;
 
 const IDENTITIES: [(&str, &str, &[&str]); 7] = [

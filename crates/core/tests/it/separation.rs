@@ -3,7 +3,7 @@
 //! and whoever the action is on behalf of, a requester, the human it acts for, or an agent or
 //! service never gets an approval in. Ids are the one namespace the rules compare.
 
-use countersign_core::{Ballot, DomainError, Identity, IdentityKind, Timestamp};
+use countersign_core::{Ballot, Decision, DomainError, Identity, IdentityKind, Timestamp};
 use proptest::prelude::*;
 
 use crate::support::*;
@@ -54,7 +54,7 @@ proptest! {
         let mut r = submit(&requester, review_decision(vec![requirement(&approvers, 1)]), on_behalf_of);
         let v = ident(people[voter.0], voter.1, voter.2, voter.3);
         let result = r.vote(&v, Ballot::Approve { comment: None }, Timestamp(T0.millis() + 1),
-            "g1".into(), GRANT_TTL, |_| None);
+            "g1".into(), GRANT_TTL, |_| Decision::allow(Vec::new()));
         if v.kind != IdentityKind::Human {
             prop_assert_eq!(result, Err(DomainError::AgentsCannotApprove));
         } else if v.id == requester.id || Some(v.id.as_str()) == on_behalf_of {

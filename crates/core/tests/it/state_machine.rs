@@ -4,34 +4,13 @@
 //! after every step.
 
 use countersign_core::{
-    ActionRecord, Ballot, DomainError, Identity, IdentityKind, Status, Timestamp, Verdict,
+    ActionRecord, Ballot, Decision, DomainError, Identity, IdentityKind, Status, Timestamp, Verdict,
 };
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::support::*;
-
-fn approve() -> Ballot {
-    Ballot::Approve { comment: None }
-}
-
-fn vote(
-    r: &mut ActionRecord,
-    who: &Identity,
-    b: Ballot,
-    now: Timestamp,
-) -> Result<(), DomainError> {
-    r.vote(
-        who,
-        b,
-        now,
-        format!("g-{}", now.millis()),
-        GRANT_TTL,
-        |_| None,
-    )
-    .map(|_| ())
-}
 
 #[test]
 fn requester_and_on_behalf_of_cannot_vote() {
@@ -235,7 +214,7 @@ fn a_modification_policy_denies_is_refused_without_change() {
             T0,
             "g".into(),
             GRANT_TTL,
-            |_| Some("no".into()),
+            |_| Decision::deny(Vec::new(), "no"),
         )
         .unwrap_err();
     assert_eq!(err.code(), "modification_denied");
@@ -540,7 +519,7 @@ proptest! {
                             comment: None,
                         },
                     };
-                    let res = r.vote(voter, b, now, format!("g{}", now.millis()), GRANT_TTL, |_| None);
+                    let res = r.vote(voter, b, now, format!("g{}", now.millis()), GRANT_TTL, |_| Decision::allow(Vec::new()));
                     if res.is_ok() {
                         // Invariant: only a human who is not the requester or the represented
                         // human, and who is an approver at this moment, ever gets a vote in.

@@ -1,8 +1,8 @@
 //! Builders shared by the core's tests.
 
 use countersign_core::{
-    ActionRecord, ActionSpec, Approvers, Decision, Effect, Identity, IdentityKind, NewAction,
-    Quorum, Requirement, Timestamp,
+    ActionRecord, ActionSpec, Approvers, Ballot, Decision, DomainError, Effect, Identity,
+    IdentityKind, NewAction, Quorum, Requirement, Timestamp,
 };
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ pub fn review_decision(reqs: Vec<Requirement>) -> Decision {
         reason: Some("needs review".into()),
         requirements: reqs,
         review_ttl: None,
+        executors: Vec::new(),
     }
 }
 
@@ -69,4 +70,25 @@ pub fn submit(
     )
     .expect("submit")
     .0
+}
+
+pub fn approve() -> Ballot {
+    Ballot::Approve { comment: None }
+}
+
+pub fn vote(
+    r: &mut ActionRecord,
+    who: &Identity,
+    b: Ballot,
+    now: Timestamp,
+) -> Result<(), DomainError> {
+    r.vote(
+        who,
+        b,
+        now,
+        format!("g-{}", now.millis()),
+        GRANT_TTL,
+        |_| Decision::allow(Vec::new()),
+    )
+    .map(|_| ())
 }

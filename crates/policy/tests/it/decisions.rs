@@ -127,7 +127,7 @@ fn principal_kinds_groups_and_params_are_visible_to_policies() {
 }
 
 #[test]
-fn a_policy_that_errors_does_not_apply_and_the_error_is_reported() {
+fn a_policy_that_errors_denies_and_the_error_is_reported() {
     let e = engine(
         r#"@id("p") permit (principal, action == Action::"c", resource) when { context.params.missing == 1 };"#,
     );

@@ -1,6 +1,7 @@
 //! Integration tests of the policy engine (one test binary per crate).
 
 mod decisions;
+mod fail_closed;
 mod loading;
 mod slicing;
 

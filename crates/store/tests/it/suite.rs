@@ -39,6 +39,7 @@ fn record(
             vec![]
         },
         review_ttl: None,
+        executors: Vec::new(),
     };
     ActionRecord::submit(
         &bot(requester),
@@ -69,7 +70,7 @@ fn approve_as(who: &str) -> countersign_store::Transition {
             T0,
             format!("g-{}", voter.id),
             Duration::from_secs(60),
-            |_| None,
+            |_| Decision::allow(Vec::new()),
         )
     })
 }
@@ -177,7 +178,7 @@ fn deny_as(who: &str) -> countersign_store::Transition {
             T0,
             "unused".into(),
             Duration::from_secs(60),
-            |_| None,
+            |_| Decision::allow(Vec::new()),
         )
     })
 }
@@ -322,7 +323,7 @@ pub async fn refused_transition_writes_nothing(store: Arc<dyn Store>) {
                     T0,
                     "g".into(),
                     Duration::from_secs(1),
-                    |_| None,
+                    |_| Decision::allow(Vec::new()),
                 )
             }),
         )
