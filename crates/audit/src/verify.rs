@@ -292,11 +292,18 @@ pub fn verify_bundle(
 /// Verifies a log as stored: `entries` are `(index, canonical bytes)` in index order, `stored`
 /// the stored tree hashes from index 0, `checkpoints` every signed checkpoint. Rebuilds the tree
 /// from the entries and compares every stored hash and every checkpoint with it.
+///
+/// `previous`, a signed checkpoint kept from earlier (its signature checked with `key`), must
+/// be consistent with the stored log: the log holds at least its entries and the first
+/// `previous.size` of them rebuild its root (the rebuilt tree is the current one, so this is
+/// the consistency of that checkpoint with the current tree). Stored checkpoints can be deleted
+/// along with an edit whose hashes were recomputed; one the auditor kept cannot.
 pub fn verify_stored<I>(
     entries: I,
     stored: &[Hash],
     checkpoints: &[String],
     key: &Verifier,
+    previous: Option<&str>,
 ) -> Result<Verified, Tamper>
 where
     I: IntoIterator<Item = (u64, Vec<u8>)>,
@@ -360,6 +367,19 @@ where
             });
         }
         last = Some(cp);
+    }
+    if let Some(prev) = previous {
+        let old = open_checkpoint(prev, key)?;
+        if old.size() > expected {
+            return Err(Tamper::Truncated(expected));
+        }
+        let root = tree_hash(old.size(), &tree).map_err(|e| malformed(0, e.to_string()))?;
+        if &root != old.root() {
+            return Err(Tamper::Inconsistent {
+                earlier: old.size(),
+                size: expected,
+            });
+        }
     }
     let root = tree_hash(expected, &tree).map_err(|e| malformed(0, e.to_string()))?;
     Ok(Verified {

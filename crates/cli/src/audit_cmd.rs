@@ -68,13 +68,15 @@ pub enum AuditCommand {
     /// Verify a bundle against the log's public key, or (with --database/--config) the stored
     /// log: recompute the tree from the rows and check every signed checkpoint.
     Verify {
-        /// A bundle made by `audit export`.
+        /// A bundle made by `audit export` (or give --database/--config for the stored log).
+        #[arg(conflicts_with_all = ["config", "database"])]
         bundle: Option<PathBuf>,
         /// The verifier key (`name+hash+key`, as served at /v1/audit/public-key) or a file
         /// holding it.
         #[arg(long)]
         key: Option<String>,
-        /// An earlier checkpoint (signed note file) the bundle must be consistent with.
+        /// An earlier checkpoint (signed note file, e.g. from /v1/audit/checkpoint) the bundle or
+        /// the stored log must be consistent with: the log still holds its entries, unchanged.
         #[arg(long)]
         previous_checkpoint: Option<PathBuf>,
         #[command(flatten)]
@@ -307,7 +309,7 @@ async fn evidence(
     let at = locate(store_args)?;
     let key = load_key(key, Some(&at.key_file))?;
     // Evidence only from a log that verifies: figures over edited rows would prove nothing.
-    let verified = match verify_database(&at, &key).await? {
+    let verified = match verify_database(&at, &key, None).await? {
         Ok(v) => v,
         Err(t) => return Ok(Err(format!("the log does not verify, no report made: {t}"))),
     };
@@ -337,20 +339,26 @@ async fn evidence(
 }
 
 /// Reads the stored tables directly (not through the gateway's code) and verifies them.
+/// `previous`: a signed checkpoint the stored log must be consistent with.
 async fn verify_database(
     at: &Located,
     key: &Verifier,
+    previous: Option<&str>,
 ) -> Result<Result<Verified, verify::Tamper>, String> {
     match &at.db {
-        DatabaseUrl::Sqlite(path) => verify_sqlite(path, key),
+        DatabaseUrl::Sqlite(path) => verify_sqlite(path, key, previous),
         DatabaseUrl::Postgres(url) => {
             let (entries, hashes, checkpoints) = crate::replicas_cmd::read_log(url).await?;
-            Ok(verify_rows(entries, hashes, checkpoints, key))
+            Ok(verify_rows(entries, hashes, checkpoints, key, previous))
         }
     }
 }
 
-fn verify_sqlite(db: &Path, key: &Verifier) -> Result<Result<Verified, verify::Tamper>, String> {
+fn verify_sqlite(
+    db: &Path,
+    key: &Verifier,
+    previous: Option<&str>,
+) -> Result<Result<Verified, verify::Tamper>, String> {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| format!("{}: {e}", db.display()))?;
@@ -371,7 +379,7 @@ fn verify_sqlite(db: &Path, key: &Verifier) -> Result<Result<Verified, verify::T
             .into_iter()
             .map(|(_, note)| String::from_utf8_lossy(&note).into_owned())
             .collect();
-    Ok(verify_rows(entries, hashes, checkpoints, key))
+    Ok(verify_rows(entries, hashes, checkpoints, key, previous))
 }
 
 /// Verifies a log given its rows: `(index, entry bytes)`, `(index, stored hashes)` and the
@@ -381,6 +389,7 @@ fn verify_rows(
     hashes: Vec<(u64, Vec<u8>)>,
     checkpoints: Vec<String>,
     key: &Verifier,
+    previous: Option<&str>,
 ) -> Result<Verified, verify::Tamper> {
     // Each entry row carries the Merkle hashes its append stored; in index order they tile the
     // stored-hash space, so concatenated they are the whole stored tree.
@@ -399,7 +408,16 @@ fn verify_rows(
                 .filter_map(|c| <[u8; 32]>::try_from(c).ok()),
         );
     }
-    verify::verify_stored(entries, &stored, &checkpoints, key)
+    verify::verify_stored(entries, &stored, &checkpoints, key, previous)
+}
+
+/// The `--previous-checkpoint` note, read from its file.
+fn read_previous(path: Option<&Path>) -> Result<Option<String>, String> {
+    path.map(|p| {
+        std::fs::read_to_string(p)
+            .map_err(|e| format!("--previous-checkpoint {}: {e}", p.display()))
+    })
+    .transpose()
 }
 
 /// Runs an audit command; returns the exit code.
@@ -439,9 +457,7 @@ pub async fn run(cmd: AuditCommand) -> u8 {
             let key = load_key(key.as_deref(), None)?;
             let text =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let previous = previous_checkpoint
-                .map(|p| std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display())))
-                .transpose()?;
+            let previous = read_previous(previous_checkpoint.as_deref())?;
             Ok(verify::verify_bundle(&text, &key, previous.as_deref())
                 .map(|v| summary(&v))
                 .map_err(|t| t.to_string()))
@@ -449,13 +465,14 @@ pub async fn run(cmd: AuditCommand) -> u8 {
         AuditCommand::Verify {
             bundle: None,
             key,
+            previous_checkpoint,
             store,
-            ..
         } => {
             async {
                 let at = locate(&store)?;
                 let key = load_key(key.as_deref(), Some(&at.key_file))?;
-                Ok(verify_database(&at, &key)
+                let previous = read_previous(previous_checkpoint.as_deref())?;
+                Ok(verify_database(&at, &key, previous.as_deref())
                     .await?
                     .map(|v| {
                         format!(

@@ -252,6 +252,13 @@ fn eval(args: EvalArgs) -> Result<String, String> {
             Identity::new(id, kind, args.groups.clone())
         }
         None => {
+            if !args.groups.is_empty() {
+                return Err(
+                    "--groups applies to a KIND:ID principal; an identity from --config has its \
+                     configured groups"
+                        .into(),
+                );
+            }
             let c = config
                 .as_ref()
                 .and_then(|c| c.identities.iter().find(|i| i.id == args.principal))

@@ -11,6 +11,15 @@ use std::str::FromStr;
 pub const MAX_ACTION_LEN: usize = 256;
 /// Longest accepted resource or environment string, in bytes.
 pub const MAX_RESOURCE_LEN: usize = 2048;
+/// Deepest accepted nesting of `params`, counting the `params` object itself as level 1.
+///
+/// An audit entry wraps `params` in 3 more levels (entry, event, spec), and every reader of the
+/// log parses with serde_json's 128-level limit: 32 keeps every entry ever written readable, with
+/// a wide margin (a test asserts it).
+pub const MAX_PARAMS_DEPTH: usize = 32;
+/// Largest integer magnitude accepted in `params`: 2^53 − 1, the largest integer every I-JSON
+/// (RFC 7493) reader, and RFC 8785's number encoding, holds exactly.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// The reviewable content of an action: exactly what will run. Two specs with the same digest are
 /// the same action for every purpose (approval, grant, audit).
@@ -41,6 +50,102 @@ pub enum SpecError {
     /// `params` was not a JSON object.
     #[error("`params` must be a JSON object")]
     ParamsNotObject,
+    /// `params` nests objects and arrays deeper than [`MAX_PARAMS_DEPTH`].
+    #[error(
+        "`params` nests objects and arrays deeper than {MAX_PARAMS_DEPTH} levels; flatten them"
+    )]
+    ParamsTooDeep,
+    /// `params` holds an integer beyond ±[`MAX_SAFE_INTEGER`] (or a non-finite number), which
+    /// I-JSON readers and the digest's RFC 8785 encoding cannot hold exactly.
+    #[error(
+        "the number {0} is outside ±{MAX_SAFE_INTEGER} (2^53-1, the I-JSON range of RFC 7493) \
+         or not finite; send it as a string"
+    )]
+    NumberOutOfRange(String),
+}
+
+/// Checks a JSON value against the input-size rules every front shares: nesting at most
+/// `max_depth` levels (a scalar is level 0, an object or array one more than its deepest
+/// member) and integers within ±[`MAX_SAFE_INTEGER`], numbers finite. Stops as soon as it is
+/// over the depth, so a hostile value is never walked deeper than `max_depth + 1`.
+pub fn check_json(v: &Value, max_depth: usize) -> Result<(), SpecError> {
+    let inner = || max_depth.checked_sub(1).ok_or(SpecError::ParamsTooDeep);
+    match v {
+        Value::Null | Value::Bool(_) | Value::String(_) => Ok(()),
+        Value::Number(n) => check_number(n),
+        Value::Array(a) => {
+            let inner = inner()?;
+            a.iter().try_for_each(|c| check_json(c, inner))
+        }
+        Value::Object(m) => {
+            let inner = inner()?;
+            m.values().try_for_each(|c| check_json(c, inner))
+        }
+    }
+}
+
+/// Checks every integer written in a JSON text against ±[`MAX_SAFE_INTEGER`], on the text
+/// itself: serde_json reads an integer beyond `u64` as the nearest double, so once parsed,
+/// `18446744073709551617` and `18446744073709551616` are the same value and neither is seen as
+/// an integer. Fronts that hold the raw text of a request call this as well as [`check_json`].
+/// Strings are skipped; the text is assumed to be valid JSON (parse it first).
+pub fn check_json_text(text: &[u8]) -> Result<(), SpecError> {
+    let mut i = 0;
+    while let Some(&b) = text.get(i) {
+        match b {
+            b'"' => {
+                // Skip the string, escapes included.
+                i += 1;
+                while let Some(&c) = text.get(i) {
+                    i += if c == b'\\' { 2 } else { 1 };
+                    if c == b'"' {
+                        break;
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while text
+                    .get(i)
+                    .is_some_and(|c| matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                {
+                    i += 1;
+                }
+                let token = &text[start..i];
+                let integer = !token.iter().any(|c| matches!(c, b'.' | b'e' | b'E'));
+                if integer {
+                    let digits = token.strip_prefix(b"-").unwrap_or(token);
+                    let within = digits.len() <= 16
+                        && std::str::from_utf8(digits)
+                            .ok()
+                            .and_then(|d| d.parse::<u64>().ok())
+                            .is_some_and(|n| n <= MAX_SAFE_INTEGER);
+                    if !within {
+                        return Err(SpecError::NumberOutOfRange(
+                            String::from_utf8_lossy(token).into_owned(),
+                        ));
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+fn check_number(n: &serde_json::Number) -> Result<(), SpecError> {
+    let ok = if let Some(u) = n.as_u64() {
+        u <= MAX_SAFE_INTEGER
+    } else if let Some(i) = n.as_i64() {
+        i.unsigned_abs() <= MAX_SAFE_INTEGER
+    } else {
+        n.as_f64().is_some_and(f64::is_finite)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::NumberOutOfRange(n.to_string()))
+    }
 }
 
 impl ActionSpec {
@@ -71,7 +176,12 @@ impl ActionSpec {
         }
         let params = match params {
             None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m,
+            Some(Value::Object(m)) => {
+                // The object itself is level 1.
+                let inner = MAX_PARAMS_DEPTH - 1;
+                m.values().try_for_each(|v| check_json(v, inner))?;
+                m
+            }
             Some(_) => return Err(SpecError::ParamsNotObject),
         };
         Ok(ActionSpec {

@@ -20,6 +20,10 @@ pub enum Event {
         requester_source: Option<String>,
         /// The human the agent acts for, if any.
         on_behalf_of: Option<String>,
+        /// Why, in the requester's words (empty when none was given), so the log alone says who
+        /// asked for what, where and why. Entries written before it was recorded have none.
+        #[serde(default)]
+        justification: String,
         /// Digest of what was asked.
         digest: ActionDigest,
         /// What was asked: action, resource, environment and parameters, as auditors will see

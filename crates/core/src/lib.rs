@@ -15,7 +15,10 @@ mod identity;
 mod record;
 mod time;
 
-pub use action::{ActionDigest, ActionSpec, DigestParseError, SpecError};
+pub use action::{
+    check_json, check_json_text, ActionDigest, ActionSpec, DigestParseError, SpecError,
+    MAX_PARAMS_DEPTH, MAX_SAFE_INTEGER,
+};
 pub use approvers::{Approvers, ApproversParseError, Quorum, QuorumParseError};
 pub use decision::{Decision, Effect, Requirement};
 pub use event::Event;

@@ -456,6 +456,7 @@ impl ActionRecord {
             requester: requester.id.clone(),
             requester_source: requester.source.clone(),
             on_behalf_of: new.on_behalf_of.clone(),
+            justification: new.justification.clone(),
             digest,
             spec: new.spec.clone(),
             effect: new.decision.effect,

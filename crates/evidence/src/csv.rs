@@ -1,5 +1,6 @@
-//! CSV for spreadsheets (RFC 4180), one row per entry, with the action's name, resource and
-//! environment repeated on every row of that action so a filter on one column finds them all.
+//! CSV for spreadsheets (RFC 4180), one row per entry, with the action's name, resource,
+//! environment, requester and justification repeated on every row of that action so a filter on
+//! one column finds them all.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -7,7 +8,7 @@ use std::io::{self, Write};
 use crate::entry::Entry;
 
 /// The columns, in order.
-pub const COLUMNS: [&str; 14] = [
+pub const COLUMNS: [&str; 15] = [
     "index",
     "time",
     "type",
@@ -17,6 +18,7 @@ pub const COLUMNS: [&str; 14] = [
     "resource",
     "environment",
     "requester",
+    "justification",
     "digest",
     "outcome",
     "code",
@@ -31,6 +33,7 @@ pub(crate) struct ActionContext {
     pub resource: String,
     pub environment: String,
     pub requester: String,
+    pub justification: String,
 }
 
 /// Tracks each action's context as entries stream past, oldest first.
@@ -48,6 +51,7 @@ impl Contexts {
                 resource: e.spec("resource").unwrap_or_default().to_string(),
                 environment: e.spec("environment").unwrap_or_default().to_string(),
                 requester: e.str("requester").unwrap_or_default().to_string(),
+                justification: e.str("justification").unwrap_or_default().to_string(),
             };
             self.0.insert(id.clone(), ctx.clone());
             return ctx;
@@ -113,6 +117,7 @@ pub fn write_csv<'a, W: Write>(
             &ctx.resource,
             &ctx.environment,
             &ctx.requester,
+            &ctx.justification,
             e.str("digest").unwrap_or_default(),
             outcome(e),
             e.str("code").unwrap_or_default(),

@@ -392,7 +392,13 @@ fn sample_line(e: &Entry) -> String {
             e.str("attempted").unwrap_or_default(),
             e.str("code").unwrap_or_default()
         ),
-        "submitted" => format!(" effect {}", e.str("effect").unwrap_or_default()),
+        "submitted" => match e.str("justification").filter(|j| !j.is_empty()) {
+            Some(why) => format!(
+                " effect {}, because: {why}",
+                e.str("effect").unwrap_or_default()
+            ),
+            None => format!(" effect {}", e.str("effect").unwrap_or_default()),
+        },
         _ => String::new(),
     };
     format!(

@@ -53,7 +53,7 @@ fn log() -> Vec<Entry> {
         "submitted",
         Some("bot"),
         Some("a1"),
-        json!({"requester": "bot", "on_behalf_of": "carol", "digest": "sha256:aa", "spec": spec("db.export", "pg://prod/customers"), "effect": "review", "policies": ["p1"], "reason": null}),
+        json!({"requester": "bot", "on_behalf_of": "carol", "justification": "=monthly, \"report\"", "digest": "sha256:aa", "spec": spec("db.export", "pg://prod/customers"), "effect": "review", "policies": ["p1"], "reason": null}),
     );
     push(
         DAY1 + 1_000,
@@ -230,6 +230,11 @@ fn evidence_report_names_every_control_escapes_input_and_draws_charts() {
         key: "countersign.local/audit+01234567+AAAA".into(),
     };
     let page = render_html(&ev, &anchor);
+    // A submission's sample names why it was asked for (escaped: the requester wrote it).
+    assert!(
+        page.contains("effect review, because: =monthly, &quot;report&quot;"),
+        "{page}"
+    );
     for control in [
         "CC6.1", "CC6.3", "CC7.2", "CC8.1", "A.5.15", "A.5.18", "A.8.2", "A.8.15", "A.8.32",
         "AC-3(2)", "AC-5", "AC-6(9)", "AU-2", "AU-3", "AU-9(3)", "AU-10", "CM-3",
@@ -264,7 +269,9 @@ fn csv_has_one_row_per_entry_with_context_and_defused_formulas() {
     // The vote row repeats the action's name and resource from its submission.
     let vote = rows.iter().find(|r| r.starts_with("6,")).unwrap();
     assert!(
-        vote.contains(",db.export,pg://prod/customers,production,bot,sha256:aa,approve,"),
+        vote.contains(
+            ",db.export,pg://prod/customers,production,bot,\"'=monthly, \"\"report\"\"\",sha256:aa,approve,"
+        ),
         "{vote}"
     );
     // The reviewer's comment cannot run as a spreadsheet formula.

@@ -43,7 +43,8 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// A JSON body of type `T`: 413 `payload_too_large` over [`MAX_BODY`], 415 for a non-JSON content
-/// type, 400 `invalid_request` naming the field and position otherwise.
+/// type, 400 `invalid_request` naming the field and position otherwise, or naming an integer
+/// beyond ±(2^53 − 1) or a number beyond a double's range (I-JSON, RFC 7493).
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
@@ -74,8 +75,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 ApiError::invalid(format!("cannot read the body: {e}"))
             }
         })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+        // I-JSON (RFC 7493) integers, on the text: once parsed, an integer beyond u64 is a
+        // rounded double. Depth and the parsed numbers are checked where params become a spec.
+        countersign_core::check_json_text(&bytes)
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+        Ok(JsonBody(value))
     }
 }

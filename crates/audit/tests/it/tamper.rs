@@ -164,7 +164,7 @@ fn stored_log_verification_names_what_was_changed() {
             .map(|(i, e)| (i as u64, e))
             .collect::<Vec<_>>()
     };
-    let ok = verify_stored(rows(), l.tree.hashes(), &cps, &l.verifier).unwrap();
+    let ok = verify_stored(rows(), l.tree.hashes(), &cps, &l.verifier, None).unwrap();
     assert_eq!((ok.entries, ok.checkpoints), (30, 2));
 
     // A row edited in place (still canonical JSON): its stored leaf hash no longer matches.
@@ -175,7 +175,7 @@ fn stored_log_verification_names_what_was_changed() {
     )
     .unwrap();
     assert_eq!(
-        verify_stored(r.clone(), l.tree.hashes(), &cps, &l.verifier),
+        verify_stored(r.clone(), l.tree.hashes(), &cps, &l.verifier, None),
         Err(Tamper::Modified(9))
     );
     // ... and with the stored hashes recomputed too, the signed checkpoints catch it.
@@ -184,19 +184,75 @@ fn stored_log_verification_names_what_was_changed() {
         rebuilt.append(e).unwrap();
     }
     assert_eq!(
-        verify_stored(r, rebuilt.hashes(), &cps, &l.verifier),
+        verify_stored(r, rebuilt.hashes(), &cps, &l.verifier, None),
         Err(Tamper::RootMismatch(10))
     );
 
     let mut r = rows();
     r.remove(4);
     assert_eq!(
-        verify_stored(r, l.tree.hashes(), &cps, &l.verifier),
+        verify_stored(r, l.tree.hashes(), &cps, &l.verifier, None),
         Err(Tamper::Deleted(4))
     );
     let r: Vec<_> = rows().into_iter().take(20).collect();
     assert_eq!(
-        verify_stored(r, l.tree.hashes(), &cps[..1], &l.verifier),
+        verify_stored(r, l.tree.hashes(), &cps[..1], &l.verifier, None),
         Err(Tamper::Truncated(20))
     );
+}
+
+#[test]
+fn a_kept_checkpoint_catches_an_edit_whose_later_checkpoints_were_deleted() {
+    let l = log(30);
+    let kept = l.checkpoint(20);
+    let mut r: Vec<(u64, Vec<u8>)> = l
+        .entries
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, e)| (i as u64, e))
+        .collect();
+    assert!(verify_stored(r.clone(), l.tree.hashes(), &[], &l.verifier, Some(&kept)).is_ok());
+    // Entry 15 edited, every stored hash recomputed, the checkpoints covering it deleted: only
+    // the checkpoint of size 10 is left, and it still matches.
+    r[15].1 = serde_jcs::to_vec(
+        &serde_json::json!({"action_id": "a3", "actor": "eve", "event": {"n": 15},
+        "index": 15, "time": "2026-11-21T15:00:00Z", "type": "submitted"}),
+    )
+    .unwrap();
+    let mut rebuilt = MemoryHashes::new();
+    for (_, e) in &r {
+        rebuilt.append(e).unwrap();
+    }
+    let left = vec![l.checkpoint(10)];
+    assert!(verify_stored(r.clone(), rebuilt.hashes(), &left, &l.verifier, None).is_ok());
+    assert_eq!(
+        verify_stored(r.clone(), rebuilt.hashes(), &left, &l.verifier, Some(&kept)),
+        Err(Tamper::Inconsistent {
+            earlier: 20,
+            size: 30
+        })
+    );
+    // A kept checkpoint larger than the log: entries were truncated.
+    let short: Vec<_> = r.iter().take(15).cloned().collect();
+    let mut t = MemoryHashes::new();
+    for (_, e) in &short {
+        t.append(e).unwrap();
+    }
+    assert_eq!(
+        verify_stored(short, t.hashes(), &left, &l.verifier, Some(&kept)),
+        Err(Tamper::Truncated(15))
+    );
+    // A checkpoint signed by another key is refused.
+    let other = log(30);
+    assert!(matches!(
+        verify_stored(
+            r,
+            rebuilt.hashes(),
+            &left,
+            &l.verifier,
+            Some(&other.checkpoint(20))
+        ),
+        Err(Tamper::BadSignature(_))
+    ));
 }

@@ -161,3 +161,92 @@ async fn bad_votes_and_queries() {
     assert_eq!(after["status"], "pending");
     assert!(after["review"]["votes"].as_array().unwrap().is_empty());
 }
+
+/// `depth` levels of objects, the outermost being `params` itself.
+fn nested_params(depth: usize) -> String {
+    let mut s = String::from("{}");
+    for _ in 1..depth {
+        s = format!("{{\"a\":{s}}}");
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn params_beyond_the_input_limits_are_400_and_record_nothing() {
+    // Before the limits, 125-deep params were accepted and their audit entry (3 levels deeper)
+    // could no longer be read back; 2^53 + 1 was recorded as 2^53.
+    let gw = Gw::start().await;
+    let audit_before = audit_count(&gw);
+    let cases = [
+        (nested_params(33), "32 levels"),
+        (nested_params(125), "32 levels"),
+        (r#"{"n":9007199254740993}"#.to_string(), "9007199254740991"),
+        (
+            r#"{"n":[-9007199254740992]}"#.to_string(),
+            "9007199254740991",
+        ),
+        (r#"{"n":18446744073709551616}"#.to_string(), ""),
+        (r#"{"n":1e400}"#.to_string(), ""),
+        (r#"{"n":-1e400}"#.to_string(), ""),
+    ];
+    for (params, says) in &cases {
+        let body = format!(r#"{{"action":"logs.read","resource":"r","params":{params}}}"#);
+        let (s, r) = raw(
+            &gw,
+            Some("Bearer tok-bot"),
+            "/v1/actions",
+            "application/json",
+            body.into_bytes(),
+        )
+        .await;
+        assert_eq!(
+            (s, code(&r)),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{params:.80}"
+        );
+        let message = r["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
+    // At the limit is fine.
+    let body = format!(
+        r#"{{"action":"logs.read","resource":"r","params":{}}}"#,
+        nested_params(32)
+    );
+    let (s, _) = raw(
+        &gw,
+        Some("Bearer tok-bot"),
+        "/v1/actions",
+        "application/json",
+        body.into_bytes(),
+    )
+    .await;
+    assert!(s.is_success(), "{s}");
+    assert!(audit_count(&gw) > audit_before);
+
+    // A reviewer's modification obeys the same limits.
+    let v = gw
+        .submit("bot", json!({"action": "deploy", "resource": "r"}))
+        .await;
+    let action = id(&v);
+    let audit_before = audit_count(&gw);
+    let too_deep: serde_json::Value = serde_json::from_str(&nested_params(33)).unwrap();
+    for params in [too_deep, json!({"n": 9_007_199_254_740_993u64})] {
+        let (s, r) = gw
+            .vote(
+                "alice",
+                &action,
+                json!({"verdict": "modify", "params": params}),
+            )
+            .await;
+        assert_eq!((s, code(&r)), (StatusCode::BAD_REQUEST, "invalid_request"));
+    }
+    assert_eq!(audit_count(&gw), audit_before);
+}
+
+fn audit_count(gw: &Gw) -> i64 {
+    let db = gw.dir.path().join("data/gw.db");
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM audit_entries", [], |r| r.get(0))
+        .unwrap()
+}

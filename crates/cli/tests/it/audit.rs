@@ -496,3 +496,153 @@ async fn refused_attempts_that_matter_are_audit_entries() {
     let (_, full) = gw.get("alice", &format!("/v1/actions/{}", id(&v))).await;
     assert_eq!(full["audit"]["indexes"].as_array().unwrap().len(), 2 + 2);
 }
+
+/// Rewrites entry `idx` of a SQLite log with `edit` and recomputes every stored tree hash, as an
+/// attacker with write access to the file would.
+fn edit_with_recomputed_hashes(db: &std::path::Path, idx: u64, edit: impl Fn(&str) -> String) {
+    use countersign_audit::merkle::{stored_hash_index, MemoryHashes};
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let bodies: Vec<(i64, Vec<u8>)> = conn
+        .prepare("SELECT idx, body FROM audit_entries ORDER BY idx")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut tree = MemoryHashes::new();
+    for (n, body) in &bodies {
+        let body = if *n as u64 == idx {
+            let edited = edit(std::str::from_utf8(body).unwrap());
+            assert_ne!(edited.as_bytes(), &body[..], "the edit changes the entry");
+            conn.execute(
+                "UPDATE audit_entries SET body = ?1 WHERE idx = ?2",
+                rusqlite::params![edited.as_bytes(), n],
+            )
+            .unwrap();
+            edited.into_bytes()
+        } else {
+            body.clone()
+        };
+        tree.append(&body).unwrap();
+    }
+    for (n, _) in &bodies {
+        let n = *n as u64;
+        let start = stored_hash_index(0, n) as usize;
+        let blob: Vec<u8> = tree.hashes()[start..start + 1 + n.trailing_ones() as usize]
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        conn.execute(
+            "UPDATE audit_entries SET hashes = ?1 WHERE idx = ?2",
+            rusqlite::params![blob, n as i64],
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_checkpoint_catches_an_edit_hidden_by_deleting_later_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::spawn(dir.path()).await;
+    let http = crate::support::client();
+    for i in 0..3 {
+        let v: Value = http
+            .post(format!("{}/v1/actions", server.url))
+            .bearer_auth("tok-bot")
+            .json(&json!({"action": "logs.read", "resource": format!("r{i}")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["status"], "allowed", "{v}");
+    }
+    // config and policy loaded + 3 allowed × 2 entries
+    let started = Instant::now();
+    let kept = loop {
+        let r = http
+            .get(format!("{}/v1/audit/checkpoint", server.url))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::OK {
+            let t = r.text().await.unwrap();
+            if t.contains("\n8\n") {
+                break t;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    server.kill9().await;
+    let config = dir.path().join("countersign.toml");
+    let config = config.to_str().unwrap();
+    let prev = dir.path().join("kept.note");
+    std::fs::write(&prev, &kept).unwrap();
+    let prev = prev.to_str().unwrap();
+    let (code, _, err) = run(&[
+        "audit",
+        "verify",
+        "--config",
+        config,
+        "--previous-checkpoint",
+        prev,
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+
+    // Entry 2 (the first submission) now names another resource; every hash is recomputed and
+    // the checkpoints that covered it are deleted.
+    let db = dir.path().join("data/gw.db");
+    edit_with_recomputed_hashes(&db, 2, |body| body.replacen("\"r0\"", "\"rX\"", 1));
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM audit_checkpoints WHERE size > 2", [])
+        .unwrap();
+    let (code, _, err) = run(&["audit", "verify", "--config", config]).await;
+    assert_eq!(
+        code, 0,
+        "without a kept checkpoint the edit is invisible: {err}"
+    );
+    let (code, _, err) = run(&[
+        "audit",
+        "verify",
+        "--config",
+        config,
+        "--previous-checkpoint",
+        prev,
+    ])
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("inconsistent with the earlier checkpoint of size 8"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_commands_refuse_flags_they_do_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b.jsonl");
+    std::fs::write(&bundle, "").unwrap();
+    let bundle = bundle.to_str().unwrap();
+    for args in [
+        // A bundle is verified on its own: a store flag would be ignored.
+        vec!["audit", "verify", bundle, "--config", "x.toml"],
+        vec!["audit", "verify", bundle, "--database", "sqlite://x.db"],
+        vec![
+            "audit",
+            "verify",
+            "--config",
+            "x.toml",
+            "--database",
+            "sqlite://x.db",
+        ],
+    ] {
+        let (code, _, err) = run(&args).await;
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("cannot be used with"), "{args:?}: {err}");
+    }
+}

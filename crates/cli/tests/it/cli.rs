@@ -263,6 +263,31 @@ async fn policy_validate_and_eval() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["decision"]["effect"], "review");
     assert_eq!(v["decision"]["policies"], json!(["terraform-apply-prod"]));
+    // --groups would be ignored for an identity from --config: refused instead.
+    let (code, _, err) = run(
+        &[
+            "policy",
+            "eval",
+            "--config",
+            examples.join("countersign.toml").to_str().unwrap(),
+            "--principal",
+            "deploy-bot",
+            "--groups",
+            "admins",
+            "--action",
+            "terraform.apply",
+            "--resource",
+            "tf://prod",
+        ],
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--groups applies to a KIND:ID principal"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

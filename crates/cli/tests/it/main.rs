@@ -5,6 +5,7 @@ mod api_errors;
 mod api_flow;
 mod api_security;
 mod audit;
+mod audit_readback;
 mod cli;
 mod durability;
 mod identity;

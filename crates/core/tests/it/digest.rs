@@ -106,7 +106,12 @@ mod canonical_fast_path {
         #[test]
         fn digest_bytes_are_exactly_serde_jcs(params in prop::collection::vec((key(), value()), 0..6)) {
             let params: Map<String, Value> = params.into_iter().collect();
-            let spec = ActionSpec::new("a", "r", "e", Some(Value::Object(params.clone()))).unwrap();
+            let spec = match ActionSpec::new("a", "r", "e", Some(Value::Object(params.clone()))) {
+                Ok(spec) => spec,
+                // Integers beyond ±(2^53 - 1) are refused (I-JSON): nothing to digest.
+                Err(countersign_core::SpecError::NumberOutOfRange(_)) => return Ok(()),
+                Err(e) => panic!("{e}"),
+            };
             let expected = serde_jcs::to_vec(&serde_json::json!({
                 "action": "a", "environment": "e", "params": params, "resource": "r",
             })).unwrap();
