@@ -62,11 +62,20 @@ pub(crate) async fn entries(
     let items: Vec<Value> = entries
         .iter()
         .map(|e| {
-            json!({
+            let mut item = json!({
                 "index": e.index,
                 "leaf_hash": B64.encode(leaf_hash(&e.body)),
-                "entry": serde_json::from_slice::<Value>(&e.body).unwrap_or(Value::Null),
-            })
+            });
+            // Writers keep entries far inside the parser's limits; should one still not parse
+            // (a row edited in the database), show the bytes that were hashed, never hide them.
+            match serde_json::from_slice::<Value>(&e.body) {
+                Ok(entry) => item["entry"] = entry,
+                Err(_) => {
+                    item["entry"] = Value::Null;
+                    item["entry_text"] = Value::String(String::from_utf8_lossy(&e.body).into());
+                }
+            }
+            item
         })
         .collect();
     Ok(Json(json!({ "entries": items })).into_response())

@@ -646,3 +646,27 @@ async fn audit_commands_refuse_flags_they_do_not_use() {
         assert!(err.contains("cannot be used with"), "{args:?}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_that_does_not_parse_is_shown_as_stored_not_hidden() {
+    let gw = Gw::start().await;
+    gw.submit("bot", json!({"action": "logs.read", "resource": "r"}))
+        .await;
+    // 200 levels: past every JSON parser's default limit (an edit; no writer makes this).
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    rusqlite::Connection::open(gw.dir.path().join("data/gw.db"))
+        .unwrap()
+        .execute(
+            "UPDATE audit_entries SET body = ?1 WHERE idx = 0",
+            [deep.as_bytes()],
+        )
+        .unwrap();
+    let (s, v) = gw.get("alice", "/v1/audit/entries?start=0&limit=10").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let e = &v["entries"][0];
+    assert_eq!(e["index"], 0);
+    assert!(e["entry"].is_null(), "{e}");
+    assert_eq!(e["entry_text"], deep.as_str());
+    assert_eq!(e["leaf_hash"], B64.encode(leaf_hash(deep.as_bytes())));
+    assert!(v["entries"][1].get("entry_text").is_none());
+}
