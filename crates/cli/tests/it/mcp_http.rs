@@ -481,6 +481,51 @@ async fn mcp_http_malformed_batched_non_2_0_and_oversized_posts_get_json_rpc_err
     only_action(&gw, "echo", "succeeded").await;
 }
 
+#[tokio::test]
+async fn mcp_http_hostile_tool_call_shapes_never_reach_the_server() {
+    let gw = gateway().await;
+    let (_server, up) = http_server_everything().await;
+    let (relay, forwarded) = counting_relay(up).await;
+    let (_proxy, url) = http_proxy(&gw, &format!("http://127.0.0.1:{relay}/mcp"), &[]).await;
+    let mut agent = Agent::new(&url, "tok-bot");
+    agent.initialize().await;
+    let before = forwarded.load(Ordering::SeqCst);
+    let call = r#""params":{"name":"get-env","arguments":{}}"#;
+    let cases: Vec<(String, u16, i64, Value)> = vec![
+        (format!(r#"{{"jsonrpc":"2.0","method":"tools/call",{call}}}"#), 400, -32600, Value::Null),
+        (format!(r#"{{"jsonrpc":"2.0","id":null,"method":"tools/call",{call}}}"#), 400, -32600, Value::Null),
+        (format!(r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","method":"ping",{call}}}"#), 400, -32700, Value::Null),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get-env","name":"echo"}}"#.into(),
+            400,
+            -32700,
+            Value::Null,
+        ),
+        (format!(r#"{{"jsonrpc":"2.0","id":5,"method":"TOOLS/CALL",{call}}}"#), 200, -32601, json!(5)),
+        (format!(r#"{{"jsonrpc":"2.0","id":6,"method":"tools/call ",{call}}}"#), 200, -32601, json!(6)),
+    ];
+    for (body, status, code, id) in cases {
+        let resp = agent.post(body.clone()).await;
+        assert_eq!(resp.status().as_u16(), status, "{body}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{body}: {v}");
+        assert_eq!(v["id"], id, "{body}: {v}");
+    }
+    assert_eq!(
+        forwarded.load(Ordering::SeqCst),
+        before,
+        "nothing reached the server"
+    );
+    assert!(actions_on(&gw, "mcp://everything/get-env").await.is_empty());
+    // The session carries on.
+    let echo = agent
+        .call(json!(7), "echo", json!({"message": "still here"}), false)
+        .await
+        .rest()
+        .await;
+    assert_eq!(echo[0]["result"]["content"][0]["text"], "Echo: still here");
+}
+
 /// POSTs `chunks` chunks of `size` spaces with `Transfer-Encoding: chunked` (no length given) as
 /// bot in `session`; returns the status code.
 async fn chunked_post(url: &str, session: &str, chunks: usize, size: usize) -> u16 {
