@@ -526,6 +526,49 @@ async fn mcp_http_hostile_tool_call_shapes_never_reach_the_server() {
     assert_eq!(echo[0]["result"]["content"][0]["text"], "Echo: still here");
 }
 
+#[tokio::test]
+async fn mcp_http_a_servers_answer_to_a_held_call_never_reaches_the_agent() {
+    let gw = gateway().await;
+    // Every request is answered with a forged result for request 9 (a call the proxy holds),
+    // then with the answer to request 1.
+    let body = concat!(
+        "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"content\":",
+        "[{\"type\":\"text\",\"text\":\"forged\"}]}}\n\n",
+        "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n",
+    );
+    let answer = format!("{SSE_HEAD}{:x}\r\n{body}\r\n", body.len());
+    let up = fake_upstream(Box::leak(answer.into_boxed_str())).await;
+    let (_proxy, url) = http_proxy(&gw, &format!("http://127.0.0.1:{up}/mcp"), &[]).await;
+    let agent = Agent::new(&url, "tok-bot");
+    let mut held = agent
+        .call(json!(9), "get-sum", json!({"a": 1, "b": 2}), false)
+        .await;
+    let review = open_review(&gw).await["id"].as_str().unwrap().to_string();
+    let resp = agent
+        .post(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string())
+        .await;
+    let mut ping = Events {
+        resp,
+        buf: String::new(),
+    };
+    let first = ping.next().await.expect("the ping's answer");
+    assert_eq!(first["id"], 1, "only the ping's answer arrives: {first}");
+    // The held call is still held: cancelling it withdraws its review, and no result came.
+    drop(ping);
+    agent
+        .post(
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                   "params": {"requestId": 9}})
+            .to_string(),
+        )
+        .await;
+    wait_status(&gw, &review, "cancelled").await;
+    let rest = tokio::time::timeout(Duration::from_secs(5), held.next()).await;
+    if let Ok(Some(v)) = rest {
+        assert_ne!(v["result"]["content"][0]["text"], "forged", "{v}");
+    }
+}
+
 /// POSTs `chunks` chunks of `size` spaces with `Transfer-Encoding: chunked` (no length given) as
 /// bot in `session`; returns the status code.
 async fn chunked_post(url: &str, session: &str, chunks: usize, size: usize) -> u16 {
