@@ -77,6 +77,10 @@ pub struct HoldArgs {
     /// Seconds before a request the server has not answered gets an error.
     #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
     server_timeout: f64,
+    /// Also relay this method from the client (exact name; repeatable). Only the MCP
+    /// specification's methods are relayed otherwise: others get JSON-RPC -32601.
+    #[arg(long = "allow-method", value_name = "METHOD")]
+    allow_method: Vec<String>,
     /// Largest message accepted from the client, in bytes.
     #[arg(long, default_value_t = countersign_mcp::stdio::DEFAULT_MAX_MESSAGE)]
     max_message: usize,
@@ -108,6 +112,7 @@ fn options(h: &HoldArgs) -> Result<Options, String> {
         seconds("progress-every", h.progress_every)?.max(Duration::from_millis(50));
     opts.hide_denied = !h.show_denied;
     opts.server_timeout = seconds("server-timeout", h.server_timeout)?;
+    opts.methods = countersign_mcp::inbound::Methods::with_extras(h.allow_method.iter().cloned());
     Ok(opts)
 }
 

@@ -535,6 +535,13 @@ impl Gateway {
         }
     }
 
+    /// Records an attempt an adapter refused before it became an action (the MCP proxy's
+    /// malformed or unknown messages): an audit entry `refused` by `who`, like the refusals
+    /// of the core's rules.
+    pub async fn record_refused(&self, who: &Identity, attempted: &'static str, code: &str) {
+        self.refused(who, attempted, None, code, true).await;
+    }
+
     /// Records in the audit log which configuration and policy set this process runs with.
     pub async fn record_loaded(&self, config_sha256: &str) -> Result<(), GatewayError> {
         let identities = self

@@ -98,6 +98,20 @@ impl Forwarded {
     }
 }
 
+/// Logs a client message the proxy refused and, if it is worth it, records it through `gate`.
+pub async fn record_refusal(gate: &dyn Gate, refusal: &crate::inbound::Refusal) {
+    tracing::warn!(
+        code = refusal.reason,
+        jsonrpc_code = refusal.code,
+        id = %refusal.id,
+        "refused a client message: {}",
+        refusal.message
+    );
+    if refusal.audited() {
+        gate.refused(refusal.reason).await;
+    }
+}
+
 /// The tool-call policy of one agent identity on one server.
 pub struct Calls {
     gate: Arc<dyn Gate>,
@@ -554,6 +568,9 @@ mod tests {
             _: Option<String>,
         ) -> Result<(), GateError> {
             Ok(())
+        }
+        async fn refused(&self, _: &str) -> bool {
+            false
         }
         fn preview(&self, _: &ActionSpec) -> Option<Effect> {
             None

@@ -79,6 +79,9 @@ pub trait Gate: Send + Sync {
         output_sha256: Option<String>,
         detail: Option<String>,
     ) -> Result<(), GateError>;
+    /// Records a message the proxy refused before it reached the server (`code`: the stable
+    /// reason) in the audit trail, where this gate can. Returns whether it was recorded.
+    async fn refused(&self, code: &str) -> bool;
     /// What policy would say about a tool called with no arguments, where the gateway can tell
     /// without recording anything (used to filter `tools/list`). `None`: unknown.
     fn preview(&self, spec: &ActionSpec) -> Option<Effect>;
@@ -167,6 +170,13 @@ impl Gate for Embedded {
             .report(&self.who, id, outcome, None, output_sha256, detail)
             .await?;
         Ok(())
+    }
+
+    async fn refused(&self, code: &str) -> bool {
+        self.gateway
+            .record_refused(&self.who, "mcp_message", code)
+            .await;
+        true
     }
 
     fn preview(&self, spec: &ActionSpec) -> Option<Effect> {
@@ -339,6 +349,11 @@ impl Gate for Remote {
         let path = format!("/v1/actions/{id}/result");
         self.send(reqwest::Method::POST, &path, Some(body)).await?;
         Ok(())
+    }
+
+    async fn refused(&self, _code: &str) -> bool {
+        // The HTTP API v1 has no endpoint for an adapter's refusals: the proxy's log has them.
+        false
     }
 
     fn preview(&self, _spec: &ActionSpec) -> Option<Effect> {

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use crate::calls::{AsTask, Calls, Submitted, Verdict};
 use crate::gate::{Embedded, Remote};
+use crate::inbound::{self, Refusal};
 use crate::jsonrpc;
 use crate::session::Options;
 use crate::tasks::{self, TaskError, Tasks};
@@ -157,16 +158,21 @@ impl SseSplitter {
             let line = String::from_utf8_lossy(&line);
             let line = line.trim_end_matches(['\n', '\r']);
             if line.is_empty() {
-                for f in self.fields.drain(..) {
+                let fields = std::mem::take(&mut self.fields);
+                let data = match self.data.is_empty() {
+                    true => None,
+                    false => Some(hook(&std::mem::take(&mut self.data).join("\n"))),
+                };
+                if data.as_deref() == Some("") {
+                    // Dropped by the hook: the whole event goes.
+                    continue;
+                }
+                for f in &fields {
                     out.extend_from_slice(f.as_bytes());
                     out.push(b'\n');
                 }
-                if !self.data.is_empty() {
-                    let data = hook(&self.data.join("\n"));
-                    self.data.clear();
-                    for l in data.split('\n') {
-                        out.extend_from_slice(format!("data: {l}\n").as_bytes());
-                    }
+                for l in data.iter().flat_map(|d| d.split('\n')) {
+                    out.extend_from_slice(format!("data: {l}\n").as_bytes());
                 }
                 out.push(b'\n');
             } else if let Some(d) = line.strip_prefix("data:") {
@@ -665,6 +671,8 @@ async fn collect_response(
             let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
             if v.get("method").is_none() && v.get("id") == Some(id) {
                 found = Some(data);
+            } else if stray_response(&v) {
+                tracing::warn!(id = %v["id"], "the MCP server answered another request on a call's stream; dropped");
             } else {
                 let _ = tx.send(sse_event(&data)).await;
             }
@@ -674,6 +682,26 @@ async fn collect_response(
         }
     }
     found.ok_or_else(|| "the MCP server ended its stream without answering".to_string())
+}
+
+/// A response (no `method`) that is not a session-level error without an id.
+fn stray_response(v: &Value) -> bool {
+    v.is_object()
+        && v.get("method").is_none()
+        && !(v.get("id").is_none_or(Value::is_null) && v.get("error").is_some())
+}
+
+/// A hook for streams that carry no request's response (GET streams, answers to
+/// notifications): responses on them answer nothing the proxy forwarded, and are dropped.
+fn drop_responses() -> Hook {
+    Box::new(|data: &str| -> String {
+        let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+        if stray_response(&v) {
+            tracing::warn!(id = %v["id"], "the MCP server sent a response to no request the proxy forwarded; dropped");
+            return String::new();
+        }
+        data.to_string()
+    })
 }
 
 /// Relays an upstream answer on `tx`. For a `request` (its id and deadline), an answer stream
@@ -696,6 +724,15 @@ async fn pump(
         let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
         if v.get("method").is_none() && v.get("id") == Some(&want) {
             seen.store(true, Ordering::SeqCst);
+        } else if stray_response(&v) {
+            // An answer to another request (perhaps a call the proxy still holds): only this
+            // request's response belongs on its stream.
+            tracing::warn!(id = %v["id"], "the MCP server answered a request the proxy did not forward on this stream; dropped");
+            if sse {
+                return String::new();
+            }
+            let text = "the MCP server answered with a response to another request";
+            return jsonrpc::error(&want, jsonrpc::INTERNAL_ERROR, text);
         }
         match &mut inner {
             Some(hook) => hook(data),
@@ -829,42 +866,35 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
     let headers = relayed(&parts.headers);
     if parts.method != Method::POST {
         let ended = parts.method == Method::DELETE;
-        let response = p.forward(parts.method, headers, bytes, None, None).await;
+        // A GET stream carries the server's requests and notifications, never a response
+        // (unless it resumes an earlier stream, 2025-03-26 to 2025-11-25: `Last-Event-ID`).
+        let resumes = parts.headers.contains_key("last-event-id");
+        let hook = (!resumes).then(drop_responses);
+        let response = p.forward(parts.method, headers, bytes, None, hook).await;
         if let Some(sid) = session.filter(|_| ended && response.status().is_success()) {
             p.lock_sessions().remove(&sid);
         }
         return response;
     }
-    let msg: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            let text = format!("parse error: {e}");
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                &Value::Null,
-                jsonrpc::PARSE_ERROR,
-                &text,
-            );
+    let msg = match inbound::check(&bytes, &p.opts.methods) {
+        Ok(msg) => msg,
+        Err(refusal) => {
+            crate::calls::record_refusal(calls.gate().as_ref(), &refusal).await;
+            let status = if refusal.code == jsonrpc::METHOD_NOT_FOUND {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                refusal.response(),
+            )
+                .into_response();
         }
     };
-    if !msg.is_object() {
-        let text = "a JSON-RPC message must be one object (batches are not supported)";
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            &Value::Null,
-            jsonrpc::INVALID_REQUEST,
-            text,
-        );
-    }
     let id = msg.get("id").filter(|i| !i.is_null()).cloned();
     let method = msg.get("method").and_then(Value::as_str);
-    if msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0")
-        || (method.is_none() && id.is_none())
-    {
-        let id = id.unwrap_or(Value::Null);
-        let text = "not a JSON-RPC 2.0 message";
-        return rpc_error(StatusCode::BAD_REQUEST, &id, jsonrpc::INVALID_REQUEST, text);
-    }
     // A request (not a response from the client) must be answered in time.
     let request = id.clone().filter(|_| method.is_some());
     let agent_tasks = tasks_on.then(|| p.tasks_for(agent));
@@ -880,6 +910,17 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                 }
                 _ => {
                     let key = held_key(&token, &headers, &id);
+                    if p.lock_held().contains_key(&key) {
+                        // Its answer could be taken for the held call's.
+                        let refusal = Refusal::duplicate_id(&id);
+                        crate::calls::record_refusal(calls.gate().as_ref(), &refusal).await;
+                        return rpc_error(
+                            StatusCode::BAD_REQUEST,
+                            &id,
+                            refusal.code,
+                            &format!("countersign: {}", refusal.message),
+                        );
+                    }
                     let v1 = agent_tasks.is_some();
                     p.call(calls, p.tasks_for(agent), v1, headers, key, id, msg)
                 }
@@ -990,7 +1031,10 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                     let _ = cancel.send(true);
                     StatusCode::ACCEPTED.into_response()
                 }
-                None => p.forward(Method::POST, headers, bytes, None, None).await,
+                None => {
+                    let hook = Some(drop_responses());
+                    p.forward(Method::POST, headers, bytes, None, hook).await
+                }
             }
         }
         (Some("tools/list"), Some(_)) => {
@@ -1010,6 +1054,9 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
             p.forward(Method::POST, headers, bytes, request, Some(hook))
                 .await
         }
-        _ => p.forward(Method::POST, headers, bytes, request, None).await,
+        _ => {
+            let hook = request.is_none().then(drop_responses);
+            p.forward(Method::POST, headers, bytes, request, hook).await
+        }
     }
 }

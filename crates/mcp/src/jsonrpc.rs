@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 pub const PARSE_ERROR: i64 = -32700;
 /// The JSON sent is not a valid request object.
 pub const INVALID_REQUEST: i64 = -32600;
+/// The method does not exist (here: not an MCP method, nor one the operator allowed).
+pub const METHOD_NOT_FOUND: i64 = -32601;
 /// Invalid method parameters (here: an unknown task, or cancelling one that has ended).
 pub const INVALID_PARAMS: i64 = -32602;
 /// The request was cancelled (the code LSP uses; MCP defines none): `tasks/result` of a

@@ -12,6 +12,7 @@
 pub mod calls;
 pub mod gate;
 pub mod http;
+pub mod inbound;
 pub mod jsonrpc;
 pub mod session;
 pub mod stdio;

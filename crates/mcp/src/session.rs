@@ -21,6 +21,7 @@ use tokio::time::Instant;
 pub use crate::calls::Outbox;
 use crate::calls::{AsTask, Calls, Forwarded, Verdict};
 use crate::gate::Gate;
+use crate::inbound::{self, Methods, Refusal};
 use crate::jsonrpc;
 use crate::tasks::{self, TaskError, Tasks};
 
@@ -43,6 +44,8 @@ pub struct Options {
     pub hide_denied: bool,
     /// A request the server has not answered after this long gets an error.
     pub server_timeout: Duration,
+    /// Methods relayed besides the MCP specification's (`--allow-method`).
+    pub methods: Methods,
 }
 
 impl Options {
@@ -54,6 +57,7 @@ impl Options {
             progress_every: Duration::from_secs(5),
             hide_denied: true,
             server_timeout: Duration::from_secs(600),
+            methods: Methods::default(),
         }
     }
 }
@@ -160,39 +164,22 @@ impl Session {
 
     /// One message from the client (`raw` is its text, without the line end).
     pub async fn from_client(self: &Arc<Self>, raw: &str) {
-        let msg: Value = match serde_json::from_str(raw) {
-            Ok(v) => v,
-            Err(e) => {
-                let text = format!("parse error: {e}");
-                return self
-                    .client(jsonrpc::error(&Value::Null, jsonrpc::PARSE_ERROR, &text))
-                    .await;
+        let msg = match inbound::check(raw.as_bytes(), &self.calls.options().methods) {
+            Ok(msg) => msg,
+            Err(refusal) => return self.refuse(refusal).await,
+        };
+        let id = msg.get("id").filter(|i| !i.is_null()).cloned();
+        let method = msg.get("method").and_then(Value::as_str);
+        if let (Some(_), Some(id)) = (method, &id) {
+            // JSON-RPC ids name one open request: a second one with the same id could be
+            // mistaken for (or answered as) the first.
+            let open = {
+                let (k, st) = (key(id), self.state());
+                st.held.contains_key(&k) || st.inflight.contains_key(&k)
+            };
+            if open {
+                return self.refuse(Refusal::duplicate_id(id)).await;
             }
-        };
-        let Some(obj) = msg.as_object() else {
-            // Batches were removed from MCP in 2025-06-18; relaying one would also let a
-            // tools/call slip past review.
-            return self
-                .client(jsonrpc::error(
-                    &Value::Null,
-                    jsonrpc::INVALID_REQUEST,
-                    "a JSON-RPC message must be one object (batches are not supported)",
-                ))
-                .await;
-        };
-        let id = obj.get("id").filter(|i| !i.is_null()).cloned();
-        let method = obj.get("method").and_then(Value::as_str);
-        if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0")
-            || (method.is_none() && id.is_none())
-        {
-            let id = id.unwrap_or(Value::Null);
-            return self
-                .client(jsonrpc::error(
-                    &id,
-                    jsonrpc::INVALID_REQUEST,
-                    "not a JSON-RPC 2.0 message",
-                ))
-                .await;
         }
         match (method, id) {
             (Some("tools/call"), Some(id)) => {
@@ -247,6 +234,12 @@ impl Session {
             }
             _ => self.server(raw.to_string(), None).await,
         }
+    }
+
+    /// Logs a refused message, records it in the audit trail, then answers it with its error.
+    async fn refuse(&self, refusal: Refusal) {
+        crate::calls::record_refusal(self.calls.gate().as_ref(), &refusal).await;
+        self.client(refusal.response()).await;
     }
 
     fn track(&self, id: &Value, what: InFlight) {
@@ -318,6 +311,15 @@ impl Session {
             (true, Some(id)) => self.state().inflight.remove(&key(id)),
             _ => None,
         };
+        if is_response && what.is_none() && !(id.is_none() && msg.get("error").is_some()) {
+            // Not an answer to anything the proxy sent (a call still held, one never
+            // forwarded, or one already answered): the agent must not read it as a result.
+            tracing::warn!(
+                id = %msg.get("id").unwrap_or(&serde_json::Value::Null),
+                "the MCP server answered a request the proxy did not forward; dropped"
+            );
+            return;
+        }
         match what {
             Some(InFlight::List) if msg.get("result").is_some() => {
                 let mut msg = msg;

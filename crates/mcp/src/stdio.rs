@@ -167,14 +167,20 @@ pub async fn run(
     max_message: usize,
 ) -> Result<u8, StdioError> {
     let (program, args) = command.split_first().ok_or(StdioError::NoCommand)?;
-    let mut child = Command::new(program)
+    // The server and everything it starts live in a process group that goes when we go.
+    let group = ServerGroup::start();
+    let mut server = Command::new(program);
+    server
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    group.join(&mut server);
+    let mut child = server
         .spawn()
         .map_err(|e| StdioError::Spawn(program.clone(), e))?;
+    let group = group.with_server(child.id());
     let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(StdioError::Spawn(
             program.clone(),
@@ -255,7 +261,101 @@ pub async fn run(
         eprintln!("countersign: the MCP server did not exit after its input closed; killing it");
         let _ = child.kill().await;
     }
+    // What the server started goes too (a child that ignores its closed stdin, say).
+    group.kill();
     let _ = stop_client.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), client_writer).await;
     Ok(code)
 }
+
+/// The process group the MCP server runs in, and its watchdog.
+///
+/// The group's leader is a watchdog (`sh` reading a pipe only this process holds): however
+/// this process ends, SIGKILL included, the pipe closes, and the watchdog kills its whole
+/// group, the server's own children with it. While it lives the group id cannot be reused, so
+/// [`ServerGroup::kill`] never signals a stranger. The server also gets a parent-death signal
+/// (Linux), in case the watchdog could not start.
+struct ServerGroup {
+    /// The watchdog, holding the group; `None` if it could not start.
+    watchdog: Option<tokio::process::Child>,
+    /// The group's id: the watchdog's pid, else the server's own group.
+    pgid: Option<i32>,
+}
+
+impl ServerGroup {
+    fn start() -> Self {
+        let spawned = Command::new("/bin/sh")
+            .args(["-c", "read line; kill -9 0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn();
+        match spawned {
+            Ok(child) => {
+                let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+                ServerGroup {
+                    watchdog: Some(child),
+                    pgid,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the MCP server's watchdog (/bin/sh); the server's own children may outlive a killed proxy");
+                ServerGroup {
+                    watchdog: None,
+                    pgid: None,
+                }
+            }
+        }
+    }
+
+    /// Puts `server` in the group (or a group of its own) with a parent-death signal.
+    fn join(&self, server: &mut Command) {
+        server.process_group(self.pgid.unwrap_or(0));
+        parent_death_signal(server);
+    }
+
+    /// Without a watchdog the group is the server's own.
+    fn with_server(mut self, server: Option<u32>) -> Self {
+        if self.watchdog.is_none() {
+            self.pgid = server.and_then(|p| i32::try_from(p).ok());
+        }
+        self
+    }
+
+    /// Kills every process of the group (the watchdog too).
+    fn kill(mut self) {
+        if let Some(pgid) = self.pgid.filter(|p| *p > 1) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.start_kill();
+        }
+    }
+}
+
+/// Linux: the server is killed when this process dies, whatever kills it.
+#[cfg(target_os = "linux")]
+fn parent_death_signal(server: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: prctl(2) and getppid(2) are system calls that
+    // allocate nothing and take no lock.
+    unsafe {
+        server.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The parent may have died before the signal was armed.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("the proxy exited"));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn parent_death_signal(_server: &mut Command) {}

@@ -10,6 +10,7 @@ mod cli;
 mod durability;
 mod identity;
 mod mcp;
+mod mcp_attacks;
 mod mcp_http;
 mod mcp_pending;
 mod mcp_rmcp;
