@@ -3,6 +3,7 @@
 
 mod api_errors;
 mod api_flow;
+mod api_hostile;
 mod api_security;
 mod audit;
 mod cli;
