@@ -4,6 +4,7 @@
 mod api_errors;
 mod api_flow;
 mod api_hostile;
+mod api_reviews;
 mod api_security;
 mod audit;
 mod cli;
