@@ -129,9 +129,10 @@ async fn embedded(
                 .await
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             let api = gateway.clone();
+            let limits = config.server.clone();
             tokio::spawn(async move {
                 let never = std::future::pending();
-                if let Err(e) = countersign_http::serve(api, listener, never).await {
+                if let Err(e) = countersign_http::serve_with(api, listener, never, limits).await {
                     tracing::error!(error = %e, "the gateway API stopped");
                 }
             });

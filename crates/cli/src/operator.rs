@@ -168,7 +168,8 @@ pub async fn serve(args: ServeArgs) -> u8 {
         "countersign listening"
     );
     println!("countersign listening on http://{addr}");
-    match countersign_http::serve(gateway, listener, shutdown_signal()).await {
+    let limits = config.server.clone();
+    match countersign_http::serve_with(gateway, listener, shutdown_signal(), limits).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("countersign: server error: {e}");

@@ -36,6 +36,18 @@ impl Approvers {
             && (self.humans.contains(&who.id) || who.groups.iter().any(|g| self.groups.contains(g)))
     }
 
+    /// The entries under which `who` would be admitted by any rule: `human:ID` and one
+    /// `group:NAME` per group, none for agents and services. `admits(who)` holds exactly when
+    /// this rule's [`entries`](Self::entries) include one of them.
+    pub fn keys_of(who: &Identity) -> Vec<String> {
+        if !who.kind.can_vote() {
+            return Vec::new();
+        }
+        std::iter::once(format!("human:{}", who.id))
+            .chain(who.groups.iter().map(|g| format!("group:{g}")))
+            .collect()
+    }
+
     /// The entries as strings, e.g. `["group:sre", "human:alice"]`.
     pub fn entries(&self) -> Vec<String> {
         self.groups

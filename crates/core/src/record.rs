@@ -392,6 +392,9 @@ pub enum DomainError {
     /// A result was already reported.
     #[error("a result was already reported for this action")]
     ResultAlreadyReported,
+    /// The requester already has the most open reviews it may have at once.
+    #[error("you already have {0} reviews open, the most allowed; wait for some to be decided or cancel them")]
+    TooManyOpenReviews(u32),
 }
 
 impl DomainError {
@@ -417,6 +420,7 @@ impl DomainError {
             DomainError::GrantRevoked(_) => "grant_revoked",
             DomainError::GrantNotRedeemed => "grant_not_redeemed",
             DomainError::ResultAlreadyReported => "result_already_reported",
+            DomainError::TooManyOpenReviews(_) => "too_many_open_reviews",
         }
     }
 
@@ -576,6 +580,47 @@ impl ActionRecord {
             && self
                 .open_review(now)
                 .is_ok_and(|r| r.requirements.iter().any(|q| q.approvers.admits(who)))
+    }
+
+    /// Whether this action belongs in `who`'s list of reviews: for an open review, exactly
+    /// [`reviewable_by`](Self::reviewable_by); for a closed one (approved, rejected, expired...),
+    /// a review `who` could have voted on: a human, neither its requester nor the human it acts
+    /// for, and an approver under one of its requirements.
+    pub fn listed_for_reviewer(&self, who: &Identity, now: Timestamp) -> bool {
+        if self.status.is_open_review() {
+            return self.reviewable_by(who, now);
+        }
+        who.kind.can_vote()
+            && !self.is_own(who)
+            && self
+                .review
+                .as_ref()
+                .is_some_and(|r| r.requirements.iter().any(|q| q.approvers.admits(who)))
+    }
+
+    /// The approver entries (`group:NAME`, `human:ID`) of every requirement of this action's
+    /// review, if it has one: a store indexes reviews by them, and [`Approvers::keys_of`] gives
+    /// the entries under which a person is admitted.
+    ///
+    /// [`Approvers::keys_of`]: crate::Approvers::keys_of
+    pub fn approver_keys(&self) -> BTreeSet<String> {
+        self.review
+            .iter()
+            .flat_map(|r| &r.requirements)
+            .flat_map(|q| q.approvers.entries())
+            .collect()
+    }
+
+    /// Whether this new action may be stored while its requester already has `open` reviews
+    /// open, with at most `max` allowed: an action that opens a review is refused
+    /// ([`DomainError::TooManyOpenReviews`]) when `open` has reached `max`, so one requester
+    /// cannot bury every reviewer's queue. Decided in the store's atomic insert step, where
+    /// `open` is exact.
+    pub fn check_open_reviews(&self, open: u64, max: u32) -> Result<(), DomainError> {
+        if self.status.is_open_review() && open >= u64::from(max) {
+            return Err(DomainError::TooManyOpenReviews(max));
+        }
+        Ok(())
     }
 
     /// Whether `who` is the requester or the human the action was requested for.

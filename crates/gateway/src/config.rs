@@ -39,6 +39,11 @@ struct RawConfig {
     admin_group: Option<String>,
     #[serde(default)]
     oidc: Vec<OidcIssuerConfig>,
+    header_read_timeout: Option<String>,
+    request_body_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
+    max_open_reviews_per_requester: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +90,38 @@ pub enum DefaultEffectConfig {
     Review(Approvers, Quorum),
 }
 
+/// What the HTTP server allows each connection: slow or idle clients are cut off and the number
+/// of connections is bounded, so a hostile client cannot hold the server's resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// How long a client may take to send a request's headers, counted from when the server
+    /// starts waiting for them (the connection's start, or the previous response): a keep-alive
+    /// connection that sends nothing is closed after this long too.
+    pub header_read_timeout: Duration,
+    /// How long a request body may make no progress (no bytes arrive) before the request is
+    /// refused with 408 `request_timeout` and the connection closed.
+    pub request_body_timeout: Duration,
+    /// How long the connection's socket may stay without a byte read or written while the
+    /// server waits on it; longer than the longest long poll ([`crate::service::MAX_WAIT`]).
+    pub idle_timeout: Duration,
+    /// Most connections served at once; further ones are closed as soon as they are accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Default for [`Config::max_open_reviews_per_requester`].
+pub const DEFAULT_MAX_OPEN_REVIEWS_PER_REQUESTER: u32 = 100;
+
 /// A validated configuration; every path is absolute or relative to the working directory.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -118,6 +155,11 @@ pub struct Config {
     pub admin_group: Option<String>,
     /// Trusted OIDC issuers (`[[oidc]]`), validated.
     pub oidc: Vec<OidcIssuerConfig>,
+    /// Timeouts and the connection limit of the HTTP server.
+    pub server: ServerLimits,
+    /// Most reviews one requester may have open at once; one more submission that policy sends
+    /// to review is refused (429 `too_many_open_reviews`).
+    pub max_open_reviews_per_requester: u32,
 }
 
 fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, String> {
@@ -285,7 +327,48 @@ impl Config {
                 "`admin_group` = \"{g}\" must be a group name without spaces"
             )));
         }
+        let defaults = ServerLimits::default();
+        let timeout = |key: &str, value: Option<&str>, default: Duration| match value {
+            Some(v) => duration(key, Some(v), ""),
+            None => Ok(default),
+        };
+        let server = ServerLimits {
+            header_read_timeout: timeout(
+                "header_read_timeout",
+                raw.header_read_timeout.as_deref(),
+                defaults.header_read_timeout,
+            )
+            .map_err(err)?,
+            request_body_timeout: timeout(
+                "request_body_timeout",
+                raw.request_body_timeout.as_deref(),
+                defaults.request_body_timeout,
+            )
+            .map_err(err)?,
+            idle_timeout: timeout(
+                "idle_timeout",
+                raw.idle_timeout.as_deref(),
+                defaults.idle_timeout,
+            )
+            .map_err(err)?,
+            max_connections: match raw.max_connections {
+                Some(0) => return Err(err("`max_connections` must be at least 1".into())),
+                Some(n) => n,
+                None => defaults.max_connections,
+            },
+        };
+        let max_open_reviews_per_requester = match raw.max_open_reviews_per_requester {
+            Some(0) => {
+                return Err(err(
+                    "`max_open_reviews_per_requester` must be at least 1".into()
+                ))
+            }
+            Some(n) => n,
+            None => DEFAULT_MAX_OPEN_REVIEWS_PER_REQUESTER,
+        };
         Ok(Config {
+            server,
+            max_open_reviews_per_requester,
             admin_group: raw.admin_group,
             oidc: raw.oidc,
             file: path.to_path_buf(),

@@ -18,6 +18,6 @@ mod wakeups;
 pub use error::GatewayError;
 pub use replicas::open_store;
 pub use service::{
-    default_effect, system_clock, ActionView, Clock, Gateway, Parts, Redeemed, Submission,
-    Submitted, MAX_WAIT,
+    default_effect, system_clock, ActionView, Clock, Gateway, Parts, Redeemed, ReviewPage,
+    Submission, Submitted, MAX_WAIT,
 };

@@ -11,7 +11,7 @@ use countersign_core::{
 };
 use countersign_identity::{AuthError, Authenticator, OidcVerifier};
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
-use countersign_store::{Inserted, ListFilter, Store, UpdateError};
+use countersign_store::{InsertRules, Inserted, ReviewQuery, Store, UpdateError};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -86,6 +86,16 @@ pub struct ActionView {
     pub grant_token: Option<String>,
 }
 
+/// A page of reviews, newest first.
+#[derive(Debug, Clone)]
+pub struct ReviewPage {
+    /// The reviews.
+    pub reviews: Vec<ActionView>,
+    /// Where the next page starts (the `created_at` and id of this page's last), if there may
+    /// be one.
+    pub next: Option<(Timestamp, String)>,
+}
+
 /// What redeeming a grant returns: exactly what may now run.
 #[derive(Debug, Clone)]
 pub struct Redeemed {
@@ -114,6 +124,7 @@ pub struct Gateway {
     review_ttl: Duration,
     grant_ttl: Duration,
     grants_for_allowed: bool,
+    max_open_reviews: u32,
 }
 
 /// How the gateway is put together; [`Gateway::from_config`] builds one from a config file.
@@ -140,6 +151,8 @@ pub struct Parts {
     pub grant_ttl: Duration,
     /// Whether allowed actions get a grant too.
     pub grants_for_allowed: bool,
+    /// Most reviews one requester may have open at once.
+    pub max_open_reviews_per_requester: u32,
 }
 
 /// The policy engine's default effect for a config.
@@ -198,6 +211,7 @@ impl Gateway {
             review_ttl: config.review_ttl,
             grant_ttl: config.grant_ttl,
             grants_for_allowed: config.grants_for_allowed,
+            max_open_reviews_per_requester: config.max_open_reviews_per_requester,
         }))
     }
 
@@ -231,6 +245,7 @@ impl Gateway {
             review_ttl: parts.review_ttl,
             grant_ttl: parts.grant_ttl,
             grants_for_allowed: parts.grants_for_allowed,
+            max_open_reviews: parts.max_open_reviews_per_requester,
         })
     }
 
@@ -402,8 +417,11 @@ impl Gateway {
             }
         };
         let digest = record.digest;
-        let reuse_open = sub.reuse_open && record.decision.effect == Effect::Review;
-        match self.store.insert_with(record, events, reuse_open).await? {
+        let rules = InsertRules {
+            reuse_open: sub.reuse_open && record.decision.effect == Effect::Review,
+            max_open_reviews: Some(self.max_open_reviews),
+        };
+        match self.store.insert_ruled(record, events, rules).await? {
             Inserted::Created(record) => {
                 self.metrics
                     .decisions
@@ -421,6 +439,11 @@ impl Gateway {
             }
             Inserted::Existing(_) => Err(GatewayError::IdempotencyConflict),
             Inserted::Reused(record) => Ok((self.view(who, record), Submitted::Reused)),
+            Inserted::Refused(e) => {
+                self.refused(who, "submit", None, e.code(), e.is_security_relevant())
+                    .await;
+                Err(e.into())
+            }
         }
     }
 
@@ -461,13 +484,18 @@ impl Gateway {
         }
     }
 
-    /// Open reviews `who` could vote on now (not their own; they are an approver).
+    /// One page of the reviews `who` may act on, newest first: open reviews they could vote on
+    /// now (not their own; they are an approver), or, asked for closed statuses, the reviews
+    /// they could have voted on. The store finds the page through its index of approver
+    /// entries; the core's [`ActionRecord::listed_for_reviewer`] confirms each one. `before` is
+    /// the previous page's [`ReviewPage::next`].
     pub async fn reviews(
         &self,
         who: &Identity,
         statuses: Vec<Status>,
         limit: usize,
-    ) -> Result<Vec<ActionView>, GatewayError> {
+        before: Option<(Timestamp, String)>,
+    ) -> Result<ReviewPage, GatewayError> {
         let now = self.now();
         let statuses = if statuses.is_empty() {
             vec![Status::Pending]
@@ -476,17 +504,25 @@ impl Gateway {
         };
         let records = self
             .store
-            .list(ListFilter {
+            .reviews_for(ReviewQuery {
+                approver_keys: countersign_core::Approvers::keys_of(who),
                 statuses,
-                limit: 10_000,
+                reviewer: who.id.clone(),
+                before,
+                limit,
             })
             .await?;
-        Ok(records
+        // A full page may have more after it; the cursor is the last row the store gave, even
+        // one the core then left out, so the next page starts after it.
+        let next = (records.len() >= limit)
+            .then(|| records.last().map(|r| (r.created_at, r.id.clone())))
+            .flatten();
+        let reviews = records
             .into_iter()
-            .filter(|r| r.reviewable_by(who, now))
-            .take(limit)
+            .filter(|r| r.listed_for_reviewer(who, now))
             .map(|r| self.view(who, r))
-            .collect())
+            .collect();
+        Ok(ReviewPage { reviews, next })
     }
 
     /// A transition attempted by `who`: as [`Self::transition`], and a refusal that matters to

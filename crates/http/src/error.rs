@@ -60,6 +60,8 @@ impl ApiError {
             "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "idempotency_conflict" => StatusCode::UNPROCESSABLE_ENTITY,
             "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            "request_timeout" => StatusCode::REQUEST_TIMEOUT,
+            "too_many_open_reviews" => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

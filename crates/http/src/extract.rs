@@ -71,6 +71,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     code: "payload_too_large",
                     message: format!("the body is over the {MAX_BODY}-byte limit"),
                 }
+            } else if is_timeout(&e) {
+                ApiError {
+                    code: "request_timeout",
+                    message: "the request body stopped arriving; send it without pauses".into(),
+                }
             } else {
                 ApiError::invalid(format!("cannot read the body: {e}"))
             }
@@ -83,4 +88,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
         Ok(JsonBody(value))
     }
+}
+
+/// Whether reading the body failed because it stalled (tower-http's body timeout).
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }

@@ -4,7 +4,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use countersign_core::{Ballot, Outcome, Status};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use countersign_core::{Ballot, Outcome, Status, Timestamp};
 use countersign_gateway::{ActionView, Submission, Submitted};
 use serde::Deserialize;
 use serde_json::Value;
@@ -124,6 +126,25 @@ pub(crate) async fn get_action(
 pub(crate) struct ReviewsQuery {
     status: Option<String>,
     limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// A page cursor: opaque to clients (base64url of `created_at:id`, the last action of the
+/// previous page).
+fn encode_cursor((at, id): &(Timestamp, String)) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.millis()))
+}
+
+fn decode_cursor(text: &str) -> Result<(Timestamp, String), ApiError> {
+    let bad = || ApiError::invalid("`cursor` is not one this server gave; start without it");
+    let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (at, id) = raw.split_once(':').ok_or_else(bad)?;
+    let at: i64 = at.parse().map_err(|_| bad())?;
+    if id.is_empty() || id.len() > 256 {
+        return Err(bad());
+    }
+    Ok((Timestamp(at), id.to_string()))
 }
 
 pub(crate) async fn list_reviews(
@@ -138,9 +159,11 @@ pub(crate) async fn list_reviews(
         statuses.push(st);
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let views = state.gateway.reviews(&who, statuses, limit).await?;
-    let items: Vec<ActionJson<'_>> = views.iter().map(ActionJson::new).collect();
-    Ok(Json(serde_json::json!({ "reviews": items })).into_response())
+    let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let page = state.gateway.reviews(&who, statuses, limit, before).await?;
+    let items: Vec<ActionJson<'_>> = page.reviews.iter().map(ActionJson::new).collect();
+    let next_cursor = page.next.as_ref().map(encode_cursor);
+    Ok(Json(serde_json::json!({ "reviews": items, "next_cursor": next_cursor })).into_response())
 }
 
 #[derive(Deserialize)]

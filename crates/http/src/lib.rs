@@ -12,15 +12,24 @@ mod handlers;
 pub mod views;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use countersign_gateway::metrics::RequestLabels;
 use countersign_gateway::Gateway;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+pub use countersign_gateway::config::ServerLimits;
 
 pub use extract::MAX_BODY;
 
@@ -34,9 +43,27 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
 }
 
+/// The method as a metrics label: a standard method, else `other`, so made-up methods (any
+/// token is a valid HTTP method) cannot create series without bound. Routes are already bounded:
+/// a matched route's template, else `unmatched`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_string();
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -87,27 +114,98 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, with the expiry sweeper running.
+/// Serves the API on `listener` until `shutdown` resolves, with the expiry sweeper running and
+/// the default [`ServerLimits`].
 pub async fn serve(
     gateway: Arc<Gateway>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(gateway, listener, shutdown, ServerLimits::default()).await
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, with the expiry sweeper running.
+///
+/// Each connection is bounded by `limits`: hyper's header-read timeout (which also closes a
+/// keep-alive connection that sends no next request), tower-http's request-body timeout, a
+/// read/write timeout on the socket, and at most `max_connections` connections at once (one
+/// more is closed as soon as it is accepted).
+pub async fn serve_with(
+    gateway: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: ServerLimits,
+) -> std::io::Result<()> {
     // The sweeper and checkpoint signer run while this process holds the store's lease (always,
     // on SQLite); changes committed by other replicas wake this one's long polls.
     let sweeper = tokio::spawn(gateway.clone().run_background());
     let checkpointer = tokio::spawn(gateway.clone().run_change_relay());
-    let app = router(gateway);
-    // Answers are small and latency matters more than packet count: no Nagle delay.
-    let listener = listener.tap_io(|tcp| {
+    let app = router(gateway).layer(RequestBodyTimeoutLayer::new(limits.request_body_timeout));
+    accept_loop(listener, app, shutdown, &limits).await;
+    sweeper.abort();
+    checkpointer.abort();
+    Ok(())
+}
+
+/// Whether an accept error concerns one connection only (accept the next one at once).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    )
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: &ServerLimits,
+) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Over the limit: closed at once, rather than held where it costs the server.
+            tracing::debug!("connection limit reached; closing a new connection");
+            drop(tcp);
+            continue;
+        };
+        // Answers are small and latency matters more than packet count: no Nagle delay.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-    });
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    sweeper.abort();
-    checkpointer.abort();
-    result
+        let mut io = TimeoutStream::new(tcp);
+        io.set_read_timeout(Some(limits.idle_timeout));
+        io.set_write_timeout(Some(limits.idle_timeout));
+        let io = TokioIo::new(Box::pin(io));
+        let service = TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(builder.serve_connection(io, service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

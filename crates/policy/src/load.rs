@@ -143,7 +143,9 @@ pub(crate) fn parse_sources(sources: &[(String, String)]) -> Result<Vec<Loaded>,
     }
 }
 
-/// Reads every `*.cedar` file in `dir` (sorted by name) as `(file name, text)`.
+/// Reads every `*.cedar` file in `dir` (sorted by name) as `(file name, text)`. Hidden files
+/// (names starting with `.`: editor swap files, `.#` locks, files an operator meant to set
+/// aside) are never policy.
 pub(crate) fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, LoadError> {
     let io = |source| LoadError::Io {
         path: dir.to_path_buf(),
@@ -154,6 +156,10 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, LoadError> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "cedar"))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| !n.as_encoded_bytes().starts_with(b"."))
+        })
         .collect();
     files.sort();
     files

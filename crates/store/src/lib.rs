@@ -79,6 +79,44 @@ pub enum Inserted {
     ///
     /// [answers]: ActionRecord::answers
     Reused(ActionRecord),
+    /// The core refused to store it (the requester has too many open reviews); nothing was
+    /// written.
+    Refused(DomainError),
+}
+
+/// How an insert decides, in its atomic step, whether to write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InsertRules {
+    /// Answer with an earlier action of the requester that
+    /// [answers](ActionRecord::answers) the new one, if there is one.
+    pub reuse_open: bool,
+    /// At most this many open reviews per requester
+    /// ([`ActionRecord::check_open_reviews`] decides).
+    pub max_open_reviews: Option<u32>,
+}
+
+/// A page of the reviews a person may act on, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ReviewQuery {
+    /// The approver entries admitting the person (`Approvers::keys_of`).
+    pub approver_keys: Vec<String>,
+    /// Only these statuses (never empty).
+    pub statuses: Vec<Status>,
+    /// The person: actions they requested or that were requested on their behalf are skipped.
+    pub reviewer: String,
+    /// Only actions older than this `(created_at, id)` (the previous page's last).
+    pub before: Option<(Timestamp, String)>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Merges per-(entry, status) pages, each newest first, into one page without duplicates.
+pub(crate) fn merge_pages(pages: Vec<Vec<(i64, String)>>, limit: usize) -> Vec<(i64, String)> {
+    let mut all: Vec<(i64, String)> = pages.into_iter().flatten().collect();
+    all.sort_unstable_by(|a, b| b.cmp(a));
+    all.dedup();
+    all.truncate(limit);
+    all
 }
 
 /// Of the stored actions with the new record's requester and submitted digest, the one that
@@ -151,7 +189,31 @@ pub trait Store: Send + Sync + 'static {
         record: ActionRecord,
         events: Vec<Event>,
         reuse_open: bool,
+    ) -> Result<Inserted, StoreError> {
+        let rules = InsertRules {
+            reuse_open,
+            max_open_reviews: None,
+        };
+        self.insert_ruled(record, events, rules).await
+    }
+
+    /// [`insert_with`](Store::insert_with), and with `max_open_reviews` the requester's open
+    /// reviews are counted in the same atomic step and the core's
+    /// [`check_open_reviews`](ActionRecord::check_open_reviews) may refuse the insert
+    /// ([`Inserted::Refused`]): concurrent submissions never exceed the cap.
+    async fn insert_ruled(
+        &self,
+        record: ActionRecord,
+        events: Vec<Event>,
+        rules: InsertRules,
     ) -> Result<Inserted, StoreError>;
+
+    /// One page of the actions whose review names one of `query.approver_keys` as an approver,
+    /// in `query.statuses`, not requested by or for `query.reviewer`, newest first (by
+    /// `created_at`, then id), found through an index of each review's approver entries
+    /// without scanning other reviews. The caller still asks the core
+    /// ([`ActionRecord::listed_for_reviewer`]) about each one.
+    async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError>;
 
     /// Reads one record.
     async fn get(&self, id: &str) -> Result<Option<ActionRecord>, StoreError>;

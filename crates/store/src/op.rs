@@ -8,15 +8,16 @@ use tokio::sync::oneshot;
 
 use crate::entry::EntryParts;
 use crate::{
-    Inserted, KeyEvent, ManagedKey, StoreError, StoredCheckpoint, Transition, UpdateError,
+    InsertRules, Inserted, KeyEvent, ManagedKey, StoreError, StoredCheckpoint, Transition,
+    UpdateError,
 };
 
 /// One queued write and where its answer goes once the batch holding it is durable.
 pub(crate) enum Op {
     Insert {
         record: Box<ActionRecord>,
-        /// Answer with an earlier action that answers this one, if there is one.
-        reuse_open: bool,
+        /// `reuse_open`, and the cap on the requester's open reviews.
+        rules: InsertRules,
         /// `record` as JSON.
         body: String,
         events: Vec<EntryParts>,
@@ -71,7 +72,7 @@ pub(crate) async fn insert(
     w: &impl Writer,
     record: ActionRecord,
     events: Vec<Event>,
-    reuse_open: bool,
+    rules: InsertRules,
 ) -> Result<Inserted, StoreError> {
     let body = encode(&record)?;
     let events = events
@@ -81,7 +82,7 @@ pub(crate) async fn insert(
     let (reply, rx) = oneshot::channel();
     w.send(Op::Insert {
         record: Box::new(record),
-        reuse_open,
+        rules,
         body,
         events,
         reply,

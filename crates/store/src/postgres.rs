@@ -28,8 +28,8 @@ use countersign_audit::{Hash, HashReader, TreeError};
 use crate::entry::EntryParts;
 use crate::op::{self, encode, Op, Writer};
 use crate::{
-    AuditEntry, Inserted, KeyEvent, ListFilter, ManagedKey, Store, StoreError, StoredCheckpoint,
-    Transition, UpdateError,
+    AuditEntry, InsertRules, Inserted, KeyEvent, ListFilter, ManagedKey, ReviewQuery, Store,
+    StoreError, StoredCheckpoint, Transition, UpdateError,
 };
 
 /// Most operations committed in one transaction.
@@ -104,10 +104,43 @@ UPDATE actions SET digest = body::jsonb ->> 'submitted_digest';
 CREATE INDEX actions_requester_digest ON actions(requester, digest);
 ",
     ),
+    (
+        4,
+        "
+-- Each review's approver entries (`group:NAME`, `human:ID`), for a reviewer's page of reviews
+-- (see the SQLite schema 5), and the requester's open reviews for the per-requester cap.
+CREATE TABLE review_approvers (
+    approver TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    id TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    on_behalf_of TEXT,
+    PRIMARY KEY (approver, status, created_at, id)
+);
+CREATE INDEX review_approvers_id ON review_approvers(id);
+CREATE INDEX actions_open_by_requester ON actions(requester)
+    WHERE status IN ('pending', 'needs_clarification');
+INSERT INTO review_approvers (approver, status, created_at, id, requester, on_behalf_of)
+SELECT DISTINCT 'group:' || g, a.status, a.created_at, a.id, a.requester,
+       a.body::jsonb ->> 'on_behalf_of'
+FROM actions a,
+     jsonb_array_elements(a.body::jsonb -> 'review' -> 'requirements') q,
+     jsonb_array_elements_text(q -> 'approvers' -> 'groups') g
+ON CONFLICT DO NOTHING;
+INSERT INTO review_approvers (approver, status, created_at, id, requester, on_behalf_of)
+SELECT DISTINCT 'human:' || h, a.status, a.created_at, a.id, a.requester,
+       a.body::jsonb ->> 'on_behalf_of'
+FROM actions a,
+     jsonb_array_elements(a.body::jsonb -> 'review' -> 'requirements') q,
+     jsonb_array_elements_text(q -> 'approvers' -> 'humans') h
+ON CONFLICT DO NOTHING;
+",
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 fn db_err(e: tokio_postgres::Error) -> StoreError {
     // `Display` of a server error is only "db error"; the source carries the message.
@@ -463,6 +496,9 @@ struct Batch {
     /// Ids of the actions that may answer a `reuse_open` insert, by requester and submitted
     /// digest: the committed candidates, then what this batch inserts.
     reuse: HashMap<(String, String), Vec<String>>,
+    /// Open reviews per requester of a capped insert: counted under the head lock, then kept
+    /// up to date by the batch's own inserts and transitions.
+    open: HashMap<String, u64>,
     checkpoints: Vec<StoredCheckpoint>,
     /// Managed keys the batch's key operations name (read under the head lock, which every
     /// key change takes), as the batch has left them.
@@ -599,19 +635,23 @@ async fn run_batch(
     let mut reuse_keys = HashSet::new();
     let mut reuse_r = Vec::new();
     let mut reuse_d = Vec::new();
+    let mut open_r: Vec<String> = Vec::new();
     let mut ids = Vec::new();
     let mut key_ids = Vec::new();
     let mut key_hashes = Vec::new();
     for op in &ops {
         match op {
-            Op::Insert {
-                record, reuse_open, ..
-            } => {
+            Op::Insert { record, rules, .. } => {
                 if let Some(k) = &record.idempotency_key {
                     keys_r.push(record.requester.clone());
                     keys_k.push(k.clone());
                 }
-                if *reuse_open && reuse_keys.insert((&record.requester, record.submitted_digest)) {
+                if rules.max_open_reviews.is_some() && !open_r.contains(&record.requester) {
+                    open_r.push(record.requester.clone());
+                }
+                if rules.reuse_open
+                    && reuse_keys.insert((&record.requester, record.submitted_digest))
+                {
                     reuse_r.push(record.requester.clone());
                     reuse_d.push(record.submitted_digest.to_string());
                 }
@@ -642,7 +682,7 @@ async fn run_batch(
              ON a.requester = k.r AND a.digest = k.d WHERE a.status IN {}",
             crate::REUSABLE_STATUSES
         );
-        let (existing, candidates, locked, front, keys) = tokio::try_join!(
+        let (existing, candidates, locked, front, keys, open) = tokio::try_join!(
             async {
                 if keys_r.is_empty() {
                     return Ok(Vec::new());
@@ -694,6 +734,17 @@ async fn run_batch(
                 )
                 .await
             },
+            async {
+                if open_r.is_empty() {
+                    return Ok(Vec::new());
+                }
+                tx.query(
+                    "SELECT requester, count(*) FROM actions WHERE requester = ANY($1) \
+                     AND status IN ('pending', 'needs_clarification') GROUP BY requester",
+                    &[&open_r],
+                )
+                .await
+            },
         )
         .map_err(db_err)?;
         let mut batch = Batch {
@@ -708,12 +759,17 @@ async fn run_batch(
             dirty_set: HashSet::new(),
             idem: HashMap::new(),
             reuse: HashMap::new(),
+            open: open_r.iter().map(|r| (r.clone(), 0)).collect(),
             checkpoints: Vec::new(),
             keys: HashMap::new(),
             key_hashes: HashSet::new(),
             new_keys: Vec::new(),
             revoked_keys: Vec::new(),
         };
+        for row in &open {
+            let n: i64 = row.get(1);
+            batch.open.insert(row.get(0), n as u64);
+        }
         for row in &keys {
             let key = key_row(row)?;
             batch.key_hashes.insert(key.hash);
@@ -813,7 +869,7 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
     match op {
         Op::Insert {
             record,
-            reuse_open,
+            rules,
             body,
             events,
             reply,
@@ -838,7 +894,7 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 record.requester.clone(),
                 record.submitted_digest.to_string(),
             );
-            if reuse_open {
+            if rules.reuse_open {
                 let candidates = batch
                     .reuse
                     .get(&digest_key)
@@ -860,11 +916,22 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 ));
                 return;
             }
+            let opens = record.status.is_open_review();
+            if let Some(max) = rules.max_open_reviews.filter(|_| opens) {
+                let open = batch.open.get(&record.requester).copied().unwrap_or(0);
+                if let Err(e) = record.check_open_reviews(open, max) {
+                    done.push(Done::Insert(reply, Ok(Inserted::Refused(e))));
+                    return;
+                }
+            }
             let start = (batch.next, batch.audit.idx.len());
             if let Err(e) = batch.append(Some(&record.id), record.created_at, &events) {
                 rollback_audit(batch, start);
                 done.push(Done::Insert(reply, Err(e)));
                 return;
+            }
+            if let Some(n) = batch.open.get_mut(&record.requester).filter(|_| opens) {
+                *n += 1;
             }
             if let Some(k) = key {
                 batch.idem.insert(k, record.id.clone());
@@ -891,6 +958,7 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 return;
             };
             let mut record = current.clone();
+            let was_open = current.status.is_open_review();
             let events = match transition(&mut record) {
                 Ok(ev) => ev,
                 Err(e) => {
@@ -918,6 +986,14 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 rollback_audit(batch, start);
                 done.push(Done::Update(reply, Err(UpdateError::Store(e))));
                 return;
+            }
+            let (was, is) = (was_open, record.status.is_open_review());
+            if let Some(n) = batch.open.get_mut(&record.requester) {
+                match (was, is) {
+                    (true, false) => *n = n.saturating_sub(1),
+                    (false, true) => *n += 1,
+                    _ => {}
+                }
             }
             batch.fresh_body.remove(&id);
             if !batch.new_set.contains(&id) && batch.dirty_set.insert(id.clone()) {
@@ -1009,6 +1085,16 @@ type Columns = (
     Vec<String>,
 );
 
+/// `review_approvers` rows: approver, status, created_at, id, requester, on_behalf_of.
+type ApproverColumns = (
+    Vec<String>,
+    Vec<String>,
+    Vec<i64>,
+    Vec<String>,
+    Vec<String>,
+    Vec<Option<String>>,
+);
+
 type UpdateColumns = (
     Vec<String>,
     Vec<String>,
@@ -1041,6 +1127,17 @@ async fn write_batch(
         ins.6.push(r.created_at.millis());
         ins.7.push(r.updated_at.millis());
         ins.8.push(body);
+    }
+    let mut appr: ApproverColumns = Default::default();
+    for r in batch.new.iter().filter_map(|id| batch.records.get(id)) {
+        for key in r.approver_keys() {
+            appr.0.push(key);
+            appr.1.push(r.status.as_str().to_string());
+            appr.2.push(r.created_at.millis());
+            appr.3.push(r.id.clone());
+            appr.4.push(r.requester.clone());
+            appr.5.push(r.on_behalf_of.clone());
+        }
     }
     let mut upd: UpdateColumns = Default::default();
     for id in &batch.dirty {
@@ -1116,6 +1213,26 @@ async fn write_batch(
                  $3::int8[], $4::int8[], $5::text[]) AS v(id, status, exp, upd, body) \
                  WHERE a.id = v.id",
                 &[&upd.0, &upd.1, &upd.2, &upd.3, &upd.4],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE review_approvers AS r SET status = v.status \
+                 FROM unnest($1::text[], $2::text[]) AS v(id, status) \
+                 WHERE r.id = v.id AND r.status <> v.status",
+                &[&upd.0, &upd.1],
+            )
+            .await
+        },
+        async {
+            if appr.0.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                "INSERT INTO review_approvers \
+                 (approver, status, created_at, id, requester, on_behalf_of) SELECT * FROM \
+                 unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[]) \
+                 ON CONFLICT DO NOTHING",
+                &[&appr.0, &appr.1, &appr.2, &appr.3, &appr.4, &appr.5],
             )
             .await
         },
@@ -1221,13 +1338,54 @@ impl Writer for PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn insert_with(
+    async fn insert_ruled(
         &self,
         record: ActionRecord,
         events: Vec<Event>,
-        reuse_open: bool,
+        rules: InsertRules,
     ) -> Result<Inserted, StoreError> {
-        op::insert(self, record, events, reuse_open).await
+        op::insert(self, record, events, rules).await
+    }
+
+    async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
+        if query.approver_keys.is_empty() || query.statuses.is_empty() || query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (before_at, before_id) = query
+            .before
+            .clone()
+            .map_or((i64::MAX, String::new()), |(t, id)| (t.millis(), id));
+        let statuses = status_list(&query.statuses);
+        let limit = query.limit as i64;
+        // One index range per (entry, status), each cut at the page size, then merged.
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT a.id, a.body FROM ( \
+                   SELECT DISTINCT x.created_at, x.id FROM unnest($1::text[]) AS k(approver) \
+                   CROSS JOIN unnest($2::text[]) AS s(status) \
+                   CROSS JOIN LATERAL ( \
+                     SELECT r.created_at, r.id FROM review_approvers r \
+                     WHERE r.approver = k.approver AND r.status = s.status \
+                     AND (r.created_at, r.id) < ($3, $4) \
+                     AND r.requester <> $5 \
+                     AND (r.on_behalf_of IS NULL OR r.on_behalf_of <> $5) \
+                     ORDER BY r.created_at DESC, r.id DESC LIMIT $6) AS x \
+                   ORDER BY x.created_at DESC, x.id DESC LIMIT $6) AS p \
+                 JOIN actions a ON a.id = p.id ORDER BY p.created_at DESC, p.id DESC",
+                &[
+                    &query.approver_keys,
+                    &statuses,
+                    &before_at,
+                    &before_id,
+                    &query.reviewer,
+                    &limit,
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| decode(r.get(0), r.get(1))).collect()
     }
 
     async fn get(&self, id: &str) -> Result<Option<ActionRecord>, StoreError> {

@@ -21,8 +21,8 @@ use countersign_audit::{Hash, HashReader, TreeError};
 use crate::entry::EntryParts;
 use crate::op::{self, encode, Op, Writer};
 use crate::{
-    AuditEntry, Inserted, KeyEvent, ListFilter, ManagedKey, Store, StoreError, StoredCheckpoint,
-    Transition, UpdateError,
+    AuditEntry, InsertRules, Inserted, KeyEvent, ListFilter, ManagedKey, ReviewQuery, Store,
+    StoreError, StoredCheckpoint, Transition, UpdateError,
 };
 
 /// Most operations committed in one transaction.
@@ -63,8 +63,42 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 );
 ";
 
-/// The schema version [`SCHEMA`] (with [`UPGRADE_4`] and [`INDEXES_4`]) makes.
-const SCHEMA_VERSION: i64 = 4;
+/// The schema version [`SCHEMA`] (with [`UPGRADE_4`], [`INDEXES_4`] and [`SCHEMA_5`]) makes.
+const SCHEMA_VERSION: i64 = 5;
+
+/// Schema 5: each review's approver entries (`group:NAME`, `human:ID`), one row per entry, with
+/// the action's status and age, so a reviewer's page of reviews is an index range per entry
+/// they hold, newest first, however many other reviews are open; and the requester's open
+/// reviews counted through an index for `max_open_reviews_per_requester`.
+const SCHEMA_5: &str = "
+CREATE TABLE IF NOT EXISTS review_approvers (
+    approver TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    on_behalf_of TEXT,
+    PRIMARY KEY (approver, status, created_at, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS review_approvers_id ON review_approvers(id);
+CREATE INDEX IF NOT EXISTS actions_open_by_requester ON actions(requester)
+    WHERE status IN ('pending', 'needs_clarification');
+PRAGMA user_version = 5;
+";
+
+/// Schema 4 to 5: the approver entries of the reviews already stored, from their bodies.
+const UPGRADE_5: &str = "
+INSERT OR IGNORE INTO review_approvers (approver, status, created_at, id, requester, on_behalf_of)
+SELECT 'group:' || g.value, a.status, a.created_at, a.id, a.requester,
+       json_extract(a.body, '$.on_behalf_of')
+FROM actions a, json_each(a.body, '$.review.requirements') q,
+     json_each(q.value, '$.approvers.groups') g;
+INSERT OR IGNORE INTO review_approvers (approver, status, created_at, id, requester, on_behalf_of)
+SELECT 'human:' || h.value, a.status, a.created_at, a.id, a.requester,
+       json_extract(a.body, '$.on_behalf_of')
+FROM actions a, json_each(a.body, '$.review.requirements') q,
+     json_each(q.value, '$.approvers.humans') h;
+";
 
 /// Schema 3 to 4: the submitted digest as a column, filled from each record's body.
 const UPGRADE_4: &str = "
@@ -104,6 +138,24 @@ fn open(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Creates the database file, empty (a valid SQLite database), readable and writable only by
+/// its owner (0600), if it does not exist: SQLite would create it world-readable (0644), and
+/// gives the `-wal` and `-shm` files it makes beside it the database file's mode.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Database(format!("{}: {e}", path.display()))),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -111,6 +163,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Database(format!("{}: {e}", dir.display())))?;
         }
+        create_private(path)?;
         let conn = open(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
@@ -141,8 +194,13 @@ impl SqliteStore {
             )));
         }
         let upgrade = if version == 3 { UPGRADE_4 } else { "" };
+        let upgrade_5 = if (3..5).contains(&version) {
+            UPGRADE_5
+        } else {
+            ""
+        };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE;\n{SCHEMA}\n{upgrade}\n{INDEXES_4}\n{}\nCOMMIT;",
+            "BEGIN IMMEDIATE;\n{SCHEMA}\n{upgrade}\n{INDEXES_4}\n{}\n{SCHEMA_5}\n{upgrade_5}\nCOMMIT;",
             crate::keys::SCHEMA
         ))
         .map_err(db_err)?;
@@ -364,7 +422,7 @@ fn do_insert(
     tx: &Connection,
     head: &mut Head,
     record: Box<ActionRecord>,
-    reuse_open: bool,
+    rules: InsertRules,
     body: &str,
     events: &[EntryParts],
 ) -> Result<Inserted, StoreError> {
@@ -384,7 +442,7 @@ fn do_insert(
         }
     }
     let digest = record.submitted_digest.to_string();
-    if reuse_open {
+    if rules.reuse_open {
         let mut stmt = tx
             .prepare_cached(&format!(
                 "SELECT id, body FROM actions WHERE requester = ?1 AND digest = ?2 \
@@ -406,6 +464,22 @@ fn do_insert(
             return Ok(Inserted::Reused(found.clone()));
         }
     }
+    if let Some(max) = rules
+        .max_open_reviews
+        .filter(|_| record.status.is_open_review())
+    {
+        let open: i64 = tx
+            .prepare_cached(
+                "SELECT count(*) FROM actions WHERE requester = ?1 \
+                 AND status IN ('pending', 'needs_clarification')",
+            )
+            .map_err(db_err)?
+            .query_row(params![record.requester], |r| r.get(0))
+            .map_err(db_err)?;
+        if let Err(e) = record.check_open_reviews(open as u64, max) {
+            return Ok(Inserted::Refused(e));
+        }
+    }
     tx.prepare_cached(
         "INSERT INTO actions (id, requester, idempotency_key, digest, status, \
          review_expires_at, created_at, updated_at, body) \
@@ -424,6 +498,23 @@ fn do_insert(
         body,
     ])
     .map_err(db_err)?;
+    for approver in record.approver_keys() {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO review_approvers \
+             (approver, status, created_at, id, requester, on_behalf_of) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(db_err)?
+        .execute(params![
+            approver,
+            record.status.as_str(),
+            record.created_at.millis(),
+            record.id,
+            record.requester,
+            record.on_behalf_of,
+        ])
+        .map_err(db_err)?;
+    }
     append_audit(tx, head, Some(&record.id), record.created_at, events)?;
     Ok(Inserted::Created(*record))
 }
@@ -443,9 +534,16 @@ fn do_update(
         .map_err(db_err)?;
     let body = body.ok_or(UpdateError::NotFound)?;
     let mut record = decode(id, &body)?;
+    let before = record.status;
     let events = transition(&mut record)?;
     if events.is_empty() {
         return Ok((record, events));
+    }
+    if record.status != before && record.review.is_some() {
+        tx.prepare_cached("UPDATE review_approvers SET status = ?2 WHERE id = ?1")
+            .map_err(db_err)?
+            .execute(params![id, record.status.as_str()])
+            .map_err(db_err)?;
     }
     tx.prepare_cached(
         "UPDATE actions SET status = ?2, review_expires_at = ?3, updated_at = ?4, body = ?5 \
@@ -491,12 +589,12 @@ fn run_one(
     match op {
         Op::Insert {
             record,
-            reuse_open,
+            rules,
             body,
             events,
             reply,
         } => {
-            let result = do_insert(conn, head, record, reuse_open, &body, &events);
+            let result = do_insert(conn, head, record, rules, &body, &events);
             let ok = release(result.is_ok());
             if result.is_err() || !ok {
                 head.rollback(start);
@@ -722,13 +820,59 @@ impl Writer for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_with(
+    async fn insert_ruled(
         &self,
         record: ActionRecord,
         events: Vec<Event>,
-        reuse_open: bool,
+        rules: InsertRules,
     ) -> Result<Inserted, StoreError> {
-        op::insert(self, record, events, reuse_open).await
+        op::insert(self, record, events, rules).await
+    }
+
+    async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
+        self.read(|c| {
+            let (before_at, before_id) = query
+                .before
+                .as_ref()
+                .map_or((i64::MAX, ""), |(t, id)| (t.millis(), id.as_str()));
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT created_at, id FROM review_approvers \
+                     WHERE approver = ?1 AND status = ?2 AND (created_at, id) < (?3, ?4) \
+                     AND requester <> ?5 AND (on_behalf_of IS NULL OR on_behalf_of <> ?5) \
+                     ORDER BY created_at DESC, id DESC LIMIT ?6",
+                )
+                .map_err(db_err)?;
+            let mut pages = Vec::new();
+            for key in &query.approver_keys {
+                for status in &query.statuses {
+                    let rows = stmt
+                        .query_map(
+                            params![
+                                key,
+                                status.as_str(),
+                                before_at,
+                                before_id,
+                                query.reviewer,
+                                query.limit as i64
+                            ],
+                            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                        )
+                        .map_err(db_err)?;
+                    pages.push(rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?);
+                }
+            }
+            let mut body = c
+                .prepare_cached("SELECT body FROM actions WHERE id = ?1")
+                .map_err(db_err)?;
+            crate::merge_pages(pages, query.limit)
+                .into_iter()
+                .map(|(_, id)| {
+                    let text: String = body.query_row(params![id], |r| r.get(0)).map_err(db_err)?;
+                    decode(&id, &text)
+                })
+                .collect()
+        })
     }
 
     async fn get(&self, id: &str) -> Result<Option<ActionRecord>, StoreError> {

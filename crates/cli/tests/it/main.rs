@@ -3,6 +3,8 @@
 
 mod api_errors;
 mod api_flow;
+mod api_hostile;
+mod api_reviews;
 mod api_security;
 mod audit;
 mod audit_readback;

@@ -102,8 +102,10 @@ impl Gw {
         let gateway = countersign_gateway::Gateway::from_config(&config).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let limits = config.server.clone();
         let server = tokio::spawn(async move {
-            let _ = countersign_http::serve(gateway, listener, std::future::pending()).await;
+            let pending = std::future::pending();
+            let _ = countersign_http::serve_with(gateway, listener, pending, limits).await;
         });
         Gw {
             url,

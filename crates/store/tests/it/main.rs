@@ -72,6 +72,8 @@ both_suites!(
     concurrent_key_changes_write_one_entry_each,
     recorded_events_join_the_log_without_a_record,
     stored_hashes_match_a_recomputation_after_many_appends,
+    reviews_for_pages_a_reviewers_reviews_newest_first,
+    concurrent_inserts_respect_the_open_review_cap,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,6 +106,7 @@ async fn sqlite_upgrades_a_schema_3_file() {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP INDEX actions_reusable_digest; ALTER TABLE actions DROP COLUMN digest; \
+             DROP TABLE review_approvers; DROP INDEX actions_open_by_requester; \
              PRAGMA user_version = 3;",
         )
         .unwrap();
@@ -118,7 +121,22 @@ async fn sqlite_upgrades_a_schema_3_file() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
+    // Schema 5 indexed the stored review's approver entries.
+    let sre =
+        countersign_core::Identity::new("alice", countersign_core::IdentityKind::Human, ["sre"]);
+    let page = store
+        .reviews_for(countersign_store::ReviewQuery {
+            approver_keys: countersign_core::Approvers::keys_of(&sre),
+            statuses: vec![countersign_core::Status::Pending],
+            reviewer: "alice".into(),
+            before: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, "old");
     // The reuse lookup reads the partial digest index, which allowed actions stay out of.
     let plan: Vec<String> = conn
         .prepare(

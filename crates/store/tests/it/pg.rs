@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use countersign_core::{ActionRecord, Event, Timestamp};
 use countersign_store::{
-    AuditEntry, Hash, Inserted, Lease, ListFilter, ManagedKey, PostgresStore, Store, StoreError,
-    StoredCheckpoint, Transition, UpdateError,
+    AuditEntry, Hash, InsertRules, Inserted, Lease, ListFilter, ManagedKey, PostgresStore,
+    ReviewQuery, Store, StoreError, StoredCheckpoint, Transition, UpdateError,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -83,13 +83,16 @@ impl RoundRobin {
 
 #[async_trait]
 impl Store for RoundRobin {
-    async fn insert_with(
+    async fn insert_ruled(
         &self,
         record: ActionRecord,
         events: Vec<Event>,
-        reuse_open: bool,
+        rules: InsertRules,
     ) -> Result<Inserted, StoreError> {
-        self.pick().insert_with(record, events, reuse_open).await
+        self.pick().insert_ruled(record, events, rules).await
+    }
+    async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
+        self.pick().reviews_for(query).await
     }
     async fn get(&self, id: &str) -> Result<Option<ActionRecord>, StoreError> {
         self.pick().get(id).await
@@ -250,7 +253,8 @@ async fn migration_3_fills_the_digest_of_existing_actions() {
     client
         .batch_execute(
             "DROP INDEX actions_requester_digest; ALTER TABLE actions DROP COLUMN digest; \
-             DELETE FROM countersign_migrations WHERE version = 3;",
+             DROP TABLE review_approvers; DROP INDEX actions_open_by_requester; \
+             DELETE FROM countersign_migrations WHERE version >= 3;",
         )
         .await
         .unwrap();
@@ -258,9 +262,24 @@ async fn migration_3_fills_the_digest_of_existing_actions() {
     let _ = driver.await;
     assert_eq!(
         countersign_store::migrate_postgres(&url).await.unwrap(),
-        (2, 3)
+        (2, 4)
     );
     let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.unwrap());
+    // Migration 4 indexed the stored review's approver entries.
+    let sre =
+        countersign_core::Identity::new("alice", countersign_core::IdentityKind::Human, ["sre"]);
+    let page = store
+        .reviews_for(ReviewQuery {
+            approver_keys: countersign_core::Approvers::keys_of(&sre),
+            statuses: vec![countersign_core::Status::Pending],
+            reviewer: "alice".into(),
+            before: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, "old");
     let again = submission("new", "bot", serde_json::json!({"a": 1}), T0);
     assert_eq!(reuse(&store, again).await, ("old".to_string(), false));
 }

@@ -4,7 +4,7 @@ use countersign_core::{
     ActionRecord, ActionSpec, Approvers, Ballot, Decision, DomainError, Effect, Identity,
     IdentityKind, NewAction, Quorum, Requirement, Status, Timestamp,
 };
-use countersign_store::{Inserted, ListFilter, Store, UpdateError};
+use countersign_store::{InsertRules, Inserted, ListFilter, ReviewQuery, Store, UpdateError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,6 +124,7 @@ pub async fn concurrent_idempotent_inserts_create_one_record(store: Arc<dyn Stor
                 ids.insert(r.id);
             }
             Inserted::Reused(r) => panic!("reuse was not asked for, got {}", r.id),
+            Inserted::Refused(e) => panic!("no cap was asked for, got {e}"),
         }
     }
     assert_eq!(created, 1);
@@ -166,6 +167,7 @@ pub async fn reuse(
         Inserted::Created(r) => (r.id, true),
         Inserted::Reused(r) => (r.id, false),
         Inserted::Existing(r) => panic!("no idempotency key was given, got {}", r.id),
+        Inserted::Refused(e) => panic!("no cap was asked for, got {e}"),
     }
 }
 
@@ -840,4 +842,160 @@ pub async fn stored_hashes_match_a_recomputation_after_many_appends(store: Arc<d
     }
     let all: Vec<u64> = (0..tree.hashes().len() as u64).collect();
     assert_eq!(store.audit_hashes(&all).await.unwrap(), tree.hashes());
+}
+
+/// A review asking `approvers`, requested by `requester` (for `for_human`), at `at`.
+fn review_asking(
+    id: &str,
+    requester: &str,
+    approvers: &str,
+    for_human: Option<&str>,
+    at: Timestamp,
+) -> ActionRecord {
+    let mut r = record(id, requester, Effect::Review, None, at);
+    let review = r.review.as_mut().unwrap();
+    review.requirements[0].approvers = approvers.parse().unwrap();
+    r.decision.requirements[0].approvers = approvers.parse().unwrap();
+    r.on_behalf_of = for_human.map(str::to_string);
+    r
+}
+
+fn page_query(who: &Identity, statuses: Vec<Status>, limit: usize) -> ReviewQuery {
+    ReviewQuery {
+        approver_keys: Approvers::keys_of(who),
+        statuses,
+        reviewer: who.id.clone(),
+        before: None,
+        limit,
+    }
+}
+
+fn ids(records: &[ActionRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.id.as_str()).collect()
+}
+
+/// A reviewer's page holds the reviews naming one of their entries, newest first, never their
+/// own, and pages on by keyset; another group's flood does not hide them.
+pub async fn reviews_for_pages_a_reviewers_reviews_newest_first(store: Arc<dyn Store>) {
+    let alice = Identity::new("alice", IdentityKind::Human, ["sre", "dba"]);
+    let at = |n: i64| Timestamp(T0.0 + n);
+    // A flood for another group, older and newer than alice's reviews.
+    for n in 0..30 {
+        let r = review_asking(
+            &format!("flood{n:02}"),
+            "spam",
+            "group:web",
+            None,
+            at(n * 10),
+        );
+        store.insert(r, vec![]).await.unwrap();
+    }
+    let mine = [
+        ("r1", "group:sre", None, 1),
+        ("r2", "human:alice", None, 2),
+        ("r3", "group:dba, group:sre", None, 3),
+        ("r4", "group:sre", Some("alice"), 4), // for alice: not hers to review
+        ("r5", "group:sre", None, 5),
+        ("r6", "group:ops", None, 6), // not her group
+    ];
+    for (id, approvers, for_human, n) in mine {
+        let r = review_asking(id, "bot", approvers, for_human, at(100 + n));
+        store.insert(r, vec![]).await.unwrap();
+    }
+    // Her own request.
+    let own = review_asking("r7", "alice", "group:sre", None, at(107));
+    store.insert(own, vec![]).await.unwrap();
+
+    let all = store
+        .reviews_for(page_query(&alice, vec![Status::Pending], 100))
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), ["r5", "r3", "r2", "r1"]);
+
+    let mut q = page_query(&alice, vec![Status::Pending], 2);
+    let first = store.reviews_for(q.clone()).await.unwrap();
+    assert_eq!(ids(&first), ["r5", "r3"]);
+    let last = first.last().unwrap();
+    q.before = Some((last.created_at, last.id.clone()));
+    let second = store.reviews_for(q.clone()).await.unwrap();
+    assert_eq!(ids(&second), ["r2", "r1"]);
+    let last = second.last().unwrap();
+    q.before = Some((last.created_at, last.id.clone()));
+    assert!(store.reviews_for(q).await.unwrap().is_empty());
+
+    // Decided, it leaves the pending list and joins the approved one.
+    store.update("r3", T0, approve_as("bob")).await.unwrap();
+    let pending = store
+        .reviews_for(page_query(&alice, vec![Status::Pending], 100))
+        .await
+        .unwrap();
+    assert_eq!(ids(&pending), ["r5", "r2", "r1"]);
+    let approved = store
+        .reviews_for(page_query(&alice, vec![Status::Approved], 100))
+        .await
+        .unwrap();
+    assert_eq!(ids(&approved), ["r3"]);
+    let both = store
+        .reviews_for(page_query(
+            &alice,
+            vec![Status::Pending, Status::Approved],
+            100,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ids(&both), ["r5", "r3", "r2", "r1"]);
+    // An agent has no entries and no page.
+    let agent = page_query(&bot("bot"), vec![Status::Pending], 100);
+    assert!(store.reviews_for(agent).await.unwrap().is_empty());
+}
+
+/// Concurrent submissions by one requester never open more reviews than the cap; others'
+/// submissions, and actions that open no review, are not counted or refused.
+pub async fn concurrent_inserts_respect_the_open_review_cap(store: Arc<dyn Store>) {
+    let capped = InsertRules {
+        reuse_open: false,
+        max_open_reviews: Some(5),
+    };
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let r = review_record(&format!("cap{i}"), "flooder");
+                store.insert_ruled(r, vec![], capped).await.unwrap()
+            })
+        })
+        .collect();
+    let (mut created, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Inserted::Created(_) => created += 1,
+            Inserted::Refused(DomainError::TooManyOpenReviews(5)) => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((created, refused), (5, 19));
+    assert_eq!(store.open_reviews().await.unwrap(), 5);
+    // Another requester has its own allowance; an allowed action opens no review.
+    let other = review_record("other", "someone-else");
+    assert!(matches!(
+        store.insert_ruled(other, vec![], capped).await.unwrap(),
+        Inserted::Created(_)
+    ));
+    let allowed = record("allowed", "flooder", Effect::Allow, None, T0);
+    assert!(matches!(
+        store.insert_ruled(allowed, vec![], capped).await.unwrap(),
+        Inserted::Created(_)
+    ));
+    // A decided review frees a place.
+    store
+        .update("cap0", T0, approve_as("bob"))
+        .await
+        .unwrap_or_else(|_| panic!("cap0 was not created"));
+    let again = review_record("again", "flooder");
+    let got = store.insert_ruled(again, vec![], capped).await.unwrap();
+    assert!(matches!(got, Inserted::Created(_)), "{got:?}");
+    let over = review_record("over", "flooder");
+    let got = store.insert_ruled(over, vec![], capped).await.unwrap();
+    assert!(matches!(got, Inserted::Refused(_)), "{got:?}");
+    assert_eq!(store.get("over").await.unwrap(), None);
 }
