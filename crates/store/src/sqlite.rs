@@ -21,8 +21,8 @@ use countersign_audit::{Hash, HashReader, TreeError};
 use crate::entry::EntryParts;
 use crate::op::{self, encode, Op, Writer};
 use crate::{
-    AuditEntry, Inserted, KeyEvent, ListFilter, ManagedKey, Store, StoreError, StoredCheckpoint,
-    Transition, UpdateError,
+    AuditEntry, IdentityBinding, Inserted, KeyEvent, ListFilter, ManagedKey, Store, StoreError,
+    StoredCheckpoint, Transition, UpdateError,
 };
 
 /// Most operations committed in one transaction.
@@ -63,8 +63,12 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 );
 ";
 
-/// The schema version [`SCHEMA`] (with [`UPGRADE_4`] and [`INDEXES_4`]) makes.
-const SCHEMA_VERSION: i64 = 4;
+/// The schema version [`SCHEMA`] (with [`UPGRADE_4`], [`INDEXES_4`] and [`UPGRADE_5`]) makes.
+const SCHEMA_VERSION: i64 = 5;
+
+/// Schema 4 to 5: the sponsor of a managed key (the identity registry is created with the
+/// other tables).
+const UPGRADE_5: &str = "ALTER TABLE api_keys ADD COLUMN sponsor TEXT;";
 
 /// Schema 3 to 4: the submitted digest as a column, filled from each record's body.
 const UPGRADE_4: &str = "
@@ -80,7 +84,6 @@ const INDEXES_4: &str = "
 DROP INDEX IF EXISTS actions_requester_digest;
 CREATE INDEX IF NOT EXISTS actions_reusable_digest ON actions(requester, digest)
     WHERE status IN ('pending', 'needs_clarification', 'approved');
-PRAGMA user_version = 4;
 ";
 
 fn db_err(e: rusqlite::Error) -> StoreError {
@@ -141,9 +144,21 @@ impl SqliteStore {
             )));
         }
         let upgrade = if version == 3 { UPGRADE_4 } else { "" };
+        // Key tables made before schema 5 lack the sponsor column.
+        let key_columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('api_keys')")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(db_err)?;
+        let upgrade_5 = if !key_columns.is_empty() && !key_columns.iter().any(|c| c == "sponsor") {
+            UPGRADE_5
+        } else {
+            ""
+        };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE;\n{SCHEMA}\n{upgrade}\n{INDEXES_4}\n{}\nCOMMIT;",
-            crate::keys::SCHEMA
+            "BEGIN IMMEDIATE;\n{SCHEMA}\n{upgrade}\n{INDEXES_4}\n{}\n{upgrade_5}\n{}\n\
+             PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;",
+            crate::keys::SCHEMA,
+            crate::bindings::SCHEMA
         ))
         .map_err(db_err)?;
         let (tx, rx) = mpsc::channel();
@@ -590,6 +605,18 @@ fn run_one(
                 });
             }));
         }
+        Op::BindIdentity { binding, reply } => {
+            let result = crate::bindings::bind(conn, &binding);
+            let ok = release(result.is_ok());
+            done.push(Box::new(move |committed| {
+                let _ = reply.send(match result {
+                    Ok(_) if !committed || !ok => Err(StoreError::Database(
+                        "the commit failed; nothing was recorded".into(),
+                    )),
+                    other => other,
+                });
+            }));
+        }
         Op::Checkpoint { checkpoint, reply } => {
             let result = tx_checkpoint(conn, &checkpoint);
             let ok = release(result.is_ok());
@@ -648,6 +675,9 @@ fn reject(op: Op, err: StoreError) {
             let _ = reply.send(Err(err));
         }
         Op::RevokeKey { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::BindIdentity { reply, .. } => {
             let _ = reply.send(Err(err));
         }
     }
@@ -931,5 +961,13 @@ impl Store for SqliteStore {
 
     async fn list_keys(&self) -> Result<Vec<ManagedKey>, StoreError> {
         self.read(crate::keys::list)
+    }
+
+    async fn bind_identity(&self, binding: IdentityBinding) -> Result<IdentityBinding, StoreError> {
+        op::bind_identity(self, binding).await
+    }
+
+    async fn identity_binding(&self, id_key: &str) -> Result<Option<IdentityBinding>, StoreError> {
+        self.read(|c| crate::bindings::get(c, id_key))
     }
 }
