@@ -114,3 +114,21 @@ fn a_sponsor_never_approves_their_agents_requests() {
     approve(&mut r, &bob).unwrap();
     assert_eq!(r.status, Status::Approved);
 }
+
+proptest::proptest! {
+    /// Case and width never make a second person: any ASCII id equals its upper-case and its
+    /// full-width (NFKC-compatible) spellings.
+    #[test]
+    fn case_and_width_variants_are_one_id(id in "[a-z0-9][a-z0-9._@-]{0,20}") {
+        proptest::prop_assert!(same_id(&id, &id.to_uppercase()));
+        let wide: String = id
+            .chars()
+            .map(|c| match c {
+                '!'..='~' => char::from_u32(c as u32 - 0x21 + 0xFF01).unwrap_or(c),
+                other => other,
+            })
+            .collect();
+        proptest::prop_assert!(same_id(&id, &wide), "{} vs {}", id, wide);
+        proptest::prop_assert_eq!(check_id(&id), Ok(()));
+    }
+}
