@@ -315,6 +315,20 @@ impl Config {
         }
         for o in &raw.oidc {
             o.clone().validate().map_err(err)?;
+            // A workload rule names an identity of its own: not a configured one, nor a
+            // look-alike of one.
+            for id in o.rules.iter().filter_map(|r| r.id.as_deref()) {
+                let at = format!("[[oidc]] issuer \"{}\": rule id \"{id}\"", o.issuer);
+                if let Err(e) = countersign_core::check_id(id) {
+                    return Err(err(format!("{at}: {e}")));
+                }
+                if let Some(other) = ids.get(&countersign_core::id_key(id)) {
+                    return Err(err(format!(
+                        "{at} is the configured identity `{other}` (ids are compared ignoring \
+                         case and look-alike characters); give the workload an id of its own"
+                    )));
+                }
+            }
         }
         if let Some(g) = raw.admin_group.as_deref().filter(|g| !valid_name(g)) {
             return Err(err(format!(

@@ -257,6 +257,11 @@ impl Gateway {
         if let Err(e) = &result {
             if let Some(claimer) = e.refused_identity() {
                 let first = self.refused_identities.lock().map_or(true, |mut seen| {
+                    // Bounded: past this many distinct claimers, start over (each is then
+                    // recorded again, at most once per round).
+                    if seen.len() >= 10_000 {
+                        seen.clear();
+                    }
                     seen.insert(format!("{}:{claimer}", e.code()))
                 });
                 if first {

@@ -855,4 +855,14 @@ async fn a_config_that_reuses_a_managed_keys_id_does_not_start() {
     let err = crate::support::write_config(dir.path(), &twins);
     let err = countersign_gateway::config::Config::load(&err).unwrap_err();
     assert!(err.to_string().contains("duplicate identity id"), "{err}");
+
+    // Nor does a workload rule that names a configured identity (or a look-alike of one).
+    let idp = Idp::start().await;
+    let rule_twin = idp.config().replace("id = \"oidc-bot\"", "id = \"BOT\"");
+    let path = crate::support::write_config(dir.path(), &rule_twin);
+    let err = countersign_gateway::config::Config::load(&path).unwrap_err();
+    assert!(
+        err.to_string().contains("configured identity `bot`"),
+        "{err}"
+    );
 }
