@@ -4,6 +4,7 @@
 use clap::Args;
 use countersign_core::{IdentityKind, Timestamp};
 use countersign_gateway::config::Config;
+use countersign_gateway::identities::Identities;
 use countersign_gateway::keys::{self, KeyRequest};
 use countersign_store::{rfc3339, Store};
 use std::path::PathBuf;
@@ -36,6 +37,10 @@ pub struct CreateArgs {
     /// Lifetime, e.g. 90d (default: until revoked).
     #[arg(long)]
     expires: Option<String>,
+    /// The person who sponsors this agent (never an approver of its requests). Without it the
+    /// key has no human sponsor: the operator made it.
+    #[arg(long)]
+    sponsor: Option<String>,
 }
 
 /// `keys revoke`.
@@ -57,10 +62,15 @@ fn now() -> Timestamp {
 }
 
 async fn open(args: &StoreArgs) -> Result<std::sync::Arc<dyn Store>, String> {
+    open_with_config(args).await.map(|(store, _)| store)
+}
+
+async fn open_with_config(args: &StoreArgs) -> Result<(std::sync::Arc<dyn Store>, Config), String> {
     let config = Config::load(&args.config).map_err(|e| e.to_string())?;
-    countersign_gateway::open_store(&config.database)
+    let store = countersign_gateway::open_store(&config.database)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok((store, config))
 }
 
 fn operator() -> String {
@@ -87,14 +97,16 @@ async fn run_async(cmd: KeysCommand) -> Result<(), String> {
                 .map(humantime::parse_duration)
                 .transpose()
                 .map_err(|e| format!("--expires: use a duration like 90d ({e})"))?;
-            let store = open(&a.store).await?;
+            let (store, config) = open_with_config(&a.store).await?;
+            let configured = Identities::from_config(&config.identities);
             let req = KeyRequest {
                 identity: a.identity,
                 kind,
                 groups: a.groups.into_iter().filter(|g| !g.is_empty()).collect(),
                 expires_in,
+                sponsor: a.sponsor,
             };
-            let (secret, key) = keys::create(&*store, req, &operator(), now())
+            let (secret, key) = keys::create(&*store, &configured, req, &operator(), now())
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{secret}");
@@ -118,8 +130,12 @@ async fn run_async(cmd: KeysCommand) -> Result<(), String> {
                     (None, None) => "active".into(),
                 };
                 let groups: Vec<&str> = k.groups.iter().map(String::as_str).collect();
+                let sponsor = k
+                    .sponsor
+                    .as_deref()
+                    .map_or(String::new(), |s| format!("\tsponsor {s}"));
                 println!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}{sponsor}",
                     k.id,
                     k.identity,
                     k.kind.as_str(),

@@ -272,6 +272,8 @@ fn eval(args: EvalArgs) -> Result<String, String> {
                 source: Some("config".into()),
                 issuer: None,
                 claims: Default::default(),
+                sponsor: None,
+                stable_key: Some(format!("config:{}", c.id)),
             }
         }
     };

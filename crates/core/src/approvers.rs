@@ -33,7 +33,11 @@ impl Approvers {
     /// Whether `who` is an approver under this rule (humans only: agents and services never are).
     pub fn admits(&self, who: &Identity) -> bool {
         who.kind.can_vote()
-            && (self.humans.contains(&who.id) || who.groups.iter().any(|g| self.groups.contains(g)))
+            && (self
+                .humans
+                .iter()
+                .any(|h| crate::identity::same_id(h, &who.id))
+                || who.groups.iter().any(|g| self.groups.contains(g)))
     }
 
     /// The entries under which `who` would be admitted by any rule: `human:ID` and one

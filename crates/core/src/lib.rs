@@ -22,7 +22,7 @@ pub use action::{
 pub use approvers::{Approvers, ApproversParseError, Quorum, QuorumParseError};
 pub use decision::{Decision, Effect, Requirement};
 pub use event::Event;
-pub use identity::{Identity, IdentityKind};
+pub use identity::{check_id, id_key, same_id, IdError, Identity, IdentityKind};
 pub use record::{
     ActionRecord, ActionResult, Ballot, Clarification, DomainError, GrantState, NewAction, Outcome,
     ReviewState, Status, Verdict, Vote,

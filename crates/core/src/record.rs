@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::action::{ActionDigest, ActionSpec, SpecError};
 use crate::decision::{Decision, Effect, Requirement};
 use crate::event::Event;
-use crate::identity::{Identity, IdentityKind};
+use crate::identity::{id_key, same_id, Identity, IdentityKind};
 use crate::time::Timestamp;
 
 /// Where an action is in its life.
@@ -190,7 +190,7 @@ impl ReviewState {
             .iter()
             .filter(|v| matches!(v.verdict, Verdict::Approve | Verdict::Modify))
             .filter(|v| &v.digest == digest && v.counts_for.contains(&i))
-            .map(|v| v.voter.as_str())
+            .map(|v| id_key(&v.voter))
             .collect::<BTreeSet<_>>()
             .len()
     }
@@ -279,6 +279,10 @@ pub struct ActionRecord {
     /// The human an agent acts for; barred from voting like the requester.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_behalf_of: Option<String>,
+    /// The human who created the requester's managed key, as authenticated at submission;
+    /// barred from voting like the requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sponsor: Option<String>,
     /// What will run (after any reviewer modification).
     pub spec: ActionSpec,
     /// Digest of `spec`.
@@ -344,8 +348,9 @@ pub enum DomainError {
     /// An agent or service tried to vote.
     #[error("agents and services can request actions but never review them")]
     AgentsCannotApprove,
-    /// The requester, or the human it acts for, tried to vote on their own action.
-    #[error("you requested this action (or it was requested on your behalf); another person must review it")]
+    /// The requester, the human it acts for, or the sponsor of the requesting agent's key
+    /// tried to vote on the action.
+    #[error("you requested this action (or it was requested on your behalf, or by an agent whose key you sponsor); another person must review it")]
     SelfApproval,
     /// The voter is not an approver under any of the review's requirements.
     #[error("you are not an approver for this action; its approvers are: {0}")]
@@ -473,6 +478,7 @@ impl ActionRecord {
             requester_kind: requester.kind,
             requester_identity: Some(requester.clone()),
             on_behalf_of: new.on_behalf_of,
+            sponsor: requester.sponsor.clone(),
             spec: new.spec,
             digest,
             submitted_digest: digest,
@@ -544,7 +550,7 @@ impl ActionRecord {
     pub fn answers(&self, new: &ActionRecord) -> bool {
         let now = new.created_at;
         self.requester == new.requester
-            && self.on_behalf_of == new.on_behalf_of
+            && self.on_behalf_of.as_deref().map(id_key) == new.on_behalf_of.as_deref().map(id_key)
             && self.submitted_digest == new.submitted_digest
             && match self.status {
                 Status::Pending | Status::NeedsClarification => self.open_review(now).is_ok(),
@@ -567,16 +573,18 @@ impl ActionRecord {
     pub fn usable_grant(&self, who: &Identity, now: Timestamp) -> Option<&GrantState> {
         self.grant
             .as_ref()
-            .filter(|g| who.id == self.requester && g.redeemed_at.is_none() && now < g.expires_at)
+            .filter(|g| {
+                same_id(&who.id, &self.requester) && g.redeemed_at.is_none() && now < g.expires_at
+            })
             .filter(|_| matches!(self.status, Status::Allowed | Status::Approved))
     }
 
-    /// Whether `who` reviews this action: a human, not its requester or the human it acts for,
-    /// an approver under some requirement, with the review still open (pending, or waiting for
+    /// Whether `who` reviews this action: a human, not its requester, the human it acts for or
+    /// its agent's sponsor, an approver under some requirement, with the review still open (pending, or waiting for
     /// an answer). The same rules [`ActionRecord::vote`] enforces; this only answers the question.
     pub fn reviewable_by(&self, who: &Identity, now: Timestamp) -> bool {
         who.kind.can_vote()
-            && !self.is_own(who)
+            && !self.barred_from_voting(who)
             && self
                 .open_review(now)
                 .is_ok_and(|r| r.requirements.iter().any(|q| q.approvers.admits(who)))
@@ -623,9 +631,20 @@ impl ActionRecord {
         Ok(())
     }
 
-    /// Whether `who` is the requester or the human the action was requested for.
+    /// Whether `who` is the requester or the human the action was requested for (ids compared
+    /// normalised, [`same_id`]).
     fn is_own(&self, who: &Identity) -> bool {
-        who.id == self.requester || self.on_behalf_of.as_deref() == Some(who.id.as_str())
+        same_id(&who.id, &self.requester)
+            || self
+                .on_behalf_of
+                .as_deref()
+                .is_some_and(|h| same_id(&who.id, h))
+    }
+
+    /// Whether `who` may never vote on this action: its requester, the human it acts for, or the
+    /// human who sponsors the requesting agent's key.
+    fn barred_from_voting(&self, who: &Identity) -> bool {
+        self.is_own(who) || self.sponsor.as_deref().is_some_and(|s| same_id(&who.id, s))
     }
 
     /// The open review, or why there is none. Past its deadline a review is closed even before the
@@ -664,7 +683,7 @@ impl ActionRecord {
         if !voter.kind.can_vote() {
             return Err(DomainError::AgentsCannotApprove);
         }
-        if self.is_own(voter) {
+        if self.barred_from_voting(voter) {
             return Err(DomainError::SelfApproval);
         }
         let review = self.open_review(now)?;
@@ -684,7 +703,7 @@ impl ActionRecord {
             return Err(DomainError::NotAnApprover(all.join(", ")));
         }
         let voted_on_current = review.votes.iter().any(|v| {
-            v.voter == voter.id
+            same_id(&v.voter, &voter.id)
                 && v.digest == self.digest
                 && matches!(v.verdict, Verdict::Approve | Verdict::Modify)
         });
@@ -831,7 +850,7 @@ impl ActionRecord {
         answer: String,
         now: Timestamp,
     ) -> Result<Vec<Event>, DomainError> {
-        if who.id != self.requester {
+        if !same_id(&who.id, &self.requester) {
             return Err(DomainError::NotRequester);
         }
         self.open_review(now)?;
@@ -858,7 +877,7 @@ impl ActionRecord {
     /// The requester withdraws the action: allowed while a review is open, or while an allowed or
     /// approved action has not started (its grant, if any, is unredeemed and then revoked).
     pub fn cancel(&mut self, who: &Identity, now: Timestamp) -> Result<Vec<Event>, DomainError> {
-        if who.id != self.requester {
+        if !same_id(&who.id, &self.requester) {
             return Err(DomainError::NotRequester);
         }
         let cancellable = match self.status {
@@ -892,8 +911,9 @@ impl ActionRecord {
     /// Who may redeem this action's grant: the requester, or a service a matching policy named as
     /// executor (`@executor("service:ID")`). No other service, agent or person.
     pub fn may_redeem(&self, who: &Identity) -> bool {
-        who.id == self.requester
-            || (who.kind == IdentityKind::Service && self.decision.executors.contains(&who.id))
+        same_id(&who.id, &self.requester)
+            || (who.kind == IdentityKind::Service
+                && self.decision.executors.iter().any(|e| same_id(e, &who.id)))
     }
 
     /// Redeems the grant identified by `jti` for `digest`, once. The redeemer must be one
@@ -945,7 +965,7 @@ impl ActionRecord {
         now: Timestamp,
     ) -> Result<Vec<Event>, DomainError> {
         let redeemer = self.grant.as_ref().and_then(|g| g.redeemed_by.as_deref());
-        if who.id != self.requester && redeemer != Some(who.id.as_str()) {
+        if !same_id(&who.id, &self.requester) && !redeemer.is_some_and(|r| same_id(&who.id, r)) {
             return Err(DomainError::NotRequester);
         }
         if self.result.is_some() {

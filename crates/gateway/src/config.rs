@@ -55,6 +55,7 @@ struct RawIdentity {
     groups: Vec<String>,
     email: Option<String>,
     api_key_sha256: String,
+    oidc_subject: Option<String>,
 }
 
 /// A configured identity with the SHA-256 of its bearer token.
@@ -70,6 +71,9 @@ pub struct ConfiguredIdentity {
     pub email: Option<String>,
     /// SHA-256 of the bearer token.
     pub api_key_sha256: [u8; 32],
+    /// `issuer#subject` of the OIDC user who is this (human) identity: signing in through the
+    /// identity provider as that subject is acting as this identity, one person.
+    pub oidc_subject: Option<String>,
 }
 
 /// Where records are stored.
@@ -280,7 +284,8 @@ impl Config {
                  e.g. \"gateway.example.com/audit\""
             )));
         }
-        let mut ids = HashSet::new();
+        let mut ids = std::collections::HashMap::new();
+        let mut subjects = HashSet::new();
         let mut keys = HashSet::new();
         let mut identities = Vec::new();
         for (n, ident) in raw.identities.into_iter().enumerate() {
@@ -290,8 +295,38 @@ impl Config {
                     "{at}: `id` must be 1-256 characters without spaces"
                 )));
             }
-            if !ids.insert(ident.id.clone()) {
-                return Err(err(format!("{at}: duplicate identity id `{}`", ident.id)));
+            if let Err(e) = countersign_core::check_id(&ident.id) {
+                return Err(err(format!("{at}: {e}")));
+            }
+            // Compared as people read them: `alice`, `Alice` and a Cyrillic `аlice` are one id.
+            if let Some(other) = ids.insert(countersign_core::id_key(&ident.id), ident.id.clone()) {
+                return Err(err(format!(
+                    "{at}: duplicate identity id: `{}` is `{other}` once case and look-alike \
+                     characters are ignored",
+                    ident.id
+                )));
+            }
+            if let Some(subject) = &ident.oidc_subject {
+                if ident.kind != IdentityKind::Human {
+                    return Err(err(format!(
+                        "{at}: `oidc_subject` links a person's identity-provider account; \
+                         only `kind = \"human\"` identities may have one"
+                    )));
+                }
+                let well_formed = subject
+                    .split_once('#')
+                    .is_some_and(|(iss, sub)| !iss.is_empty() && !sub.is_empty());
+                if !well_formed {
+                    return Err(err(format!(
+                        "{at}: `oidc_subject` = \"{subject}\" must be \"ISSUER#SUBJECT\", \
+                         e.g. \"https://login.example.com#00u1abc\""
+                    )));
+                }
+                if !subjects.insert(subject.clone()) {
+                    return Err(err(format!(
+                        "{at}: `oidc_subject` = \"{subject}\" is linked to another identity"
+                    )));
+                }
             }
             if let Some(g) = ident.groups.iter().find(|g| !valid_name(g)) {
                 return Err(err(format!("{at}: group `{g}` must have no spaces")));
@@ -317,10 +352,25 @@ impl Config {
                 groups: ident.groups.into_iter().collect(),
                 email: ident.email,
                 api_key_sha256: hash,
+                oidc_subject: ident.oidc_subject,
             });
         }
         for o in &raw.oidc {
             o.clone().validate().map_err(err)?;
+            // A workload rule names an identity of its own: not a configured one, nor a
+            // look-alike of one.
+            for id in o.rules.iter().filter_map(|r| r.id.as_deref()) {
+                let at = format!("[[oidc]] issuer \"{}\": rule id \"{id}\"", o.issuer);
+                if let Err(e) = countersign_core::check_id(id) {
+                    return Err(err(format!("{at}: {e}")));
+                }
+                if let Some(other) = ids.get(&countersign_core::id_key(id)) {
+                    return Err(err(format!(
+                        "{at} is the configured identity `{other}` (ids are compared ignoring \
+                         case and look-alike characters); give the workload an id of its own"
+                    )));
+                }
+            }
         }
         if let Some(g) = raw.admin_group.as_deref().filter(|g| !valid_name(g)) {
             return Err(err(format!(

@@ -12,6 +12,7 @@ use crate::config::ConfiguredIdentity;
 pub struct Identities {
     by_key: HashMap<[u8; 32], Arc<Identity>>,
     by_id: HashMap<String, Arc<Identity>>,
+    linked: HashMap<String, Arc<Identity>>,
 }
 
 impl Identities {
@@ -27,7 +28,12 @@ impl Identities {
                 source: Some("config".into()),
                 issuer: None,
                 claims: Default::default(),
+                sponsor: None,
+                stable_key: Some(format!("config:{}", c.id)),
             });
+            if let Some(subject) = &c.oidc_subject {
+                me.linked.insert(subject.clone(), ident.clone());
+            }
             me.by_key.insert(c.api_key_sha256, ident.clone());
             me.by_id.insert(c.id.clone(), ident);
         }
@@ -46,6 +52,19 @@ impl Identities {
     /// Token hash → identity, for the [`countersign_identity::Authenticator`].
     pub fn by_token_hash(&self) -> HashMap<[u8; 32], Arc<Identity>> {
         self.by_key.clone()
+    }
+
+    /// `issuer#subject` → the configured human that OIDC subject is (`oidc_subject`).
+    pub fn linked(&self) -> HashMap<String, Arc<Identity>> {
+        self.linked.clone()
+    }
+
+    /// The configured identity whose id is `id` once normalised (`alice`, `Alice`, `аlice`).
+    pub fn registry_configured(&self, id: &str) -> Option<&Arc<Identity>> {
+        let key = countersign_core::id_key(id);
+        self.by_id
+            .values()
+            .find(|i| countersign_core::id_key(&i.id) == key)
     }
 
     /// The identity with this id.

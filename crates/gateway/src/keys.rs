@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::error::GatewayError;
+use crate::identities::Identities;
 use crate::service::Gateway;
+use countersign_identity::BindError;
 
 /// What a new key is for.
 #[derive(Debug, Clone)]
@@ -22,14 +24,20 @@ pub struct KeyRequest {
     pub groups: BTreeSet<String>,
     /// Lifetime (none: until revoked).
     pub expires_in: Option<Duration>,
+    /// The human who sponsors the agent (never an approver of its requests); an admin creating
+    /// a key through the API is its sponsor.
+    pub sponsor: Option<String>,
 }
 
 /// Creates a key in `store`: returns the secret (show it once) and what was stored.
 ///
 /// Keys are for agents and services only: a person signs in through the identity provider, and a
-/// leaked key must never be able to approve anything.
+/// leaked key must never be able to approve anything. The key's id must not be (or look like) a
+/// configured identity's (`configured`) or one another source holds (a person or workload
+/// from the identity provider): the id is bound to `managed:<id>` in the store's registry first.
 pub async fn create(
     store: &dyn Store,
+    configured: &Identities,
     req: KeyRequest,
     created_by: &str,
     now: Timestamp,
@@ -38,6 +46,26 @@ pub async fn create(
         return Err(GatewayError::Invalid(
             "`identity` must be 1-256 characters without spaces".into(),
         ));
+    }
+    if let Err(e) = countersign_core::check_id(&req.identity) {
+        return Err(GatewayError::Invalid(format!("`identity`: {e}")));
+    }
+    if let Some(c) = configured.registry_configured(&req.identity) {
+        return Err(GatewayError::Invalid(format!(
+            "`identity` = `{}` is the configured identity `{}`; a key must name an identity of \
+             its own",
+            req.identity, c.id
+        )));
+    }
+    if let Some(s) = &req.sponsor {
+        if let Some(c) = configured.registry_configured(s) {
+            if c.kind != IdentityKind::Human {
+                return Err(GatewayError::Invalid(format!(
+                    "`sponsor` = `{s}` is a configured {}; a sponsor is a person",
+                    c.kind.as_str()
+                )));
+            }
+        }
     }
     if req.kind == IdentityKind::Human {
         return Err(GatewayError::Invalid(
@@ -50,6 +78,16 @@ pub async fn create(
             "group `{g}` must have no spaces"
         )));
     }
+    let source = format!("managed:{}", req.identity);
+    match countersign_identity::registry::bind(store, &req.identity, req.kind, &source, now).await {
+        Ok(()) => {}
+        Err(BindError::Store(e)) => return Err(GatewayError::Store(e)),
+        Err(e) => {
+            return Err(GatewayError::Invalid(format!(
+                "`identity`: {e}; a key must name an identity of its own"
+            )))
+        }
+    }
     let (secret, hash) = keys::generate();
     let key = ManagedKey {
         id: keys::new_id(),
@@ -61,6 +99,7 @@ pub async fn create(
         created_at: now,
         expires_at: req.expires_in.map(|d| now.plus(d)),
         revoked_at: None,
+        sponsor: req.sponsor,
     };
     let event = Event::KeyCreated {
         by: created_by.to_string(),
@@ -132,8 +171,14 @@ impl Gateway {
     ) -> Result<(String, ManagedKey), GatewayError> {
         self.require_admin(who)?;
         let by = who.source.clone().unwrap_or_else(|| who.id.clone());
+        // The admin who mints an agent's key sponsors it: they never approve its requests.
+        let req = KeyRequest {
+            sponsor: Some(who.id.clone()),
+            ..req
+        };
         create(
             self.store.as_ref(),
+            self.identities(),
             req,
             &format!("{} ({by})", who.id),
             self.now_ts(),

@@ -37,7 +37,9 @@ impl Gateway {
     /// Opens the store named by `config` (SQLite or PostgreSQL), then everything else.
     pub async fn open(config: &Config) -> Result<Arc<Gateway>, GatewayError> {
         let store = open_store(&config.database).await?;
-        Gateway::with_store(config, store)
+        let gateway = Gateway::with_store(config, store)?;
+        gateway.check_identities().await?;
+        Ok(gateway)
     }
 
     /// Runs the expiry sweeper and the checkpoint signer whenever this process holds the

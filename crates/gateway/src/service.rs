@@ -125,6 +125,9 @@ pub struct Gateway {
     grant_ttl: Duration,
     grants_for_allowed: bool,
     max_open_reviews: u32,
+    /// Identities already refused (and audited) by this process: each claimer is recorded once,
+    /// so a valid token replayed in a loop cannot grow the audit log.
+    refused_identities: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// How the gateway is put together; [`Gateway::from_config`] builds one from a config file.
@@ -224,10 +227,11 @@ impl Gateway {
                 .filter_map(|i| Some((i.id.clone(), Arc::new(Principal::new(i)?))))
                 .collect(),
         );
-        let auth = Authenticator::new(
+        let auth = Authenticator::with_links(
             parts.identities.by_token_hash(),
             parts.store.clone(),
             parts.oidc,
+            parts.identities.linked(),
         );
         Arc::new(Gateway {
             policy: Arc::new(parts.policy),
@@ -246,6 +250,7 @@ impl Gateway {
             grant_ttl: parts.grant_ttl,
             grants_for_allowed: parts.grants_for_allowed,
             max_open_reviews: parts.max_open_reviews_per_requester,
+            refused_identities: Default::default(),
         })
     }
 
@@ -259,9 +264,94 @@ impl Gateway {
         &self.identities
     }
 
-    /// The identity a bearer credential proves (config token, managed key or OIDC token).
+    /// The identity a bearer credential proves (config token, managed key or OIDC token). An
+    /// identity refused because its id belongs to another source (or looks like one), or is
+    /// unreadable, is recorded in the audit log.
     pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
-        self.auth.authenticate(token, self.now()).await
+        let result = self.auth.authenticate(token, self.now()).await;
+        if let Err(e) = &result {
+            if let Some(claimer) = e.refused_identity() {
+                let first = self.refused_identities.lock().map_or(true, |mut seen| {
+                    // Bounded: past this many distinct claimers, start over (each is then
+                    // recorded again, at most once per round).
+                    if seen.len() >= 10_000 {
+                        seen.clear();
+                    }
+                    seen.insert(format!("{}:{claimer}", e.code()))
+                });
+                if first {
+                    let who = Identity::new(claimer, IdentityKind::Agent, Vec::<String>::new());
+                    self.refused(&who, "authenticate", None, e.code(), true)
+                        .await;
+                }
+            }
+        }
+        result
+    }
+
+    /// Checks, before serving, that configured identities and managed keys name distinct
+    /// identities (compared normalised): each configured id and each active managed key's id is
+    /// bound to its source in the store's registry, and a clash refuses the start.
+    pub async fn check_identities(&self) -> Result<(), GatewayError> {
+        let now = self.now();
+        let keys = self.store.list_keys().await?;
+        for key in keys.iter().filter(|k| k.revoked_at.is_none()) {
+            if let Some(c) = self.identities.registry_configured(&key.identity) {
+                return Err(GatewayError::Startup(format!(
+                    "managed key {} authenticates as `{}`, which is the configured identity \
+                     `{}`; revoke the key (`countersign keys revoke {}`) or rename the identity",
+                    key.id, key.identity, c.id, key.id
+                )));
+            }
+            let source = format!("managed:{}", key.identity);
+            countersign_identity::registry::bind(
+                self.store.as_ref(),
+                &key.identity,
+                key.kind,
+                &source,
+                now,
+            )
+            .await
+            .map_err(|e| {
+                GatewayError::Startup(format!(
+                    "managed key {}: {e}; revoke it (`countersign keys revoke {}`)",
+                    key.id, key.id
+                ))
+            })?;
+        }
+        let linked = self.identities.linked();
+        for ident in self.identities.all() {
+            let source = format!("config:{}", ident.id);
+            let bound = countersign_identity::registry::bind(
+                self.store.as_ref(),
+                &ident.id,
+                ident.kind,
+                &source,
+                now,
+            )
+            .await;
+            // A person who signed in through the identity provider before the config linked
+            // their account (`oidc_subject`) holds the id as that subject: the same person.
+            let linked_holder = |holder: &str| {
+                holder
+                    .strip_prefix("oidc:")
+                    .and_then(|subject| linked.get(subject))
+                    .is_some_and(|l| l.id == ident.id)
+            };
+            if let Err(countersign_identity::BindError::Conflict { source_key, .. }) = &bound {
+                if linked_holder(source_key) {
+                    continue;
+                }
+            }
+            bound.map_err(|e| {
+                GatewayError::Startup(format!(
+                    "configured identity: {e}; ids are never reused by another source, so \
+                     rename the configured identity (or, for a person, link their account with \
+                     `oidc_subject`)"
+                ))
+            })?;
+        }
+        Ok(())
     }
 
     /// The grant signer (for `GET /v1/keys`).
@@ -377,19 +467,27 @@ impl Gateway {
         )
         .map_err(|e| GatewayError::Invalid(e.to_string()))?;
         if let Some(h) = &sub.on_behalf_of {
-            // People from an identity provider are not known in advance: any well-formed id is
-            // accepted then, except one the config names as an agent or service.
-            let ok = match self.identities.get(h) {
-                Some(ident) => ident.kind == IdentityKind::Human,
-                None => !self.auth.oidc().is_empty() && countersign_identity::config::valid_name(h),
-            };
-            if !ok {
+            // A configured human, or a person from the identity provider seen before: an
+            // unknown name could later be claimed by anyone, who would then be barred from
+            // voting in the requester's stead (or the real person would not be).
+            let known = self
+                .auth
+                .registry()
+                .known_human(h)
+                .await
+                .map_err(|e| match e {
+                    AuthError::Store(s) => GatewayError::Store(s),
+                    other => GatewayError::Invalid(other.to_string()),
+                })?;
+            if known.is_none() {
                 return Err(GatewayError::Invalid(format!(
-                    "`on_behalf_of` must name a known human; `{h}` is not one"
+                    "`on_behalf_of` must name a known human (configured, or signed in before); \
+                     `{h}` is not one"
                 )));
             }
         }
         let justification = sub.justification.unwrap_or_default();
+        let on_behalf_of = sub.on_behalf_of.clone();
         let decision = self.decide(who, &spec, &justification)?;
         let now = self.now();
         let submitted = ActionRecord::submit(
@@ -434,7 +532,11 @@ impl Gateway {
                 }
                 Ok((self.view(who, record), Submitted::Created))
             }
-            Inserted::Existing(record) if record.submitted_digest == digest => {
+            Inserted::Existing(record)
+                if record.submitted_digest == digest
+                    && record.on_behalf_of.as_deref().map(countersign_core::id_key)
+                        == on_behalf_of.as_deref().map(countersign_core::id_key) =>
+            {
                 Ok((self.view(who, record), Submitted::Replayed))
             }
             Inserted::Existing(_) => Err(GatewayError::IdempotencyConflict),

@@ -33,6 +33,7 @@ fn key_json(k: &ManagedKey) -> Value {
         "kind": k.kind.as_str(),
         "groups": k.groups,
         "created_by": k.created_by,
+        "sponsor": k.sponsor,
         "created_at": rfc3339(k.created_at),
         "expires_at": k.expires_at.map(rfc3339),
         "revoked_at": k.revoked_at.map(rfc3339),
@@ -57,6 +58,8 @@ pub(crate) async fn create_key(
         kind: body.kind,
         groups: body.groups.into_iter().collect(),
         expires_in,
+        // The admin creating it: set by the gateway.
+        sponsor: None,
     };
     let (secret, key) = state.gateway.create_key(&who, req).await?;
     let mut out = key_json(&key);

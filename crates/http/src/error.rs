@@ -34,7 +34,8 @@ impl ApiError {
     /// The HTTP status for this code.
     pub fn status(&self) -> StatusCode {
         match self.code {
-            "unauthenticated" | "key_revoked" | "key_expired" => StatusCode::UNAUTHORIZED,
+            "unauthenticated" | "key_revoked" | "key_expired" | "identity_conflict"
+            | "identity_invalid" => StatusCode::UNAUTHORIZED,
             c if c.starts_with("token_") => StatusCode::UNAUTHORIZED,
             "identity_provider_unavailable" | "store_unavailable" => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -71,11 +71,18 @@ pub fn identity(issuer: &Issuer, iss: &str, claims: &Value) -> Result<Identity, 
     if rule.is_none() && cfg.require_rule {
         return Err(AuthError::NoMatchingRule);
     }
-    let id = match rule.and_then(|r| r.id.clone()) {
-        Some(id) => id,
-        None => claim(claims, cfg.id_claim.as_deref().unwrap_or("sub"))
-            .and_then(as_text)
-            .ok_or(AuthError::ClaimMissing)?,
+    let (id, stable_key) = match rule.and_then(|r| r.id.clone()) {
+        // The config names this workload: every token the rule admits is that one identity.
+        Some(id) => {
+            let key = format!("oidc:{iss}#rule:{id}");
+            (id, key)
+        }
+        None => (
+            claim(claims, cfg.id_claim.as_deref().unwrap_or("sub"))
+                .and_then(as_text)
+                .ok_or(AuthError::ClaimMissing)?,
+            format!("oidc:{iss}#{sub}"),
+        ),
     };
     if !valid_name(&id) {
         return Err(AuthError::ClaimMissing);
@@ -129,5 +136,7 @@ pub fn identity(issuer: &Issuer, iss: &str, claims: &Value) -> Result<Identity, 
         source: Some(format!("oidc:{iss}#{sub}")),
         issuer: Some(iss.to_string()),
         claims: copied,
+        sponsor: None,
+        stable_key: Some(stable_key),
     })
 }

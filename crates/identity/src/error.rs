@@ -65,6 +65,14 @@ pub enum AuthError {
     /// A managed key past its expiry.
     #[error("this API key has expired")]
     KeyExpired,
+    /// The id is already bound to another identity (another source, or a look-alike id). Holds
+    /// who claimed it (`id (stable key)`), for the audit trail, never shown to the caller.
+    #[error("this identity's id belongs to another identity (or looks like one); ask an administrator to rename one of them or to link them with `oidc_subject`")]
+    IdentityConflict(String),
+    /// The id mixes scripts or holds invisible characters. Holds who claimed it, for the audit
+    /// trail.
+    #[error("this identity's id mixes scripts or contains invisible characters; ask an administrator to change it")]
+    IdentityInvalid(String),
     /// The key store failed.
     #[error("the credential could not be checked; retry later")]
     Store(#[from] StoreError),
@@ -93,7 +101,18 @@ impl AuthError {
             AuthError::ProviderUnavailable => "identity_provider_unavailable",
             AuthError::KeyRevoked => "key_revoked",
             AuthError::KeyExpired => "key_expired",
+            AuthError::IdentityConflict(_) => "identity_conflict",
+            AuthError::IdentityInvalid(_) => "identity_invalid",
             AuthError::Store(_) => "store_unavailable",
+        }
+    }
+
+    /// For a refused identity (`identity_conflict`, `identity_invalid`): who claimed the id,
+    /// as `id (stable key)`, for the audit trail.
+    pub fn refused_identity(&self) -> Option<&str> {
+        match self {
+            AuthError::IdentityConflict(who) | AuthError::IdentityInvalid(who) => Some(who),
+            _ => None,
         }
     }
 

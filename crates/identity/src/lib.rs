@@ -13,10 +13,12 @@ pub mod crypto;
 mod error;
 pub mod keys;
 pub mod oidc;
+pub mod registry;
 
 pub use config::{ClaimRule, OidcIssuerConfig};
 pub use error::AuthError;
 pub use oidc::{OidcVerifier, MAX_TOKEN};
+pub use registry::{BindError, Registry};
 
 use countersign_core::{Identity, Timestamp};
 use countersign_store::Store;
@@ -29,6 +31,7 @@ pub struct Authenticator {
     config_tokens: HashMap<[u8; 32], Arc<Identity>>,
     store: Arc<dyn Store>,
     oidc: OidcVerifier,
+    registry: Registry,
 }
 
 impl Authenticator {
@@ -38,11 +41,29 @@ impl Authenticator {
         store: Arc<dyn Store>,
         oidc: OidcVerifier,
     ) -> Self {
+        Authenticator::with_links(config_tokens, store, oidc, HashMap::new())
+    }
+
+    /// As [`Authenticator::new`], with OIDC subjects (`issuer#subject`) linked to configured
+    /// humans (`oidc_subject`).
+    pub fn with_links(
+        config_tokens: HashMap<[u8; 32], Arc<Identity>>,
+        store: Arc<dyn Store>,
+        oidc: OidcVerifier,
+        linked: HashMap<String, Arc<Identity>>,
+    ) -> Self {
+        let registry = Registry::new(store.clone(), config_tokens.values().cloned(), linked);
         Authenticator {
             config_tokens,
             store,
             oidc,
+            registry,
         }
+    }
+
+    /// Which source owns which id.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The OIDC verifier.
@@ -78,7 +99,8 @@ impl Authenticator {
             if key.expires_at.is_some_and(|t| t <= now) {
                 return Err(AuthError::KeyExpired);
             }
-            return Ok(Arc::new(Identity {
+            let ident = Identity {
+                stable_key: Some(format!("managed:{}", key.identity)),
                 id: key.identity,
                 kind: key.kind,
                 groups: key.groups,
@@ -86,10 +108,13 @@ impl Authenticator {
                 source: Some(format!("key:{}", key.id)),
                 issuer: None,
                 claims: Default::default(),
-            }));
+                sponsor: key.sponsor,
+            };
+            return self.registry.admit(ident, now).await.map(Arc::new);
         }
         if token.bytes().filter(|b| *b == b'.').count() == 2 && !self.oidc.is_empty() {
-            return self.oidc.verify(token).await.map(Arc::new);
+            let ident = self.oidc.verify(token).await?;
+            return self.registry.admit(ident, now).await.map(Arc::new);
         }
         Err(AuthError::Unknown)
     }

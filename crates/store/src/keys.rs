@@ -27,6 +27,8 @@ pub struct ManagedKey {
     pub expires_at: Option<Timestamp>,
     /// Set when revoked; unusable from then on.
     pub revoked_at: Option<Timestamp>,
+    /// The human who sponsors the key's agent (its creator): never an approver of its requests.
+    pub sponsor: Option<String>,
 }
 
 pub(crate) const SCHEMA: &str = "
@@ -39,12 +41,13 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_by TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER,
-    revoked_at INTEGER
+    revoked_at INTEGER,
+    sponsor TEXT
 );
 ";
 
 const COLUMNS: &str =
-    "id, hash, identity, kind, groups, created_by, created_at, expires_at, revoked_at";
+    "id, hash, identity, kind, groups, created_by, created_at, expires_at, revoked_at, sponsor";
 
 fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
@@ -86,6 +89,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<ManagedKey, StoreError>> {
         created_at: Timestamp(r.get(6)?),
         expires_at: r.get::<_, Option<i64>>(7)?.map(Timestamp),
         revoked_at: r.get::<_, Option<i64>>(8)?.map(Timestamp),
+        sponsor: r.get(9)?,
         id,
     }))
 }
@@ -96,7 +100,7 @@ pub(crate) fn insert(conn: &Connection, key: &ManagedKey) -> Result<bool, StoreE
         message: e.to_string(),
     })?;
     conn.prepare_cached(&format!(
-        "INSERT INTO api_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        "INSERT INTO api_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     ))
     .map_err(db_err)?
     .execute(params![
@@ -109,6 +113,7 @@ pub(crate) fn insert(conn: &Connection, key: &ManagedKey) -> Result<bool, StoreE
         key.created_at.millis(),
         key.expires_at.map(|t| t.millis()),
         key.revoked_at.map(|t| t.millis()),
+        key.sponsor,
     ])
     .map_err(db_err)?;
     Ok(true)

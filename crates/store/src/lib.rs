@@ -8,12 +8,14 @@
 //! **Architecture Invariant:** no method returns before its write is durably committed, so a
 //! response sent after a store call never reports a decision a crash could lose.
 
+mod bindings;
 mod entry;
 mod keys;
 mod op;
 mod postgres;
 mod sqlite;
 
+pub use bindings::IdentityBinding;
 pub use countersign_audit::Hash;
 pub use entry::rfc3339;
 pub use keys::ManagedKey;
@@ -290,6 +292,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every key, oldest first.
     async fn list_keys(&self) -> Result<Vec<ManagedKey>, StoreError>;
+
+    /// Binds `binding.id_key` to `binding.source` unless it is bound already, atomically across
+    /// every process sharing the store; returns the binding that holds (the first one wins).
+    async fn bind_identity(&self, binding: IdentityBinding) -> Result<IdentityBinding, StoreError>;
+
+    /// The binding of a normalised id, if any.
+    async fn identity_binding(&self, id_key: &str) -> Result<Option<IdentityBinding>, StoreError>;
 
     /// Ids of actions whose changes were committed by *any* process sharing this store, as they
     /// land ([`ANY_CHANGE`] when some may have been missed). `None` for a store only this

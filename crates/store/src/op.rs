@@ -8,8 +8,8 @@ use tokio::sync::oneshot;
 
 use crate::entry::EntryParts;
 use crate::{
-    InsertRules, Inserted, KeyEvent, ManagedKey, StoreError, StoredCheckpoint, Transition,
-    UpdateError,
+    IdentityBinding, InsertRules, Inserted, KeyEvent, ManagedKey, StoreError, StoredCheckpoint,
+    Transition, UpdateError,
 };
 
 /// One queued write and where its answer goes once the batch holding it is durable.
@@ -44,6 +44,12 @@ pub(crate) enum Op {
         key: ManagedKey,
         entry: EntryParts,
         reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// An id bound to its source, unless already bound (SQLite's writer; PostgreSQL binds
+    /// with one statement outside its batches).
+    BindIdentity {
+        binding: IdentityBinding,
+        reply: oneshot::Sender<Result<IdentityBinding, StoreError>>,
     },
     /// A key revoked, and its audit entry.
     RevokeKey {
@@ -151,5 +157,14 @@ pub(crate) async fn revoke_key(
         event_of,
         reply,
     })?;
+    answer(rx).await
+}
+
+pub(crate) async fn bind_identity(
+    w: &impl Writer,
+    binding: IdentityBinding,
+) -> Result<IdentityBinding, StoreError> {
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::BindIdentity { binding, reply })?;
     answer(rx).await
 }

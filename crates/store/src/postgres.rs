@@ -137,10 +137,24 @@ FROM actions a,
 ON CONFLICT DO NOTHING;
 ",
     ),
+    (
+        5,
+        "
+-- The human who sponsors a managed key's agent, and the identity registry.
+ALTER TABLE api_keys ADD COLUMN sponsor TEXT;
+CREATE TABLE identity_bindings (
+    id_key TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    first_seen BIGINT NOT NULL
+);
+",
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 fn db_err(e: tokio_postgres::Error) -> StoreError {
     // `Display` of a server error is only "db error"; the source carries the message.
@@ -662,7 +676,7 @@ async fn run_batch(
                 key_hashes.push(key.hash.to_vec());
             }
             Op::RevokeKey { id, .. } => key_ids.push(id.clone()),
-            Op::Checkpoint { .. } | Op::Append { .. } => {}
+            Op::Checkpoint { .. } | Op::Append { .. } | Op::BindIdentity { .. } => {}
         }
     }
     let prelude = async {
@@ -846,6 +860,9 @@ fn fail_all(ops: Vec<Op>, done: &mut Vec<Done>, err: StoreError) -> StoreError {
                 reply,
                 Err(StoreError::Database(err.to_string())),
             )),
+            Op::BindIdentity { reply, .. } => {
+                drop(reply.send(Err(StoreError::Database(err.to_string()))))
+            }
         }
     }
     // Every reply above is overridden by the failed commit's error in `Done::send`, except the
@@ -1001,6 +1018,12 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
             }
             batch.records.insert(id, record.clone());
             done.push(Done::Update(reply, Ok((record, events))));
+        }
+        Op::BindIdentity { reply, .. } => {
+            // Never queued: PostgreSQL binds with one statement (`Store::bind_identity`).
+            drop(reply.send(Err(StoreError::Database(
+                "identity bindings are not batched".into(),
+            ))));
         }
         Op::Checkpoint { checkpoint, reply } => {
             batch.checkpoints.push(checkpoint);
@@ -1158,7 +1181,7 @@ async fn write_batch(
     for key in batch.new_keys.iter().filter_map(|id| batch.keys.get(id)) {
         tx.execute(
             &format!(
-                "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ),
             &[
                 &key.id,
@@ -1170,6 +1193,7 @@ async fn write_batch(
                 &key.created_at.millis(),
                 &key.expires_at.map(|t| t.millis()),
                 &key.revoked_at.map(|t| t.millis()),
+                &key.sponsor,
             ],
         )
         .await
@@ -1296,7 +1320,7 @@ fn status_list(statuses: &[Status]) -> Vec<String> {
 }
 
 const KEY_COLUMNS: &str =
-    "id, hash, identity, kind, groups, created_by, created_at, expires_at, revoked_at";
+    "id, hash, identity, kind, groups, created_by, created_at, expires_at, revoked_at, sponsor";
 
 fn key_row(r: &tokio_postgres::Row) -> Result<crate::ManagedKey, StoreError> {
     let id: String = r.get(0);
@@ -1318,6 +1342,7 @@ fn key_row(r: &tokio_postgres::Row) -> Result<crate::ManagedKey, StoreError> {
         created_at: Timestamp(r.get(6)),
         expires_at: r.get::<_, Option<i64>>(7).map(Timestamp),
         revoked_at: r.get::<_, Option<i64>>(8).map(Timestamp),
+        sponsor: r.get(9),
         id,
     })
 }
@@ -1625,6 +1650,63 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?;
         rows.iter().map(key_row).collect()
+    }
+
+    async fn bind_identity(
+        &self,
+        b: crate::IdentityBinding,
+    ) -> Result<crate::IdentityBinding, StoreError> {
+        // One statement: the unique key makes the first binding win across replicas.
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO identity_bindings (id_key, source, id, kind, first_seen) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id_key) DO NOTHING",
+                &[
+                    &b.id_key,
+                    &b.source,
+                    &b.id,
+                    &b.kind.as_str(),
+                    &b.first_seen.millis(),
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        drop(client);
+        self.identity_binding(&b.id_key)
+            .await?
+            .ok_or_else(|| StoreError::Database(format!("identity binding {} vanished", b.id_key)))
+    }
+
+    async fn identity_binding(
+        &self,
+        id_key: &str,
+    ) -> Result<Option<crate::IdentityBinding>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT id_key, source, id, kind, first_seen FROM identity_bindings \
+                 WHERE id_key = $1",
+                &[&id_key],
+            )
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            let id_key: String = r.get(0);
+            let kind = crate::keys::kind_from(r.get(3)).ok_or_else(|| StoreError::Corrupt {
+                id: id_key.clone(),
+                message: "unknown identity kind".into(),
+            })?;
+            Ok(crate::IdentityBinding {
+                id_key,
+                source: r.get(1),
+                id: r.get(2),
+                kind,
+                first_seen: Timestamp(r.get(4)),
+            })
+        })
+        .transpose()
     }
 
     async fn try_lead(&self) -> Result<Option<Box<dyn crate::Lease>>, StoreError> {

@@ -21,8 +21,8 @@ use countersign_audit::{Hash, HashReader, TreeError};
 use crate::entry::EntryParts;
 use crate::op::{self, encode, Op, Writer};
 use crate::{
-    AuditEntry, InsertRules, Inserted, KeyEvent, ListFilter, ManagedKey, ReviewQuery, Store,
-    StoreError, StoredCheckpoint, Transition, UpdateError,
+    AuditEntry, IdentityBinding, InsertRules, Inserted, KeyEvent, ListFilter, ManagedKey,
+    ReviewQuery, Store, StoreError, StoredCheckpoint, Transition, UpdateError,
 };
 
 /// Most operations committed in one transaction.
@@ -63,8 +63,9 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 );
 ";
 
-/// The schema version [`SCHEMA`] (with [`UPGRADE_4`], [`INDEXES_4`] and [`SCHEMA_5`]) makes.
-const SCHEMA_VERSION: i64 = 5;
+/// The schema version [`SCHEMA`] (with [`UPGRADE_4`], [`INDEXES_4`], [`SCHEMA_5`] and
+/// [`UPGRADE_6`]) makes.
+const SCHEMA_VERSION: i64 = 6;
 
 /// Schema 5: each review's approver entries (`group:NAME`, `human:ID`), one row per entry, with
 /// the action's status and age, so a reviewer's page of reviews is an index range per entry
@@ -83,7 +84,6 @@ CREATE TABLE IF NOT EXISTS review_approvers (
 CREATE INDEX IF NOT EXISTS review_approvers_id ON review_approvers(id);
 CREATE INDEX IF NOT EXISTS actions_open_by_requester ON actions(requester)
     WHERE status IN ('pending', 'needs_clarification');
-PRAGMA user_version = 5;
 ";
 
 /// Schema 4 to 5: the approver entries of the reviews already stored, from their bodies.
@@ -100,6 +100,10 @@ FROM actions a, json_each(a.body, '$.review.requirements') q,
      json_each(q.value, '$.approvers.humans') h;
 ";
 
+/// Schema 5 to 6: the sponsor of a managed key (the identity registry is created with the
+/// other tables).
+const UPGRADE_6: &str = "ALTER TABLE api_keys ADD COLUMN sponsor TEXT;";
+
 /// Schema 3 to 4: the submitted digest as a column, filled from each record's body.
 const UPGRADE_4: &str = "
 ALTER TABLE actions ADD COLUMN digest TEXT;
@@ -114,7 +118,6 @@ const INDEXES_4: &str = "
 DROP INDEX IF EXISTS actions_requester_digest;
 CREATE INDEX IF NOT EXISTS actions_reusable_digest ON actions(requester, digest)
     WHERE status IN ('pending', 'needs_clarification', 'approved');
-PRAGMA user_version = 4;
 ";
 
 fn db_err(e: rusqlite::Error) -> StoreError {
@@ -199,9 +202,21 @@ impl SqliteStore {
         } else {
             ""
         };
+        // Key tables made before schema 6 lack the sponsor column.
+        let key_columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('api_keys')")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(db_err)?;
+        let upgrade_6 = if !key_columns.is_empty() && !key_columns.iter().any(|c| c == "sponsor") {
+            UPGRADE_6
+        } else {
+            ""
+        };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE;\n{SCHEMA}\n{upgrade}\n{INDEXES_4}\n{}\n{SCHEMA_5}\n{upgrade_5}\nCOMMIT;",
-            crate::keys::SCHEMA
+            "BEGIN IMMEDIATE;\n{SCHEMA}\n{upgrade}\n{INDEXES_4}\n{}\n{SCHEMA_5}\n{upgrade_5}\n\
+             {upgrade_6}\n{}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;",
+            crate::keys::SCHEMA,
+            crate::bindings::SCHEMA
         ))
         .map_err(db_err)?;
         let (tx, rx) = mpsc::channel();
@@ -688,6 +703,18 @@ fn run_one(
                 });
             }));
         }
+        Op::BindIdentity { binding, reply } => {
+            let result = crate::bindings::bind(conn, &binding);
+            let ok = release(result.is_ok());
+            done.push(Box::new(move |committed| {
+                let _ = reply.send(match result {
+                    Ok(_) if !committed || !ok => Err(StoreError::Database(
+                        "the commit failed; nothing was recorded".into(),
+                    )),
+                    other => other,
+                });
+            }));
+        }
         Op::Checkpoint { checkpoint, reply } => {
             let result = tx_checkpoint(conn, &checkpoint);
             let ok = release(result.is_ok());
@@ -746,6 +773,9 @@ fn reject(op: Op, err: StoreError) {
             let _ = reply.send(Err(err));
         }
         Op::RevokeKey { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::BindIdentity { reply, .. } => {
             let _ = reply.send(Err(err));
         }
     }
@@ -1075,5 +1105,13 @@ impl Store for SqliteStore {
 
     async fn list_keys(&self) -> Result<Vec<ManagedKey>, StoreError> {
         self.read(crate::keys::list)
+    }
+
+    async fn bind_identity(&self, binding: IdentityBinding) -> Result<IdentityBinding, StoreError> {
+        op::bind_identity(self, binding).await
+    }
+
+    async fn identity_binding(&self, id_key: &str) -> Result<Option<IdentityBinding>, StoreError> {
+        self.read(|c| crate::bindings::get(c, id_key))
     }
 }

@@ -121,6 +121,9 @@ async fn oidc_agents_and_people_with_separation_of_duties() {
     let frank = idp.token("frank", &["sre"], json!({}));
     let gina = idp.token("gina", &[], json!({}));
     let gina_sre = idp.token("gina", &["sre"], json!({}));
+    // `on_behalf_of` names a known human: frank has signed in before.
+    let (s, _) = call(&gw, &frank, Method::GET, "/v1/reviews", None).await;
+    assert_eq!(s, StatusCode::OK);
 
     // The workload rule makes the client-credentials token an agent; it acts for frank.
     let (s, v) = call(
@@ -435,6 +438,38 @@ async fn keys_create_list_revoke_from_the_cli() {
     ]);
     assert_eq!(rc, 2);
     assert!(stderr.contains("agent"), "{stderr}");
+    // A key never takes a configured identity's id, nor a look-alike of it.
+    for name in ["alice", "ALICE", "ci"] {
+        let (rc, _, stderr) = run(vec![
+            "keys",
+            "create",
+            "--config",
+            config,
+            "--identity",
+            name,
+        ]);
+        assert_eq!(rc, 2, "{name}");
+        assert!(stderr.contains("configured identity"), "{stderr}");
+    }
+    // `--sponsor`: the person behind the agent (who then never approves its requests: see
+    // `a_sponsor_cannot_approve_their_agents_request`), recorded with the key.
+    let (rc, _, stderr) = run(vec![
+        "keys",
+        "create",
+        "--config",
+        config,
+        "--identity",
+        "alices-bot",
+        "--sponsor",
+        "alice",
+    ]);
+    assert_eq!(rc, 0, "{stderr}");
+    let (rc, listed, _) = run(vec!["keys", "list", "--config", config]);
+    assert_eq!(rc, 0);
+    assert!(
+        listed.contains("alices-bot\tagent\t\tactive\tsponsor alice"),
+        "{listed}"
+    );
 
     // The running gateway (same database) accepts the key at once.
     let (s, r) = call(&gw, &secret, Method::GET, "/v1/reviews", None).await;
@@ -446,6 +481,11 @@ async fn keys_create_list_revoke_from_the_cli() {
         listed.contains("deploy-bot\tagent\tautomation,deployers\tactive until"),
         "{listed}"
     );
+    let listed = listed
+        .lines()
+        .find(|l| l.contains("deploy-bot"))
+        .unwrap()
+        .to_string();
     assert!(!listed.contains(&secret));
     let key_id = listed.split('\t').next().unwrap().to_string();
     let (rc, out, _) = run(vec!["keys", "revoke", "--config", config, &key_id]);
@@ -456,4 +496,373 @@ async fn keys_create_list_revoke_from_the_cli() {
     let (rc, _, stderr) = run(vec!["keys", "revoke", "--config", config, &key_id]);
     assert_eq!(rc, 2);
     assert!(stderr.contains("keys list"), "{stderr}");
+}
+
+fn config_identity(id: &str, kind: &str, groups: &[&str], extra: &str) -> String {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(format!("tok-{id}").as_bytes()));
+    let groups: Vec<String> = groups.iter().map(|g| format!("\"{g}\"")).collect();
+    format!(
+        "\n[[identities]]\nid = \"{id}\"\nkind = \"{kind}\"\ngroups = [{}]\napi_key_sha256 = \"{hash}\"\n{extra}\n",
+        groups.join(", ")
+    )
+}
+
+async fn refusals(gw: &Gw, code: &str) -> Vec<Value> {
+    entries(gw)
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "refused" && e["event"]["code"] == code)
+        .collect()
+}
+
+/// Attack: an IdP user whose id equals a configured agent's (or a managed key's) was that agent:
+/// they read its action, redeemed its grant and cancelled it. Now the id belongs to its source:
+/// the IdP user is refused (401 `identity_conflict`), and the refusal is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idp_user_named_like_an_agent_is_not_that_agent() {
+    let idp = Idp::start().await;
+    let gw = Gw::start_with(&idp.config()).await;
+    // A configured agent's allowed action, with a grant.
+    let v = gw
+        .submit("bot", json!({"action": "logs.read", "resource": "r"}))
+        .await;
+    let action = id(&v);
+    let grant = v["grant"]["token"].as_str().unwrap_or_default().to_string();
+    let (s, created) = gw
+        .post(
+            "erin",
+            "/v1/admin/api-keys",
+            json!({"identity": "keybot", "kind": "agent"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().unwrap().to_string();
+    let (s, kv) = call(
+        &gw,
+        &key,
+        Method::POST,
+        "/v1/actions",
+        Some(json!({"action": "logs.read", "resource": "r"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{kv}");
+
+    for (name, target) in [
+        ("bot", &action),
+        ("Bot", &action),
+        ("keybot", &id(&kv)),
+        ("KEYBOT", &id(&kv)),
+    ] {
+        let impostor = idp.token(name, &[], json!({"kind": "agent"}));
+        let (s, r) = call(
+            &gw,
+            &impostor,
+            Method::GET,
+            &format!("/v1/actions/{target}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s, code(&r)),
+            (StatusCode::UNAUTHORIZED, "identity_conflict"),
+            "{name}: {r}"
+        );
+        let (s, r) = call(
+            &gw,
+            &impostor,
+            Method::POST,
+            &format!("/v1/actions/{target}/cancel"),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(
+            (s, code(&r)),
+            (StatusCode::UNAUTHORIZED, "identity_conflict"),
+            "{name}"
+        );
+        let (s, r) = call(
+            &gw,
+            &impostor,
+            Method::POST,
+            "/v1/grants/redeem",
+            Some(json!({"token": grant})),
+        )
+        .await;
+        assert_eq!(
+            (s, code(&r)),
+            (StatusCode::UNAUTHORIZED, "identity_conflict"),
+            "{name}"
+        );
+    }
+    // The agent's action is untouched; each impostor is in the audit log once, by name.
+    let (_, got) = gw.get("bot", &format!("/v1/actions/{action}")).await;
+    assert_eq!(got["status"], "allowed");
+    let refused = refusals(&gw, "identity_conflict").await;
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    assert!(refused
+        .iter()
+        .any(|e| e["actor"].as_str().unwrap().contains("sub-bot")));
+}
+
+/// Attack: config `bob` plus an IdP `BOB`, or a Cyrillic look-alike, made a quorum of two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn look_alike_ids_cannot_make_a_quorum_of_two() {
+    let idp = Idp::start().await;
+    let gw = Gw::start_with(&idp.config()).await;
+    let v = gw
+        .submit("bot", json!({"action": "db.export", "resource": "r"}))
+        .await;
+    let path = format!("/v1/reviews/{}/votes", id(&v));
+    let (s, r) = gw.vote("bob", &id(&v), json!({"verdict": "approve"})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    // Case, full-width and mixed-script twins of a configured person.
+    for (twin, want) in [
+        ("BOB", "identity_conflict"),
+        ("ｂｏｂ", "identity_conflict"),
+        ("b\u{043e}b", "identity_invalid"),
+        ("bo\u{200b}b", "identity_invalid"),
+    ] {
+        let t = idp.token(twin, &["data"], json!({}));
+        let (s, r) = call(
+            &gw,
+            &t,
+            Method::POST,
+            &path,
+            Some(json!({"verdict": "approve"})),
+        )
+        .await;
+        assert_eq!((s, code(&r)), (StatusCode::UNAUTHORIZED, want), "{twin}");
+    }
+    // A whole-script look-alike of a person seen before, from another subject: refused too.
+    let ace = idp.token("ace", &["data"], json!({}));
+    let (s, _) = call(&gw, &ace, Method::GET, "/v1/reviews", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let cyrillic = idp.token("\u{0430}\u{0441}\u{0435}", &["data"], json!({}));
+    let (s, r) = call(&gw, &cyrillic, Method::GET, "/v1/reviews", None).await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::UNAUTHORIZED, "identity_conflict")
+    );
+    let (_, got) = gw.get("bob", &format!("/v1/actions/{}", id(&v))).await;
+    assert_eq!(got["status"], "pending");
+    assert!(!refusals(&gw, "identity_invalid").await.is_empty());
+}
+
+/// `oidc_subject` links a configured human to their IdP account: one person, whichever way
+/// they sign in; another subject with the same name is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_subject_links_a_configured_person() {
+    let idp = Idp::start().await;
+    let link = format!("oidc_subject = \"{}#sub-zoe\"", idp.url);
+    let config = idp.config() + &config_identity("zoe", "human", &["data"], &link);
+    let gw = Gw::start_with(&config).await;
+    let v = gw
+        .submit("bot", json!({"action": "db.export", "resource": "r"}))
+        .await;
+    let zoe_oidc = idp.token("zoe", &[], json!({}));
+    let path = format!("/v1/reviews/{}/votes", id(&v));
+    let (s, r) = call(
+        &gw,
+        &zoe_oidc,
+        Method::POST,
+        &path,
+        Some(json!({"verdict": "approve"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, r) = gw.vote("zoe", &id(&v), json!({"verdict": "approve"})).await;
+    assert_eq!((s, code(&r)), (StatusCode::CONFLICT, "already_voted"));
+    let other = idp.token("zoe", &["data"], json!({"sub": "sub-other"}));
+    let (s, r) = call(&gw, &other, Method::GET, "/v1/reviews", None).await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::UNAUTHORIZED, "identity_conflict")
+    );
+}
+
+/// Attack: the admin who minted an agent's key approved the agent's requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sponsor_cannot_approve_their_agents_request() {
+    let gw = Gw::start_with("admin_group = \"sec\"").await;
+    let (s, created) = gw
+        .post(
+            "erin",
+            "/v1/admin/api-keys",
+            json!({"identity": "erins-bot", "kind": "agent"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["sponsor"], "erin");
+    let key = created["key"].as_str().unwrap().to_string();
+    let (s, v) = call(
+        &gw,
+        &key,
+        Method::POST,
+        "/v1/actions",
+        Some(json!({"action": "iam.grant", "resource": "r"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, r) = gw
+        .vote("erin", &id(&v), json!({"verdict": "approve"}))
+        .await;
+    assert_eq!((s, code(&r)), (StatusCode::FORBIDDEN, "self_approval"));
+    let (_, reviews) = gw.get("erin", "/v1/reviews").await;
+    assert!(!reviews.to_string().contains(&id(&v)));
+    let (s, r) = gw
+        .vote("alice", &id(&v), json!({"verdict": "approve"}))
+        .await;
+    assert_eq!(
+        (s, r["status"].as_str()),
+        (StatusCode::OK, Some("approved"))
+    );
+}
+
+/// Attack: an admin minted a key with a configured identity's or a person's id (or a look-alike,
+/// or of kind human) and so acted as them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_cannot_mint_keys_named_like_someone_else() {
+    let idp = Idp::start().await;
+    let gw = Gw::start_with(&idp.config()).await;
+    let frank = idp.token("frank", &[], json!({}));
+    let (s, _) = call(&gw, &frank, Method::GET, "/v1/reviews", None).await;
+    assert_eq!(s, StatusCode::OK);
+    for (name, kind) in [
+        ("alice", "agent"),
+        ("Alice", "service"),
+        ("\u{0430}lice", "agent"),
+        ("bot", "agent"),
+        ("frank", "agent"),
+        ("FRANK", "agent"),
+        ("mallory", "human"),
+    ] {
+        let (s, r) = gw
+            .post(
+                "erin",
+                "/v1/admin/api-keys",
+                json!({"identity": name, "kind": kind}),
+            )
+            .await;
+        assert_eq!(
+            (s, code(&r)),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{name}"
+        );
+    }
+    let (s, r) = gw.get("erin", "/v1/admin/api-keys").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["keys"].as_array().map(Vec::len), Some(0), "{r}");
+}
+
+/// Attack: an agent named an unknown `on_behalf_of` (anyone could later sign in with that name),
+/// and an idempotent replay silently dropped a different `on_behalf_of`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_behalf_of_names_a_known_human_and_replays_must_match() {
+    let idp = Idp::start().await;
+    let gw = Gw::start_with(&idp.config()).await;
+    for who in ["nobody", "frank", "ci", "bot"] {
+        let (s, r) = gw
+            .post(
+                "bot",
+                "/v1/actions",
+                json!({"action": "deploy", "resource": "r", "on_behalf_of": who}),
+            )
+            .await;
+        assert_eq!(
+            (s, code(&r)),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{who}"
+        );
+    }
+    let frank = idp.token("frank", &[], json!({}));
+    let (s, _) = call(&gw, &frank, Method::GET, "/v1/reviews", None).await;
+    assert_eq!(s, StatusCode::OK);
+    gw.submit(
+        "bot",
+        json!({"action": "deploy", "resource": "r", "on_behalf_of": "frank"}),
+    )
+    .await;
+
+    let submit = |obo: Value| {
+        let mut body = json!({"action": "deploy", "resource": "idem"});
+        if !obo.is_null() {
+            body["on_behalf_of"] = obo;
+        }
+        gw.http
+            .post(format!("{}/v1/actions", gw.url))
+            .bearer_auth("tok-bot")
+            .header("Idempotency-Key", "k-1")
+            .json(&body)
+            .send()
+    };
+    let first = submit(json!("alice")).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let again = submit(json!("alice")).await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::CREATED,
+        "the same request replays"
+    );
+    for other in [json!("bob"), Value::Null] {
+        let r = submit(other.clone()).await.unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict"),
+            "{other}"
+        );
+    }
+}
+
+/// Configured identities and managed keys are checked against each other at start: a clash
+/// refuses to start, naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_that_reuses_a_managed_keys_id_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path =
+        crate::support::write_config(dir.path(), &config_identity("KeyBot", "agent", &[], ""));
+    let config = countersign_gateway::config::Config::load(&path).unwrap();
+    let store = countersign_gateway::open_store(&config.database)
+        .await
+        .unwrap();
+    let req = countersign_gateway::keys::KeyRequest {
+        identity: "keybot".into(),
+        kind: countersign_core::IdentityKind::Agent,
+        groups: Default::default(),
+        expires_in: None,
+        sponsor: None,
+    };
+    countersign_gateway::keys::create(
+        &*store,
+        &Default::default(),
+        req,
+        "operator:test",
+        countersign_core::Timestamp(1),
+    )
+    .await
+    .unwrap();
+    drop(store);
+    let err = match countersign_gateway::Gateway::open(&config).await {
+        Ok(_) => panic!("started with a clashing identity"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("keybot") && err.contains("KeyBot"), "{err}");
+
+    // Two configured ids that differ only in case or script do not even parse.
+    let twins = config_identity("Alice", "human", &[], "");
+    let err = crate::support::write_config(dir.path(), &twins);
+    let err = countersign_gateway::config::Config::load(&err).unwrap_err();
+    assert!(err.to_string().contains("duplicate identity id"), "{err}");
+
+    // Nor does a workload rule that names a configured identity (or a look-alike of one).
+    let idp = Idp::start().await;
+    let rule_twin = idp.config().replace("id = \"oidc-bot\"", "id = \"BOT\"");
+    let path = crate::support::write_config(dir.path(), &rule_twin);
+    let err = countersign_gateway::config::Config::load(&path).unwrap_err();
+    assert!(
+        err.to_string().contains("configured identity `bot`"),
+        "{err}"
+    );
 }

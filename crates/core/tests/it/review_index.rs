@@ -46,7 +46,7 @@ fn closed_reviews_are_listed_for_those_who_could_have_voted() {
         T0,
         "g".into(),
         std::time::Duration::from_secs(60),
-        |_| None,
+        |_| countersign_core::Decision::allow(Vec::new()),
     )
     .unwrap();
     assert_eq!(r.status, Status::Approved);

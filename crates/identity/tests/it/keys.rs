@@ -17,6 +17,7 @@ fn key(id: &str, hash: [u8; 32], expires_at: Option<Timestamp>) -> ManagedKey {
         created_at: Timestamp(1_000),
         expires_at,
         revoked_at: None,
+        sponsor: Some("alice".into()),
     }
 }
 

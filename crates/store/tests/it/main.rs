@@ -74,7 +74,46 @@ both_suites!(
     stored_hashes_match_a_recomputation_after_many_appends,
     reviews_for_pages_a_reviewers_reviews_newest_first,
     concurrent_inserts_respect_the_open_review_cap,
+    identity_bindings_first_claim_wins,
 );
+
+/// A schema 4 file (before key sponsors and the identity registry) is upgraded when opened: its
+/// keys stay, without a sponsor, and ids can be bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_upgrades_a_schema_4_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE api_keys (id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, \
+             identity TEXT NOT NULL, kind TEXT NOT NULL, groups TEXT NOT NULL, \
+             created_by TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER, \
+             revoked_at INTEGER); \
+             INSERT INTO api_keys VALUES ('key_1', x'0101010101010101010101010101010101010101010101010101010101010101', \
+             'bot', 'agent', '[]', 'operator:root', 1, NULL, NULL); \
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let key = store.key_by_hash(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!((key.identity.as_str(), key.sponsor), ("bot", None));
+    let b = countersign_store::IdentityBinding {
+        id_key: "bot".into(),
+        source: "managed:bot".into(),
+        id: "bot".into(),
+        kind: countersign_core::IdentityKind::Agent,
+        first_seen: countersign_core::Timestamp(1),
+    };
+    assert_eq!(store.bind_identity(b.clone()).await.unwrap(), b);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 5);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_data_survives_reopening() {

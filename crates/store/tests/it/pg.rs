@@ -166,6 +166,18 @@ impl Store for RoundRobin {
     async fn list_keys(&self) -> Result<Vec<ManagedKey>, StoreError> {
         self.pick().list_keys().await
     }
+    async fn bind_identity(
+        &self,
+        binding: countersign_store::IdentityBinding,
+    ) -> Result<countersign_store::IdentityBinding, StoreError> {
+        self.pick().bind_identity(binding).await
+    }
+    async fn identity_binding(
+        &self,
+        id_key: &str,
+    ) -> Result<Option<countersign_store::IdentityBinding>, StoreError> {
+        self.pick().identity_binding(id_key).await
+    }
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         self.pick().changes()
     }
@@ -254,6 +266,7 @@ async fn migration_3_fills_the_digest_of_existing_actions() {
         .batch_execute(
             "DROP INDEX actions_requester_digest; ALTER TABLE actions DROP COLUMN digest; \
              DROP TABLE review_approvers; DROP INDEX actions_open_by_requester; \
+             DROP TABLE identity_bindings; ALTER TABLE api_keys DROP COLUMN sponsor; \
              DELETE FROM countersign_migrations WHERE version >= 3;",
         )
         .await
@@ -262,7 +275,7 @@ async fn migration_3_fills_the_digest_of_existing_actions() {
     let _ = driver.await;
     assert_eq!(
         countersign_store::migrate_postgres(&url).await.unwrap(),
-        (2, 4)
+        (2, countersign_store::POSTGRES_SCHEMA_VERSION)
     );
     let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.unwrap());
     // Migration 4 indexed the stored review's approver entries.

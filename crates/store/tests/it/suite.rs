@@ -625,6 +625,7 @@ fn managed_key(id: &str, byte: u8) -> countersign_store::ManagedKey {
         created_at: T0,
         expires_at: Some(Timestamp(T0.millis() + 1000)),
         revoked_at: None,
+        sponsor: Some("alice".into()),
     }
 }
 
@@ -998,4 +999,56 @@ pub async fn concurrent_inserts_respect_the_open_review_cap(store: Arc<dyn Store
     let got = store.insert_ruled(over, vec![], capped).await.unwrap();
     assert!(matches!(got, Inserted::Refused(_)), "{got:?}");
     assert_eq!(store.get("over").await.unwrap(), None);
+}
+
+fn binding(key: &str, source: &str, id: &str) -> countersign_store::IdentityBinding {
+    countersign_store::IdentityBinding {
+        id_key: key.into(),
+        source: source.into(),
+        id: id.into(),
+        kind: IdentityKind::Human,
+        first_seen: T0,
+    }
+}
+
+/// The identity registry: the first source to claim an id keeps it, also when many claim it at
+/// once (on PostgreSQL, through several replicas); a binding never changes.
+pub async fn identity_bindings_first_claim_wins(store: Arc<dyn Store>) {
+    assert_eq!(store.identity_binding("alice").await.unwrap(), None);
+    let first = binding("alice", "oidc:https://idp#1", "alice");
+    assert_eq!(store.bind_identity(first.clone()).await.unwrap(), first);
+    // The same source again: the same binding.
+    assert_eq!(store.bind_identity(first.clone()).await.unwrap(), first);
+    // Another source: refused (the first binding comes back), nothing changes.
+    let other = binding("alice", "managed:Alice", "Alice");
+    assert_eq!(store.bind_identity(other).await.unwrap(), first);
+    assert_eq!(store.identity_binding("alice").await.unwrap(), Some(first));
+
+    let claims = (0..16).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .bind_identity(binding("bob", &format!("oidc:https://idp#{i}"), "bob"))
+                .await
+                .unwrap()
+        })
+    });
+    let held: std::collections::BTreeSet<String> = futures_join(claims)
+        .await
+        .into_iter()
+        .map(|b| b.source)
+        .collect();
+    assert_eq!(held.len(), 1, "one winner for all: {held:?}");
+    let stored = store.identity_binding("bob").await.unwrap().unwrap();
+    assert!(held.contains(&stored.source));
+}
+
+async fn futures_join<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
 }

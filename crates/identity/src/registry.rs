@@ -1,0 +1,173 @@
+//! Which source owns which id. Every identity has a stable key — `config:<id>`,
+//! `managed:<id>` (the managed keys of one id), `oidc:<issuer>#<subject>`, or
+//! `oidc:<issuer>#rule:<id>` for an id a workload rule assigns — and every id, compared
+//! normalised ([`countersign_core::id_key`]: NFKC, case folding, UTS #39 skeleton), belongs to
+//! the first source seen with it, for good: the binding is kept in the store, so it holds across
+//! requests, restarts and replicas. A second source claiming the id, or a look-alike of it, is
+//! refused (`identity_conflict`), unless the config links it (`oidc_subject` on a configured
+//! human, which makes that OIDC subject the configured person).
+
+use countersign_core::{check_id, id_key, Identity, IdentityKind, Timestamp};
+use countersign_store::{IdentityBinding, Store};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::AuthError;
+
+/// Why an id cannot be bound to a source.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The id mixes scripts or contains invisible characters.
+    #[error("`{id}`: {error}")]
+    Invalid {
+        /// The id.
+        id: String,
+        /// Why.
+        error: countersign_core::IdError,
+    },
+    /// The id (or a look-alike) belongs to another source.
+    #[error("`{id}` is already the id of another identity (`{other}`, from {source_key})")]
+    Conflict {
+        /// The id claimed.
+        id: String,
+        /// The id that holds it.
+        other: String,
+        /// The stable key of the source that holds it.
+        source_key: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] countersign_store::StoreError),
+}
+
+/// Binds `id` to the source `stable_key` in `store` unless another source holds it (or a
+/// look-alike of it).
+pub async fn bind(
+    store: &dyn Store,
+    id: &str,
+    kind: IdentityKind,
+    stable_key: &str,
+    now: Timestamp,
+) -> Result<(), BindError> {
+    check_id(id).map_err(|error| BindError::Invalid {
+        id: id.to_string(),
+        error,
+    })?;
+    let held = store
+        .bind_identity(IdentityBinding {
+            id_key: id_key(id),
+            source: stable_key.to_string(),
+            id: id.to_string(),
+            kind,
+            first_seen: now,
+        })
+        .await?;
+    if held.source == stable_key {
+        Ok(())
+    } else {
+        Err(BindError::Conflict {
+            id: id.to_string(),
+            other: held.id,
+            source_key: held.source,
+        })
+    }
+}
+
+/// The configured identities (by normalised id and by linked OIDC subject) and a cache of the
+/// store's bindings (a binding never changes once made).
+pub struct Registry {
+    store: Arc<dyn Store>,
+    configured: HashMap<String, Arc<Identity>>,
+    linked: HashMap<String, Arc<Identity>>,
+    seen: Mutex<HashMap<String, String>>,
+}
+
+impl Registry {
+    /// `configured`: the config's identities; `linked`: `issuer#subject` → the configured
+    /// human that OIDC subject is.
+    pub fn new(
+        store: Arc<dyn Store>,
+        configured: impl IntoIterator<Item = Arc<Identity>>,
+        linked: HashMap<String, Arc<Identity>>,
+    ) -> Self {
+        Registry {
+            store,
+            configured: configured.into_iter().map(|i| (id_key(&i.id), i)).collect(),
+            linked,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The configured identity whose id is `id`, compared normalised.
+    pub fn configured(&self, id: &str) -> Option<&Arc<Identity>> {
+        self.configured.get(&id_key(id))
+    }
+
+    /// The configured human an OIDC `issuer#subject` is linked to.
+    pub fn linked(&self, issuer_subject: &str) -> Option<&Arc<Identity>> {
+        self.linked.get(issuer_subject)
+    }
+
+    /// The identity `ident` (from a managed key or OIDC) may act as, or why not: its id must be
+    /// well formed, not a configured identity's (unless linked) and bound to its own source.
+    pub async fn admit(&self, ident: Identity, now: Timestamp) -> Result<Identity, AuthError> {
+        let claimer = format!(
+            "{} ({})",
+            ident.id,
+            ident.stable_key.as_deref().unwrap_or("unknown source")
+        );
+        let Some(stable) = ident.stable_key.clone() else {
+            return Err(AuthError::IdentityConflict(claimer));
+        };
+        if let Some(link) = stable.strip_prefix("oidc:").and_then(|s| self.linked(s)) {
+            if ident.kind != IdentityKind::Human {
+                return Err(AuthError::IdentityConflict(claimer));
+            }
+            // The same person as the configured one: its id, its groups and the token's.
+            let mut me = ident;
+            me.id = link.id.clone();
+            me.groups.extend(link.groups.iter().cloned());
+            me.email = me.email.or_else(|| link.email.clone());
+            me.stable_key = link.stable_key.clone();
+            return Ok(me);
+        }
+        if check_id(&ident.id).is_err() {
+            return Err(AuthError::IdentityInvalid(claimer));
+        }
+        let key = id_key(&ident.id);
+        if self.configured.contains_key(&key) {
+            return Err(AuthError::IdentityConflict(claimer));
+        }
+        let cached = self.seen.lock().ok().and_then(|m| m.get(&key).cloned());
+        match cached {
+            Some(source) if source == stable => return Ok(ident),
+            Some(_) => return Err(AuthError::IdentityConflict(claimer)),
+            None => {}
+        }
+        match bind(self.store.as_ref(), &ident.id, ident.kind, &stable, now).await {
+            Ok(()) => {}
+            Err(BindError::Invalid { .. }) => return Err(AuthError::IdentityInvalid(claimer)),
+            Err(BindError::Conflict { .. }) => return Err(AuthError::IdentityConflict(claimer)),
+            Err(BindError::Store(e)) => return Err(AuthError::Store(e)),
+        }
+        if let Ok(mut m) = self.seen.lock() {
+            m.insert(key, stable);
+        }
+        Ok(ident)
+    }
+
+    /// Whether `id` names a human the gateway knows: a configured human, or a person from the
+    /// identity provider seen before. Returns the id as it is known.
+    pub async fn known_human(&self, id: &str) -> Result<Option<String>, AuthError> {
+        if let Some(c) = self.configured(id) {
+            return Ok((c.kind == IdentityKind::Human).then(|| c.id.clone()));
+        }
+        if check_id(id).is_err() {
+            return Ok(None);
+        }
+        let bound = self.store.identity_binding(&id_key(id)).await?;
+        Ok(bound
+            .filter(|b| b.kind == IdentityKind::Human && b.source.starts_with("oidc:"))
+            .map(|b| b.id))
+    }
+}
