@@ -121,9 +121,10 @@ pub fn check_json_text(text: &[u8]) -> Result<(), SpecError> {
                             .and_then(|d| d.parse::<u64>().ok())
                             .is_some_and(|n| n <= MAX_SAFE_INTEGER);
                     if !within {
-                        return Err(SpecError::NumberOutOfRange(
-                            String::from_utf8_lossy(token).into_owned(),
-                        ));
+                        // Named, but not echoed whole: it may be a megabyte of digits.
+                        let shown = String::from_utf8_lossy(&token[..token.len().min(32)]);
+                        let more = if token.len() > 32 { "…" } else { "" };
+                        return Err(SpecError::NumberOutOfRange(format!("{shown}{more}")));
                     }
                 }
             }

@@ -107,6 +107,9 @@ fn integers_are_checked_on_the_text_where_parsing_would_round_them() {
             "{bad}"
         );
     }
+    let huge = "9".repeat(100_000);
+    let err = check_json_text(huge.as_bytes()).unwrap_err().to_string();
+    assert!(err.len() < 200 && err.contains("99999…"), "{err}");
     for ok in [
         r#"{"n":9007199254740991,"m":-9007199254740991,"f":1.5e300,"g":-0.0}"#,
         r#"{"s":"99999999999999999999","t":"\\","u":"\"123456789012345678901\""}"#,
