@@ -120,7 +120,7 @@ pub struct Refusal {
     pub code: i64,
     /// A stable machine-readable reason, also the audit entry's code: `mcp_parse_error`,
     /// `mcp_duplicate_key`, `mcp_invalid_request`, `mcp_invalid_id`, `mcp_method_not_found`,
-    /// `mcp_duplicate_id`.
+    /// `mcp_duplicate_id`, `mcp_header_mismatch`.
     pub reason: &'static str,
     /// A sentence for the client.
     pub message: String,
@@ -149,6 +149,17 @@ impl Refusal {
     /// a buggy client sends as easily as a hostile one, and which no server could act on).
     pub fn audited(&self) -> bool {
         self.reason != "mcp_parse_error"
+    }
+
+    /// Streamable HTTP: an `Mcp-Method` or `Mcp-Name` header that disagrees with the body (a
+    /// server routing by header would run what the proxy did not decide on).
+    pub fn header_mismatch(id: &Value, text: &str) -> Self {
+        let id = if valid_id(id) {
+            id.clone()
+        } else {
+            Value::Null
+        };
+        Refusal::new(id, jsonrpc::HEADER_MISMATCH, "mcp_header_mismatch", text)
     }
 
     /// A request id reused while the first request with it is still open.
