@@ -897,9 +897,27 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
         let ended = parts.method == Method::DELETE;
         // A GET stream carries the server's requests and notifications, never a response
         // (unless it resumes an earlier stream, 2025-03-26 to 2025-11-25: `Last-Event-ID`).
-        let resumes = parts.headers.contains_key("last-event-id");
-        let hook = (!resumes).then(drop_responses);
-        let response = p.forward(parts.method, headers, bytes, None, hook).await;
+        // A resumed stream may replay a forwarded request's response, never a held call's.
+        let hook = if parts.headers.contains_key("last-event-id") {
+            let (me, token, asked) = (p.clone(), token.clone(), headers.clone());
+            Box::new(move |data: &str| -> String {
+                let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                if stray_response(&v)
+                    && me
+                        .lock_held()
+                        .contains_key(&held_key(&token, &asked, &v["id"]))
+                {
+                    tracing::warn!(id = %v["id"], "the MCP server answered a held call on a resumed stream; dropped");
+                    return String::new();
+                }
+                data.to_string()
+            }) as Hook
+        } else {
+            drop_responses()
+        };
+        let response = p
+            .forward(parts.method, headers, bytes, None, Some(hook))
+            .await;
         if let Some(sid) = session.filter(|_| ended && response.status().is_success()) {
             p.lock_sessions().remove(&sid);
         }
