@@ -309,6 +309,10 @@ impl HttpProxy {
         id: &Value,
         tx: &mpsc::Sender<Bytes>,
     ) -> String {
+        let headers = match (msg["method"].as_str(), msg["params"]["name"].as_str()) {
+            (Some("tools/call"), Some(tool)) => tool_call_headers(headers, tool),
+            _ => headers,
+        };
         let answer = async {
             let resp = self
                 .client
@@ -789,10 +793,35 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Why a POST's `Mcp-Method` / `Mcp-Name` headers (2026-07-28) disagree with its body, if they
+/// do. `Mcp-Name` is compared for `tools/call` (unless Base64-encoded: forwarded calls get
+/// theirs rewritten from the body anyway).
+fn header_mismatch(headers: &HeaderMap, msg: &Value) -> Option<String> {
+    let method = msg["method"].as_str();
+    if let Some(h) = headers.get("mcp-method") {
+        if method.map(str::as_bytes) != Some(h.as_bytes()) {
+            return Some(format!(
+                "header mismatch: Mcp-Method {:?} is not the body's method",
+                String::from_utf8_lossy(h.as_bytes())
+            ));
+        }
+    }
+    let name = headers.get("mcp-name").map(HeaderValue::as_bytes);
+    match (method, name) {
+        (Some("tools/call"), Some(n)) if !n.starts_with(b"=?base64?") => {
+            (msg["params"]["name"].as_str().map(str::as_bytes) != Some(n))
+                .then(|| "header mismatch: Mcp-Name is not the body's tool name".to_string())
+        }
+        _ => None,
+    }
+}
+
 /// The headers of a request sent on as a `tools/call` of `tool`: 2026-07-28's Streamable HTTP
-/// names the method and tool in `Mcp-Method` and `Mcp-Name`, which must agree with the body.
+/// names the method and tool in `Mcp-Method` and `Mcp-Name`, which must agree with the body
+/// the proxy decided on, whatever the client sent.
 fn tool_call_headers(mut headers: HeaderMap, tool: &str) -> HeaderMap {
-    if headers.contains_key("mcp-method") {
+    let named = headers.remove("mcp-name").is_some();
+    if named || headers.contains_key("mcp-method") {
         headers.insert("mcp-method", HeaderValue::from_static("tools/call"));
         match HeaderValue::from_str(tool) {
             Ok(v) => {
@@ -868,9 +897,27 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
         let ended = parts.method == Method::DELETE;
         // A GET stream carries the server's requests and notifications, never a response
         // (unless it resumes an earlier stream, 2025-03-26 to 2025-11-25: `Last-Event-ID`).
-        let resumes = parts.headers.contains_key("last-event-id");
-        let hook = (!resumes).then(drop_responses);
-        let response = p.forward(parts.method, headers, bytes, None, hook).await;
+        // A resumed stream may replay a forwarded request's response, never a held call's.
+        let hook = if parts.headers.contains_key("last-event-id") {
+            let (me, token, asked) = (p.clone(), token.clone(), headers.clone());
+            Box::new(move |data: &str| -> String {
+                let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                if stray_response(&v)
+                    && me
+                        .lock_held()
+                        .contains_key(&held_key(&token, &asked, &v["id"]))
+                {
+                    tracing::warn!(id = %v["id"], "the MCP server answered a held call on a resumed stream; dropped");
+                    return String::new();
+                }
+                data.to_string()
+            }) as Hook
+        } else {
+            drop_responses()
+        };
+        let response = p
+            .forward(parts.method, headers, bytes, None, Some(hook))
+            .await;
         if let Some(sid) = session.filter(|_| ended && response.status().is_success()) {
             p.lock_sessions().remove(&sid);
         }
@@ -895,6 +942,16 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
     };
     let id = msg.get("id").filter(|i| !i.is_null()).cloned();
     let method = msg.get("method").and_then(Value::as_str);
+    if let Some(text) = header_mismatch(&parts.headers, &msg) {
+        let refusal = Refusal::header_mismatch(id.as_ref().unwrap_or(&Value::Null), &text);
+        crate::calls::record_refusal(calls.gate().as_ref(), &refusal).await;
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "application/json")],
+            refusal.response(),
+        )
+            .into_response();
+    }
     // A request (not a response from the client) must be answered in time.
     let request = id.clone().filter(|_| method.is_some());
     let agent_tasks = tasks_on.then(|| p.tasks_for(agent));

@@ -5,11 +5,12 @@
 //! this kind of message (or one the operator allowed). Everything else is refused with a
 //! JSON-RPC error from the proxy and never reaches the server: a lenient server could
 //! otherwise run what the proxy relayed unreviewed (`TOOLS/CALL`, `"tools/call "`, a
-//! `tools/call` notification, a second `method` key).
+//! `tools/call` notification, a second `method` key). Keys are repeated when they are equal
+//! case-insensitively too: decoders such as Go's `encoding/json` read `METHOD` as `method`.
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -120,7 +121,7 @@ pub struct Refusal {
     pub code: i64,
     /// A stable machine-readable reason, also the audit entry's code: `mcp_parse_error`,
     /// `mcp_duplicate_key`, `mcp_invalid_request`, `mcp_invalid_id`, `mcp_method_not_found`,
-    /// `mcp_duplicate_id`.
+    /// `mcp_duplicate_id`, `mcp_header_mismatch`.
     pub reason: &'static str,
     /// A sentence for the client.
     pub message: String,
@@ -149,6 +150,17 @@ impl Refusal {
     /// a buggy client sends as easily as a hostile one, and which no server could act on).
     pub fn audited(&self) -> bool {
         self.reason != "mcp_parse_error"
+    }
+
+    /// Streamable HTTP: an `Mcp-Method` or `Mcp-Name` header that disagrees with the body (a
+    /// server routing by header would run what the proxy did not decide on).
+    pub fn header_mismatch(id: &Value, text: &str) -> Self {
+        let id = if valid_id(id) {
+            id.clone()
+        } else {
+            Value::Null
+        };
+        Refusal::new(id, jsonrpc::HEADER_MISMATCH, "mcp_header_mismatch", text)
     }
 
     /// A request id reused while the first request with it is still open.
@@ -224,14 +236,50 @@ impl<'de> Visitor<'de> for Strict {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
+        // Past a few keys, their folded forms are kept in a set (no quadratic scan).
+        let mut folds: Option<HashSet<String>> = None;
         while let Some(k) = map.next_key::<String>()? {
-            if out.contains_key(&k) {
+            let repeated = match &mut folds {
+                Some(set) => !set.insert(fold(&k).into_owned()),
+                None => out.keys().any(|seen| same_fold(seen, &k)),
+            };
+            if repeated {
                 return Err(de::Error::custom(format_args!("duplicate key `{k}`")));
+            }
+            if folds.is_none() && out.len() >= LINEAR_KEYS {
+                let mut set: HashSet<String> = out.keys().map(|k| fold(k).into_owned()).collect();
+                set.insert(fold(&k).into_owned());
+                folds = Some(set);
             }
             let v = map.next_value_seed(Strict)?;
             out.insert(k, v);
         }
         Ok(Value::Object(out))
+    }
+}
+
+/// Objects up to this many keys are checked for repeats by a scan.
+const LINEAR_KEYS: usize = 32;
+
+/// A key as case-insensitive decoders see it: Go's `encoding/json` (and others) match keys
+/// case-insensitively, with Unicode folding (`ſ` is `s`, the Kelvin sign `k`), so `METHOD`
+/// and `method` are one key to them. Folding through upper then lower case covers their
+/// folds (and a few more, refused too).
+fn fold(k: &str) -> std::borrow::Cow<'_, str> {
+    if k.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        std::borrow::Cow::Borrowed(k)
+    } else if k.is_ascii() {
+        std::borrow::Cow::Owned(k.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Owned(k.to_uppercase().to_lowercase())
+    }
+}
+
+fn same_fold(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        fold(a) == fold(b)
     }
 }
 
@@ -362,11 +410,28 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"get-env"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":[{"k":1,"k":2}]}}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"ping","m\u0065thod":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","METHOD":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","Name":"get-env"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{},"argument\u017f":{"x":1}}}"#,
         ] {
             let r = refused(raw);
             assert_eq!((r.code, r.reason), (-32700, "mcp_duplicate_key"), "{raw}");
             assert_eq!(r.id, Value::Null);
         }
+    }
+
+    #[test]
+    fn repeats_are_found_in_large_objects_too() {
+        let mut keys: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
+        let fine = format!("{{{}}}", keys.join(","));
+        assert!(parse_strict(fine.as_bytes()).is_ok());
+        keys.push("\"K57\":0".into());
+        let repeated = format!("{{{}}}", keys.join(","));
+        assert!(parse_strict(repeated.as_bytes()).is_err());
+        keys.pop();
+        keys.push("\"\\u212a3\":0".into()); // the Kelvin sign folds to k
+        let kelvin = format!("{{{}}}", keys.join(","));
+        assert!(parse_strict(kelvin.as_bytes()).is_err());
     }
 
     #[test]
@@ -478,7 +543,7 @@ mod tests {
         leaf.prop_recursive(4, 32, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::btree_map("\\PC{0,6}", inner, 0..6)
+                prop::collection::btree_map("[a-z0-9_]{0,6}", inner, 0..6)
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })

@@ -19,6 +19,10 @@ pub const INTERNAL_ERROR: i64 = -32603;
 /// from a request that does not declare the Tasks extension.
 pub const MISSING_CAPABILITY: i64 = -32021;
 
+/// Header Mismatch (2026-07-28's Streamable HTTP): `Mcp-Method` or `Mcp-Name` disagrees with
+/// the body.
+pub const HEADER_MISMATCH: i64 = -32020;
+
 /// `_meta` key carrying a 2026-07-28 request's protocol version (each request names its own).
 pub const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
 

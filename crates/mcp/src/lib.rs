@@ -7,7 +7,8 @@
 //!
 //! **Architecture Invariant:** this crate holds no approval rule. It asks a [`Gate`] (the gateway
 //! embedded or over HTTP) and relays everything else byte-for-byte as raw JSON-RPC, so fields
-//! and methods of newer protocol versions pass through untouched.
+//! of newer protocol versions pass through untouched, once [`inbound::check`] has accepted the
+//! message (strict JSON, valid ids, the specification's methods plus configured extras).
 
 pub mod calls;
 pub mod gate;

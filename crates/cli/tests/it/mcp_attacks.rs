@@ -58,6 +58,12 @@ fn hostile_calls() -> Vec<(String, i64, Value)> {
             -32700,
             Value::Null,
         ),
+        // Go's encoding/json reads keys case-insensitively: `METHOD` is its `method`.
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":"ping","METHOD":"tools/call","params":{"name":"get-env","arguments":{}}}"#.into(),
+            -32700,
+            Value::Null,
+        ),
         // The same trick one level down: the proxy decided on `echo`.
         (
             r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get-env","name":"echo","arguments":{}}}"#.into(),

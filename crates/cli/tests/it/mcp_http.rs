@@ -511,12 +511,38 @@ async fn mcp_http_hostile_tool_call_shapes_never_reach_the_server() {
         assert_eq!(v["error"]["code"], code, "{body}: {v}");
         assert_eq!(v["id"], id, "{body}: {v}");
     }
+    // 2026-07-28's routing headers must agree with the body the proxy decides on.
+    let headed = [
+        (
+            "tools/call",
+            "get-env",
+            r#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#,
+        ),
+        (
+            "tools/call",
+            "get-env",
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#,
+        ),
+    ];
+    for (m, name, body) in headed {
+        let resp = agent
+            .request(body)
+            .header("mcp-method", m)
+            .header("mcp-name", name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{body}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], -32020, "{body}: {v}");
+    }
     assert_eq!(
         forwarded.load(Ordering::SeqCst),
         before,
         "nothing reached the server"
     );
     assert!(actions_on(&gw, "mcp://everything/get-env").await.is_empty());
+    assert!(actions_on(&gw, "mcp://everything/echo").await.is_empty());
     // The session carries on.
     let echo = agent
         .call(json!(7), "echo", json!({"message": "still here"}), false)
