@@ -121,7 +121,7 @@ pub struct Refusal {
     pub code: i64,
     /// A stable machine-readable reason, also the audit entry's code: `mcp_parse_error`,
     /// `mcp_duplicate_key`, `mcp_invalid_request`, `mcp_invalid_id`, `mcp_method_not_found`,
-    /// `mcp_duplicate_id`, `mcp_header_mismatch`.
+    /// `mcp_duplicate_id`, `mcp_header_mismatch`, `mcp_invalid_params`.
     pub reason: &'static str,
     /// A sentence for the client.
     pub message: String,
@@ -352,6 +352,18 @@ pub fn check(raw: &[u8], methods: &Methods) -> Result<Value, Refusal> {
     let Some(method) = method.as_str() else {
         return invalid("mcp_invalid_request", "`method` must be a string");
     };
+    // A tool call's arguments become an action's params: integers beyond I-JSON's range must be
+    // caught on the text, where parsing would round them (2^64 reads as a float).
+    if method == "tools/call" {
+        if let Err(e) = countersign_core::check_json_text(raw) {
+            return Err(Refusal::new(
+                answer_id,
+                jsonrpc::INVALID_PARAMS,
+                "mcp_invalid_params",
+                format!("refused: {e}"),
+            ));
+        }
+    }
     let request = match id {
         None => false,
         Some(i) if valid_id(i) => true,
@@ -547,5 +559,19 @@ mod tests {
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
+    }
+
+    #[test]
+    fn tool_call_integers_beyond_i_json_are_refused_on_the_text() {
+        let m = Methods::with_extras(Vec::<String>::new());
+        for n in ["18446744073709551616", "9007199254740993", "-9007199254740993"] {
+            let raw = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"pay","arguments":{{"amount":{n}}}}}}}"#
+            );
+            let r = check(raw.as_bytes(), &m).unwrap_err();
+            assert_eq!((r.code, r.reason), (-32602, "mcp_invalid_params"), "{n}");
+        }
+        let ok = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pay","arguments":{"amount":9007199254740991}}}"#;
+        assert!(check(ok.as_bytes(), &m).is_ok());
     }
 }
