@@ -1,4 +1,5 @@
-//! Who a bearer token belongs to. Only SHA-256 hashes of tokens are kept in memory or config.
+//! Who a bearer token belongs to (only SHA-256 hashes of tokens are kept in memory or config),
+//! and the start-up check that configured identities and managed keys name distinct identities.
 
 use countersign_core::Identity;
 use sha2::{Digest, Sha256};
@@ -6,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::ConfiguredIdentity;
+use crate::error::GatewayError;
+use crate::service::Gateway;
 
 /// The identities the gateway knows, by token hash and by id.
 #[derive(Debug, Default)]
@@ -75,5 +78,72 @@ impl Identities {
     /// Every identity.
     pub fn all(&self) -> impl Iterator<Item = &Arc<Identity>> {
         self.by_id.values()
+    }
+}
+
+impl Gateway {
+    /// Checks, before serving, that configured identities and managed keys name distinct
+    /// identities (compared normalised): each configured id and each active managed key's id is
+    /// bound to its source in the store's registry, and a clash refuses the start.
+    pub async fn check_identities(&self) -> Result<(), GatewayError> {
+        let now = self.now_ts();
+        let keys = self.store.list_keys().await?;
+        for key in keys.iter().filter(|k| k.revoked_at.is_none()) {
+            if let Some(c) = self.identities().registry_configured(&key.identity) {
+                return Err(GatewayError::Startup(format!(
+                    "managed key {} authenticates as `{}`, which is the configured identity \
+                     `{}`; revoke the key (`countersign keys revoke {}`) or rename the identity",
+                    key.id, key.identity, c.id, key.id
+                )));
+            }
+            let source = format!("managed:{}", key.identity);
+            countersign_identity::registry::bind(
+                self.store.as_ref(),
+                &key.identity,
+                key.kind,
+                &source,
+                now,
+            )
+            .await
+            .map_err(|e| {
+                GatewayError::Startup(format!(
+                    "managed key {}: {e}; revoke it (`countersign keys revoke {}`)",
+                    key.id, key.id
+                ))
+            })?;
+        }
+        let linked = self.identities().linked();
+        for ident in self.identities().all() {
+            let source = format!("config:{}", ident.id);
+            let bound = countersign_identity::registry::bind(
+                self.store.as_ref(),
+                &ident.id,
+                ident.kind,
+                &source,
+                now,
+            )
+            .await;
+            // A person who signed in through the identity provider before the config linked
+            // their account (`oidc_subject`) holds the id as that subject: the same person.
+            let linked_holder = |holder: &str| {
+                holder
+                    .strip_prefix("oidc:")
+                    .and_then(|subject| linked.get(subject))
+                    .is_some_and(|l| l.id == ident.id)
+            };
+            if let Err(countersign_identity::BindError::Conflict { source_key, .. }) = &bound {
+                if linked_holder(source_key) {
+                    continue;
+                }
+            }
+            bound.map_err(|e| {
+                GatewayError::Startup(format!(
+                    "configured identity: {e}; ids are never reused by another source, so \
+                     rename the configured identity (or, for a person, link their account with \
+                     `oidc_subject`)"
+                ))
+            })?;
+        }
+        Ok(())
     }
 }

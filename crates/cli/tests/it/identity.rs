@@ -866,3 +866,32 @@ async fn a_config_that_reuses_a_managed_keys_id_does_not_start() {
         "{err}"
     );
 }
+
+/// A person who signed in through the IdP holds their id: a config that later names the same id
+/// does not start, unless it links that very account with `oidc_subject`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_may_claim_a_seen_persons_id_only_by_linking_them() {
+    let idp = Idp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let open = |extra: String| {
+        let path = crate::support::write_config(dir.path(), &(idp.config() + &extra));
+        let config = countersign_gateway::config::Config::load(&path).unwrap();
+        async move { countersign_gateway::Gateway::open(&config).await }
+    };
+    let gw = open(String::new()).await.unwrap();
+    let zoe = idp.token("zoe", &[], json!({}));
+    assert_eq!(gw.authenticate(&zoe).await.unwrap().id, "zoe");
+    drop(gw);
+
+    let err = match open(config_identity("Zoe", "human", &[], "")).await {
+        Ok(_) => panic!("a config took a person's id"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("Zoe") && err.contains("sub-zoe"), "{err}");
+    let link = format!("oidc_subject = \"{}#sub-zoe\"", idp.url);
+    let gw = open(config_identity("zoe", "human", &["data"], &link))
+        .await
+        .unwrap();
+    let me = gw.authenticate(&zoe).await.unwrap();
+    assert_eq!((me.id.as_str(), me.groups.contains("data")), ("zoe", true));
+}
