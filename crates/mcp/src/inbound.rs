@@ -564,7 +564,11 @@ mod tests {
     #[test]
     fn tool_call_integers_beyond_i_json_are_refused_on_the_text() {
         let m = Methods::with_extras(Vec::<String>::new());
-        for n in ["18446744073709551616", "9007199254740993", "-9007199254740993"] {
+        for n in [
+            "18446744073709551616",
+            "9007199254740993",
+            "-9007199254740993",
+        ] {
             let raw = format!(
                 r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"pay","arguments":{{"amount":{n}}}}}}}"#
             );

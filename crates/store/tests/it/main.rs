@@ -112,7 +112,7 @@ async fn sqlite_upgrades_a_schema_4_file() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,7 +160,7 @@ async fn sqlite_upgrades_a_schema_3_file() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     // Schema 5 indexed the stored review's approver entries.
     let sre =
         countersign_core::Identity::new("alice", countersign_core::IdentityKind::Human, ["sre"]);
