@@ -166,6 +166,9 @@ impl Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(75))
+            // Below the gateway's default header_read_timeout (10 s), which also closes idle
+            // keep-alive connections: a pooled connection is never reused as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Transport(format!("cannot build an HTTP client: {e}")))?;
         Ok(Client {

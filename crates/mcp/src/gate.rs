@@ -200,6 +200,9 @@ impl Remote {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(90))
+            // Below the gateway's default header_read_timeout (10 s), which also closes idle
+            // keep-alive connections: a pooled connection is never reused as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| GateError::Unreachable(e.to_string()))?;
         Ok(Remote {
