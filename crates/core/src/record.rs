@@ -184,6 +184,19 @@ pub struct ReviewState {
 }
 
 impl ReviewState {
+    /// Each requirement's approver entries, as audit events list them.
+    fn approver_lists(&self) -> Vec<Vec<String>> {
+        self.requirements
+            .iter()
+            .map(|r| r.approvers.entries())
+            .collect()
+    }
+
+    /// Each requirement's quorum, as audit events list them.
+    fn quorums(&self) -> Vec<u32> {
+        self.requirements.iter().map(|r| r.quorum.get()).collect()
+    }
+
     /// Distinct approvers of `digest` who count for requirement `i`.
     fn approvals_for(&self, i: usize, digest: &ActionDigest) -> usize {
         self.votes
@@ -509,12 +522,8 @@ impl ActionRecord {
                     clarifications: Vec::new(),
                 };
                 events.push(Event::ReviewOpened {
-                    approvers: review
-                        .requirements
-                        .iter()
-                        .map(|r| r.approvers.entries())
-                        .collect(),
-                    quorum: review.requirements.iter().map(|r| r.quorum.get()).collect(),
+                    approvers: review.approver_lists(),
+                    quorum: review.quorums(),
                     expires_at: review.expires_at,
                 });
                 record.review = Some(review);
@@ -833,12 +842,8 @@ impl ActionRecord {
                 .iter()
                 .map(|r| r.policy.clone())
                 .collect(),
-            approvers: review
-                .requirements
-                .iter()
-                .map(|r| r.approvers.entries())
-                .collect(),
-            quorum: review.requirements.iter().map(|r| r.quorum.get()).collect(),
+            approvers: review.approver_lists(),
+            quorum: review.quorums(),
             expires_at: review.expires_at,
         })
     }
