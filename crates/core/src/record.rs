@@ -551,6 +551,15 @@ impl ActionRecord {
         event
     }
 
+    /// Whether a submission of `digest` for `on_behalf_of`, made with this action's idempotency
+    /// key, is a replay of it: the same request as submitted, for the same human (compared
+    /// normalised). Anything else under the same key is a conflict, never silently answered
+    /// with this action.
+    pub fn replayed_by(&self, digest: &ActionDigest, on_behalf_of: Option<&str>) -> bool {
+        &self.submitted_digest == digest
+            && self.on_behalf_of.as_deref().map(id_key) == on_behalf_of.map(id_key)
+    }
+
     /// Whether this earlier action may answer `new` (a submission made with `reuse_open`) in
     /// its place: the same requester, acting for the same human, asked for the same thing (the
     /// digest as *submitted*, so an action a reviewer modified still answers its original

@@ -467,11 +467,7 @@ impl Gateway {
                 }
                 Ok((self.view(who, record), Submitted::Created))
             }
-            Inserted::Existing(record)
-                if record.submitted_digest == digest
-                    && record.on_behalf_of.as_deref().map(countersign_core::id_key)
-                        == on_behalf_of.as_deref().map(countersign_core::id_key) =>
-            {
+            Inserted::Existing(record) if record.replayed_by(&digest, on_behalf_of.as_deref()) => {
                 Ok((self.view(who, record), Submitted::Replayed))
             }
             Inserted::Existing(_) => Err(GatewayError::IdempotencyConflict),

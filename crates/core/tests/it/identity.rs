@@ -132,3 +132,18 @@ proptest::proptest! {
         proptest::prop_assert_eq!(check_id(&id), Ok(()));
     }
 }
+
+#[test]
+fn an_idempotent_replay_must_ask_the_same_thing_for_the_same_human() {
+    let r = submit(
+        &agent("bot"),
+        review_decision(vec![requirement("group:sre", 1)]),
+        Some("carol"),
+    );
+    assert!(r.replayed_by(&r.submitted_digest, Some("carol")));
+    assert!(r.replayed_by(&r.submitted_digest, Some("CAROL")));
+    assert!(!r.replayed_by(&r.submitted_digest, Some("dave")));
+    assert!(!r.replayed_by(&r.submitted_digest, None));
+    let other = countersign_core::ActionSpec::new("x", "y", "", None).unwrap().digest();
+    assert!(!r.replayed_by(&other, Some("carol")));
+}
