@@ -1,5 +1,6 @@
 //! Audit log costs: an inclusion proof at tree size 1,000,000 (produce and check), and verifying
 //! a full 1,000,000-entry bundle offline. `cargo bench -p countersign-audit --bench audit`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
 use countersign_audit::checkpoint::Checkpoint;
 use countersign_audit::merkle::{check_record, leaf_hash, prove_record, tree_hash, MemoryHashes};

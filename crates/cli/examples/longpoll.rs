@@ -2,6 +2,7 @@
 //! `GET /v1/actions/{id}?wait=30` return? Run against a gateway with the demo config:
 //! `longpoll URL ITERATIONS [VOTE_URL]` (see bench/run-http.sh). With `VOTE_URL` (another
 //! replica on the same database) the vote goes there: the cross-replica wake-up.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

@@ -5,6 +5,7 @@
 //!
 //! `cargo run --release -p countersign --example reviews_latency -- [REVIEWS] [SAMPLES]`
 //! (defaults 100000 and 300; see BENCHMARKS.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
 use countersign_core::{
     ActionRecord, ActionSpec, Decision, Effect, Identity, IdentityKind, NewAction, Quorum,

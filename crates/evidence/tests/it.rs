@@ -1,4 +1,5 @@
 //! Exporters over a synthetic log that exercises every entry type the gateway writes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
 use countersign_evidence::{render_html, to_ocsf, write_csv, write_ocsf, Anchor, Entry, Evidence};
 use serde_json::{json, Value};

@@ -1,5 +1,6 @@
 //! Grant token cost: signing (on every allowed or approved action) and verification (on redeem).
 //! `cargo bench -p countersign-gateway --bench grants`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
 use countersign_core::{ActionSpec, GrantState, Timestamp};
 use countersign_gateway::grants::GrantSigner;

@@ -1,5 +1,6 @@
 //! Verifying OIDC tokens with a cached JWKS (the request path): RS256, ES256, EdDSA.
 //! Run: `cargo bench -p countersign-identity --bench verify`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
 use countersign_identity::OidcVerifier;
 use criterion::{criterion_group, criterion_main, Criterion};

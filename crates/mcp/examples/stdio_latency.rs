@@ -3,6 +3,7 @@
 //!
 //! Usage: stdio_latency CALLS -- DIRECT_CMD... -- PROXIED_CMD...
 //! (bench/mcp-latency.sh builds everything and runs it.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
 use serde_json::{json, Value};
 use std::process::Stdio;

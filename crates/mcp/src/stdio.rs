@@ -340,6 +340,7 @@ impl ServerGroup {
 
 /// Linux: the server is killed when this process dies, whatever kills it.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // The workspace's one unsafe block (tidy test `unsafe_code_is_allowed_once`).
 fn parent_death_signal(server: &mut Command) {
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the child between fork and exec, where only

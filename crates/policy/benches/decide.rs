@@ -1,5 +1,6 @@
 //! Policy decision latency with 200 policies: sliced (what the gateway does) against the whole
 //! set (what Cedar does by default). `cargo bench -p countersign-policy --bench decide`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
 use countersign_core::{ActionSpec, Identity, IdentityKind};
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};

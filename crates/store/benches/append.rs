@@ -2,6 +2,7 @@
 //! 1,000 allowed actions submitted by 50 or 500 concurrent tasks, each `insert` returning only
 //! after its commit. Each action is one record plus one audit entry and the Merkle hashes it
 //! completes, so actions/s is also audit entries/s. `cargo bench -p countersign-store --bench append`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
 use countersign_core::{
     ActionRecord, ActionSpec, Decision, Identity, IdentityKind, NewAction, Timestamp,

@@ -144,6 +144,8 @@ fn an_idempotent_replay_must_ask_the_same_thing_for_the_same_human() {
     assert!(r.replayed_by(&r.submitted_digest, Some("CAROL")));
     assert!(!r.replayed_by(&r.submitted_digest, Some("dave")));
     assert!(!r.replayed_by(&r.submitted_digest, None));
-    let other = countersign_core::ActionSpec::new("x", "y", "", None).unwrap().digest();
+    let other = countersign_core::ActionSpec::new("x", "y", "", None)
+        .unwrap()
+        .digest();
     assert!(!r.replayed_by(&other, Some("carol")));
 }

@@ -1,0 +1,240 @@
+//! The architecture's invariants that a reading of the tree can check (ARCHITECTURE.md, "Tidy
+//! tests"): which crate may know what, where the wall clock is read, and the lints every crate
+//! obeys.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on bad setup
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn crates_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Every crate's directory name.
+fn crates() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(crates_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn manifest(krate: &str) -> toml::Table {
+    let text = std::fs::read_to_string(crates_dir().join(krate).join("Cargo.toml")).unwrap();
+    text.parse().unwrap()
+}
+
+/// The names of a crate's normal (not dev) dependencies.
+fn dependencies(krate: &str) -> BTreeSet<String> {
+    manifest(krate)
+        .get("dependencies")
+        .and_then(|d| d.as_table())
+        .map(|d| d.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// `(path, text)` of every `.rs` file under `crates/<krate>/src`.
+fn sources(krate: &str) -> Vec<(PathBuf, String)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push((p.clone(), std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&crates_dir().join(krate).join("src"), &mut out);
+    out
+}
+
+/// `crates/<krate>/src/...` for messages and allow-lists.
+fn rel(p: &Path) -> String {
+    let s = p.to_string_lossy().replace('\\', "/");
+    s.split("/crates/").last().unwrap_or(&s).to_string()
+}
+
+fn uses(krate: &str, needle: &str) -> Vec<String> {
+    sources(krate)
+        .into_iter()
+        .filter(|(_, text)| text.contains(needle))
+        .map(|(p, _)| rel(&p))
+        .collect()
+}
+
+#[test]
+fn every_crate_checks_the_workspace_lints() {
+    for krate in crates() {
+        let lints = manifest(&krate)
+            .get("lints")
+            .and_then(|l| l.get("workspace"))
+            .and_then(|w| w.as_bool());
+        assert_eq!(
+            lints,
+            Some(true),
+            "crates/{krate}/Cargo.toml must say `[lints] workspace = true`"
+        );
+    }
+}
+
+#[test]
+fn unsafe_code_is_allowed_once() {
+    let allowed: Vec<String> = crates()
+        .iter()
+        .flat_map(|k| uses(k, "allow(unsafe_code)"))
+        .collect();
+    assert_eq!(
+        allowed,
+        vec!["mcp/src/stdio.rs".to_string()],
+        "the only unsafe block is the MCP server's parent-death signal (DECISIONS.md)"
+    );
+}
+
+#[test]
+fn cedar_stays_in_the_policy_crate() {
+    for krate in crates() {
+        if krate == "policy" {
+            continue;
+        }
+        assert!(
+            !dependencies(&krate).iter().any(|d| d.starts_with("cedar")),
+            "crates/{krate} depends on Cedar; only crates/policy may"
+        );
+        assert!(
+            uses(&krate, "cedar_policy").is_empty(),
+            "Cedar types appear in {:?}; only crates/policy may know Cedar",
+            uses(&krate, "cedar_policy")
+        );
+    }
+}
+
+#[test]
+fn the_core_knows_no_io_no_clock_and_no_wire() {
+    let allowed: BTreeSet<&str> = [
+        "serde",
+        "serde_json",
+        "serde_jcs",
+        "sha2",
+        "hex",
+        "thiserror",
+        "caseless",
+        "unicode-normalization",
+        "unicode-properties",
+        "unicode-security",
+    ]
+    .into();
+    for dep in dependencies("core") {
+        assert!(
+            allowed.contains(dep.as_str()),
+            "the domain core must not depend on `{dep}` (no I/O, no async, no clock, no Cedar)"
+        );
+    }
+    for needle in [
+        "SystemTime",
+        "Instant::now",
+        "std::fs",
+        "std::net",
+        "tokio",
+        "rand::",
+    ] {
+        assert!(
+            uses("core", needle).is_empty(),
+            "`{needle}` in the core: {:?}",
+            uses("core", needle)
+        );
+    }
+}
+
+#[test]
+fn the_audit_crate_does_no_io() {
+    for dep in dependencies("audit") {
+        assert!(
+            !["tokio", "rusqlite", "tokio-postgres", "reqwest", "axum"].contains(&dep.as_str()),
+            "crates/audit must not depend on `{dep}`"
+        );
+    }
+    for needle in ["SystemTime", "std::fs", "tokio"] {
+        assert!(
+            uses("audit", needle).is_empty(),
+            "`{needle}` in crates/audit"
+        );
+    }
+}
+
+#[test]
+fn the_gateway_knows_no_wire_format() {
+    for dep in dependencies("gateway") {
+        assert!(
+            ![
+                "axum",
+                "hyper",
+                "hyper-util",
+                "tower",
+                "tower-http",
+                "reqwest"
+            ]
+            .contains(&dep.as_str()),
+            "crates/gateway depends on `{dep}`: HTTP belongs in the adapters"
+        );
+    }
+    for needle in ["axum::", "hyper::", "StatusCode"] {
+        assert!(
+            uses("gateway", needle).is_empty(),
+            "`{needle}` in the gateway: {:?}",
+            uses("gateway", needle)
+        );
+    }
+}
+
+#[test]
+fn crates_depend_inwards() {
+    // Adapters may depend on the use cases; nothing below them depends on an adapter.
+    let adapters = ["countersign-http", "countersign-mcp", "countersign"];
+    for krate in [
+        "core", "policy", "audit", "store", "identity", "gateway", "evidence",
+    ] {
+        for dep in dependencies(krate) {
+            assert!(
+                !adapters.contains(&dep.as_str()),
+                "crates/{krate} depends on the adapter `{dep}`"
+            );
+        }
+    }
+    assert!(
+        !dependencies("core")
+            .iter()
+            .any(|d| d.starts_with("countersign")),
+        "the core depends on no other crate of ours"
+    );
+}
+
+/// A ratchet: the wall clock is read in these files only. `gateway::system_clock` is the clock;
+/// the others are the reads issue #14 moves behind an injected clock. The list may only shrink.
+#[test]
+fn the_wall_clock_is_read_in_known_places() {
+    let known: BTreeSet<&str> = [
+        "gateway/src/service.rs",
+        "cli/src/keys_cmd.rs",
+        "mcp/src/tasks.rs",
+    ]
+    .into();
+    for krate in crates() {
+        for file in uses(&krate, "SystemTime::now") {
+            assert!(
+                known.contains(file.as_str()),
+                "{file} reads the wall clock; take `now` as a parameter (or use the gateway's clock)"
+            );
+        }
+    }
+}
