@@ -10,6 +10,7 @@
 
 mod bindings;
 mod entry;
+mod health;
 mod keys;
 mod op;
 mod postgres;
@@ -304,6 +305,13 @@ pub trait Store: Send + Sync + 'static {
     /// land ([`ANY_CHANGE`] when some may have been missed). `None` for a store only this
     /// process writes (SQLite): the caller's own wake-ups see every change.
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+
+    /// Why this store cannot write right now: its writer's last storage failure (a failed
+    /// commit, a transaction it could not begin, an operation the database refused), until a
+    /// later write succeeds. `None` while writes succeed. What a readiness probe reports.
+    fn write_failure(&self) -> Option<String> {
         None
     }
 

@@ -20,12 +20,11 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_postgres::NoTls;
 
-use countersign_audit::merkle::{
-    leaf_hash, stored_hash_index, stored_hash_owner, stored_hashes_for_record,
-};
+use countersign_audit::merkle::{stored_hash_owner, Frontier};
 use countersign_audit::{Hash, HashReader, TreeError};
 
 use crate::entry::EntryParts;
+use crate::health::WriteHealth;
 use crate::op::{self, encode, Op, Writer};
 use crate::{
     AuditEntry, InsertRules, Inserted, KeyEvent, ListFilter, ManagedKey, ReviewQuery, Store,
@@ -233,6 +232,7 @@ pub struct PostgresStore {
     config: tokio_postgres::Config,
     scope: String,
     listener: tokio::task::JoinHandle<()>,
+    health: WriteHealth,
 }
 
 impl Drop for PostgresStore {
@@ -286,7 +286,8 @@ impl PostgresStore {
             ));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer_loop(pool.clone(), rx, channel));
+        let health = WriteHealth::default();
+        tokio::spawn(writer_loop(pool.clone(), rx, channel, health.clone()));
         Ok(PostgresStore {
             pool,
             writer: tx,
@@ -294,6 +295,7 @@ impl PostgresStore {
             config,
             scope,
             listener,
+            health,
         })
     }
 
@@ -428,38 +430,29 @@ async fn listen_loop(
 /// Sent on [`PostgresStore::changes`] when any record may have changed unseen.
 pub const ANY_CHANGE: &str = "";
 
-/// Stored Merkle hashes a batch may need: the frontier of the tree it starts from (the only
-/// earlier hashes an append reads), then everything the batch appends.
-struct BatchHashes(HashMap<u64, Hash>);
+/// Stored hashes read from `audit_entries` rows (`idx` → `hashes`), by stored-hash index.
+struct RowHashes(HashMap<i64, Vec<u8>>);
 
-impl HashReader for BatchHashes {
+impl HashReader for RowHashes {
     type Error = StoreError;
 
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         indexes
             .iter()
-            .map(|k| {
-                self.0.get(k).copied().ok_or_else(|| StoreError::Corrupt {
-                    id: format!("audit hash {k}"),
-                    message: "not on the tree's frontier".into(),
-                })
+            .map(|&k| {
+                let (n, offset) = stored_hash_owner(k);
+                let at = offset as usize * 32;
+                self.0
+                    .get(&(n as i64))
+                    .and_then(|b| b.get(at..at + 32))
+                    .and_then(|h| h.try_into().ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        id: format!("audit entry {n}"),
+                        message: format!("no stored hash at offset {offset}"),
+                    })
             })
             .collect()
     }
-}
-
-/// The stored-hash indexes of the perfect subtrees tiling the first `size` leaves, largest
-/// first: the left siblings any later append can need.
-fn frontier(size: u64) -> Vec<u64> {
-    let mut out = Vec::new();
-    let mut start = 0u64;
-    for level in (0..64u32).rev() {
-        if size & (1u64 << level) != 0 {
-            out.push(stored_hash_index(level, start >> level));
-            start += 1u64 << level;
-        }
-    }
-    out
 }
 
 fn tree_err(e: TreeError<StoreError>) -> StoreError {
@@ -495,8 +488,8 @@ struct AuditRows {
 
 /// One batch's view of the log and the records it touched.
 struct Batch {
-    next: u64,
-    tree: BatchHashes,
+    /// The log's frontier, as the batch has left it (read under the head lock).
+    tree: Frontier,
     audit: AuditRows,
     records: HashMap<String, ActionRecord>,
     /// Ids inserted by this batch, in order, with their encoded body if unchanged since.
@@ -531,20 +524,17 @@ impl Batch {
         entries: &[EntryParts],
     ) -> Result<(), StoreError> {
         for parts in entries {
-            let index = self.next;
+            let index = self.tree.size();
             let body = parts.bytes(index);
-            let hashes =
-                stored_hashes_for_record(index, leaf_hash(&body), &self.tree).map_err(tree_err)?;
-            let first = stored_hash_index(0, index);
-            for (i, h) in hashes.iter().enumerate() {
-                self.tree.0.insert(first + i as u64, *h);
-            }
+            let hashes = self
+                .tree
+                .append(&body)
+                .map_err(|e| StoreError::Database(format!("audit tree: {e}")))?;
             self.audit.idx.push(index as i64);
             self.audit.action_id.push(action_id.map(str::to_string));
             self.audit.at.push(at.millis());
             self.audit.body.push(body);
             self.audit.hashes.push(hashes.concat());
-            self.next += 1;
         }
         Ok(())
     }
@@ -606,7 +596,12 @@ impl Done {
     }
 }
 
-async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>, channel: String) {
+async fn writer_loop(
+    pool: Pool,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    channel: String,
+    health: WriteHealth,
+) {
     while let Some(first) = rx.recv().await {
         let mut ops = vec![first];
         while ops.len() < MAX_BATCH {
@@ -617,8 +612,12 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>, channel: S
         }
         let mut done = Vec::with_capacity(ops.len());
         let committed = run_batch(&pool, ops, &mut done, &channel).await;
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "group commit failed; nothing in the batch was recorded");
+        match &committed {
+            Ok(()) => health.succeeded(),
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed; nothing in the batch was recorded");
+                health.failed(e);
+            }
         }
         for d in done {
             d.send(&committed);
@@ -686,7 +685,7 @@ async fn run_batch(
             .map_err(db_err)?
             .get(0);
         let size = size as u64;
-        let frontier_idx: Vec<i64> = frontier(size)
+        let frontier_idx: Vec<i64> = Frontier::indexes(size)
             .into_iter()
             .map(|k| stored_hash_owner(k).0 as i64)
             .collect();
@@ -761,9 +760,12 @@ async fn run_batch(
             },
         )
         .map_err(db_err)?;
+        let owners: HashMap<i64, Vec<u8>> = front
+            .into_iter()
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
+            .collect();
         let mut batch = Batch {
-            next: size,
-            tree: BatchHashes(HashMap::new()),
+            tree: Frontier::load(size, &RowHashes(owners)).map_err(tree_err)?,
             audit: AuditRows::default(),
             records: HashMap::new(),
             new: Vec::new(),
@@ -809,23 +811,6 @@ async fn run_batch(
             let id: String = row.get(0);
             let record = decode(&id, row.get(1))?;
             batch.records.insert(id, record);
-        }
-        let owners: HashMap<i64, Vec<u8>> = front
-            .into_iter()
-            .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
-            .collect();
-        for k in frontier(size) {
-            let (n, offset) = stored_hash_owner(k);
-            let at = offset as usize * 32;
-            let h: Hash = owners
-                .get(&(n as i64))
-                .and_then(|b| b.get(at..at + 32))
-                .and_then(|h| h.try_into().ok())
-                .ok_or_else(|| StoreError::Corrupt {
-                    id: format!("audit entry {n}"),
-                    message: format!("no stored hash at offset {offset}"),
-                })?;
-            batch.tree.0.insert(k, h);
         }
         Ok::<_, StoreError>(batch)
     };
@@ -941,7 +926,7 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                     return;
                 }
             }
-            let start = (batch.next, batch.audit.idx.len());
+            let start = (batch.tree.clone(), batch.audit.idx.len());
             if let Err(e) = batch.append(Some(&record.id), record.created_at, &events) {
                 rollback_audit(batch, start);
                 done.push(Done::Insert(reply, Err(e)));
@@ -998,7 +983,7 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                     return;
                 }
             };
-            let start = (batch.next, batch.audit.idx.len());
+            let start = (batch.tree.clone(), batch.audit.idx.len());
             if let Err(e) = batch.append(Some(&id), now, &parts) {
                 rollback_audit(batch, start);
                 done.push(Done::Update(reply, Err(UpdateError::Store(e))));
@@ -1030,7 +1015,7 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
             done.push(Done::Checkpoint(reply));
         }
         Op::Append { at, entries, reply } => {
-            let start = (batch.next, batch.audit.idx.len());
+            let start = (batch.tree.clone(), batch.audit.idx.len());
             let result = entries.iter().try_for_each(|(id, parts)| {
                 batch.append(id.as_deref(), at, std::slice::from_ref(parts))
             });
@@ -1045,7 +1030,7 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 done.push(Done::Append(reply, Err(StoreError::Database(exists))));
                 return;
             }
-            let start = (batch.next, batch.audit.idx.len());
+            let start = (batch.tree.clone(), batch.audit.idx.len());
             let result = batch.append(None, key.created_at, std::slice::from_ref(&entry));
             if result.is_err() {
                 rollback_audit(batch, start);
@@ -1068,7 +1053,7 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
             };
             let mut key = key.clone();
             key.revoked_at = Some(at);
-            let start = (batch.next, batch.audit.idx.len());
+            let start = (batch.tree.clone(), batch.audit.idx.len());
             let result = EntryParts::new(None, at, &event_of(&key))
                 .and_then(|entry| batch.append(None, at, std::slice::from_ref(&entry)));
             if let Err(e) = result {
@@ -1085,10 +1070,9 @@ fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
     }
 }
 
-/// Forgets audit rows appended after `start` (hashes left in the tree map are overwritten by
-/// the next append at the same positions).
-fn rollback_audit(batch: &mut Batch, (next, rows): (u64, usize)) {
-    batch.next = next;
+/// Forgets audit rows appended after `start`.
+fn rollback_audit(batch: &mut Batch, (tree, rows): (Frontier, usize)) {
+    batch.tree = tree;
     batch.audit.idx.truncate(rows);
     batch.audit.action_id.truncate(rows);
     batch.audit.at.truncate(rows);
@@ -1174,7 +1158,7 @@ async fn write_batch(
         upd.4.push(encode(r)?);
     }
     let a = &batch.audit;
-    let size = batch.next as i64;
+    let size = batch.tree.size() as i64;
     let mut changed: Vec<&str> = batch.dirty.iter().map(String::as_str).collect();
     changed.extend(batch.new.iter().map(String::as_str));
     let payloads = notify_payloads(&changed);
@@ -1555,20 +1539,7 @@ impl Store for PostgresStore {
             .into_iter()
             .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
             .collect();
-        owners
-            .iter()
-            .map(|&(n, offset)| {
-                let at = offset as usize * 32;
-                blobs
-                    .get(&(n as i64))
-                    .and_then(|b| b.get(at..at + 32))
-                    .and_then(|h| h.try_into().ok())
-                    .ok_or_else(|| StoreError::Corrupt {
-                        id: format!("audit entry {n}"),
-                        message: format!("no stored hash at offset {offset}"),
-                    })
-            })
-            .collect()
+        RowHashes(blobs).read_hashes(indexes)
     }
 
     async fn action_audit_indexes(&self, action_id: &str) -> Result<Vec<u64>, StoreError> {
@@ -1613,6 +1584,10 @@ impl Store for PostgresStore {
 
     fn changes(&self) -> Option<broadcast::Receiver<String>> {
         Some(self.changes.subscribe())
+    }
+
+    fn write_failure(&self) -> Option<String> {
+        self.health.failure()
     }
 
     async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError> {

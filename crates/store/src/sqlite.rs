@@ -13,12 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use countersign_audit::merkle::{
-    leaf_hash, stored_hash_index, stored_hash_owner, stored_hashes_for_record,
-};
+use countersign_audit::merkle::{stored_hash_owner, Frontier};
 use countersign_audit::{Hash, HashReader, TreeError};
 
 use crate::entry::EntryParts;
+use crate::health::WriteHealth;
 use crate::op::{self, encode, Op, Writer};
 use crate::{
     AuditEntry, IdentityBinding, InsertRules, Inserted, KeyEvent, ListFilter, ManagedKey,
@@ -129,6 +128,7 @@ pub struct SqliteStore {
     writer: Mutex<mpsc::Sender<Op>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    health: WriteHealth,
 }
 
 fn open(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
@@ -220,14 +220,17 @@ impl SqliteStore {
         ))
         .map_err(db_err)?;
         let (tx, rx) = mpsc::channel();
+        let health = WriteHealth::default();
+        let writer_health = health.clone();
         std::thread::Builder::new()
             .name("countersign-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, writer_health))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore {
             writer: Mutex::new(tx),
             readers: Arc::new(Mutex::new(Vec::new())),
             path: path.to_path_buf(),
+            health,
         })
     }
 
@@ -272,80 +275,48 @@ fn review_deadline(r: &ActionRecord) -> Option<i64> {
 /// appended earlier in the same batch are visible).
 struct ConnHashes<'a>(&'a Connection);
 
-/// The writer's view of the log's end: the next index, and the tree's right edge.
-struct Head {
-    next: u64,
-    frontier: Frontier,
-}
+/// The writer's view of the log's end: the frontier of the tree as this writer last left it.
+///
+/// Another process may append to the same file between two batches (`countersign keys create
+/// --config` against a running gateway, a second gateway), so the frontier is never trusted
+/// across transactions: [`Head::sync`], inside each write transaction, compares its size with the
+/// log's (one read of the primary key's end) and reloads it when another writer moved the log.
+/// `None` after a rolled-back operation, until reloaded from the transaction's own rows.
+#[derive(Default)]
+struct Head(Option<Frontier>);
 
 impl Head {
-    /// Forgets appends after `start` (their savepoint or transaction was rolled back).
-    fn rollback(&mut self, start: u64) {
-        if self.next != start {
-            self.next = start;
-            self.frontier = Frontier::default();
+    /// At the start of a write transaction (which holds SQLite's write lock): makes the frontier
+    /// the database's.
+    fn sync(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        let size = audit_size(conn)?;
+        if self.0.as_ref().map(Frontier::size) != Some(size) {
+            if let Some(stale) = &self.0 {
+                tracing::info!(
+                    was = stale.size(),
+                    now = size,
+                    "another writer appended to the audit log; reloading its head"
+                );
+            }
+            self.0 = Some(Frontier::load(size, &ConnHashes(conn)).map_err(tree_err)?);
         }
+        Ok(())
     }
-}
 
-/// Per tree level, the stored index and hash of the newest completed perfect subtree. Appending
-/// leaf n needs exactly these as left siblings (the level-l sibling ends at
-/// `((n >> l) << l) - 1`, the newest level-l subtree completed before n), so the writer reads no
-/// stored hash back from SQLite while it runs; after a start or a rollback, misses fall back to
-/// the rows.
-#[derive(Default)]
-struct Frontier(Vec<Option<(u64, Hash)>>);
-
-impl Frontier {
-    fn get(&self, stored: u64) -> Option<Hash> {
+    /// The frontier, reloaded through `conn` (inside the transaction) if an operation was rolled
+    /// back since.
+    fn frontier(&mut self, conn: &Connection) -> Result<&mut Frontier, StoreError> {
+        if self.0.is_none() {
+            self.sync(conn)?;
+        }
         self.0
-            .iter()
-            .flatten()
-            .find(|(i, _)| *i == stored)
-            .map(|(_, h)| *h)
+            .as_mut()
+            .ok_or_else(|| StoreError::Database("the audit log's head is unknown".into()))
     }
 
-    /// Records the hashes appending leaf `n` stored: level l is subtree `n >> l`.
-    fn record(&mut self, n: u64, hashes: &[Hash]) {
-        if self.0.len() < hashes.len() {
-            self.0.resize(hashes.len(), None);
-        }
-        for (level, (slot, h)) in self.0.iter_mut().zip(hashes).enumerate() {
-            *slot = Some((stored_hash_index(level as u32, n >> level), *h));
-        }
-    }
-}
-
-/// Reads stored hashes from the frontier when it has them, else from the rows.
-struct FrontierFirst<'a> {
-    frontier: &'a Frontier,
-    conn: ConnHashes<'a>,
-}
-
-impl HashReader for FrontierFirst<'_> {
-    type Error = StoreError;
-
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
-        let cached: Vec<Option<Hash>> = indexes.iter().map(|&k| self.frontier.get(k)).collect();
-        if cached.iter().all(Option::is_some) {
-            return Ok(cached.into_iter().flatten().collect());
-        }
-        let missing: Vec<u64> = indexes
-            .iter()
-            .zip(&cached)
-            .filter(|(_, c)| c.is_none())
-            .map(|(k, _)| *k)
-            .collect();
-        let mut read = self.conn.read_hashes(&missing)?.into_iter();
-        cached
-            .into_iter()
-            .map(|c| match c {
-                Some(h) => Ok(h),
-                None => read
-                    .next()
-                    .ok_or_else(|| StoreError::Database("short read".into())),
-            })
-            .collect()
+    /// Forgets the frontier: appends since it was read were rolled back.
+    fn invalidate(&mut self) {
+        self.0 = None;
     }
 }
 
@@ -384,7 +355,8 @@ fn tree_err(e: TreeError<StoreError>) -> StoreError {
 }
 
 /// Appends entries to the audit log with the Merkle hashes they complete, numbering them from
-/// `next`, which advances only as rows are written.
+/// the head, which advances as rows are written (the caller invalidates it if the operation is
+/// rolled back).
 fn append_audit(
     tx: &Connection,
     head: &mut Head,
@@ -393,14 +365,12 @@ fn append_audit(
     entries: &[EntryParts],
 ) -> Result<(), StoreError> {
     for parts in entries {
-        let index = head.next;
+        let frontier = head.frontier(tx)?;
+        let index = frontier.size();
         let body = parts.bytes(index);
-        let reader = FrontierFirst {
-            frontier: &head.frontier,
-            conn: ConnHashes(tx),
-        };
-        let hashes =
-            stored_hashes_for_record(index, leaf_hash(&body), &reader).map_err(tree_err)?;
+        let hashes = frontier
+            .append(&body)
+            .map_err(|e| StoreError::Database(format!("audit tree: {e}")))?;
         tx.prepare_cached(
             "INSERT INTO audit_entries (idx, action_id, at, body, hashes) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -414,8 +384,6 @@ fn append_audit(
             hashes.concat()
         ])
         .map_err(db_err)?;
-        head.frontier.record(index, &hashes);
-        head.next += 1;
     }
     Ok(())
 }
@@ -581,16 +549,45 @@ fn do_update(
     Ok((record, events))
 }
 
+/// What a batch's operations tell about the store's health: whether one of them wrote, and the
+/// last storage failure, if any ([`WriteHealth`](crate::health::WriteHealth)).
+#[derive(Default)]
+struct BatchOutcome {
+    wrote: bool,
+    failure: Option<String>,
+}
+
+impl BatchOutcome {
+    fn failed(&mut self, why: String) {
+        self.failure = Some(why);
+    }
+
+    /// An operation's storage failure (`None`: it succeeded) and whether its savepoint was
+    /// released.
+    fn note(&mut self, failure: Option<String>, released: bool) {
+        match failure {
+            Some(why) => self.failed(why),
+            None if released => self.wrote = true,
+            None => self.failed("a savepoint could not be released".into()),
+        }
+    }
+}
+
+fn failure_of<T>(result: &Result<T, StoreError>) -> Option<String> {
+    result.as_ref().err().map(ToString::to_string)
+}
+
 /// Runs one operation inside a savepoint, so a failure undoes only that operation.
 fn run_one(
     conn: &Connection,
     head: &mut Head,
     op: Op,
     done: &mut Vec<Box<dyn FnOnce(bool) + Send>>,
+    outcome: &mut BatchOutcome,
 ) {
-    let start = head.next;
     let sp = exec(conn, "SAVEPOINT op");
     if let Err(e) = sp {
+        outcome.failed(e.to_string());
         reject(op, StoreError::Database(e.to_string()));
         return;
     }
@@ -611,8 +608,9 @@ fn run_one(
         } => {
             let result = do_insert(conn, head, record, rules, &body, &events);
             let ok = release(result.is_ok());
+            outcome.note(failure_of(&result), ok);
             if result.is_err() || !ok {
-                head.rollback(start);
+                head.invalidate();
             }
             done.push(Box::new(move |committed| {
                 let _ = reply.send(match result {
@@ -631,8 +629,13 @@ fn run_one(
         } => {
             let result = do_update(conn, head, &id, now, transition);
             let ok = release(result.is_ok());
+            match &result {
+                Err(UpdateError::Store(e)) => outcome.failed(e.to_string()),
+                Err(_) => {}
+                Ok(_) => outcome.note(None, ok),
+            }
             if result.is_err() || !ok {
-                head.rollback(start);
+                head.invalidate();
             }
             done.push(Box::new(move |committed| {
                 let _ = reply.send(match result {
@@ -654,8 +657,9 @@ fn run_one(
                 )
             });
             let ok = release(result.is_ok());
+            outcome.note(failure_of(&result), ok);
             if result.is_err() || !ok {
-                head.rollback(start);
+                head.invalidate();
             }
             done.push(Box::new(move |committed| {
                 let _ = reply.send(match result {
@@ -674,8 +678,9 @@ fn run_one(
         } => {
             let result = revoke_key(conn, head, &id, at, event_of);
             let ok = release(result.is_ok());
+            outcome.note(failure_of(&result), ok);
             if result.is_err() || !ok {
-                head.rollback(start);
+                head.invalidate();
             }
             done.push(Box::new(move |committed| {
                 let _ = reply.send(match result {
@@ -691,8 +696,9 @@ fn run_one(
                 append_audit(conn, head, id.as_deref(), at, std::slice::from_ref(parts))
             });
             let ok = release(result.is_ok());
+            outcome.note(failure_of(&result), ok);
             if result.is_err() || !ok {
-                head.rollback(start);
+                head.invalidate();
             }
             done.push(Box::new(move |committed| {
                 let _ = reply.send(match result {
@@ -706,6 +712,7 @@ fn run_one(
         Op::BindIdentity { binding, reply } => {
             let result = crate::bindings::bind(conn, &binding);
             let ok = release(result.is_ok());
+            outcome.note(failure_of(&result), ok);
             done.push(Box::new(move |committed| {
                 let _ = reply.send(match result {
                     Ok(_) if !committed || !ok => Err(StoreError::Database(
@@ -718,6 +725,7 @@ fn run_one(
         Op::Checkpoint { checkpoint, reply } => {
             let result = tx_checkpoint(conn, &checkpoint);
             let ok = release(result.is_ok());
+            outcome.note(failure_of(&result), ok);
             done.push(Box::new(move |committed| {
                 let _ = reply.send(match result {
                     Ok(()) if !committed || !ok => Err(StoreError::Database(
@@ -781,23 +789,8 @@ fn reject(op: Op, err: StoreError) {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
-    let mut head = match audit_size(&conn) {
-        Ok(n) => Head {
-            next: n,
-            frontier: Frontier::default(),
-        },
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the audit log size; refusing writes");
-            for op in rx {
-                reject(
-                    op,
-                    StoreError::Database("the audit log is unreadable".into()),
-                );
-            }
-            return;
-        }
-    };
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>, health: WriteHealth) {
+    let mut head = Head::default();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -806,26 +799,51 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
+        // The write lock, then the log's head as the database has it (another process may have
+        // appended since this writer's last batch).
+        let begun = exec(&conn, "BEGIN IMMEDIATE")
+            .map_err(db_err)
+            .and_then(|()| match head.sync(&conn) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let _ = exec(&conn, "ROLLBACK");
+                    Err(e)
+                }
+            });
+        if let Err(e) = begun {
+            tracing::error!(error = %e, "cannot start a write transaction");
+            head.invalidate();
+            health.failed(&e);
             for op in batch {
                 reject(op, StoreError::Database(e.to_string()));
             }
             continue;
         }
         let mut done = Vec::with_capacity(batch.len());
-        let batch_start = head.next;
+        let mut outcome = BatchOutcome::default();
         for op in batch {
-            run_one(&conn, &mut head, op, &mut done);
+            run_one(&conn, &mut head, op, &mut done, &mut outcome);
         }
         let committed = match exec(&conn, "COMMIT") {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; rolling back the batch");
                 let _ = exec(&conn, "ROLLBACK");
-                head.rollback(batch_start);
+                head.invalidate();
+                outcome = BatchOutcome {
+                    wrote: false,
+                    failure: Some(format!("the commit failed: {e}")),
+                };
                 false
             }
         };
+        match outcome {
+            BatchOutcome { wrote: true, .. } => health.succeeded(),
+            BatchOutcome {
+                failure: Some(why), ..
+            } => health.failed(&StoreError::Database(why)),
+            _ => {}
+        }
         // Replies go out only now, after the commit is durable.
         for reply in done {
             reply(committed);
@@ -1113,5 +1131,9 @@ impl Store for SqliteStore {
 
     async fn identity_binding(&self, id_key: &str) -> Result<Option<IdentityBinding>, StoreError> {
         self.read(|c| crate::bindings::get(c, id_key))
+    }
+
+    fn write_failure(&self) -> Option<String> {
+        self.health.failure()
     }
 }
