@@ -15,6 +15,7 @@ mod keys;
 mod op;
 mod postgres;
 mod sqlite;
+mod write;
 
 pub use bindings::IdentityBinding;
 pub use countersign_audit::Hash;

@@ -45,8 +45,7 @@ pub(crate) enum Op {
         entry: EntryParts,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// An id bound to its source, unless already bound (SQLite's writer; PostgreSQL binds
-    /// with one statement outside its batches).
+    /// An id bound to its source, unless already bound (the first binding wins).
     BindIdentity {
         binding: IdentityBinding,
         reply: oneshot::Sender<Result<IdentityBinding, StoreError>>,

@@ -16,16 +16,15 @@ use std::sync::{Arc, Mutex};
 use countersign_audit::merkle::{stored_hash_owner, Frontier};
 use countersign_audit::{Hash, HashReader, TreeError};
 
-use crate::entry::EntryParts;
 use crate::health::WriteHealth;
-use crate::op::{self, encode, Op, Writer};
+use crate::op::{self, Op, Writer};
+use crate::write::{
+    decide, decode, fail_all, review_deadline, Batch, Done, Head, Loaded, Needs, MAX_BATCH,
+};
 use crate::{
     AuditEntry, IdentityBinding, InsertRules, Inserted, KeyEvent, ListFilter, ManagedKey,
     ReviewQuery, Store, StoreError, StoredCheckpoint, Transition, UpdateError,
 };
-
-/// Most operations committed in one transaction.
-const MAX_BATCH: usize = 1024;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS actions (
@@ -257,68 +256,9 @@ impl SqliteStore {
     }
 }
 
-fn decode(id: &str, body: &str) -> Result<ActionRecord, StoreError> {
-    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
-        id: id.to_string(),
-        message: e.to_string(),
-    })
-}
-
-fn review_deadline(r: &ActionRecord) -> Option<i64> {
-    r.review
-        .as_ref()
-        .filter(|_| r.status.is_open_review())
-        .map(|rv| rv.expires_at.millis())
-}
-
 /// Stored Merkle hashes read through a connection (inside the writer's transaction, so hashes
 /// appended earlier in the same batch are visible).
 struct ConnHashes<'a>(&'a Connection);
-
-/// The writer's view of the log's end: the frontier of the tree as this writer last left it.
-///
-/// Another process may append to the same file between two batches (`countersign keys create
-/// --config` against a running gateway, a second gateway), so the frontier is never trusted
-/// across transactions: [`Head::sync`], inside each write transaction, compares its size with the
-/// log's (one read of the primary key's end) and reloads it when another writer moved the log.
-/// `None` after a rolled-back operation, until reloaded from the transaction's own rows.
-#[derive(Default)]
-struct Head(Option<Frontier>);
-
-impl Head {
-    /// At the start of a write transaction (which holds SQLite's write lock): makes the frontier
-    /// the database's.
-    fn sync(&mut self, conn: &Connection) -> Result<(), StoreError> {
-        let size = audit_size(conn)?;
-        if self.0.as_ref().map(Frontier::size) != Some(size) {
-            if let Some(stale) = &self.0 {
-                tracing::info!(
-                    was = stale.size(),
-                    now = size,
-                    "another writer appended to the audit log; reloading its head"
-                );
-            }
-            self.0 = Some(Frontier::load(size, &ConnHashes(conn)).map_err(tree_err)?);
-        }
-        Ok(())
-    }
-
-    /// The frontier, reloaded through `conn` (inside the transaction) if an operation was rolled
-    /// back since.
-    fn frontier(&mut self, conn: &Connection) -> Result<&mut Frontier, StoreError> {
-        if self.0.is_none() {
-            self.sync(conn)?;
-        }
-        self.0
-            .as_mut()
-            .ok_or_else(|| StoreError::Database("the audit log's head is unknown".into()))
-    }
-
-    /// Forgets the frontier: appends since it was read were rolled back.
-    fn invalidate(&mut self) {
-        self.0 = None;
-    }
-}
 
 impl HashReader for ConnHashes<'_> {
     type Error = StoreError;
@@ -354,40 +294,6 @@ fn tree_err(e: TreeError<StoreError>) -> StoreError {
     }
 }
 
-/// Appends entries to the audit log with the Merkle hashes they complete, numbering them from
-/// the head, which advances as rows are written (the caller invalidates it if the operation is
-/// rolled back).
-fn append_audit(
-    tx: &Connection,
-    head: &mut Head,
-    action_id: Option<&str>,
-    at: Timestamp,
-    entries: &[EntryParts],
-) -> Result<(), StoreError> {
-    for parts in entries {
-        let frontier = head.frontier(tx)?;
-        let index = frontier.size();
-        let body = parts.bytes(index);
-        let hashes = frontier
-            .append(&body)
-            .map_err(|e| StoreError::Database(format!("audit tree: {e}")))?;
-        tx.prepare_cached(
-            "INSERT INTO audit_entries (idx, action_id, at, body, hashes) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .map_err(db_err)?
-        .execute(params![
-            index as i64,
-            action_id,
-            at.millis(),
-            body,
-            hashes.concat()
-        ])
-        .map_err(db_err)?;
-    }
-    Ok(())
-}
-
 fn audit_size(conn: &Connection) -> Result<u64, StoreError> {
     conn.prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
         .map_err(db_err)?
@@ -401,452 +307,248 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn do_insert(
-    tx: &Connection,
-    head: &mut Head,
-    record: Box<ActionRecord>,
-    rules: InsertRules,
-    body: &str,
-    events: &[EntryParts],
-) -> Result<Inserted, StoreError> {
-    if let Some(key) = &record.idempotency_key {
-        let existing: Option<(String, String)> = tx
-            .prepare_cached(
-                "SELECT id, body FROM actions WHERE requester = ?1 AND idempotency_key = ?2",
-            )
-            .map_err(db_err)?
-            .query_row(params![record.requester, key], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()
+/// The records `sql` (selecting `id, body`) finds for each of `args`.
+fn records<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    args: impl Iterator<Item = P>,
+) -> Result<Vec<ActionRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let mut out = Vec::new();
+    for p in args {
+        let rows = stmt
+            .query_map(p, |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .map_err(db_err)?;
-        if let Some((id, body)) = existing {
-            return Ok(Inserted::Existing(decode(&id, &body)?));
+        for row in rows {
+            let (id, body) = row.map_err(db_err)?;
+            out.push(decode(&id, &body)?);
         }
     }
-    let digest = record.submitted_digest.to_string();
-    if rules.reuse_open {
-        let mut stmt = tx
-            .prepare_cached(&format!(
+    Ok(out)
+}
+
+/// Reads, inside the write transaction, the rows a batch needs (each lookup through an index).
+fn load(conn: &Connection, needs: &Needs) -> Result<Loaded, StoreError> {
+    let mut loaded = Loaded {
+        idempotent: records(
+            conn,
+            "SELECT id, body FROM actions WHERE requester = ?1 AND idempotency_key = ?2",
+            needs.idempotency.iter().map(|(r, k)| (r, k)),
+        )?,
+        reusable: records(
+            conn,
+            &format!(
                 "SELECT id, body FROM actions WHERE requester = ?1 AND digest = ?2 \
                  AND status IN {}",
                 crate::REUSABLE_STATUSES
-            ))
+            ),
+            needs.reusable.iter().map(|(r, d)| (r, d)),
+        )?,
+        records: records(
+            conn,
+            "SELECT id, body FROM actions WHERE id = ?1",
+            needs.records.iter().map(|id| [id]),
+        )?,
+        ..Loaded::default()
+    };
+    let mut count = conn
+        .prepare_cached(
+            "SELECT count(*) FROM actions WHERE requester = ?1 \
+             AND status IN ('pending', 'needs_clarification')",
+        )
+        .map_err(db_err)?;
+    for requester in &needs.open_reviews {
+        let n: i64 = count
+            .query_row(params![requester], |r| r.get(0))
             .map_err(db_err)?;
-        let candidates = stmt
-            .query_map(params![record.requester, digest], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(db_err)?
-            .map(|row| {
-                let (id, body) = row.map_err(db_err)?;
-                decode(&id, &body)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(found) = crate::reusable(&candidates, &record) {
-            return Ok(Inserted::Reused(found.clone()));
-        }
+        loaded.open_reviews.push((requester.clone(), n as u64));
     }
-    if let Some(max) = rules
-        .max_open_reviews
-        .filter(|_| record.status.is_open_review())
-    {
-        let open: i64 = tx
-            .prepare_cached(
-                "SELECT count(*) FROM actions WHERE requester = ?1 \
-                 AND status IN ('pending', 'needs_clarification')",
-            )
-            .map_err(db_err)?
-            .query_row(params![record.requester], |r| r.get(0))
-            .map_err(db_err)?;
-        if let Err(e) = record.check_open_reviews(open as u64, max) {
-            return Ok(Inserted::Refused(e));
-        }
+    for id in &needs.key_ids {
+        loaded.keys.extend(crate::keys::by_id(conn, id)?);
     }
-    tx.prepare_cached(
-        "INSERT INTO actions (id, requester, idempotency_key, digest, status, \
-         review_expires_at, created_at, updated_at, body) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .map_err(db_err)?
-    .execute(params![
-        record.id,
-        record.requester,
-        record.idempotency_key,
-        digest,
-        record.status.as_str(),
-        review_deadline(&record),
-        record.created_at.millis(),
-        record.updated_at.millis(),
-        body,
-    ])
-    .map_err(db_err)?;
-    for approver in record.approver_keys() {
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO review_approvers \
-             (approver, status, created_at, id, requester, on_behalf_of) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    for hash in &needs.key_hashes {
+        loaded.keys.extend(crate::keys::by_hash(conn, hash)?);
+    }
+    for id_key in &needs.bindings {
+        loaded.bindings.extend(crate::bindings::get(conn, id_key)?);
+    }
+    Ok(loaded)
+}
+
+/// Writes what a batch decided, inside the write transaction.
+fn write(conn: &Connection, batch: &Batch) -> Result<(), StoreError> {
+    for (r, body) in batch.inserted()? {
+        conn.prepare_cached(
+            "INSERT INTO actions (id, requester, idempotency_key, digest, status, \
+             review_expires_at, created_at, updated_at, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .map_err(db_err)?
         .execute(params![
-            approver,
-            record.status.as_str(),
-            record.created_at.millis(),
-            record.id,
-            record.requester,
-            record.on_behalf_of,
+            r.id,
+            r.requester,
+            r.idempotency_key,
+            r.submitted_digest.to_string(),
+            r.status.as_str(),
+            review_deadline(r),
+            r.created_at.millis(),
+            r.updated_at.millis(),
+            body,
+        ])
+        .map_err(db_err)?;
+        for approver in r.approver_keys() {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO review_approvers \
+                 (approver, status, created_at, id, requester, on_behalf_of) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(db_err)?
+            .execute(params![
+                approver,
+                r.status.as_str(),
+                r.created_at.millis(),
+                r.id,
+                r.requester,
+                r.on_behalf_of,
+            ])
+            .map_err(db_err)?;
+        }
+    }
+    for (r, body) in batch.updated()? {
+        conn.prepare_cached(
+            "UPDATE actions SET status = ?2, review_expires_at = ?3, updated_at = ?4, body = ?5 \
+             WHERE id = ?1",
+        )
+        .map_err(db_err)?
+        .execute(params![
+            r.id,
+            r.status.as_str(),
+            review_deadline(r),
+            r.updated_at.millis(),
+            body,
+        ])
+        .map_err(db_err)?;
+        if r.review.is_some() {
+            conn.prepare_cached(
+                "UPDATE review_approvers SET status = ?2 WHERE id = ?1 AND status <> ?2",
+            )
+            .map_err(db_err)?
+            .execute(params![r.id, r.status.as_str()])
+            .map_err(db_err)?;
+        }
+    }
+    let a = &batch.audit;
+    for i in 0..a.idx.len() {
+        conn.prepare_cached(
+            "INSERT INTO audit_entries (idx, action_id, at, body, hashes) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(db_err)?
+        .execute(params![
+            a.idx[i],
+            a.action_id[i],
+            a.at[i],
+            a.body[i],
+            a.hashes[i]
         ])
         .map_err(db_err)?;
     }
-    append_audit(tx, head, Some(&record.id), record.created_at, events)?;
-    Ok(Inserted::Created(*record))
-}
-
-fn do_update(
-    tx: &Connection,
-    head: &mut Head,
-    id: &str,
-    now: Timestamp,
-    transition: Transition,
-) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
-    let body: Option<String> = tx
-        .prepare_cached("SELECT body FROM actions WHERE id = ?1")
+    for cp in &batch.checkpoints {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO audit_checkpoints (size, at, note) VALUES (?1, ?2, ?3)",
+        )
         .map_err(db_err)?
-        .query_row(params![id], |r| r.get(0))
-        .optional()
+        .execute(params![cp.size as i64, cp.at.millis(), cp.note])
         .map_err(db_err)?;
-    let body = body.ok_or(UpdateError::NotFound)?;
-    let mut record = decode(id, &body)?;
-    let before = record.status;
-    let events = transition(&mut record)?;
-    if events.is_empty() {
-        return Ok((record, events));
     }
-    if record.status != before && record.review.is_some() {
-        tx.prepare_cached("UPDATE review_approvers SET status = ?2 WHERE id = ?1")
-            .map_err(db_err)?
-            .execute(params![id, record.status.as_str()])
-            .map_err(db_err)?;
+    for key in batch.new_keys.iter().filter_map(|id| batch.keys.get(id)) {
+        crate::keys::insert(conn, key)?;
     }
-    tx.prepare_cached(
-        "UPDATE actions SET status = ?2, review_expires_at = ?3, updated_at = ?4, body = ?5 \
-         WHERE id = ?1",
-    )
-    .map_err(db_err)?
-    .execute(params![
-        id,
-        record.status.as_str(),
-        review_deadline(&record),
-        record.updated_at.millis(),
-        encode(&record)?,
-    ])
-    .map_err(db_err)?;
-    let parts = events
+    for key in batch
+        .revoked_keys
         .iter()
-        .map(|e| EntryParts::new(Some(id), now, e))
-        .collect::<Result<Vec<_>, _>>()?;
-    append_audit(tx, head, Some(id), now, &parts)?;
-    Ok((record, events))
-}
-
-/// What a batch's operations tell about the store's health: whether one of them wrote, and the
-/// last storage failure, if any ([`WriteHealth`](crate::health::WriteHealth)).
-#[derive(Default)]
-struct BatchOutcome {
-    wrote: bool,
-    failure: Option<String>,
-}
-
-impl BatchOutcome {
-    fn failed(&mut self, why: String) {
-        self.failure = Some(why);
-    }
-
-    /// An operation's storage failure (`None`: it succeeded) and whether its savepoint was
-    /// released.
-    fn note(&mut self, failure: Option<String>, released: bool) {
-        match failure {
-            Some(why) => self.failed(why),
-            None if released => self.wrote = true,
-            None => self.failed("a savepoint could not be released".into()),
+        .filter_map(|id| batch.keys.get(id))
+    {
+        if let Some(at) = key.revoked_at {
+            crate::keys::revoke(conn, &key.id, at)?;
         }
     }
-}
-
-fn failure_of<T>(result: &Result<T, StoreError>) -> Option<String> {
-    result.as_ref().err().map(ToString::to_string)
-}
-
-/// Runs one operation inside a savepoint, so a failure undoes only that operation.
-fn run_one(
-    conn: &Connection,
-    head: &mut Head,
-    op: Op,
-    done: &mut Vec<Box<dyn FnOnce(bool) + Send>>,
-    outcome: &mut BatchOutcome,
-) {
-    let sp = exec(conn, "SAVEPOINT op");
-    if let Err(e) = sp {
-        outcome.failed(e.to_string());
-        reject(op, StoreError::Database(e.to_string()));
-        return;
+    for b in &batch.new_bindings {
+        crate::bindings::bind(conn, b)?;
     }
-    let release = |ok: bool| {
-        if ok {
-            exec(conn, "RELEASE op").is_ok()
-        } else {
-            exec(conn, "ROLLBACK TO op").is_ok() && exec(conn, "RELEASE op").is_ok()
-        }
-    };
-    match op {
-        Op::Insert {
-            record,
-            rules,
-            body,
-            events,
-            reply,
-        } => {
-            let result = do_insert(conn, head, record, rules, &body, &events);
-            let ok = release(result.is_ok());
-            outcome.note(failure_of(&result), ok);
-            if result.is_err() || !ok {
-                head.invalidate();
-            }
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(_) if !committed || !ok => Err(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    )),
-                    other => other,
-                });
-            }));
-        }
-        Op::Update {
-            id,
-            now,
-            transition,
-            reply,
-        } => {
-            let result = do_update(conn, head, &id, now, transition);
-            let ok = release(result.is_ok());
-            match &result {
-                Err(UpdateError::Store(e)) => outcome.failed(e.to_string()),
-                Err(_) => {}
-                Ok(_) => outcome.note(None, ok),
-            }
-            if result.is_err() || !ok {
-                head.invalidate();
-            }
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(_) if !committed || !ok => Err(UpdateError::Store(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    ))),
-                    other => other,
-                });
-            }));
-        }
-        Op::CreateKey { key, entry, reply } => {
-            let result = crate::keys::insert(conn, &key).and_then(|_| {
-                append_audit(
-                    conn,
-                    head,
-                    None,
-                    key.created_at,
-                    std::slice::from_ref(&entry),
-                )
-            });
-            let ok = release(result.is_ok());
-            outcome.note(failure_of(&result), ok);
-            if result.is_err() || !ok {
-                head.invalidate();
-            }
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(_) if !committed || !ok => Err(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    )),
-                    other => other,
-                });
-            }));
-        }
-        Op::RevokeKey {
-            id,
-            at,
-            event_of,
-            reply,
-        } => {
-            let result = revoke_key(conn, head, &id, at, event_of);
-            let ok = release(result.is_ok());
-            outcome.note(failure_of(&result), ok);
-            if result.is_err() || !ok {
-                head.invalidate();
-            }
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(Some(_)) if !committed || !ok => Err(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    )),
-                    other => other,
-                });
-            }));
-        }
-        Op::Append { at, entries, reply } => {
-            let result = entries.iter().try_for_each(|(id, parts)| {
-                append_audit(conn, head, id.as_deref(), at, std::slice::from_ref(parts))
-            });
-            let ok = release(result.is_ok());
-            outcome.note(failure_of(&result), ok);
-            if result.is_err() || !ok {
-                head.invalidate();
-            }
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(()) if !committed || !ok => Err(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    )),
-                    other => other,
-                });
-            }));
-        }
-        Op::BindIdentity { binding, reply } => {
-            let result = crate::bindings::bind(conn, &binding);
-            let ok = release(result.is_ok());
-            outcome.note(failure_of(&result), ok);
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(_) if !committed || !ok => Err(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    )),
-                    other => other,
-                });
-            }));
-        }
-        Op::Checkpoint { checkpoint, reply } => {
-            let result = tx_checkpoint(conn, &checkpoint);
-            let ok = release(result.is_ok());
-            outcome.note(failure_of(&result), ok);
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(()) if !committed || !ok => Err(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    )),
-                    other => other,
-                });
-            }));
-        }
-    }
-}
-
-/// Revokes a key and appends its audit entry; `None` if there is no such unrevoked key.
-fn revoke_key(
-    conn: &Connection,
-    head: &mut Head,
-    id: &str,
-    at: Timestamp,
-    event_of: KeyEvent,
-) -> Result<Option<ManagedKey>, StoreError> {
-    if !crate::keys::revoke(conn, id, at)? {
-        return Ok(None);
-    }
-    let key = crate::keys::by_id(conn, id)?
-        .ok_or_else(|| StoreError::Database(format!("revoked key {id} vanished")))?;
-    let entry = EntryParts::new(None, at, &event_of(&key))?;
-    append_audit(conn, head, None, at, std::slice::from_ref(&entry))?;
-    Ok(Some(key))
-}
-
-fn tx_checkpoint(conn: &Connection, cp: &StoredCheckpoint) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO audit_checkpoints (size, at, note) VALUES (?1, ?2, ?3)",
-    )
-    .map_err(db_err)?
-    .execute(params![cp.size as i64, cp.at.millis(), cp.note])
-    .map_err(db_err)?;
     Ok(())
 }
 
-fn reject(op: Op, err: StoreError) {
-    match op {
-        Op::Insert { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
-        Op::Update { reply, .. } => {
-            let _ = reply.send(Err(UpdateError::Store(err)));
-        }
-        Op::Checkpoint { reply, .. } | Op::Append { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
-        Op::CreateKey { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
-        Op::RevokeKey { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
-        Op::BindIdentity { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
+/// Decides and writes one batch inside `BEGIN IMMEDIATE`; the caller commits.
+fn run_batch(
+    conn: &Connection,
+    ops: Vec<Op>,
+    done: &mut Vec<Done>,
+    head: &Head,
+) -> Result<Batch, StoreError> {
+    // The log's head as the database has it: another process may have appended since this
+    // writer's last batch.
+    let prelude = || {
+        let size = audit_size(conn)?;
+        let frontier = match head.frontier(size) {
+            Some(f) => f,
+            None => Frontier::load(size, &ConnHashes(conn)).map_err(tree_err)?,
+        };
+        let needs = Needs::of(&ops);
+        let loaded = load(conn, &needs)?;
+        Ok::<_, StoreError>(Batch::new(frontier, &needs, loaded))
+    };
+    let mut batch = match prelude() {
+        Ok(b) => b,
+        Err(e) => return Err(fail_all(ops, done, e)),
+    };
+    for op in ops {
+        decide(&mut batch, op, done);
     }
+    write(conn, &batch)?;
+    Ok(batch)
 }
 
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>, health: WriteHealth) {
     let mut head = Head::default();
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let mut ops = vec![first];
+        while ops.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(op) => ops.push(op),
                 Err(_) => break,
             }
         }
-        // The write lock, then the log's head as the database has it (another process may have
-        // appended since this writer's last batch).
-        let begun = exec(&conn, "BEGIN IMMEDIATE")
-            .map_err(db_err)
-            .and_then(|()| match head.sync(&conn) {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    let _ = exec(&conn, "ROLLBACK");
-                    Err(e)
-                }
-            });
-        if let Err(e) = begun {
-            tracing::error!(error = %e, "cannot start a write transaction");
-            head.invalidate();
-            health.failed(&e);
-            for op in batch {
-                reject(op, StoreError::Database(e.to_string()));
+        let mut done = Vec::with_capacity(ops.len());
+        let committed = match exec(&conn, "BEGIN IMMEDIATE") {
+            Err(e) => Err(fail_all(ops, &mut done, db_err(e))),
+            Ok(()) => match run_batch(&conn, ops, &mut done, &head) {
+                Ok(batch) => match exec(&conn, "COMMIT") {
+                    Ok(()) => Ok(batch.tree),
+                    Err(e) => Err(db_err(e)),
+                },
+                Err(e) => Err(e),
+            },
+        };
+        let committed = match committed {
+            Ok(tree) => {
+                head.set(Some(tree));
+                health.succeeded();
+                Ok(())
             }
-            continue;
-        }
-        let mut done = Vec::with_capacity(batch.len());
-        let mut outcome = BatchOutcome::default();
-        for op in batch {
-            run_one(&conn, &mut head, op, &mut done, &mut outcome);
-        }
-        let committed = match exec(&conn, "COMMIT") {
-            Ok(()) => true,
             Err(e) => {
-                tracing::error!(error = %e, "group commit failed; rolling back the batch");
-                let _ = exec(&conn, "ROLLBACK");
-                head.invalidate();
-                outcome = BatchOutcome {
-                    wrote: false,
-                    failure: Some(format!("the commit failed: {e}")),
-                };
-                false
+                tracing::error!(error = %e, "group commit failed; nothing in the batch was recorded");
+                if !conn.is_autocommit() {
+                    let _ = exec(&conn, "ROLLBACK");
+                }
+                head.set(None);
+                health.failed(&e);
+                Err(e)
             }
         };
-        match outcome {
-            BatchOutcome { wrote: true, .. } => health.succeeded(),
-            BatchOutcome {
-                failure: Some(why), ..
-            } => health.failed(&StoreError::Database(why)),
-            _ => {}
-        }
         // Replies go out only now, after the commit is durable.
-        for reply in done {
-            reply(committed);
+        for d in done {
+            d.send(&committed);
         }
     }
 }
