@@ -13,7 +13,7 @@
 //! [`PostgresStore::changes`] relays them from a dedicated `LISTEN` connection.
 
 use async_trait::async_trait;
-use countersign_core::{ActionRecord, Event, Status, Timestamp};
+use countersign_core::{ActionRecord, Status, Timestamp};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -21,17 +21,15 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_postgres::NoTls;
 
 use countersign_audit::merkle::{stored_hash_owner, Frontier};
-use countersign_audit::{Hash, HashReader, TreeError};
+use countersign_audit::{Hash, HashReader};
 
 use crate::health::WriteHealth;
-use crate::op::{self, encode, Op, Writer};
+use crate::op::{encode, Op, WriteQueue};
 use crate::write::{
-    decide, decode, fail_all, review_deadline, Batch, Done, Head, Loaded, Needs, MAX_BATCH,
+    decide, decode, fail_all, finish, gather, review_deadline, stored_hash, tree_err, Batch, Done,
+    Head, Loaded, Needs,
 };
-use crate::{
-    AuditEntry, InsertRules, Inserted, KeyEvent, ListFilter, ManagedKey, ReviewQuery, Store,
-    StoreError, StoredCheckpoint, Transition, UpdateError,
-};
+use crate::{AuditEntry, ListFilter, ReviewQuery, Store, StoreError, StoredCheckpoint};
 
 /// Versioned schema migrations, applied in order, each once (`countersign_migrations`).
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -226,7 +224,7 @@ async fn migrate_client(client: &mut tokio_postgres::Client) -> Result<(i32, i32
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
-    writer: mpsc::UnboundedSender<Op>,
+    writer: WriteQueue,
     changes: broadcast::Sender<String>,
     config: tokio_postgres::Config,
     scope: String,
@@ -289,7 +287,7 @@ impl PostgresStore {
         tokio::spawn(writer_loop(pool.clone(), rx, channel, health.clone()));
         Ok(PostgresStore {
             pool,
-            writer: tx,
+            writer: WriteQueue::new(move |op| tx.send(op).map_err(|_| StoreError::Closed)),
             changes,
             config,
             scope,
@@ -439,25 +437,10 @@ impl HashReader for RowHashes {
         indexes
             .iter()
             .map(|&k| {
-                let (n, offset) = stored_hash_owner(k);
-                let at = offset as usize * 32;
-                self.0
-                    .get(&(n as i64))
-                    .and_then(|b| b.get(at..at + 32))
-                    .and_then(|h| h.try_into().ok())
-                    .ok_or_else(|| StoreError::Corrupt {
-                        id: format!("audit entry {n}"),
-                        message: format!("no stored hash at offset {offset}"),
-                    })
+                let row = self.0.get(&(stored_hash_owner(k).0 as i64));
+                stored_hash(k, row.map(Vec::as_slice))
             })
             .collect()
-    }
-}
-
-fn tree_err(e: TreeError<StoreError>) -> StoreError {
-    match e {
-        TreeError::Read(inner) => inner,
-        other => StoreError::Database(format!("audit tree: {other}")),
     }
 }
 
@@ -469,25 +452,10 @@ async fn writer_loop(
 ) {
     let mut head = Head::default();
     while let Some(first) = rx.recv().await {
-        let mut ops = vec![first];
-        while ops.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
-                Err(_) => break,
-            }
-        }
+        let ops = gather(first, || rx.try_recv().ok());
         let mut done = Vec::with_capacity(ops.len());
-        let committed = run_batch(&pool, ops, &mut done, &channel, &mut head).await;
-        match &committed {
-            Ok(()) => health.succeeded(),
-            Err(e) => {
-                tracing::error!(error = %e, "group commit failed; nothing in the batch was recorded");
-                health.failed(e);
-            }
-        }
-        for d in done {
-            d.send(&committed);
-        }
+        let committed = run_batch(&pool, ops, &mut done, &channel, &head).await;
+        finish(committed, &mut head, &health, done);
     }
 }
 
@@ -498,8 +466,8 @@ async fn run_batch(
     ops: Vec<Op>,
     done: &mut Vec<Done>,
     channel: &str,
-    head: &mut Head,
-) -> Result<(), StoreError> {
+    head: &Head,
+) -> Result<Frontier, StoreError> {
     // Decide nothing before the connection and the lock are held: a failure here must still
     // answer every operation, so the operations are only consumed below.
     let mut client = match pool.get().await {
@@ -665,12 +633,9 @@ async fn run_batch(
     for op in ops {
         decide(&mut batch, op, done);
     }
-    let result = match write_batch(&tx, &batch, channel).await {
-        Ok(()) => tx.commit().await.map_err(db_err),
-        Err(e) => Err(e),
-    };
-    head.set(result.is_ok().then_some(batch.tree));
-    result
+    write_batch(&tx, &batch, channel).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(batch.tree)
 }
 
 type Columns = (
@@ -951,21 +916,10 @@ fn checkpoint_row(r: &tokio_postgres::Row) -> StoredCheckpoint {
     }
 }
 
-impl Writer for PostgresStore {
-    fn send(&self, op: Op) -> Result<(), StoreError> {
-        self.writer.send(op).map_err(|_| StoreError::Closed)
-    }
-}
-
 #[async_trait]
 impl Store for PostgresStore {
-    async fn insert_ruled(
-        &self,
-        record: ActionRecord,
-        events: Vec<Event>,
-        rules: InsertRules,
-    ) -> Result<Inserted, StoreError> {
-        op::insert(self, record, events, rules).await
+    fn writer(&self) -> &WriteQueue {
+        &self.writer
     }
 
     async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
@@ -1017,23 +971,6 @@ impl Store for PostgresStore {
             .map_err(db_err)?;
         let row = c.query_opt(&stmt, &[&id]).await.map_err(db_err)?;
         row.map(|r| decode(id, r.get(0))).transpose()
-    }
-
-    async fn update(
-        &self,
-        id: &str,
-        now: Timestamp,
-        transition: Transition,
-    ) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
-        op::update(self, id, now, transition).await
-    }
-
-    async fn record_events(
-        &self,
-        at: Timestamp,
-        events: Vec<(Option<String>, Event)>,
-    ) -> Result<(), StoreError> {
-        op::record_events(self, at, events).await
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {
@@ -1190,29 +1127,12 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(checkpoint_row).collect())
     }
 
-    async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
-        op::add_checkpoint(self, checkpoint).await
-    }
-
     fn changes(&self) -> Option<broadcast::Receiver<String>> {
         Some(self.changes.subscribe())
     }
 
     fn write_failure(&self) -> Option<String> {
         self.health.failure()
-    }
-
-    async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError> {
-        op::create_key(self, key, event).await
-    }
-
-    async fn revoke_key(
-        &self,
-        id: &str,
-        at: Timestamp,
-        event_of: KeyEvent,
-    ) -> Result<Option<ManagedKey>, StoreError> {
-        op::revoke_key(self, id, at, event_of).await
     }
 
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<crate::ManagedKey>, StoreError> {
@@ -1237,13 +1157,6 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?;
         rows.iter().map(key_row).collect()
-    }
-
-    async fn bind_identity(
-        &self,
-        binding: crate::IdentityBinding,
-    ) -> Result<crate::IdentityBinding, StoreError> {
-        op::bind_identity(self, binding).await
     }
 
     async fn identity_binding(

@@ -7,23 +7,24 @@
 //! serialises read-modify-write transitions of a record without any locking protocol.
 
 use async_trait::async_trait;
-use countersign_core::{ActionRecord, Event, Status, Timestamp};
+use countersign_core::{ActionRecord, Status, Timestamp};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use countersign_audit::merkle::{stored_hash_owner, Frontier};
-use countersign_audit::{Hash, HashReader, TreeError};
+use countersign_audit::{Hash, HashReader};
 
 use crate::health::WriteHealth;
-use crate::op::{self, Op, Writer};
+use crate::op::{Op, WriteQueue};
 use crate::write::{
-    decide, decode, fail_all, review_deadline, Batch, Done, Head, Loaded, Needs, MAX_BATCH,
+    decide, decode, fail_all, finish, gather, review_deadline, stored_hash, tree_err, Batch, Done,
+    Head, Loaded, Needs,
 };
 use crate::{
-    AuditEntry, IdentityBinding, InsertRules, Inserted, KeyEvent, ListFilter, ManagedKey,
-    ReviewQuery, Store, StoreError, StoredCheckpoint, Transition, UpdateError,
+    AuditEntry, IdentityBinding, ListFilter, ManagedKey, ReviewQuery, Store, StoreError,
+    StoredCheckpoint,
 };
 
 const SCHEMA: &str = "
@@ -124,7 +125,7 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
-    writer: Mutex<mpsc::Sender<Op>>,
+    writer: WriteQueue,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
     health: WriteHealth,
@@ -226,7 +227,7 @@ impl SqliteStore {
             .spawn(move || writer_loop(conn, rx, writer_health))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore {
-            writer: Mutex::new(tx),
+            writer: WriteQueue::new(move |op| tx.send(op).map_err(|_| StoreError::Closed)),
             readers: Arc::new(Mutex::new(Vec::new())),
             path: path.to_path_buf(),
             health,
@@ -271,26 +272,13 @@ impl HashReader for ConnHashes<'_> {
         indexes
             .iter()
             .map(|&k| {
-                let (n, offset) = stored_hash_owner(k);
-                let blob: Vec<u8> = stmt
-                    .query_row(params![n as i64], |r| r.get(0))
+                let blob: Option<Vec<u8>> = stmt
+                    .query_row(params![stored_hash_owner(k).0 as i64], |r| r.get(0))
+                    .optional()
                     .map_err(db_err)?;
-                let at = offset as usize * 32;
-                blob.get(at..at + 32)
-                    .and_then(|h| h.try_into().ok())
-                    .ok_or_else(|| StoreError::Corrupt {
-                        id: format!("audit entry {n}"),
-                        message: format!("no stored hash at offset {offset}"),
-                    })
+                stored_hash(k, blob.as_deref())
             })
             .collect()
-    }
-}
-
-fn tree_err(e: TreeError<StoreError>) -> StoreError {
-    match e {
-        TreeError::Read(inner) => inner,
-        other => StoreError::Database(format!("audit tree: {other}")),
     }
 }
 
@@ -512,44 +500,18 @@ fn run_batch(
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>, health: WriteHealth) {
     let mut head = Head::default();
     while let Ok(first) = rx.recv() {
-        let mut ops = vec![first];
-        while ops.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
-                Err(_) => break,
-            }
-        }
+        let ops = gather(first, || rx.try_recv().ok());
         let mut done = Vec::with_capacity(ops.len());
         let committed = match exec(&conn, "BEGIN IMMEDIATE") {
             Err(e) => Err(fail_all(ops, &mut done, db_err(e))),
-            Ok(()) => match run_batch(&conn, ops, &mut done, &head) {
-                Ok(batch) => match exec(&conn, "COMMIT") {
-                    Ok(()) => Ok(batch.tree),
-                    Err(e) => Err(db_err(e)),
-                },
-                Err(e) => Err(e),
-            },
+            Ok(()) => run_batch(&conn, ops, &mut done, &head)
+                .and_then(|batch| exec(&conn, "COMMIT").map_err(db_err).map(|()| batch.tree)),
         };
-        let committed = match committed {
-            Ok(tree) => {
-                head.set(Some(tree));
-                health.succeeded();
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "group commit failed; nothing in the batch was recorded");
-                if !conn.is_autocommit() {
-                    let _ = exec(&conn, "ROLLBACK");
-                }
-                head.set(None);
-                health.failed(&e);
-                Err(e)
-            }
-        };
-        // Replies go out only now, after the commit is durable.
-        for d in done {
-            d.send(&committed);
+        if committed.is_err() && !conn.is_autocommit() {
+            let _ = exec(&conn, "ROLLBACK");
         }
+        // Replies go out only now, after the commit is durable.
+        finish(committed, &mut head, &health, done);
     }
 }
 
@@ -561,22 +523,10 @@ fn status_list(statuses: &[Status]) -> String {
         .join(",")
 }
 
-impl Writer for SqliteStore {
-    fn send(&self, op: Op) -> Result<(), StoreError> {
-        let tx = self.writer.lock().map_err(|_| StoreError::Closed)?;
-        tx.send(op).map_err(|_| StoreError::Closed)
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_ruled(
-        &self,
-        record: ActionRecord,
-        events: Vec<Event>,
-        rules: InsertRules,
-    ) -> Result<Inserted, StoreError> {
-        op::insert(self, record, events, rules).await
+    fn writer(&self) -> &WriteQueue {
+        &self.writer
     }
 
     async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
@@ -637,23 +587,6 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn update(
-        &self,
-        id: &str,
-        now: Timestamp,
-        transition: Transition,
-    ) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
-        op::update(self, id, now, transition).await
-    }
-
-    async fn record_events(
-        &self,
-        at: Timestamp,
-        events: Vec<(Option<String>, Event)>,
-    ) -> Result<(), StoreError> {
-        op::record_events(self, at, events).await
-    }
-
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {
         self.read(|c| {
             // Status names come from a closed enum, never from the caller's text.
@@ -680,6 +613,19 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT MIN(review_expires_at) FROM actions \
+                 WHERE status IN ('pending', 'needs_clarification')",
+            )
+            .map_err(db_err)?
+            .query_row([], |r| r.get::<_, Option<i64>>(0))
+            .map(|v| v.map(Timestamp))
+            .map_err(db_err)
+        })
+    }
+
     async fn due_for_expiry(
         &self,
         now: Timestamp,
@@ -696,19 +642,6 @@ impl Store for SqliteStore {
                 .query_map(params![now.millis(), limit as i64], |r| r.get(0))
                 .map_err(db_err)?;
             rows.map(|r| r.map_err(db_err)).collect()
-        })
-    }
-
-    async fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT MIN(review_expires_at) FROM actions \
-                 WHERE status IN ('pending', 'needs_clarification')",
-            )
-            .map_err(db_err)?
-            .query_row([], |r| r.get::<_, Option<i64>>(0))
-            .map(|v| v.map(Timestamp))
-            .map_err(db_err)
         })
     }
 
@@ -802,33 +735,12 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
-        op::add_checkpoint(self, checkpoint).await
-    }
-
-    async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError> {
-        op::create_key(self, key, event).await
-    }
-
-    async fn revoke_key(
-        &self,
-        id: &str,
-        at: Timestamp,
-        event_of: KeyEvent,
-    ) -> Result<Option<ManagedKey>, StoreError> {
-        op::revoke_key(self, id, at, event_of).await
-    }
-
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ManagedKey>, StoreError> {
         self.read(|c| crate::keys::by_hash(c, hash))
     }
 
     async fn list_keys(&self) -> Result<Vec<ManagedKey>, StoreError> {
         self.read(crate::keys::list)
-    }
-
-    async fn bind_identity(&self, binding: IdentityBinding) -> Result<IdentityBinding, StoreError> {
-        op::bind_identity(self, binding).await
     }
 
     async fn identity_binding(&self, id_key: &str) -> Result<Option<IdentityBinding>, StoreError> {

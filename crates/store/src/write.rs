@@ -7,17 +7,57 @@
 //! under the lock, is still the size the frontier is of: another process (another replica,
 //! `countersign keys create --config` beside a running gateway) may have appended since.
 
-use countersign_audit::merkle::Frontier;
+use countersign_audit::merkle::{stored_hash_owner, Frontier};
+use countersign_audit::{Hash, TreeError};
 use countersign_core::{ActionRecord, Event, Timestamp};
 use std::collections::{HashMap, HashSet};
 use tokio::sync::oneshot;
 
 use crate::entry::EntryParts;
+use crate::health::WriteHealth;
 use crate::op::Op;
 use crate::{IdentityBinding, Inserted, ManagedKey, StoreError, StoredCheckpoint, UpdateError};
 
 /// Most operations committed in one transaction.
-pub(crate) const MAX_BATCH: usize = 1024;
+const MAX_BATCH: usize = 1024;
+
+/// A batch: `first`, then what else is queued (`next`), up to [`MAX_BATCH`].
+pub(crate) fn gather(first: Op, mut next: impl FnMut() -> Option<Op>) -> Vec<Op> {
+    let mut ops = vec![first];
+    while ops.len() < MAX_BATCH {
+        match next() {
+            Some(op) => ops.push(op),
+            None => break,
+        }
+    }
+    ops
+}
+
+/// After a batch's commit (or its failure): keeps its frontier for the next batch if it
+/// committed, records the writer's health, and only now sends the replies.
+pub(crate) fn finish(
+    committed: Result<Frontier, StoreError>,
+    head: &mut Head,
+    health: &WriteHealth,
+    done: Vec<Done>,
+) {
+    let committed = match committed {
+        Ok(tree) => {
+            head.set(Some(tree));
+            health.succeeded();
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed; nothing in the batch was recorded");
+            head.set(None);
+            health.failed(&e);
+            Err(e)
+        }
+    };
+    for d in done {
+        d.send(&committed);
+    }
+}
 
 /// What a batch must read, under the write lock, before it decides.
 #[derive(Debug, Default)]
@@ -278,6 +318,27 @@ impl Batch {
             .chain(&self.new)
             .map(String::as_str)
             .collect()
+    }
+}
+
+/// Stored hash `index` from the `hashes` column of the audit row that holds it (`blob`, of row
+/// `stored_hash_owner(index).0`, if there is one).
+pub(crate) fn stored_hash(index: u64, blob: Option<&[u8]>) -> Result<Hash, StoreError> {
+    let (n, offset) = stored_hash_owner(index);
+    let at = offset as usize * 32;
+    blob.and_then(|b| b.get(at..at + 32))
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| StoreError::Corrupt {
+            id: format!("audit entry {n}"),
+            message: format!("no stored hash at offset {offset}"),
+        })
+}
+
+/// A failure to read or extend the tree, as a storage failure.
+pub(crate) fn tree_err(e: TreeError<StoreError>) -> StoreError {
+    match e {
+        TreeError::Read(inner) => inner,
+        other => StoreError::Database(format!("audit tree: {other}")),
     }
 }
 

@@ -2,10 +2,10 @@
 //! file), each call going to the next in turn.
 
 use async_trait::async_trait;
-use countersign_core::{ActionRecord, Event, Timestamp};
+use countersign_core::{ActionRecord, Timestamp};
 use countersign_store::{
-    AuditEntry, Hash, InsertRules, Inserted, Lease, ListFilter, ManagedKey, ReviewQuery, Store,
-    StoreError, StoredCheckpoint, Transition, UpdateError,
+    AuditEntry, Hash, Lease, ListFilter, ManagedKey, ReviewQuery, Store, StoreError,
+    StoredCheckpoint,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,34 +34,14 @@ impl RoundRobin {
 
 #[async_trait]
 impl Store for RoundRobin {
-    async fn insert_ruled(
-        &self,
-        record: ActionRecord,
-        events: Vec<Event>,
-        rules: InsertRules,
-    ) -> Result<Inserted, StoreError> {
-        self.pick().insert_ruled(record, events, rules).await
+    fn writer(&self) -> &countersign_store::WriteQueue {
+        self.pick().writer()
     }
     async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
         self.pick().reviews_for(query).await
     }
     async fn get(&self, id: &str) -> Result<Option<ActionRecord>, StoreError> {
         self.pick().get(id).await
-    }
-    async fn update(
-        &self,
-        id: &str,
-        now: Timestamp,
-        transition: Transition,
-    ) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
-        self.pick().update(id, now, transition).await
-    }
-    async fn record_events(
-        &self,
-        at: Timestamp,
-        events: Vec<(Option<String>, Event)>,
-    ) -> Result<(), StoreError> {
-        self.pick().record_events(at, events).await
     }
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {
         self.pick().list(filter).await
@@ -97,31 +77,11 @@ impl Store for RoundRobin {
     async fn audit_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
         self.pick().audit_checkpoints().await
     }
-    async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
-        self.pick().add_checkpoint(checkpoint).await
-    }
-    async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError> {
-        self.pick().create_key(key, event).await
-    }
-    async fn revoke_key(
-        &self,
-        id: &str,
-        at: Timestamp,
-        event_of: countersign_store::KeyEvent,
-    ) -> Result<Option<ManagedKey>, StoreError> {
-        self.pick().revoke_key(id, at, event_of).await
-    }
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ManagedKey>, StoreError> {
         self.pick().key_by_hash(hash).await
     }
     async fn list_keys(&self) -> Result<Vec<ManagedKey>, StoreError> {
         self.pick().list_keys().await
-    }
-    async fn bind_identity(
-        &self,
-        binding: countersign_store::IdentityBinding,
-    ) -> Result<countersign_store::IdentityBinding, StoreError> {
-        self.pick().bind_identity(binding).await
     }
     async fn identity_binding(
         &self,
