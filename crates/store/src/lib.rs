@@ -323,9 +323,9 @@ pub trait Store: Send + Sync + 'static {
     /// The binding of a normalised id, if any.
     async fn identity_binding(&self, id_key: &str) -> Result<Option<IdentityBinding>, StoreError>;
 
-    /// Ids of actions whose changes were committed by *any* process sharing this store, as they
-    /// land ([`ANY_CHANGE`] when some may have been missed). `None` for a store only this
-    /// process writes (SQLite): the caller's own wake-ups see every change.
+    /// Ids of actions whose changes were committed, as they land, sent after the commit is
+    /// durable ([`ANY_CHANGE`] when some may have been missed). PostgreSQL announces every
+    /// replica's commits; SQLite this process's (its writer's batches). `None`: no feed.
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         None
     }

@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
 
 use countersign_audit::merkle::{stored_hash_owner, Frontier};
 use countersign_audit::{Hash, HashReader};
@@ -129,6 +130,8 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
     health: WriteHealth,
+    /// Ids of the actions each committed batch inserted or changed, sent after the commit.
+    changes: broadcast::Sender<String>,
 }
 
 fn open(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
@@ -222,15 +225,18 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel();
         let health = WriteHealth::default();
         let writer_health = health.clone();
+        let (changes, _) = broadcast::channel(4096);
+        let writer_changes = changes.clone();
         std::thread::Builder::new()
             .name("countersign-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, writer_health))
+            .spawn(move || writer_loop(conn, rx, writer_health, writer_changes))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore {
             writer: WriteQueue::new(move |op| tx.send(op).map_err(|_| StoreError::Closed)),
             readers: Arc::new(Mutex::new(Vec::new())),
             path: path.to_path_buf(),
             health,
+            changes,
         })
     }
 
@@ -497,21 +503,35 @@ fn run_batch(
     Ok(batch)
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>, health: WriteHealth) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Op>,
+    health: WriteHealth,
+    changes: broadcast::Sender<String>,
+) {
     let mut head = Head::default();
     while let Ok(first) = rx.recv() {
         let ops = gather(first, || rx.try_recv().ok());
         let mut done = Vec::with_capacity(ops.len());
+        let mut changed = Vec::new();
         let committed = match exec(&conn, "BEGIN IMMEDIATE") {
             Err(e) => Err(fail_all(ops, &mut done, db_err(e))),
-            Ok(()) => run_batch(&conn, ops, &mut done, &head)
-                .and_then(|batch| exec(&conn, "COMMIT").map_err(db_err).map(|()| batch.tree)),
+            Ok(()) => run_batch(&conn, ops, &mut done, &head).and_then(|batch| {
+                exec(&conn, "COMMIT").map_err(db_err)?;
+                if changes.receiver_count() > 0 {
+                    changed = batch.changed().into_iter().map(str::to_string).collect();
+                }
+                Ok(batch.tree)
+            }),
         };
         if committed.is_err() && !conn.is_autocommit() {
             let _ = exec(&conn, "ROLLBACK");
         }
-        // Replies go out only now, after the commit is durable.
+        // Replies go out only now, after the commit is durable; then the change feed.
         finish(committed, &mut head, &health, done);
+        for id in changed {
+            let _ = changes.send(id);
+        }
     }
 }
 
@@ -749,5 +769,9 @@ impl Store for SqliteStore {
 
     fn write_failure(&self) -> Option<String> {
         self.health.failure()
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.changes.subscribe())
     }
 }

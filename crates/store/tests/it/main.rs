@@ -300,3 +300,39 @@ async fn sqlite_appends_after_reopening_extend_the_same_tree() {
     let all: Vec<u64> = (0..tree.hashes().len() as u64).collect();
     assert_eq!(store.audit_hashes(&all).await.unwrap(), tree.hashes());
 }
+
+/// The SQLite writer announces the ids of the actions each batch inserted or changed once the
+/// batch is durable, so long polls and live pages wake without polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_announces_committed_changes() {
+    let (_dir, store) = sqlite();
+    let mut changes = store.changes().expect("SQLite has a change feed");
+    let rec = suite::review_record("c1", "bot");
+    store.insert(rec, vec![]).await.unwrap();
+    // Durable before announced: the record is readable when its id arrives.
+    let id = tokio::time::timeout(std::time::Duration::from_secs(10), changes.recv())
+        .await
+        .expect("announced")
+        .unwrap();
+    assert_eq!(id, "c1");
+    assert!(store.get("c1").await.unwrap().is_some());
+    // An update is announced too; a write that changes no action is not.
+    store
+        .record_events(
+            countersign_core::Timestamp(0),
+            vec![(None, countersign_core::Event::Expired)],
+        )
+        .await
+        .unwrap();
+    let later = countersign_core::Timestamp(suite::T0.millis() + 3_600_000);
+    let (expired, _) = store
+        .update("c1", later, Box::new(move |r| Ok(r.expire(later))))
+        .await
+        .unwrap();
+    assert_eq!(expired.status, countersign_core::Status::Expired);
+    let id = tokio::time::timeout(std::time::Duration::from_secs(10), changes.recv())
+        .await
+        .expect("announced")
+        .unwrap();
+    assert_eq!(id, "c1");
+}
