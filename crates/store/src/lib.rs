@@ -147,6 +147,8 @@ pub struct ListFilter {
     pub statuses: Vec<Status>,
     /// At most this many, oldest first.
     pub limit: usize,
+    /// Only actions after this `(created_at, id)` (the previous page's last): keyset pages.
+    pub after: Option<(Timestamp, String)>,
 }
 
 /// One entry of the audit log: its position and its canonical bytes (what is hashed).
@@ -252,7 +254,8 @@ pub trait Store: Send + Sync + 'static {
         op::record_events(self.writer(), at, events).await
     }
 
-    /// Lists records, oldest first.
+    /// Lists records, oldest first (by `created_at`, then id), filtered and paged in the
+    /// database.
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError>;
 
     /// Ids of open reviews whose deadline is at or before `now`.

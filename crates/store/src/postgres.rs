@@ -975,22 +975,24 @@ impl Store for PostgresStore {
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {
         let c = self.client().await?;
-        let limit = filter.limit as i64;
-        let rows = if filter.statuses.is_empty() {
-            c.query(
-                "SELECT id, body FROM actions ORDER BY created_at, id LIMIT $1",
-                &[&limit],
+        let (after_at, after_id) = filter
+            .after
+            .map_or((i64::MIN, String::new()), |(t, id)| (t.millis(), id));
+        // An empty status list means every status.
+        let rows = c
+            .query(
+                "SELECT id, body FROM actions \
+                 WHERE (cardinality($1::text[]) = 0 OR status = ANY($1)) \
+                 AND (created_at, id) > ($3, $4) ORDER BY created_at, id LIMIT $2",
+                &[
+                    &status_list(&filter.statuses),
+                    &(filter.limit as i64),
+                    &after_at,
+                    &after_id,
+                ],
             )
             .await
-        } else {
-            c.query(
-                "SELECT id, body FROM actions WHERE status = ANY($1) \
-                 ORDER BY created_at, id LIMIT $2",
-                &[&status_list(&filter.statuses), &limit],
-            )
-            .await
-        }
-        .map_err(db_err)?;
+            .map_err(db_err)?;
         rows.iter()
             .map(|r| decode(r.get::<_, &str>(0), r.get(1)))
             .collect()

@@ -608,28 +608,26 @@ impl Store for SqliteStore {
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {
+        let (after_at, after_id) = filter
+            .after
+            .as_ref()
+            .map_or((i64::MIN, ""), |(t, id)| (t.millis(), id.as_str()));
         self.read(|c| {
             // Status names come from a closed enum, never from the caller's text.
-            let sql = if filter.statuses.is_empty() {
-                "SELECT id, body FROM actions ORDER BY created_at, id LIMIT ?1".to_string()
+            let status = if filter.statuses.is_empty() {
+                String::new()
             } else {
-                format!(
-                    "SELECT id, body FROM actions WHERE status IN ({}) \
-                     ORDER BY created_at, id LIMIT ?1",
-                    status_list(&filter.statuses)
-                )
+                format!("status IN ({}) AND ", status_list(&filter.statuses))
             };
-            let mut stmt = c.prepare_cached(&sql).map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![filter.limit as i64], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(db_err)?;
-            rows.map(|r| {
-                let (id, body) = r.map_err(db_err)?;
-                decode(&id, &body)
-            })
-            .collect()
+            let sql = format!(
+                "SELECT id, body FROM actions WHERE {status}(created_at, id) > (?2, ?3) \
+                 ORDER BY created_at, id LIMIT ?1"
+            );
+            records(
+                c,
+                &sql,
+                std::iter::once(params![filter.limit as i64, after_at, after_id]),
+            )
         })
     }
 

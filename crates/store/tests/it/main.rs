@@ -84,6 +84,7 @@ both_suites!(
     concurrent_updates_are_serialised,
     concurrent_redemption_succeeds_once,
     list_filters_by_status_oldest_first,
+    list_pages_with_a_cursor,
     expiry_queries_find_due_reviews,
     audit_log_is_gap_free_canonical_and_hashed,
     checkpoints_are_append_only,

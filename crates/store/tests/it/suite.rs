@@ -297,6 +297,7 @@ pub async fn concurrent_reuse_open_inserts_open_one_review(store: Arc<dyn Store>
         .list(ListFilter {
             statuses: vec![],
             limit: 100,
+            after: None,
         })
         .await
         .unwrap();
@@ -430,6 +431,7 @@ pub async fn list_filters_by_status_oldest_first(store: Arc<dyn Store>) {
         .list(ListFilter {
             statuses: vec![Status::Pending],
             limit: 10,
+            after: None,
         })
         .await
         .unwrap();
@@ -439,6 +441,7 @@ pub async fn list_filters_by_status_oldest_first(store: Arc<dyn Store>) {
         .list(ListFilter {
             statuses: vec![],
             limit: 2,
+            after: None,
         })
         .await
         .unwrap();
@@ -608,6 +611,7 @@ pub async fn many_concurrent_inserts_all_commit(store: Arc<dyn Store>) {
         .list(ListFilter {
             statuses: vec![Status::Allowed],
             limit: 10_000,
+            after: None,
         })
         .await
         .unwrap();
@@ -1105,4 +1109,47 @@ pub async fn writers_sharing_a_database_extend_one_log(a: Arc<dyn Store>, b: Arc
     assert_eq!(b.audit_hashes(&all).await.unwrap(), tree.hashes());
     assert_eq!(a.write_failure(), None);
     assert_eq!(b.write_failure(), None);
+}
+
+/// `list` pages with a keyset cursor, oldest first, filtered in the database.
+pub async fn list_pages_with_a_cursor(store: Arc<dyn Store>) {
+    for i in 0..7 {
+        let rec = record(
+            &format!("p{i}"),
+            "bot",
+            Effect::Review,
+            None,
+            Timestamp(T0.millis() + i),
+        );
+        store.insert(rec, vec![]).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list(ListFilter {
+                statuses: vec![Status::Pending],
+                limit: 3,
+                after: after.clone(),
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after = page.last().map(|r| (r.created_at, r.id.clone()));
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    let want: Vec<String> = (0..7).map(|i| format!("p{i}")).collect();
+    assert_eq!(seen, want);
+    let none = store
+        .list(ListFilter {
+            statuses: vec![Status::Allowed],
+            limit: 10,
+            after: None,
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
 }
