@@ -244,10 +244,10 @@ pub(crate) async fn healthz() -> Response {
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     match state.gateway.readiness() {
         Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
-        Err(why) => crate::error::ApiError {
-            code: "store_unavailable",
-            message: format!("the store cannot write: {why}"),
-        }
+        Err(why) => crate::error::ApiError::new(
+            countersign_api::ErrorCode::StoreUnavailable,
+            format!("the store cannot write: {why}"),
+        )
         .into_response(),
     }
 }
