@@ -167,10 +167,10 @@ pub struct ResultRequest {
     pub detail: Option<String>,
 }
 
-/// `GET /healthz`.
+/// `GET /healthz`, and `GET /readyz` when ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
-    /// `ok`.
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
     pub status: String,
 }
 
@@ -179,6 +179,13 @@ impl Health {
     pub fn ok() -> Self {
         Health {
             status: "ok".into(),
+        }
+    }
+
+    /// The answer of a server whose store writes.
+    pub fn ready() -> Self {
+        Health {
+            status: "ready".into(),
         }
     }
 }

@@ -309,3 +309,36 @@ fn api_bodies_are_defined_once() {
         }
     }
 }
+
+/// ARCHITECTURE.md, `crates/store`: what each write means lives once (`write.rs`); a backend
+/// only reads and writes rows, and a writer reloads the log's head under its write lock. So the
+/// backends neither decide (the core's rules, the audit tree's appends) nor keep a head of their
+/// own.
+#[test]
+fn store_backends_only_read_and_write_rows() {
+    let rules = [
+        "check_open_reviews(",
+        "reusable(",
+        "answers(",
+        "fn decide",
+        ".append(&",
+        "stored_hashes_for_record",
+        "EntryParts::new",
+    ];
+    for (path, text) in sources("store") {
+        let name = rel(&path);
+        if !(name.ends_with("store/src/sqlite.rs") || name.ends_with("store/src/postgres.rs")) {
+            continue;
+        }
+        for rule in rules {
+            assert!(
+                !text.contains(rule),
+                "{name} uses `{rule}`: what a write means belongs in store/src/write.rs"
+            );
+        }
+        assert!(
+            text.contains("head.frontier(size)"),
+            "{name} must check its frontier against the log's size read under the write lock"
+        );
+    }
+}
