@@ -238,6 +238,20 @@ pub(crate) async fn healthz() -> Response {
     Json(Health::ok()).into_response()
 }
 
+/// Readiness: 200 while the store writes; 503 `store_unavailable` with the store's last write
+/// failure until a write succeeds again (liveness, `/healthz`, stays 200: restarting would not
+/// make a full disk or a broken database writable).
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    match state.gateway.readiness() {
+        Ok(()) => Json(Health::ready()).into_response(),
+        Err(why) => ApiError::new(
+            ErrorCode::StoreUnavailable,
+            format!("the store cannot write: {why}"),
+        )
+        .into_response(),
+    }
+}
+
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(

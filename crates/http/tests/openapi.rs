@@ -30,6 +30,7 @@ fn every_route_is_described() {
         ("post", "/v1/admin/api-keys"),
         ("post", "/v1/admin/api-keys/{id}/revoke"),
         ("get", "/healthz"),
+        ("get", "/readyz"),
         ("get", "/metrics"),
         ("get", "/openapi.json"),
     ];

@@ -22,4 +22,5 @@ mod mcp_tasks;
 mod mcp_v2;
 mod policy_bypass;
 mod replicas;
+mod store_health;
 mod support;
