@@ -245,7 +245,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     match state.gateway.readiness() {
         Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
         Err(why) => crate::error::ApiError {
-            code: "store_unavailable",
+            code: ErrorCode::StoreUnavailable,
             message: format!("the store cannot write: {why}"),
         }
         .into_response(),
