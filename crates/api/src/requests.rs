@@ -167,7 +167,7 @@ pub struct ResultRequest {
     pub detail: Option<String>,
 }
 
-/// `GET /healthz`, and `GET /readyz` when ready.
+/// `GET /healthz` and `GET /readyz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     /// `ok` (`/healthz`) or `ready` (`/readyz`).
@@ -175,14 +175,14 @@ pub struct Health {
 }
 
 impl Health {
-    /// The answer of a live server.
+    /// The answer of a live server (`/healthz`).
     pub fn ok() -> Self {
         Health {
             status: "ok".into(),
         }
     }
 
-    /// The answer of a server whose store writes.
+    /// The answer of a server whose store writes (`/readyz`).
     pub fn ready() -> Self {
         Health {
             status: "ready".into(),

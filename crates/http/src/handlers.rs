@@ -244,8 +244,8 @@ pub(crate) async fn healthz() -> Response {
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     match state.gateway.readiness() {
         Ok(()) => Json(Health::ready()).into_response(),
-        Err(why) => crate::error::ApiError::new(
-            countersign_api::ErrorCode::StoreUnavailable,
+        Err(why) => ApiError::new(
+            ErrorCode::StoreUnavailable,
             format!("the store cannot write: {why}"),
         )
         .into_response(),
