@@ -13,7 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use countersign_gateway::Gateway;
+use countersign_enforce::Gates;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -26,35 +26,48 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::calls::{AsTask, Calls, Submitted, Verdict};
-use crate::gate::{Embedded, Remote};
 use crate::inbound::{self, Refusal};
 use crate::jsonrpc;
 use crate::session::Options;
 use crate::tasks::{self, TaskError, Tasks};
 
-/// Where the agents' decisions come from.
-pub enum Gates {
-    /// A gateway in this process: tokens are checked against its identities.
-    Embedded(Arc<Gateway>),
-    /// A gateway over HTTP at this URL: tokens are checked by the gateway.
-    Remote(String),
+/// An agent unseen this long is forgotten (its pending-mode hints and continuations with it).
+const AGENT_IDLE: Duration = Duration::from_secs(3600);
+/// An MCP session unused this long is forgotten (the server's own session has long expired).
+const SESSION_IDLE: Duration = Duration::from_secs(24 * 3600);
+/// Most MCP sessions remembered (the least recently used goes first).
+const MAX_SESSIONS: usize = 100_000;
+/// How often the maps are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// MCP session id → the agent (token hash) that opened it, and when it was last used.
+type Sessions = HashMap<Vec<u8>, ([u8; 32], Instant)>;
+
+/// One agent (token) the proxy has seen: its calls' state, and when it was last seen.
+struct Agent {
+    calls: Arc<Calls>,
+    seen: Instant,
 }
 
 /// The proxy's shared state.
 pub struct HttpProxy {
     upstream: String,
     client: reqwest::Client,
-    gates: Gates,
+    gates: Arc<dyn Gates>,
     opts: Options,
     max_message: usize,
-    agents: Mutex<HashMap<[u8; 32], Arc<Calls>>>,
+    /// Agents by token hash; a token is authenticated again on every request all the same.
+    agents: Mutex<HashMap<[u8; 32], Agent>>,
     held: Mutex<HashMap<String, Arc<watch::Sender<bool>>>>,
     /// `tools/call`s being decided, forwarded or reported.
     active: AtomicUsize,
     /// Each agent's tasks, by token hash.
     tasks: Mutex<HashMap<[u8; 32], Arc<AgentTasks>>>,
-    /// Which agent (token hash) opened each MCP session (`Mcp-Session-Id`).
-    sessions: Mutex<HashMap<Vec<u8>, [u8; 32]>>,
+    /// Which agent (token hash) opened each MCP session (`Mcp-Session-Id`), and when the
+    /// session was last used.
+    sessions: Mutex<Sessions>,
+    /// When the maps were last pruned.
+    pruned: Mutex<Instant>,
 }
 
 /// One agent's tasks, and what its server said about tasks of its own.
@@ -187,7 +200,12 @@ impl SseSplitter {
 
 impl HttpProxy {
     /// A proxy in front of `upstream` (the server's MCP endpoint URL).
-    pub fn new(upstream: String, gates: Gates, opts: Options, max_message: usize) -> Arc<Self> {
+    pub fn new(
+        upstream: String,
+        gates: Arc<dyn Gates>,
+        opts: Options,
+        max_message: usize,
+    ) -> Arc<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Arc::new(HttpProxy {
             upstream,
@@ -200,6 +218,7 @@ impl HttpProxy {
             active: AtomicUsize::new(0),
             tasks: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            pruned: Mutex::new(Instant::now()),
         })
     }
 
@@ -249,42 +268,81 @@ impl HttpProxy {
         result
     }
 
+    /// The agent `token` proves, authenticated now (every request: a revoked key or an expired
+    /// token is refused at once, whatever it did before).
     async fn calls_for(&self, token: &str) -> Option<Arc<Calls>> {
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(c) = self.lock_agents().get(&hash) {
-            return Some(c.clone());
-        }
-        let calls = match &self.gates {
-            Gates::Embedded(gw) => {
-                let who = gw.identities().authenticate(token)?;
-                Calls::new(
-                    Arc::new(Embedded::new(gw.clone(), (*who).clone())),
-                    self.opts.clone(),
-                )
-            }
-            Gates::Remote(url) => {
-                let remote = Remote::new(url, token.to_string()).ok()?;
-                if !remote.authenticates().await {
-                    return None;
-                }
-                Calls::new(Arc::new(remote), self.opts.clone())
+        let hash = agent_hash(token);
+        let gate = match self.gates.gate_for(token).await {
+            Ok(gate) => gate,
+            Err(e) => {
+                tracing::info!(error = %e, "refused an agent's request");
+                self.lock_agents().remove(&hash);
+                return None;
             }
         };
-        let calls = Arc::new(calls);
-        self.lock_agents().insert(hash, calls.clone());
-        Some(calls)
+        let now = Instant::now();
+        let mut agents = self.lock_agents();
+        let agent = agents.entry(hash).or_insert_with(|| Agent {
+            calls: Arc::new(Calls::new(gate, self.opts.clone())),
+            seen: now,
+        });
+        agent.seen = now;
+        Some(agent.calls.clone())
     }
 
-    fn lock_agents(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Calls>>> {
+    fn lock_agents(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Agent>> {
         self.agents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Prunes the maps, at most every [`PRUNE_EVERY`].
+    fn maybe_prune(&self) {
+        let now = Instant::now();
+        {
+            let mut last = self.pruned.lock().unwrap_or_else(|p| p.into_inner());
+            if now.duration_since(*last) < PRUNE_EVERY {
+                return;
+            }
+            *last = now;
+        }
+        self.prune(now);
+    }
+
+    /// Forgets agents unseen for [`AGENT_IDLE`] (and their tasks, once none is left), and MCP
+    /// sessions unused for [`SESSION_IDLE`].
+    fn prune(&self, now: Instant) {
+        let idle = |seen: Instant, limit: Duration| now.saturating_duration_since(seen) > limit;
+        let live: HashSet<[u8; 32]> = {
+            let mut agents = self.lock_agents();
+            agents.retain(|_, a| !idle(a.seen, AGENT_IDLE));
+            agents.keys().copied().collect()
+        };
+        self.lock_tasks()
+            .retain(|agent, t| live.contains(agent) || !t.tasks.is_empty());
+        self.lock_sessions()
+            .retain(|_, (_, seen)| !idle(*seen, SESSION_IDLE));
     }
 
     fn lock_tasks(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<AgentTasks>>> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, [u8; 32]>> {
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Binds an MCP session to the agent that opened it.
+    fn remember_session(&self, sid: Vec<u8>, agent: [u8; 32]) {
+        let mut sessions = self.lock_sessions();
+        if sessions.len() >= MAX_SESSIONS && !sessions.contains_key(&sid) {
+            let oldest = sessions
+                .iter()
+                .min_by_key(|(_, (_, seen))| *seen)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                sessions.remove(&k);
+            }
+        }
+        sessions.insert(sid, (agent, Instant::now()));
     }
 
     fn tasks_for(&self, agent: [u8; 32]) -> Arc<AgentTasks> {
@@ -292,7 +350,7 @@ impl HttpProxy {
             .entry(agent)
             .or_insert_with(|| {
                 Arc::new(AgentTasks {
-                    tasks: Tasks::new(self.opts.progress_every),
+                    tasks: Tasks::new(self.opts.progress_every, self.opts.clock.clone()),
                     server_task_tools: Mutex::new(HashSet::new()),
                     server_lists_tasks: AtomicBool::new(false),
                 })
@@ -583,7 +641,8 @@ impl HttpProxy {
                         .await;
                     } else {
                         // Cancelled (or gone) while being submitted: withdraw the review.
-                        let _ = calls.gate().cancel(&first.tracked.id).await;
+                        let gate = calls.gate().as_ref();
+                        countersign_enforce::hold::withdraw(gate, &first.tracked.id).await;
                     }
                     me.active.fetch_sub(1, Ordering::SeqCst);
                     return;
@@ -845,6 +904,7 @@ fn task_answer(id: &Value, answer: Result<Value, TaskError>) -> Response {
 
 async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    p.maybe_prune();
     let token = bearer(&parts.headers).unwrap_or_default().to_string();
     let Some(calls) = (match token.as_str() {
         "" => None,
@@ -875,10 +935,15 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
         .get("mcp-session-id")
         .map(|v| v.as_bytes().to_vec());
     if let Some(sid) = &session {
-        if p.lock_sessions()
-            .get(sid)
-            .is_some_and(|owner| *owner != agent)
-        {
+        let other = match p.lock_sessions().get_mut(sid) {
+            Some((owner, seen)) if *owner == agent => {
+                *seen = Instant::now();
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if other {
             // Another agent's session: as unknown to this agent as a session that never was.
             return rpc_error(
                 StatusCode::NOT_FOUND,
@@ -1003,7 +1068,7 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                 .forward(Method::POST, headers, bytes, request, Some(hook))
                 .await;
             if let Some(sid) = response.headers().get("mcp-session-id") {
-                p.lock_sessions().insert(sid.as_bytes().to_vec(), agent);
+                p.remember_session(sid.as_bytes().to_vec(), agent);
             }
             response
         }
@@ -1074,7 +1139,9 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                 if !first_page || v.get("result").is_none() {
                     return data.to_string();
                 }
-                agent.tasks.merge_into(&mut v["result"]);
+                if !agent.tasks.merge_into(&mut v["result"]) {
+                    return tasks::not_an_object(&v["id"], "tasks/list");
+                }
                 v.to_string()
             });
             p.forward(Method::POST, headers, bytes, request, Some(hook))

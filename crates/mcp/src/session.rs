@@ -11,6 +11,7 @@
 //! extension) and `tasks/*` requests for the proxy's own tasks.
 
 use countersign_core::Outcome;
+use countersign_enforce::Clock;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,16 +21,16 @@ use tokio::time::Instant;
 
 pub use crate::calls::Outbox;
 use crate::calls::{AsTask, Calls, Forwarded, Verdict};
-use crate::gate::Gate;
 use crate::inbound::{self, Methods, Refusal};
 use crate::jsonrpc;
 use crate::tasks::{self, TaskError, Tasks};
+use countersign_enforce::Gate;
 
 /// The action every tool call becomes.
 pub const ACTION: &str = "mcp.tool_call";
 
 /// How a session behaves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// The server's name in resources: `mcp://<server_name>/<tool>`.
     pub server_name: String,
@@ -46,11 +47,13 @@ pub struct Options {
     pub server_timeout: Duration,
     /// Methods relayed besides the MCP specification's (`--allow-method`).
     pub methods: Methods,
+    /// The wall clock (tasks are dated with it).
+    pub clock: Clock,
 }
 
 impl Options {
-    /// Defaults for `server_name`.
-    pub fn new(server_name: impl Into<String>) -> Self {
+    /// Defaults for `server_name`, with `clock` as the wall clock.
+    pub fn new(server_name: impl Into<String>, clock: Clock) -> Self {
         Options {
             server_name: server_name.into(),
             pending_after: None,
@@ -58,6 +61,7 @@ impl Options {
             hide_denied: true,
             server_timeout: Duration::from_secs(600),
             methods: Methods::default(),
+            clock,
         }
     }
 }
@@ -133,10 +137,10 @@ impl Session {
         to_client: Outbox,
         to_server: Outbox,
     ) -> Arc<Self> {
-        let poll = opts.progress_every;
+        let tasks = Tasks::new(opts.progress_every, opts.clock.clone());
         Arc::new(Session {
             calls: Calls::new(gate, opts),
-            tasks: Tasks::new(poll),
+            tasks,
             to_client,
             to_server,
             state: Mutex::new(State::default()),
@@ -349,8 +353,9 @@ impl Session {
             }
             Some(InFlight::TaskList { first_page }) if msg.get("result").is_some() => {
                 let mut msg = msg;
-                if first_page {
-                    self.tasks.merge_into(&mut msg["result"]);
+                if first_page && !self.tasks.merge_into(&mut msg["result"]) {
+                    let refused = tasks::not_an_object(&msg["id"], "tasks/list");
+                    return self.client(refused).await;
                 }
                 self.client(msg.to_string()).await;
             }
@@ -440,7 +445,8 @@ impl Session {
                         me.run_as_task(id, msg, first).await;
                     } else {
                         // Cancelled while being submitted: withdraw the review.
-                        let _ = me.calls.gate().cancel(&first.tracked.id).await;
+                        let gate = me.calls.gate().as_ref();
+                        countersign_enforce::hold::withdraw(gate, &first.tracked.id).await;
                     }
                     me.active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                     return;

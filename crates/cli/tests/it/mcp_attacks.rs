@@ -304,3 +304,58 @@ async fn mcp_stdio_a_server_that_ignores_its_closed_input_goes_with_its_children
     assert_eq!(raw.close(Duration::from_secs(20)).await, Some(0));
     wait_gone(&pids, Duration::from_secs(3)).await;
 }
+
+/// `mcp stdio --config FILE` (an embedded gateway, its API on a free port) in front of the
+/// lenient server recording runs in `gw.dir/ran`.
+fn embedded_proxy(extra_config: &str) -> (Gw, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), extra_config);
+    std::fs::write(
+        dir.path().join("policies/mcp.cedar"),
+        crate::mcp::MCP_POLICIES,
+    )
+    .unwrap();
+    let api = format!("127.0.0.1:{}", crate::mcp::free_port());
+    let gw = Gw::from_parts(
+        format!("http://{api}"),
+        client(),
+        dir,
+        tokio::spawn(async {}),
+    );
+    let ran = gw.dir.path().join("ran");
+    let config = config.display().to_string();
+    let cmd = proxy_command(
+        &gw,
+        &["--config", &config, "--api-listen", &api],
+        &lenient(&ran, &[]),
+    );
+    (gw, cmd)
+}
+
+#[tokio::test]
+async fn mcp_stdio_embedded_takes_no_larger_action_than_the_api() {
+    let (gw, cmd) = embedded_proxy("");
+    let mut raw = Raw::start(&cmd);
+    raw.initialize("2025-06-18").await;
+    // An allowed tool, with arguments over the API's 1 MiB body limit (the proxy's own message
+    // limit is 16 MiB): a remote gateway would refuse it, so the embedded one does too.
+    let big = "x".repeat(countersign_http::MAX_BODY + 1);
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": big}}});
+    raw.send(&call.to_string()).await;
+    let answer = raw.recv().await;
+    assert_eq!(
+        answer["result"]["isError"],
+        true,
+        "{:.300}",
+        answer.to_string()
+    );
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("payload_too_large"), "{text}");
+    // A small call still runs.
+    raw.send(r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#).await;
+    assert_eq!(raw.recv().await["result"]["content"][0]["text"], "ran echo");
+    assert_eq!(raw.close(Duration::from_secs(15)).await, Some(0));
+    assert_eq!(tools_run(&gw.dir.path().join("ran")), ["echo"]);
+    assert_eq!(countersign_mcp::MAX_SUBMISSION, countersign_http::MAX_BODY);
+}
