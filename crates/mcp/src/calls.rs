@@ -541,12 +541,12 @@ fn outcome_of(msg: &Value) -> (Outcome, Option<String>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use countersign_enforce::{Approved, GateError};
 
     /// A gate the continuation logic never calls.
-    struct NoGate;
+    pub(crate) struct NoGate;
 
     #[async_trait]
     impl Gate for NoGate {

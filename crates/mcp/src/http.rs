@@ -1184,3 +1184,79 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::tests::NoGate;
+    use async_trait::async_trait;
+    use countersign_enforce::{Gate, GateError};
+
+    struct NoGates;
+
+    #[async_trait]
+    impl Gates for NoGates {
+        async fn gate_for(&self, _: &str) -> Result<Arc<dyn Gate>, GateError> {
+            Err(GateError::Unauthenticated("test".into()))
+        }
+    }
+
+    #[test]
+    fn idle_agents_their_empty_task_lists_and_idle_sessions_are_forgotten() {
+        let clock = Arc::new(|| countersign_core::Timestamp(0));
+        let opts = Options::new("s", clock);
+        let p = HttpProxy::new("http://127.0.0.1:9".into(), Arc::new(NoGates), opts, 1024);
+        let t0 = Instant::now();
+        let later = t0 + SESSION_IDLE + Duration::from_secs(1800);
+        let now = t0 + SESSION_IDLE + Duration::from_secs(3600);
+        let calls = || Arc::new(Calls::new(Arc::new(NoGate), p.opts.clone()));
+        for (agent, seen) in [([1; 32], t0), ([2; 32], later)] {
+            p.lock_agents().insert(
+                agent,
+                Agent {
+                    calls: calls(),
+                    seen,
+                },
+            );
+        }
+        // Agent 1 has no task left; agent 3 (unseen for long) still has one being decided.
+        p.tasks_for([1; 32]);
+        p.tasks_for([3; 32]).tasks.create(&serde_json::json!({}));
+        p.lock_sessions().insert(b"old".to_vec(), ([1; 32], t0));
+        p.lock_sessions().insert(b"new".to_vec(), ([2; 32], later));
+        p.prune(now);
+        let agents: HashSet<[u8; 32]> = p.lock_agents().keys().copied().collect();
+        assert_eq!(agents, HashSet::from([[2; 32]]));
+        let tasks: HashSet<[u8; 32]> = p.lock_tasks().keys().copied().collect();
+        assert_eq!(tasks, HashSet::from([[3; 32]]), "an open task is kept");
+        let sessions: Vec<Vec<u8>> = p.lock_sessions().keys().cloned().collect();
+        assert_eq!(sessions, [b"new".to_vec()]);
+    }
+
+    #[test]
+    fn sessions_are_bounded() {
+        let clock = Arc::new(|| countersign_core::Timestamp(0));
+        let p = HttpProxy::new(
+            "http://127.0.0.1:9".into(),
+            Arc::new(NoGates),
+            Options::new("s", clock),
+            1024,
+        );
+        let t0 = Instant::now();
+        {
+            let mut sessions = p.lock_sessions();
+            for i in 0..MAX_SESSIONS {
+                let seen = t0 + Duration::from_millis(u64::try_from(i).unwrap_or(0));
+                sessions.insert(i.to_be_bytes().to_vec(), ([0; 32], seen));
+            }
+        }
+        p.remember_session(b"one more".to_vec(), [0; 32]);
+        let sessions = p.lock_sessions();
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert!(
+            !sessions.contains_key(&0usize.to_be_bytes().to_vec()),
+            "the oldest went"
+        );
+        assert!(sessions.contains_key(&b"one more".to_vec()));
+    }
+}

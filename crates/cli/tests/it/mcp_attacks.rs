@@ -359,3 +359,50 @@ async fn mcp_stdio_embedded_takes_no_larger_action_than_the_api() {
     assert_eq!(tools_run(&gw.dir.path().join("ran")), ["echo"]);
     assert_eq!(countersign_mcp::MAX_SUBMISSION, countersign_http::MAX_BODY);
 }
+
+#[tokio::test]
+async fn mcp_stdio_embedded_takes_managed_keys_and_stops_at_their_revocation() {
+    let (gw, mut cmd) = embedded_proxy("admin_group = \"sec\"");
+    let config = gw.dir.path().join("countersign.toml");
+    let out = std::process::Command::new(crate::cli::BIN)
+        .args(["keys", "create", "--config", config.to_str().unwrap()])
+        .args([
+            "--identity",
+            "keybot",
+            "--kind",
+            "agent",
+            "--groups",
+            "automation",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let at = cmd.iter().position(|a| a == "--token").unwrap();
+    cmd[at + 1] = secret;
+    let mut raw = Raw::start(&cmd);
+    raw.initialize("2025-06-18").await;
+    let echo = |id: u32| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": "hi"}}})
+        .to_string()
+    };
+    raw.send(&echo(5)).await;
+    assert_eq!(raw.recv().await["result"]["content"][0]["text"], "ran echo");
+
+    let (_, keys) = gw.get("erin", "/v1/admin/api-keys").await;
+    let id = keys["keys"][0]["id"].as_str().unwrap().to_string();
+    let revoke = format!("/v1/admin/api-keys/{id}/revoke");
+    let (s, r) = gw.post("erin", &revoke, json!({})).await;
+    assert!(s.is_success(), "{r}");
+    raw.send(&echo(6)).await;
+    let answer = raw.recv().await;
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(answer.to_string().contains("unauthenticated"), "{answer}");
+    assert_eq!(raw.close(Duration::from_secs(15)).await, Some(0));
+    assert_eq!(tools_run(&gw.dir.path().join("ran")), ["echo"]);
+}
