@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::calls::{AsTask, Calls, Submitted, Verdict};
+use crate::dispatch::{self, Rewrite, Route, TaskMethod};
 use crate::inbound::{self, Refusal};
 use crate::jsonrpc;
 use crate::session::Options;
@@ -1020,49 +1021,54 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
     // A request (not a response from the client) must be answered in time.
     let request = id.clone().filter(|_| method.is_some());
     let agent_tasks = tasks_on.then(|| p.tasks_for(agent));
-    match (method, id) {
-        (Some("tools/call"), Some(id)) => {
-            let tool = msg["params"]["name"].as_str().unwrap_or_default();
-            match &agent_tasks {
-                Some(a)
-                    if msg["params"]["task"].is_object()
-                        && !a.server_task_tools().contains(tool) =>
-                {
-                    p.task_call(calls, a.clone(), headers, id, msg)
-                }
-                _ => {
-                    let key = held_key(&token, &headers, &id);
-                    if p.lock_held().contains_key(&key) {
-                        // Its answer could be taken for the held call's.
-                        let refusal = Refusal::duplicate_id(&id);
-                        crate::calls::record_refusal(calls.gate().as_ref(), &refusal).await;
-                        return rpc_error(
-                            StatusCode::BAD_REQUEST,
-                            &id,
-                            refusal.code,
-                            &format!("countersign: {}", refusal.message),
-                        );
-                    }
-                    let v1 = agent_tasks.is_some();
-                    p.call(calls, p.tasks_for(agent), v1, headers, key, id, msg)
-                }
+    let route = {
+        let no_tools = HashSet::new();
+        let tools = agent_tasks.as_ref().map(|a| a.server_task_tools());
+        let session = dispatch::Session {
+            tasks_on,
+            server_lists_tasks: agent_tasks
+                .as_ref()
+                .is_some_and(|a| a.server_lists_tasks.load(Ordering::SeqCst)),
+            server_task_tools: tools.as_deref().unwrap_or(&no_tools),
+        };
+        dispatch::route(&msg, &session)
+    };
+    match (route, id) {
+        (Route::Task, Some(id)) => match &agent_tasks {
+            Some(a) => p.task_call(calls, a.clone(), headers, id, msg),
+            None => rpc_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &id,
+                jsonrpc::INTERNAL_ERROR,
+                "countersign: not a tasks session",
+            ),
+        },
+        (Route::Hold, Some(id)) => {
+            let key = held_key(&token, &headers, &id);
+            if p.lock_held().contains_key(&key) {
+                // Its answer could be taken for the held call's.
+                let refusal = Refusal::duplicate_id(&id);
+                crate::calls::record_refusal(calls.gate().as_ref(), &refusal).await;
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    &id,
+                    refusal.code,
+                    &format!("countersign: {}", refusal.message),
+                );
             }
+            let v1 = agent_tasks.is_some();
+            p.call(calls, p.tasks_for(agent), v1, headers, key, id, msg)
         }
-        (Some("initialize"), Some(_)) => {
+        (Route::Relay(Some(Rewrite::Initialize)), Some(_)) => {
             let me = p.clone();
-            let hook = Box::new(move |data: &str| -> String {
-                let Ok(mut v) = serde_json::from_str::<Value>(data) else {
-                    return data.to_string();
-                };
-                if v["result"]["protocolVersion"] != tasks::TASKS_VERSION {
-                    return data.to_string();
+            let hook = rewriting(move |v| match dispatch::initialized(v) {
+                Some(lists) => {
+                    me.tasks_for(agent)
+                        .server_lists_tasks
+                        .store(lists, Ordering::SeqCst);
+                    Ok(true)
                 }
-                let lists = v["result"]["capabilities"]["tasks"]["list"].is_object();
-                me.tasks_for(agent)
-                    .server_lists_tasks
-                    .store(lists, Ordering::SeqCst);
-                tasks::advertise(&mut v["result"]["capabilities"]);
-                v.to_string()
+                None => Ok(false),
             });
             let response = p
                 .forward(Method::POST, headers, bytes, request, Some(hook))
@@ -1072,35 +1078,24 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
             }
             response
         }
-        (Some("server/discover"), Some(_)) => {
-            let hook = Box::new(move |data: &str| -> String {
-                let Ok(mut v) = serde_json::from_str::<Value>(data) else {
-                    return data.to_string();
-                };
-                if !v["result"].is_object() {
-                    return data.to_string();
-                }
-                tasks::advertise_extension(&mut v["result"]["capabilities"]);
-                v.to_string()
-            });
+        (Route::Relay(Some(Rewrite::Discover)), Some(_)) => {
+            let hook = rewriting(|v| Ok(dispatch::discovered(v)));
             p.forward(Method::POST, headers, bytes, request, Some(hook))
                 .await
         }
-        (Some(m @ ("tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update")), Some(id))
-            if msg["params"]["taskId"].as_str().is_some_and(Tasks::owns) =>
-        {
+        (Route::OwnTask(m, task), Some(id)) => {
             let agent = p.tasks_for(agent);
-            let task = msg["params"]["taskId"].as_str().unwrap_or_default();
-            if agent.tasks.wire(task) == Some(tasks::Wire::V2) && !tasks::declares_extension(&msg) {
+            if agent.tasks.wire(&task) == Some(tasks::Wire::V2) && !tasks::declares_extension(&msg)
+            {
                 return json_response(tasks::missing_extension(&id));
             }
             match m {
-                "tasks/get" => task_answer(&id, agent.tasks.get(task)),
-                "tasks/update" => match agent.tasks.update(task, &msg) {
+                TaskMethod::Get => task_answer(&id, agent.tasks.get(&task)),
+                TaskMethod::Update => match agent.tasks.update(&task, &msg) {
                     Ok((ack, Some(retry))) => {
                         // The client's answers to the server's input requests: continue the
                         // call in the background.
-                        let (me, task) = (p.clone(), task.to_string());
+                        let me = p.clone();
                         let tool = retry.message["params"]["name"].as_str().unwrap_or_default();
                         let headers = tool_call_headers(headers, tool);
                         me.active.fetch_add(1, Ordering::SeqCst);
@@ -1114,8 +1109,8 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                     }
                     other => task_answer(&id, other.map(|(ack, _)| ack)),
                 },
-                "tasks/cancel" => task_answer(&id, agent.tasks.cancel(task)),
-                _ => match agent.tasks.result(task).await {
+                TaskMethod::Cancel => task_answer(&id, agent.tasks.cancel(&task)),
+                TaskMethod::Result => match agent.tasks.result(&task).await {
                     Ok(mut response) => {
                         response["jsonrpc"] = json!("2.0");
                         response["id"] = id;
@@ -1125,30 +1120,19 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                 },
             }
         }
-        (Some("tasks/list"), Some(id)) if agent_tasks.is_some() => {
+        (Route::ListOwnTasks, Some(id)) => {
             let agent = p.tasks_for(agent);
-            if !agent.server_lists_tasks.load(Ordering::SeqCst) {
-                let list = json!({ "tasks": agent.tasks.list() });
-                return json_response(jsonrpc::result(&id, list));
-            }
-            let first_page = msg["params"].get("cursor").is_none_or(Value::is_null);
-            let hook = Box::new(move |data: &str| -> String {
-                let Ok(mut v) = serde_json::from_str::<Value>(data) else {
-                    return data.to_string();
-                };
-                if !first_page || v.get("result").is_none() {
-                    return data.to_string();
-                }
-                if !agent.tasks.merge_into(&mut v["result"]) {
-                    return tasks::not_an_object(&v["id"], "tasks/list");
-                }
-                v.to_string()
-            });
+            let list = json!({ "tasks": agent.tasks.list() });
+            json_response(jsonrpc::result(&id, list))
+        }
+        (Route::Relay(Some(Rewrite::TaskList { first_page })), Some(_)) => {
+            let agent = p.tasks_for(agent);
+            let hook = rewriting(move |v| dispatch::tasks_listed(v, &agent.tasks, first_page));
             p.forward(Method::POST, headers, bytes, request, Some(hook))
                 .await
         }
-        (Some("notifications/cancelled"), None) => {
-            let key = held_key(&token, &headers, &msg["params"]["requestId"]);
+        (Route::Cancelled(target), _) => {
+            let key = held_key(&token, &headers, &target);
             let held = p.lock_held().remove(&key);
             match held {
                 Some(cancel) => {
@@ -1161,19 +1145,10 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                 }
             }
         }
-        (Some("tools/list"), Some(_)) => {
-            let hook = Box::new(move |data: &str| -> String {
-                let Ok(mut v) = serde_json::from_str::<Value>(data) else {
-                    return data.to_string();
-                };
-                if v.get("result").is_some() {
-                    calls.filter_tools(&mut v["result"]);
-                    if let Some(a) = &agent_tasks {
-                        tasks::offer(&mut v["result"], &mut a.server_task_tools());
-                    }
-                    return v.to_string();
-                }
-                data.to_string()
+        (Route::Relay(Some(Rewrite::ToolsList)), Some(_)) => {
+            let hook = rewriting(move |v| {
+                let mut tools = agent_tasks.as_ref().map(|a| a.server_task_tools());
+                Ok(dispatch::tools_listed(v, &calls, tools.as_deref_mut()))
             });
             p.forward(Method::POST, headers, bytes, request, Some(hook))
                 .await
@@ -1183,6 +1158,22 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
             p.forward(Method::POST, headers, bytes, request, hook).await
         }
     }
+}
+
+/// A hook applying one of [`dispatch`]'s rewrites to each JSON message of an upstream answer:
+/// `Ok(true)` sends the rewritten message, `Ok(false)` the original text, `Err` this text
+/// instead.
+fn rewriting(mut rewrite: impl FnMut(&mut Value) -> Result<bool, String> + Send + 'static) -> Hook {
+    Box::new(move |data: &str| -> String {
+        let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+            return data.to_string();
+        };
+        match rewrite(&mut v) {
+            Ok(true) => v.to_string(),
+            Ok(false) => data.to_string(),
+            Err(refused) => refused,
+        }
+    })
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! message (strict JSON, valid ids, the specification's methods plus configured extras).
 
 pub mod calls;
+pub mod dispatch;
 pub mod http;
 pub mod inbound;
 pub mod jsonrpc;
