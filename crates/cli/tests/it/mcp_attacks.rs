@@ -406,3 +406,57 @@ async fn mcp_stdio_embedded_takes_managed_keys_and_stops_at_their_revocation() {
     assert_eq!(raw.close(Duration::from_secs(15)).await, Some(0));
     assert_eq!(tools_run(&gw.dir.path().join("ran")), ["echo"]);
 }
+
+/// A server that declares tasks (2025-11-25) and answers `tasks/list` with a list where an
+/// object belongs, and lists a tool that is not an object.
+const HOSTILE_TASKS_SERVER: &str = r#"
+import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    method, rid = msg.get("method"), msg.get("id")
+    if rid is None:
+        continue
+    if method == "initialize":
+        result = {"protocolVersion": "2025-11-25", "serverInfo": {"name": "hostile", "version": "0"},
+                  "capabilities": {"tools": {}, "tasks": {"list": {}}}}
+    elif method == "tasks/list":
+        result = [1, 2]
+    elif method == "tools/list":
+        result = {"tools": [7, {"name": "echo", "inputSchema": {"type": "object"}}]}
+    else:
+        result = {}
+    print(json.dumps({"jsonrpc": "2.0", "id": rid, "result": result}), flush=True)
+"#;
+
+#[tokio::test]
+async fn mcp_stdio_a_server_answering_tasks_list_or_tools_list_badly_does_not_end_the_session() {
+    let gw = gateway().await;
+    let server = vec![
+        "python3".to_string(),
+        "-c".into(),
+        HOSTILE_TASKS_SERVER.into(),
+    ];
+    let mut raw = Raw::start(&proxy_command(&gw, &[], &server));
+    let init = raw.initialize("2025-11-25").await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25", "{init}");
+    raw.send(r#"{"jsonrpc":"2.0","id":2,"method":"tasks/list"}"#)
+        .await;
+    let answer = raw.recv().await;
+    assert_eq!(answer["id"], 2);
+    assert_eq!(answer["error"]["code"], -32603, "{answer}");
+    raw.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#)
+        .await;
+    let tools = raw.recv().await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo"], "{tools}");
+    // The session goes on.
+    raw.send(r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#)
+        .await;
+    assert_eq!(raw.recv().await["result"], json!({}));
+    assert_eq!(raw.close(Duration::from_secs(15)).await, Some(0));
+}
