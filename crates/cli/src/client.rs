@@ -4,9 +4,17 @@
 //! Exit codes: 0 allowed/approved (or the command succeeded), 1 denied, rejected, expired or
 //! cancelled (the reason is printed), 2 an error (bad input, unreachable gateway, API error),
 //! 3 still pending when `--wait` ran out.
+//!
+//! Every call goes through `countersign_api::Client`; this module is the commands, their
+//! output and their exit codes.
 
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use countersign_api::{
+    Action, Client, ClientError, Review, ReviewsQuery, SubmitRequest, Submitted, Timeouts,
+};
+use countersign_core::Status;
+use serde::Serialize;
+use serde_json::Value;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -135,175 +143,114 @@ pub enum ClientCommand {
     },
 }
 
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-#[derive(Debug)]
-enum ClientError {
+/// Why a command failed (exit code 2).
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    #[error("{0}")]
     Usage(String),
-    Transport(String),
-    Api { code: String, message: String },
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
 
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientError::Usage(m) | ClientError::Transport(m) => f.write_str(m),
-            ClientError::Api { code, message } => write!(f, "{code}: {message}"),
-        }
-    }
+fn connect(conn: &Conn) -> Result<Client, CommandError> {
+    let token = conn.token.as_deref().ok_or_else(|| {
+        CommandError::Usage("set COUNTERSIGN_TOKEN (or --token) to your API token".into())
+    })?;
+    Ok(Client::new(&conn.url, token, Timeouts::default())?)
 }
 
-impl Client {
-    fn new(conn: &Conn) -> Result<Client, ClientError> {
-        let token = conn.token.clone().ok_or_else(|| {
-            ClientError::Usage("set COUNTERSIGN_TOKEN (or --token) to your API token".into())
-        })?;
-        // One TLS crypto library for the whole build: ring, installed here for rustls.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(75))
-            // Below the gateway's default header_read_timeout (10 s), which also closes idle
-            // keep-alive connections: a pooled connection is never reused as the server closes it.
-            .pool_idle_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| ClientError::Transport(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Client {
-            http,
-            url: conn.url.trim_end_matches('/').to_string(),
-            token,
-        })
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-        headers: &[(&str, String)],
-    ) -> Result<Value, ClientError> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.token);
-        for (k, v) in headers {
-            req = req.header(*k, v);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(format!("cannot reach {}: {e}", self.url)))?;
-        let status = resp.status();
-        let value: Value = resp
-            .json()
-            .await
-            .map_err(|e| ClientError::Transport(format!("unreadable response ({status}): {e}")))?;
-        if status.is_success() {
-            Ok(value)
-        } else {
-            Err(ClientError::Api {
-                code: value["error"]["code"]
-                    .as_str()
-                    .unwrap_or("error")
-                    .to_string(),
-                message: value["error"]["message"].as_str().unwrap_or("").to_string(),
-            })
-        }
-    }
-
-    async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        self.call(reqwest::Method::GET, path, None, &[]).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Result<Value, ClientError> {
-        self.call(reqwest::Method::POST, path, Some(body), &[])
-            .await
-    }
-}
-
-fn parse_json(flag: &str, text: Option<String>) -> Result<Option<Value>, ClientError> {
+fn parse_json(flag: &str, text: Option<String>) -> Result<Option<Value>, CommandError> {
     text.map(|t| {
         serde_json::from_str(&t)
-            .map_err(|e| ClientError::Usage(format!("{flag}: invalid JSON: {e}")))
+            .map_err(|e| CommandError::Usage(format!("{flag}: invalid JSON: {e}")))
     })
     .transpose()
 }
 
-fn print(v: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    );
+/// Prints an answer as the server's JSON, pretty.
+fn print(answer: &impl Serialize) {
+    let text = serde_json::to_value(answer)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_default();
+    println!("{text}");
 }
 
-fn status_line(v: &Value, left: Duration) -> String {
-    let status = v["status"].as_str().unwrap_or("?");
-    let review = &v["review"];
-    let got: u64 = review["requirements"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .filter_map(|q| q["approvals"].as_u64())
-                .min()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0);
-    let approvers = review["approvers"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+/// The last answer about the action being waited for: the submission's, then each read's.
+enum Current {
+    Submitted(Box<Submitted<'static>>),
+    Action(Box<Action<'static>>),
+}
+
+impl Current {
+    fn id(&self) -> &str {
+        match self {
+            Current::Submitted(s) => s.id(),
+            Current::Action(a) => a.id(),
+        }
+    }
+    fn status(&self) -> Status {
+        match self {
+            Current::Submitted(s) => s.status(),
+            Current::Action(a) => a.status(),
+        }
+    }
+    fn review(&self) -> Option<&Review<'static>> {
+        match self {
+            Current::Submitted(s) => s.review(),
+            Current::Action(a) => a.review(),
+        }
+    }
+    fn reason(&self) -> Option<&str> {
+        match self {
+            Current::Submitted(s) => s.decision().reason(),
+            Current::Action(a) => a.decision().reason(),
+        }
+    }
+    fn print(&self) {
+        match self {
+            Current::Submitted(s) => print(s),
+            Current::Action(a) => print(a),
+        }
+    }
+}
+
+fn status_line(current: &Current, left: Duration) -> String {
+    let review = current.review();
     format!(
-        "{status}: waiting for {approvers} ({got}/{} approvals), {}s left",
-        review["quorum"].as_u64().unwrap_or(1),
+        "{}: waiting for {} ({}/{} approvals), {}s left",
+        current.status().as_str(),
+        review.map(|r| r.approvers().join(", ")).unwrap_or_default(),
+        review.map_or(0, Review::least_approvals),
+        review.map_or(1, Review::quorum),
         left.as_secs()
     )
 }
 
 /// Exit code for a final status, printing why when it is not a go.
-fn verdict(v: &Value) -> u8 {
-    let status = v["status"].as_str().unwrap_or("");
+fn verdict(current: &Current) -> u8 {
+    let status = current.status();
     match status {
-        "allowed" | "approved" | "succeeded" => 0,
-        "pending" | "needs_clarification" => 3,
+        Status::Allowed | Status::Approved | Status::Succeeded => 0,
+        Status::Pending | Status::NeedsClarification => 3,
         _ => {
-            let reason = v["review"]["votes"]
-                .as_array()
-                .and_then(|votes| {
-                    votes
-                        .iter()
-                        .rev()
-                        .find(|x| x["verdict"] == "deny")
-                        .and_then(|x| x["comment"].as_str())
-                })
-                .or_else(|| v["decision"]["reason"].as_str())
+            let reason = current
+                .review()
+                .and_then(Review::denial_comment)
+                .or_else(|| current.reason())
                 .unwrap_or("no reason given");
-            eprintln!("countersign: action {status}: {reason}");
+            eprintln!("countersign: action {}: {reason}", status.as_str());
             1
         }
     }
 }
 
-async fn wait_for(client: &Client, first: Value, secs: u64) -> Result<u8, ClientError> {
-    let id = first["id"].as_str().unwrap_or_default().to_string();
+async fn wait_for(client: &Client, first: Current, secs: u64) -> Result<u8, CommandError> {
+    let id = first.id().to_string();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let live = std::io::stderr().is_terminal();
     let mut current = first;
     let mut last_line = String::new();
-    while matches!(
-        current["status"].as_str(),
-        Some("pending" | "needs_clarification")
-    ) {
+    while current.status().is_open_review() {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = status_line(&current, left);
         if live {
@@ -316,19 +263,17 @@ async fn wait_for(client: &Client, first: Value, secs: u64) -> Result<u8, Client
         if left.is_zero() {
             break;
         }
-        let step = left.as_secs_f64().min(10.0);
-        current = client
-            .get(&format!("/v1/actions/{id}?wait={step:.3}"))
-            .await?;
+        let step = left.min(Duration::from_secs(10));
+        current = Current::Action(Box::new(client.wait(&id, step).await?));
     }
     if live {
         eprintln!();
     }
-    print(&current);
+    current.print();
     Ok(verdict(&current))
 }
 
-async fn dispatch(cmd: ClientCommand) -> Result<u8, ClientError> {
+async fn dispatch(cmd: ClientCommand) -> Result<u8, CommandError> {
     match cmd {
         ClientCommand::Submit {
             action,
@@ -342,51 +287,47 @@ async fn dispatch(cmd: ClientCommand) -> Result<u8, ClientError> {
             wait,
             conn,
         } => {
-            let client = Client::new(&conn)?;
-            let mut body = json!({
-                "action": action,
-                "resource": resource,
-                "environment": environment,
-                "params": parse_json("--params", params)?,
-                "justification": justification,
-                "on_behalf_of": on_behalf_of,
-            });
-            if reuse_open {
-                body["reuse_open"] = Value::Bool(true);
-            }
-            let headers: Vec<(&str, String)> = idempotency_key
-                .map(|k| vec![("Idempotency-Key", k)])
-                .unwrap_or_default();
-            let v = client
-                .call(reqwest::Method::POST, "/v1/actions", Some(body), &headers)
-                .await?;
+            let client = connect(&conn)?;
+            let body = SubmitRequest {
+                action,
+                resource,
+                environment,
+                params: parse_json("--params", params)?,
+                justification,
+                on_behalf_of,
+                reuse_open: reuse_open.then_some(true),
+            };
+            let answer = client.submit(&body, idempotency_key.as_deref()).await?;
+            let current = Current::Submitted(Box::new(answer.submitted));
             match wait {
-                Some(secs) => wait_for(&client, v, secs).await,
+                Some(secs) => wait_for(&client, current, secs).await,
                 None => {
-                    print(&v);
-                    Ok(if v["status"] == "pending" {
+                    current.print();
+                    Ok(if current.status() == Status::Pending {
                         0
                     } else {
-                        verdict(&v)
+                        verdict(&current)
                     })
                 }
             }
         }
         ClientCommand::Show { id, wait, conn } => {
-            let client = Client::new(&conn)?;
-            let v = client.get(&format!("/v1/actions/{id}")).await?;
+            let client = connect(&conn)?;
+            let current = Current::Action(Box::new(client.get(&id).await?));
             match wait {
-                Some(secs) => wait_for(&client, v, secs).await,
+                Some(secs) => wait_for(&client, current, secs).await,
                 None => {
-                    print(&v);
+                    current.print();
                     Ok(0)
                 }
             }
         }
         ClientCommand::Reviews { status, conn } => {
-            let client = Client::new(&conn)?;
-            let v = client.get(&format!("/v1/reviews?status={status}")).await?;
-            print(&v);
+            let query = ReviewsQuery {
+                status: Some(status),
+                ..ReviewsQuery::default()
+            };
+            print(&connect(&conn)?.reviews(&query).await?);
             Ok(0)
         }
         ClientCommand::Approve {
@@ -395,64 +336,32 @@ async fn dispatch(cmd: ClientCommand) -> Result<u8, ClientError> {
             params,
             conn,
         } => {
-            let client = Client::new(&conn)?;
-            let body = match parse_json("--params", params)? {
-                Some(p) => json!({"verdict": "modify", "params": p, "comment": comment}),
-                None => json!({"verdict": "approve", "comment": comment}),
+            let client = connect(&conn)?;
+            let voted = match parse_json("--params", params)? {
+                Some(p) => client.modify(&id, p, comment).await?,
+                None => client.approve(&id, comment).await?,
             };
-            print(
-                &client
-                    .post(&format!("/v1/reviews/{id}/votes"), body)
-                    .await?,
-            );
+            print(&voted);
             Ok(0)
         }
         ClientCommand::Deny { id, comment, conn } => {
-            let client = Client::new(&conn)?;
-            let body = json!({"verdict": "deny", "comment": comment});
-            print(
-                &client
-                    .post(&format!("/v1/reviews/{id}/votes"), body)
-                    .await?,
-            );
+            print(&connect(&conn)?.deny(&id, comment).await?);
             Ok(0)
         }
         ClientCommand::Ask { id, question, conn } => {
-            let client = Client::new(&conn)?;
-            let body = json!({"verdict": "clarify", "question": question});
-            print(
-                &client
-                    .post(&format!("/v1/reviews/{id}/votes"), body)
-                    .await?,
-            );
+            print(&connect(&conn)?.clarify(&id, question).await?);
             Ok(0)
         }
         ClientCommand::Answer { id, answer, conn } => {
-            let client = Client::new(&conn)?;
-            let body = json!({ "answer": answer });
-            print(
-                &client
-                    .post(&format!("/v1/actions/{id}/answer"), body)
-                    .await?,
-            );
+            print(&connect(&conn)?.answer(&id, answer).await?);
             Ok(0)
         }
         ClientCommand::Cancel { id, conn } => {
-            let client = Client::new(&conn)?;
-            print(
-                &client
-                    .post(&format!("/v1/actions/{id}/cancel"), json!({}))
-                    .await?,
-            );
+            print(&connect(&conn)?.cancel(&id).await?);
             Ok(0)
         }
         ClientCommand::Redeem { token, conn } => {
-            let client = Client::new(&conn)?;
-            print(
-                &client
-                    .post("/v1/grants/redeem", json!({ "token": token }))
-                    .await?,
-            );
+            print(&connect(&conn)?.redeem(&token).await?);
             Ok(0)
         }
     }

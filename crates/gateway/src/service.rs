@@ -259,6 +259,12 @@ impl Gateway {
         &self.metrics
     }
 
+    /// Whether this gateway can record decisions: `Err` with why its store cannot write (the
+    /// last write failed and none succeeded since). What `/readyz` reports.
+    pub fn readiness(&self) -> Result<(), String> {
+        self.store.write_failure().map_or(Ok(()), Err)
+    }
+
     /// The identities.
     pub fn identities(&self) -> &Identities {
         &self.identities

@@ -4,46 +4,32 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use countersign_core::IdentityKind;
+use countersign_api::{CreateKeyRequest, CreatedKey, KeyList, ManagedKey};
 use countersign_gateway::keys::KeyRequest;
-use countersign_store::{rfc3339, ManagedKey};
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
 use crate::AppState;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateKey {
-    identity: String,
-    kind: IdentityKind,
-    #[serde(default)]
-    groups: Vec<String>,
-    /// A duration such as `90d`.
-    #[serde(default)]
-    expires: Option<String>,
-}
-
-fn key_json(k: &ManagedKey) -> Value {
-    json!({
-        "id": k.id,
-        "identity": k.identity,
-        "kind": k.kind.as_str(),
-        "groups": k.groups,
-        "created_by": k.created_by,
-        "sponsor": k.sponsor,
-        "created_at": rfc3339(k.created_at),
-        "expires_at": k.expires_at.map(rfc3339),
-        "revoked_at": k.revoked_at.map(rfc3339),
-    })
+/// The API's view of a stored key: everything but its hash.
+fn key_view(k: countersign_store::ManagedKey) -> ManagedKey {
+    ManagedKey {
+        id: k.id,
+        identity: k.identity,
+        kind: k.kind,
+        groups: k.groups,
+        created_by: k.created_by,
+        sponsor: k.sponsor,
+        created_at: k.created_at,
+        expires_at: k.expires_at,
+        revoked_at: k.revoked_at,
+    }
 }
 
 pub(crate) async fn create_key(
     State(state): State<AppState>,
     Caller(who): Caller,
-    JsonBody(body): JsonBody<CreateKey>,
+    JsonBody(body): JsonBody<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
     let expires_in = body
         .expires
@@ -62,9 +48,11 @@ pub(crate) async fn create_key(
         sponsor: None,
     };
     let (secret, key) = state.gateway.create_key(&who, req).await?;
-    let mut out = key_json(&key);
-    out["key"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(out)).into_response())
+    let created = CreatedKey {
+        key: key_view(key),
+        secret,
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 pub(crate) async fn list_keys(
@@ -72,8 +60,8 @@ pub(crate) async fn list_keys(
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     let keys = state.gateway.list_keys(&who).await?;
-    let items: Vec<Value> = keys.iter().map(key_json).collect();
-    Ok(Json(json!({ "keys": items })).into_response())
+    let keys = keys.into_iter().map(key_view).collect();
+    Ok(Json(KeyList { keys }).into_response())
 }
 
 pub(crate) async fn revoke_key(
@@ -82,5 +70,5 @@ pub(crate) async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let key = state.gateway.revoke_key(&who, &id).await?;
-    Ok(Json(key_json(&key)).into_response())
+    Ok(Json(key_view(key)).into_response())
 }

@@ -7,10 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use countersign_api::{
+    ActionAudit, ConsistencyProof, ConsistencyQuery, Entries, EntriesQuery, Entry, EntryProof,
+    ErrorCode, InclusionProof, InclusionQuery,
+};
 use countersign_audit::merkle::leaf_hash;
 use countersign_audit::Hash;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::extract::Caller;
@@ -27,23 +30,15 @@ fn text(body: String) -> Response {
 pub(crate) async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
     match state.gateway.audit().latest().await? {
         Some(cp) => Ok(text(cp.note)),
-        None => Err(ApiError {
-            code: "not_found",
-            message: "no checkpoint yet: the first is signed within a second of the first entry"
-                .into(),
-        }),
+        None => Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no checkpoint yet: the first is signed within a second of the first entry",
+        )),
     }
 }
 
 pub(crate) async fn public_key(State(state): State<AppState>) -> Response {
     text(format!("{}\n", state.gateway.audit().public_key()))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct EntriesQuery {
-    start: Option<u64>,
-    limit: Option<usize>,
 }
 
 pub(crate) async fn entries(
@@ -59,33 +54,27 @@ pub(crate) async fn entries(
             q.limit.unwrap_or(100).clamp(1, 1000),
         )
         .await?;
-    let items: Vec<Value> = entries
+    let entries = entries
         .iter()
         .map(|e| {
-            let mut item = json!({
-                "index": e.index,
-                "leaf_hash": B64.encode(leaf_hash(&e.body)),
-            });
             // Writers keep entries far inside the parser's limits; should one still not parse
             // (a row edited in the database), show the bytes that were hashed, never hide them.
-            match serde_json::from_slice::<Value>(&e.body) {
-                Ok(entry) => item["entry"] = entry,
-                Err(_) => {
-                    item["entry"] = Value::Null;
-                    item["entry_text"] = Value::String(String::from_utf8_lossy(&e.body).into());
-                }
+            let (entry, entry_text) = match serde_json::from_slice::<Value>(&e.body) {
+                Ok(entry) => (entry, None),
+                Err(_) => (
+                    Value::Null,
+                    Some(String::from_utf8_lossy(&e.body).into_owned()),
+                ),
+            };
+            Entry {
+                index: e.index,
+                leaf_hash: B64.encode(leaf_hash(&e.body)),
+                entry,
+                entry_text,
             }
-            item
         })
         .collect();
-    Ok(Json(json!({ "entries": items })).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct InclusionQuery {
-    index: u64,
-    tree_size: u64,
+    Ok(Json(Entries { entries }).into_response())
 }
 
 pub(crate) async fn inclusion(
@@ -98,19 +87,12 @@ pub(crate) async fn inclusion(
         .audit()
         .inclusion(q.index, q.tree_size)
         .await?;
-    Ok(Json(json!({
-        "index": q.index,
-        "tree_size": q.tree_size,
-        "hashes": b64(&proof.hashes),
-    }))
+    Ok(Json(InclusionProof {
+        index: q.index,
+        tree_size: q.tree_size,
+        hashes: b64(&proof.hashes),
+    })
     .into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ConsistencyQuery {
-    first: u64,
-    second: u64,
 }
 
 pub(crate) async fn consistency(
@@ -124,11 +106,11 @@ pub(crate) async fn consistency(
         ));
     }
     let proof = state.gateway.audit().consistency(q.first, q.second).await?;
-    Ok(Json(json!({
-        "first": q.first,
-        "second": q.second,
-        "hashes": b64(&proof.hashes),
-    }))
+    Ok(Json(ConsistencyProof {
+        first: q.first,
+        second: q.second,
+        hashes: b64(&proof.hashes),
+    })
     .into_response())
 }
 
@@ -138,31 +120,40 @@ pub(crate) async fn for_action(
     state: &AppState,
     view: &countersign_gateway::ActionView,
     proof: bool,
-) -> Result<Value, ApiError> {
+) -> Result<ActionAudit, ApiError> {
     let gateway = &state.gateway;
     let indexes = gateway.audit_indexes(view).await?;
+    let mut audit = ActionAudit {
+        indexes,
+        checkpoint: None,
+        tree_size: None,
+        proofs: None,
+        pending: None,
+    };
     if !proof {
-        return Ok(json!({ "indexes": indexes }));
+        return Ok(audit);
     }
     let Some(cp) = gateway.audit().latest().await? else {
-        return Ok(json!({ "indexes": indexes, "pending": indexes }));
+        audit.pending = Some(audit.indexes.clone());
+        return Ok(audit);
     };
     let size = gateway.audit().open_checkpoint(&cp.note)?.size();
     let mut proofs = Vec::new();
     let mut pending = Vec::new();
-    for &i in &indexes {
+    for &i in &audit.indexes {
         if i < size {
             let p = gateway.audit().inclusion(i, size).await?;
-            proofs.push(json!({ "index": i, "hashes": b64(&p.hashes) }));
+            proofs.push(EntryProof {
+                index: i,
+                hashes: b64(&p.hashes),
+            });
         } else {
             pending.push(i);
         }
     }
-    Ok(json!({
-        "indexes": indexes,
-        "checkpoint": cp.note,
-        "tree_size": size,
-        "proofs": proofs,
-        "pending": pending,
-    }))
+    audit.checkpoint = Some(cp.note);
+    audit.tree_size = Some(size);
+    audit.proofs = Some(proofs);
+    audit.pending = Some(pending);
+    Ok(audit)
 }

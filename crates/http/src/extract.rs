@@ -4,6 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
+use countersign_api::ErrorCode;
 use countersign_core::Identity;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -35,7 +36,10 @@ impl FromRequestParts<AppState> for Caller {
             Ok(who) => Ok(Caller(who)),
             Err(e) => {
                 // The code and why, never the credential.
-                tracing::info!(code = e.code(), "refused a bearer credential");
+                tracing::info!(
+                    code = crate::error::auth_code(&e).as_str(),
+                    "refused a bearer credential"
+                );
                 Err(ApiError::from(e))
             }
         }
@@ -59,23 +63,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         if let Some(ct) = &content_type {
             let mime = ct.split(';').next().unwrap_or("").trim();
             if mime != "application/json" && !mime.ends_with("+json") {
-                return Err(ApiError {
-                    code: "unsupported_media_type",
-                    message: format!("send `Content-Type: application/json`, not `{mime}`"),
-                });
+                return Err(ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    format!("send `Content-Type: application/json`, not `{mime}`"),
+                ));
             }
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError {
-                    code: "payload_too_large",
-                    message: format!("the body is over the {MAX_BODY}-byte limit"),
-                }
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("the body is over the {MAX_BODY}-byte limit"),
+                )
             } else if is_timeout(&e) {
-                ApiError {
-                    code: "request_timeout",
-                    message: "the request body stopped arriving; send it without pauses".into(),
-                }
+                ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    "the request body stopped arriving; send it without pauses",
+                )
             } else {
                 ApiError::invalid(format!("cannot read the body: {e}"))
             }

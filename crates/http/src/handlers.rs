@@ -6,19 +6,25 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use countersign_core::{Ballot, Outcome, Status, Timestamp};
+use countersign_api::{
+    Action, AnswerRequest, ErrorCode, GetQuery, Health, RedeemRequest, Redeemed, ResultRequest,
+    ReviewList, ReviewsQuery, SubmitRequest, VoteRequest,
+};
+use countersign_core::{Ballot, Status, Timestamp, Verdict};
 use countersign_gateway::{ActionView, Submission, Submitted};
-use serde::Deserialize;
-use serde_json::Value;
 use std::time::Duration;
 
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
-use crate::views::{ActionJson, SubmittedJson};
 use crate::AppState;
 
+/// The API's view of an action the gateway returned.
+pub(crate) fn action_view(view: &ActionView) -> Action<'_> {
+    Action::new(&view.record, view.grant_token.as_deref())
+}
+
 fn action_response(status: StatusCode, view: &ActionView) -> Response {
-    (status, Json(ActionJson::new(view))).into_response()
+    (status, Json(action_view(view))).into_response()
 }
 
 fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
@@ -30,23 +36,11 @@ fn bounded(field: &str, value: Option<String>, max: usize) -> Result<Option<Stri
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SubmitBody {
-    action: String,
-    resource: String,
-    environment: Option<String>,
-    params: Option<Value>,
-    justification: Option<String>,
-    on_behalf_of: Option<String>,
-    reuse_open: Option<bool>,
-}
-
 pub(crate) async fn submit(
     State(state): State<AppState>,
     Caller(who): Caller,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<SubmitBody>,
+    JsonBody(body): JsonBody<SubmitRequest>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
@@ -76,7 +70,8 @@ pub(crate) async fn submit(
         Submitted::Reused => StatusCode::OK,
         Submitted::Created | Submitted::Replayed => StatusCode::CREATED,
     };
-    let mut resp = (status, Json(SubmittedJson::new(&view))).into_response();
+    let answer = countersign_api::Submitted::new(&view.record, view.grant_token.as_deref());
+    let mut resp = (status, Json(answer)).into_response();
     if submitted == Submitted::Replayed {
         resp.headers_mut().insert(
             "idempotent-replayed",
@@ -84,13 +79,6 @@ pub(crate) async fn submit(
         );
     }
     Ok(resp)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct GetQuery {
-    wait: Option<String>,
-    proof: Option<bool>,
 }
 
 pub(crate) async fn get_action(
@@ -112,21 +100,8 @@ pub(crate) async fn get_action(
             state.gateway.wait(&who, &id, wait).await?
         }
     };
-    let mut body = serde_json::to_value(ActionJson::new(&view))
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let audit = crate::audit::for_action(&state, &view, q.proof.unwrap_or(false)).await?;
-    if let Value::Object(map) = &mut body {
-        map.insert("audit".into(), audit);
-    }
-    Ok((StatusCode::OK, Json(body)).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ReviewsQuery {
-    status: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
+    Ok((StatusCode::OK, Json(action_view(&view).with_audit(audit))).into_response())
 }
 
 /// A page cursor: opaque to clients (base64url of `created_at:id`, the last action of the
@@ -161,49 +136,33 @@ pub(crate) async fn list_reviews(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let page = state.gateway.reviews(&who, statuses, limit, before).await?;
-    let items: Vec<ActionJson<'_>> = page.reviews.iter().map(ActionJson::new).collect();
-    let next_cursor = page.next.as_ref().map(encode_cursor);
-    Ok(Json(serde_json::json!({ "reviews": items, "next_cursor": next_cursor })).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
-enum VerdictBody {
-    Approve,
-    Deny,
-    Modify,
-    Clarify,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct VoteBody {
-    verdict: VerdictBody,
-    comment: Option<String>,
-    params: Option<Value>,
-    question: Option<String>,
+    let list = ReviewList {
+        reviews: page.reviews.iter().map(action_view).collect(),
+        next_cursor: page.next.as_ref().map(encode_cursor),
+    };
+    Ok(Json(list).into_response())
 }
 
 pub(crate) async fn vote(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<VoteBody>,
+    JsonBody(body): JsonBody<VoteRequest>,
 ) -> Result<Response, ApiError> {
     let comment = bounded("comment", body.comment, 4096)?;
     let ballot = match body.verdict {
-        VerdictBody::Approve | VerdictBody::Deny if body.params.is_some() => {
+        Verdict::Approve | Verdict::Deny if body.params.is_some() => {
             return Err(ApiError::invalid("`params` goes with `modify` only"))
         }
-        VerdictBody::Approve => Ballot::Approve { comment },
-        VerdictBody::Deny => Ballot::Deny { comment },
-        VerdictBody::Modify => Ballot::Modify {
+        Verdict::Approve => Ballot::Approve { comment },
+        Verdict::Deny => Ballot::Deny { comment },
+        Verdict::Modify => Ballot::Modify {
             params: body
                 .params
                 .ok_or_else(|| ApiError::invalid("`modify` needs `params`: the new parameters"))?,
             comment,
         },
-        VerdictBody::Clarify => Ballot::Clarify {
+        Verdict::Clarify => Ballot::Clarify {
             question: bounded("question", body.question.or(comment), 4096)?
                 .filter(|q| !q.trim().is_empty())
                 .ok_or_else(|| ApiError::invalid("`clarify` needs a `question`"))?,
@@ -213,17 +172,11 @@ pub(crate) async fn vote(
     Ok(action_response(StatusCode::OK, &view))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AnswerBody {
-    answer: String,
-}
-
 pub(crate) async fn answer(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<AnswerBody>,
+    JsonBody(body): JsonBody<AnswerRequest>,
 ) -> Result<Response, ApiError> {
     let answer = bounded("answer", Some(body.answer), 16 * 1024)?.unwrap_or_default();
     let view = state.gateway.answer(&who, &id, answer).await?;
@@ -239,62 +192,36 @@ pub(crate) async fn cancel(
     Ok(action_response(StatusCode::OK, &view))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RedeemBody {
-    token: String,
-}
-
 pub(crate) async fn redeem(
     State(state): State<AppState>,
     Caller(who): Caller,
-    JsonBody(body): JsonBody<RedeemBody>,
+    JsonBody(body): JsonBody<RedeemRequest>,
 ) -> Result<Response, ApiError> {
     let r = state.gateway.redeem(&who, &body.token).await?;
-    Ok(Json(serde_json::json!({
-        "action_id": r.action_id,
-        "digest": r.digest,
-        "action": r.spec.action,
-        "resource": r.spec.resource,
-        "environment": r.spec.environment,
-        "params": r.spec.params,
-    }))
+    Ok(Json(Redeemed {
+        action_id: r.action_id,
+        digest: r.digest,
+        action: r.spec.action,
+        resource: r.spec.resource,
+        environment: r.spec.environment,
+        params: r.spec.params,
+    })
     .into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
-enum OutcomeBody {
-    Succeeded,
-    Failed,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ResultBody {
-    outcome: OutcomeBody,
-    exit_code: Option<i32>,
-    output_sha256: Option<String>,
-    detail: Option<String>,
 }
 
 pub(crate) async fn report(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<ResultBody>,
+    JsonBody(body): JsonBody<ResultRequest>,
 ) -> Result<Response, ApiError> {
-    let outcome = match body.outcome {
-        OutcomeBody::Succeeded => Outcome::Succeeded,
-        OutcomeBody::Failed => Outcome::Failed,
-    };
     let detail = bounded("detail", body.detail, 16 * 1024)?;
     let view = state
         .gateway
         .report(
             &who,
             &id,
-            outcome,
+            body.outcome,
             body.exit_code,
             body.output_sha256,
             detail,
@@ -308,7 +235,21 @@ pub(crate) async fn keys(State(state): State<AppState>) -> Response {
 }
 
 pub(crate) async fn healthz() -> Response {
-    Json(serde_json::json!({"status": "ok"})).into_response()
+    Json(Health::ok()).into_response()
+}
+
+/// Readiness: 200 while the store writes; 503 `store_unavailable` with the store's last write
+/// failure until a write succeeds again (liveness, `/healthz`, stays 200: restarting would not
+/// make a full disk or a broken database writable).
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    match state.gateway.readiness() {
+        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(why) => crate::error::ApiError {
+            code: ErrorCode::StoreUnavailable,
+            message: format!("the store cannot write: {why}"),
+        }
+        .into_response(),
+    }
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
@@ -331,8 +272,8 @@ pub(crate) async fn openapi() -> Response {
 }
 
 pub(crate) async fn not_found() -> ApiError {
-    ApiError {
-        code: "not_found",
-        message: "no such endpoint; see GET /openapi.json".into(),
-    }
+    ApiError::new(
+        ErrorCode::NotFound,
+        "no such endpoint; see GET /openapi.json",
+    )
 }

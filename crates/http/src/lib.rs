@@ -2,14 +2,14 @@
 //!
 //! **Architecture Invariant:** this crate translates and authenticates; it holds no rule. Every
 //! handler extracts typed input, calls one [`countersign_gateway::Gateway`] method and shapes the
-//! result. Errors leave as `{"error": {"code", "message"}}` with a stable code (see [`error`]).
+//! result. Errors leave as `{"error": {"code", "message"}}` with a stable code (see [`error`]);
+//! every body in and out is a type of `countersign_api`, the wire types clients share.
 
 mod admin;
 mod audit;
 pub mod error;
 mod extract;
 mod handlers;
-pub mod views;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::Method;
@@ -106,6 +106,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
         .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))
         .fallback(handlers::not_found)

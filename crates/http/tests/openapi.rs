@@ -30,6 +30,7 @@ fn every_route_is_described() {
         ("post", "/v1/admin/api-keys"),
         ("post", "/v1/admin/api-keys/{id}/revoke"),
         ("get", "/healthz"),
+        ("get", "/readyz"),
         ("get", "/metrics"),
         ("get", "/openapi.json"),
     ];
@@ -84,4 +85,30 @@ fn every_ref_points_at_a_component() {
             "`{r}` points at nothing"
         );
     }
+}
+
+/// The API description's error table ("`code` is stable and always maps to the same HTTP
+/// status: 400 `invalid_request`; ...") agrees with `ErrorCode::status`, code by code.
+#[test]
+fn the_documented_error_statuses_are_the_enums() {
+    let doc = document();
+    let text = doc["info"]["description"].as_str().expect("a description");
+    let table = text
+        .split("always maps to the same HTTP status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(". `message`").next())
+        .expect("the error table");
+    let mut checked = 0;
+    for group in table.split("; ") {
+        let (status, codes) = group.split_once(' ').expect("STATUS `code`, ...");
+        let status: u16 = status.parse().expect("a status");
+        for code in codes.split(", ") {
+            let code = code.trim_matches('`');
+            let known = countersign_api::ErrorCode::parse(code)
+                .unwrap_or_else(|| panic!("`{code}` is documented but not an ErrorCode"));
+            assert_eq!(known.status().as_u16(), status, "{code}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} codes found in the table");
 }

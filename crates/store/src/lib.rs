@@ -10,15 +10,18 @@
 
 mod bindings;
 mod entry;
+mod health;
 mod keys;
 mod op;
 mod postgres;
 mod sqlite;
+mod write;
 
 pub use bindings::IdentityBinding;
 pub use countersign_audit::Hash;
 pub use entry::rfc3339;
 pub use keys::ManagedKey;
+pub use op::WriteQueue;
 pub use postgres::{
     migrate as migrate_postgres, LeaderLease, PostgresStore, ANY_CHANGE,
     SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
@@ -171,8 +174,14 @@ pub struct StoredCheckpoint {
 }
 
 /// Durable storage for action records.
+///
+/// Every write goes to the store's single writer ([`Store::writer`]) and means the same on every
+/// backend (`write.rs`); a backend implements the reads and how its writer reads and writes rows.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The way to this store's writer, which every write method below takes.
+    fn writer(&self) -> &WriteQueue;
+
     /// Stores a new record and its events, unless the requester already used its idempotency key.
     async fn insert(
         &self,
@@ -208,7 +217,9 @@ pub trait Store: Send + Sync + 'static {
         record: ActionRecord,
         events: Vec<Event>,
         rules: InsertRules,
-    ) -> Result<Inserted, StoreError>;
+    ) -> Result<Inserted, StoreError> {
+        op::insert(self.writer(), record, events, rules).await
+    }
 
     /// One page of the actions whose review names one of `query.approver_keys` as an approver,
     /// in `query.statuses`, not requested by or for `query.reviewer`, newest first (by
@@ -227,7 +238,9 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         now: Timestamp,
         transition: Transition,
-    ) -> Result<(ActionRecord, Vec<Event>), UpdateError>;
+    ) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
+        op::update(self.writer(), id, now, transition).await
+    }
 
     /// Appends events that change no record to the audit log: refused attempts, policy and
     /// configuration loads. Each names its action, if any.
@@ -235,7 +248,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         at: Timestamp,
         events: Vec<(Option<String>, Event)>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        op::record_events(self.writer(), at, events).await
+    }
 
     /// Lists records, oldest first.
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError>;
@@ -270,12 +285,16 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError>;
 
     /// Stores a signed checkpoint. Checkpoints are append-only: one per size, first one wins.
-    async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError>;
+    async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
+        op::add_checkpoint(self.writer(), checkpoint).await
+    }
 
     /// Stores a new managed API key (its hash only) and appends `event`, its audit entry, in
     /// the same transaction: a key never exists without the entry that says who made it. Fails,
     /// writing nothing, if the id or hash exists.
-    async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError>;
+    async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError> {
+        op::create_key(self.writer(), key, event).await
+    }
 
     /// Marks a key revoked at `at` and appends the audit entry `event_of` makes of the revoked
     /// key, in the same transaction. `None`, writing nothing, if there is no such unrevoked key.
@@ -284,7 +303,9 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         at: Timestamp,
         event_of: KeyEvent,
-    ) -> Result<Option<ManagedKey>, StoreError>;
+    ) -> Result<Option<ManagedKey>, StoreError> {
+        op::revoke_key(self.writer(), id, at, event_of).await
+    }
 
     /// The key whose secret hashes to `hash`, revoked or not (read on every request, so a
     /// revocation holds on every replica at once).
@@ -295,7 +316,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Binds `binding.id_key` to `binding.source` unless it is bound already, atomically across
     /// every process sharing the store; returns the binding that holds (the first one wins).
-    async fn bind_identity(&self, binding: IdentityBinding) -> Result<IdentityBinding, StoreError>;
+    async fn bind_identity(&self, binding: IdentityBinding) -> Result<IdentityBinding, StoreError> {
+        op::bind_identity(self.writer(), binding).await
+    }
 
     /// The binding of a normalised id, if any.
     async fn identity_binding(&self, id_key: &str) -> Result<Option<IdentityBinding>, StoreError>;
@@ -304,6 +327,13 @@ pub trait Store: Send + Sync + 'static {
     /// land ([`ANY_CHANGE`] when some may have been missed). `None` for a store only this
     /// process writes (SQLite): the caller's own wake-ups see every change.
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+
+    /// Why this store cannot write right now: its writer's last storage failure (a failed
+    /// commit, a transaction it could not begin, an operation the database refused), until a
+    /// later write succeeds. `None` while writes succeed. What a readiness probe reports.
+    fn write_failure(&self) -> Option<String> {
         None
     }
 

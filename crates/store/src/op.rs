@@ -1,7 +1,7 @@
 //! The write operations both stores' single writers run, and the requests that make them.
 //! Everything that can be done off the writer (canonical JSON of records and audit entries) is
 //! done here, by the caller; a store only says how an operation reaches its writer
-//! ([`Writer::send`]).
+//! ([`WriteQueue`]).
 
 use countersign_core::{ActionRecord, Event, Timestamp};
 use tokio::sync::oneshot;
@@ -45,8 +45,7 @@ pub(crate) enum Op {
         entry: EntryParts,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// An id bound to its source, unless already bound (SQLite's writer; PostgreSQL binds
-    /// with one statement outside its batches).
+    /// An id bound to its source, unless already bound (the first binding wins).
     BindIdentity {
         binding: IdentityBinding,
         reply: oneshot::Sender<Result<IdentityBinding, StoreError>>,
@@ -60,10 +59,21 @@ pub(crate) enum Op {
     },
 }
 
-/// A store's way to its writer.
-pub(crate) trait Writer: Sync {
+/// A store's way to its single writer, through which every write method of
+/// [`Store`](crate::Store) goes. Only this crate's backends make one; another `Store` (a test's
+/// wrapper over several stores) can only hand out theirs.
+pub struct WriteQueue(Box<dyn Fn(Op) -> Result<(), StoreError> + Send + Sync>);
+
+impl WriteQueue {
+    /// A queue that hands each operation to `send` (which fails only if the writer is gone).
+    pub(crate) fn new(send: impl Fn(Op) -> Result<(), StoreError> + Send + Sync + 'static) -> Self {
+        WriteQueue(Box::new(send))
+    }
+
     /// Queues `op`; fails only if the writer is gone.
-    fn send(&self, op: Op) -> Result<(), StoreError>;
+    fn send(&self, op: Op) -> Result<(), StoreError> {
+        (self.0)(op)
+    }
 }
 
 pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -75,7 +85,7 @@ async fn answer<T>(rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, St
 }
 
 pub(crate) async fn insert(
-    w: &impl Writer,
+    w: &WriteQueue,
     record: ActionRecord,
     events: Vec<Event>,
     rules: InsertRules,
@@ -97,7 +107,7 @@ pub(crate) async fn insert(
 }
 
 pub(crate) async fn update(
-    w: &impl Writer,
+    w: &WriteQueue,
     id: &str,
     now: Timestamp,
     transition: Transition,
@@ -114,7 +124,7 @@ pub(crate) async fn update(
 }
 
 pub(crate) async fn record_events(
-    w: &impl Writer,
+    w: &WriteQueue,
     at: Timestamp,
     events: Vec<(Option<String>, Event)>,
 ) -> Result<(), StoreError> {
@@ -125,7 +135,7 @@ pub(crate) async fn record_events(
 }
 
 pub(crate) async fn add_checkpoint(
-    w: &impl Writer,
+    w: &WriteQueue,
     checkpoint: StoredCheckpoint,
 ) -> Result<(), StoreError> {
     let (reply, rx) = oneshot::channel();
@@ -134,7 +144,7 @@ pub(crate) async fn add_checkpoint(
 }
 
 pub(crate) async fn create_key(
-    w: &impl Writer,
+    w: &WriteQueue,
     key: ManagedKey,
     event: Event,
 ) -> Result<(), StoreError> {
@@ -145,7 +155,7 @@ pub(crate) async fn create_key(
 }
 
 pub(crate) async fn revoke_key(
-    w: &impl Writer,
+    w: &WriteQueue,
     id: &str,
     at: Timestamp,
     event_of: KeyEvent,
@@ -161,7 +171,7 @@ pub(crate) async fn revoke_key(
 }
 
 pub(crate) async fn bind_identity(
-    w: &impl Writer,
+    w: &WriteQueue,
     binding: IdentityBinding,
 ) -> Result<IdentityBinding, StoreError> {
     let (reply, rx) = oneshot::channel();

@@ -13,27 +13,23 @@
 //! [`PostgresStore::changes`] relays them from a dedicated `LISTEN` connection.
 
 use async_trait::async_trait;
-use countersign_core::{ActionRecord, Event, Status, Timestamp};
+use countersign_core::{ActionRecord, Status, Timestamp};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_postgres::NoTls;
 
-use countersign_audit::merkle::{
-    leaf_hash, stored_hash_index, stored_hash_owner, stored_hashes_for_record,
-};
-use countersign_audit::{Hash, HashReader, TreeError};
+use countersign_audit::merkle::{stored_hash_owner, Frontier};
+use countersign_audit::{Hash, HashReader};
 
-use crate::entry::EntryParts;
-use crate::op::{self, encode, Op, Writer};
-use crate::{
-    AuditEntry, InsertRules, Inserted, KeyEvent, ListFilter, ManagedKey, ReviewQuery, Store,
-    StoreError, StoredCheckpoint, Transition, UpdateError,
+use crate::health::WriteHealth;
+use crate::op::{encode, Op, WriteQueue};
+use crate::write::{
+    decide, decode, fail_all, finish, gather, review_deadline, stored_hash, tree_err, Batch, Done,
+    Head, Loaded, Needs,
 };
-
-/// Most operations committed in one transaction.
-const MAX_BATCH: usize = 1024;
+use crate::{AuditEntry, ListFilter, ReviewQuery, Store, StoreError, StoredCheckpoint};
 
 /// Versioned schema migrations, applied in order, each once (`countersign_migrations`).
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -228,11 +224,12 @@ async fn migrate_client(client: &mut tokio_postgres::Client) -> Result<(i32, i32
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
-    writer: mpsc::UnboundedSender<Op>,
+    writer: WriteQueue,
     changes: broadcast::Sender<String>,
     config: tokio_postgres::Config,
     scope: String,
     listener: tokio::task::JoinHandle<()>,
+    health: WriteHealth,
 }
 
 impl Drop for PostgresStore {
@@ -286,14 +283,16 @@ impl PostgresStore {
             ));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer_loop(pool.clone(), rx, channel));
+        let health = WriteHealth::default();
+        tokio::spawn(writer_loop(pool.clone(), rx, channel, health.clone()));
         Ok(PostgresStore {
             pool,
-            writer: tx,
+            writer: WriteQueue::new(move |op| tx.send(op).map_err(|_| StoreError::Closed)),
             changes,
             config,
             scope,
             listener,
+            health,
         })
     }
 
@@ -428,201 +427,35 @@ async fn listen_loop(
 /// Sent on [`PostgresStore::changes`] when any record may have changed unseen.
 pub const ANY_CHANGE: &str = "";
 
-/// Stored Merkle hashes a batch may need: the frontier of the tree it starts from (the only
-/// earlier hashes an append reads), then everything the batch appends.
-struct BatchHashes(HashMap<u64, Hash>);
+/// Stored hashes read from `audit_entries` rows (`idx` → `hashes`), by stored-hash index.
+struct RowHashes(HashMap<i64, Vec<u8>>);
 
-impl HashReader for BatchHashes {
+impl HashReader for RowHashes {
     type Error = StoreError;
 
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         indexes
             .iter()
-            .map(|k| {
-                self.0.get(k).copied().ok_or_else(|| StoreError::Corrupt {
-                    id: format!("audit hash {k}"),
-                    message: "not on the tree's frontier".into(),
-                })
+            .map(|&k| {
+                let row = self.0.get(&(stored_hash_owner(k).0 as i64));
+                stored_hash(k, row.map(Vec::as_slice))
             })
             .collect()
     }
 }
 
-/// The stored-hash indexes of the perfect subtrees tiling the first `size` leaves, largest
-/// first: the left siblings any later append can need.
-fn frontier(size: u64) -> Vec<u64> {
-    let mut out = Vec::new();
-    let mut start = 0u64;
-    for level in (0..64u32).rev() {
-        if size & (1u64 << level) != 0 {
-            out.push(stored_hash_index(level, start >> level));
-            start += 1u64 << level;
-        }
-    }
-    out
-}
-
-fn tree_err(e: TreeError<StoreError>) -> StoreError {
-    match e {
-        TreeError::Read(inner) => inner,
-        other => StoreError::Database(format!("audit tree: {other}")),
-    }
-}
-
-fn decode(id: &str, body: &str) -> Result<ActionRecord, StoreError> {
-    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
-        id: id.to_string(),
-        message: e.to_string(),
-    })
-}
-
-fn review_deadline(r: &ActionRecord) -> Option<i64> {
-    r.review
-        .as_ref()
-        .filter(|_| r.status.is_open_review())
-        .map(|rv| rv.expires_at.millis())
-}
-
-/// Audit rows a batch appends, column by column (for `unnest`).
-#[derive(Default)]
-struct AuditRows {
-    idx: Vec<i64>,
-    action_id: Vec<Option<String>>,
-    at: Vec<i64>,
-    body: Vec<Vec<u8>>,
-    hashes: Vec<Vec<u8>>,
-}
-
-/// One batch's view of the log and the records it touched.
-struct Batch {
-    next: u64,
-    tree: BatchHashes,
-    audit: AuditRows,
-    records: HashMap<String, ActionRecord>,
-    /// Ids inserted by this batch, in order, with their encoded body if unchanged since.
-    new: Vec<String>,
-    fresh_body: HashMap<String, String>,
-    new_set: HashSet<String>,
-    /// Existing ids this batch changed.
-    dirty: Vec<String>,
-    dirty_set: HashSet<String>,
-    idem: HashMap<(String, String), String>,
-    /// Ids of the actions that may answer a `reuse_open` insert, by requester and submitted
-    /// digest: the committed candidates, then what this batch inserts.
-    reuse: HashMap<(String, String), Vec<String>>,
-    /// Open reviews per requester of a capped insert: counted under the head lock, then kept
-    /// up to date by the batch's own inserts and transitions.
-    open: HashMap<String, u64>,
-    checkpoints: Vec<StoredCheckpoint>,
-    /// Managed keys the batch's key operations name (read under the head lock, which every
-    /// key change takes), as the batch has left them.
-    keys: HashMap<String, ManagedKey>,
-    key_hashes: HashSet<[u8; 32]>,
-    /// Ids of keys the batch creates, in order; then those it revokes that existed before.
-    new_keys: Vec<String>,
-    revoked_keys: Vec<String>,
-}
-
-impl Batch {
-    fn append(
-        &mut self,
-        action_id: Option<&str>,
-        at: Timestamp,
-        entries: &[EntryParts],
-    ) -> Result<(), StoreError> {
-        for parts in entries {
-            let index = self.next;
-            let body = parts.bytes(index);
-            let hashes =
-                stored_hashes_for_record(index, leaf_hash(&body), &self.tree).map_err(tree_err)?;
-            let first = stored_hash_index(0, index);
-            for (i, h) in hashes.iter().enumerate() {
-                self.tree.0.insert(first + i as u64, *h);
-            }
-            self.audit.idx.push(index as i64);
-            self.audit.action_id.push(action_id.map(str::to_string));
-            self.audit.at.push(at.millis());
-            self.audit.body.push(body);
-            self.audit.hashes.push(hashes.concat());
-            self.next += 1;
-        }
-        Ok(())
-    }
-}
-
-/// A decided operation waiting for the commit before its reply goes out.
-enum Done {
-    Insert(
-        oneshot::Sender<Result<Inserted, StoreError>>,
-        Result<Inserted, StoreError>,
-    ),
-    Update(
-        oneshot::Sender<Result<(ActionRecord, Vec<Event>), UpdateError>>,
-        Result<(ActionRecord, Vec<Event>), UpdateError>,
-    ),
-    Checkpoint(oneshot::Sender<Result<(), StoreError>>),
-    Append(
-        oneshot::Sender<Result<(), StoreError>>,
-        Result<(), StoreError>,
-    ),
-    KeyRevoked(
-        oneshot::Sender<Result<Option<ManagedKey>, StoreError>>,
-        Result<Option<ManagedKey>, StoreError>,
-    ),
-}
-
-impl Done {
-    fn send(self, committed: &Result<(), StoreError>) {
-        let failed = || StoreError::Database("the commit failed; nothing was recorded".into());
-        match (self, committed) {
-            (Done::Insert(tx, r), Ok(())) => drop(tx.send(r)),
-            (Done::Insert(tx, r), Err(e)) => drop(tx.send(match r {
-                Ok(_) => Err(StoreError::Database(format!("{}: {e}", failed()))),
-                err => err,
-            })),
-            (Done::Update(tx, r), Ok(())) => drop(tx.send(r)),
-            (Done::Update(tx, r), Err(e)) => drop(tx.send(match r {
-                Ok(_) => Err(UpdateError::Store(StoreError::Database(format!(
-                    "{}: {e}",
-                    failed()
-                )))),
-                err => err,
-            })),
-            (Done::Checkpoint(tx), Ok(())) => drop(tx.send(Ok(()))),
-            (Done::Append(tx, r), Ok(())) => drop(tx.send(r)),
-            (Done::Append(tx, r), Err(e)) => drop(tx.send(match r {
-                Ok(()) => Err(StoreError::Database(format!("{}: {e}", failed()))),
-                err => err,
-            })),
-            (Done::Checkpoint(tx), Err(e)) => {
-                drop(tx.send(Err(StoreError::Database(format!("{}: {e}", failed())))))
-            }
-            (Done::KeyRevoked(tx, r), Ok(())) => drop(tx.send(r)),
-            (Done::KeyRevoked(tx, r), Err(e)) => drop(tx.send(match r {
-                Ok(Some(_)) => Err(StoreError::Database(format!("{}: {e}", failed()))),
-                other => other,
-            })),
-        }
-    }
-}
-
-async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>, channel: String) {
+async fn writer_loop(
+    pool: Pool,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    channel: String,
+    health: WriteHealth,
+) {
+    let mut head = Head::default();
     while let Some(first) = rx.recv().await {
-        let mut ops = vec![first];
-        while ops.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
-                Err(_) => break,
-            }
-        }
+        let ops = gather(first, || rx.try_recv().ok());
         let mut done = Vec::with_capacity(ops.len());
-        let committed = run_batch(&pool, ops, &mut done, &channel).await;
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "group commit failed; nothing in the batch was recorded");
-        }
-        for d in done {
-            d.send(&committed);
-        }
+        let committed = run_batch(&pool, ops, &mut done, &channel, &head).await;
+        finish(committed, &mut head, &health, done);
     }
 }
 
@@ -633,7 +466,8 @@ async fn run_batch(
     ops: Vec<Op>,
     done: &mut Vec<Done>,
     channel: &str,
-) -> Result<(), StoreError> {
+    head: &Head,
+) -> Result<Frontier, StoreError> {
     // Decide nothing before the connection and the lock are held: a failure here must still
     // answer every operation, so the operations are only consumed below.
     let mut client = match pool.get().await {
@@ -644,41 +478,22 @@ async fn run_batch(
         Ok(t) => t,
         Err(e) => return Err(fail_all(ops, done, db_err(e))),
     };
-    let mut keys_r = Vec::new();
-    let mut keys_k = Vec::new();
-    let mut reuse_keys = HashSet::new();
-    let mut reuse_r = Vec::new();
-    let mut reuse_d = Vec::new();
-    let mut open_r: Vec<String> = Vec::new();
-    let mut ids = Vec::new();
-    let mut key_ids = Vec::new();
-    let mut key_hashes = Vec::new();
-    for op in &ops {
-        match op {
-            Op::Insert { record, rules, .. } => {
-                if let Some(k) = &record.idempotency_key {
-                    keys_r.push(record.requester.clone());
-                    keys_k.push(k.clone());
-                }
-                if rules.max_open_reviews.is_some() && !open_r.contains(&record.requester) {
-                    open_r.push(record.requester.clone());
-                }
-                if rules.reuse_open
-                    && reuse_keys.insert((&record.requester, record.submitted_digest))
-                {
-                    reuse_r.push(record.requester.clone());
-                    reuse_d.push(record.submitted_digest.to_string());
-                }
-            }
-            Op::Update { id, .. } => ids.push(id.clone()),
-            Op::CreateKey { key, .. } => {
-                key_ids.push(key.id.clone());
-                key_hashes.push(key.hash.to_vec());
-            }
-            Op::RevokeKey { id, .. } => key_ids.push(id.clone()),
-            Op::Checkpoint { .. } | Op::Append { .. } | Op::BindIdentity { .. } => {}
-        }
-    }
+    let needs = Needs::of(&ops);
+    let (keys_r, keys_k): (Vec<&str>, Vec<&str>) = needs
+        .idempotency
+        .iter()
+        .map(|(r, k)| (r.as_str(), k.as_str()))
+        .unzip();
+    let (reuse_r, reuse_d): (Vec<&str>, Vec<&str>) = needs
+        .reusable
+        .iter()
+        .map(|(r, d)| (r.as_str(), d.as_str()))
+        .unzip();
+    let open_r = &needs.open_reviews;
+    let ids = &needs.records;
+    let key_ids = &needs.key_ids;
+    let key_hashes: Vec<&[u8]> = needs.key_hashes.iter().map(|h| h.as_slice()).collect();
+    let bind_ids = &needs.bindings;
     let prelude = async {
         let size: i64 = tx
             .query_one("SELECT size FROM audit_head WHERE id = 1 FOR UPDATE", &[])
@@ -686,17 +501,22 @@ async fn run_batch(
             .map_err(db_err)?
             .get(0);
         let size = size as u64;
-        let frontier_idx: Vec<i64> = frontier(size)
-            .into_iter()
-            .map(|k| stored_hash_owner(k).0 as i64)
-            .collect();
+        // The frontier this writer left, unless another replica appended since.
+        let cached = head.frontier(size);
+        let frontier_idx: Vec<i64> = match cached {
+            Some(_) => Vec::new(),
+            None => Frontier::indexes(size)
+                .into_iter()
+                .map(|k| stored_hash_owner(k).0 as i64)
+                .collect(),
+        };
         let reuse_sql = format!(
             "SELECT a.id, a.requester, a.digest, a.body FROM actions a \
              JOIN unnest($1::text[], $2::text[]) AS k(r, d) \
              ON a.requester = k.r AND a.digest = k.d WHERE a.status IN {}",
             crate::REUSABLE_STATUSES
         );
-        let (existing, candidates, locked, front, keys, open) = tokio::try_join!(
+        let (existing, candidates, locked, front, keys, open, bound) = tokio::try_join!(
             async {
                 if keys_r.is_empty() {
                     return Ok(Vec::new());
@@ -721,7 +541,7 @@ async fn run_batch(
                 }
                 tx.query(
                     "SELECT id, body FROM actions WHERE id = ANY($1) FOR UPDATE",
-                    &[&ids],
+                    &[ids],
                 )
                 .await
             },
@@ -744,7 +564,7 @@ async fn run_batch(
                         "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ANY($1) \
                          OR hash = ANY($2) FOR UPDATE"
                     ),
-                    &[&key_ids, &key_hashes],
+                    &[key_ids, &key_hashes],
                 )
                 .await
             },
@@ -755,78 +575,54 @@ async fn run_batch(
                 tx.query(
                     "SELECT requester, count(*) FROM actions WHERE requester = ANY($1) \
                      AND status IN ('pending', 'needs_clarification') GROUP BY requester",
-                    &[&open_r],
+                    &[open_r],
+                )
+                .await
+            },
+            async {
+                if bind_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                tx.query(
+                    "SELECT id_key, source, id, kind, first_seen FROM identity_bindings \
+                     WHERE id_key = ANY($1)",
+                    &[bind_ids],
                 )
                 .await
             },
         )
         .map_err(db_err)?;
-        let mut batch = Batch {
-            next: size,
-            tree: BatchHashes(HashMap::new()),
-            audit: AuditRows::default(),
-            records: HashMap::new(),
-            new: Vec::new(),
-            fresh_body: HashMap::new(),
-            dirty: Vec::new(),
-            new_set: HashSet::new(),
-            dirty_set: HashSet::new(),
-            idem: HashMap::new(),
-            reuse: HashMap::new(),
-            open: open_r.iter().map(|r| (r.clone(), 0)).collect(),
-            checkpoints: Vec::new(),
-            keys: HashMap::new(),
-            key_hashes: HashSet::new(),
-            new_keys: Vec::new(),
-            revoked_keys: Vec::new(),
+        let frontier = match cached {
+            Some(f) => f,
+            None => {
+                let owners: HashMap<i64, Vec<u8>> = front
+                    .into_iter()
+                    .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
+                    .collect();
+                Frontier::load(size, &RowHashes(owners)).map_err(tree_err)?
+            }
         };
-        for row in &open {
-            let n: i64 = row.get(1);
-            batch.open.insert(row.get(0), n as u64);
-        }
-        for row in &keys {
-            let key = key_row(row)?;
-            batch.key_hashes.insert(key.hash);
-            batch.keys.insert(key.id.clone(), key);
-        }
-        for row in existing {
-            let id: String = row.get(0);
-            let record = decode(&id, row.get(3))?;
-            batch.idem.insert((row.get(1), row.get(2)), id.clone());
-            batch.records.insert(id, record);
-        }
-        for row in candidates {
-            let id: String = row.get(0);
-            let record = decode(&id, row.get(3))?;
-            batch
-                .reuse
-                .entry((row.get(1), row.get(2)))
-                .or_default()
-                .push(id.clone());
-            batch.records.insert(id, record);
-        }
-        for row in locked {
-            let id: String = row.get(0);
-            let record = decode(&id, row.get(1))?;
-            batch.records.insert(id, record);
-        }
-        let owners: HashMap<i64, Vec<u8>> = front
-            .into_iter()
-            .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
-            .collect();
-        for k in frontier(size) {
-            let (n, offset) = stored_hash_owner(k);
-            let at = offset as usize * 32;
-            let h: Hash = owners
-                .get(&(n as i64))
-                .and_then(|b| b.get(at..at + 32))
-                .and_then(|h| h.try_into().ok())
-                .ok_or_else(|| StoreError::Corrupt {
-                    id: format!("audit entry {n}"),
-                    message: format!("no stored hash at offset {offset}"),
-                })?;
-            batch.tree.0.insert(k, h);
-        }
+        let loaded = Loaded {
+            idempotent: existing
+                .iter()
+                .map(|r| decode(r.get(0), r.get(3)))
+                .collect::<Result<_, _>>()?,
+            reusable: candidates
+                .iter()
+                .map(|r| decode(r.get(0), r.get(3)))
+                .collect::<Result<_, _>>()?,
+            records: locked
+                .iter()
+                .map(|r| decode(r.get(0), r.get(1)))
+                .collect::<Result<_, _>>()?,
+            open_reviews: open
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+                .collect(),
+            keys: keys.iter().map(key_row).collect::<Result<_, _>>()?,
+            bindings: bound.iter().map(binding_row).collect::<Result<_, _>>()?,
+        };
+        let batch = Batch::new(frontier, &needs, loaded);
         Ok::<_, StoreError>(batch)
     };
     let mut batch = match prelude.await {
@@ -837,263 +633,9 @@ async fn run_batch(
     for op in ops {
         decide(&mut batch, op, done);
     }
-    let result = write_batch(&tx, &batch, channel).await;
-    match result {
-        Ok(()) => tx.commit().await.map_err(db_err),
-        Err(e) => Err(e),
-    }
-}
-
-fn fail_all(ops: Vec<Op>, done: &mut Vec<Done>, err: StoreError) -> StoreError {
-    for op in ops {
-        match op {
-            Op::Insert { reply, .. } => done.push(Done::Insert(reply, Err(StoreError::Closed))),
-            Op::Update { reply, .. } => done.push(Done::Update(
-                reply,
-                Err(UpdateError::Store(StoreError::Closed)),
-            )),
-            Op::Checkpoint { reply, .. } => done.push(Done::Checkpoint(reply)),
-            Op::Append { reply, .. } | Op::CreateKey { reply, .. } => {
-                done.push(Done::Append(reply, Ok(())))
-            }
-            Op::RevokeKey { reply, .. } => done.push(Done::KeyRevoked(
-                reply,
-                Err(StoreError::Database(err.to_string())),
-            )),
-            Op::BindIdentity { reply, .. } => {
-                drop(reply.send(Err(StoreError::Database(err.to_string()))))
-            }
-        }
-    }
-    // Every reply above is overridden by the failed commit's error in `Done::send`, except the
-    // placeholder errors, which must carry the real cause too.
-    for d in done.iter_mut() {
-        match d {
-            Done::Insert(_, r @ Err(StoreError::Closed)) => {
-                *r = Err(StoreError::Database(err.to_string()))
-            }
-            Done::Update(_, r @ Err(UpdateError::Store(StoreError::Closed))) => {
-                *r = Err(UpdateError::Store(StoreError::Database(err.to_string())))
-            }
-            _ => {}
-        }
-    }
-    err
-}
-
-/// Decides one operation against the batch's in-memory state (the rows are locked).
-fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
-    match op {
-        Op::Insert {
-            record,
-            rules,
-            body,
-            events,
-            reply,
-        } => {
-            let key = record
-                .idempotency_key
-                .as_ref()
-                .map(|k| (record.requester.clone(), k.clone()));
-            if let Some(first) = key.as_ref().and_then(|k| batch.idem.get(k)) {
-                let existing = batch.records.get(first).cloned();
-                done.push(Done::Insert(
-                    reply,
-                    existing
-                        .map(Inserted::Existing)
-                        .ok_or_else(|| StoreError::Database("idempotent record vanished".into())),
-                ));
-                return;
-            }
-            // Candidates read at the batch's start under the head lock, as this batch has left
-            // them (a vote earlier in the batch counts), plus what it inserted.
-            let digest_key = (
-                record.requester.clone(),
-                record.submitted_digest.to_string(),
-            );
-            if rules.reuse_open {
-                let candidates = batch
-                    .reuse
-                    .get(&digest_key)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|id| batch.records.get(id));
-                if let Some(found) = crate::reusable(candidates, &record) {
-                    done.push(Done::Insert(reply, Ok(Inserted::Reused(found.clone()))));
-                    return;
-                }
-            }
-            if batch.records.contains_key(&record.id) {
-                done.push(Done::Insert(
-                    reply,
-                    Err(StoreError::Database(format!(
-                        "duplicate action id {}",
-                        record.id
-                    ))),
-                ));
-                return;
-            }
-            let opens = record.status.is_open_review();
-            if let Some(max) = rules.max_open_reviews.filter(|_| opens) {
-                let open = batch.open.get(&record.requester).copied().unwrap_or(0);
-                if let Err(e) = record.check_open_reviews(open, max) {
-                    done.push(Done::Insert(reply, Ok(Inserted::Refused(e))));
-                    return;
-                }
-            }
-            let start = (batch.next, batch.audit.idx.len());
-            if let Err(e) = batch.append(Some(&record.id), record.created_at, &events) {
-                rollback_audit(batch, start);
-                done.push(Done::Insert(reply, Err(e)));
-                return;
-            }
-            if let Some(n) = batch.open.get_mut(&record.requester).filter(|_| opens) {
-                *n += 1;
-            }
-            if let Some(k) = key {
-                batch.idem.insert(k, record.id.clone());
-            }
-            batch
-                .reuse
-                .entry(digest_key)
-                .or_default()
-                .push(record.id.clone());
-            batch.new.push(record.id.clone());
-            batch.new_set.insert(record.id.clone());
-            batch.fresh_body.insert(record.id.clone(), body);
-            batch.records.insert(record.id.clone(), (*record).clone());
-            done.push(Done::Insert(reply, Ok(Inserted::Created(*record))));
-        }
-        Op::Update {
-            id,
-            now,
-            transition,
-            reply,
-        } => {
-            let Some(current) = batch.records.get(&id) else {
-                done.push(Done::Update(reply, Err(UpdateError::NotFound)));
-                return;
-            };
-            let mut record = current.clone();
-            let was_open = current.status.is_open_review();
-            let events = match transition(&mut record) {
-                Ok(ev) => ev,
-                Err(e) => {
-                    done.push(Done::Update(reply, Err(UpdateError::Domain(e))));
-                    return;
-                }
-            };
-            if events.is_empty() {
-                done.push(Done::Update(reply, Ok((record, events))));
-                return;
-            }
-            let parts = match events
-                .iter()
-                .map(|e| EntryParts::new(Some(&id), now, e))
-                .collect::<Result<Vec<_>, _>>()
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    done.push(Done::Update(reply, Err(UpdateError::Store(e))));
-                    return;
-                }
-            };
-            let start = (batch.next, batch.audit.idx.len());
-            if let Err(e) = batch.append(Some(&id), now, &parts) {
-                rollback_audit(batch, start);
-                done.push(Done::Update(reply, Err(UpdateError::Store(e))));
-                return;
-            }
-            let (was, is) = (was_open, record.status.is_open_review());
-            if let Some(n) = batch.open.get_mut(&record.requester) {
-                match (was, is) {
-                    (true, false) => *n = n.saturating_sub(1),
-                    (false, true) => *n += 1,
-                    _ => {}
-                }
-            }
-            batch.fresh_body.remove(&id);
-            if !batch.new_set.contains(&id) && batch.dirty_set.insert(id.clone()) {
-                batch.dirty.push(id.clone());
-            }
-            batch.records.insert(id, record.clone());
-            done.push(Done::Update(reply, Ok((record, events))));
-        }
-        Op::BindIdentity { reply, .. } => {
-            // Never queued: PostgreSQL binds with one statement (`Store::bind_identity`).
-            drop(reply.send(Err(StoreError::Database(
-                "identity bindings are not batched".into(),
-            ))));
-        }
-        Op::Checkpoint { checkpoint, reply } => {
-            batch.checkpoints.push(checkpoint);
-            done.push(Done::Checkpoint(reply));
-        }
-        Op::Append { at, entries, reply } => {
-            let start = (batch.next, batch.audit.idx.len());
-            let result = entries.iter().try_for_each(|(id, parts)| {
-                batch.append(id.as_deref(), at, std::slice::from_ref(parts))
-            });
-            if result.is_err() {
-                rollback_audit(batch, start);
-            }
-            done.push(Done::Append(reply, result));
-        }
-        Op::CreateKey { key, entry, reply } => {
-            if batch.keys.contains_key(&key.id) || batch.key_hashes.contains(&key.hash) {
-                let exists = format!("a key with id {} or the same secret exists", key.id);
-                done.push(Done::Append(reply, Err(StoreError::Database(exists))));
-                return;
-            }
-            let start = (batch.next, batch.audit.idx.len());
-            let result = batch.append(None, key.created_at, std::slice::from_ref(&entry));
-            if result.is_err() {
-                rollback_audit(batch, start);
-            } else {
-                batch.key_hashes.insert(key.hash);
-                batch.new_keys.push(key.id.clone());
-                batch.keys.insert(key.id.clone(), key);
-            }
-            done.push(Done::Append(reply, result));
-        }
-        Op::RevokeKey {
-            id,
-            at,
-            event_of,
-            reply,
-        } => {
-            let Some(key) = batch.keys.get(&id).filter(|k| k.revoked_at.is_none()) else {
-                done.push(Done::KeyRevoked(reply, Ok(None)));
-                return;
-            };
-            let mut key = key.clone();
-            key.revoked_at = Some(at);
-            let start = (batch.next, batch.audit.idx.len());
-            let result = EntryParts::new(None, at, &event_of(&key))
-                .and_then(|entry| batch.append(None, at, std::slice::from_ref(&entry)));
-            if let Err(e) = result {
-                rollback_audit(batch, start);
-                done.push(Done::KeyRevoked(reply, Err(e)));
-                return;
-            }
-            if !batch.new_keys.contains(&id) {
-                batch.revoked_keys.push(id.clone());
-            }
-            batch.keys.insert(id, key.clone());
-            done.push(Done::KeyRevoked(reply, Ok(Some(key))));
-        }
-    }
-}
-
-/// Forgets audit rows appended after `start` (hashes left in the tree map are overwritten by
-/// the next append at the same positions).
-fn rollback_audit(batch: &mut Batch, (next, rows): (u64, usize)) {
-    batch.next = next;
-    batch.audit.idx.truncate(rows);
-    batch.audit.action_id.truncate(rows);
-    batch.audit.at.truncate(rows);
-    batch.audit.body.truncate(rows);
-    batch.audit.hashes.truncate(rows);
+    write_batch(&tx, &batch, channel).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(batch.tree)
 }
 
 type Columns = (
@@ -1133,14 +675,8 @@ async fn write_batch(
     channel: &str,
 ) -> Result<(), StoreError> {
     let mut ins: Columns = Default::default();
-    for id in &batch.new {
-        let Some(r) = batch.records.get(id) else {
-            continue;
-        };
-        let body = match batch.fresh_body.get(id) {
-            Some(b) => b.clone(),
-            None => encode(r)?,
-        };
+    let inserted = batch.inserted()?;
+    for (r, body) in &inserted {
         ins.0.push(r.id.clone());
         ins.1.push(r.requester.clone());
         ins.2.push(r.idempotency_key.clone());
@@ -1149,10 +685,10 @@ async fn write_batch(
         ins.5.push(review_deadline(r));
         ins.6.push(r.created_at.millis());
         ins.7.push(r.updated_at.millis());
-        ins.8.push(body);
+        ins.8.push(body.clone());
     }
     let mut appr: ApproverColumns = Default::default();
-    for r in batch.new.iter().filter_map(|id| batch.records.get(id)) {
+    for (r, _) in &inserted {
         for key in r.approver_keys() {
             appr.0.push(key);
             appr.1.push(r.status.as_str().to_string());
@@ -1163,21 +699,31 @@ async fn write_batch(
         }
     }
     let mut upd: UpdateColumns = Default::default();
-    for id in &batch.dirty {
-        let Some(r) = batch.records.get(id) else {
-            continue;
-        };
-        upd.0.push(id.clone());
+    for (r, body) in batch.updated()? {
+        upd.0.push(r.id.clone());
         upd.1.push(r.status.as_str().to_string());
         upd.2.push(review_deadline(r));
         upd.3.push(r.updated_at.millis());
-        upd.4.push(encode(r)?);
+        upd.4.push(body);
     }
     let a = &batch.audit;
-    let size = batch.next as i64;
-    let mut changed: Vec<&str> = batch.dirty.iter().map(String::as_str).collect();
-    changed.extend(batch.new.iter().map(String::as_str));
-    let payloads = notify_payloads(&changed);
+    let size = batch.tree.size() as i64;
+    let payloads = notify_payloads(&batch.changed());
+    for b in &batch.new_bindings {
+        tx.execute(
+            "INSERT INTO identity_bindings (id_key, source, id, kind, first_seen) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id_key) DO NOTHING",
+            &[
+                &b.id_key,
+                &b.source,
+                &b.id,
+                &b.kind.as_str(),
+                &b.first_seen.millis(),
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+    }
     for key in batch.new_keys.iter().filter_map(|id| batch.keys.get(id)) {
         tx.execute(
             &format!(
@@ -1347,6 +893,21 @@ fn key_row(r: &tokio_postgres::Row) -> Result<crate::ManagedKey, StoreError> {
     })
 }
 
+fn binding_row(r: &tokio_postgres::Row) -> Result<crate::IdentityBinding, StoreError> {
+    let id_key: String = r.get(0);
+    let kind = crate::keys::kind_from(r.get(3)).ok_or_else(|| StoreError::Corrupt {
+        id: id_key.clone(),
+        message: "unknown identity kind".into(),
+    })?;
+    Ok(crate::IdentityBinding {
+        id_key,
+        source: r.get(1),
+        id: r.get(2),
+        kind,
+        first_seen: Timestamp(r.get(4)),
+    })
+}
+
 fn checkpoint_row(r: &tokio_postgres::Row) -> StoredCheckpoint {
     StoredCheckpoint {
         size: r.get::<_, i64>(0) as u64,
@@ -1355,21 +916,10 @@ fn checkpoint_row(r: &tokio_postgres::Row) -> StoredCheckpoint {
     }
 }
 
-impl Writer for PostgresStore {
-    fn send(&self, op: Op) -> Result<(), StoreError> {
-        self.writer.send(op).map_err(|_| StoreError::Closed)
-    }
-}
-
 #[async_trait]
 impl Store for PostgresStore {
-    async fn insert_ruled(
-        &self,
-        record: ActionRecord,
-        events: Vec<Event>,
-        rules: InsertRules,
-    ) -> Result<Inserted, StoreError> {
-        op::insert(self, record, events, rules).await
+    fn writer(&self) -> &WriteQueue {
+        &self.writer
     }
 
     async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
@@ -1421,23 +971,6 @@ impl Store for PostgresStore {
             .map_err(db_err)?;
         let row = c.query_opt(&stmt, &[&id]).await.map_err(db_err)?;
         row.map(|r| decode(id, r.get(0))).transpose()
-    }
-
-    async fn update(
-        &self,
-        id: &str,
-        now: Timestamp,
-        transition: Transition,
-    ) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
-        op::update(self, id, now, transition).await
-    }
-
-    async fn record_events(
-        &self,
-        at: Timestamp,
-        events: Vec<(Option<String>, Event)>,
-    ) -> Result<(), StoreError> {
-        op::record_events(self, at, events).await
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {
@@ -1555,20 +1088,7 @@ impl Store for PostgresStore {
             .into_iter()
             .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
             .collect();
-        owners
-            .iter()
-            .map(|&(n, offset)| {
-                let at = offset as usize * 32;
-                blobs
-                    .get(&(n as i64))
-                    .and_then(|b| b.get(at..at + 32))
-                    .and_then(|h| h.try_into().ok())
-                    .ok_or_else(|| StoreError::Corrupt {
-                        id: format!("audit entry {n}"),
-                        message: format!("no stored hash at offset {offset}"),
-                    })
-            })
-            .collect()
+        RowHashes(blobs).read_hashes(indexes)
     }
 
     async fn action_audit_indexes(&self, action_id: &str) -> Result<Vec<u64>, StoreError> {
@@ -1607,25 +1127,12 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(checkpoint_row).collect())
     }
 
-    async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
-        op::add_checkpoint(self, checkpoint).await
-    }
-
     fn changes(&self) -> Option<broadcast::Receiver<String>> {
         Some(self.changes.subscribe())
     }
 
-    async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError> {
-        op::create_key(self, key, event).await
-    }
-
-    async fn revoke_key(
-        &self,
-        id: &str,
-        at: Timestamp,
-        event_of: KeyEvent,
-    ) -> Result<Option<ManagedKey>, StoreError> {
-        op::revoke_key(self, id, at, event_of).await
+    fn write_failure(&self) -> Option<String> {
+        self.health.failure()
     }
 
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<crate::ManagedKey>, StoreError> {
@@ -1652,32 +1159,6 @@ impl Store for PostgresStore {
         rows.iter().map(key_row).collect()
     }
 
-    async fn bind_identity(
-        &self,
-        b: crate::IdentityBinding,
-    ) -> Result<crate::IdentityBinding, StoreError> {
-        // One statement: the unique key makes the first binding win across replicas.
-        let client = self.client().await?;
-        client
-            .execute(
-                "INSERT INTO identity_bindings (id_key, source, id, kind, first_seen) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id_key) DO NOTHING",
-                &[
-                    &b.id_key,
-                    &b.source,
-                    &b.id,
-                    &b.kind.as_str(),
-                    &b.first_seen.millis(),
-                ],
-            )
-            .await
-            .map_err(db_err)?;
-        drop(client);
-        self.identity_binding(&b.id_key)
-            .await?
-            .ok_or_else(|| StoreError::Database(format!("identity binding {} vanished", b.id_key)))
-    }
-
     async fn identity_binding(
         &self,
         id_key: &str,
@@ -1692,21 +1173,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(db_err)?;
-        row.map(|r| {
-            let id_key: String = r.get(0);
-            let kind = crate::keys::kind_from(r.get(3)).ok_or_else(|| StoreError::Corrupt {
-                id: id_key.clone(),
-                message: "unknown identity kind".into(),
-            })?;
-            Ok(crate::IdentityBinding {
-                id_key,
-                source: r.get(1),
-                id: r.get(2),
-                kind,
-                first_seen: Timestamp(r.get(4)),
-            })
-        })
-        .transpose()
+        row.as_ref().map(binding_row).transpose()
     }
 
     async fn try_lead(&self) -> Result<Option<Box<dyn crate::Lease>>, StoreError> {

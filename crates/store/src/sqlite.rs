@@ -7,26 +7,25 @@
 //! serialises read-modify-write transitions of a record without any locking protocol.
 
 use async_trait::async_trait;
-use countersign_core::{ActionRecord, Event, Status, Timestamp};
+use countersign_core::{ActionRecord, Status, Timestamp};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use countersign_audit::merkle::{
-    leaf_hash, stored_hash_index, stored_hash_owner, stored_hashes_for_record,
-};
-use countersign_audit::{Hash, HashReader, TreeError};
+use countersign_audit::merkle::{stored_hash_owner, Frontier};
+use countersign_audit::{Hash, HashReader};
 
-use crate::entry::EntryParts;
-use crate::op::{self, encode, Op, Writer};
+use crate::health::WriteHealth;
+use crate::op::{Op, WriteQueue};
+use crate::write::{
+    decide, decode, fail_all, finish, gather, review_deadline, stored_hash, tree_err, Batch, Done,
+    Head, Loaded, Needs,
+};
 use crate::{
-    AuditEntry, IdentityBinding, InsertRules, Inserted, KeyEvent, ListFilter, ManagedKey,
-    ReviewQuery, Store, StoreError, StoredCheckpoint, Transition, UpdateError,
+    AuditEntry, IdentityBinding, ListFilter, ManagedKey, ReviewQuery, Store, StoreError,
+    StoredCheckpoint,
 };
-
-/// Most operations committed in one transaction.
-const MAX_BATCH: usize = 1024;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS actions (
@@ -126,9 +125,10 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
-    writer: Mutex<mpsc::Sender<Op>>,
+    writer: WriteQueue,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    health: WriteHealth,
 }
 
 fn open(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
@@ -220,14 +220,17 @@ impl SqliteStore {
         ))
         .map_err(db_err)?;
         let (tx, rx) = mpsc::channel();
+        let health = WriteHealth::default();
+        let writer_health = health.clone();
         std::thread::Builder::new()
             .name("countersign-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, writer_health))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore {
-            writer: Mutex::new(tx),
+            writer: WriteQueue::new(move |op| tx.send(op).map_err(|_| StoreError::Closed)),
             readers: Arc::new(Mutex::new(Vec::new())),
             path: path.to_path_buf(),
+            health,
         })
     }
 
@@ -254,100 +257,9 @@ impl SqliteStore {
     }
 }
 
-fn decode(id: &str, body: &str) -> Result<ActionRecord, StoreError> {
-    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
-        id: id.to_string(),
-        message: e.to_string(),
-    })
-}
-
-fn review_deadline(r: &ActionRecord) -> Option<i64> {
-    r.review
-        .as_ref()
-        .filter(|_| r.status.is_open_review())
-        .map(|rv| rv.expires_at.millis())
-}
-
 /// Stored Merkle hashes read through a connection (inside the writer's transaction, so hashes
 /// appended earlier in the same batch are visible).
 struct ConnHashes<'a>(&'a Connection);
-
-/// The writer's view of the log's end: the next index, and the tree's right edge.
-struct Head {
-    next: u64,
-    frontier: Frontier,
-}
-
-impl Head {
-    /// Forgets appends after `start` (their savepoint or transaction was rolled back).
-    fn rollback(&mut self, start: u64) {
-        if self.next != start {
-            self.next = start;
-            self.frontier = Frontier::default();
-        }
-    }
-}
-
-/// Per tree level, the stored index and hash of the newest completed perfect subtree. Appending
-/// leaf n needs exactly these as left siblings (the level-l sibling ends at
-/// `((n >> l) << l) - 1`, the newest level-l subtree completed before n), so the writer reads no
-/// stored hash back from SQLite while it runs; after a start or a rollback, misses fall back to
-/// the rows.
-#[derive(Default)]
-struct Frontier(Vec<Option<(u64, Hash)>>);
-
-impl Frontier {
-    fn get(&self, stored: u64) -> Option<Hash> {
-        self.0
-            .iter()
-            .flatten()
-            .find(|(i, _)| *i == stored)
-            .map(|(_, h)| *h)
-    }
-
-    /// Records the hashes appending leaf `n` stored: level l is subtree `n >> l`.
-    fn record(&mut self, n: u64, hashes: &[Hash]) {
-        if self.0.len() < hashes.len() {
-            self.0.resize(hashes.len(), None);
-        }
-        for (level, (slot, h)) in self.0.iter_mut().zip(hashes).enumerate() {
-            *slot = Some((stored_hash_index(level as u32, n >> level), *h));
-        }
-    }
-}
-
-/// Reads stored hashes from the frontier when it has them, else from the rows.
-struct FrontierFirst<'a> {
-    frontier: &'a Frontier,
-    conn: ConnHashes<'a>,
-}
-
-impl HashReader for FrontierFirst<'_> {
-    type Error = StoreError;
-
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
-        let cached: Vec<Option<Hash>> = indexes.iter().map(|&k| self.frontier.get(k)).collect();
-        if cached.iter().all(Option::is_some) {
-            return Ok(cached.into_iter().flatten().collect());
-        }
-        let missing: Vec<u64> = indexes
-            .iter()
-            .zip(&cached)
-            .filter(|(_, c)| c.is_none())
-            .map(|(k, _)| *k)
-            .collect();
-        let mut read = self.conn.read_hashes(&missing)?.into_iter();
-        cached
-            .into_iter()
-            .map(|c| match c {
-                Some(h) => Ok(h),
-                None => read
-                    .next()
-                    .ok_or_else(|| StoreError::Database("short read".into())),
-            })
-            .collect()
-    }
-}
 
 impl HashReader for ConnHashes<'_> {
     type Error = StoreError;
@@ -360,64 +272,14 @@ impl HashReader for ConnHashes<'_> {
         indexes
             .iter()
             .map(|&k| {
-                let (n, offset) = stored_hash_owner(k);
-                let blob: Vec<u8> = stmt
-                    .query_row(params![n as i64], |r| r.get(0))
+                let blob: Option<Vec<u8>> = stmt
+                    .query_row(params![stored_hash_owner(k).0 as i64], |r| r.get(0))
+                    .optional()
                     .map_err(db_err)?;
-                let at = offset as usize * 32;
-                blob.get(at..at + 32)
-                    .and_then(|h| h.try_into().ok())
-                    .ok_or_else(|| StoreError::Corrupt {
-                        id: format!("audit entry {n}"),
-                        message: format!("no stored hash at offset {offset}"),
-                    })
+                stored_hash(k, blob.as_deref())
             })
             .collect()
     }
-}
-
-fn tree_err(e: TreeError<StoreError>) -> StoreError {
-    match e {
-        TreeError::Read(inner) => inner,
-        other => StoreError::Database(format!("audit tree: {other}")),
-    }
-}
-
-/// Appends entries to the audit log with the Merkle hashes they complete, numbering them from
-/// `next`, which advances only as rows are written.
-fn append_audit(
-    tx: &Connection,
-    head: &mut Head,
-    action_id: Option<&str>,
-    at: Timestamp,
-    entries: &[EntryParts],
-) -> Result<(), StoreError> {
-    for parts in entries {
-        let index = head.next;
-        let body = parts.bytes(index);
-        let reader = FrontierFirst {
-            frontier: &head.frontier,
-            conn: ConnHashes(tx),
-        };
-        let hashes =
-            stored_hashes_for_record(index, leaf_hash(&body), &reader).map_err(tree_err)?;
-        tx.prepare_cached(
-            "INSERT INTO audit_entries (idx, action_id, at, body, hashes) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .map_err(db_err)?
-        .execute(params![
-            index as i64,
-            action_id,
-            at.millis(),
-            body,
-            hashes.concat()
-        ])
-        .map_err(db_err)?;
-        head.frontier.record(index, &hashes);
-        head.next += 1;
-    }
-    Ok(())
 }
 
 fn audit_size(conn: &Connection) -> Result<u64, StoreError> {
@@ -433,403 +295,223 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn do_insert(
-    tx: &Connection,
-    head: &mut Head,
-    record: Box<ActionRecord>,
-    rules: InsertRules,
-    body: &str,
-    events: &[EntryParts],
-) -> Result<Inserted, StoreError> {
-    if let Some(key) = &record.idempotency_key {
-        let existing: Option<(String, String)> = tx
-            .prepare_cached(
-                "SELECT id, body FROM actions WHERE requester = ?1 AND idempotency_key = ?2",
-            )
-            .map_err(db_err)?
-            .query_row(params![record.requester, key], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()
+/// The records `sql` (selecting `id, body`) finds for each of `args`.
+fn records<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    args: impl Iterator<Item = P>,
+) -> Result<Vec<ActionRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let mut out = Vec::new();
+    for p in args {
+        let rows = stmt
+            .query_map(p, |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .map_err(db_err)?;
-        if let Some((id, body)) = existing {
-            return Ok(Inserted::Existing(decode(&id, &body)?));
+        for row in rows {
+            let (id, body) = row.map_err(db_err)?;
+            out.push(decode(&id, &body)?);
         }
     }
-    let digest = record.submitted_digest.to_string();
-    if rules.reuse_open {
-        let mut stmt = tx
-            .prepare_cached(&format!(
+    Ok(out)
+}
+
+/// Reads, inside the write transaction, the rows a batch needs (each lookup through an index).
+fn load(conn: &Connection, needs: &Needs) -> Result<Loaded, StoreError> {
+    let mut loaded = Loaded {
+        idempotent: records(
+            conn,
+            "SELECT id, body FROM actions WHERE requester = ?1 AND idempotency_key = ?2",
+            needs.idempotency.iter().map(|(r, k)| (r, k)),
+        )?,
+        reusable: records(
+            conn,
+            &format!(
                 "SELECT id, body FROM actions WHERE requester = ?1 AND digest = ?2 \
                  AND status IN {}",
                 crate::REUSABLE_STATUSES
-            ))
+            ),
+            needs.reusable.iter().map(|(r, d)| (r, d)),
+        )?,
+        records: records(
+            conn,
+            "SELECT id, body FROM actions WHERE id = ?1",
+            needs.records.iter().map(|id| [id]),
+        )?,
+        ..Loaded::default()
+    };
+    let mut count = conn
+        .prepare_cached(
+            "SELECT count(*) FROM actions WHERE requester = ?1 \
+             AND status IN ('pending', 'needs_clarification')",
+        )
+        .map_err(db_err)?;
+    for requester in &needs.open_reviews {
+        let n: i64 = count
+            .query_row(params![requester], |r| r.get(0))
             .map_err(db_err)?;
-        let candidates = stmt
-            .query_map(params![record.requester, digest], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(db_err)?
-            .map(|row| {
-                let (id, body) = row.map_err(db_err)?;
-                decode(&id, &body)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(found) = crate::reusable(&candidates, &record) {
-            return Ok(Inserted::Reused(found.clone()));
-        }
+        loaded.open_reviews.push((requester.clone(), n as u64));
     }
-    if let Some(max) = rules
-        .max_open_reviews
-        .filter(|_| record.status.is_open_review())
-    {
-        let open: i64 = tx
-            .prepare_cached(
-                "SELECT count(*) FROM actions WHERE requester = ?1 \
-                 AND status IN ('pending', 'needs_clarification')",
-            )
-            .map_err(db_err)?
-            .query_row(params![record.requester], |r| r.get(0))
-            .map_err(db_err)?;
-        if let Err(e) = record.check_open_reviews(open as u64, max) {
-            return Ok(Inserted::Refused(e));
-        }
+    for id in &needs.key_ids {
+        loaded.keys.extend(crate::keys::by_id(conn, id)?);
     }
-    tx.prepare_cached(
-        "INSERT INTO actions (id, requester, idempotency_key, digest, status, \
-         review_expires_at, created_at, updated_at, body) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .map_err(db_err)?
-    .execute(params![
-        record.id,
-        record.requester,
-        record.idempotency_key,
-        digest,
-        record.status.as_str(),
-        review_deadline(&record),
-        record.created_at.millis(),
-        record.updated_at.millis(),
-        body,
-    ])
-    .map_err(db_err)?;
-    for approver in record.approver_keys() {
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO review_approvers \
-             (approver, status, created_at, id, requester, on_behalf_of) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    for hash in &needs.key_hashes {
+        loaded.keys.extend(crate::keys::by_hash(conn, hash)?);
+    }
+    for id_key in &needs.bindings {
+        loaded.bindings.extend(crate::bindings::get(conn, id_key)?);
+    }
+    Ok(loaded)
+}
+
+/// Writes what a batch decided, inside the write transaction.
+fn write(conn: &Connection, batch: &Batch) -> Result<(), StoreError> {
+    for (r, body) in batch.inserted()? {
+        conn.prepare_cached(
+            "INSERT INTO actions (id, requester, idempotency_key, digest, status, \
+             review_expires_at, created_at, updated_at, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .map_err(db_err)?
         .execute(params![
-            approver,
-            record.status.as_str(),
-            record.created_at.millis(),
-            record.id,
-            record.requester,
-            record.on_behalf_of,
+            r.id,
+            r.requester,
+            r.idempotency_key,
+            r.submitted_digest.to_string(),
+            r.status.as_str(),
+            review_deadline(r),
+            r.created_at.millis(),
+            r.updated_at.millis(),
+            body,
+        ])
+        .map_err(db_err)?;
+        for approver in r.approver_keys() {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO review_approvers \
+                 (approver, status, created_at, id, requester, on_behalf_of) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(db_err)?
+            .execute(params![
+                approver,
+                r.status.as_str(),
+                r.created_at.millis(),
+                r.id,
+                r.requester,
+                r.on_behalf_of,
+            ])
+            .map_err(db_err)?;
+        }
+    }
+    for (r, body) in batch.updated()? {
+        conn.prepare_cached(
+            "UPDATE actions SET status = ?2, review_expires_at = ?3, updated_at = ?4, body = ?5 \
+             WHERE id = ?1",
+        )
+        .map_err(db_err)?
+        .execute(params![
+            r.id,
+            r.status.as_str(),
+            review_deadline(r),
+            r.updated_at.millis(),
+            body,
+        ])
+        .map_err(db_err)?;
+        if r.review.is_some() {
+            conn.prepare_cached(
+                "UPDATE review_approvers SET status = ?2 WHERE id = ?1 AND status <> ?2",
+            )
+            .map_err(db_err)?
+            .execute(params![r.id, r.status.as_str()])
+            .map_err(db_err)?;
+        }
+    }
+    let a = &batch.audit;
+    for i in 0..a.idx.len() {
+        conn.prepare_cached(
+            "INSERT INTO audit_entries (idx, action_id, at, body, hashes) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(db_err)?
+        .execute(params![
+            a.idx[i],
+            a.action_id[i],
+            a.at[i],
+            a.body[i],
+            a.hashes[i]
         ])
         .map_err(db_err)?;
     }
-    append_audit(tx, head, Some(&record.id), record.created_at, events)?;
-    Ok(Inserted::Created(*record))
-}
-
-fn do_update(
-    tx: &Connection,
-    head: &mut Head,
-    id: &str,
-    now: Timestamp,
-    transition: Transition,
-) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
-    let body: Option<String> = tx
-        .prepare_cached("SELECT body FROM actions WHERE id = ?1")
+    for cp in &batch.checkpoints {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO audit_checkpoints (size, at, note) VALUES (?1, ?2, ?3)",
+        )
         .map_err(db_err)?
-        .query_row(params![id], |r| r.get(0))
-        .optional()
+        .execute(params![cp.size as i64, cp.at.millis(), cp.note])
         .map_err(db_err)?;
-    let body = body.ok_or(UpdateError::NotFound)?;
-    let mut record = decode(id, &body)?;
-    let before = record.status;
-    let events = transition(&mut record)?;
-    if events.is_empty() {
-        return Ok((record, events));
     }
-    if record.status != before && record.review.is_some() {
-        tx.prepare_cached("UPDATE review_approvers SET status = ?2 WHERE id = ?1")
-            .map_err(db_err)?
-            .execute(params![id, record.status.as_str()])
-            .map_err(db_err)?;
+    for key in batch.new_keys.iter().filter_map(|id| batch.keys.get(id)) {
+        crate::keys::insert(conn, key)?;
     }
-    tx.prepare_cached(
-        "UPDATE actions SET status = ?2, review_expires_at = ?3, updated_at = ?4, body = ?5 \
-         WHERE id = ?1",
-    )
-    .map_err(db_err)?
-    .execute(params![
-        id,
-        record.status.as_str(),
-        review_deadline(&record),
-        record.updated_at.millis(),
-        encode(&record)?,
-    ])
-    .map_err(db_err)?;
-    let parts = events
+    for key in batch
+        .revoked_keys
         .iter()
-        .map(|e| EntryParts::new(Some(id), now, e))
-        .collect::<Result<Vec<_>, _>>()?;
-    append_audit(tx, head, Some(id), now, &parts)?;
-    Ok((record, events))
-}
-
-/// Runs one operation inside a savepoint, so a failure undoes only that operation.
-fn run_one(
-    conn: &Connection,
-    head: &mut Head,
-    op: Op,
-    done: &mut Vec<Box<dyn FnOnce(bool) + Send>>,
-) {
-    let start = head.next;
-    let sp = exec(conn, "SAVEPOINT op");
-    if let Err(e) = sp {
-        reject(op, StoreError::Database(e.to_string()));
-        return;
-    }
-    let release = |ok: bool| {
-        if ok {
-            exec(conn, "RELEASE op").is_ok()
-        } else {
-            exec(conn, "ROLLBACK TO op").is_ok() && exec(conn, "RELEASE op").is_ok()
-        }
-    };
-    match op {
-        Op::Insert {
-            record,
-            rules,
-            body,
-            events,
-            reply,
-        } => {
-            let result = do_insert(conn, head, record, rules, &body, &events);
-            let ok = release(result.is_ok());
-            if result.is_err() || !ok {
-                head.rollback(start);
-            }
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(_) if !committed || !ok => Err(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    )),
-                    other => other,
-                });
-            }));
-        }
-        Op::Update {
-            id,
-            now,
-            transition,
-            reply,
-        } => {
-            let result = do_update(conn, head, &id, now, transition);
-            let ok = release(result.is_ok());
-            if result.is_err() || !ok {
-                head.rollback(start);
-            }
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(_) if !committed || !ok => Err(UpdateError::Store(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    ))),
-                    other => other,
-                });
-            }));
-        }
-        Op::CreateKey { key, entry, reply } => {
-            let result = crate::keys::insert(conn, &key).and_then(|_| {
-                append_audit(
-                    conn,
-                    head,
-                    None,
-                    key.created_at,
-                    std::slice::from_ref(&entry),
-                )
-            });
-            let ok = release(result.is_ok());
-            if result.is_err() || !ok {
-                head.rollback(start);
-            }
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(_) if !committed || !ok => Err(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    )),
-                    other => other,
-                });
-            }));
-        }
-        Op::RevokeKey {
-            id,
-            at,
-            event_of,
-            reply,
-        } => {
-            let result = revoke_key(conn, head, &id, at, event_of);
-            let ok = release(result.is_ok());
-            if result.is_err() || !ok {
-                head.rollback(start);
-            }
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(Some(_)) if !committed || !ok => Err(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    )),
-                    other => other,
-                });
-            }));
-        }
-        Op::Append { at, entries, reply } => {
-            let result = entries.iter().try_for_each(|(id, parts)| {
-                append_audit(conn, head, id.as_deref(), at, std::slice::from_ref(parts))
-            });
-            let ok = release(result.is_ok());
-            if result.is_err() || !ok {
-                head.rollback(start);
-            }
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(()) if !committed || !ok => Err(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    )),
-                    other => other,
-                });
-            }));
-        }
-        Op::BindIdentity { binding, reply } => {
-            let result = crate::bindings::bind(conn, &binding);
-            let ok = release(result.is_ok());
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(_) if !committed || !ok => Err(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    )),
-                    other => other,
-                });
-            }));
-        }
-        Op::Checkpoint { checkpoint, reply } => {
-            let result = tx_checkpoint(conn, &checkpoint);
-            let ok = release(result.is_ok());
-            done.push(Box::new(move |committed| {
-                let _ = reply.send(match result {
-                    Ok(()) if !committed || !ok => Err(StoreError::Database(
-                        "the commit failed; nothing was recorded".into(),
-                    )),
-                    other => other,
-                });
-            }));
+        .filter_map(|id| batch.keys.get(id))
+    {
+        if let Some(at) = key.revoked_at {
+            crate::keys::revoke(conn, &key.id, at)?;
         }
     }
-}
-
-/// Revokes a key and appends its audit entry; `None` if there is no such unrevoked key.
-fn revoke_key(
-    conn: &Connection,
-    head: &mut Head,
-    id: &str,
-    at: Timestamp,
-    event_of: KeyEvent,
-) -> Result<Option<ManagedKey>, StoreError> {
-    if !crate::keys::revoke(conn, id, at)? {
-        return Ok(None);
+    for b in &batch.new_bindings {
+        crate::bindings::bind(conn, b)?;
     }
-    let key = crate::keys::by_id(conn, id)?
-        .ok_or_else(|| StoreError::Database(format!("revoked key {id} vanished")))?;
-    let entry = EntryParts::new(None, at, &event_of(&key))?;
-    append_audit(conn, head, None, at, std::slice::from_ref(&entry))?;
-    Ok(Some(key))
-}
-
-fn tx_checkpoint(conn: &Connection, cp: &StoredCheckpoint) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO audit_checkpoints (size, at, note) VALUES (?1, ?2, ?3)",
-    )
-    .map_err(db_err)?
-    .execute(params![cp.size as i64, cp.at.millis(), cp.note])
-    .map_err(db_err)?;
     Ok(())
 }
 
-fn reject(op: Op, err: StoreError) {
-    match op {
-        Op::Insert { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
-        Op::Update { reply, .. } => {
-            let _ = reply.send(Err(UpdateError::Store(err)));
-        }
-        Op::Checkpoint { reply, .. } | Op::Append { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
-        Op::CreateKey { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
-        Op::RevokeKey { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
-        Op::BindIdentity { reply, .. } => {
-            let _ = reply.send(Err(err));
-        }
+/// Decides and writes one batch inside `BEGIN IMMEDIATE`; the caller commits.
+fn run_batch(
+    conn: &Connection,
+    ops: Vec<Op>,
+    done: &mut Vec<Done>,
+    head: &Head,
+) -> Result<Batch, StoreError> {
+    // The log's head as the database has it: another process may have appended since this
+    // writer's last batch.
+    let prelude = || {
+        let size = audit_size(conn)?;
+        let frontier = match head.frontier(size) {
+            Some(f) => f,
+            None => Frontier::load(size, &ConnHashes(conn)).map_err(tree_err)?,
+        };
+        let needs = Needs::of(&ops);
+        let loaded = load(conn, &needs)?;
+        Ok::<_, StoreError>(Batch::new(frontier, &needs, loaded))
+    };
+    let mut batch = match prelude() {
+        Ok(b) => b,
+        Err(e) => return Err(fail_all(ops, done, e)),
+    };
+    for op in ops {
+        decide(&mut batch, op, done);
     }
+    write(conn, &batch)?;
+    Ok(batch)
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
-    let mut head = match audit_size(&conn) {
-        Ok(n) => Head {
-            next: n,
-            frontier: Frontier::default(),
-        },
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the audit log size; refusing writes");
-            for op in rx {
-                reject(
-                    op,
-                    StoreError::Database("the audit log is unreadable".into()),
-                );
-            }
-            return;
-        }
-    };
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>, health: WriteHealth) {
+    let mut head = Head::default();
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
-            for op in batch {
-                reject(op, StoreError::Database(e.to_string()));
-            }
-            continue;
-        }
-        let mut done = Vec::with_capacity(batch.len());
-        let batch_start = head.next;
-        for op in batch {
-            run_one(&conn, &mut head, op, &mut done);
-        }
-        let committed = match exec(&conn, "COMMIT") {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "group commit failed; rolling back the batch");
-                let _ = exec(&conn, "ROLLBACK");
-                head.rollback(batch_start);
-                false
-            }
+        let ops = gather(first, || rx.try_recv().ok());
+        let mut done = Vec::with_capacity(ops.len());
+        let committed = match exec(&conn, "BEGIN IMMEDIATE") {
+            Err(e) => Err(fail_all(ops, &mut done, db_err(e))),
+            Ok(()) => run_batch(&conn, ops, &mut done, &head)
+                .and_then(|batch| exec(&conn, "COMMIT").map_err(db_err).map(|()| batch.tree)),
         };
-        // Replies go out only now, after the commit is durable.
-        for reply in done {
-            reply(committed);
+        if committed.is_err() && !conn.is_autocommit() {
+            let _ = exec(&conn, "ROLLBACK");
         }
+        // Replies go out only now, after the commit is durable.
+        finish(committed, &mut head, &health, done);
     }
 }
 
@@ -841,22 +523,10 @@ fn status_list(statuses: &[Status]) -> String {
         .join(",")
 }
 
-impl Writer for SqliteStore {
-    fn send(&self, op: Op) -> Result<(), StoreError> {
-        let tx = self.writer.lock().map_err(|_| StoreError::Closed)?;
-        tx.send(op).map_err(|_| StoreError::Closed)
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_ruled(
-        &self,
-        record: ActionRecord,
-        events: Vec<Event>,
-        rules: InsertRules,
-    ) -> Result<Inserted, StoreError> {
-        op::insert(self, record, events, rules).await
+    fn writer(&self) -> &WriteQueue {
+        &self.writer
     }
 
     async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
@@ -917,23 +587,6 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn update(
-        &self,
-        id: &str,
-        now: Timestamp,
-        transition: Transition,
-    ) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
-        op::update(self, id, now, transition).await
-    }
-
-    async fn record_events(
-        &self,
-        at: Timestamp,
-        events: Vec<(Option<String>, Event)>,
-    ) -> Result<(), StoreError> {
-        op::record_events(self, at, events).await
-    }
-
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {
         self.read(|c| {
             // Status names come from a closed enum, never from the caller's text.
@@ -960,6 +613,19 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT MIN(review_expires_at) FROM actions \
+                 WHERE status IN ('pending', 'needs_clarification')",
+            )
+            .map_err(db_err)?
+            .query_row([], |r| r.get::<_, Option<i64>>(0))
+            .map(|v| v.map(Timestamp))
+            .map_err(db_err)
+        })
+    }
+
     async fn due_for_expiry(
         &self,
         now: Timestamp,
@@ -976,19 +642,6 @@ impl Store for SqliteStore {
                 .query_map(params![now.millis(), limit as i64], |r| r.get(0))
                 .map_err(db_err)?;
             rows.map(|r| r.map_err(db_err)).collect()
-        })
-    }
-
-    async fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT MIN(review_expires_at) FROM actions \
-                 WHERE status IN ('pending', 'needs_clarification')",
-            )
-            .map_err(db_err)?
-            .query_row([], |r| r.get::<_, Option<i64>>(0))
-            .map(|v| v.map(Timestamp))
-            .map_err(db_err)
         })
     }
 
@@ -1082,23 +735,6 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
-        op::add_checkpoint(self, checkpoint).await
-    }
-
-    async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError> {
-        op::create_key(self, key, event).await
-    }
-
-    async fn revoke_key(
-        &self,
-        id: &str,
-        at: Timestamp,
-        event_of: KeyEvent,
-    ) -> Result<Option<ManagedKey>, StoreError> {
-        op::revoke_key(self, id, at, event_of).await
-    }
-
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ManagedKey>, StoreError> {
         self.read(|c| crate::keys::by_hash(c, hash))
     }
@@ -1107,11 +743,11 @@ impl Store for SqliteStore {
         self.read(crate::keys::list)
     }
 
-    async fn bind_identity(&self, binding: IdentityBinding) -> Result<IdentityBinding, StoreError> {
-        op::bind_identity(self, binding).await
-    }
-
     async fn identity_binding(&self, id_key: &str) -> Result<Option<IdentityBinding>, StoreError> {
         self.read(|c| crate::bindings::get(c, id_key))
+    }
+
+    fn write_failure(&self) -> Option<String> {
+        self.health.failure()
     }
 }

@@ -281,3 +281,74 @@ fn a_remote_front_does_not_link_cedar() {
     // The check itself sees through crates: the gateway does link Cedar.
     assert!(linked("gateway").contains("cedar-policy"));
 }
+
+/// Error answers are built from `countersign_api::ErrorCode` only: no handler spells a code as
+/// a string or writes the error body by hand, so every code has its one status.
+#[test]
+fn http_errors_come_from_the_error_code_enum() {
+    for (path, text) in sources("http") {
+        let file = rel(&path);
+        for needle in ["code: \"", "json!("] {
+            assert!(
+                !text.contains(needle),
+                "{file} contains `{needle}`: build errors with ApiError::new(ErrorCode::..)"
+            );
+        }
+        if file != "http/src/error.rs" {
+            assert!(
+                !text.replace("-> ApiError {", "").contains("ApiError {"),
+                "{file} builds an ApiError by hand: use ApiError::new(ErrorCode::..)"
+            );
+        }
+    }
+}
+
+/// The wire types know the core and nothing else of ours (a remote-only client links no
+/// gateway, store or Cedar), and nothing below the adapters knows the wire types.
+#[test]
+fn the_wire_types_sit_beside_the_core() {
+    let ours: BTreeSet<String> = dependencies("api")
+        .into_iter()
+        .filter(|d| d.starts_with("countersign"))
+        .collect();
+    assert_eq!(
+        ours,
+        BTreeSet::from(["countersign-core".to_string()]),
+        "crates/api may depend on the core only"
+    );
+    for krate in [
+        "core", "policy", "audit", "store", "identity", "gateway", "evidence",
+    ] {
+        assert!(
+            !dependencies(krate).contains("countersign-api"),
+            "crates/{krate} depends on the wire types: only adapters may"
+        );
+    }
+}
+
+/// API v1's bodies are defined once, in crates/api: the server and the CLI client define none
+/// of their own (no serde derives, no hand-built JSON).
+#[test]
+fn api_bodies_are_defined_once() {
+    let mut files = sources("http");
+    files.extend(
+        sources("cli")
+            .into_iter()
+            .filter(|(p, _)| rel(p) == "cli/src/client.rs"),
+    );
+    for (path, text) in files {
+        for needle in [
+            "derive(Serialize",
+            "derive(Deserialize",
+            "Serialize)]",
+            "Deserialize)]",
+            "json!(",
+        ] {
+            assert!(
+                !text.contains(needle),
+                "{} contains `{needle}`: API v1 bodies are the types of crates/api",
+                rel(&path)
+            );
+        }
+    }
+}

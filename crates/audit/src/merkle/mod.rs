@@ -14,8 +14,11 @@
 //! 0 has the RFC's root, SHA-256 of the empty string ([`empty_root`]), where tlog uses all zeros;
 //! C2SP checkpoints carry the RFC root.
 
+mod frontier;
 mod proof;
 mod storage;
+
+pub use frontier::{Frontier, NotOnFrontier};
 
 pub use proof::{check_record, check_tree, prove_record, prove_tree};
 pub use storage::{

@@ -2,6 +2,7 @@
 //! loopback with real SQLite files (one test binary for the crate).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
+mod api_client;
 mod api_errors;
 mod api_flow;
 mod api_hostile;
@@ -21,4 +22,5 @@ mod mcp_tasks;
 mod mcp_v2;
 mod policy_bypass;
 mod replicas;
+mod store_health;
 mod support;

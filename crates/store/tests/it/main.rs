@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
 mod pg;
+mod round_robin;
 mod suite;
 
 use countersign_store::{SqliteStore, Store};
@@ -13,6 +14,14 @@ fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
     (dir, Arc::new(store))
+}
+
+/// Two stores on one SQLite file, as two processes would open it (each with its own writer).
+fn sqlite_pair() -> (tempfile::TempDir, Arc<dyn Store>, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    let b = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    (dir, Arc::new(a), Arc::new(b))
 }
 
 macro_rules! sqlite_suite {
@@ -30,6 +39,16 @@ macro_rules! both_suites {
         mod sqlite {
             use super::*;
             sqlite_suite!($($name),*);
+        }
+        mod sqlite_two_writers {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (_dir, a, b) = sqlite_pair();
+                    suite::$name(round_robin::RoundRobin::over(vec![a, b])).await;
+                }
+            )*
         }
         mod postgres {
             use super::*;
@@ -77,6 +96,50 @@ both_suites!(
     concurrent_inserts_respect_the_open_review_cap,
     identity_bindings_first_claim_wins,
 );
+
+/// Two stores on one SQLite file (a gateway, and `countersign keys create --config` run beside
+/// it) take turns writing: each write lands on the log the other left (once, every write after
+/// another process's failed with `UNIQUE constraint failed: audit_entries.idx`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writers_sharing_a_file_extend_one_log() {
+    let (_dir, a, b) = sqlite_pair();
+    suite::writers_sharing_a_database_extend_one_log(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_writers_sharing_a_database_extend_one_log() {
+    let (a, b) = pg::replicas("sharing_one_log").await;
+    suite::writers_sharing_a_database_extend_one_log(Arc::new(a), Arc::new(b)).await;
+}
+
+/// A store that cannot write says so (`Store::write_failure`, what `/readyz` reports) until a
+/// write succeeds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reports_a_store_that_cannot_write_until_it_writes_again() {
+    use countersign_core::{Event, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let append = || store.record_events(Timestamp(0), vec![(None, Event::Expired)]);
+    append().await.unwrap();
+    assert_eq!(store.write_failure(), None);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER full BEFORE INSERT ON audit_entries \
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    assert!(append().await.is_err());
+    let why = store.write_failure().expect("the failure is reported");
+    assert!(why.contains("disk is full"), "{why}");
+    // Reads still work; the failure stays reported until a write succeeds.
+    assert_eq!(store.audit_size().await.unwrap(), 1);
+    assert!(store.write_failure().is_some());
+    conn.execute_batch("DROP TRIGGER full").unwrap();
+    append().await.unwrap();
+    assert_eq!(store.write_failure(), None);
+    assert_eq!(store.audit_size().await.unwrap(), 2);
+}
 
 /// A schema 4 file (before key sponsors and the identity registry) is upgraded when opened: its
 /// keys stay, without a sponsor, and ids can be bound.

@@ -1,13 +1,7 @@
 //! PostgreSQL for the store tests: the server named by `COUNTERSIGN_TEST_POSTGRES`, one fresh
 //! schema per test. A missing variable fails the test (scripts/test always sets it).
 
-use async_trait::async_trait;
-use countersign_core::{ActionRecord, Event, Timestamp};
-use countersign_store::{
-    AuditEntry, Hash, InsertRules, Inserted, Lease, ListFilter, ManagedKey, PostgresStore,
-    ReviewQuery, Store, StoreError, StoredCheckpoint, Transition, UpdateError,
-};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use countersign_store::{PostgresStore, ReviewQuery, Store};
 use std::sync::Arc;
 
 /// The test server's URL, or a failure that says how to get one.
@@ -59,130 +53,13 @@ pub async fn replicas(test: &str) -> (PostgresStore, PostgresStore) {
     (a, b)
 }
 
-/// A store that sends each call to the next of several replicas in turn, so the whole suite
-/// runs with its concurrent writers spread over independent writer tasks and connections.
-pub struct RoundRobin {
-    replicas: Vec<Arc<dyn Store>>,
-    next: AtomicUsize,
-}
+pub use crate::round_robin::RoundRobin;
 
 impl RoundRobin {
+    /// Two PostgreSQL replicas on one fresh schema, taking calls in turn.
     pub async fn over_two(test: &str) -> Arc<dyn Store> {
         let (a, b) = replicas(test).await;
-        Arc::new(RoundRobin {
-            replicas: vec![Arc::new(a), Arc::new(b)],
-            next: AtomicUsize::new(0),
-        })
-    }
-
-    fn pick(&self) -> &dyn Store {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.replicas.len();
-        &*self.replicas[i]
-    }
-}
-
-#[async_trait]
-impl Store for RoundRobin {
-    async fn insert_ruled(
-        &self,
-        record: ActionRecord,
-        events: Vec<Event>,
-        rules: InsertRules,
-    ) -> Result<Inserted, StoreError> {
-        self.pick().insert_ruled(record, events, rules).await
-    }
-    async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
-        self.pick().reviews_for(query).await
-    }
-    async fn get(&self, id: &str) -> Result<Option<ActionRecord>, StoreError> {
-        self.pick().get(id).await
-    }
-    async fn update(
-        &self,
-        id: &str,
-        now: Timestamp,
-        transition: Transition,
-    ) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
-        self.pick().update(id, now, transition).await
-    }
-    async fn record_events(
-        &self,
-        at: Timestamp,
-        events: Vec<(Option<String>, Event)>,
-    ) -> Result<(), StoreError> {
-        self.pick().record_events(at, events).await
-    }
-    async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {
-        self.pick().list(filter).await
-    }
-    async fn due_for_expiry(
-        &self,
-        now: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        self.pick().due_for_expiry(now, limit).await
-    }
-    async fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.pick().next_expiry().await
-    }
-    async fn open_reviews(&self) -> Result<u64, StoreError> {
-        self.pick().open_reviews().await
-    }
-    async fn audit_size(&self) -> Result<u64, StoreError> {
-        self.pick().audit_size().await
-    }
-    async fn audit_entries(&self, start: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.pick().audit_entries(start, limit).await
-    }
-    async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
-        self.pick().audit_hashes(indexes).await
-    }
-    async fn action_audit_indexes(&self, action_id: &str) -> Result<Vec<u64>, StoreError> {
-        self.pick().action_audit_indexes(action_id).await
-    }
-    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        self.pick().latest_checkpoint().await
-    }
-    async fn audit_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        self.pick().audit_checkpoints().await
-    }
-    async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
-        self.pick().add_checkpoint(checkpoint).await
-    }
-    async fn create_key(&self, key: ManagedKey, event: Event) -> Result<(), StoreError> {
-        self.pick().create_key(key, event).await
-    }
-    async fn revoke_key(
-        &self,
-        id: &str,
-        at: Timestamp,
-        event_of: countersign_store::KeyEvent,
-    ) -> Result<Option<ManagedKey>, StoreError> {
-        self.pick().revoke_key(id, at, event_of).await
-    }
-    async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ManagedKey>, StoreError> {
-        self.pick().key_by_hash(hash).await
-    }
-    async fn list_keys(&self) -> Result<Vec<ManagedKey>, StoreError> {
-        self.pick().list_keys().await
-    }
-    async fn bind_identity(
-        &self,
-        binding: countersign_store::IdentityBinding,
-    ) -> Result<countersign_store::IdentityBinding, StoreError> {
-        self.pick().bind_identity(binding).await
-    }
-    async fn identity_binding(
-        &self,
-        id_key: &str,
-    ) -> Result<Option<countersign_store::IdentityBinding>, StoreError> {
-        self.pick().identity_binding(id_key).await
-    }
-    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
-        self.pick().changes()
-    }
-    async fn try_lead(&self) -> Result<Option<Box<dyn Lease>>, StoreError> {
-        self.pick().try_lead().await
+        RoundRobin::over(vec![Arc::new(a), Arc::new(b)])
     }
 }
 

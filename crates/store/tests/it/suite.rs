@@ -1058,3 +1058,51 @@ async fn futures_join<T: Send + 'static>(
     }
     out
 }
+
+/// Two stores writing one database in turn, as two processes would (a gateway and
+/// `countersign keys create --config` on one SQLite file; two replicas on PostgreSQL): every
+/// write lands after what the other wrote, and the log stays gap-free and verifies.
+pub async fn writers_sharing_a_database_extend_one_log(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    use countersign_core::Event;
+    for i in 0..24u8 {
+        let (w, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        match i % 4 {
+            0 | 1 => {
+                let (rec, events) =
+                    submission(&format!("s{i}"), "bot", serde_json::json!({"i": i}), T0);
+                assert!(matches!(
+                    w.insert(rec, events).await.unwrap(),
+                    Inserted::Created(_)
+                ));
+            }
+            2 => assert!(create(w, managed_key(&format!("key_{i}"), i)).await),
+            _ => w
+                .record_events(T0, vec![(None, Event::Expired)])
+                .await
+                .unwrap(),
+        }
+        // The other writer changes what this one wrote (a record written by another process
+        // is updated on the log's new end).
+        if i % 4 == 1 {
+            let (voted, _) = other
+                .update(&format!("s{i}"), T0, approve_as("alice"))
+                .await
+                .unwrap();
+            assert_eq!(voted.status, Status::Approved);
+        }
+    }
+    let size = a.audit_size().await.unwrap();
+    assert_eq!(size, b.audit_size().await.unwrap());
+    let entries = a.audit_entries(0, size as usize + 1).await.unwrap();
+    assert_eq!(entries.len() as u64, size);
+    let mut tree = countersign_audit::MemoryHashes::new();
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.index, i as u64, "the log has a gap");
+        tree.append(&e.body).unwrap();
+    }
+    let all: Vec<u64> = (0..tree.hashes().len() as u64).collect();
+    assert_eq!(a.audit_hashes(&all).await.unwrap(), tree.hashes());
+    assert_eq!(b.audit_hashes(&all).await.unwrap(), tree.hashes());
+    assert_eq!(a.write_failure(), None);
+    assert_eq!(b.write_failure(), None);
+}
