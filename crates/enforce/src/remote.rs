@@ -1,198 +1,154 @@
 //! A gateway reached over its HTTP API v1 (`--gateway URL --token TOKEN`).
 
 use async_trait::async_trait;
-use countersign_core::{ActionSpec, Effect, Outcome, Status};
-use serde_json::{json, Value};
+use countersign_api::{Action, Client, ClientError, ResultRequest, SubmitRequest, Timeouts};
+use countersign_core::{ActionSpec, Effect, Outcome, Status, Verdict};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::gate::{Approved, Gate, GateError, Gates, Submission, Tracked};
 
-/// The request timeout: above the longest long poll the gate asks for (60 s).
-const TIMEOUT: Duration = Duration::from_secs(90);
-
 /// `POST /v1/actions`'s body for `sub` (its idempotency key goes in a header).
+pub(crate) fn submit_request(sub: &Submission) -> SubmitRequest {
+    SubmitRequest {
+        action: sub.action.clone(),
+        resource: sub.resource.clone(),
+        environment: sub.environment.clone(),
+        params: sub.params.clone(),
+        justification: sub.justification.clone(),
+        on_behalf_of: sub.on_behalf_of.clone(),
+        reuse_open: sub.reuse_open.then_some(true),
+    }
+}
+
+/// The body as JSON (for the size limit every gate applies).
 pub(crate) fn submit_body(sub: &Submission) -> Value {
-    let mut body = json!({
-        "action": sub.action,
-        "resource": sub.resource,
-        "params": sub.params,
-    });
-    let optional = [
-        ("environment", &sub.environment),
-        ("justification", &sub.justification),
-        ("on_behalf_of", &sub.on_behalf_of),
-    ];
-    for (k, v) in optional {
-        if let Some(v) = v {
-            body[k] = Value::String(v.clone());
-        }
-    }
-    if sub.reuse_open {
-        body["reuse_open"] = Value::Bool(true);
-    }
-    body
+    serde_json::to_value(submit_request(sub)).unwrap_or(Value::Null)
 }
 
-/// An HTTP client for the gateway's API.
-fn client() -> Result<reqwest::Client, GateError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        // Below the gateway's default header_read_timeout (10 s), which also closes idle
-        // keep-alive connections: a pooled connection is never reused as the server closes it.
-        .pool_idle_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| GateError::Unreachable(e.to_string()))
-}
-
-/// A gateway reached over its HTTP API v1, acting as one token's identity.
-pub struct Remote {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-impl Remote {
-    /// A client for the gateway at `url`, authenticating with `token`.
-    pub fn new(url: &str, token: String) -> Result<Self, GateError> {
-        Ok(Remote::with_client(client()?, url, token))
-    }
-
-    fn with_client(http: reqwest::Client, url: &str, token: String) -> Self {
-        Remote {
-            http,
-            url: url.trim_end_matches('/').to_string(),
-            token,
-        }
-    }
-
-    /// Whether the gateway knows this token (any answer but `unauthenticated`).
-    pub async fn authenticates(&self) -> bool {
-        self.check().await.is_ok()
-    }
-
-    /// Asks the gateway whether it knows this token: `Unauthenticated` if not.
-    async fn check(&self) -> Result<(), GateError> {
-        let probe = "/v1/actions/00000000-0000-0000-0000-000000000000";
-        match self.send(reqwest::Method::GET, probe, None, None).await {
-            Ok(_) | Err(GateError::Refused { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-        idempotency_key: Option<&str>,
-    ) -> Result<Value, GateError> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.token);
-        if let Some(k) = idempotency_key {
-            req = req.header("idempotency-key", k);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| GateError::Unreachable(format!("{}: {e}", self.url)))?;
-        let status = resp.status();
-        let value: Value = resp
-            .json()
-            .await
-            .map_err(|e| GateError::Unreachable(format!("unreadable answer ({status}): {e}")))?;
-        if status.is_success() {
-            return Ok(value);
-        }
-        let text = |k: &str| value["error"][k].as_str().unwrap_or("").to_string();
-        if status == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(GateError::Unauthenticated(text("message")));
-        }
-        Err(GateError::Refused {
-            code: text("code"),
-            message: text("message"),
-        })
+fn gate_error(e: ClientError) -> GateError {
+    match e {
+        ClientError::Api {
+            status, message, ..
+        } if status.as_u16() == 401 => GateError::Unauthenticated(message),
+        ClientError::Api { code, message, .. } => GateError::Refused { code, message },
+        other => GateError::Unreachable(other.to_string()),
     }
 }
 
-fn tracked_from_json(v: &Value) -> Result<Tracked, GateError> {
-    let s = |v: &Value| v.as_str().map(str::to_string);
-    let id = s(&v["id"]).ok_or_else(|| GateError::Unreachable("answer without an id".into()))?;
-    let status = v["status"]
-        .as_str()
-        .and_then(Status::parse)
-        .ok_or_else(|| GateError::Unreachable(format!("unknown action status {}", v["status"])))?;
-    let comments = v["review"]["votes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|vote| vote["verdict"] != "approve" || vote["comment"].is_string())
-        .map(|vote| {
-            let head = format!(
-                "{} ({})",
-                vote["verdict"].as_str().unwrap_or("?"),
-                vote["voter"].as_str().unwrap_or("?")
-            );
-            match vote["comment"].as_str() {
+/// What a front needs of an action the API answered with.
+fn tracked(
+    id: &str,
+    status: Status,
+    reason: Option<&str>,
+    review: Option<&countersign_api::Review<'_>>,
+    grant: Option<&countersign_api::Grant<'_>>,
+) -> Tracked {
+    let comments = review
+        .map(|r| r.votes())
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| v.verdict() != Verdict::Approve || v.comment().is_some())
+        .map(|v| {
+            let head = format!("{} ({})", v.verdict().as_str(), v.voter());
+            match v.comment() {
                 Some(c) => format!("{head}: {c}"),
                 None => head,
             }
         })
         .collect();
-    Ok(Tracked {
-        id,
+    Tracked {
+        id: id.to_string(),
         status,
-        reason: s(&v["decision"]["reason"]),
-        approvers: v["review"]["approvers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(s)
-            .collect(),
+        reason: reason.map(str::to_string),
+        approvers: review.map(|r| r.approvers().to_vec()).unwrap_or_default(),
         comments,
-        grant_token: s(&v["grant"]["token"]),
-    })
+        grant_token: grant.and_then(|g| g.token()).map(str::to_string),
+    }
+}
+
+fn tracked_action(a: &Action<'_>) -> Tracked {
+    tracked(
+        a.id(),
+        a.status(),
+        a.decision().reason(),
+        a.review(),
+        a.grant(),
+    )
+}
+
+/// A gateway reached over its HTTP API v1 (the typed client of `countersign-api`), acting as
+/// one token's identity.
+pub struct Remote {
+    client: Client,
+}
+
+impl Remote {
+    /// A client for the gateway at `url`, authenticating with `token`.
+    pub fn new(url: &str, token: String) -> Result<Self, GateError> {
+        let client = Client::new(url, &token, Timeouts::default()).map_err(gate_error)?;
+        Ok(Remote { client })
+    }
+
+    /// Whether the gateway knows this token (any answer but a 401).
+    pub async fn authenticates(&self) -> bool {
+        self.check().await.is_ok()
+    }
+
+    /// Asks the gateway whether it knows this token: `Unauthenticated` on any 401 (unknown,
+    /// revoked or expired), `Unreachable` if it does not answer.
+    async fn check(&self) -> Result<(), GateError> {
+        // `Client::authenticates` takes a 401 `key_revoked` or `token_expired` for a known
+        // token; every 401 counts here.
+        match self
+            .client
+            .get("00000000-0000-0000-0000-000000000000")
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match gate_error(e) {
+                GateError::Refused { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
 }
 
 #[async_trait]
 impl Gate for Remote {
     async fn submit(&self, sub: Submission) -> Result<Tracked, GateError> {
-        let body = submit_body(&sub);
         let key = sub.idempotency_key.as_deref();
-        let v = self
-            .send(reqwest::Method::POST, "/v1/actions", Some(body), key)
-            .await?;
-        tracked_from_json(&v)
+        let answer = self
+            .client
+            .submit(&submit_request(&sub), key)
+            .await
+            .map_err(gate_error)?;
+        let s = &answer.submitted;
+        Ok(tracked(
+            s.id(),
+            s.status(),
+            s.decision().reason(),
+            s.review(),
+            s.grant(),
+        ))
     }
 
     async fn wait(&self, id: &str, wait: Duration) -> Result<Tracked, GateError> {
-        let path = format!("/v1/actions/{id}?wait={}", wait.as_secs().min(60));
-        tracked_from_json(&self.send(reqwest::Method::GET, &path, None, None).await?)
+        let a = self.client.wait(id, wait).await.map_err(gate_error)?;
+        Ok(tracked_action(&a))
     }
 
     async fn cancel(&self, id: &str) -> Result<(), GateError> {
-        let path = format!("/v1/actions/{id}/cancel");
-        self.send(reqwest::Method::POST, &path, None, None).await?;
+        self.client.cancel(id).await.map_err(gate_error)?;
         Ok(())
     }
 
     async fn redeem(&self, token: &str) -> Result<Approved, GateError> {
-        let body = json!({ "token": token });
-        let v = self
-            .send(reqwest::Method::POST, "/v1/grants/redeem", Some(body), None)
-            .await?;
-        let action_id = v["action_id"]
-            .as_str()
-            .ok_or_else(|| GateError::Unreachable("a redeemed grant without an action".into()))?;
+        let r = self.client.redeem(token).await.map_err(gate_error)?;
         Ok(Approved {
-            action_id: action_id.to_string(),
-            params: v["params"].clone(),
+            action_id: r.action_id,
+            params: Value::Object(r.params),
         })
     }
 
@@ -203,16 +159,13 @@ impl Gate for Remote {
         output_sha256: Option<String>,
         detail: Option<String>,
     ) -> Result<(), GateError> {
-        let mut body = json!({ "outcome": outcome.as_str() });
-        if let Some(h) = output_sha256 {
-            body["output_sha256"] = Value::String(h);
-        }
-        if let Some(d) = detail {
-            body["detail"] = Value::String(d);
-        }
-        let path = format!("/v1/actions/{id}/result");
-        self.send(reqwest::Method::POST, &path, Some(body), None)
-            .await?;
+        let body = ResultRequest {
+            outcome,
+            exit_code: None,
+            output_sha256,
+            detail,
+        };
+        self.client.report(id, &body).await.map_err(gate_error)?;
         Ok(())
     }
 
@@ -226,18 +179,17 @@ impl Gate for Remote {
     }
 }
 
-/// Remote gates for many agents (`mcp http --gateway URL`): one HTTP client, and each
-/// request's token checked with the gateway before it is relayed.
+/// Remote gates for many agents (`mcp http --gateway URL`): each request's token checked with
+/// the gateway before it is relayed.
 pub struct RemoteGates {
-    http: reqwest::Client,
     url: String,
 }
 
 impl RemoteGates {
     /// Gates on the gateway at `url`.
     pub fn new(url: &str) -> Result<Self, GateError> {
+        Client::new(url, "", Timeouts::default()).map_err(gate_error)?;
         Ok(RemoteGates {
-            http: client()?,
             url: url.to_string(),
         })
     }
@@ -246,7 +198,7 @@ impl RemoteGates {
 #[async_trait]
 impl Gates for RemoteGates {
     async fn gate_for(&self, token: &str) -> Result<Arc<dyn Gate>, GateError> {
-        let remote = Remote::with_client(self.http.clone(), &self.url, token.to_string());
+        let remote = Remote::new(&self.url, token.to_string())?;
         remote.check().await?;
         Ok(Arc::new(remote))
     }
@@ -257,6 +209,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use axum::http::HeaderMap;
+    use serde_json::json;
     use std::sync::Mutex;
 
     type Seen = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
@@ -275,7 +228,7 @@ mod tests {
                     (
                         axum::http::StatusCode::CREATED,
                         [("content-type", "application/json")],
-                        r#"{"id":"a1","status":"allowed"}"#,
+                        r#"{"id":"a1","status":"allowed","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","decision":{"effect":"allow","policies":[]}}"#,
                     )
                 }
             }),
@@ -311,16 +264,5 @@ mod tests {
         assert_eq!(body["justification"], "audit");
         assert_eq!(body["reuse_open"], true);
         assert_eq!(headers["idempotency-key"], "key-1");
-    }
-
-    #[test]
-    fn an_unknown_status_is_not_taken_for_any() {
-        let v = json!({"id": "a1", "status": "approved-ish"});
-        assert!(matches!(
-            tracked_from_json(&v),
-            Err(GateError::Unreachable(_))
-        ));
-        let v = json!({"id": "a1", "status": "needs_clarification"});
-        assert!(tracked_from_json(&v).unwrap().waits());
     }
 }
