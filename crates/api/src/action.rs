@@ -11,6 +11,38 @@ use std::collections::BTreeSet;
 
 use crate::audit::ActionAudit;
 
+/// The getters [`Submitted`] and [`Action`] share.
+macro_rules! record_getters {
+    ($view:ident) => {
+        impl<'a> $view<'a> {
+            /// The action id.
+            pub fn id(&self) -> &str {
+                &self.id
+            }
+            /// Where the action is in its life.
+            pub fn status(&self) -> Status {
+                self.status
+            }
+            /// The action's current digest.
+            pub fn digest(&self) -> ActionDigest {
+                self.digest
+            }
+            /// Policy's decision.
+            pub fn decision(&self) -> &Decision<'a> {
+                &self.decision
+            }
+            /// The review, if one opened.
+            pub fn review(&self) -> Option<&Review<'a>> {
+                self.review.as_ref()
+            }
+            /// The grant, if one was issued.
+            pub fn grant(&self) -> Option<&Grant<'a>> {
+                self.grant.as_ref()
+            }
+        }
+    };
+}
+
 /// Policy's decision on the submitted action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision<'a> {
@@ -281,32 +313,9 @@ impl<'a> Submitted<'a> {
             grant: grant(record, grant_token),
         }
     }
-
-    /// The action id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-    /// Where the action is in its life.
-    pub fn status(&self) -> Status {
-        self.status
-    }
-    /// The action's digest.
-    pub fn digest(&self) -> ActionDigest {
-        self.digest
-    }
-    /// Policy's decision.
-    pub fn decision(&self) -> &Decision<'a> {
-        &self.decision
-    }
-    /// The review, if one opened.
-    pub fn review(&self) -> Option<&Review<'a>> {
-        self.review.as_ref()
-    }
-    /// The grant, if one was issued.
-    pub fn grant(&self) -> Option<&Grant<'a>> {
-        self.grant.as_ref()
-    }
 }
+
+record_getters!(Submitted);
 
 /// An action: the whole record, shaped for agents and reviewers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -375,18 +384,6 @@ impl<'a> Action<'a> {
         self
     }
 
-    /// The action id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-    /// Where the action is in its life.
-    pub fn status(&self) -> Status {
-        self.status
-    }
-    /// The action's current digest.
-    pub fn digest(&self) -> ActionDigest {
-        self.digest
-    }
     /// The action name.
     pub fn action(&self) -> &str {
         &self.action
@@ -423,18 +420,6 @@ impl<'a> Action<'a> {
     pub fn updated_at(&self) -> Timestamp {
         self.updated_at
     }
-    /// Policy's decision.
-    pub fn decision(&self) -> &Decision<'a> {
-        &self.decision
-    }
-    /// The review, if one opened.
-    pub fn review(&self) -> Option<&Review<'a>> {
-        self.review.as_ref()
-    }
-    /// The grant, if one was issued.
-    pub fn grant(&self) -> Option<&Grant<'a>> {
-        self.grant.as_ref()
-    }
     /// The reported result.
     pub fn result(&self) -> Option<&ActionResult<'a>> {
         self.result.as_ref()
@@ -444,6 +429,8 @@ impl<'a> Action<'a> {
         self.audit.as_ref()
     }
 }
+
+record_getters!(Action);
 
 fn decision(r: &ActionRecord) -> Decision<'_> {
     Decision {

@@ -429,6 +429,11 @@ impl Client {
         self.json(self.request(Method::GET, &["healthz"])).await
     }
 
+    /// `GET /readyz`: `Ok` while the store writes; 503 `store_unavailable` otherwise.
+    pub async fn ready(&self) -> Result<Health, ClientError> {
+        self.json(self.request(Method::GET, &["readyz"])).await
+    }
+
     /// Whether the gateway knows this client's token: any answer but 401 `unauthenticated`
     /// to a read of an action that does not exist. `false` when it cannot be reached.
     pub async fn authenticates(&self) -> bool {

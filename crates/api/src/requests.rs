@@ -167,18 +167,25 @@ pub struct ResultRequest {
     pub detail: Option<String>,
 }
 
-/// `GET /healthz`.
+/// `GET /healthz` and `GET /readyz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
-    /// `ok`.
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
     pub status: String,
 }
 
 impl Health {
-    /// The answer of a live server.
+    /// The answer of a live server (`/healthz`).
     pub fn ok() -> Self {
         Health {
             status: "ok".into(),
+        }
+    }
+
+    /// The answer of a server whose store writes (`/readyz`).
+    pub fn ready() -> Self {
+        Health {
+            status: "ready".into(),
         }
     }
 }

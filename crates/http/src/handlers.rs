@@ -243,11 +243,11 @@ pub(crate) async fn healthz() -> Response {
 /// make a full disk or a broken database writable).
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     match state.gateway.readiness() {
-        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
-        Err(why) => crate::error::ApiError {
-            code: ErrorCode::StoreUnavailable,
-            message: format!("the store cannot write: {why}"),
-        }
+        Ok(()) => Json(Health::ready()).into_response(),
+        Err(why) => ApiError::new(
+            ErrorCode::StoreUnavailable,
+            format!("the store cannot write: {why}"),
+        )
         .into_response(),
     }
 }

@@ -36,6 +36,7 @@ async fn every_endpoint_reads_back_into_the_wire_types() {
         client(&gw, "erin"),
     );
     assert_eq!(bot.health().await.unwrap().status, "ok");
+    assert_eq!(bot.ready().await.unwrap().status, "ready");
     assert!(bot.authenticates().await);
     assert!(
         !Client::new(&gw.url, "nope", Timeouts::default())
