@@ -3,9 +3,10 @@
 
 use clap::{Args, Subcommand};
 use countersign_gateway::config::Config;
+use countersign_gateway::gate::{Embedded, EmbeddedGates};
 use countersign_gateway::Gateway;
-use countersign_mcp::http::{Gates, HttpProxy};
-use countersign_mcp::{Embedded, Gate, Options, Remote};
+use countersign_mcp::http::HttpProxy;
+use countersign_mcp::{Gate, Gates, Options, Remote, RemoteGates};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,7 +104,7 @@ fn seconds(name: &str, s: f64) -> Result<Duration, String> {
 }
 
 fn options(h: &HoldArgs) -> Result<Options, String> {
-    let mut opts = Options::new(h.server_name.clone());
+    let mut opts = Options::new(h.server_name.clone(), countersign_gateway::system_clock());
     opts.pending_after = h
         .pending_after
         .map(|s| seconds("pending-after", s))
@@ -149,11 +150,11 @@ async fn gate(g: &GateArgs) -> Result<Arc<dyn Gate>, String> {
     match (&g.gateway, &g.config) {
         (_, Some(path)) => {
             let gateway = embedded(path, &g.api_listen).await?;
-            let who = gateway
-                .identities()
-                .authenticate(&g.token)
-                .ok_or("--token matches no identity in the config")?;
-            Ok(Arc::new(Embedded::new(gateway, (*who).clone())))
+            // Checked now, and again on every call (a revoked key stops at once).
+            let embedded = Embedded::authenticated(gateway, &g.token)
+                .await
+                .map_err(|_| "--token matches no identity in the config")?;
+            Ok(Arc::new(embedded))
         }
         (Some(url), None) => Ok(Arc::new(
             Remote::new(url, g.token.clone()).map_err(|e| e.to_string())?,
@@ -200,9 +201,9 @@ pub async fn run(cmd: McpCommand) -> u8 {
 async fn http(args: HttpArgs) -> u8 {
     let prepared = async {
         let opts = options(&args.hold)?;
-        let gates = match (&args.gateway, &args.config) {
-            (_, Some(path)) => Gates::Embedded(embedded(path, &args.api_listen).await?),
-            (Some(url), None) => Gates::Remote(url.clone()),
+        let gates: Arc<dyn Gates> = match (&args.gateway, &args.config) {
+            (_, Some(path)) => Arc::new(EmbeddedGates(embedded(path, &args.api_listen).await?)),
+            (Some(url), None) => Arc::new(RemoteGates::new(url).map_err(|e| e.to_string())?),
             (None, None) => {
                 return Err("give --gateway URL (or COUNTERSIGN_URL) or --config FILE".into())
             }

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod config;
 mod error;
+pub mod gate;
 pub mod grants;
 pub mod identities;
 pub mod keys;

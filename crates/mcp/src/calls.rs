@@ -3,8 +3,9 @@
 //! then redeem the grant and hand back the message to forward, or the result to answer with.
 //! Also the `tools/list` filter and the result report.
 
-use countersign_core::{ActionSpec, Effect, Outcome};
-use countersign_gateway::Submission;
+use async_trait::async_trait;
+use countersign_core::{ActionSpec, Effect, Outcome, Status};
+use countersign_enforce::{hold, Ending, Gate, HoldPolicy, Progress, Submission, Tracked};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -13,7 +14,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::gate::{Gate, Tracked};
 use crate::jsonrpc;
 use crate::session::{Options, ACTION};
 use crate::tasks::{Tasks, Wire, RELATED_TASK};
@@ -40,10 +40,7 @@ pub struct Submitted {
 impl Submitted {
     /// Whether the call must wait for a review.
     pub fn waits(&self) -> bool {
-        matches!(
-            self.tracked.status.as_str(),
-            "pending" | "needs_clarification"
-        )
+        self.tracked.waits()
     }
 }
 
@@ -95,6 +92,39 @@ impl Forwarded {
             Some(a) => a,
             None => self.original["arguments"].clone(),
         }
+    }
+}
+
+/// A held call's progress, MCP's way: `notifications/progress` when the client gave a token
+/// (naming the task, for a task), and the task's status message.
+struct Notes<'a> {
+    token: Option<Value>,
+    notes: &'a Outbox,
+    task: Option<&'a AsTask<'a>>,
+}
+
+#[async_trait]
+impl Progress for Notes<'_> {
+    async fn waiting(&self, tracked: &Tracked, n: u64) {
+        let text = format!(
+            "waiting for human approval (countersign review {})",
+            tracked.id
+        );
+        if let Some(t) = self.task {
+            t.tasks.note(t.id, text.clone());
+        }
+        let Some(token) = &self.token else {
+            return;
+        };
+        let mut note = json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/progress",
+            "params": {"progressToken": token, "progress": n, "message": text}
+        });
+        if let Some(t) = self.task {
+            note["params"]["_meta"] = json!({ RELATED_TASK: { "taskId": t.id } });
+        }
+        let _ = self.notes.send(note.to_string()).await;
     }
 }
 
@@ -253,7 +283,14 @@ impl Calls {
     async fn parked_verdict(&self, park_key: &str) -> Option<Tracked> {
         let action_id = self.parked().get(park_key).cloned()?;
         match self.gate.wait(&action_id, Duration::ZERO).await {
-            Ok(t) if matches!(t.status.as_str(), "rejected" | "expired" | "cancelled") => Some(t),
+            Ok(t)
+                if matches!(
+                    t.status,
+                    Status::Rejected | Status::Expired | Status::Cancelled
+                ) =>
+            {
+                Some(t)
+            }
             _ => None,
         }
     }
@@ -341,113 +378,74 @@ impl Calls {
         }
     }
 
-    /// The second half of [`Calls::decide`]: waits while the call is under review, then
-    /// concludes.
+    /// The second half of [`Calls::decide`]: waits while the call is under review (the
+    /// enforcement crate's hold loop), then concludes.
     pub async fn follow(
         &self,
         msg: &Value,
         first: Submitted,
-        mut cancelled: watch::Receiver<bool>,
+        cancelled: watch::Receiver<bool>,
         notes: &Outbox,
         task: Option<AsTask<'_>>,
     ) -> Verdict {
-        let Submitted {
-            mut tracked,
-            park_key,
-        } = first;
+        let Submitted { tracked, park_key } = first;
         // 2026-07-28's tasks carry no progress: the request that held the token is answered.
         let token = match &task {
             Some(t) if t.tasks.wire(t.id) == Some(Wire::V2) => None,
             _ => msg["params"]["_meta"].get("progressToken").cloned(),
         };
-        let started = Instant::now();
-        let mut progress = 0u64;
-        while matches!(tracked.status.as_str(), "pending" | "needs_clarification") {
-            if *cancelled.borrow() {
-                let _ = self.gate.cancel(&tracked.id).await;
-                return Verdict::Answer(jsonrpc::tool_error("countersign: cancelled"));
+        let policy = HoldPolicy {
+            // A task is never answered "pending, call again": it is the answer.
+            pending_after: self.opts.pending_after.filter(|_| task.is_none()),
+            progress_every: self.opts.progress_every,
+        };
+        let progress = Notes {
+            token,
+            notes,
+            task: task.as_ref(),
+        };
+        let ending = hold::hold(self.gate.as_ref(), tracked, policy, cancelled, &progress).await;
+        match (&ending, &park_key) {
+            (Ending::Cancelled(_), _) | (_, None) => {}
+            (Ending::Parked(t), Some(key)) => {
+                self.parked().insert(key.clone(), t.id.clone());
             }
-            let pending_after = self.opts.pending_after.filter(|_| task.is_none());
-            if let Some(t) = &task {
-                t.tasks.note(
-                    t.id,
-                    format!(
-                        "waiting for human approval (countersign review {})",
-                        tracked.id
-                    ),
-                );
-            }
-            if let (Some(limit), Some(key)) = (pending_after, &park_key) {
-                if started.elapsed() >= limit {
-                    self.parked().insert(key.clone(), tracked.id.clone());
-                    return Verdict::Answer(jsonrpc::tool_error(&pending_text(&tracked)));
-                }
-            }
-            if let Some(token) = &token {
-                progress += 1;
-                let mut note = json!({
-                    "jsonrpc": "2.0",
-                    "method": "notifications/progress",
-                    "params": {
-                        "progressToken": token,
-                        "progress": progress,
-                        "message": format!("waiting for human approval (countersign review {})", tracked.id),
-                    }
-                });
-                if let Some(t) = &task {
-                    note["params"]["_meta"] = json!({ RELATED_TASK: { "taskId": t.id } });
-                }
-                let _ = notes.send(note.to_string()).await;
-            }
-            let mut step = self.opts.progress_every;
-            if let Some(limit) = pending_after {
-                step = step.min(limit.saturating_sub(started.elapsed()));
-            }
-            let waited = tokio::select! {
-                r = self.gate.wait(&tracked.id, step) => r,
-                _ = cancelled.changed() => {
-                    let _ = self.gate.cancel(&tracked.id).await;
-                    return Verdict::Answer(jsonrpc::tool_error("countersign: cancelled"));
-                }
-            };
-            match waited {
-                Ok(t) => tracked = t,
-                Err(e) => {
-                    tracing::warn!(action = %tracked.id, error = %e, "could not read a held call; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+            (_, Some(key)) => {
+                self.parked().remove(key);
             }
         }
-        if let Some(key) = &park_key {
-            self.parked().remove(key);
-        }
-        self.conclude(msg, tracked).await
+        self.conclude(msg, ending).await
     }
 
-    async fn conclude(&self, msg: &Value, tracked: Tracked) -> Verdict {
-        match tracked.status.as_str() {
-            "allowed" | "approved" => {}
-            "denied" => {
-                let why = tracked.reason.as_deref().unwrap_or("no policy allows it");
+    async fn conclude(&self, msg: &Value, ending: Ending) -> Verdict {
+        let (action_id, grant) = match ending {
+            Ending::Run { action_id, grant } => (action_id, grant),
+            Ending::Cancelled(_) => {
+                return Verdict::Answer(jsonrpc::tool_error("countersign: cancelled"))
+            }
+            Ending::Parked(t) => return Verdict::Answer(jsonrpc::tool_error(&pending_text(&t))),
+            Ending::Denied(t) => {
+                let why = t.reason.as_deref().unwrap_or("no policy allows it");
                 return Verdict::Answer(jsonrpc::tool_error(&format!(
                     "countersign denied this call (action {}): {why}. It was not run.",
-                    tracked.id
+                    t.id
                 )));
             }
-            other => {
+            Ending::Closed(t) => {
                 let mut text = format!(
-                    "countersign: this call was {other} by review (action {}) and was not run.",
-                    tracked.id
+                    "countersign: this call was {} by review (action {}) and was not run.",
+                    t.status.as_str(),
+                    t.id
                 );
-                for c in &tracked.comments {
+                for c in &t.comments {
                     text.push_str(&format!("\n{c}"));
                 }
                 return Verdict::Answer(jsonrpc::tool_error(&text));
             }
-        }
-        let Some(token) = tracked.grant_token else {
+        };
+        let Some(token) = grant else {
             // Allowed outright without a grant: forward untouched.
-            return Verdict::Forward(msg.clone(), Some(tracked.id));
+            return Verdict::Forward(msg.clone(), Some(action_id));
         };
         match self.gate.redeem(&token).await {
             Ok(approved) => {
@@ -469,6 +467,11 @@ impl Calls {
             return;
         };
         tools.retain_mut(|tool| {
+            if !tool.is_object() {
+                // Not a tool: no client could read it, and nothing may be added to it.
+                tracing::warn!(entry = %tool, "the MCP server listed a tool that is not an object; dropped");
+                return false;
+            }
             let Some(name) = tool.get("name").and_then(Value::as_str) else {
                 return true;
             };
@@ -538,13 +541,12 @@ fn outcome_of(msg: &Value) -> (Outcome, Option<String>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::gate::{Approved, GateError};
-    use async_trait::async_trait;
+    use countersign_enforce::{Approved, GateError};
 
     /// A gate the continuation logic never calls.
-    struct NoGate;
+    pub(crate) struct NoGate;
 
     #[async_trait]
     impl Gate for NoGate {
@@ -578,7 +580,8 @@ mod tests {
     }
 
     fn calls() -> Calls {
-        Calls::new(Arc::new(NoGate), Options::new("s"))
+        let clock = Arc::new(|| countersign_core::Timestamp(0));
+        Calls::new(Arc::new(NoGate), Options::new("s", clock))
     }
 
     fn call(args: Value, extra: Value) -> Value {
@@ -614,6 +617,14 @@ mod tests {
             args,
             json!({"inputResponses": {"k": {"action": "accept"}}, "requestState": state}),
         )
+    }
+
+    #[test]
+    fn tool_entries_that_are_not_objects_are_dropped_from_a_listing() {
+        let c = calls();
+        let mut result = json!({"tools": [1, "two", null, {"name": "ok"}]});
+        c.filter_tools(&mut result);
+        assert_eq!(result["tools"], json!([{"name": "ok"}]));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use countersign_gateway::Gateway;
+use countersign_enforce::Gates;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -26,35 +26,49 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::calls::{AsTask, Calls, Submitted, Verdict};
-use crate::gate::{Embedded, Remote};
+use crate::dispatch::{self, Rewrite, Route, TaskMethod};
 use crate::inbound::{self, Refusal};
 use crate::jsonrpc;
 use crate::session::Options;
 use crate::tasks::{self, TaskError, Tasks};
 
-/// Where the agents' decisions come from.
-pub enum Gates {
-    /// A gateway in this process: tokens are checked against its identities.
-    Embedded(Arc<Gateway>),
-    /// A gateway over HTTP at this URL: tokens are checked by the gateway.
-    Remote(String),
+/// An agent unseen this long is forgotten (its pending-mode hints and continuations with it).
+const AGENT_IDLE: Duration = Duration::from_secs(3600);
+/// An MCP session unused this long is forgotten (the server's own session has long expired).
+const SESSION_IDLE: Duration = Duration::from_secs(24 * 3600);
+/// Most MCP sessions remembered (the least recently used goes first).
+const MAX_SESSIONS: usize = 100_000;
+/// How often the maps are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// MCP session id → the agent (token hash) that opened it, and when it was last used.
+type Sessions = HashMap<Vec<u8>, ([u8; 32], Instant)>;
+
+/// One agent (token) the proxy has seen: its calls' state, and when it was last seen.
+struct Agent {
+    calls: Arc<Calls>,
+    seen: Instant,
 }
 
 /// The proxy's shared state.
 pub struct HttpProxy {
     upstream: String,
     client: reqwest::Client,
-    gates: Gates,
+    gates: Arc<dyn Gates>,
     opts: Options,
     max_message: usize,
-    agents: Mutex<HashMap<[u8; 32], Arc<Calls>>>,
+    /// Agents by token hash; a token is authenticated again on every request all the same.
+    agents: Mutex<HashMap<[u8; 32], Agent>>,
     held: Mutex<HashMap<String, Arc<watch::Sender<bool>>>>,
     /// `tools/call`s being decided, forwarded or reported.
     active: AtomicUsize,
     /// Each agent's tasks, by token hash.
     tasks: Mutex<HashMap<[u8; 32], Arc<AgentTasks>>>,
-    /// Which agent (token hash) opened each MCP session (`Mcp-Session-Id`).
-    sessions: Mutex<HashMap<Vec<u8>, [u8; 32]>>,
+    /// Which agent (token hash) opened each MCP session (`Mcp-Session-Id`), and when the
+    /// session was last used.
+    sessions: Mutex<Sessions>,
+    /// When the maps were last pruned.
+    pruned: Mutex<Instant>,
 }
 
 /// One agent's tasks, and what its server said about tasks of its own.
@@ -187,7 +201,12 @@ impl SseSplitter {
 
 impl HttpProxy {
     /// A proxy in front of `upstream` (the server's MCP endpoint URL).
-    pub fn new(upstream: String, gates: Gates, opts: Options, max_message: usize) -> Arc<Self> {
+    pub fn new(
+        upstream: String,
+        gates: Arc<dyn Gates>,
+        opts: Options,
+        max_message: usize,
+    ) -> Arc<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Arc::new(HttpProxy {
             upstream,
@@ -200,6 +219,7 @@ impl HttpProxy {
             active: AtomicUsize::new(0),
             tasks: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            pruned: Mutex::new(Instant::now()),
         })
     }
 
@@ -249,42 +269,81 @@ impl HttpProxy {
         result
     }
 
+    /// The agent `token` proves, authenticated now (every request: a revoked key or an expired
+    /// token is refused at once, whatever it did before).
     async fn calls_for(&self, token: &str) -> Option<Arc<Calls>> {
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(c) = self.lock_agents().get(&hash) {
-            return Some(c.clone());
-        }
-        let calls = match &self.gates {
-            Gates::Embedded(gw) => {
-                let who = gw.identities().authenticate(token)?;
-                Calls::new(
-                    Arc::new(Embedded::new(gw.clone(), (*who).clone())),
-                    self.opts.clone(),
-                )
-            }
-            Gates::Remote(url) => {
-                let remote = Remote::new(url, token.to_string()).ok()?;
-                if !remote.authenticates().await {
-                    return None;
-                }
-                Calls::new(Arc::new(remote), self.opts.clone())
+        let hash = agent_hash(token);
+        let gate = match self.gates.gate_for(token).await {
+            Ok(gate) => gate,
+            Err(e) => {
+                tracing::info!(error = %e, "refused an agent's request");
+                self.lock_agents().remove(&hash);
+                return None;
             }
         };
-        let calls = Arc::new(calls);
-        self.lock_agents().insert(hash, calls.clone());
-        Some(calls)
+        let now = Instant::now();
+        let mut agents = self.lock_agents();
+        let agent = agents.entry(hash).or_insert_with(|| Agent {
+            calls: Arc::new(Calls::new(gate, self.opts.clone())),
+            seen: now,
+        });
+        agent.seen = now;
+        Some(agent.calls.clone())
     }
 
-    fn lock_agents(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Calls>>> {
+    fn lock_agents(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Agent>> {
         self.agents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Prunes the maps, at most every [`PRUNE_EVERY`].
+    fn maybe_prune(&self) {
+        let now = Instant::now();
+        {
+            let mut last = self.pruned.lock().unwrap_or_else(|p| p.into_inner());
+            if now.duration_since(*last) < PRUNE_EVERY {
+                return;
+            }
+            *last = now;
+        }
+        self.prune(now);
+    }
+
+    /// Forgets agents unseen for [`AGENT_IDLE`] (and their tasks, once none is left), and MCP
+    /// sessions unused for [`SESSION_IDLE`].
+    fn prune(&self, now: Instant) {
+        let idle = |seen: Instant, limit: Duration| now.saturating_duration_since(seen) > limit;
+        let live: HashSet<[u8; 32]> = {
+            let mut agents = self.lock_agents();
+            agents.retain(|_, a| !idle(a.seen, AGENT_IDLE));
+            agents.keys().copied().collect()
+        };
+        self.lock_tasks()
+            .retain(|agent, t| live.contains(agent) || !t.tasks.is_empty());
+        self.lock_sessions()
+            .retain(|_, (_, seen)| !idle(*seen, SESSION_IDLE));
     }
 
     fn lock_tasks(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<AgentTasks>>> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, [u8; 32]>> {
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Binds an MCP session to the agent that opened it.
+    fn remember_session(&self, sid: Vec<u8>, agent: [u8; 32]) {
+        let mut sessions = self.lock_sessions();
+        if sessions.len() >= MAX_SESSIONS && !sessions.contains_key(&sid) {
+            let oldest = sessions
+                .iter()
+                .min_by_key(|(_, (_, seen))| *seen)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                sessions.remove(&k);
+            }
+        }
+        sessions.insert(sid, (agent, Instant::now()));
     }
 
     fn tasks_for(&self, agent: [u8; 32]) -> Arc<AgentTasks> {
@@ -292,7 +351,7 @@ impl HttpProxy {
             .entry(agent)
             .or_insert_with(|| {
                 Arc::new(AgentTasks {
-                    tasks: Tasks::new(self.opts.progress_every),
+                    tasks: Tasks::new(self.opts.progress_every, self.opts.clock.clone()),
                     server_task_tools: Mutex::new(HashSet::new()),
                     server_lists_tasks: AtomicBool::new(false),
                 })
@@ -583,7 +642,8 @@ impl HttpProxy {
                         .await;
                     } else {
                         // Cancelled (or gone) while being submitted: withdraw the review.
-                        let _ = calls.gate().cancel(&first.tracked.id).await;
+                        let gate = calls.gate().as_ref();
+                        countersign_enforce::hold::withdraw(gate, &first.tracked.id).await;
                     }
                     me.active.fetch_sub(1, Ordering::SeqCst);
                     return;
@@ -845,6 +905,7 @@ fn task_answer(id: &Value, answer: Result<Value, TaskError>) -> Response {
 
 async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    p.maybe_prune();
     let token = bearer(&parts.headers).unwrap_or_default().to_string();
     let Some(calls) = (match token.as_str() {
         "" => None,
@@ -875,10 +936,15 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
         .get("mcp-session-id")
         .map(|v| v.as_bytes().to_vec());
     if let Some(sid) = &session {
-        if p.lock_sessions()
-            .get(sid)
-            .is_some_and(|owner| *owner != agent)
-        {
+        let other = match p.lock_sessions().get_mut(sid) {
+            Some((owner, seen)) if *owner == agent => {
+                *seen = Instant::now();
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if other {
             // Another agent's session: as unknown to this agent as a session that never was.
             return rpc_error(
                 StatusCode::NOT_FOUND,
@@ -955,87 +1021,81 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
     // A request (not a response from the client) must be answered in time.
     let request = id.clone().filter(|_| method.is_some());
     let agent_tasks = tasks_on.then(|| p.tasks_for(agent));
-    match (method, id) {
-        (Some("tools/call"), Some(id)) => {
-            let tool = msg["params"]["name"].as_str().unwrap_or_default();
-            match &agent_tasks {
-                Some(a)
-                    if msg["params"]["task"].is_object()
-                        && !a.server_task_tools().contains(tool) =>
-                {
-                    p.task_call(calls, a.clone(), headers, id, msg)
-                }
-                _ => {
-                    let key = held_key(&token, &headers, &id);
-                    if p.lock_held().contains_key(&key) {
-                        // Its answer could be taken for the held call's.
-                        let refusal = Refusal::duplicate_id(&id);
-                        crate::calls::record_refusal(calls.gate().as_ref(), &refusal).await;
-                        return rpc_error(
-                            StatusCode::BAD_REQUEST,
-                            &id,
-                            refusal.code,
-                            &format!("countersign: {}", refusal.message),
-                        );
-                    }
-                    let v1 = agent_tasks.is_some();
-                    p.call(calls, p.tasks_for(agent), v1, headers, key, id, msg)
-                }
+    let route = {
+        let no_tools = HashSet::new();
+        let tools = agent_tasks.as_ref().map(|a| a.server_task_tools());
+        let session = dispatch::Session {
+            tasks_on,
+            server_lists_tasks: agent_tasks
+                .as_ref()
+                .is_some_and(|a| a.server_lists_tasks.load(Ordering::SeqCst)),
+            server_task_tools: tools.as_deref().unwrap_or(&no_tools),
+        };
+        dispatch::route(&msg, &session)
+    };
+    match (route, id) {
+        (Route::Task, Some(id)) => match &agent_tasks {
+            Some(a) => p.task_call(calls, a.clone(), headers, id, msg),
+            None => rpc_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &id,
+                jsonrpc::INTERNAL_ERROR,
+                "countersign: not a tasks session",
+            ),
+        },
+        (Route::Hold, Some(id)) => {
+            let key = held_key(&token, &headers, &id);
+            if p.lock_held().contains_key(&key) {
+                // Its answer could be taken for the held call's.
+                let refusal = Refusal::duplicate_id(&id);
+                crate::calls::record_refusal(calls.gate().as_ref(), &refusal).await;
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    &id,
+                    refusal.code,
+                    &format!("countersign: {}", refusal.message),
+                );
             }
+            let v1 = agent_tasks.is_some();
+            p.call(calls, p.tasks_for(agent), v1, headers, key, id, msg)
         }
-        (Some("initialize"), Some(_)) => {
+        (Route::Relay(Some(Rewrite::Initialize)), Some(_)) => {
             let me = p.clone();
-            let hook = Box::new(move |data: &str| -> String {
-                let Ok(mut v) = serde_json::from_str::<Value>(data) else {
-                    return data.to_string();
-                };
-                if v["result"]["protocolVersion"] != tasks::TASKS_VERSION {
-                    return data.to_string();
+            let hook = rewriting(move |v| match dispatch::initialized(v) {
+                Some(lists) => {
+                    me.tasks_for(agent)
+                        .server_lists_tasks
+                        .store(lists, Ordering::SeqCst);
+                    Ok(true)
                 }
-                let lists = v["result"]["capabilities"]["tasks"]["list"].is_object();
-                me.tasks_for(agent)
-                    .server_lists_tasks
-                    .store(lists, Ordering::SeqCst);
-                tasks::advertise(&mut v["result"]["capabilities"]);
-                v.to_string()
+                None => Ok(false),
             });
             let response = p
                 .forward(Method::POST, headers, bytes, request, Some(hook))
                 .await;
             if let Some(sid) = response.headers().get("mcp-session-id") {
-                p.lock_sessions().insert(sid.as_bytes().to_vec(), agent);
+                p.remember_session(sid.as_bytes().to_vec(), agent);
             }
             response
         }
-        (Some("server/discover"), Some(_)) => {
-            let hook = Box::new(move |data: &str| -> String {
-                let Ok(mut v) = serde_json::from_str::<Value>(data) else {
-                    return data.to_string();
-                };
-                if !v["result"].is_object() {
-                    return data.to_string();
-                }
-                tasks::advertise_extension(&mut v["result"]["capabilities"]);
-                v.to_string()
-            });
+        (Route::Relay(Some(Rewrite::Discover)), Some(_)) => {
+            let hook = rewriting(|v| Ok(dispatch::discovered(v)));
             p.forward(Method::POST, headers, bytes, request, Some(hook))
                 .await
         }
-        (Some(m @ ("tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update")), Some(id))
-            if msg["params"]["taskId"].as_str().is_some_and(Tasks::owns) =>
-        {
+        (Route::OwnTask(m, task), Some(id)) => {
             let agent = p.tasks_for(agent);
-            let task = msg["params"]["taskId"].as_str().unwrap_or_default();
-            if agent.tasks.wire(task) == Some(tasks::Wire::V2) && !tasks::declares_extension(&msg) {
+            if agent.tasks.wire(&task) == Some(tasks::Wire::V2) && !tasks::declares_extension(&msg)
+            {
                 return json_response(tasks::missing_extension(&id));
             }
             match m {
-                "tasks/get" => task_answer(&id, agent.tasks.get(task)),
-                "tasks/update" => match agent.tasks.update(task, &msg) {
+                TaskMethod::Get => task_answer(&id, agent.tasks.get(&task)),
+                TaskMethod::Update => match agent.tasks.update(&task, &msg) {
                     Ok((ack, Some(retry))) => {
                         // The client's answers to the server's input requests: continue the
                         // call in the background.
-                        let (me, task) = (p.clone(), task.to_string());
+                        let me = p.clone();
                         let tool = retry.message["params"]["name"].as_str().unwrap_or_default();
                         let headers = tool_call_headers(headers, tool);
                         me.active.fetch_add(1, Ordering::SeqCst);
@@ -1049,8 +1109,8 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                     }
                     other => task_answer(&id, other.map(|(ack, _)| ack)),
                 },
-                "tasks/cancel" => task_answer(&id, agent.tasks.cancel(task)),
-                _ => match agent.tasks.result(task).await {
+                TaskMethod::Cancel => task_answer(&id, agent.tasks.cancel(&task)),
+                TaskMethod::Result => match agent.tasks.result(&task).await {
                     Ok(mut response) => {
                         response["jsonrpc"] = json!("2.0");
                         response["id"] = id;
@@ -1060,28 +1120,19 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                 },
             }
         }
-        (Some("tasks/list"), Some(id)) if agent_tasks.is_some() => {
+        (Route::ListOwnTasks, Some(id)) => {
             let agent = p.tasks_for(agent);
-            if !agent.server_lists_tasks.load(Ordering::SeqCst) {
-                let list = json!({ "tasks": agent.tasks.list() });
-                return json_response(jsonrpc::result(&id, list));
-            }
-            let first_page = msg["params"].get("cursor").is_none_or(Value::is_null);
-            let hook = Box::new(move |data: &str| -> String {
-                let Ok(mut v) = serde_json::from_str::<Value>(data) else {
-                    return data.to_string();
-                };
-                if !first_page || v.get("result").is_none() {
-                    return data.to_string();
-                }
-                agent.tasks.merge_into(&mut v["result"]);
-                v.to_string()
-            });
+            let list = json!({ "tasks": agent.tasks.list() });
+            json_response(jsonrpc::result(&id, list))
+        }
+        (Route::Relay(Some(Rewrite::TaskList { first_page })), Some(_)) => {
+            let agent = p.tasks_for(agent);
+            let hook = rewriting(move |v| dispatch::tasks_listed(v, &agent.tasks, first_page));
             p.forward(Method::POST, headers, bytes, request, Some(hook))
                 .await
         }
-        (Some("notifications/cancelled"), None) => {
-            let key = held_key(&token, &headers, &msg["params"]["requestId"]);
+        (Route::Cancelled(target), _) => {
+            let key = held_key(&token, &headers, &target);
             let held = p.lock_held().remove(&key);
             match held {
                 Some(cancel) => {
@@ -1094,19 +1145,10 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
                 }
             }
         }
-        (Some("tools/list"), Some(_)) => {
-            let hook = Box::new(move |data: &str| -> String {
-                let Ok(mut v) = serde_json::from_str::<Value>(data) else {
-                    return data.to_string();
-                };
-                if v.get("result").is_some() {
-                    calls.filter_tools(&mut v["result"]);
-                    if let Some(a) = &agent_tasks {
-                        tasks::offer(&mut v["result"], &mut a.server_task_tools());
-                    }
-                    return v.to_string();
-                }
-                data.to_string()
+        (Route::Relay(Some(Rewrite::ToolsList)), Some(_)) => {
+            let hook = rewriting(move |v| {
+                let mut tools = agent_tasks.as_ref().map(|a| a.server_task_tools());
+                Ok(dispatch::tools_listed(v, &calls, tools.as_deref_mut()))
             });
             p.forward(Method::POST, headers, bytes, request, Some(hook))
                 .await
@@ -1115,5 +1157,97 @@ async fn handle(State(p): State<Arc<HttpProxy>>, req: Request) -> Response {
             let hook = request.is_none().then(drop_responses);
             p.forward(Method::POST, headers, bytes, request, hook).await
         }
+    }
+}
+
+/// A hook applying one of [`dispatch`]'s rewrites to each JSON message of an upstream answer:
+/// `Ok(true)` sends the rewritten message, `Ok(false)` the original text, `Err` this text
+/// instead.
+fn rewriting(mut rewrite: impl FnMut(&mut Value) -> Result<bool, String> + Send + 'static) -> Hook {
+    Box::new(move |data: &str| -> String {
+        let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+            return data.to_string();
+        };
+        match rewrite(&mut v) {
+            Ok(true) => v.to_string(),
+            Ok(false) => data.to_string(),
+            Err(refused) => refused,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::tests::NoGate;
+    use async_trait::async_trait;
+    use countersign_enforce::{Gate, GateError};
+
+    struct NoGates;
+
+    #[async_trait]
+    impl Gates for NoGates {
+        async fn gate_for(&self, _: &str) -> Result<Arc<dyn Gate>, GateError> {
+            Err(GateError::Unauthenticated("test".into()))
+        }
+    }
+
+    #[test]
+    fn idle_agents_their_empty_task_lists_and_idle_sessions_are_forgotten() {
+        let clock = Arc::new(|| countersign_core::Timestamp(0));
+        let opts = Options::new("s", clock);
+        let p = HttpProxy::new("http://127.0.0.1:9".into(), Arc::new(NoGates), opts, 1024);
+        let t0 = Instant::now();
+        let later = t0 + SESSION_IDLE + Duration::from_secs(1800);
+        let now = t0 + SESSION_IDLE + Duration::from_secs(3600);
+        let calls = || Arc::new(Calls::new(Arc::new(NoGate), p.opts.clone()));
+        for (agent, seen) in [([1; 32], t0), ([2; 32], later)] {
+            p.lock_agents().insert(
+                agent,
+                Agent {
+                    calls: calls(),
+                    seen,
+                },
+            );
+        }
+        // Agent 1 has no task left; agent 3 (unseen for long) still has one being decided.
+        p.tasks_for([1; 32]);
+        p.tasks_for([3; 32]).tasks.create(&serde_json::json!({}));
+        p.lock_sessions().insert(b"old".to_vec(), ([1; 32], t0));
+        p.lock_sessions().insert(b"new".to_vec(), ([2; 32], later));
+        p.prune(now);
+        let agents: HashSet<[u8; 32]> = p.lock_agents().keys().copied().collect();
+        assert_eq!(agents, HashSet::from([[2; 32]]));
+        let tasks: HashSet<[u8; 32]> = p.lock_tasks().keys().copied().collect();
+        assert_eq!(tasks, HashSet::from([[3; 32]]), "an open task is kept");
+        let sessions: Vec<Vec<u8>> = p.lock_sessions().keys().cloned().collect();
+        assert_eq!(sessions, [b"new".to_vec()]);
+    }
+
+    #[test]
+    fn sessions_are_bounded() {
+        let clock = Arc::new(|| countersign_core::Timestamp(0));
+        let p = HttpProxy::new(
+            "http://127.0.0.1:9".into(),
+            Arc::new(NoGates),
+            Options::new("s", clock),
+            1024,
+        );
+        let t0 = Instant::now();
+        {
+            let mut sessions = p.lock_sessions();
+            for i in 0..MAX_SESSIONS {
+                let seen = t0 + Duration::from_millis(u64::try_from(i).unwrap_or(0));
+                sessions.insert(i.to_be_bytes().to_vec(), ([0; 32], seen));
+            }
+        }
+        p.remember_session(b"one more".to_vec(), [0; 32]);
+        let sessions = p.lock_sessions();
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert!(
+            !sessions.contains_key(&0usize.to_be_bytes().to_vec()),
+            "the oldest went"
+        );
+        assert!(sessions.contains_key(&b"one more".to_vec()));
     }
 }

@@ -11,6 +11,7 @@
 //! extension) and `tasks/*` requests for the proxy's own tasks.
 
 use countersign_core::Outcome;
+use countersign_enforce::Clock;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,16 +21,17 @@ use tokio::time::Instant;
 
 pub use crate::calls::Outbox;
 use crate::calls::{AsTask, Calls, Forwarded, Verdict};
-use crate::gate::Gate;
+use crate::dispatch::{self, Rewrite, Route, TaskMethod};
 use crate::inbound::{self, Methods, Refusal};
 use crate::jsonrpc;
 use crate::tasks::{self, TaskError, Tasks};
+use countersign_enforce::Gate;
 
 /// The action every tool call becomes.
 pub const ACTION: &str = "mcp.tool_call";
 
 /// How a session behaves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// The server's name in resources: `mcp://<server_name>/<tool>`.
     pub server_name: String,
@@ -46,11 +48,13 @@ pub struct Options {
     pub server_timeout: Duration,
     /// Methods relayed besides the MCP specification's (`--allow-method`).
     pub methods: Methods,
+    /// The wall clock (tasks are dated with it).
+    pub clock: Clock,
 }
 
 impl Options {
-    /// Defaults for `server_name`.
-    pub fn new(server_name: impl Into<String>) -> Self {
+    /// Defaults for `server_name`, with `clock` as the wall clock.
+    pub fn new(server_name: impl Into<String>, clock: Clock) -> Self {
         Options {
             server_name: server_name.into(),
             pending_after: None,
@@ -58,6 +62,7 @@ impl Options {
             hide_denied: true,
             server_timeout: Duration::from_secs(600),
             methods: Methods::default(),
+            clock,
         }
     }
 }
@@ -77,16 +82,8 @@ enum InFlight {
         /// The call as forwarded, to continue it if the server asks for input (2026-07-28).
         forwarded: Value,
     },
-    /// A `tools/list`: filter the result.
-    List,
-    /// `initialize`: learn the protocol version (and advertise tasks on 2025-11-25).
-    Initialize,
-    /// `server/discover` (2026-07-28): advertise the Tasks extension.
-    Discover,
-    /// A `tasks/list` relayed to a server that has tasks of its own: ours join its first page.
-    TaskList { first_page: bool },
-    /// Anything else.
-    Other,
+    /// Any other request, its answer rewritten as [`dispatch`] says (`None`: relayed unchanged).
+    Relayed(Option<Rewrite>),
 }
 
 struct Held {
@@ -133,10 +130,10 @@ impl Session {
         to_client: Outbox,
         to_server: Outbox,
     ) -> Arc<Self> {
-        let poll = opts.progress_every;
+        let tasks = Tasks::new(opts.progress_every, opts.clock.clone());
         Arc::new(Session {
             calls: Calls::new(gate, opts),
-            tasks: Tasks::new(poll),
+            tasks,
             to_client,
             to_server,
             state: Mutex::new(State::default()),
@@ -181,56 +178,35 @@ impl Session {
                 return self.refuse(Refusal::duplicate_id(id)).await;
             }
         }
-        match (method, id) {
-            (Some("tools/call"), Some(id)) => {
-                if self.as_task(&msg) {
-                    self.start_task(id, msg).await
-                } else {
-                    self.hold(id, msg)
-                }
+        let route = {
+            let st = self.state();
+            let session = dispatch::Session {
+                tasks_on: st.tasks_on,
+                server_lists_tasks: st.server_lists_tasks,
+                server_task_tools: &st.server_task_tools,
+            };
+            dispatch::route(&msg, &session)
+        };
+        match (route, id) {
+            (Route::Task, Some(id)) => self.start_task(id, msg).await,
+            (Route::Hold, Some(id)) => self.hold(id, msg),
+            (Route::OwnTask(m, task), Some(id)) => self.task_request(m, task, id, &msg).await,
+            (Route::ListOwnTasks, Some(id)) => {
+                let list = json!({ "tasks": self.tasks.list() });
+                self.client(jsonrpc::result(&id, list)).await;
             }
-            (Some("initialize"), Some(id)) => {
-                self.track(&id, InFlight::Initialize);
+            (Route::Relay(rewrite), Some(id)) => {
+                self.track(&id, InFlight::Relayed(rewrite));
                 self.server(raw.to_string(), Some(id)).await;
             }
-            (Some("server/discover"), Some(id)) => {
-                self.track(&id, InFlight::Discover);
-                self.server(raw.to_string(), Some(id)).await;
-            }
-            (
-                Some(m @ ("tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update")),
-                Some(id),
-            ) if msg["params"]["taskId"].as_str().is_some_and(Tasks::owns) => {
-                let m = m.to_string();
-                self.task_request(&m, id, &msg).await
-            }
-            (Some("tasks/list"), Some(id)) if self.state().tasks_on => {
-                if self.state().server_lists_tasks {
-                    let first_page = msg["params"].get("cursor").is_none_or(Value::is_null);
-                    self.track(&id, InFlight::TaskList { first_page });
-                    self.server(raw.to_string(), Some(id)).await;
-                } else {
-                    let list = json!({ "tasks": self.tasks.list() });
-                    self.client(jsonrpc::result(&id, list)).await;
-                }
-            }
-            (Some("tools/list"), Some(id)) => {
-                self.track(&id, InFlight::List);
-                self.server(raw.to_string(), Some(id)).await;
-            }
-            (Some("notifications/cancelled"), None) => {
-                let target = key(&msg["params"]["requestId"]);
-                let held = self.state().held.remove(&target);
+            (Route::Cancelled(target), _) => {
+                let held = self.state().held.remove(&key(&target));
                 match held {
                     Some(h) => {
                         let _ = h.cancel.send(true);
                     }
                     None => self.server(raw.to_string(), None).await,
                 }
-            }
-            (Some(_), Some(id)) => {
-                self.track(&id, InFlight::Other);
-                self.server(raw.to_string(), Some(id)).await;
             }
             _ => self.server(raw.to_string(), None).await,
         }
@@ -321,38 +297,35 @@ impl Session {
             return;
         }
         match what {
-            Some(InFlight::List) if msg.get("result").is_some() => {
+            Some(InFlight::Relayed(Some(rewrite))) => {
                 let mut msg = msg;
-                self.calls.filter_tools(&mut msg["result"]);
-                self.offer_tasks(&mut msg["result"]);
-                self.client(msg.to_string()).await;
-            }
-            Some(InFlight::Initialize) => {
-                let mut msg = msg;
-                let result = &mut msg["result"];
-                if result["protocolVersion"] == tasks::TASKS_VERSION {
-                    {
+                let changed = match rewrite {
+                    Rewrite::Initialize => match dispatch::initialized(&mut msg) {
+                        Some(lists) => {
+                            let mut st = self.state();
+                            st.tasks_on = true;
+                            st.server_lists_tasks = lists;
+                            true
+                        }
+                        None => false,
+                    },
+                    Rewrite::Discover => dispatch::discovered(&mut msg),
+                    Rewrite::ToolsList => {
                         let mut st = self.state();
-                        st.tasks_on = true;
-                        st.server_lists_tasks = result["capabilities"]["tasks"]["list"].is_object();
+                        let tools = st.tasks_on.then_some(&mut st.server_task_tools);
+                        dispatch::tools_listed(&mut msg, &self.calls, tools)
                     }
-                    tasks::advertise(&mut result["capabilities"]);
-                    self.client(msg.to_string()).await;
-                } else {
-                    self.client(raw.to_string()).await;
+                    Rewrite::TaskList { first_page } => {
+                        match dispatch::tasks_listed(&mut msg, &self.tasks, first_page) {
+                            Ok(changed) => changed,
+                            Err(refused) => return self.client(refused).await,
+                        }
+                    }
+                };
+                match changed {
+                    true => self.client(msg.to_string()).await,
+                    false => self.client(raw.to_string()).await,
                 }
-            }
-            Some(InFlight::Discover) if msg["result"].is_object() => {
-                let mut msg = msg;
-                tasks::advertise_extension(&mut msg["result"]["capabilities"]);
-                self.client(msg.to_string()).await;
-            }
-            Some(InFlight::TaskList { first_page }) if msg.get("result").is_some() => {
-                let mut msg = msg;
-                if first_page {
-                    self.tasks.merge_into(&mut msg["result"]);
-                }
-                self.client(msg.to_string()).await;
             }
             Some(InFlight::TaskCall {
                 task,
@@ -440,7 +413,8 @@ impl Session {
                         me.run_as_task(id, msg, first).await;
                     } else {
                         // Cancelled while being submitted: withdraw the review.
-                        let _ = me.calls.gate().cancel(&first.tracked.id).await;
+                        let gate = me.calls.gate().as_ref();
+                        countersign_enforce::hold::withdraw(gate, &first.tracked.id).await;
                     }
                     me.active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                     return;
@@ -487,28 +461,6 @@ impl Session {
             let _ = h.cancel.send(true);
         }
         self.tasks.cancel_all();
-    }
-
-    /// Whether this `tools/call` runs as one of our tasks: the client asked (`params.task`) on
-    /// a session that negotiated tasks, and the server does not insist on running the tool as
-    /// a task of its own.
-    fn as_task(&self, msg: &Value) -> bool {
-        if !msg["params"]["task"].is_object() {
-            return false;
-        }
-        let st = self.state();
-        st.tasks_on
-            && !msg["params"]["name"]
-                .as_str()
-                .is_some_and(|n| st.server_task_tools.contains(n))
-    }
-
-    /// Offers tasks for the tools of a `tools/list` result (on a tasks session).
-    fn offer_tasks(&self, result: &mut Value) {
-        let mut st = self.state();
-        if st.tasks_on {
-            tasks::offer(result, &mut st.server_task_tools);
-        }
     }
 
     /// Answers a task-augmented `tools/call` with a new task at once, then decides (and, if it
@@ -602,17 +554,19 @@ impl Session {
     }
 
     /// `tasks/get`, `tasks/result` or `tasks/cancel` for one of our tasks.
-    async fn task_request(self: &Arc<Self>, method: &str, id: Value, msg: &Value) {
-        let task = msg["params"]["taskId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+    async fn task_request(
+        self: &Arc<Self>,
+        method: TaskMethod,
+        task: String,
+        id: Value,
+        msg: &Value,
+    ) {
         if self.tasks.wire(&task) == Some(tasks::Wire::V2) && !tasks::declares_extension(msg) {
             return self.client(tasks::missing_extension(&id)).await;
         }
         let answer = match method {
-            "tasks/get" => self.tasks.get(&task),
-            "tasks/update" => match self.tasks.update(&task, msg) {
+            TaskMethod::Get => self.tasks.get(&task),
+            TaskMethod::Update => match self.tasks.update(&task, msg) {
                 Ok((ack, Some(retry))) => {
                     // The client's answers to the server's input requests: continue the call.
                     self.forward_for_task(&task, retry.message, retry.action_id)
@@ -621,7 +575,7 @@ impl Session {
                 }
                 other => other.map(|(ack, _)| ack),
             },
-            "tasks/cancel" => {
+            TaskMethod::Cancel => {
                 let r = self.tasks.cancel(&task);
                 if r.is_ok() {
                     // Already forwarded? Tell the server too (best effort).
@@ -634,7 +588,7 @@ impl Session {
                 }
                 r
             }
-            _ => {
+            TaskMethod::Result => {
                 // Blocks until the task ends: in a task of its own, so the session goes on.
                 let me = self.clone();
                 tokio::spawn(async move {

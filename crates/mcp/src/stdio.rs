@@ -12,8 +12,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWrite
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::gate::Gate;
 use crate::session::{Options, Session};
+use countersign_enforce::Gate;
 
 /// Default largest message accepted from the client.
 pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024 * 1024;

@@ -16,10 +16,12 @@
 //! the client polls: each task's status and, once it ends, the JSON-RPC response the plain call
 //! would have had.
 
+use countersign_core::Timestamp;
+use countersign_enforce::Clock;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// `_meta` key tying a message to its task.
@@ -168,8 +170,8 @@ struct Entry {
     wire: Wire,
     status: Status,
     message: Option<String>,
-    created: SystemTime,
-    updated: SystemTime,
+    created: Timestamp,
+    updated: Timestamp,
     ttl: Duration,
     /// The response the plain call would have had: `{"result": ...}` or `{"error": ...}`.
     response: Option<Value>,
@@ -185,10 +187,14 @@ struct Entry {
 pub struct Tasks {
     entries: Mutex<HashMap<String, Entry>>,
     poll_interval: Duration,
+    clock: Clock,
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    let t: time::OffsetDateTime = t.into();
+fn rfc3339(t: Timestamp) -> String {
+    let nanos = i128::from(t.millis()) * 1_000_000;
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
+        return String::new();
+    };
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
@@ -231,10 +237,9 @@ impl Entry {
         t
     }
 
-    fn stale(&self, now: SystemTime) -> bool {
+    fn stale(&self, now: Timestamp) -> bool {
         // A task still being decided is kept whatever its ttl: its review is still open.
-        self.status != Status::Working
-            && now.duration_since(self.created).unwrap_or_default() > self.ttl
+        self.status != Status::Working && now > self.created.plus(self.ttl)
     }
 }
 
@@ -249,17 +254,27 @@ pub struct Created {
 }
 
 impl Tasks {
-    /// An empty registry; `poll_interval` is suggested to clients.
-    pub fn new(poll_interval: Duration) -> Self {
+    /// An empty registry; `poll_interval` is suggested to clients; `clock` dates the tasks.
+    pub fn new(poll_interval: Duration, clock: Clock) -> Self {
         Tasks {
             entries: Mutex::new(HashMap::new()),
             poll_interval: poll_interval.max(Duration::from_millis(100)),
+            clock,
         }
+    }
+
+    fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    /// Whether no task is kept (none open, none within its ttl).
+    pub fn is_empty(&self) -> bool {
+        self.entries().is_empty()
     }
 
     fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let now = SystemTime::now();
+        let now = self.now();
         map.retain(|_, e| !e.stale(now));
         map
     }
@@ -290,7 +305,7 @@ impl Tasks {
 
     fn insert(&self, wire: Wire, ttl: Duration, message: String) -> Created {
         let id = format!("countersign-{}", uuid::Uuid::now_v7());
-        let now = SystemTime::now();
+        let now = self.now();
         let (cancel, cancelled) = watch::channel(false);
         let entry = Entry {
             wire,
@@ -336,12 +351,20 @@ impl Tasks {
     }
 
     /// Puts this registry's tasks first in the first page of a server's `tasks/list` result.
-    pub fn merge_into(&self, result: &mut Value) {
+    /// Returns `false`, leaving it alone, if the result is not an object (the server's answer is
+    /// then refused: see [`not_an_object`]).
+    pub fn merge_into(&self, result: &mut Value) -> bool {
+        let Some(result) = result.as_object_mut() else {
+            return false;
+        };
         let ours = self.list();
-        match result["tasks"].as_array_mut() {
+        match result.get_mut("tasks").and_then(Value::as_array_mut) {
             Some(theirs) => theirs.splice(0..0, ours).for_each(drop),
-            None => result["tasks"] = Value::Array(ours),
+            None => {
+                result.insert("tasks".into(), Value::Array(ours));
+            }
         }
+        true
     }
 
     /// Updates a working task's status message.
@@ -349,7 +372,7 @@ impl Tasks {
         if let Some(e) = self.entries().get_mut(id) {
             if e.status == Status::Working && e.message.as_deref() != Some(message.as_str()) {
                 e.message = Some(message);
-                e.updated = SystemTime::now();
+                e.updated = self.now();
             }
         }
     }
@@ -381,7 +404,7 @@ impl Tasks {
             Value::String(m) => Some(m.clone()),
             _ => None,
         };
-        e.updated = SystemTime::now();
+        e.updated = self.now();
         e.response = Some(response);
         e.done.send_replace(true);
         Some(e.json(id, self.poll_interval))
@@ -421,7 +444,7 @@ impl Tasks {
         }
         e.status = Status::InputRequired;
         e.message = Some("the MCP server asks for input".into());
-        e.updated = SystemTime::now();
+        e.updated = self.now();
         e.round = Some(InputRound {
             requests: result
                 .get("inputRequests")
@@ -451,7 +474,7 @@ impl Tasks {
         };
         e.status = Status::Working;
         e.message = Some("continuing the call with the client's input".into());
-        e.updated = SystemTime::now();
+        e.updated = self.now();
         let mut message = round.forwarded;
         message["params"]["inputResponses"] = responses.clone();
         match round.state {
@@ -493,7 +516,7 @@ impl Tasks {
         e.status = Status::Cancelled;
         e.round = None;
         e.message = Some("cancelled by the client; the call was not run".into());
-        e.updated = SystemTime::now();
+        e.updated = self.now();
         e.response = Some(json!({"error": {
             "code": crate::jsonrpc::REQUEST_CANCELLED,
             "message": "the task was cancelled",
@@ -549,7 +572,8 @@ pub fn offer(result: &mut Value, server_task_tools: &mut HashSet<String>) {
     let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
         return;
     };
-    for tool in tools {
+    // Not a tool (`filter_tools` drops them first): nothing to offer.
+    for tool in tools.iter_mut().filter(|t| t.is_object()) {
         let name = tool["name"].as_str().unwrap_or_default().to_string();
         if tool["execution"]["taskSupport"] == "required" {
             server_task_tools.insert(name);
@@ -561,6 +585,17 @@ pub fn offer(result: &mut Value, server_task_tools: &mut HashSet<String>) {
         }
         tool["execution"]["taskSupport"] = json!("optional");
     }
+}
+
+/// The error the client gets instead of a server's answer to `method` whose `result` is not an
+/// object.
+pub fn not_an_object(id: &Value, method: &str) -> String {
+    tracing::warn!(id = %id, "the MCP server answered {method} with a result that is not an object; refused");
+    crate::jsonrpc::error(
+        id,
+        crate::jsonrpc::INTERNAL_ERROR,
+        &format!("the MCP server answered {method} with a result that is not an object"),
+    )
 }
 
 /// The server capabilities an `initialize` result gets so clients know they may create tasks
@@ -590,10 +625,54 @@ pub fn advertise(capabilities: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    /// 2026-12-01T00:00:00Z.
+    const T0: i64 = 1_796_083_200_000;
+
+    fn fixed_clock() -> Clock {
+        Arc::new(|| Timestamp(T0))
+    }
+
+    #[test]
+    fn hostile_tasks_list_results_and_tool_entries_do_not_panic() {
+        let tasks = Tasks::new(Duration::from_secs(1), fixed_clock());
+        tasks.create(&json!({}));
+        for mut bad in [json!([1, 2]), json!("x"), json!(7), json!(true)] {
+            assert!(!tasks.merge_into(&mut bad));
+        }
+        let mut theirs = json!({"tasks": "not a list"});
+        assert!(tasks.merge_into(&mut theirs));
+        assert_eq!(theirs["tasks"].as_array().map(Vec::len), Some(1));
+        let mut list = json!({"tools": [1, "two", null, [3], {"name": "ok"}]});
+        let mut required = HashSet::new();
+        offer(&mut list, &mut required);
+        assert_eq!(list["tools"][4]["execution"]["taskSupport"], "optional");
+        assert_eq!(list["tools"][0], 1);
+    }
+
+    #[test]
+    fn tasks_are_dated_by_the_injected_clock_and_forgotten_after_their_ttl() {
+        let now = Arc::new(AtomicI64::new(T0));
+        let clock = {
+            let now = now.clone();
+            Arc::new(move || Timestamp(now.load(Ordering::SeqCst))) as Clock
+        };
+        let tasks = Tasks::new(Duration::from_secs(1), clock);
+        let c = tasks.create(&json!({"ttl": 60000}));
+        assert_eq!(c.result["task"]["createdAt"], "2026-12-01T00:00:00Z");
+        tasks.finish(&c.id, json!({"result": {"content": []}}));
+        now.fetch_add(59_000, Ordering::SeqCst);
+        assert!(tasks.get(&c.id).is_ok(), "kept within its ttl");
+        now.fetch_add(2_000, Ordering::SeqCst);
+        assert_eq!(tasks.get(&c.id), Err(TaskError::NotFound));
+        assert!(tasks.is_empty());
+    }
 
     #[tokio::test]
     async fn a_task_works_then_completes_and_its_result_carries_the_related_task() {
-        let tasks = Tasks::new(Duration::from_secs(1));
+        let tasks = Tasks::new(Duration::from_secs(1), fixed_clock());
         let c = tasks.create(&json!({"ttl": 60000}));
         assert!(Tasks::owns(&c.id));
         assert_eq!(c.result["task"]["status"], "working");
@@ -610,7 +689,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_result_fails_the_task_and_a_cancelled_task_stays_cancelled() {
-        let tasks = Tasks::new(Duration::from_secs(1));
+        let tasks = Tasks::new(Duration::from_secs(1), fixed_clock());
         let a = tasks.create(&json!({}));
         tasks.finish(&a.id, json!({"result": {"content": [], "isError": true}}));
         assert_eq!(tasks.get(&a.id).unwrap()["status"], "failed");
@@ -635,7 +714,7 @@ mod tests {
 
     #[test]
     fn an_extension_task_is_flat_inlines_its_end_and_an_error_result_completes_it() {
-        let tasks = Tasks::new(Duration::from_secs(2));
+        let tasks = Tasks::new(Duration::from_secs(2), fixed_clock());
         let c = tasks.create_v2("review-1");
         assert_eq!(c.result["resultType"], "task");
         assert_eq!(c.result["status"], "working");
@@ -689,7 +768,7 @@ mod tests {
 
     #[test]
     fn an_extension_task_asked_for_input_shows_the_requests_and_update_continues_it() {
-        let tasks = Tasks::new(Duration::from_secs(1));
+        let tasks = Tasks::new(Duration::from_secs(1), fixed_clock());
         let c = tasks.create_v2("review-1");
         let forwarded = json!({"jsonrpc": "2.0", "id": "x", "method": "tools/call",
             "params": {"name": "deploy", "arguments": {"env": "prod"}}});

@@ -223,12 +223,7 @@ fn crates_depend_inwards() {
 /// the others are the reads issue #14 moves behind an injected clock. The list may only shrink.
 #[test]
 fn the_wall_clock_is_read_in_known_places() {
-    let known: BTreeSet<&str> = [
-        "gateway/src/service.rs",
-        "cli/src/keys_cmd.rs",
-        "mcp/src/tasks.rs",
-    ]
-    .into();
+    let known: BTreeSet<&str> = ["gateway/src/service.rs", "cli/src/keys_cmd.rs"].into();
     for krate in crates() {
         for file in uses(&krate, "SystemTime::now") {
             assert!(
@@ -237,6 +232,54 @@ fn the_wall_clock_is_read_in_known_places() {
             );
         }
     }
+}
+
+/// The normal dependencies of `krate`, ours followed to theirs: every crate of this workspace it
+/// links, by package name, and every outside crate those name directly.
+fn linked(krate: &str) -> BTreeSet<String> {
+    let dir_of: std::collections::BTreeMap<String, String> = crates()
+        .into_iter()
+        .filter_map(|k| {
+            let name = manifest(&k)
+                .get("package")
+                .and_then(|p| p.get("name"))
+                .and_then(|n| n.as_str())
+                .map(str::to_string)?;
+            Some((name, k))
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![krate.to_string()];
+    while let Some(k) = todo.pop() {
+        for dep in dependencies(&k) {
+            if seen.insert(dep.clone()) {
+                if let Some(d) = dir_of.get(&dep) {
+                    todo.push(d.clone());
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// ARCHITECTURE.md, "Enforcement": a front that asks a remote gateway (the enforcement crate, the
+/// MCP proxy) does not link the policy engine; only the embedded gate, in the gateway, does.
+#[test]
+fn a_remote_front_does_not_link_cedar() {
+    for krate in ["enforce", "mcp"] {
+        let linked = linked(krate);
+        assert!(
+            !linked.contains("countersign-policy")
+                && !linked.iter().any(|d| d.starts_with("cedar")),
+            "crates/{krate} links the policy engine (through {:?}); a remote-only front must not",
+            linked
+                .iter()
+                .filter(|d| d.starts_with("countersign"))
+                .collect::<Vec<_>>()
+        );
+    }
+    // The check itself sees through crates: the gateway does link Cedar.
+    assert!(linked("gateway").contains("cedar-policy"));
 }
 
 /// Error answers are built from `countersign_api::ErrorCode` only: no handler spells a code as

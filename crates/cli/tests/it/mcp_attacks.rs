@@ -304,3 +304,159 @@ async fn mcp_stdio_a_server_that_ignores_its_closed_input_goes_with_its_children
     assert_eq!(raw.close(Duration::from_secs(20)).await, Some(0));
     wait_gone(&pids, Duration::from_secs(3)).await;
 }
+
+/// `mcp stdio --config FILE` (an embedded gateway, its API on a free port) in front of the
+/// lenient server recording runs in `gw.dir/ran`.
+fn embedded_proxy(extra_config: &str) -> (Gw, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), extra_config);
+    std::fs::write(
+        dir.path().join("policies/mcp.cedar"),
+        crate::mcp::MCP_POLICIES,
+    )
+    .unwrap();
+    let api = format!("127.0.0.1:{}", crate::mcp::free_port());
+    let gw = Gw::from_parts(
+        format!("http://{api}"),
+        client(),
+        dir,
+        tokio::spawn(async {}),
+    );
+    let ran = gw.dir.path().join("ran");
+    let config = config.display().to_string();
+    let cmd = proxy_command(
+        &gw,
+        &["--config", &config, "--api-listen", &api],
+        &lenient(&ran, &[]),
+    );
+    (gw, cmd)
+}
+
+#[tokio::test]
+async fn mcp_stdio_embedded_takes_no_larger_action_than_the_api() {
+    let (gw, cmd) = embedded_proxy("");
+    let mut raw = Raw::start(&cmd);
+    raw.initialize("2025-06-18").await;
+    // An allowed tool, with arguments over the API's 1 MiB body limit (the proxy's own message
+    // limit is 16 MiB): a remote gateway would refuse it, so the embedded one does too.
+    let big = "x".repeat(countersign_http::MAX_BODY + 1);
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": big}}});
+    raw.send(&call.to_string()).await;
+    let answer = raw.recv().await;
+    assert_eq!(
+        answer["result"]["isError"],
+        true,
+        "{:.300}",
+        answer.to_string()
+    );
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("payload_too_large"), "{text}");
+    // A small call still runs.
+    raw.send(r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#).await;
+    assert_eq!(raw.recv().await["result"]["content"][0]["text"], "ran echo");
+    assert_eq!(raw.close(Duration::from_secs(15)).await, Some(0));
+    assert_eq!(tools_run(&gw.dir.path().join("ran")), ["echo"]);
+    assert_eq!(countersign_mcp::MAX_SUBMISSION, countersign_http::MAX_BODY);
+}
+
+#[tokio::test]
+async fn mcp_stdio_embedded_takes_managed_keys_and_stops_at_their_revocation() {
+    let (gw, mut cmd) = embedded_proxy("admin_group = \"sec\"");
+    let config = gw.dir.path().join("countersign.toml");
+    let out = std::process::Command::new(crate::cli::BIN)
+        .args(["keys", "create", "--config", config.to_str().unwrap()])
+        .args([
+            "--identity",
+            "keybot",
+            "--kind",
+            "agent",
+            "--groups",
+            "automation",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let at = cmd.iter().position(|a| a == "--token").unwrap();
+    cmd[at + 1] = secret;
+    let mut raw = Raw::start(&cmd);
+    raw.initialize("2025-06-18").await;
+    let echo = |id: u32| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": "hi"}}})
+        .to_string()
+    };
+    raw.send(&echo(5)).await;
+    assert_eq!(raw.recv().await["result"]["content"][0]["text"], "ran echo");
+
+    let (_, keys) = gw.get("erin", "/v1/admin/api-keys").await;
+    let id = keys["keys"][0]["id"].as_str().unwrap().to_string();
+    let revoke = format!("/v1/admin/api-keys/{id}/revoke");
+    let (s, r) = gw.post("erin", &revoke, json!({})).await;
+    assert!(s.is_success(), "{r}");
+    raw.send(&echo(6)).await;
+    let answer = raw.recv().await;
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(answer.to_string().contains("unauthenticated"), "{answer}");
+    assert_eq!(raw.close(Duration::from_secs(15)).await, Some(0));
+    assert_eq!(tools_run(&gw.dir.path().join("ran")), ["echo"]);
+}
+
+/// A server that declares tasks (2025-11-25) and answers `tasks/list` with a list where an
+/// object belongs, and lists a tool that is not an object.
+const HOSTILE_TASKS_SERVER: &str = r#"
+import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    method, rid = msg.get("method"), msg.get("id")
+    if rid is None:
+        continue
+    if method == "initialize":
+        result = {"protocolVersion": "2025-11-25", "serverInfo": {"name": "hostile", "version": "0"},
+                  "capabilities": {"tools": {}, "tasks": {"list": {}}}}
+    elif method == "tasks/list":
+        result = [1, 2]
+    elif method == "tools/list":
+        result = {"tools": [7, {"name": "echo", "inputSchema": {"type": "object"}}]}
+    else:
+        result = {}
+    print(json.dumps({"jsonrpc": "2.0", "id": rid, "result": result}), flush=True)
+"#;
+
+#[tokio::test]
+async fn mcp_stdio_a_server_answering_tasks_list_or_tools_list_badly_does_not_end_the_session() {
+    let gw = gateway().await;
+    let server = vec![
+        "python3".to_string(),
+        "-c".into(),
+        HOSTILE_TASKS_SERVER.into(),
+    ];
+    let mut raw = Raw::start(&proxy_command(&gw, &[], &server));
+    let init = raw.initialize("2025-11-25").await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25", "{init}");
+    raw.send(r#"{"jsonrpc":"2.0","id":2,"method":"tasks/list"}"#)
+        .await;
+    let answer = raw.recv().await;
+    assert_eq!(answer["id"], 2);
+    assert_eq!(answer["error"]["code"], -32603, "{answer}");
+    raw.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#)
+        .await;
+    let tools = raw.recv().await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo"], "{tools}");
+    // The session goes on.
+    raw.send(r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#)
+        .await;
+    assert_eq!(raw.recv().await["result"], json!({}));
+    assert_eq!(raw.close(Duration::from_secs(15)).await, Some(0));
+}

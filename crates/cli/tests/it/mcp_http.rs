@@ -847,3 +847,57 @@ async fn mcp_http_a_server_that_hangs_times_out_with_errors_and_no_hung_process(
         terminate(&mut proxy, Duration::from_secs(15)).await;
     }
 }
+
+/// A gateway with the MCP policies where `erin` (group `sec`) manages API keys.
+async fn gateway_with_key_admins() -> Gw {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = crate::support::write_config(dir.path(), "admin_group = \"sec\"");
+    std::fs::write(
+        dir.path().join("policies/mcp.cedar"),
+        crate::mcp::MCP_POLICIES,
+    )
+    .unwrap();
+    let config = countersign_gateway::config::Config::load(&config_path).unwrap();
+    let gateway = countersign_gateway::Gateway::from_config(&config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    Gw::from_parts(
+        url,
+        client(),
+        dir,
+        tokio::spawn(async move {
+            let _ = countersign_http::serve(gateway, listener, std::future::pending()).await;
+        }),
+    )
+}
+
+#[tokio::test]
+async fn mcp_http_a_revoked_key_is_refused_on_its_next_request() {
+    let gw = gateway_with_key_admins().await;
+    let front = http_front(&gw).await;
+    let create = json!({"identity": "keybot", "kind": "agent", "groups": ["automation"]});
+    let (s, created) = gw.post("erin", "/v1/admin/api-keys", create).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let secret = created["key"].as_str().unwrap();
+    let mut agent = Agent::new(&front.url, secret);
+    agent.initialize().await;
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let (s, msgs) = agent.rpc(&list).await;
+    assert_eq!(s, StatusCode::OK, "{msgs:?}");
+    assert!(
+        msgs.iter().any(|m| m["result"]["tools"].is_array()),
+        "{msgs:?}"
+    );
+
+    let revoke = format!(
+        "/v1/admin/api-keys/{}/revoke",
+        created["id"].as_str().unwrap()
+    );
+    let (s, r) = gw.post("erin", &revoke, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    // Not only `tools/call`: nothing of a revoked agent's reaches the server any more.
+    let (s, msgs) = agent.rpc(&list).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{msgs:?}");
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    assert_eq!(agent.rpc(&ping).await.0, StatusCode::UNAUTHORIZED);
+}

@@ -1,0 +1,148 @@
+//! The one small trait a front asks for decisions through, and the types it speaks. A front holds
+//! no rule: it submits, waits, redeems, reports and cancels.
+
+use async_trait::async_trait;
+use countersign_core::{ActionSpec, Effect, Outcome, Status, Timestamp};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A gateway call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The credential is unknown, revoked or expired.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The gateway refused the request (a stable code and its message).
+    #[error("{code}: {message}")]
+    Refused {
+        /// Machine-readable code.
+        code: String,
+        /// Human sentence.
+        message: String,
+    },
+    /// The gateway could not be reached or answered nonsense.
+    #[error("the countersign gateway is unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// What a front asks the gateway to decide: one action, as the HTTP API v1's `POST /v1/actions`
+/// takes it (the idempotency key is its `Idempotency-Key` header).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Submission {
+    /// Action name.
+    pub action: String,
+    /// Resource.
+    pub resource: String,
+    /// Environment.
+    pub environment: Option<String>,
+    /// Parameters (a JSON object).
+    pub params: Option<Value>,
+    /// The agent's justification.
+    pub justification: Option<String>,
+    /// The human the agent acts for.
+    pub on_behalf_of: Option<String>,
+    /// The client's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Answer with the requester's open review (or unused approval) of the same request
+    /// instead of opening a second one.
+    pub reuse_open: bool,
+}
+
+/// What a front needs to know about an action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracked {
+    /// Action id.
+    pub id: String,
+    /// Where the action is.
+    pub status: Status,
+    /// Why policy decided as it did.
+    pub reason: Option<String>,
+    /// Who may approve (while under review).
+    pub approvers: Vec<String>,
+    /// Reviewers' comments, in order (`verdict (voter): comment`).
+    pub comments: Vec<String>,
+    /// A usable single-use grant for the requester.
+    pub grant_token: Option<String>,
+}
+
+impl Tracked {
+    /// Whether the action waits for people (pending, or a reviewer asked a question).
+    pub fn waits(&self) -> bool {
+        matches!(self.status, Status::Pending | Status::NeedsClarification)
+    }
+}
+
+/// What a redeemed grant allows: the approved arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approved {
+    /// Action id.
+    pub action_id: String,
+    /// The approved parameters (a reviewer's modification included).
+    pub params: Value,
+}
+
+/// The gateway, seen from a front. Every call acts as the front's one agent identity.
+#[async_trait]
+pub trait Gate: Send + Sync {
+    /// Submits an action.
+    async fn submit(&self, sub: Submission) -> Result<Tracked, GateError>;
+    /// Reads an action, waiting up to `wait` for it to leave review.
+    async fn wait(&self, id: &str, wait: Duration) -> Result<Tracked, GateError>;
+    /// Withdraws an action.
+    async fn cancel(&self, id: &str) -> Result<(), GateError>;
+    /// Redeems a grant, once.
+    async fn redeem(&self, token: &str) -> Result<Approved, GateError>;
+    /// Reports how the call went.
+    async fn report(
+        &self,
+        id: &str,
+        outcome: Outcome,
+        output_sha256: Option<String>,
+        detail: Option<String>,
+    ) -> Result<(), GateError>;
+    /// Records a message the front refused before it reached the server (`code`: the stable
+    /// reason) in the audit trail, where this gate can. Returns whether it was recorded.
+    async fn refused(&self, code: &str) -> bool;
+    /// What policy would say about a tool called with no arguments, where the gateway can tell
+    /// without recording anything (used to filter `tools/list`). `None`: unknown.
+    fn preview(&self, spec: &ActionSpec) -> Option<Effect>;
+}
+
+/// Where a front serving many agents gets each request's gate: the request's bearer credential
+/// is authenticated again on every call (a revoked key or an expired token stops at once).
+#[async_trait]
+pub trait Gates: Send + Sync {
+    /// The gate acting as the identity `token` proves, or why it proves none.
+    async fn gate_for(&self, token: &str) -> Result<Arc<dyn Gate>, GateError>;
+}
+
+/// The wall clock, injected (the gateway's `system_clock` in production, a test clock in tests).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// Largest submission accepted, as the JSON body `POST /v1/actions` would carry: the HTTP API
+/// v1's body limit (`countersign_http::MAX_BODY`; a test of the CLI checks they agree), so an
+/// embedded gateway takes no more than a remote one.
+pub const MAX_SUBMISSION: usize = 1024 * 1024;
+
+/// Checks a submission against the input limits every front shares: the body size of the API
+/// and the parameters' JSON rules (depth, I-JSON numbers). The gateway checks the rest (names,
+/// lengths) when the submission becomes an action.
+pub fn check_submission(sub: &Submission) -> Result<(), GateError> {
+    let refused = |message: String| GateError::Refused {
+        code: "invalid_request".into(),
+        message,
+    };
+    if let Some(p) = &sub.params {
+        countersign_core::check_json(p, countersign_core::MAX_PARAMS_DEPTH)
+            .map_err(|e| refused(e.to_string()))?;
+    }
+    let size = crate::remote::submit_body(sub).to_string().len();
+    if size > MAX_SUBMISSION {
+        return Err(GateError::Refused {
+            code: "payload_too_large".into(),
+            message: format!("the action is over the {MAX_SUBMISSION}-byte limit ({size} bytes)"),
+        });
+    }
+    Ok(())
+}
