@@ -67,7 +67,7 @@ pub async fn create(
             }
         }
     }
-    if req.kind == IdentityKind::Human {
+    if !req.kind.may_hold_managed_key() {
         return Err(GatewayError::Invalid(
             "API keys are for agents and services; people sign in through the identity provider"
                 .into(),

@@ -113,7 +113,7 @@ impl Authenticator {
             return self.registry.admit(ident, now).await.map(Arc::new);
         }
         if token.bytes().filter(|b| *b == b'.').count() == 2 && !self.oidc.is_empty() {
-            let ident = self.oidc.verify(token).await?;
+            let ident = self.oidc.verify(token, now).await?;
             return self.registry.admit(ident, now).await.map(Arc::new);
         }
         Err(AuthError::Unknown)

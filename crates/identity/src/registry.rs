@@ -7,7 +7,7 @@
 //! refused (`identity_conflict`), unless the config links it (`oidc_subject` on a configured
 //! human, which makes that OIDC subject the configured person).
 
-use countersign_core::{check_id, id_key, Identity, IdentityKind, Timestamp};
+use countersign_core::{check_id, id_key, may_be_on_behalf_of, Identity, IdentityKind, Timestamp};
 use countersign_store::{IdentityBinding, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -160,14 +160,15 @@ impl Registry {
     /// identity provider seen before. Returns the id as it is known.
     pub async fn known_human(&self, id: &str) -> Result<Option<String>, AuthError> {
         if let Some(c) = self.configured(id) {
-            return Ok((c.kind == IdentityKind::Human).then(|| c.id.clone()));
+            let known = may_be_on_behalf_of(c.kind, &format!("config:{}", c.id));
+            return Ok(known.then(|| c.id.clone()));
         }
         if check_id(id).is_err() {
             return Ok(None);
         }
         let bound = self.store.identity_binding(&id_key(id)).await?;
         Ok(bound
-            .filter(|b| b.kind == IdentityKind::Human && b.source.starts_with("oidc:"))
+            .filter(|b| may_be_on_behalf_of(b.kind, &b.source))
             .map(|b| b.id))
     }
 }
