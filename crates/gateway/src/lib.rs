@@ -11,6 +11,7 @@ mod error;
 pub mod grants;
 pub mod identities;
 pub mod keys;
+pub mod lookup;
 pub mod metrics;
 mod replicas;
 mod service;

@@ -208,7 +208,7 @@ impl Gateway {
         );
         let auth = Authenticator::with_links(
             parts.identities.by_token_hash(),
-            parts.store.clone(),
+            Arc::new(crate::lookup::StoreLookup(parts.store.clone())),
             parts.oidc,
             parts.identities.linked(),
         );
@@ -397,7 +397,7 @@ impl Gateway {
                 .known_human(h)
                 .await
                 .map_err(|e| match e {
-                    AuthError::Store(s) => GatewayError::Store(s),
+                    AuthError::Store(s) => GatewayError::Store(crate::lookup::store_error(s)),
                     other => GatewayError::Invalid(other.to_string()),
                 })?;
             if known.is_none() {
