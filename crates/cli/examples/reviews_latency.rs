@@ -110,14 +110,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let config = countersign_gateway::config::Config::load(&config_path)?;
-    let gateway = countersign_gateway::Gateway::from_config(&config)?;
+    let server = countersign_server::Server::open(&config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(countersign_http::serve(
-        gateway,
-        listener,
-        std::future::pending(),
-    ));
+    tokio::spawn(server.serve(listener, std::future::pending()));
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let get = |query: String| {

@@ -2,13 +2,13 @@
 //! named by the config file (the same code path as the admin API).
 
 use clap::Args;
-use countersign_core::{IdentityKind, Timestamp};
+use countersign_core::IdentityKind;
 use countersign_gateway::config::Config;
 use countersign_gateway::identities::Identities;
 use countersign_gateway::keys::{self, KeyRequest};
+use countersign_gateway::Clock;
 use countersign_store::{rfc3339, Store};
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::operator::KeysCommand;
 
@@ -52,15 +52,6 @@ pub struct RevokeArgs {
     id: String,
 }
 
-fn now() -> Timestamp {
-    Timestamp(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
-    )
-}
-
 async fn open(args: &StoreArgs) -> Result<std::sync::Arc<dyn Store>, String> {
     open_with_config(args).await.map(|(store, _)| store)
 }
@@ -78,7 +69,7 @@ fn operator() -> String {
     format!("operator:{user}")
 }
 
-async fn run_async(cmd: KeysCommand) -> Result<(), String> {
+async fn run_async(cmd: KeysCommand, clock: Clock) -> Result<(), String> {
     match cmd {
         KeysCommand::New => Ok(()),
         KeysCommand::Create(a) => {
@@ -106,7 +97,7 @@ async fn run_async(cmd: KeysCommand) -> Result<(), String> {
                 expires_in,
                 sponsor: a.sponsor,
             };
-            let (secret, key) = keys::create(&*store, &configured, req, &operator(), now())
+            let (secret, key) = keys::create(&*store, &configured, req, &operator(), clock())
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{secret}");
@@ -121,7 +112,7 @@ async fn run_async(cmd: KeysCommand) -> Result<(), String> {
         }
         KeysCommand::List(a) => {
             let store = open(&a).await?;
-            let now = now();
+            let now = clock();
             for k in store.list_keys().await.map_err(|e| e.to_string())? {
                 let state = match (k.revoked_at, k.expires_at) {
                     (Some(t), _) => format!("revoked {}", rfc3339(t)),
@@ -147,7 +138,7 @@ async fn run_async(cmd: KeysCommand) -> Result<(), String> {
         }
         KeysCommand::Revoke(a) => {
             let store = open(&a.store).await?;
-            let key = keys::revoke(&*store, &a.id, &operator(), now())
+            let key = keys::revoke(&*store, &a.id, &operator(), clock())
                 .await
                 .map_err(|e| match e {
                     countersign_gateway::GatewayError::KeyNotFound => {
@@ -161,8 +152,8 @@ async fn run_async(cmd: KeysCommand) -> Result<(), String> {
     }
 }
 
-/// Runs a managed-key command; returns the exit code.
-pub fn run(cmd: KeysCommand) -> u8 {
+/// Runs a managed-key command at the time `clock` tells; returns the exit code.
+pub fn run(cmd: KeysCommand, clock: Clock) -> u8 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -173,7 +164,7 @@ pub fn run(cmd: KeysCommand) -> u8 {
             return 2;
         }
     };
-    match rt.block_on(run_async(cmd)) {
+    match rt.block_on(run_async(cmd, clock)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("countersign: {e}");

@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Serve(args) => runtime.block_on(operator::serve(args)),
-        Command::Keys(cmd) => operator::keys(cmd),
+        Command::Keys(cmd) => operator::keys(cmd, countersign_gateway::system_clock()),
         Command::Policy(cmd) => operator::policy(cmd),
         Command::Audit(cmd) => runtime.block_on(audit_cmd::run(cmd)),
         Command::Mcp(cmd) => runtime.block_on(mcp_cmd::run(cmd)),

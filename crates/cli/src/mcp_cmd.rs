@@ -117,30 +117,31 @@ fn options(h: &HoldArgs) -> Result<Options, String> {
     Ok(opts)
 }
 
-/// Loads an embedded gateway and starts its background work (and its API, if asked).
+/// Starts an embedded gateway through the one server bootstrap (any store, the start-up audit
+/// entries, the leased background work) and serves its API too, if asked.
 async fn embedded(
     path: &std::path::Path,
     api_listen: &Option<String>,
 ) -> Result<Arc<Gateway>, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    let gateway = Gateway::from_config(&config).map_err(|e| e.to_string())?;
+    let running = countersign_server::Server::open(&config)
+        .await
+        .map_err(|e| e.to_string())?
+        .start();
+    let gateway = running.gateway().clone();
     match api_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            let api = gateway.clone();
-            let limits = config.server.clone();
             tokio::spawn(async move {
-                let never = std::future::pending();
-                if let Err(e) = countersign_http::serve_with(api, listener, never, limits).await {
+                if let Err(e) = running.serve(listener, std::future::pending()).await {
                     tracing::error!(error = %e, "the gateway API stopped");
                 }
             });
         }
         None => {
-            tokio::spawn(gateway.clone().run_sweeper());
-            tokio::spawn(gateway.clone().run_checkpointer());
+            tokio::spawn(running.run());
         }
     }
     Ok(gateway)

@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 use countersign_core::{ActionSpec, Identity, IdentityKind};
 use countersign_gateway::config::{parse_database_url, Config};
-use countersign_gateway::{default_effect, Gateway};
+use countersign_gateway::default_effect;
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -142,17 +142,13 @@ pub async fn serve(args: ServeArgs) -> u8 {
             }
         }
     }
-    let gateway = match Gateway::open(&config).await {
-        Ok(g) => g,
+    let server = match countersign_server::Server::open(&config).await {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("countersign: {e}");
             return 2;
         }
     };
-    if let Err(e) = gateway.record_loaded(&config.sha256).await {
-        eprintln!("countersign: cannot record the configuration in the audit log: {e}");
-        return 2;
-    }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -161,15 +157,15 @@ pub async fn serve(args: ServeArgs) -> u8 {
         }
     };
     let addr = listener.local_addr().map_or(config.listen, |a| a);
+    let policy = server.gateway().policy();
     tracing::info!(
         %addr,
-        policies = gateway.policy().len(),
-        policy_hash = gateway.policy().hash(),
+        policies = policy.len(),
+        policy_hash = policy.hash(),
         "countersign listening"
     );
     println!("countersign listening on http://{addr}");
-    let limits = config.server.clone();
-    match countersign_http::serve_with(gateway, listener, shutdown_signal(), limits).await {
+    match server.serve(listener, shutdown_signal()).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("countersign: server error: {e}");
@@ -178,8 +174,8 @@ pub async fn serve(args: ServeArgs) -> u8 {
     }
 }
 
-/// `keys new`.
-pub fn keys(cmd: KeysCommand) -> u8 {
+/// `keys ...`, at the time `clock` tells.
+pub fn keys(cmd: KeysCommand, clock: countersign_gateway::Clock) -> u8 {
     match cmd {
         KeysCommand::New => {
             let mut bytes = [0u8; 32];
@@ -191,7 +187,7 @@ pub fn keys(cmd: KeysCommand) -> u8 {
             eprintln!("Give the token to its owner (it is shown once); paste the second line into the identity's [[identities]] entry.");
             0
         }
-        managed => crate::keys_cmd::run(managed),
+        managed => crate::keys_cmd::run(managed, clock),
     }
 }
 

@@ -93,6 +93,22 @@ impl IdentityKind {
     pub fn can_vote(self) -> bool {
         matches!(self, IdentityKind::Human)
     }
+
+    /// Whether this kind of identity may hold a managed API key: agents and services. People
+    /// sign in through the identity provider.
+    pub fn may_hold_managed_key(self) -> bool {
+        matches!(self, IdentityKind::Agent | IdentityKind::Service)
+    }
+}
+
+/// Whether the identity of `kind` whose id the source `stable_key` owns (`config:<id>`,
+/// `oidc:...`, `managed:<id>`) may be named as the human an agent acts for (`on_behalf_of`): a
+/// person known to the gateway, configured or seen through the identity provider. An unknown
+/// name could later be claimed by anyone, who would then be barred from voting in the
+/// requester's stead (or the real person would not be).
+pub fn may_be_on_behalf_of(kind: IdentityKind, stable_key: &str) -> bool {
+    kind == IdentityKind::Human
+        && (stable_key.starts_with("config:") || stable_key.starts_with("oidc:"))
 }
 
 /// An authenticated caller, with the groups it belongs to *at the moment of the request*.
@@ -129,6 +145,12 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// Whether this caller may read the whole audit log: people only (entries describe
+    /// everyone's actions); agents and services read their own actions' entries with proofs.
+    pub fn may_read_audit_log(&self) -> bool {
+        self.kind == IdentityKind::Human
+    }
+
     /// A convenience constructor.
     pub fn new<I, S>(id: impl Into<String>, kind: IdentityKind, groups: I) -> Self
     where

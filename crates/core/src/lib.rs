@@ -12,6 +12,7 @@ pub mod canonical;
 mod decision;
 mod event;
 mod identity;
+mod limits;
 mod record;
 mod time;
 
@@ -22,9 +23,12 @@ pub use action::{
 pub use approvers::{Approvers, ApproversParseError, Quorum, QuorumParseError};
 pub use decision::{Decision, Effect, Requirement};
 pub use event::Event;
-pub use identity::{check_id, id_key, same_id, IdError, Identity, IdentityKind};
+pub use identity::{
+    check_id, id_key, may_be_on_behalf_of, same_id, IdError, Identity, IdentityKind,
+};
+pub use limits::{Field, TooLong};
 pub use record::{
-    ActionRecord, ActionResult, Ballot, Clarification, DomainError, GrantState, NewAction, Outcome,
-    ReviewState, Status, Verdict, Vote,
+    ActionRecord, ActionResult, Ballot, Clarification, DomainError, GrantState, JudgedAs,
+    NewAction, Outcome, ReviewState, Status, Verdict, Vote,
 };
 pub use time::Timestamp;

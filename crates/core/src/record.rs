@@ -197,8 +197,19 @@ impl ReviewState {
         self.requirements.iter().map(|r| r.quorum.get()).collect()
     }
 
-    /// Distinct approvers of `digest` who count for requirement `i`.
-    fn approvals_for(&self, i: usize, digest: &ActionDigest) -> usize {
+    /// The quorum a view shows for the review as a whole: the largest requirement's (each
+    /// requirement's own quorum is shown beside it).
+    pub fn quorum_shown(&self) -> u32 {
+        self.requirements
+            .iter()
+            .map(|r| r.quorum.get())
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// Distinct approvers of `digest` who count for requirement `i` (people compared as
+    /// [`id_key`]): the count a view shows beside the requirement's quorum.
+    pub fn approvals_for(&self, i: usize, digest: &ActionDigest) -> usize {
         self.votes
             .iter()
             .filter(|v| matches!(v.verdict, Verdict::Approve | Verdict::Modify))
@@ -215,6 +226,16 @@ impl ReviewState {
             .enumerate()
             .all(|(i, r)| self.approvals_for(i, digest) >= r.quorum.get() as usize)
     }
+}
+
+/// The principal a reviewer's modification is judged as (see [`ActionRecord::modify_judged_as`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JudgedAs<'a> {
+    /// The requester as recorded at submission.
+    Recorded(&'a Identity),
+    /// The configured identity with this id, as configured now (none: no longer known, and
+    /// the modification is denied).
+    Configured(&'a str),
 }
 
 /// A single-use grant: permission to run exactly `digest`, once, before `expires_at`.
@@ -578,6 +599,30 @@ impl ActionRecord {
                     .is_some_and(|g| g.redeemed_at.is_none() && now < g.expires_at),
                 _ => false,
             }
+    }
+
+    /// Of `candidates` (earlier actions of the same requester), the one that answers `new` in
+    /// its place, if any: an approved one first (usable at once), else the newest.
+    pub fn best_answer<'a>(
+        candidates: impl IntoIterator<Item = &'a ActionRecord>,
+        new: &ActionRecord,
+    ) -> Option<&'a ActionRecord> {
+        candidates
+            .into_iter()
+            .filter(|c| c.id != new.id && c.answers(new))
+            .max_by_key(|c| (c.status == Status::Approved, c.created_at, c.id.as_str()))
+    }
+
+    /// As whom policy judges a reviewer's `modify`: the requester, never the reviewer. A
+    /// configured identity as the configuration says now (its groups may have changed); anyone
+    /// else (OIDC, managed key) as they were when they submitted, from the record itself.
+    pub fn modify_judged_as(&self) -> JudgedAs<'_> {
+        match &self.requester_identity {
+            Some(who) if who.source.as_deref().is_some_and(|s| s != "config") => {
+                JudgedAs::Recorded(who)
+            }
+            _ => JudgedAs::Configured(&self.requester),
+        }
     }
 
     /// Whether `who` may read this action: its requester, the human it acts for, or any human

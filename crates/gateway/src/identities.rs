@@ -98,7 +98,7 @@ impl Gateway {
             }
             let source = format!("managed:{}", key.identity);
             countersign_identity::registry::bind(
-                self.store.as_ref(),
+                &crate::lookup::StoreLookup(self.store.as_ref()),
                 &key.identity,
                 key.kind,
                 &source,
@@ -116,7 +116,7 @@ impl Gateway {
         for ident in self.identities().all() {
             let source = format!("config:{}", ident.id);
             let bound = countersign_identity::registry::bind(
-                self.store.as_ref(),
+                &crate::lookup::StoreLookup(self.store.as_ref()),
                 &ident.id,
                 ident.kind,
                 &source,

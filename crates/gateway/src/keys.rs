@@ -67,7 +67,7 @@ pub async fn create(
             }
         }
     }
-    if req.kind == IdentityKind::Human {
+    if !req.kind.may_hold_managed_key() {
         return Err(GatewayError::Invalid(
             "API keys are for agents and services; people sign in through the identity provider"
                 .into(),
@@ -79,9 +79,11 @@ pub async fn create(
         )));
     }
     let source = format!("managed:{}", req.identity);
-    match countersign_identity::registry::bind(store, &req.identity, req.kind, &source, now).await {
+    let lookup = crate::lookup::StoreLookup(store);
+    match countersign_identity::registry::bind(&lookup, &req.identity, req.kind, &source, now).await
+    {
         Ok(()) => {}
-        Err(BindError::Store(e)) => return Err(GatewayError::Store(e)),
+        Err(BindError::Store(e)) => return Err(GatewayError::Store(crate::lookup::store_error(e))),
         Err(e) => {
             return Err(GatewayError::Invalid(format!(
                 "`identity`: {e}; a key must name an identity of its own"

@@ -5,20 +5,23 @@
 //! the MCP proxy and chat channels all call [`Gateway`]; none of them holds a rule of its own.
 
 pub mod audit;
+pub mod clock;
 pub mod config;
 mod error;
 pub mod gate;
 pub mod grants;
 pub mod identities;
 pub mod keys;
+pub mod lookup;
 pub mod metrics;
 mod replicas;
 mod service;
 mod wakeups;
 
+pub use clock::{system_clock, Clock, TestClock};
 pub use error::GatewayError;
 pub use replicas::open_store;
 pub use service::{
-    default_effect, system_clock, ActionView, Clock, Gateway, Parts, Redeemed, ReviewPage,
-    Submission, Submitted, MAX_WAIT,
+    default_effect, ActionView, Gateway, Parts, Redeemed, ReviewPage, Submission, Submitted,
+    MAX_WAIT,
 };

@@ -6,8 +6,8 @@
 //! rule enforced here or below holds everywhere.
 
 use countersign_core::{
-    ActionRecord, ActionSpec, Ballot, Decision, DomainError, Effect, Event, Identity, IdentityKind,
-    NewAction, Outcome, Status, Timestamp,
+    ActionRecord, ActionSpec, Ballot, Decision, DomainError, Effect, Event, Field, Identity,
+    IdentityKind, JudgedAs, NewAction, Outcome, Status, Timestamp,
 };
 use countersign_identity::{AuthError, Authenticator, OidcVerifier};
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
@@ -15,10 +15,11 @@ use countersign_store::{InsertRules, Inserted, ReviewQuery, Store, UpdateError};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::audit::{AuditLog, CHECKPOINT_INTERVAL};
+use crate::clock::Clock;
 use crate::config::{Config, DefaultEffectConfig};
 use crate::error::GatewayError;
 use crate::grants::GrantSigner;
@@ -28,20 +29,6 @@ use crate::wakeups::Wakeups;
 
 /// Longest wait a long poll may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
-
-/// A source of the current time (replaceable in tests).
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-/// The system clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        Timestamp(ms)
-    })
-}
 
 /// A submission, as received from any channel.
 #[derive(Debug, Clone, Default)]
@@ -130,7 +117,7 @@ pub struct Gateway {
     refused_identities: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
-/// How the gateway is put together; [`Gateway::from_config`] builds one from a config file.
+/// How the gateway is put together; [`Gateway::with_store`] builds one from a config file.
 pub struct Parts {
     /// The policy engine.
     pub policy: PolicyEngine,
@@ -169,32 +156,24 @@ pub fn default_effect(config: &Config) -> DefaultEffect {
     }
 }
 
+/// The core's size limit of a free-text field, for every front (not only the API's).
+fn within(field: Field, value: Option<&str>) -> Result<(), GatewayError> {
+    match value.map(|v| field.check(v)) {
+        Some(Err(e)) => Err(GatewayError::Invalid(e.to_string())),
+        _ => Ok(()),
+    }
+}
+
 fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
 impl Gateway {
-    /// Opens the store, loads policies and the signing key named by `config`.
-    /// SQLite only; [`Gateway::open`] opens any database.
-    pub fn from_config(config: &Config) -> Result<Arc<Gateway>, GatewayError> {
-        let store: Arc<dyn Store> = match &config.database {
-            crate::config::DatabaseUrl::Sqlite(path) => Arc::new(
-                countersign_store::SqliteStore::open(path)
-                    .map_err(|e| GatewayError::Startup(format!("{}: {e}", path.display())))?,
-            ),
-            crate::config::DatabaseUrl::Postgres(_) => {
-                return Err(GatewayError::Startup(
-                    "PostgreSQL is opened with Gateway::open".into(),
-                ))
-            }
-        };
-        Gateway::with_store(config, store)
-    }
-
     /// Loads policies and the signing keys named by `config` around an opened store.
     pub fn with_store(
         config: &Config,
         store: Arc<dyn Store>,
+        clock: Clock,
     ) -> Result<Arc<Gateway>, GatewayError> {
         let policy = PolicyEngine::load_dir(&config.policies, default_effect(config))
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
@@ -210,7 +189,7 @@ impl Gateway {
             store,
             signer,
             audit,
-            clock: system_clock(),
+            clock,
             review_ttl: config.review_ttl,
             grant_ttl: config.grant_ttl,
             grants_for_allowed: config.grants_for_allowed,
@@ -229,7 +208,7 @@ impl Gateway {
         );
         let auth = Authenticator::with_links(
             parts.identities.by_token_hash(),
-            parts.store.clone(),
+            Arc::new(crate::lookup::StoreLookup(parts.store.clone())),
             parts.oidc,
             parts.identities.linked(),
         );
@@ -300,6 +279,11 @@ impl Gateway {
         &self.signer
     }
 
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.audit
@@ -319,7 +303,7 @@ impl Gateway {
         start: u64,
         limit: usize,
     ) -> Result<Vec<countersign_store::AuditEntry>, GatewayError> {
-        if who.kind != IdentityKind::Human {
+        if !who.may_read_audit_log() {
             return Err(GatewayError::Forbidden(
                 "only people may read the whole audit log; agents may read their own actions' entries with proofs".into(),
             ));
@@ -400,6 +384,8 @@ impl Gateway {
         who: &Identity,
         sub: Submission,
     ) -> Result<(ActionView, Submitted), GatewayError> {
+        within(Field::Justification, sub.justification.as_deref())?;
+        within(Field::IdempotencyKey, sub.idempotency_key.as_deref())?;
         let spec = ActionSpec::new(
             sub.action,
             sub.resource,
@@ -417,7 +403,7 @@ impl Gateway {
                 .known_human(h)
                 .await
                 .map_err(|e| match e {
-                    AuthError::Store(s) => GatewayError::Store(s),
+                    AuthError::Store(s) => GatewayError::Store(crate::lookup::store_error(s)),
                     other => GatewayError::Invalid(other.to_string()),
                 })?;
             if known.is_none() {
@@ -690,6 +676,12 @@ impl Gateway {
         id: &str,
         ballot: Ballot,
     ) -> Result<ActionView, GatewayError> {
+        match &ballot {
+            Ballot::Approve { comment }
+            | Ballot::Deny { comment }
+            | Ballot::Modify { comment, .. } => within(Field::Comment, comment.as_deref())?,
+            Ballot::Clarify { question } => within(Field::Question, Some(question))?,
+        }
         let now = self.now();
         let voter = who.clone();
         let jti = new_id();
@@ -704,13 +696,10 @@ impl Gateway {
                 now,
                 Box::new(move |rec| {
                     let justification = rec.justification.clone();
-                    // A config identity as configured now; anyone else (OIDC, managed key) as
-                    // they were when they submitted, from the record itself.
-                    let requester = match &rec.requester_identity {
-                        Some(who) if who.source.as_deref().is_some_and(|s| s != "config") => {
-                            Principal::new(who).map(Arc::new)
-                        }
-                        _ => principals.get(&rec.requester).cloned(),
+                    // As the requester (the core's rule says which form of them).
+                    let requester = match rec.modify_judged_as() {
+                        JudgedAs::Recorded(who) => Principal::new(who).map(Arc::new),
+                        JudgedAs::Configured(id) => principals.get(id).cloned(),
                     };
                     rec.vote(&voter, ballot, now, jti, ttl, |spec| {
                         // Judged as a fresh submission by the requester would be: the core
@@ -739,6 +728,7 @@ impl Gateway {
         id: &str,
         answer: String,
     ) -> Result<ActionView, GatewayError> {
+        within(Field::Answer, Some(&answer))?;
         let now = self.now();
         let me = who.clone();
         let (record, _) = self
@@ -814,6 +804,7 @@ impl Gateway {
         output_sha256: Option<String>,
         detail: Option<String>,
     ) -> Result<ActionView, GatewayError> {
+        within(Field::Detail, detail.as_deref())?;
         if let Some(h) = &output_sha256 {
             if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(GatewayError::Invalid(

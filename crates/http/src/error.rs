@@ -194,7 +194,9 @@ mod tests {
             AuthError::KeyExpired,
             AuthError::IdentityConflict("x".into()),
             AuthError::IdentityInvalid("x".into()),
-            AuthError::Store(StoreError::Database("x".into())),
+            AuthError::Store(countersign_identity::LookupError(Box::new(
+                StoreError::Database("x".into()),
+            ))),
         ];
         for e in auth {
             let want = e.code();

@@ -115,8 +115,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, with the expiry sweeper running and
-/// the default [`ServerLimits`].
+/// Serves the API on `listener` until `shutdown` resolves, with the default [`ServerLimits`]
+/// (no background work: `countersign-server` starts that).
 pub async fn serve(
     gateway: Arc<Gateway>,
     listener: tokio::net::TcpListener,
@@ -125,7 +125,8 @@ pub async fn serve(
     serve_with(gateway, listener, shutdown, ServerLimits::default()).await
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, with the expiry sweeper running.
+/// Serves the API on `listener` until `shutdown` resolves (no background work:
+/// `countersign-server` starts that).
 ///
 /// Each connection is bounded by `limits`: hyper's header-read timeout (which also closes a
 /// keep-alive connection that sends no next request), tower-http's request-body timeout, a
@@ -137,14 +138,10 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     limits: ServerLimits,
 ) -> std::io::Result<()> {
-    // The sweeper and checkpoint signer run while this process holds the store's lease (always,
-    // on SQLite); changes committed by other replicas wake this one's long polls.
-    let sweeper = tokio::spawn(gateway.clone().run_background());
-    let checkpointer = tokio::spawn(gateway.clone().run_change_relay());
+    // Background work (sweeper, checkpoint signer, change relay) is the server bootstrap's
+    // (`countersign-server`), not the API's.
     let app = router(gateway).layer(RequestBodyTimeoutLayer::new(limits.request_body_timeout));
     accept_loop(listener, app, shutdown, &limits).await;
-    sweeper.abort();
-    checkpointer.abort();
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Why a credential was refused. Each variant has a stable code; messages say what to do without
 //! saying what exactly was wrong inside the token (no oracle for an attacker).
 
-use countersign_store::StoreError;
+use crate::lookup::LookupError;
 
 /// A refused credential.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +75,7 @@ pub enum AuthError {
     IdentityInvalid(String),
     /// The key store failed.
     #[error("the credential could not be checked; retry later")]
-    Store(#[from] StoreError),
+    Store(#[from] LookupError),
 }
 
 impl AuthError {

@@ -12,16 +12,17 @@ pub mod config;
 pub mod crypto;
 mod error;
 pub mod keys;
+pub mod lookup;
 pub mod oidc;
 pub mod registry;
 
 pub use config::{ClaimRule, OidcIssuerConfig};
 pub use error::AuthError;
+pub use lookup::{Binding, KeyLookup, KeyRecord, LookupError};
 pub use oidc::{OidcVerifier, MAX_TOKEN};
 pub use registry::{BindError, Registry};
 
 use countersign_core::{Identity, Timestamp};
-use countersign_store::Store;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 /// Turns bearer credentials into identities.
 pub struct Authenticator {
     config_tokens: HashMap<[u8; 32], Arc<Identity>>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyLookup>,
     oidc: OidcVerifier,
     registry: Registry,
 }
@@ -38,7 +39,7 @@ impl Authenticator {
     /// `config_tokens`: SHA-256 of each configured token → its identity.
     pub fn new(
         config_tokens: HashMap<[u8; 32], Arc<Identity>>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn KeyLookup>,
         oidc: OidcVerifier,
     ) -> Self {
         Authenticator::with_links(config_tokens, store, oidc, HashMap::new())
@@ -48,7 +49,7 @@ impl Authenticator {
     /// humans (`oidc_subject`).
     pub fn with_links(
         config_tokens: HashMap<[u8; 32], Arc<Identity>>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn KeyLookup>,
         oidc: OidcVerifier,
         linked: HashMap<String, Arc<Identity>>,
     ) -> Self {
@@ -113,7 +114,7 @@ impl Authenticator {
             return self.registry.admit(ident, now).await.map(Arc::new);
         }
         if token.bytes().filter(|b| *b == b'.').count() == 2 && !self.oidc.is_empty() {
-            let ident = self.oidc.verify(token).await?;
+            let ident = self.oidc.verify(token, now).await?;
             return self.registry.admit(ident, now).await.map(Arc::new);
         }
         Err(AuthError::Unknown)

@@ -8,7 +8,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use countersign_core::Identity;
+use countersign_core::{Identity, Timestamp};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -25,7 +25,37 @@ use crate::error::AuthError;
 
 /// Largest accepted bearer token.
 pub const MAX_TOKEN: usize = 16 * 1024;
-/// Clock skew allowed on `exp` and `nbf`.
+/// `exp`, `nbf` and `iat` against `now`, with [`LEEWAY_SECS`] of skew: expired once `exp` has
+/// passed, not yet valid before `nbf` or when issued in the future. A time claim that is not a
+/// whole number of seconds (`exp`, `nbf`) is malformed.
+fn check_times(claims: &Value, now: Timestamp) -> Result<(), AuthError> {
+    let now = u64::try_from(now.millis().div_euclid(1000)).unwrap_or(0);
+    let time = |name: &str| -> Result<Option<u64>, AuthError> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or(AuthError::Malformed),
+        }
+    };
+    let exp = time("exp")?.ok_or(AuthError::Malformed)?;
+    if exp < now.saturating_sub(LEEWAY_SECS) {
+        return Err(AuthError::Expired);
+    }
+    let future = |t: u64| t > now.saturating_add(LEEWAY_SECS);
+    if time("nbf")?.is_some_and(future) {
+        return Err(AuthError::NotYetValid);
+    }
+    // `iat` was never required to parse: one that is not a whole number is still ignored.
+    if claims
+        .get("iat")
+        .and_then(Value::as_u64)
+        .is_some_and(future)
+    {
+        return Err(AuthError::NotYetValid);
+    }
+    Ok(())
+}
+
+/// Clock skew allowed on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECS: u64 = 60;
 const MAX_DOCUMENT: usize = 1024 * 1024;
 
@@ -177,8 +207,9 @@ impl OidcVerifier {
             .map_or(0, |s| s.fetches.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// Verifies `token` and maps its claims to an identity.
-    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+    /// Verifies `token` at `now` and maps its claims to an identity. `exp`, `nbf` and `iat` are
+    /// checked against the `now` passed in (the caller's clock), never the system clock.
+    pub async fn verify(&self, token: &str, now: Timestamp) -> Result<Identity, AuthError> {
         if token.len() > MAX_TOKEN {
             return Err(AuthError::TooLarge);
         }
@@ -208,8 +239,10 @@ impl OidcVerifier {
             return Err(AuthError::AlgMismatch);
         }
         let mut validation = Validation::new(alg);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
+        // Times are checked below against the caller's `now`; jsonwebtoken would read the
+        // system clock. `exp` must still be present (a number).
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.set_audience(&state.issuer.audience);
         validation.set_issuer(&[iss]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
@@ -225,6 +258,7 @@ impl OidcVerifier {
                 _ => AuthError::Malformed,
             },
         )?;
+        check_times(&data.claims, now)?;
         claims::identity(&state.issuer, iss, &data.claims)
     }
 

@@ -7,8 +7,8 @@
 //! refused (`identity_conflict`), unless the config links it (`oidc_subject` on a configured
 //! human, which makes that OIDC subject the configured person).
 
-use countersign_core::{check_id, id_key, Identity, IdentityKind, Timestamp};
-use countersign_store::{IdentityBinding, Store};
+use crate::lookup::{Binding, KeyLookup, LookupError};
+use countersign_core::{check_id, id_key, may_be_on_behalf_of, Identity, IdentityKind, Timestamp};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -37,13 +37,13 @@ pub enum BindError {
     },
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] countersign_store::StoreError),
+    Store(#[from] LookupError),
 }
 
 /// Binds `id` to the source `stable_key` in `store` unless another source holds it (or a
 /// look-alike of it).
 pub async fn bind(
-    store: &dyn Store,
+    store: &dyn KeyLookup,
     id: &str,
     kind: IdentityKind,
     stable_key: &str,
@@ -54,7 +54,7 @@ pub async fn bind(
         error,
     })?;
     let held = store
-        .bind_identity(IdentityBinding {
+        .bind_identity(Binding {
             id_key: id_key(id),
             source: stable_key.to_string(),
             id: id.to_string(),
@@ -76,7 +76,7 @@ pub async fn bind(
 /// The configured identities (by normalised id and by linked OIDC subject) and a cache of the
 /// store's bindings (a binding never changes once made).
 pub struct Registry {
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyLookup>,
     configured: HashMap<String, Arc<Identity>>,
     linked: HashMap<String, Arc<Identity>>,
     seen: Mutex<HashMap<String, String>>,
@@ -86,7 +86,7 @@ impl Registry {
     /// `configured`: the config's identities; `linked`: `issuer#subject` → the configured
     /// human that OIDC subject is.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn KeyLookup>,
         configured: impl IntoIterator<Item = Arc<Identity>>,
         linked: HashMap<String, Arc<Identity>>,
     ) -> Self {
@@ -160,14 +160,15 @@ impl Registry {
     /// identity provider seen before. Returns the id as it is known.
     pub async fn known_human(&self, id: &str) -> Result<Option<String>, AuthError> {
         if let Some(c) = self.configured(id) {
-            return Ok((c.kind == IdentityKind::Human).then(|| c.id.clone()));
+            let known = may_be_on_behalf_of(c.kind, &format!("config:{}", c.id));
+            return Ok(known.then(|| c.id.clone()));
         }
         if check_id(id).is_err() {
             return Ok(None);
         }
         let bound = self.store.identity_binding(&id_key(id)).await?;
         Ok(bound
-            .filter(|b| b.kind == IdentityKind::Human && b.source.starts_with("oidc:"))
+            .filter(|b| may_be_on_behalf_of(b.kind, &b.source))
             .map(|b| b.id))
     }
 }

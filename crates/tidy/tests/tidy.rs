@@ -200,7 +200,12 @@ fn the_gateway_knows_no_wire_format() {
 #[test]
 fn crates_depend_inwards() {
     // Adapters may depend on the use cases; nothing below them depends on an adapter.
-    let adapters = ["countersign-http", "countersign-mcp", "countersign"];
+    let adapters = [
+        "countersign-http",
+        "countersign-mcp",
+        "countersign-server",
+        "countersign",
+    ];
     for krate in [
         "core", "policy", "audit", "store", "identity", "gateway", "evidence",
     ] {
@@ -219,11 +224,11 @@ fn crates_depend_inwards() {
     );
 }
 
-/// A ratchet: the wall clock is read in these files only. `gateway::system_clock` is the clock;
-/// the others are the reads issue #14 moves behind an injected clock. The list may only shrink.
+/// A ratchet: the wall clock is read in these files only: `gateway/src/clock.rs` is the clock.
+/// The list may only shrink.
 #[test]
 fn the_wall_clock_is_read_in_known_places() {
-    let known: BTreeSet<&str> = ["gateway/src/service.rs", "cli/src/keys_cmd.rs"].into();
+    let known: BTreeSet<&str> = ["gateway/src/clock.rs"].into();
     for krate in crates() {
         for file in uses(&krate, "SystemTime::now") {
             assert!(
@@ -384,4 +389,101 @@ fn store_backends_only_read_and_write_rows() {
             "{name} must check its frontier against the log's size read under the write lock"
         );
     }
+}
+
+/// The clock module is where time comes from; the crates that decide with time (core,
+/// identity, policy, audit) read no clock at all, directly or through a library: OIDC `exp`/
+/// `nbf` are checked against the caller's `now`, so jsonwebtoken's own clock checks stay off.
+#[test]
+fn time_is_passed_in_below_the_gateway() {
+    for krate in ["core", "identity", "policy", "audit", "evidence"] {
+        for needle in [
+            "SystemTime",
+            "system_clock",
+            "Utc::now",
+            "OffsetDateTime::now",
+        ] {
+            assert!(
+                uses(krate, needle).is_empty(),
+                "`{needle}` in crates/{krate}: {:?}; take `now` as a parameter",
+                uses(krate, needle)
+            );
+        }
+    }
+    let oidc = std::fs::read_to_string(crates_dir().join("identity/src/oidc.rs")).unwrap();
+    for off in ["validate_exp = false", "validate_nbf = false"] {
+        assert!(
+            oidc.contains(off),
+            "identity/src/oidc.rs must set `{off}`: jsonwebtoken would check times against the \
+             system clock instead of the `now` passed in"
+        );
+    }
+}
+
+/// The server bootstrap (`crates/server`) is the one place a gateway process is put together:
+/// no other crate opens a store for serving, or runs background work on its own.
+#[test]
+fn one_server_bootstrap_starts_the_background_work() {
+    for krate in crates() {
+        if krate == "server" {
+            continue;
+        }
+        for needle in [
+            "run_sweeper()",
+            "run_checkpointer()",
+            "run_change_relay()",
+            "Workers::new()",
+        ] {
+            assert!(
+                uses(&krate, needle).is_empty(),
+                "`{needle}` in {:?}: background work is registered in crates/server",
+                uses(&krate, needle)
+            );
+        }
+    }
+    assert!(
+        !dependencies("gateway").contains("countersign-server")
+            && !dependencies("http").contains("countersign-server"),
+        "the bootstrap sits above the gateway and the API"
+    );
+}
+
+/// No wire format in the gateway: no HTTP crate at all, and JSON only where the gateway's own
+/// artefacts are JSON by definition (listed with the reason).
+#[test]
+fn the_gateway_speaks_json_only_where_listed() {
+    for dep in dependencies("gateway") {
+        assert!(
+            !["http", "http-body", "axum-core", "tonic", "hyper-util"].contains(&dep.as_str()),
+            "crates/gateway depends on `{dep}`: wire formats belong in the adapters"
+        );
+    }
+    let allowed: BTreeSet<&str> = [
+        // Grant tokens are JWTs the gateway signs and verifies, and it publishes their JWKS.
+        "gateway/src/grants.rs",
+        // An action's parameters are a JSON object by the domain's definition (as in the core).
+        "gateway/src/service.rs",
+    ]
+    .into();
+    for file in uses("gateway", "serde_json") {
+        assert!(
+            allowed.contains(file.as_str()),
+            "{file} uses serde_json: shape JSON in the adapters (or list it here with a reason)"
+        );
+    }
+}
+
+/// `identity` takes a key-lookup trait (`KeyLookup`: managed keys by hash, id bindings), not
+/// the whole store: it does not depend on the store crate; the gateway implements the trait.
+#[test]
+fn identity_takes_a_key_lookup_not_the_store() {
+    assert!(
+        !dependencies("identity").contains("countersign-store"),
+        "crates/identity depends on the store; give it a `KeyLookup` instead"
+    );
+    assert!(
+        uses("identity", "countersign_store").is_empty(),
+        "the store's types in {:?}",
+        uses("identity", "countersign_store")
+    );
 }

@@ -196,13 +196,7 @@ async fn first_start_leaves_private_files_and_ignores_hidden_policies() {
         "@id(\"hidden\") forbid (principal, action, resource);\n",
     )
     .unwrap();
-    let config = countersign_gateway::config::Config::load(&config_path).unwrap();
-    let gateway = countersign_gateway::Gateway::from_config(&config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let _ = countersign_http::serve(gateway, listener, std::future::pending()).await;
-    });
+    let (url, server) = crate::support::serve(&config_path).await;
     let gw = Gw::from_parts(url, client(), dir, server);
     let (s, v) = gw
         .post(

@@ -844,7 +844,7 @@ async fn a_config_that_reuses_a_managed_keys_id_does_not_start() {
     .await
     .unwrap();
     drop(store);
-    let err = match countersign_gateway::Gateway::open(&config).await {
+    let err = match countersign_server::Server::open(&config).await {
         Ok(_) => panic!("started with a clashing identity"),
         Err(e) => e.to_string(),
     };
@@ -876,11 +876,11 @@ async fn a_config_may_claim_a_seen_persons_id_only_by_linking_them() {
     let open = |extra: String| {
         let path = crate::support::write_config(dir.path(), &(idp.config() + &extra));
         let config = countersign_gateway::config::Config::load(&path).unwrap();
-        async move { countersign_gateway::Gateway::open(&config).await }
+        async move { countersign_server::Server::open(&config).await }
     };
     let gw = open(String::new()).await.unwrap();
     let zoe = idp.token("zoe", &[], json!({}));
-    assert_eq!(gw.authenticate(&zoe).await.unwrap().id, "zoe");
+    assert_eq!(gw.gateway().authenticate(&zoe).await.unwrap().id, "zoe");
     drop(gw);
 
     let err = match open(config_identity("Zoe", "human", &[], "")).await {
@@ -892,6 +892,6 @@ async fn a_config_may_claim_a_seen_persons_id_only_by_linking_them() {
     let gw = open(config_identity("zoe", "human", &["data"], &link))
         .await
         .unwrap();
-    let me = gw.authenticate(&zoe).await.unwrap();
+    let me = gw.gateway().authenticate(&zoe).await.unwrap();
     assert_eq!((me.id.as_str(), me.groups.contains("data")), ("zoe", true));
 }

@@ -52,18 +52,8 @@ pub(crate) async fn gateway() -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let config_path = write_config(dir.path(), "");
     std::fs::write(dir.path().join("policies/mcp.cedar"), MCP_POLICIES).unwrap();
-    let config = countersign_gateway::config::Config::load(&config_path).unwrap();
-    let gateway = countersign_gateway::Gateway::from_config(&config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    Gw::from_parts(
-        url,
-        client(),
-        dir,
-        tokio::spawn(async move {
-            let _ = countersign_http::serve(gateway, listener, std::future::pending()).await;
-        }),
-    )
+    let (url, server) = crate::support::serve(&config_path).await;
+    Gw::from_parts(url, client(), dir, server)
 }
 
 /// `countersign mcp stdio` as agent `bot` in front of `server`, with `extra` flags.

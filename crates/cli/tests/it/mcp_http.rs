@@ -857,18 +857,8 @@ async fn gateway_with_key_admins() -> Gw {
         crate::mcp::MCP_POLICIES,
     )
     .unwrap();
-    let config = countersign_gateway::config::Config::load(&config_path).unwrap();
-    let gateway = countersign_gateway::Gateway::from_config(&config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    Gw::from_parts(
-        url,
-        client(),
-        dir,
-        tokio::spawn(async move {
-            let _ = countersign_http::serve(gateway, listener, std::future::pending()).await;
-        }),
-    )
+    let (url, server) = crate::support::serve(&config_path).await;
+    Gw::from_parts(url, client(), dir, server)
 }
 
 #[tokio::test]

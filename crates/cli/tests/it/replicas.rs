@@ -451,3 +451,69 @@ async fn every_replica_reports_every_open_review() {
     c.approve(2, "alice", &id).await;
     assert_eq!(gauge(0).await.as_deref(), Some("0"));
 }
+
+/// `mcp stdio --config` runs its embedded gateway through the same bootstrap as `serve`, so on
+/// PostgreSQL too (it used to refuse: "PostgreSQL is opened with Gateway::open"), with the
+/// start-up entries in the log and a working API for reviewers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_mcp_gateway_runs_on_postgres() {
+    let db = fresh_database("mcp_embedded").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &db);
+    let port = crate::mcp::free_port();
+    let api = format!("127.0.0.1:{port}");
+    let mut proxy = Command::new(BIN)
+        .args(["mcp", "stdio", "--token", "tok-bot", "--server-name", "x"])
+        .arg("--config")
+        .arg(&config)
+        .args(["--api-listen", &api, "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Held open (the agent's side of stdio): `wait` below would close it, ending the proxy.
+    let _agent = proxy.stdin.take().unwrap();
+    tokio::select! {
+        () = crate::mcp::wait_listening(port) => {}
+        status = proxy.wait() => {
+            let mut err = String::new();
+            use tokio::io::AsyncReadExt;
+            proxy.stderr.take().unwrap().read_to_string(&mut err).await.unwrap();
+            panic!("the proxy exited ({status:?}): {err}");
+        }
+    }
+    let http = crate::support::client();
+    let url = format!("http://{api}");
+    let (s, v) = post(
+        &http,
+        &url,
+        "bot",
+        "/v1/actions",
+        json!({"action": "logs.read", "resource": "r"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let log: Value = http
+        .get(format!("{url}/v1/audit/entries?start=0&limit=10"))
+        .bearer_auth("tok-alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let types: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["entry"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types[..3],
+        ["config_loaded", "policy_loaded", "submitted"],
+        "{log}"
+    );
+    proxy.kill().await.unwrap();
+}

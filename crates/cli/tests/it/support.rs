@@ -67,6 +67,25 @@ pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
+/// Starts the server `config_path` describes (the same bootstrap as `countersign serve`, without
+/// the start-up audit entries so a test's first action is entry 0) on a loopback port.
+pub async fn serve(config_path: &Path) -> (String, tokio::task::JoinHandle<()>) {
+    let config = countersign_gateway::config::Config::load(config_path).unwrap();
+    let options = countersign_server::Options {
+        record_loaded: false,
+        ..Default::default()
+    };
+    let server = countersign_server::Server::open_with(&config, options)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = server.serve(listener, std::future::pending()).await;
+    });
+    (url, task)
+}
+
 pub struct Gw {
     pub url: String,
     pub http: reqwest::Client,
@@ -98,15 +117,7 @@ impl Gw {
     pub async fn start_with(extra: &str) -> Gw {
         let dir = tempfile::tempdir().unwrap();
         let config_path = write_config(dir.path(), extra);
-        let config = countersign_gateway::config::Config::load(&config_path).unwrap();
-        let gateway = countersign_gateway::Gateway::from_config(&config).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let limits = config.server.clone();
-        let server = tokio::spawn(async move {
-            let pending = std::future::pending();
-            let _ = countersign_http::serve_with(gateway, listener, pending, limits).await;
-        });
+        let (url, server) = serve(&config_path).await;
         Gw {
             url,
             http: client(),

@@ -6,6 +6,7 @@ mod identity;
 mod limits;
 mod modify;
 mod review_index;
+mod rules;
 mod separation;
 mod state_machine;
 mod support;

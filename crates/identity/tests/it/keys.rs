@@ -1,8 +1,10 @@
 //! Managed API keys through the authenticator, against a real SQLite store.
 
 use countersign_core::{IdentityKind, Timestamp};
-use countersign_identity::{keys, Authenticator, OidcVerifier};
-use countersign_store::{ManagedKey, SqliteStore, Store};
+use countersign_identity::{
+    keys, Authenticator, Binding, KeyLookup, KeyRecord, LookupError, OidcVerifier,
+};
+use countersign_store::{IdentityBinding, ManagedKey, SqliteStore, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -21,6 +23,59 @@ fn key(id: &str, hash: [u8; 32], expires_at: Option<Timestamp>) -> ManagedKey {
     }
 }
 
+/// The store as this crate's key lookup (the gateway's adapter, which this crate cannot use).
+struct Lookup(Arc<dyn Store>);
+
+fn lookup_error(e: countersign_store::StoreError) -> LookupError {
+    LookupError(Box::new(e))
+}
+
+fn binding(b: IdentityBinding) -> Binding {
+    Binding {
+        id_key: b.id_key,
+        source: b.source,
+        id: b.id,
+        kind: b.kind,
+        first_seen: b.first_seen,
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyLookup for Lookup {
+    async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>, LookupError> {
+        let k = self.0.key_by_hash(hash).await.map_err(lookup_error)?;
+        Ok(k.map(|k| KeyRecord {
+            id: k.id,
+            identity: k.identity,
+            kind: k.kind,
+            groups: k.groups,
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+            sponsor: k.sponsor,
+        }))
+    }
+    async fn bind_identity(&self, b: Binding) -> Result<Binding, LookupError> {
+        let b = IdentityBinding {
+            id_key: b.id_key,
+            source: b.source,
+            id: b.id,
+            kind: b.kind,
+            first_seen: b.first_seen,
+        };
+        Ok(binding(
+            self.0.bind_identity(b).await.map_err(lookup_error)?,
+        ))
+    }
+    async fn identity_binding(&self, id_key: &str) -> Result<Option<Binding>, LookupError> {
+        let b = self
+            .0
+            .identity_binding(id_key)
+            .await
+            .map_err(lookup_error)?;
+        Ok(b.map(binding))
+    }
+}
+
 /// Any audit event (what the store records with a key change is not this crate's concern).
 fn expired() -> countersign_core::Event {
     countersign_core::Event::Expired
@@ -32,7 +87,7 @@ async fn managed_keys_authenticate_until_revoked_or_expired() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("db")).unwrap());
     let auth = Authenticator::new(
         HashMap::new(),
-        store.clone(),
+        Arc::new(Lookup(store.clone())),
         OidcVerifier::new(vec![]).unwrap(),
     );
     let (secret, hash) = keys::generate();

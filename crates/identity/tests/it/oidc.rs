@@ -31,7 +31,7 @@ async fn valid_tokens_of_each_algorithm_authenticate() {
         let mut claims = idp.claims("alice");
         claims["realm_access"] = json!({"roles": ["sre", "dba"]});
         claims["azp"] = json!("console");
-        let who = v.verify(&key.sign(&claims)).await.unwrap();
+        let who = v.verify(&key.sign(&claims), at()).await.unwrap();
         assert_eq!(who.id, "alice@example.com");
         assert_eq!(who.kind, IdentityKind::Human);
         assert_eq!(who.groups.iter().collect::<Vec<_>>(), ["dba", "sre"]);
@@ -49,7 +49,7 @@ async fn every_attack_is_refused_with_its_code() {
     let idp = TestIssuer::start(&[&rsa, &rsa2, &ec]).await;
     let v = verifier(idp.config(""));
     let good = idp.claims("alice");
-    assert_eq!(code(v.verify(&rsa.sign(&good)).await), "ok");
+    assert_eq!(code(v.verify(&rsa.sign(&good), at()).await), "ok");
 
     // alg none: header and claims, empty signature.
     let none = format!(
@@ -57,81 +57,93 @@ async fn every_attack_is_refused_with_its_code() {
         b64(br#"{"alg":"none","kid":"r1"}"#),
         b64(good.to_string().as_bytes())
     );
-    assert_eq!(code(v.verify(&none).await), "token_alg_none");
+    assert_eq!(code(v.verify(&none, at()).await), "token_alg_none");
     let none_upper = format!(
         "{}.{}.",
         b64(br#"{"alg":"NONE"}"#),
         b64(good.to_string().as_bytes())
     );
-    assert_eq!(code(v.verify(&none_upper).await), "token_alg_none");
+    assert_eq!(code(v.verify(&none_upper, at()).await), "token_alg_none");
 
     // Key confusion: HS256 "signed" with the RSA public key as the HMAC secret.
     let mut h = Header::new(Algorithm::HS256);
     h.kid = Some("r1".into());
     let hmac = jsonwebtoken::encode(&h, &good, &EncodingKey::from_secret(&rsa.public_pem)).unwrap();
-    assert_eq!(code(v.verify(&hmac).await), "token_alg_hmac");
+    assert_eq!(code(v.verify(&hmac, at()).await), "token_alg_hmac");
 
     // An RSA kid with an EC algorithm, and an EC kid with RS256.
     let mut h = Header::new(Algorithm::ES256);
     h.kid = Some("r1".into());
     assert_eq!(
-        code(v.verify(&ec.sign_with(h, &good)).await),
+        code(v.verify(&ec.sign_with(h, &good), at()).await),
         "token_alg_mismatch"
     );
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some("e1".into());
     assert_eq!(
-        code(v.verify(&rsa.sign_with(h, &good)).await),
+        code(v.verify(&rsa.sign_with(h, &good), at()).await),
         "token_alg_mismatch"
     );
 
     // Wrong issuer and wrong or missing audience.
     let mut c = good.clone();
     c["iss"] = json!("https://evil.example");
-    assert_eq!(code(v.verify(&rsa.sign(&c)).await), "token_issuer_unknown");
+    assert_eq!(
+        code(v.verify(&rsa.sign(&c), at()).await),
+        "token_issuer_unknown"
+    );
     let mut c = good.clone();
     c["iss"] = json!(format!("{}/", idp.url));
-    assert_eq!(code(v.verify(&rsa.sign(&c)).await), "token_issuer_unknown");
+    assert_eq!(
+        code(v.verify(&rsa.sign(&c), at()).await),
+        "token_issuer_unknown"
+    );
     let mut c = good.clone();
     c.as_object_mut().unwrap().remove("iss");
-    assert_eq!(code(v.verify(&rsa.sign(&c)).await), "token_issuer_unknown");
+    assert_eq!(
+        code(v.verify(&rsa.sign(&c), at()).await),
+        "token_issuer_unknown"
+    );
     let mut c = good.clone();
     c["aud"] = json!("someone-else");
     assert_eq!(
-        code(v.verify(&rsa.sign(&c)).await),
+        code(v.verify(&rsa.sign(&c), at()).await),
         "token_audience_invalid"
     );
     let mut c = good.clone();
     c.as_object_mut().unwrap().remove("aud");
     assert_eq!(
-        code(v.verify(&rsa.sign(&c)).await),
+        code(v.verify(&rsa.sign(&c), at()).await),
         "token_audience_invalid"
     );
 
     // Time: 60 s of skew either way, no more.
     let mut c = good.clone();
     c["exp"] = json!(now() - 120);
-    assert_eq!(code(v.verify(&rsa.sign(&c)).await), "token_expired");
+    assert_eq!(code(v.verify(&rsa.sign(&c), at()).await), "token_expired");
     c["exp"] = json!(now() - 30);
-    assert_eq!(code(v.verify(&rsa.sign(&c)).await), "ok");
+    assert_eq!(code(v.verify(&rsa.sign(&c), at()).await), "ok");
     let mut c = good.clone();
     c["nbf"] = json!(now() + 120);
-    assert_eq!(code(v.verify(&rsa.sign(&c)).await), "token_not_yet_valid");
+    assert_eq!(
+        code(v.verify(&rsa.sign(&c), at()).await),
+        "token_not_yet_valid"
+    );
     c["nbf"] = json!(now() + 30);
-    assert_eq!(code(v.verify(&rsa.sign(&c)).await), "ok");
+    assert_eq!(code(v.verify(&rsa.sign(&c), at()).await), "ok");
     let mut c = good.clone();
     c.as_object_mut().unwrap().remove("exp");
-    assert_eq!(code(v.verify(&rsa.sign(&c)).await), "token_malformed");
+    assert_eq!(code(v.verify(&rsa.sign(&c), at()).await), "token_malformed");
 
     // No kid while the JWKS has several keys.
     let nokid = rsa.sign_with(Header::new(Algorithm::RS256), &good);
-    assert_eq!(code(v.verify(&nokid).await), "token_kid_missing");
+    assert_eq!(code(v.verify(&nokid, at()).await), "token_kid_missing");
 
     // A signature by another key under this key's kid; a tampered payload.
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some("r1".into());
     assert_eq!(
-        code(v.verify(&rsa2.sign_with(h, &good)).await),
+        code(v.verify(&rsa2.sign_with(h, &good), at()).await),
         "token_signature_invalid"
     );
     let token = rsa.sign(&good);
@@ -141,7 +153,7 @@ async fn every_attack_is_refused_with_its_code() {
     let forged = b64(c.to_string().as_bytes());
     parts[1] = &forged;
     assert_eq!(
-        code(v.verify(&parts.join(".")).await),
+        code(v.verify(&parts.join("."), at()).await),
         "token_signature_invalid"
     );
 
@@ -158,18 +170,21 @@ async fn every_attack_is_refused_with_its_code() {
             b64(good.to_string().as_bytes())
         ),
     ] {
-        assert_eq!(code(v.verify(bad).await), "token_malformed", "{bad}");
+        assert_eq!(code(v.verify(bad, at()).await), "token_malformed", "{bad}");
     }
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some("r1".into());
     let mut c = good.clone();
     c["pad"] = json!("x".repeat(17 * 1024));
     assert_eq!(
-        code(v.verify(&rsa.sign_with(h, &c)).await),
+        code(v.verify(&rsa.sign_with(h, &c), at()).await),
         "token_too_large"
     );
     let unsupported = format!("{}.{}.x", b64(br#"{"alg":"XS999"}"#), b64(b"{}"));
-    assert_eq!(code(v.verify(&unsupported).await), "token_alg_unsupported");
+    assert_eq!(
+        code(v.verify(&unsupported, at()).await),
+        "token_alg_unsupported"
+    );
 }
 
 #[tokio::test]
@@ -178,7 +193,7 @@ async fn a_single_key_needs_no_kid() {
     let idp = TestIssuer::start(&[&rsa]).await;
     let v = verifier(idp.config(""));
     let nokid = rsa.sign_with(Header::new(Algorithm::RS256), &idp.claims("alice"));
-    assert_eq!(code(v.verify(&nokid).await), "ok");
+    assert_eq!(code(v.verify(&nokid, at()).await), "ok");
 }
 
 #[tokio::test]
@@ -188,16 +203,22 @@ async fn a_flood_of_unknown_kids_fetches_the_jwks_once() {
     let mut cfg = idp.config("");
     cfg.jwks_min_refresh = Some("1h".into());
     let v = verifier(cfg);
-    assert_eq!(code(v.verify(&rsa.sign(&idp.claims("a"))).await), "ok");
+    assert_eq!(
+        code(v.verify(&rsa.sign(&idp.claims("a")), at()).await),
+        "ok"
+    );
     for i in 0..200 {
         let mut h = Header::new(Algorithm::RS256);
         h.kid = Some(format!("bogus-{i}"));
         let t = rsa.sign_with(h, &idp.claims("a"));
-        assert_eq!(code(v.verify(&t).await), "token_key_unknown");
+        assert_eq!(code(v.verify(&t, at()).await), "token_key_unknown");
     }
     assert!(idp.hits() <= 2, "{} JWKS fetches", idp.hits());
     for _ in 0..100 {
-        assert_eq!(code(v.verify(&rsa.sign(&idp.claims("a"))).await), "ok");
+        assert_eq!(
+            code(v.verify(&rsa.sign(&idp.claims("a")), at()).await),
+            "ok"
+        );
     }
     assert!(idp.hits() <= 2, "a known kid never fetches");
 }
@@ -207,15 +228,24 @@ async fn key_rotation_new_key_after_one_refresh_old_key_until_removed() {
     let (old, new) = (rsa_key(0, "2026-old"), rsa_key(1, "2026-new"));
     let idp = TestIssuer::start(&[&old]).await;
     let v = verifier(idp.config(""));
-    assert_eq!(code(v.verify(&old.sign(&idp.claims("a"))).await), "ok");
+    assert_eq!(
+        code(v.verify(&old.sign(&idp.claims("a")), at()).await),
+        "ok"
+    );
     assert_eq!(idp.hits(), 1);
 
     // The issuer publishes the new key next to the old one and starts signing with it.
     idp.set_keys(&[&old, &new]);
     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    assert_eq!(code(v.verify(&new.sign(&idp.claims("a"))).await), "ok");
+    assert_eq!(
+        code(v.verify(&new.sign(&idp.claims("a")), at()).await),
+        "ok"
+    );
     assert_eq!(idp.hits(), 2, "one refresh");
-    assert_eq!(code(v.verify(&old.sign(&idp.claims("a"))).await), "ok");
+    assert_eq!(
+        code(v.verify(&old.sign(&idp.claims("a")), at()).await),
+        "ok"
+    );
 
     // The old key leaves the JWKS: gone at the next refresh.
     idp.set_keys(&[&new]);
@@ -223,12 +253,15 @@ async fn key_rotation_new_key_after_one_refresh_old_key_until_removed() {
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some("2026-next".into());
     let unknown = new.sign_with(h, &idp.claims("a"));
-    assert_eq!(code(v.verify(&unknown).await), "token_key_unknown");
+    assert_eq!(code(v.verify(&unknown, at()).await), "token_key_unknown");
     assert_eq!(
-        code(v.verify(&old.sign(&idp.claims("a"))).await),
+        code(v.verify(&old.sign(&idp.claims("a")), at()).await),
         "token_key_unknown"
     );
-    assert_eq!(code(v.verify(&new.sign(&idp.claims("a"))).await), "ok");
+    assert_eq!(
+        code(v.verify(&new.sign(&idp.claims("a")), at()).await),
+        "ok"
+    );
 }
 
 #[tokio::test]
@@ -242,7 +275,7 @@ async fn an_unreachable_issuer_is_unavailable_not_unauthenticated() {
     let mut c = json!({"aud": "countersign", "sub": "a", "exp": now() + 60});
     c["iss"] = json!(url);
     assert_eq!(
-        code(v.verify(&rsa.sign(&c)).await),
+        code(v.verify(&rsa.sign(&c), at()).await),
         "identity_provider_unavailable"
     );
 }
@@ -274,7 +307,7 @@ kind = "agent"
         c
     };
     let who = v
-        .verify(&key.sign(&gh("acme/app", "refs/heads/main", "prod")))
+        .verify(&key.sign(&gh("acme/app", "refs/heads/main", "prod")), at())
         .await
         .unwrap();
     assert_eq!(who.id, "ci:acme/app");
@@ -289,7 +322,10 @@ kind = "agent"
         Some("prod")
     );
     let who = v
-        .verify(&key.sign(&gh("acme/app", "refs/heads/feature", "prod")))
+        .verify(
+            &key.sign(&gh("acme/app", "refs/heads/feature", "prod")),
+            at(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -297,7 +333,10 @@ kind = "agent"
         ("ci:acme", IdentityKind::Agent)
     );
     let stranger = key.sign(&gh("evil/app", "refs/heads/main", "prod"));
-    assert_eq!(code(v.verify(&stranger).await), "token_no_matching_rule");
+    assert_eq!(
+        code(v.verify(&stranger, at()).await),
+        "token_no_matching_rule"
+    );
 }
 
 #[tokio::test]
@@ -316,12 +355,12 @@ groups_claim = ["groups", "roles"]
     c["preferred_username"] = json!("alice@contoso.com");
     c["groups"] = json!(["0c9e6a54-0000-4000-8000-000000000001", "ffffffff-unmapped"]);
     c["roles"] = json!(["Approver"]);
-    let who = v.verify(&key.sign(&c)).await.unwrap();
+    let who = v.verify(&key.sign(&c), at()).await.unwrap();
     assert_eq!(who.groups.iter().collect::<Vec<_>>(), ["approvers", "sre"]);
 
     c["_claim_names"] = json!({"groups": "src1"});
     c["_claim_sources"] = json!({"src1": {"endpoint": "https://graph.microsoft.com/..."}});
-    let who = v.verify(&key.sign(&c)).await.unwrap();
+    let who = v.verify(&key.sign(&c), at()).await.unwrap();
     assert_eq!(who.groups.iter().collect::<Vec<_>>(), ["approvers"]);
 }
 
@@ -332,11 +371,14 @@ async fn okta_groups_and_missing_id_claims() {
     let v = verifier(idp.config("id_claim = \"email\"\ngroups_claim = \"groups\""));
     let mut c = idp.claims("00u1");
     c["groups"] = json!(["Everyone", "sre"]);
-    let who = v.verify(&key.sign(&c)).await.unwrap();
+    let who = v.verify(&key.sign(&c), at()).await.unwrap();
     assert_eq!(who.id, "00u1@example.com");
     assert!(who.groups.contains("sre"));
     c.as_object_mut().unwrap().remove("email");
-    assert_eq!(code(v.verify(&key.sign(&c)).await), "token_claim_missing");
+    assert_eq!(
+        code(v.verify(&key.sign(&c), at()).await),
+        "token_claim_missing"
+    );
 }
 
 #[test]
@@ -377,7 +419,50 @@ async fn rsa_keys_under_2048_bits_are_refused() {
     let idp = TestIssuer::start(&[&key]).await;
     let v = verifier(idp.config(""));
     assert_eq!(
-        code(v.verify(&key.sign(&idp.claims("a"))).await),
+        code(v.verify(&key.sign(&idp.claims("a")), at()).await),
         "token_signature_invalid"
+    );
+}
+
+/// `exp`, `nbf` and `iat` are judged at the `now` the caller passes, not by the system clock: a
+/// test clock moves a token in and out of its validity without sleeping.
+#[tokio::test]
+async fn token_times_are_judged_at_the_time_passed_in() {
+    let rsa = rsa_key(0, "r1");
+    let idp = TestIssuer::start(&[&rsa]).await;
+    let v = verifier(idp.config(""));
+    let t0: i64 = 1_700_000_000;
+    let at = |s: i64| countersign_core::Timestamp(s * 1000);
+    let mut c = idp.claims("alice");
+    c["exp"] = json!(t0 + 300);
+    c["nbf"] = json!(t0);
+    c["iat"] = json!(t0);
+    let token = rsa.sign(&c);
+    // Long expired by the wall clock, yet valid at t0.
+    assert_eq!(code(v.verify(&token, at(t0)).await), "ok");
+    assert_eq!(code(v.verify(&token, at(t0 + 300 + 60)).await), "ok");
+    assert_eq!(
+        code(v.verify(&token, at(t0 + 300 + 61)).await),
+        "token_expired"
+    );
+    assert_eq!(code(v.verify(&token, at(t0 - 60)).await), "ok");
+    assert_eq!(
+        code(v.verify(&token, at(t0 - 61)).await),
+        "token_not_yet_valid"
+    );
+    // Issued in the future (beyond the skew), even without `nbf`.
+    c.as_object_mut().unwrap().remove("nbf");
+    c["iat"] = json!(t0 + 120);
+    assert_eq!(
+        code(v.verify(&rsa.sign(&c), at(t0)).await),
+        "token_not_yet_valid"
+    );
+    // A non-numeric `iat` is ignored, as it always was; a non-numeric `exp` is malformed.
+    c["iat"] = json!("yesterday");
+    assert_eq!(code(v.verify(&rsa.sign(&c), at(t0)).await), "ok");
+    c["exp"] = json!("tomorrow");
+    assert_eq!(
+        code(v.verify(&rsa.sign(&c), at(t0)).await),
+        "token_malformed"
     );
 }

@@ -61,7 +61,7 @@ async fn tokens_minted_by_pyjwt_verify_and_its_attacks_are_refused() {
     for (alg, key) in [("RS256", &rsa), ("ES256", &ec), ("EdDSA", &ed)] {
         let token = mint(alg, Some(key), Some(&key.kid), &claims);
         let who = v
-            .verify(&token)
+            .verify(&token, at())
             .await
             .unwrap_or_else(|e| panic!("{alg}: {e:?}"));
         assert_eq!(who.id, "alice");
@@ -70,25 +70,28 @@ async fn tokens_minted_by_pyjwt_verify_and_its_attacks_are_refused() {
         let mut expired = claims.clone();
         expired["exp"] = json!(now() - 3600);
         let token = mint(alg, Some(key), Some(&key.kid), &expired);
-        assert_eq!(v.verify(&token).await.unwrap_err().code(), "token_expired");
+        assert_eq!(
+            v.verify(&token, at()).await.unwrap_err().code(),
+            "token_expired"
+        );
 
         let mut other = claims.clone();
         other["aud"] = json!("another-api");
         let token = mint(alg, Some(key), Some(&key.kid), &other);
         assert_eq!(
-            v.verify(&token).await.unwrap_err().code(),
+            v.verify(&token, at()).await.unwrap_err().code(),
             "token_audience_invalid"
         );
     }
     let unsigned = mint("none", None, Some("r1"), &claims);
     assert_eq!(
-        v.verify(&unsigned).await.unwrap_err().code(),
+        v.verify(&unsigned, at()).await.unwrap_err().code(),
         "token_alg_none"
     );
     // PyJWT with the right key but a kid the issuer never published.
     let token = mint("RS256", Some(&rsa), Some("elsewhere"), &claims);
     assert_eq!(
-        v.verify(&token).await.unwrap_err().code(),
+        v.verify(&token, at()).await.unwrap_err().code(),
         "token_key_unknown"
     );
 }

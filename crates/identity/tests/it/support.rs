@@ -14,6 +14,11 @@ pub fn b64(b: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
+/// The time the verifier is told it is: the same wall clock the tokens were made with.
+pub fn at() -> countersign_core::Timestamp {
+    countersign_core::Timestamp(now() * 1000)
+}
+
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

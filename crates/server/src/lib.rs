@@ -1,0 +1,152 @@
+//! One server bootstrap. `countersign serve`, `countersign mcp --config` and the end-to-end tests
+//! start the same [`Server`]: the configuration opens any store (SQLite or PostgreSQL), the
+//! gateway around it checks the configured identities against the store and records
+//! `config_loaded`/`policy_loaded` in the audit log, the [`workers`] registry runs the leased
+//! background work (expiry sweeper, checkpoint signer; the next worker just registers), a relay
+//! wakes this replica's long polls on changes other processes commit, and the HTTP API serves.
+//!
+//! **Architecture Invariant:** this is the only place a gateway process is put together; no
+//! front spawns background work of its own.
+
+pub mod workers;
+
+use std::sync::Arc;
+
+use countersign_gateway::config::{Config, ServerLimits};
+use countersign_gateway::{system_clock, Clock, Gateway, GatewayError};
+
+pub use workers::{LeaseSource, StoreLease, Workers};
+
+/// How a server starts, beyond its configuration.
+pub struct Options {
+    /// Record `config_loaded` and `policy_loaded` in the audit log at start (on by default; a
+    /// test harness that counts entries from index 0 turns it off).
+    pub record_loaded: bool,
+    /// The clock (the system clock by default; a test clock in tests).
+    pub clock: Clock,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            record_loaded: true,
+            clock: system_clock(),
+        }
+    }
+}
+
+/// Why a server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store, policies, keys or identities could not be loaded.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    /// The start-up entries could not be written.
+    #[error("cannot record the configuration in the audit log: {0}")]
+    Record(GatewayError),
+}
+
+/// A gateway process, put together but not yet running its background work.
+pub struct Server {
+    gateway: Arc<Gateway>,
+    limits: ServerLimits,
+    workers: Workers,
+}
+
+impl Server {
+    /// Opens the server `config` describes, with the default [`Options`].
+    pub async fn open(config: &Config) -> Result<Server, ServerError> {
+        Server::open_with(config, Options::default()).await
+    }
+
+    /// Opens the store `config` names, loads policies, keys and identities around it, checks
+    /// the identities against the store, records the start-up entries, and registers the
+    /// sweeper and the checkpoint signer as leased workers.
+    pub async fn open_with(config: &Config, options: Options) -> Result<Server, ServerError> {
+        let store = countersign_gateway::open_store(&config.database).await?;
+        let gateway = Gateway::with_store(config, store, options.clock)?;
+        gateway.check_identities().await?;
+        if options.record_loaded {
+            gateway
+                .record_loaded(&config.sha256)
+                .await
+                .map_err(ServerError::Record)?;
+        }
+        let mut workers = Workers::new();
+        let g = gateway.clone();
+        workers.register("expiry sweeper", move || g.clone().run_sweeper());
+        let g = gateway.clone();
+        workers.register("checkpoint signer", move || g.clone().run_checkpointer());
+        Ok(Server {
+            gateway,
+            limits: config.server.clone(),
+            workers,
+        })
+    }
+
+    /// The gateway (for an embedded front such as the MCP proxy).
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// The leased-worker registry, to register more background work before [`Server::start`].
+    pub fn workers(&mut self) -> &mut Workers {
+        &mut self.workers
+    }
+
+    /// Starts the background work: the leased workers (while this process holds the store's
+    /// lease) and the relay of other processes' changes to this one's long polls. Both stop
+    /// when the returned [`Running`] is dropped.
+    pub fn start(self) -> Running {
+        let lease: Arc<dyn LeaseSource> = Arc::new(StoreLease(self.gateway.store().clone()));
+        let tasks = workers::AbortOnDrop(vec![
+            tokio::spawn(self.workers.run(lease)),
+            tokio::spawn(self.gateway.clone().run_change_relay()),
+        ]);
+        Running {
+            gateway: self.gateway,
+            limits: self.limits,
+            _tasks: tasks,
+        }
+    }
+
+    /// Starts the background work and serves the HTTP API on `listener` until `shutdown`.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        self.start().serve(listener, shutdown).await
+    }
+}
+
+/// A started server: its background work runs until this is dropped.
+pub struct Running {
+    gateway: Arc<Gateway>,
+    limits: ServerLimits,
+    _tasks: workers::AbortOnDrop,
+}
+
+impl Running {
+    /// The gateway.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Serves the HTTP API on `listener` until `shutdown`, with the configured limits; the
+    /// background work stops when it returns.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let limits = self.limits.clone();
+        countersign_http::serve_with(self.gateway.clone(), listener, shutdown, limits).await
+    }
+
+    /// Keeps the background work running with no API (an embedded front without `--api-listen`)
+    /// until this future is dropped.
+    pub async fn run(self) {
+        std::future::pending::<()>().await;
+    }
+}

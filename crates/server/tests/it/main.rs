@@ -1,0 +1,7 @@
+//! The server bootstrap's tests: the leased-worker registry against a fake lease (with tokio's
+//! paused clock: no test sleeps for real), and the bootstrap on SQLite and on PostgreSQL (the
+//! server named by `COUNTERSIGN_TEST_POSTGRES`, a fresh schema per test).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on bad setup
+
+mod bootstrap;
+mod workers;
