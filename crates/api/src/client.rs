@@ -434,13 +434,15 @@ impl Client {
         self.json(self.request(Method::GET, &["readyz"])).await
     }
 
-    /// Whether the gateway knows this client's token: any answer but 401 `unauthenticated`
-    /// to a read of an action that does not exist. `false` when it cannot be reached.
+    /// Whether the gateway accepts this client's token now: any answer but a 401 to a read of
+    /// an action that does not exist. A revoked key or an expired token (401 `key_revoked`,
+    /// `token_expired`) does not authenticate. `false` when the gateway cannot be reached.
     pub async fn authenticates(&self) -> bool {
         let nil = "00000000-0000-0000-0000-000000000000";
         match self.get(nil).await {
             Ok(_) => true,
-            Err(e) => e.is_refusal() && e.error_code() != Some(ErrorCode::Unauthenticated),
+            Err(ClientError::Api { status, .. }) => status != StatusCode::UNAUTHORIZED,
+            Err(_) => false,
         }
     }
 }

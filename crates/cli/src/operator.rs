@@ -260,17 +260,7 @@ fn eval(args: EvalArgs) -> Result<String, String> {
                 .as_ref()
                 .and_then(|c| c.identities.iter().find(|i| i.id == args.principal))
                 .ok_or("--principal must be KIND:ID, or an identity id from --config")?;
-            Identity {
-                id: c.id.clone(),
-                kind: c.kind,
-                groups: c.groups.clone(),
-                email: c.email.clone(),
-                source: Some("config".into()),
-                issuer: None,
-                claims: Default::default(),
-                sponsor: None,
-                stable_key: Some(format!("config:{}", c.id)),
-            }
+            c.identity()
         }
     };
     let params = args

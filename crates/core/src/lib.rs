@@ -14,6 +14,7 @@ mod event;
 mod identity;
 mod limits;
 mod record;
+mod submission;
 mod time;
 
 pub use action::{
@@ -31,4 +32,5 @@ pub use record::{
     ActionRecord, ActionResult, Ballot, Clarification, DomainError, GrantState, JudgedAs,
     NewAction, Outcome, ReviewState, Status, Verdict, Vote,
 };
+pub use submission::Submission;
 pub use time::Timestamp;

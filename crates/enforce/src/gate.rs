@@ -2,6 +2,7 @@
 //! no rule: it submits, waits, redeems, reports and cancels.
 
 use async_trait::async_trait;
+pub use countersign_core::Submission;
 use countersign_core::{ActionSpec, Effect, Outcome, Status, Timestamp};
 use serde_json::Value;
 use std::sync::Arc;
@@ -24,29 +25,6 @@ pub enum GateError {
     /// The gateway could not be reached or answered nonsense.
     #[error("the countersign gateway is unreachable: {0}")]
     Unreachable(String),
-}
-
-/// What a front asks the gateway to decide: one action, as the HTTP API v1's `POST /v1/actions`
-/// takes it (the idempotency key is its `Idempotency-Key` header).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Submission {
-    /// Action name.
-    pub action: String,
-    /// Resource.
-    pub resource: String,
-    /// Environment.
-    pub environment: Option<String>,
-    /// Parameters (a JSON object).
-    pub params: Option<Value>,
-    /// The agent's justification.
-    pub justification: Option<String>,
-    /// The human the agent acts for.
-    pub on_behalf_of: Option<String>,
-    /// The client's idempotency key.
-    pub idempotency_key: Option<String>,
-    /// Answer with the requester's open review (or unused approval) of the same request
-    /// instead of opening a second one.
-    pub reuse_open: bool,
 }
 
 /// What a front needs to know about an action.

@@ -99,8 +99,6 @@ impl Remote {
     /// Asks the gateway whether it knows this token: `Unauthenticated` on any 401 (unknown,
     /// revoked or expired), `Unreachable` if it does not answer.
     async fn check(&self) -> Result<(), GateError> {
-        // `Client::authenticates` takes a 401 `key_revoked` or `token_expired` for a known
-        // token; every 401 counts here.
         match self
             .client
             .get("00000000-0000-0000-0000-000000000000")

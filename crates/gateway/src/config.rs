@@ -1,7 +1,7 @@
 //! The TOML configuration file: parsed strictly (unknown keys are errors), validated as a whole,
 //! with every problem naming the file, the key and what to do.
 
-use countersign_core::{Approvers, IdentityKind, Quorum};
+use countersign_core::{Approvers, Identity, IdentityKind, Quorum};
 use countersign_identity::OidcIssuerConfig;
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashSet};
@@ -74,6 +74,23 @@ pub struct ConfiguredIdentity {
     /// `issuer#subject` of the OIDC user who is this (human) identity: signing in through the
     /// identity provider as that subject is acting as this identity, one person.
     pub oidc_subject: Option<String>,
+}
+
+impl ConfiguredIdentity {
+    /// The identity a request authenticated by this entry acts as (source `config`).
+    pub fn identity(&self) -> Identity {
+        Identity {
+            id: self.id.clone(),
+            kind: self.kind,
+            groups: self.groups.clone(),
+            email: self.email.clone(),
+            source: Some("config".into()),
+            issuer: None,
+            claims: Default::default(),
+            sponsor: None,
+            stable_key: Some(format!("config:{}", self.id)),
+        }
+    }
 }
 
 /// Where records are stored.

@@ -100,16 +100,6 @@ impl Gate for Embedded {
     async fn submit(&self, sub: Submission) -> Result<Tracked, GateError> {
         countersign_enforce::check_submission(&sub)?;
         let who = self.who().await?;
-        let sub = crate::Submission {
-            action: sub.action,
-            resource: sub.resource,
-            environment: sub.environment,
-            params: sub.params,
-            justification: sub.justification,
-            on_behalf_of: sub.on_behalf_of,
-            idempotency_key: sub.idempotency_key,
-            reuse_open: sub.reuse_open,
-        };
         let (view, _) = self.gateway.submit(&who, sub).await.map_err(gate_error)?;
         Ok(tracked_from_view(view))
     }

@@ -23,17 +23,7 @@ impl Identities {
     pub fn from_config(list: &[ConfiguredIdentity]) -> Self {
         let mut me = Identities::default();
         for c in list {
-            let ident = Arc::new(Identity {
-                id: c.id.clone(),
-                kind: c.kind,
-                groups: c.groups.clone(),
-                email: c.email.clone(),
-                source: Some("config".into()),
-                issuer: None,
-                claims: Default::default(),
-                sponsor: None,
-                stable_key: Some(format!("config:{}", c.id)),
-            });
+            let ident = Arc::new(c.identity());
             if let Some(subject) = &c.oidc_subject {
                 me.linked.insert(subject.clone(), ident.clone());
             }

@@ -19,9 +19,9 @@ mod service;
 mod wakeups;
 
 pub use clock::{system_clock, Clock, TestClock};
+pub use countersign_core::Submission;
 pub use error::GatewayError;
 pub use replicas::open_store;
 pub use service::{
-    default_effect, ActionView, Gateway, Parts, Redeemed, ReviewPage, Submission, Submitted,
-    MAX_WAIT,
+    default_effect, ActionView, Gateway, Parts, Redeemed, ReviewPage, Submitted, MAX_WAIT,
 };

@@ -7,12 +7,11 @@
 
 use countersign_core::{
     ActionRecord, ActionSpec, Ballot, Decision, DomainError, Effect, Event, Field, Identity,
-    IdentityKind, JudgedAs, NewAction, Outcome, Status, Timestamp,
+    IdentityKind, JudgedAs, NewAction, Outcome, Status, Submission, Timestamp,
 };
 use countersign_identity::{AuthError, Authenticator, OidcVerifier};
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
 use countersign_store::{InsertRules, Inserted, ReviewQuery, Store, UpdateError};
-use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,29 +28,6 @@ use crate::wakeups::Wakeups;
 
 /// Longest wait a long poll may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
-
-/// A submission, as received from any channel.
-#[derive(Debug, Clone, Default)]
-pub struct Submission {
-    /// Action name.
-    pub action: String,
-    /// Resource.
-    pub resource: String,
-    /// Environment.
-    pub environment: Option<String>,
-    /// Parameters (a JSON object).
-    pub params: Option<Value>,
-    /// The agent's justification.
-    pub justification: Option<String>,
-    /// The human the agent acts for.
-    pub on_behalf_of: Option<String>,
-    /// The client's idempotency key.
-    pub idempotency_key: Option<String>,
-    /// When policy asks for review: answer with the requester's earlier action for the same
-    /// request (same digest, same `on_behalf_of`) if it still awaits review or is approved with
-    /// an unused grant, instead of opening a second review.
-    pub reuse_open: bool,
-}
 
 /// What a submission did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

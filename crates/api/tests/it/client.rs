@@ -136,3 +136,30 @@ async fn an_unreachable_gateway_is_a_transport_error_and_a_bad_url_is_refused_ea
         ClientError::BadUrl { .. }
     ));
 }
+
+/// Answers a read of the nil action by the bearer token: a known token gets 404, the others
+/// the 401 a gateway gives an unknown, revoked or expired credential.
+async fn by_token(headers: HeaderMap) -> Response {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let (status, code) = match token {
+        "known" => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+        "revoked" => (StatusCode::UNAUTHORIZED, ErrorCode::KeyRevoked),
+        "expired" => (StatusCode::UNAUTHORIZED, ErrorCode::TokenExpired),
+        _ => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
+    };
+    (status, Json(ErrorBody::new(code, "answer"))).into_response()
+}
+
+#[tokio::test]
+async fn a_revoked_key_or_an_expired_token_does_not_authenticate() {
+    let url = serve(Router::new().route("/v1/actions/{id}", get(by_token))).await;
+    let with = |token: &str| Client::new(&url, token, timeouts()).unwrap();
+    assert!(with("known").authenticates().await);
+    for token in ["revoked", "expired", "unknown"] {
+        assert!(!with(token).authenticates().await, "{token}");
+    }
+}
