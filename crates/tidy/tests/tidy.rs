@@ -487,3 +487,29 @@ fn identity_takes_a_key_lookup_not_the_store() {
         uses("identity", "countersign_store")
     );
 }
+
+/// ARCHITECTURE.md, `crates/mcp`: messages stay raw JSON. The proxy defines no serde model of
+/// MCP messages and links no MCP SDK, so fields of newer protocol versions pass through.
+#[test]
+fn the_mcp_proxy_keeps_messages_raw() {
+    for dep in dependencies("mcp") {
+        assert!(
+            !dep.contains("rmcp") && !dep.contains("mcp-spec") && !dep.contains("mcp_types"),
+            "crates/mcp depends on `{dep}`: the proxy keeps MCP messages as raw JSON"
+        );
+    }
+    for (path, text) in sources("mcp") {
+        for needle in [
+            "derive(Serialize",
+            "derive(Deserialize",
+            "Deserialize)]",
+            "Serialize)]",
+        ] {
+            assert!(
+                !text.contains(needle),
+                "{} models messages with `{needle}`: keep them serde_json::Value",
+                rel(&path)
+            );
+        }
+    }
+}
