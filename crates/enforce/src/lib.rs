@@ -6,14 +6,18 @@
 //!   remote-only front does not link the policy engine.
 //! - [`hold`]: the hold loop as a state machine ([`Hold`], no I/O, typed [`Step`]s and
 //!   [`Ending`]s) and its runner ([`hold::hold`]), with [`hold::withdraw`] for cancellations.
+//! - [`continuation`]: an approved, forwarded action the downstream asked more input for is
+//!   continued by the caller's retry, once, without a new decision.
 //!
 //! **Architecture Invariant:** this crate holds no approval rule and no protocol type, and does
 //! not depend on the policy engine (tidy test `a_remote_front_does_not_link_cedar`).
 
+pub mod continuation;
 pub mod gate;
 pub mod hold;
 pub mod remote;
 
+pub use continuation::{Continuations, Continued};
 pub use gate::{
     check_submission, Approved, Clock, Gate, GateError, Gates, Submission, Tracked, MAX_SUBMISSION,
 };

@@ -5,7 +5,9 @@
 
 use async_trait::async_trait;
 use countersign_core::{ActionSpec, Effect, Outcome, Status};
-use countersign_enforce::{hold, Ending, Gate, HoldPolicy, Progress, Submission, Tracked};
+use countersign_enforce::{
+    hold, Continuations, Ending, Gate, HoldPolicy, Progress, Submission, Tracked,
+};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -59,18 +61,6 @@ const ROUND_TTL: Duration = Duration::from_secs(600);
 
 /// Most continuations remembered per agent (the oldest go first).
 const MAX_ROUNDS: usize = 1024;
-
-/// A forwarded 2026-07-28 call the server answered with `resultType: "input_required"`
-/// (multi round-trip requests): its retry continues the same action.
-struct Round {
-    /// The arguments that were forwarded (a reviewer's modification included).
-    arguments: Value,
-    /// The action the call belongs to (its result is reported once, at the end).
-    action_id: String,
-    /// The `requestState` the server issued, which the retry must echo.
-    state: Option<String>,
-    at: Instant,
-}
 
 /// A forwarded call, as remembered until its response: what a multi-round-trip continuation
 /// needs.
@@ -149,7 +139,7 @@ pub struct Calls {
     /// Pending mode: calls parked for review, by a digest of tool name and arguments.
     parked: Mutex<HashMap<String, String>>,
     /// 2026-07-28 calls waiting for their client's retry, by [`round_key`].
-    rounds: Mutex<HashMap<String, Round>>,
+    rounds: Continuations<Value>,
 }
 
 impl Calls {
@@ -159,12 +149,8 @@ impl Calls {
             gate,
             opts,
             parked: Mutex::new(HashMap::new()),
-            rounds: Mutex::new(HashMap::new()),
+            rounds: Continuations::new(ROUND_TTL, MAX_ROUNDS),
         }
-    }
-
-    fn rounds(&self) -> MutexGuard<'_, HashMap<String, Round>> {
-        self.rounds.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// What to remember of a 2026-07-28 call (`original`, as the client sent it) forwarded as
@@ -198,26 +184,12 @@ impl Calls {
         else {
             return false;
         };
-        let mut rounds = self.rounds();
-        let now = Instant::now();
-        rounds.retain(|_, r| now.duration_since(r.at) < ROUND_TTL);
-        if rounds.len() >= MAX_ROUNDS {
-            if let Some(oldest) = rounds
-                .iter()
-                .min_by_key(|(_, r)| r.at)
-                .map(|(k, _)| k.clone())
-            {
-                rounds.remove(&oldest);
-            }
-        }
-        rounds.insert(
+        self.rounds.remember(
             fwd.key(),
-            Round {
-                arguments: fwd.arguments(),
-                action_id: action_id.to_string(),
-                state: result["requestState"].as_str().map(str::to_string),
-                at: now,
-            },
+            action_id.to_string(),
+            fwd.arguments(),
+            result["requestState"].as_str().map(str::to_string),
+            Instant::now(),
         );
         true
     }
@@ -234,17 +206,9 @@ impl Calls {
             return None;
         }
         let key = round_key(params);
-        let mut rounds = self.rounds();
-        let round = rounds.get(&key)?;
-        let fresh = round.at.elapsed() < ROUND_TTL;
-        let state_ok = match &round.state {
-            Some(s) => params["requestState"].as_str() == Some(s.as_str()),
-            None => true,
-        };
-        if !(fresh && state_ok) {
-            return None;
-        }
-        let round = rounds.remove(&key)?;
+        let round = self
+            .rounds
+            .take(&key, params["requestState"].as_str(), Instant::now())?;
         let mut fwd = msg.clone();
         match (&round.arguments, fwd["params"].as_object_mut()) {
             (Value::Null, Some(p)) => {
