@@ -265,7 +265,6 @@ impl Gateway {
         &self.audit
     }
 
-    /// Indexes of the audit entries of an action the caller may see.
     /// Indexes of the audit entries of an action the caller has already read (through `get` or
     /// `wait`, which checked it may see it): no second read of the record.
     pub async fn audit_indexes(&self, view: &ActionView) -> Result<Vec<u64>, GatewayError> {
