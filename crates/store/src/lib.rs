@@ -124,18 +124,6 @@ pub(crate) fn merge_pages(pages: Vec<Vec<(i64, String)>>, limit: usize) -> Vec<(
     all
 }
 
-/// Of the stored actions with the new record's requester and submitted digest, the one that
-/// answers it instead, if any: an approved one first (usable at once), else the newest.
-pub(crate) fn reusable<'a>(
-    candidates: impl IntoIterator<Item = &'a ActionRecord>,
-    new: &ActionRecord,
-) -> Option<&'a ActionRecord> {
-    candidates
-        .into_iter()
-        .filter(|c| c.id != new.id && c.answers(new))
-        .max_by_key(|c| (c.status == Status::Approved, c.created_at, c.id.as_str()))
-}
-
 /// Statuses an action that [answers](ActionRecord::answers) a new one can have: the SQL filter on
 /// candidates, a superset the core's rule then narrows.
 pub(crate) const REUSABLE_STATUSES: &str = "('pending', 'needs_clarification', 'approved')";

@@ -500,7 +500,7 @@ pub(crate) fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                     .into_iter()
                     .flatten()
                     .filter_map(|id| batch.records.get(id));
-                if let Some(found) = crate::reusable(candidates, &record) {
+                if let Some(found) = ActionRecord::best_answer(candidates, &record) {
                     done.push(Done::Insert(reply, Ok(Inserted::Reused(found.clone()))));
                     return;
                 }

@@ -366,7 +366,7 @@ fn api_bodies_are_defined_once() {
 fn store_backends_only_read_and_write_rows() {
     let rules = [
         "check_open_reviews(",
-        "reusable(",
+        "best_answer(",
         "answers(",
         "fn decide",
         ".append(&",
