@@ -12,6 +12,7 @@ mod bindings;
 mod entry;
 mod health;
 mod keys;
+mod migrate;
 mod op;
 mod postgres;
 mod sqlite;
@@ -21,6 +22,7 @@ pub use bindings::IdentityBinding;
 pub use countersign_audit::Hash;
 pub use entry::rfc3339;
 pub use keys::ManagedKey;
+pub use migrate::SchemaError;
 pub use op::WriteQueue;
 pub use postgres::{
     migrate as migrate_postgres, LeaderLease, PostgresStore, ANY_CHANGE,
@@ -55,6 +57,14 @@ pub enum StoreError {
     /// The store was shut down.
     #[error("the store is shutting down")]
     Closed,
+    /// The database's schema is one this build cannot use: nothing was changed.
+    #[error("{at}: {source}")]
+    Schema {
+        /// Which database (a SQLite file's path, or "the database").
+        at: String,
+        /// Why.
+        source: SchemaError,
+    },
 }
 
 /// Why an update did not happen.
