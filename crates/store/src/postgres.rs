@@ -30,7 +30,10 @@ use crate::write::{
     decide, decode, fail_all, finish, gather, review_deadline, stored_hash, tree_err, Batch, Done,
     Head, Loaded, Needs,
 };
-use crate::{AuditEntry, ListFilter, ReviewQuery, Store, StoreError, StoredCheckpoint};
+use crate::{
+    Actions, AuditEntry, AuditLog, Coordination, Keys, ListFilter, ReviewQuery, StoreError,
+    StoredCheckpoint, Writes,
+};
 
 /// The PostgreSQL schema's history, oldest first (see `migrate.rs`), each step applied once and
 /// recorded in `countersign_migrations`.
@@ -929,12 +932,14 @@ fn checkpoint_row(r: &tokio_postgres::Row) -> StoredCheckpoint {
     }
 }
 
-#[async_trait]
-impl Store for PostgresStore {
+impl Writes for PostgresStore {
     fn writer(&self) -> &WriteQueue {
         &self.writer
     }
+}
 
+#[async_trait]
+impl Actions for PostgresStore {
     async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
         if query.approver_keys.is_empty() || query.statuses.is_empty() || query.limit == 0 {
             return Ok(Vec::new());
@@ -1052,7 +1057,10 @@ impl Store for PostgresStore {
             .map_err(db_err)?;
         Ok(row.get::<_, i64>(0) as u64)
     }
+}
 
+#[async_trait]
+impl AuditLog for PostgresStore {
     async fn audit_size(&self) -> Result<u64, StoreError> {
         let c = self.client().await?;
         let row = c
@@ -1141,15 +1149,10 @@ impl Store for PostgresStore {
             .map_err(db_err)?;
         Ok(rows.iter().map(checkpoint_row).collect())
     }
+}
 
-    fn changes(&self) -> Option<broadcast::Receiver<String>> {
-        Some(self.changes.subscribe())
-    }
-
-    fn write_failure(&self) -> Option<String> {
-        self.health.failure()
-    }
-
+#[async_trait]
+impl Keys for PostgresStore {
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<crate::ManagedKey>, StoreError> {
         let c = self.client().await?;
         let row = c
@@ -1189,6 +1192,17 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?;
         row.as_ref().map(binding_row).transpose()
+    }
+}
+
+#[async_trait]
+impl Coordination for PostgresStore {
+    fn changes(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.changes.subscribe())
+    }
+
+    fn write_failure(&self) -> Option<String> {
+        self.health.failure()
     }
 
     async fn try_lead(&self) -> Result<Option<Box<dyn crate::Lease>>, StoreError> {

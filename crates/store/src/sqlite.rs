@@ -25,8 +25,8 @@ use crate::write::{
     Head, Loaded, Needs,
 };
 use crate::{
-    AuditEntry, IdentityBinding, ListFilter, ManagedKey, ReviewQuery, Store, StoreError,
-    StoredCheckpoint,
+    Actions, AuditEntry, AuditLog, Coordination, IdentityBinding, Keys, ListFilter, ManagedKey,
+    ReviewQuery, StoreError, StoredCheckpoint, Writes,
 };
 
 /// The SQLite schema's history, oldest first (see `migrate.rs`). Version 3 is the first release
@@ -588,12 +588,14 @@ fn status_list(statuses: &[Status]) -> String {
         .join(",")
 }
 
-#[async_trait]
-impl Store for SqliteStore {
+impl Writes for SqliteStore {
     fn writer(&self) -> &WriteQueue {
         &self.writer
     }
+}
 
+#[async_trait]
+impl Actions for SqliteStore {
     async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
         self.read(|c| {
             let (before_at, before_id) = query
@@ -719,7 +721,10 @@ impl Store for SqliteStore {
             .map_err(db_err)
         })
     }
+}
 
+#[async_trait]
+impl AuditLog for SqliteStore {
     async fn audit_size(&self) -> Result<u64, StoreError> {
         self.read(audit_size)
     }
@@ -797,7 +802,10 @@ impl Store for SqliteStore {
             rows.map(|r| r.map_err(db_err)).collect()
         })
     }
+}
 
+#[async_trait]
+impl Keys for SqliteStore {
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ManagedKey>, StoreError> {
         self.read(|c| crate::keys::by_hash(c, hash))
     }
@@ -809,7 +817,10 @@ impl Store for SqliteStore {
     async fn identity_binding(&self, id_key: &str) -> Result<Option<IdentityBinding>, StoreError> {
         self.read(|c| crate::bindings::get(c, id_key))
     }
+}
 
+#[async_trait]
+impl Coordination for SqliteStore {
     fn write_failure(&self) -> Option<String> {
         self.health.failure()
     }

@@ -7,7 +7,7 @@ mod pg;
 mod round_robin;
 mod suite;
 
-use countersign_store::{SqliteStore, Store};
+use countersign_store::{Actions, AuditLog, Coordination, Keys, SqliteStore, Store};
 use std::sync::Arc;
 
 fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {

@@ -1,7 +1,7 @@
 //! PostgreSQL for the store tests: the server named by `COUNTERSIGN_TEST_POSTGRES`, one fresh
 //! schema per test. A missing variable fails the test (scripts/test always sets it).
 
-use countersign_store::{PostgresStore, ReviewQuery, Store};
+use countersign_store::{Actions, Coordination, PostgresStore, ReviewQuery, Store};
 use std::sync::Arc;
 
 /// The test server's URL, or a failure that says how to get one.
