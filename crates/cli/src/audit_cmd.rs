@@ -10,7 +10,7 @@ use countersign_audit::verify::{self, Verified};
 use countersign_audit::Hash;
 use countersign_evidence::{render_html, write_csv, write_ocsf, Anchor, Entry, Evidence};
 use countersign_gateway::config::{parse_database_url, Config, DatabaseUrl};
-use countersign_store::Store;
+use countersign_store::AuditLog;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -163,7 +163,7 @@ struct Window {
 }
 
 async fn load_window(
-    store: &dyn Store,
+    store: &dyn AuditLog,
     key: &Verifier,
     since: Option<&str>,
     until: Option<&str>,

@@ -59,7 +59,7 @@ type Reader<'a> = &'a dyn HashReader<Error = Needed>;
 
 /// Runs a tree function against the store's stored hashes.
 pub async fn with_hashes<T>(
-    store: &dyn Store,
+    store: &dyn countersign_store::AuditLog,
     f: impl Fn(Reader<'_>) -> Result<T, TreeError<Needed>>,
 ) -> Result<T, GatewayError> {
     let invalid = |e: TreeError<Needed>| GatewayError::Invalid(e.to_string());

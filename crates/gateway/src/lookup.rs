@@ -3,10 +3,11 @@
 
 use async_trait::async_trait;
 use countersign_identity::{Binding, KeyLookup, KeyRecord, LookupError};
-use countersign_store::{IdentityBinding, Store, StoreError};
+use countersign_store::{IdentityBinding, Keys, StoreError};
 
-/// The store's keys and bindings, for authentication (over an `Arc<dyn Store>` or a
-/// `&dyn Store`).
+/// The store's keys and bindings, for authentication: over anything that points to a
+/// [`Keys`] (an `Arc<dyn Store>`, a `&dyn Store`, a `&dyn Keys`), the one aspect of the store
+/// it needs.
 pub struct StoreLookup<S>(pub S);
 
 fn lookup_error(e: StoreError) -> LookupError {
@@ -34,7 +35,8 @@ fn binding(b: IdentityBinding) -> Binding {
 #[async_trait]
 impl<S> KeyLookup for StoreLookup<S>
 where
-    S: std::ops::Deref<Target = dyn Store> + Send + Sync,
+    S: std::ops::Deref + Send + Sync,
+    S::Target: Keys,
 {
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>, LookupError> {
         let key = self.0.key_by_hash(hash).await.map_err(lookup_error)?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use countersign_store::{Lease, Store, StoreError};
+use countersign_store::{Coordination, Lease, StoreError};
 
 /// How often a replica without the lease tries to take it, and the leader checks it still
 /// holds it (another replica takes over within about this long after a leader dies).
@@ -26,7 +26,7 @@ pub trait LeaseSource: Send + Sync {
 }
 
 /// The store's lease (PostgreSQL's advisory lock; always granted on SQLite).
-pub struct StoreLease(pub Arc<dyn Store>);
+pub struct StoreLease(pub Arc<dyn Coordination>);
 
 #[async_trait]
 impl LeaseSource for StoreLease {

@@ -23,16 +23,6 @@ pub struct IdentityBinding {
     pub first_seen: Timestamp,
 }
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS identity_bindings (
-    id_key TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    first_seen INTEGER NOT NULL
-);
-";
-
 pub(crate) const COLUMNS: &str = "id_key, source, id, kind, first_seen";
 
 fn db_err(e: rusqlite::Error) -> StoreError {

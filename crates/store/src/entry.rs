@@ -59,7 +59,7 @@ impl EntryParts {
         Ok(EntryParts { head, tail })
     }
 
-    /// Canonicalises standalone events (`Store::record_events`), each with its action id if any.
+    /// Canonicalises standalone events (`Actions::record_events`), each with its action id if any.
     pub(crate) fn standalone(
         at: Timestamp,
         events: &[(Option<String>, Event)],

@@ -31,21 +31,6 @@ pub struct ManagedKey {
     pub sponsor: Option<String>,
 }
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    hash BLOB NOT NULL UNIQUE,
-    identity TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    groups TEXT NOT NULL,
-    created_by TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    revoked_at INTEGER,
-    sponsor TEXT
-);
-";
-
 const COLUMNS: &str =
     "id, hash, identity, kind, groups, created_by, created_at, expires_at, revoked_at, sponsor";
 

@@ -1,7 +1,8 @@
 //! Persistence for action records and their events.
 //!
-//! One trait, [`Store`], that every backend implements and one shared test suite runs against.
-//! Mutations go through [`Store::update`], which hands the current record to a *pure* domain
+//! One store, [`Store`] (its aspects [`Actions`], [`AuditLog`], [`Keys`] and [`Coordination`]),
+//! that every backend implements and one shared test suite runs against. Mutations go through
+//! [`Actions::update`], which hands the current record to a *pure* domain
 //! function and persists the result atomically with the events it produced: the store decides
 //! nothing, it only makes the core's decisions durable and serialises them.
 //!
@@ -12,6 +13,7 @@ mod bindings;
 mod entry;
 mod health;
 mod keys;
+mod migrate;
 mod op;
 mod postgres;
 mod sqlite;
@@ -21,6 +23,7 @@ pub use bindings::IdentityBinding;
 pub use countersign_audit::Hash;
 pub use entry::rfc3339;
 pub use keys::ManagedKey;
+pub use migrate::SchemaError;
 pub use op::WriteQueue;
 pub use postgres::{
     migrate as migrate_postgres, LeaderLease, PostgresStore, ANY_CHANGE,
@@ -55,6 +58,14 @@ pub enum StoreError {
     /// The store was shut down.
     #[error("the store is shutting down")]
     Closed,
+    /// The database's schema is one this build cannot use: nothing was changed.
+    #[error("{at}: {source}")]
+    Schema {
+        /// Which database (a SQLite file's path, or "the database").
+        at: String,
+        /// Why.
+        source: SchemaError,
+    },
 }
 
 /// Why an update did not happen.
@@ -163,15 +174,26 @@ pub struct StoredCheckpoint {
     pub note: String,
 }
 
-/// Durable storage for action records.
+/// Durable storage for action records: every aspect of a store, as one trait object
+/// (`Arc<dyn Store>`). Callers import the aspect they use ([`Actions`], [`AuditLog`], [`Keys`],
+/// [`Coordination`]), and a consumer that needs one aspect takes that trait alone.
 ///
-/// Every write goes to the store's single writer ([`Store::writer`]) and means the same on every
-/// backend (`write.rs`); a backend implements the reads and how its writer reads and writes rows.
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// The way to this store's writer, which every write method below takes.
-    fn writer(&self) -> &WriteQueue;
+/// Every write goes to the store's single writer ([`Writes::writer`]) and means the same on
+/// every backend (`write.rs`); a backend implements the reads and how its writer reads and
+/// writes rows. The write methods are provided.
+pub trait Store: Actions + AuditLog + Keys + Coordination {}
 
+impl<T: Actions + AuditLog + Keys + Coordination + ?Sized> Store for T {}
+
+/// The way to a store's single writer, which every provided write method takes.
+pub trait Writes: Send + Sync + 'static {
+    /// This store's writer.
+    fn writer(&self) -> &WriteQueue;
+}
+
+/// Action records: inserts, transitions, and the reads of records and reviews.
+#[async_trait]
+pub trait Actions: Writes {
     /// Stores a new record and its events, unless the requester already used its idempotency key.
     async fn insert(
         &self,
@@ -181,7 +203,7 @@ pub trait Store: Send + Sync + 'static {
         self.insert_with(record, events, false).await
     }
 
-    /// [`insert`](Store::insert); with `reuse_open`, an earlier action of the same requester that
+    /// [`insert`](Actions::insert); with `reuse_open`, an earlier action of the same requester that
     /// [answers](ActionRecord::answers) the new one is returned as [`Inserted::Reused`] instead
     /// and nothing is written. The idempotency lookup comes first. Lookup and insert are one
     /// atomic step: concurrent identical submissions with `reuse_open` store one action.
@@ -198,7 +220,7 @@ pub trait Store: Send + Sync + 'static {
         self.insert_ruled(record, events, rules).await
     }
 
-    /// [`insert_with`](Store::insert_with), and with `max_open_reviews` the requester's open
+    /// [`insert_with`](Actions::insert_with), and with `max_open_reviews` the requester's open
     /// reviews are counted in the same atomic step and the core's
     /// [`check_open_reviews`](ActionRecord::check_open_reviews) may refuse the insert
     /// ([`Inserted::Refused`]): concurrent submissions never exceed the cap.
@@ -256,7 +278,11 @@ pub trait Store: Send + Sync + 'static {
     /// How many reviews are open (pending or waiting for a clarification), across every
     /// replica writing to this store.
     async fn open_reviews(&self) -> Result<u64, StoreError>;
+}
 
+/// The audit log: its entries, stored Merkle hashes and signed checkpoints.
+#[async_trait]
+pub trait AuditLog: Writes {
     /// Number of entries in the audit log.
     async fn audit_size(&self) -> Result<u64, StoreError>;
 
@@ -279,7 +305,11 @@ pub trait Store: Send + Sync + 'static {
     async fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> Result<(), StoreError> {
         op::add_checkpoint(self.writer(), checkpoint).await
     }
+}
 
+/// Managed API keys and the identity registry.
+#[async_trait]
+pub trait Keys: Writes {
     /// Stores a new managed API key (its hash only) and appends `event`, its audit entry, in
     /// the same transaction: a key never exists without the entry that says who made it. Fails,
     /// writing nothing, if the id or hash exists.
@@ -313,7 +343,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The binding of a normalised id, if any.
     async fn identity_binding(&self, id_key: &str) -> Result<Option<IdentityBinding>, StoreError>;
+}
 
+/// What processes sharing a store coordinate by: the change feed, the writer's health and the
+/// background-work lease.
+#[async_trait]
+pub trait Coordination: Send + Sync + 'static {
     /// Ids of actions whose changes were committed, as they land, sent after the commit is
     /// durable ([`ANY_CHANGE`] when some may have been missed). PostgreSQL announces every
     /// replica's commits; SQLite this process's (its writer's batches). `None`: no feed.

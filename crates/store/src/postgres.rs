@@ -24,18 +24,24 @@ use countersign_audit::merkle::{stored_hash_owner, Frontier};
 use countersign_audit::{Hash, HashReader};
 
 use crate::health::WriteHealth;
+use crate::migrate::{self, Migration};
 use crate::op::{encode, Op, WriteQueue};
 use crate::write::{
     decide, decode, fail_all, finish, gather, review_deadline, stored_hash, tree_err, Batch, Done,
     Head, Loaded, Needs,
 };
-use crate::{AuditEntry, ListFilter, ReviewQuery, Store, StoreError, StoredCheckpoint};
+use crate::{
+    Actions, AuditEntry, AuditLog, Coordination, Keys, ListFilter, ReviewQuery, StoreError,
+    StoredCheckpoint, Writes,
+};
 
-/// Versioned schema migrations, applied in order, each once (`countersign_migrations`).
-const MIGRATIONS: &[(i32, &str)] = &[
-    (
-        1,
-        "
+/// The PostgreSQL schema's history, oldest first (see `migrate.rs`), each step applied once and
+/// recorded in `countersign_migrations`.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        add_columns: &[],
+        sql: "
 CREATE TABLE actions (
     id TEXT PRIMARY KEY,
     requester TEXT NOT NULL,
@@ -74,10 +80,11 @@ CREATE TABLE audit_head (
 );
 INSERT INTO audit_head (id, size) VALUES (1, 0);
 ",
-    ),
-    (
-        2,
-        "
+    },
+    Migration {
+        version: 2,
+        add_columns: &[],
+        sql: "
 CREATE TABLE api_keys (
     id TEXT PRIMARY KEY,
     hash BYTEA NOT NULL UNIQUE,
@@ -90,19 +97,21 @@ CREATE TABLE api_keys (
     revoked_at BIGINT
 );
 ",
-    ),
-    (
-        3,
-        "
+    },
+    Migration {
+        version: 3,
+        add_columns: &[],
+        sql: "
 -- The submitted digest (`sha256:<hex>`), for `reuse_open`.
 ALTER TABLE actions ADD COLUMN digest TEXT;
 UPDATE actions SET digest = body::jsonb ->> 'submitted_digest';
 CREATE INDEX actions_requester_digest ON actions(requester, digest);
 ",
-    ),
-    (
-        4,
-        "
+    },
+    Migration {
+        version: 4,
+        add_columns: &[],
+        sql: "
 -- Each review's approver entries (`group:NAME`, `human:ID`), for a reviewer's page of reviews
 -- (see the SQLite schema 5), and the requester's open reviews for the per-requester cap.
 CREATE TABLE review_approvers (
@@ -132,10 +141,11 @@ FROM actions a,
      jsonb_array_elements_text(q -> 'approvers' -> 'humans') h
 ON CONFLICT DO NOTHING;
 ",
-    ),
-    (
-        5,
-        "
+    },
+    Migration {
+        version: 5,
+        add_columns: &[],
+        sql: "
 -- The human who sponsors a managed key's agent, and the identity registry.
 ALTER TABLE api_keys ADD COLUMN sponsor TEXT;
 CREATE TABLE identity_bindings (
@@ -146,11 +156,11 @@ CREATE TABLE identity_bindings (
     first_seen BIGINT NOT NULL
 );
 ",
-    ),
+    },
 ];
 
-/// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 5;
+/// The newest schema version this build knows (the last step's).
+pub const SCHEMA_VERSION: i32 = migrate::latest(MIGRATIONS);
 
 fn db_err(e: tokio_postgres::Error) -> StoreError {
     // `Display` of a server error is only "db error"; the source carries the message.
@@ -202,17 +212,23 @@ async fn migrate_client(client: &mut tokio_postgres::Client) -> Result<(i32, i32
         .await
         .map_err(db_err)?
         .get(0);
-    if before > SCHEMA_VERSION {
-        return Err(StoreError::Database(format!(
-            "the database has schema version {before}, newer than this build's \
-             {SCHEMA_VERSION}; upgrade countersign"
-        )));
-    }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > before) {
-        tx.batch_execute(sql).await.map_err(db_err)?;
+    let steps = migrate::plan(before, MIGRATIONS, 1).map_err(|source| StoreError::Schema {
+        at: "the database".into(),
+        source,
+    })?;
+    for step in steps {
+        for column in step.add_columns {
+            tx.batch_execute(&format!(
+                "ALTER TABLE IF EXISTS {} ADD COLUMN IF NOT EXISTS {} {};",
+                column.table, column.name, column.decl
+            ))
+            .await
+            .map_err(db_err)?;
+        }
+        tx.batch_execute(step.sql).await.map_err(db_err)?;
         tx.execute(
             "INSERT INTO countersign_migrations (version) VALUES ($1)",
-            &[version],
+            &[&step.version],
         )
         .await
         .map_err(db_err)?;
@@ -916,12 +932,14 @@ fn checkpoint_row(r: &tokio_postgres::Row) -> StoredCheckpoint {
     }
 }
 
-#[async_trait]
-impl Store for PostgresStore {
+impl Writes for PostgresStore {
     fn writer(&self) -> &WriteQueue {
         &self.writer
     }
+}
 
+#[async_trait]
+impl Actions for PostgresStore {
     async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
         if query.approver_keys.is_empty() || query.statuses.is_empty() || query.limit == 0 {
             return Ok(Vec::new());
@@ -1039,7 +1057,10 @@ impl Store for PostgresStore {
             .map_err(db_err)?;
         Ok(row.get::<_, i64>(0) as u64)
     }
+}
 
+#[async_trait]
+impl AuditLog for PostgresStore {
     async fn audit_size(&self) -> Result<u64, StoreError> {
         let c = self.client().await?;
         let row = c
@@ -1128,15 +1149,10 @@ impl Store for PostgresStore {
             .map_err(db_err)?;
         Ok(rows.iter().map(checkpoint_row).collect())
     }
+}
 
-    fn changes(&self) -> Option<broadcast::Receiver<String>> {
-        Some(self.changes.subscribe())
-    }
-
-    fn write_failure(&self) -> Option<String> {
-        self.health.failure()
-    }
-
+#[async_trait]
+impl Keys for PostgresStore {
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<crate::ManagedKey>, StoreError> {
         let c = self.client().await?;
         let row = c
@@ -1176,6 +1192,17 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?;
         row.as_ref().map(binding_row).transpose()
+    }
+}
+
+#[async_trait]
+impl Coordination for PostgresStore {
+    fn changes(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.changes.subscribe())
+    }
+
+    fn write_failure(&self) -> Option<String> {
+        self.health.failure()
     }
 
     async fn try_lead(&self) -> Result<Option<Box<dyn crate::Lease>>, StoreError> {

@@ -18,23 +18,30 @@ use countersign_audit::merkle::{stored_hash_owner, Frontier};
 use countersign_audit::{Hash, HashReader};
 
 use crate::health::WriteHealth;
+use crate::migrate::{self, Column, Migration};
 use crate::op::{Op, WriteQueue};
 use crate::write::{
     decide, decode, fail_all, finish, gather, review_deadline, stored_hash, tree_err, Batch, Done,
     Head, Loaded, Needs,
 };
 use crate::{
-    AuditEntry, IdentityBinding, ListFilter, ManagedKey, ReviewQuery, Store, StoreError,
-    StoredCheckpoint,
+    Actions, AuditEntry, AuditLog, Coordination, IdentityBinding, Keys, ListFilter, ManagedKey,
+    ReviewQuery, StoreError, StoredCheckpoint, Writes,
 };
 
-const SCHEMA: &str = "
+/// The SQLite schema's history, oldest first (see `migrate.rs`). Version 3 is the first release
+/// (1 and 2 were development versions, refused); a new file gets every step. Every statement is
+/// written to be harmless on a file that already has what it makes (`IF NOT EXISTS`,
+/// `add_columns`), since an old file may or may not have the managed-key table.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 3,
+        add_columns: &[],
+        sql: "
 CREATE TABLE IF NOT EXISTS actions (
     id TEXT PRIMARY KEY,
     requester TEXT NOT NULL,
     idempotency_key TEXT,
-    -- the submitted digest (`sha256:<hex>`), for `reuse_open` (schema 4)
-    digest TEXT,
     status TEXT NOT NULL,
     review_expires_at INTEGER,
     created_at INTEGER NOT NULL,
@@ -61,17 +68,36 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     at INTEGER NOT NULL,
     note TEXT NOT NULL
 );
-";
-
-/// The schema version [`SCHEMA`] (with [`UPGRADE_4`], [`INDEXES_4`], [`SCHEMA_5`] and
-/// [`UPGRADE_6`]) makes.
-const SCHEMA_VERSION: i64 = 6;
-
-/// Schema 5: each review's approver entries (`group:NAME`, `human:ID`), one row per entry, with
-/// the action's status and age, so a reviewer's page of reviews is an index range per entry
-/// they hold, newest first, however many other reviews are open; and the requester's open
-/// reviews counted through an index for `max_open_reviews_per_requester`.
-const SCHEMA_5: &str = "
+",
+    },
+    // The submitted digest (`sha256:<hex>`) as a column, for `reuse_open`, filled from each
+    // record's body. The digest index is partial: only the statuses `reuse_open` looks for
+    // (`REUSABLE_STATUSES`, written out here), so an allowed action's commit does not also write
+    // an index page it will never be looked up by (an early schema-4 file's full index is
+    // replaced).
+    Migration {
+        version: 4,
+        add_columns: &[Column {
+            table: "actions",
+            name: "digest",
+            decl: "TEXT",
+        }],
+        sql: "
+UPDATE actions SET digest = json_extract(body, '$.submitted_digest');
+DROP INDEX IF EXISTS actions_requester_digest;
+CREATE INDEX IF NOT EXISTS actions_reusable_digest ON actions(requester, digest)
+    WHERE status IN ('pending', 'needs_clarification', 'approved');
+",
+    },
+    // Each review's approver entries (`group:NAME`, `human:ID`), one row per entry, with the
+    // action's status and age, so a reviewer's page of reviews is an index range per entry they
+    // hold, newest first, however many other reviews are open (filled from the stored bodies);
+    // and the requester's open reviews counted through an index for
+    // `max_open_reviews_per_requester`.
+    Migration {
+        version: 5,
+        add_columns: &[],
+        sql: "
 CREATE TABLE IF NOT EXISTS review_approvers (
     approver TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -84,10 +110,6 @@ CREATE TABLE IF NOT EXISTS review_approvers (
 CREATE INDEX IF NOT EXISTS review_approvers_id ON review_approvers(id);
 CREATE INDEX IF NOT EXISTS actions_open_by_requester ON actions(requester)
     WHERE status IN ('pending', 'needs_clarification');
-";
-
-/// Schema 4 to 5: the approver entries of the reviews already stored, from their bodies.
-const UPGRADE_5: &str = "
 INSERT OR IGNORE INTO review_approvers (approver, status, created_at, id, requester, on_behalf_of)
 SELECT 'group:' || g.value, a.status, a.created_at, a.id, a.requester,
        json_extract(a.body, '$.on_behalf_of')
@@ -98,27 +120,89 @@ SELECT 'human:' || h.value, a.status, a.created_at, a.id, a.requester,
        json_extract(a.body, '$.on_behalf_of')
 FROM actions a, json_each(a.body, '$.review.requirements') q,
      json_each(q.value, '$.approvers.humans') h;
-";
+",
+    },
+    // Managed keys (only their SHA-256) with the human who sponsors a key's agent, and the
+    // identity registry. Files before this step may hold the key table without `sponsor`, or
+    // none (it was added without a version of its own).
+    Migration {
+        version: 6,
+        add_columns: &[Column {
+            table: "api_keys",
+            name: "sponsor",
+            decl: "TEXT",
+        }],
+        sql: "
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    identity TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER,
+    sponsor TEXT
+);
+CREATE TABLE IF NOT EXISTS identity_bindings (
+    id_key TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    first_seen INTEGER NOT NULL
+);
+",
+    },
+];
 
-/// Schema 5 to 6: the sponsor of a managed key (the identity registry is created with the
-/// other tables).
-const UPGRADE_6: &str = "ALTER TABLE api_keys ADD COLUMN sponsor TEXT;";
+/// The oldest schema version a file can be migrated from (older ones were development builds).
+const OLDEST_MIGRATABLE: i32 = 3;
 
-/// Schema 3 to 4: the submitted digest as a column, filled from each record's body.
-const UPGRADE_4: &str = "
-ALTER TABLE actions ADD COLUMN digest TEXT;
-UPDATE actions SET digest = json_extract(body, '$.submitted_digest');
-";
-
-/// Indexes on columns that schema 4 added. The digest index is partial: only the statuses
-/// `reuse_open` looks for (`REUSABLE_STATUSES`, written out here), so an allowed action's commit
-/// does not also write an index page it will never be looked up by (an early schema-4 file's
-/// full index is replaced).
-const INDEXES_4: &str = "
-DROP INDEX IF EXISTS actions_requester_digest;
-CREATE INDEX IF NOT EXISTS actions_reusable_digest ON actions(requester, digest)
-    WHERE status IN ('pending', 'needs_clarification', 'approved');
-";
+/// Brings the file `conn` has open to the newest schema: reads its version and applies the
+/// pending steps ([`migrate::plan`]) in one `BEGIN IMMEDIATE` transaction with the new
+/// `user_version`, so two processes opening one file at once migrate it once.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let schema_err = |source| StoreError::Schema {
+        at: path.display().to_string(),
+        source,
+    };
+    exec(conn, "BEGIN IMMEDIATE").map_err(db_err)?;
+    let applied = (|| -> Result<(), StoreError> {
+        let stored: i32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db_err)?;
+        let steps = migrate::plan(stored, MIGRATIONS, OLDEST_MIGRATABLE).map_err(schema_err)?;
+        for step in steps {
+            for column in step.add_columns {
+                let columns: Vec<String> = conn
+                    .prepare("SELECT name FROM pragma_table_info(?1)")
+                    .and_then(|mut s| s.query_map([column.table], |r| r.get(0))?.collect())
+                    .map_err(db_err)?;
+                if !columns.is_empty() && !columns.iter().any(|c| c == column.name) {
+                    conn.execute_batch(&format!(
+                        "ALTER TABLE {} ADD COLUMN {} {};",
+                        column.table, column.name, column.decl
+                    ))
+                    .map_err(db_err)?;
+                }
+            }
+            conn.execute_batch(step.sql).map_err(db_err)?;
+        }
+        if let Some(last) = steps.last() {
+            conn.pragma_update(None, "user_version", last.version)
+                .map_err(db_err)?;
+        }
+        Ok(())
+    })();
+    match applied {
+        Ok(()) => exec(conn, "COMMIT").map_err(db_err),
+        Err(e) => {
+            let _ = exec(conn, "ROLLBACK");
+            Err(e)
+        }
+    }
+}
 
 fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
@@ -182,46 +266,7 @@ impl SqliteStore {
                 "could not enable WAL (journal_mode is {mode})"
             )));
         }
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(db_err)?;
-        if (1..3).contains(&version) {
-            return Err(StoreError::Database(format!(
-                "{} was made by a development version of countersign (schema {version}) that \
-                 cannot be migrated; move it aside and start again",
-                path.display()
-            )));
-        }
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Database(format!(
-                "{} has schema version {version}, newer than this build's {SCHEMA_VERSION}; \
-                 upgrade countersign",
-                path.display()
-            )));
-        }
-        let upgrade = if version == 3 { UPGRADE_4 } else { "" };
-        let upgrade_5 = if (3..5).contains(&version) {
-            UPGRADE_5
-        } else {
-            ""
-        };
-        // Key tables made before schema 6 lack the sponsor column.
-        let key_columns: Vec<String> = conn
-            .prepare("SELECT name FROM pragma_table_info('api_keys')")
-            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-            .map_err(db_err)?;
-        let upgrade_6 = if !key_columns.is_empty() && !key_columns.iter().any(|c| c == "sponsor") {
-            UPGRADE_6
-        } else {
-            ""
-        };
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE;\n{SCHEMA}\n{upgrade}\n{INDEXES_4}\n{}\n{SCHEMA_5}\n{upgrade_5}\n\
-             {upgrade_6}\n{}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;",
-            crate::keys::SCHEMA,
-            crate::bindings::SCHEMA
-        ))
-        .map_err(db_err)?;
+        migrate(&conn, path)?;
         let (tx, rx) = mpsc::channel();
         let health = WriteHealth::default();
         let writer_health = health.clone();
@@ -543,12 +588,14 @@ fn status_list(statuses: &[Status]) -> String {
         .join(",")
 }
 
-#[async_trait]
-impl Store for SqliteStore {
+impl Writes for SqliteStore {
     fn writer(&self) -> &WriteQueue {
         &self.writer
     }
+}
 
+#[async_trait]
+impl Actions for SqliteStore {
     async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
         self.read(|c| {
             let (before_at, before_id) = query
@@ -674,7 +721,10 @@ impl Store for SqliteStore {
             .map_err(db_err)
         })
     }
+}
 
+#[async_trait]
+impl AuditLog for SqliteStore {
     async fn audit_size(&self) -> Result<u64, StoreError> {
         self.read(audit_size)
     }
@@ -752,7 +802,10 @@ impl Store for SqliteStore {
             rows.map(|r| r.map_err(db_err)).collect()
         })
     }
+}
 
+#[async_trait]
+impl Keys for SqliteStore {
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ManagedKey>, StoreError> {
         self.read(|c| crate::keys::by_hash(c, hash))
     }
@@ -764,7 +817,10 @@ impl Store for SqliteStore {
     async fn identity_binding(&self, id_key: &str) -> Result<Option<IdentityBinding>, StoreError> {
         self.read(|c| crate::bindings::get(c, id_key))
     }
+}
 
+#[async_trait]
+impl Coordination for SqliteStore {
     fn write_failure(&self) -> Option<String> {
         self.health.failure()
     }

@@ -391,6 +391,56 @@ fn store_backends_only_read_and_write_rows() {
     }
 }
 
+/// The store's traits stay focused: `Store` is only the sum of its aspects (it declares no
+/// method of its own), and no aspect grows past a dozen methods; a new concern is a new trait.
+#[test]
+fn store_traits_stay_narrow() {
+    let lib = crates_dir().join("store/src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    let mut traits = Vec::new();
+    let mut current: Option<(String, usize)> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("pub trait ") {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if line.trim_end().ends_with("{}") {
+                traits.push((name, 0));
+            } else {
+                current = Some((name, 0));
+            }
+        } else if let Some((_, n)) = current.as_mut() {
+            let item = line.trim_start_matches("    ");
+            if line.starts_with("    ")
+                && (item.starts_with("fn ") || item.starts_with("async fn "))
+            {
+                *n += 1;
+            } else if line == "}" {
+                traits.extend(current.take());
+            }
+        }
+    }
+    let methods = |name: &str| traits.iter().find(|(t, _)| t == name).map(|(_, n)| *n);
+    assert_eq!(
+        methods("Store"),
+        Some(0),
+        "`Store` must only combine the aspect traits: {traits:?}"
+    );
+    for aspect in ["Actions", "AuditLog", "Keys", "Coordination"] {
+        assert!(
+            methods(aspect).is_some(),
+            "no trait `{aspect}` in {traits:?}"
+        );
+    }
+    for (name, n) in &traits {
+        assert!(
+            *n <= 12,
+            "store trait `{name}` has {n} methods: split it into focused traits"
+        );
+    }
+}
+
 /// The clock module is where time comes from; the crates that decide with time (core,
 /// identity, policy, audit) read no clock at all, directly or through a library: OIDC `exp`/
 /// `nbf` are checked against the caller's `now`, so jsonwebtoken's own clock checks stay off.

@@ -4,7 +4,7 @@ use countersign_core::{IdentityKind, Timestamp};
 use countersign_identity::{
     keys, Authenticator, Binding, KeyLookup, KeyRecord, LookupError, OidcVerifier,
 };
-use countersign_store::{IdentityBinding, ManagedKey, SqliteStore, Store};
+use countersign_store::{IdentityBinding, Keys, ManagedKey, SqliteStore, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@ mod pg;
 mod round_robin;
 mod suite;
 
-use countersign_store::{SqliteStore, Store};
+use countersign_store::{Actions, AuditLog, Coordination, Keys, SqliteStore, Store};
 use std::sync::Arc;
 
 fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
@@ -148,8 +148,16 @@ async fn sqlite_reports_a_store_that_cannot_write_until_it_writes_again() {
 async fn sqlite_upgrades_a_schema_4_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
+    // Back to schema 4: what a schema-4 build made, without the tables and columns of 5 and 6
+    // (every schema-4 file has the action and audit tables; the key table it may lack).
+    drop(SqliteStore::open(&path).unwrap());
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE api_keys; DROP TABLE identity_bindings; DROP TABLE review_approvers; \
+             DROP INDEX actions_open_by_requester;",
+        )
+        .unwrap();
         conn.execute_batch(
             "CREATE TABLE api_keys (id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, \
              identity TEXT NOT NULL, kind TEXT NOT NULL, groups TEXT NOT NULL, \
@@ -178,6 +186,137 @@ async fn sqlite_upgrades_a_schema_4_file() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, 6);
+}
+
+/// A SQLite file's version and schema (every object's SQL, by name).
+fn sqlite_schema(path: &std::path::Path) -> (i64, Vec<String>) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let version = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    let objects = conn
+        .prepare("SELECT type || ' ' || name || ': ' || COALESCE(sql, '') FROM sqlite_master ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    (version, objects)
+}
+
+/// A new file gets every migration step and ends at the newest version; opening it again
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_new_file_ends_at_the_newest_schema_and_reopening_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let first = sqlite_schema(&path);
+    assert_eq!(first.0, 6);
+    for table in [
+        "actions",
+        "audit_entries",
+        "audit_checkpoints",
+        "review_approvers",
+    ] {
+        assert!(first
+            .1
+            .iter()
+            .any(|o| o.starts_with(&format!("table {table}:"))));
+    }
+    for (table, column) in [("actions", "digest"), ("api_keys", "sponsor")] {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                [table, column],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "{table}.{column}");
+    }
+    drop(SqliteStore::open(&path).unwrap());
+    assert_eq!(sqlite_schema(&path), first);
+}
+
+/// A file a newer build made is refused, naming both versions, and so is one a development build
+/// made; neither is changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_a_file_newer_than_the_build_or_unmigratable() {
+    use countersign_store::{SchemaError, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let set = |v: i64| {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", v)
+            .unwrap()
+    };
+    set(7);
+    let before = sqlite_schema(&path);
+    let Err(refused) = SqliteStore::open(&path) else {
+        panic!("a newer file was opened")
+    };
+    assert!(
+        matches!(
+            &refused,
+            StoreError::Schema {
+                source: SchemaError::Newer {
+                    found: 7,
+                    latest: 6
+                },
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    let text = refused.to_string();
+    assert!(text.contains('7') && text.contains('6'), "{text}");
+    assert_eq!(sqlite_schema(&path), before);
+    set(2);
+    let Err(refused) = SqliteStore::open(&path) else {
+        panic!("a development file was opened")
+    };
+    assert!(
+        matches!(
+            &refused,
+            StoreError::Schema {
+                source: SchemaError::Unmigratable { found: 2, .. },
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("development"), "{refused}");
+}
+
+/// A schema 5 file made before managed keys had a table gets one, with sponsors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_upgrades_a_schema_5_file_without_a_key_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    drop(SqliteStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE api_keys; DROP TABLE identity_bindings; PRAGMA user_version = 5;",
+        )
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.list_keys().await.unwrap(), vec![]);
+    drop(store);
+    let fresh = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(&fresh.path().join("t.db")).unwrap());
+    let keys = |p: &std::path::Path| {
+        sqlite_schema(p)
+            .1
+            .into_iter()
+            .filter(|o| o.contains("api_keys") || o.contains("identity_bindings"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sqlite_schema(&path).0, 6);
+    assert_eq!(keys(&path), keys(&fresh.path().join("t.db")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! PostgreSQL for the store tests: the server named by `COUNTERSIGN_TEST_POSTGRES`, one fresh
 //! schema per test. A missing variable fails the test (scripts/test always sets it).
 
-use countersign_store::{PostgresStore, ReviewQuery, Store};
+use countersign_store::{Actions, Coordination, PostgresStore, ReviewQuery, Store};
 use std::sync::Arc;
 
 /// The test server's URL, or a failure that says how to get one.
@@ -172,4 +172,84 @@ async fn migration_3_fills_the_digest_of_existing_actions() {
     assert_eq!(page[0].id, "old");
     let again = submission("new", "bot", serde_json::json!({"a": 1}), T0);
     assert_eq!(reuse(&store, again).await, ("old".to_string(), false));
+}
+
+/// The migration ledger of the database at `url`: each applied version and when.
+async fn ledger(url: &str) -> Vec<(i32, String)> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    let rows = client
+        .query(
+            "SELECT version, applied_at::text FROM countersign_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let _ = driver.await;
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// A new database gets every step, recorded once each, and ends at the newest version; opening
+/// it again applies nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_database_ends_at_the_newest_schema_and_reopening_changes_nothing() {
+    let url = fresh_schema_url("migrate_fresh").await;
+    drop(PostgresStore::connect(&url).await.unwrap());
+    let first = ledger(&url).await;
+    let versions: Vec<i32> = first.iter().map(|(v, _)| *v).collect();
+    assert_eq!(
+        versions,
+        (1..=countersign_store::POSTGRES_SCHEMA_VERSION).collect::<Vec<_>>()
+    );
+    drop(PostgresStore::connect(&url).await.unwrap());
+    assert_eq!(
+        countersign_store::migrate_postgres(&url).await.unwrap(),
+        (
+            countersign_store::POSTGRES_SCHEMA_VERSION,
+            countersign_store::POSTGRES_SCHEMA_VERSION
+        )
+    );
+    assert_eq!(ledger(&url).await, first);
+}
+
+/// A database a newer build migrated is refused, naming both versions, and left as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_newer_than_the_build_is_refused() {
+    use countersign_store::{SchemaError, StoreError, POSTGRES_SCHEMA_VERSION};
+    let url = fresh_schema_url("migrate_newer").await;
+    countersign_store::migrate_postgres(&url).await.unwrap();
+    let newer = POSTGRES_SCHEMA_VERSION + 1;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    client
+        .execute(
+            "INSERT INTO countersign_migrations (version) VALUES ($1)",
+            &[&newer],
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let _ = driver.await;
+    let before = ledger(&url).await;
+    let refused = countersign_store::migrate_postgres(&url).await.unwrap_err();
+    assert!(
+        matches!(
+            &refused,
+            StoreError::Schema { source: SchemaError::Newer { found, latest }, .. }
+                if *found == newer && *latest == POSTGRES_SCHEMA_VERSION
+        ),
+        "{refused:?}"
+    );
+    let text = refused.to_string();
+    assert!(
+        text.contains(&newer.to_string()) && text.contains(&POSTGRES_SCHEMA_VERSION.to_string()),
+        "{text}"
+    );
+    assert!(PostgresStore::connect(&url).await.is_err());
+    assert_eq!(ledger(&url).await, before);
 }

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use countersign_core::{ActionRecord, Timestamp};
 use countersign_store::{
-    AuditEntry, Hash, Lease, ListFilter, ManagedKey, ReviewQuery, Store, StoreError,
-    StoredCheckpoint,
+    Actions, AuditEntry, AuditLog, Coordination, Hash, Keys, Lease, ListFilter, ManagedKey,
+    ReviewQuery, Store, StoreError, StoredCheckpoint, Writes,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,20 +32,26 @@ impl RoundRobin {
     }
 }
 
-#[async_trait]
-impl Store for RoundRobin {
+impl Writes for RoundRobin {
     fn writer(&self) -> &countersign_store::WriteQueue {
         self.pick().writer()
     }
+}
+
+#[async_trait]
+impl Actions for RoundRobin {
     async fn reviews_for(&self, query: ReviewQuery) -> Result<Vec<ActionRecord>, StoreError> {
         self.pick().reviews_for(query).await
     }
+
     async fn get(&self, id: &str) -> Result<Option<ActionRecord>, StoreError> {
         self.pick().get(id).await
     }
+
     async fn list(&self, filter: ListFilter) -> Result<Vec<ActionRecord>, StoreError> {
         self.pick().list(filter).await
     }
+
     async fn due_for_expiry(
         &self,
         now: Timestamp,
@@ -53,48 +59,71 @@ impl Store for RoundRobin {
     ) -> Result<Vec<String>, StoreError> {
         self.pick().due_for_expiry(now, limit).await
     }
+
     async fn next_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
         self.pick().next_expiry().await
     }
+
     async fn open_reviews(&self) -> Result<u64, StoreError> {
         self.pick().open_reviews().await
     }
+}
+
+#[async_trait]
+impl AuditLog for RoundRobin {
     async fn audit_size(&self) -> Result<u64, StoreError> {
         self.pick().audit_size().await
     }
+
     async fn audit_entries(&self, start: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.pick().audit_entries(start, limit).await
     }
+
     async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         self.pick().audit_hashes(indexes).await
     }
+
     async fn action_audit_indexes(&self, action_id: &str) -> Result<Vec<u64>, StoreError> {
         self.pick().action_audit_indexes(action_id).await
     }
+
     async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         self.pick().latest_checkpoint().await
     }
+
     async fn audit_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
         self.pick().audit_checkpoints().await
     }
+}
+
+#[async_trait]
+impl Keys for RoundRobin {
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ManagedKey>, StoreError> {
         self.pick().key_by_hash(hash).await
     }
+
     async fn list_keys(&self) -> Result<Vec<ManagedKey>, StoreError> {
         self.pick().list_keys().await
     }
+
     async fn identity_binding(
         &self,
         id_key: &str,
     ) -> Result<Option<countersign_store::IdentityBinding>, StoreError> {
         self.pick().identity_binding(id_key).await
     }
+}
+
+#[async_trait]
+impl Coordination for RoundRobin {
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         self.pick().changes()
     }
+
     async fn try_lead(&self) -> Result<Option<Box<dyn Lease>>, StoreError> {
         self.pick().try_lead().await
     }
+
     fn write_failure(&self) -> Option<String> {
         self.replicas.iter().find_map(|r| r.write_failure())
     }
