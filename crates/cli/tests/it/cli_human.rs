@@ -278,6 +278,12 @@ async fn ids_resolve_by_unique_prefix_and_never_by_a_guess() {
         serde_json::from_str::<Value>(&out).unwrap()["id"],
         b.as_str()
     );
+
+    // `redeem TOKEN`: the positional is the grant, not the bearer `--token` (their clap ids
+    // clashed).
+    let (code, _, err) = run(&["redeem", "not-a-grant"], &gw.url, "tok-bot").await;
+    assert_eq!(code, 2);
+    assert!(err.contains("grant_invalid"), "{err}");
 }
 
 #[tokio::test]
