@@ -2,21 +2,28 @@
 //! `COUNTERSIGN_TOKEN`.
 //!
 //! Exit codes: 0 allowed/approved (or the command succeeded), 1 denied, rejected, expired or
-//! cancelled (the reason is printed), 2 an error (bad input, unreachable gateway, API error),
-//! 3 still pending when `--wait` ran out.
+//! cancelled (the reason is printed), 2 an error (bad input, unreachable gateway, API error, an
+//! id prefix that matches nothing), 3 still pending when `--wait` ran out, 4 an id prefix that
+//! matches several actions (they are listed).
 //!
 //! Every call goes through `countersign_api::Client`; this module is the commands, their
-//! output and their exit codes.
+//! output (JSON as the API answers, or the human views of `render.rs`) and their exit codes.
+//! An action id may be a unique prefix (`ids.rs`).
 
 use clap::{Args, Subcommand};
 use countersign_api::{
     Action, Client, ClientError, Review, ReviewsQuery, SubmitRequest, Submitted, Timeouts,
 };
-use countersign_core::Status;
+use countersign_core::{Status, Timestamp};
+use countersign_gateway::Clock;
 use serde::Serialize;
 use serde_json::Value;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
+
+use crate::ids::{self, IdError};
+use crate::output::Output;
+use crate::render;
 
 /// Connection settings shared by every client command.
 #[derive(Args, Clone)]
@@ -137,6 +144,7 @@ pub enum ClientCommand {
     /// Redeem a grant token (once) and print what may run.
     Redeem {
         /// The grant token.
+        #[arg(id = "grant_token", value_name = "TOKEN")]
         token: String,
         #[command(flatten)]
         conn: Conn,
@@ -150,6 +158,35 @@ enum CommandError {
     Usage(String),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Id(#[from] IdError),
+}
+
+impl CommandError {
+    /// 4 for an ambiguous id prefix, 2 for every other error.
+    fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Id(IdError::Ambiguous { .. }) => 4,
+            _ => 2,
+        }
+    }
+}
+
+/// Where output goes, and the clock human views tell relative times by.
+struct Out {
+    output: Output,
+    clock: Clock,
+}
+
+impl Out {
+    /// An answer: the API's JSON, or the human view `human` makes of it.
+    fn show<T: Serialize>(&self, answer: &T, human: impl Fn(&T, Timestamp) -> String) {
+        if self.output.human {
+            self.output.print(&human(answer, (self.clock)()));
+        } else {
+            print(answer);
+        }
+    }
 }
 
 fn connect(conn: &Conn) -> Result<Client, CommandError> {
@@ -206,10 +243,10 @@ impl Current {
             Current::Action(a) => a.decision().reason(),
         }
     }
-    fn print(&self) {
+    fn print(&self, out: &Out) {
         match self {
-            Current::Submitted(s) => print(s),
-            Current::Action(a) => print(a),
+            Current::Submitted(s) => out.show(&**s, render::submitted),
+            Current::Action(a) => out.show(&**a, render::action),
         }
     }
 }
@@ -244,7 +281,12 @@ fn verdict(current: &Current) -> u8 {
     }
 }
 
-async fn wait_for(client: &Client, first: Current, secs: u64) -> Result<u8, CommandError> {
+async fn wait_for(
+    client: &Client,
+    first: Current,
+    secs: u64,
+    out: &Out,
+) -> Result<u8, CommandError> {
     let id = first.id().to_string();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let live = std::io::stderr().is_terminal();
@@ -269,11 +311,11 @@ async fn wait_for(client: &Client, first: Current, secs: u64) -> Result<u8, Comm
     if live {
         eprintln!();
     }
-    current.print();
+    current.print(out);
     Ok(verdict(&current))
 }
 
-async fn dispatch(cmd: ClientCommand) -> Result<u8, CommandError> {
+async fn dispatch(cmd: ClientCommand, out: &Out) -> Result<u8, CommandError> {
     match cmd {
         ClientCommand::Submit {
             action,
@@ -300,9 +342,9 @@ async fn dispatch(cmd: ClientCommand) -> Result<u8, CommandError> {
             let answer = client.submit(&body, idempotency_key.as_deref()).await?;
             let current = Current::Submitted(Box::new(answer.submitted));
             match wait {
-                Some(secs) => wait_for(&client, current, secs).await,
+                Some(secs) => wait_for(&client, current, secs, out).await,
                 None => {
-                    current.print();
+                    current.print(out);
                     Ok(if current.status() == Status::Pending {
                         0
                     } else {
@@ -313,11 +355,12 @@ async fn dispatch(cmd: ClientCommand) -> Result<u8, CommandError> {
         }
         ClientCommand::Show { id, wait, conn } => {
             let client = connect(&conn)?;
+            let id = ids::resolve(&client, &id).await?;
             let current = Current::Action(Box::new(client.get(&id).await?));
             match wait {
-                Some(secs) => wait_for(&client, current, secs).await,
+                Some(secs) => wait_for(&client, current, secs, out).await,
                 None => {
-                    current.print();
+                    current.print(out);
                     Ok(0)
                 }
             }
@@ -327,7 +370,7 @@ async fn dispatch(cmd: ClientCommand) -> Result<u8, CommandError> {
                 status: Some(status),
                 ..ReviewsQuery::default()
             };
-            print(&connect(&conn)?.reviews(&query).await?);
+            out.show(&connect(&conn)?.reviews(&query).await?, render::reviews);
             Ok(0)
         }
         ClientCommand::Approve {
@@ -337,43 +380,55 @@ async fn dispatch(cmd: ClientCommand) -> Result<u8, CommandError> {
             conn,
         } => {
             let client = connect(&conn)?;
-            let voted = match parse_json("--params", params)? {
+            let params = parse_json("--params", params)?;
+            let id = ids::resolve(&client, &id).await?;
+            let voted = match params {
                 Some(p) => client.modify(&id, p, comment).await?,
                 None => client.approve(&id, comment).await?,
             };
-            print(&voted);
+            out.show(&voted, render::action);
             Ok(0)
         }
         ClientCommand::Deny { id, comment, conn } => {
-            print(&connect(&conn)?.deny(&id, comment).await?);
+            let client = connect(&conn)?;
+            let id = ids::resolve(&client, &id).await?;
+            out.show(&client.deny(&id, comment).await?, render::action);
             Ok(0)
         }
         ClientCommand::Ask { id, question, conn } => {
-            print(&connect(&conn)?.clarify(&id, question).await?);
+            let client = connect(&conn)?;
+            let id = ids::resolve(&client, &id).await?;
+            out.show(&client.clarify(&id, question).await?, render::action);
             Ok(0)
         }
         ClientCommand::Answer { id, answer, conn } => {
-            print(&connect(&conn)?.answer(&id, answer).await?);
+            let client = connect(&conn)?;
+            let id = ids::resolve(&client, &id).await?;
+            out.show(&client.answer(&id, answer).await?, render::action);
             Ok(0)
         }
         ClientCommand::Cancel { id, conn } => {
-            print(&connect(&conn)?.cancel(&id).await?);
+            let client = connect(&conn)?;
+            let id = ids::resolve(&client, &id).await?;
+            out.show(&client.cancel(&id).await?, render::action);
             Ok(0)
         }
         ClientCommand::Redeem { token, conn } => {
+            // What may run, as JSON in both formats: it is read by the program that runs it.
             print(&connect(&conn)?.redeem(&token).await?);
             Ok(0)
         }
     }
 }
 
-/// Runs a client command and returns the exit code.
-pub async fn run(cmd: ClientCommand) -> u8 {
-    match dispatch(cmd).await {
+/// Runs a client command, printing as `output` says, and returns the exit code.
+pub async fn run(cmd: ClientCommand, output: Output, clock: Clock) -> u8 {
+    let out = Out { output, clock };
+    match dispatch(cmd, &out).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("countersign: {e}");
-            2
+            e.exit_code()
         }
     }
 }

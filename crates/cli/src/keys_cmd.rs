@@ -1,5 +1,8 @@
 //! `countersign keys create|list|revoke`: managed API keys, by the operator, against the store
 //! named by the config file (the same code path as the admin API).
+//!
+//! `keys list` prints a table on a terminal (`--output human`), tab-separated lines when piped
+//! (as it always has), and with `--output json` the admin API's `GET /v1/admin/api-keys` body.
 
 use clap::Args;
 use countersign_core::IdentityKind;
@@ -11,6 +14,22 @@ use countersign_store::{rfc3339, Store};
 use std::path::PathBuf;
 
 use crate::operator::KeysCommand;
+use crate::output::{Format, Output};
+
+/// The API's view of a stored key (everything but its hash), as the admin endpoint shows it.
+fn key_view(k: countersign_store::ManagedKey) -> countersign_api::ManagedKey {
+    countersign_api::ManagedKey {
+        id: k.id,
+        identity: k.identity,
+        kind: k.kind,
+        groups: k.groups,
+        created_by: k.created_by,
+        sponsor: k.sponsor,
+        created_at: k.created_at,
+        expires_at: k.expires_at,
+        revoked_at: k.revoked_at,
+    }
+}
 
 /// Which store.
 #[derive(Args)]
@@ -69,7 +88,7 @@ fn operator() -> String {
     format!("operator:{user}")
 }
 
-async fn run_async(cmd: KeysCommand, clock: Clock) -> Result<(), String> {
+async fn run_async(cmd: KeysCommand, format: Option<Format>, clock: Clock) -> Result<(), String> {
     match cmd {
         KeysCommand::New => Ok(()),
         KeysCommand::Create(a) => {
@@ -113,7 +132,22 @@ async fn run_async(cmd: KeysCommand, clock: Clock) -> Result<(), String> {
         KeysCommand::List(a) => {
             let store = open(&a).await?;
             let now = clock();
-            for k in store.list_keys().await.map_err(|e| e.to_string())? {
+            let listed = store.list_keys().await.map_err(|e| e.to_string())?;
+            if Output::json(format) {
+                let list = countersign_api::KeyList {
+                    keys: listed.into_iter().map(key_view).collect(),
+                };
+                let text = serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?;
+                println!("{text}");
+                return Ok(());
+            }
+            let output = Output::resolve(format);
+            if output.human {
+                let keys: Vec<_> = listed.into_iter().map(key_view).collect();
+                output.print(&crate::render::keys(&keys, now));
+                return Ok(());
+            }
+            for k in listed {
                 let state = match (k.revoked_at, k.expires_at) {
                     (Some(t), _) => format!("revoked {}", rfc3339(t)),
                     (None, Some(t)) if t <= now => format!("expired {}", rfc3339(t)),
@@ -153,7 +187,7 @@ async fn run_async(cmd: KeysCommand, clock: Clock) -> Result<(), String> {
 }
 
 /// Runs a managed-key command at the time `clock` tells; returns the exit code.
-pub fn run(cmd: KeysCommand, clock: Clock) -> u8 {
+pub fn run(cmd: KeysCommand, format: Option<Format>, clock: Clock) -> u8 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -164,7 +198,7 @@ pub fn run(cmd: KeysCommand, clock: Clock) -> u8 {
             return 2;
         }
     };
-    match rt.block_on(run_async(cmd, clock)) {
+    match rt.block_on(run_async(cmd, format, clock)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("countersign: {e}");

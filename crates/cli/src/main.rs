@@ -2,12 +2,16 @@
 
 mod audit_cmd;
 mod client;
+mod ids;
 mod keys_cmd;
 mod mcp_cmd;
 mod operator;
+mod output;
+mod render;
 mod replicas_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use std::io::Write;
 
 // The request path allocates many short-lived buffers (JSON, headers, records): glibc malloc and
 // free were ~10% of server CPU in a profile of the allow-path load test.
@@ -19,6 +23,11 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "countersign", version, about)]
 struct Cli {
+    /// Output of the client commands and `keys list`: `human` (tables and summaries) or `json`
+    /// (the API's JSON, stable for scripts). Default: human on a terminal, else json (for
+    /// `keys list`: tab-separated lines).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    output: Option<output::Format>,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,6 +52,45 @@ enum Command {
     Migrate(replicas_cmd::MigrateArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
+    /// Print a shell completion script (e.g. `countersign completions bash > /etc/bash_completion.d/countersign`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from these command definitions
+    /// (e.g. `countersign man | man -l -`).
+    Man,
+}
+
+/// Writes `bytes` to stdout: exit 0, or 2 when stdout cannot take them.
+fn emit(bytes: &[u8]) -> u8 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("countersign: cannot write: {e}");
+            2
+        }
+    }
+}
+
+/// `countersign completions SHELL`.
+fn completions(shell: clap_complete::Shell) -> u8 {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "countersign", &mut script);
+    emit(&script)
+}
+
+/// `countersign man`.
+fn man() -> u8 {
+    let mut page = Vec::new();
+    match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+        Ok(()) => emit(&page),
+        Err(e) => {
+            eprintln!("countersign: cannot render the manual page: {e}");
+            2
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -63,14 +111,32 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let output = cli.output;
     let code = match cli.command {
         Command::Serve(args) => runtime.block_on(operator::serve(args)),
-        Command::Keys(cmd) => operator::keys(cmd, countersign_gateway::system_clock()),
+        Command::Keys(cmd) => operator::keys(cmd, output, countersign_gateway::system_clock()),
         Command::Policy(cmd) => operator::policy(cmd),
         Command::Audit(cmd) => runtime.block_on(audit_cmd::run(cmd)),
         Command::Mcp(cmd) => runtime.block_on(mcp_cmd::run(cmd)),
         Command::Migrate(args) => runtime.block_on(replicas_cmd::migrate(args)),
-        Command::Client(cmd) => runtime.block_on(client::run(cmd)),
+        Command::Client(cmd) => runtime.block_on(client::run(
+            cmd,
+            output::Output::resolve(output),
+            countersign_gateway::system_clock(),
+        )),
+        Command::Completions { shell } => completions(shell),
+        Command::Man => man(),
     };
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own consistency checks over every command (what `completions` and `man` walk).
+    #[test]
+    fn the_command_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -175,7 +175,11 @@ pub async fn serve(args: ServeArgs) -> u8 {
 }
 
 /// `keys ...`, at the time `clock` tells.
-pub fn keys(cmd: KeysCommand, clock: countersign_gateway::Clock) -> u8 {
+pub fn keys(
+    cmd: KeysCommand,
+    output: Option<crate::output::Format>,
+    clock: countersign_gateway::Clock,
+) -> u8 {
     match cmd {
         KeysCommand::New => {
             let mut bytes = [0u8; 32];
@@ -187,7 +191,7 @@ pub fn keys(cmd: KeysCommand, clock: countersign_gateway::Clock) -> u8 {
             eprintln!("Give the token to its owner (it is shown once); paste the second line into the identity's [[identities]] entry.");
             0
         }
-        managed => crate::keys_cmd::run(managed, clock),
+        managed => crate::keys_cmd::run(managed, output, clock),
     }
 }
 

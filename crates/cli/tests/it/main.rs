@@ -11,6 +11,7 @@ mod api_security;
 mod audit;
 mod audit_readback;
 mod cli;
+mod cli_human;
 mod durability;
 mod identity;
 mod mcp;
