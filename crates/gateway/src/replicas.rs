@@ -31,8 +31,11 @@ pub async fn open_store(db: &DatabaseUrl) -> Result<Arc<dyn Store>, GatewayError
 
 impl Gateway {
     /// Wakes this replica's long polls on changes other replicas commit (a no-op on a store
-    /// only this process writes).
+    /// whose feed carries only this process's commits, whose waiters `transition` woke).
     pub async fn run_change_relay(self: Arc<Self>) {
+        if !self.store.changes_from_other_processes() {
+            return;
+        }
         let Some(mut changes) = self.store.changes() else {
             return;
         };

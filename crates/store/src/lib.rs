@@ -356,6 +356,14 @@ pub trait Coordination: Send + Sync + 'static {
         None
     }
 
+    /// Whether [`Coordination::changes`] carries other processes' commits (PostgreSQL's
+    /// announcements), which a replica must relay to its long polls. SQLite's feed holds only
+    /// this process's commits, whose waiters the gateway already woke: no relay (one wake-up
+    /// hop less per commit on the allow path).
+    fn changes_from_other_processes(&self) -> bool {
+        false
+    }
+
     /// Why this store cannot write right now: its writer's last storage failure (a failed
     /// commit, a transaction it could not begin, an operation the database refused), until a
     /// later write succeeds. `None` while writes succeed. What a readiness probe reports.

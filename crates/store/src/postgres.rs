@@ -1201,6 +1201,10 @@ impl Coordination for PostgresStore {
         Some(self.changes.subscribe())
     }
 
+    fn changes_from_other_processes(&self) -> bool {
+        true
+    }
+
     fn write_failure(&self) -> Option<String> {
         self.health.failure()
     }

@@ -120,6 +120,10 @@ impl Coordination for RoundRobin {
         self.pick().changes()
     }
 
+    fn changes_from_other_processes(&self) -> bool {
+        self.pick().changes_from_other_processes()
+    }
+
     async fn try_lead(&self) -> Result<Option<Box<dyn Lease>>, StoreError> {
         self.pick().try_lead().await
     }
