@@ -283,14 +283,27 @@ impl Progress for StatusLine {
     }
 }
 
-/// Copies `from` to `to` while hashing it; keeps draining (and hashing) if `to` goes away.
-async fn tee(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin) -> (String, u64) {
+/// How long output is still read after the command exits: a process it left behind (a daemon,
+/// `cmd &`) may hold the pipes open, and must not keep `run` from reporting.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// Copies `from` to `to` while hashing it, until end of file or `stop`; keeps draining (and
+/// hashing) if `to` goes away.
+async fn tee(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut stop: watch::Receiver<bool>,
+) -> (String, u64) {
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut len = 0u64;
     let mut open = true;
     loop {
-        let n = match from.read(&mut buf).await {
+        let read = tokio::select! {
+            r = from.read(&mut buf) => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -346,14 +359,15 @@ async fn execute(cmd: &Cmd, cwd: &str) -> Result<Ran, (u8, String)> {
         .id()
         .and_then(|p| i32::try_from(p).ok())
         .map(nix::unistd::Pid::from_raw);
+    let (stop, stopped) = watch::channel(false);
     let out = child
         .stdout
         .take()
-        .map(|o| tokio::spawn(tee(o, tokio::io::stdout())));
+        .map(|o| tokio::spawn(tee(o, tokio::io::stdout(), stopped.clone())));
     let err = child
         .stderr
         .take()
-        .map(|e| tokio::spawn(tee(e, tokio::io::stderr())));
+        .map(|e| tokio::spawn(tee(e, tokio::io::stderr(), stopped.clone())));
     let forward_interrupts = !std::io::stdin().is_terminal();
     let status = loop {
         tokio::select! {
@@ -368,6 +382,10 @@ async fn execute(cmd: &Cmd, cwd: &str) -> Result<Ran, (u8, String)> {
     };
     let status = status.map_err(|e| (FAILED, format!("lost the command: {e}")))?;
     let took = started.elapsed();
+    let grace = tokio::spawn(async move {
+        tokio::time::sleep(OUTPUT_GRACE).await;
+        let _ = stop.send(true);
+    });
     let (stdout_sha256, stdout_len) = match out {
         Some(t) => t.await.unwrap_or_default(),
         None => Default::default(),
@@ -376,6 +394,7 @@ async fn execute(cmd: &Cmd, cwd: &str) -> Result<Ran, (u8, String)> {
         Some(t) => t.await.unwrap_or_default(),
         None => Default::default(),
     };
+    grace.abort();
     use std::os::unix::process::ExitStatusExt;
     let (code, how) = match (status.code(), status.signal()) {
         (Some(c), _) => (u8::try_from(c).unwrap_or(1), format!("\"exit_code\":{c}")),

@@ -336,3 +336,80 @@ async fn run_fails_closed_when_the_gateway_is_unreachable() {
     assert!(err.contains("not run"), "{err}");
     assert!(!cwd.path().join("marker").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_forwards_sigterm_to_the_running_command() {
+    let (gw, cwd) = gateway().await;
+    let script = "trap 'echo got-term; exit 7' TERM; touch started; sleep 30 & wait";
+    let child = run(&gw, cwd.path(), &[], &["sh", "-c", script]);
+    for _ in 0..200 {
+        if cwd.path().join("started").exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        cwd.path().join("started").exists(),
+        "the command never started"
+    );
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let t0 = std::time::Instant::now();
+    let (code, out, err) = finish(child).await;
+    assert_eq!(code, Some(7), "{err}");
+    // The `sleep` it left behind holds the pipes open: `run` reports anyway.
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    assert_eq!(out, "got-term\n");
+    let (id, _) = submitted(&gw, "sh.run").await;
+    assert_eq!(action(&gw, &id).await["status"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_an_embedded_gateway_runs_the_approved_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    std::fs::write(dir.path().join("policies/run.cedar"), RUN_POLICIES).unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--token",
+            "tok-bot",
+        ])
+        .args(["--", "sh", "-c", "echo embedded; exit 4"])
+        .current_dir(cwd.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (code, out, err) = finish(child).await;
+    assert_eq!(code, Some(4), "{err}");
+    assert_eq!(out, "embedded\n");
+    let child = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--token",
+            "tok-bot",
+        ])
+        .args(["--action", "danger.run", "--", "touch", "marker"])
+        .current_dir(cwd.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (code, _, err) = finish(child).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(!cwd.path().join("marker").exists());
+}
