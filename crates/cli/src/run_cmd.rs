@@ -174,6 +174,61 @@ fn params(cmd: &Cmd, cwd: &str, env: &[String]) -> Value {
     p
 }
 
+/// The plan file of `terraform apply [options] PLAN`, if the command is one and names a file.
+fn terraform_plan<'a>(cmd: &'a Cmd, cwd: &str) -> Option<&'a str> {
+    let Cmd::Argv(argv) = cmd else {
+        return None;
+    };
+    if program_name(argv.first()?) != "terraform" {
+        return None;
+    }
+    let mut positional = argv.iter().skip(1).filter(|a| !a.starts_with('-'));
+    if positional.next()? != "apply" {
+        return None;
+    }
+    let plan = positional.next()?;
+    std::path::Path::new(cwd)
+        .join(plan)
+        .is_file()
+        .then_some(plan.as_str())
+}
+
+/// The SHA-256 of the file `path` (relative to `cwd`).
+fn file_sha256(cwd: &str, path: &str) -> Result<String, String> {
+    let bytes = std::fs::read(std::path::Path::new(cwd).join(path))
+        .map_err(|e| format!("cannot read the plan file {path}: {e}"))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// Context for the reviewer: for `terraform apply PLAN`, the plan file and its SHA-256
+/// (`params.plan = {"file", "sha256"}`).
+fn attach_context(params: &mut Value, cmd: &Cmd, cwd: &str) -> Result<(), String> {
+    if let Some(plan) = terraform_plan(cmd, cwd) {
+        params["plan"] = json!({"file": plan, "sha256": file_sha256(cwd, plan)?});
+    }
+    Ok(())
+}
+
+/// Refuses to run a `terraform apply PLAN` whose plan file is not the one approved: the approved
+/// params must carry `plan.sha256`, and the file must still hash to it.
+fn check_context(approved: &Value, cmd: &Cmd, cwd: &str) -> Result<(), String> {
+    let Some(plan) = terraform_plan(cmd, cwd) else {
+        return Ok(());
+    };
+    let Some(want) = approved["plan"]["sha256"].as_str() else {
+        return Err(format!(
+            "the approval carries no SHA-256 of the plan file {plan}"
+        ));
+    };
+    if approved["plan"]["file"].as_str() != Some(plan) {
+        return Err(format!("the approval is for another plan file than {plan}"));
+    }
+    if file_sha256(cwd, plan)? != want {
+        return Err(format!("the plan file {plan} changed after approval"));
+    }
+    Ok(())
+}
+
 /// Why approved parameters cannot be run.
 #[derive(Debug, thiserror::Error)]
 enum Unrunnable {
@@ -485,7 +540,10 @@ async fn drive(args: RunArgs) -> u8 {
         },
         Err(e) => return fail(format!("cannot read the working directory: {e}")),
     };
-    let asked = params(&cmd, &cwd, &env_names());
+    let mut asked = params(&cmd, &cwd, &env_names());
+    if let Err(e) = attach_context(&mut asked, &cmd, &cwd) {
+        return fail(e);
+    }
     // Ctrl-C, SIGTERM or SIGHUP from here on withdraw the review instead of killing us.
     let mut signals = match Signals::new() {
         Ok(s) => s,
@@ -601,6 +659,9 @@ async fn drive(args: RunArgs) -> u8 {
             to_run.display()
         );
     }
+    if let Err(e) = check_context(&approved, &to_run, &run_in) {
+        return fail(format!("{e} (action {action_id})"));
+    }
     let ran = match execute(&to_run, &run_in).await {
         Ok(r) => r,
         Err((code, m)) => {
@@ -641,6 +702,7 @@ async fn report(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn argv(a: &[&str]) -> Cmd {
@@ -693,6 +755,41 @@ mod tests {
                 .0,
             Cmd::Shell("ls | wc".into())
         );
+    }
+
+    #[test]
+    fn a_terraform_plan_must_be_the_approved_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path().to_str().unwrap();
+        std::fs::write(dir.path().join("p.tfplan"), b"v1").unwrap();
+        let cmd = argv(&[
+            "/opt/terraform",
+            "-chdir=.",
+            "apply",
+            "-lock=false",
+            "p.tfplan",
+        ]);
+        assert_eq!(terraform_plan(&cmd, cwd), Some("p.tfplan"));
+        assert_eq!(
+            terraform_plan(&argv(&["terraform", "apply", "nope"]), cwd),
+            None
+        );
+        assert_eq!(
+            terraform_plan(&argv(&["terraform", "plan", "p.tfplan"]), cwd),
+            None
+        );
+        let mut asked = json!({});
+        attach_context(&mut asked, &cmd, cwd).unwrap();
+        assert!(check_context(&asked, &cmd, cwd).is_ok());
+        assert!(
+            check_context(&json!({}), &cmd, cwd).is_err(),
+            "no plan hash approved"
+        );
+        let mut other = asked.clone();
+        other["plan"]["file"] = json!("q.tfplan");
+        assert!(check_context(&other, &cmd, cwd).is_err(), "another file");
+        std::fs::write(dir.path().join("p.tfplan"), b"v2").unwrap();
+        assert!(check_context(&asked, &cmd, cwd).is_err(), "changed");
     }
 
     #[test]

@@ -20,9 +20,18 @@ permit (principal, action == Action::"deploy.run", resource);
 
 /// A gateway with the run policies, and a working directory for the commands.
 async fn gateway() -> (Gw, tempfile::TempDir) {
+    gateway_with("").await
+}
+
+/// A gateway with the run policies and `more`.
+async fn gateway_with(more: &str) -> (Gw, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config_path = write_config(dir.path(), "");
-    std::fs::write(dir.path().join("policies/run.cedar"), RUN_POLICIES).unwrap();
+    std::fs::write(
+        dir.path().join("policies/run.cedar"),
+        format!("{RUN_POLICIES}\n{more}"),
+    )
+    .unwrap();
     let (url, server) = crate::support::serve(&config_path).await;
     (
         Gw::from_parts(url, client(), dir, server),
@@ -412,4 +421,52 @@ async fn run_with_an_embedded_gateway_runs_the_approved_command() {
     let (code, _, err) = finish(child).await;
     assert_eq!(code, Some(1), "{err}");
     assert!(!cwd.path().join("marker").exists());
+}
+
+/// A stand-in `terraform` (the real one cannot be installed here): prints its arguments.
+fn fake_terraform(dir: &Path) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = bin.join("terraform");
+    std::fs::write(&path, "#!/bin/sh\necho \"terraform $*\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_terraform_apply_attaches_the_plan_hash_and_refuses_a_changed_plan() {
+    let (gw, cwd) = gateway_with(
+        r#"@id("tf") @effect("review") @approvers("group:sre") permit (principal, action == Action::"terraform.apply", resource);"#,
+    )
+    .await;
+    let tf = fake_terraform(cwd.path());
+    std::fs::write(cwd.path().join("plan.tfplan"), b"plan v1").unwrap();
+    let plan_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"plan v1"));
+
+    // Unchanged: runs.
+    let child = run(&gw, cwd.path(), &[], &[&tf, "apply", "plan.tfplan"]);
+    let id = pending_review(&gw).await;
+    let (_, spec) = submitted(&gw, "terraform.apply").await;
+    assert_eq!(
+        spec["params"]["plan"],
+        json!({"file": "plan.tfplan", "sha256": plan_sha})
+    );
+    gw.vote("alice", &id, json!({"verdict": "approve"})).await;
+    let (code, out, err) = finish(child).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "terraform apply plan.tfplan\n"),
+        "{err}"
+    );
+
+    // Changed after approval: refused.
+    let child = run(&gw, cwd.path(), &[], &[&tf, "apply", "plan.tfplan"]);
+    let id = pending_review(&gw).await;
+    std::fs::write(cwd.path().join("plan.tfplan"), b"plan v2").unwrap();
+    gw.vote("alice", &id, json!({"verdict": "approve"})).await;
+    let (code, out, err) = finish(child).await;
+    assert_eq!(code, Some(125), "{err}");
+    assert!(err.contains("changed after approval"), "{err}");
+    assert_eq!(out, "");
 }
