@@ -9,6 +9,7 @@ mod operator;
 mod output;
 mod render;
 mod replicas_cmd;
+mod run_cmd;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::io::Write;
@@ -48,6 +49,9 @@ enum Command {
     /// Put approvals in front of an MCP server.
     #[command(subcommand)]
     Mcp(mcp_cmd::McpCommand),
+    /// Put an approval in front of a command: submit it, wait for review, run exactly what was
+    /// approved and report the result.
+    Run(run_cmd::RunArgs),
     /// Apply pending database schema migrations and exit (serve also runs them).
     Migrate(replicas_cmd::MigrateArgs),
     #[command(flatten)]
@@ -98,7 +102,10 @@ fn main() -> ExitCode {
     // A stdio MCP proxy serves one agent session: one thread keeps each message on the thread
     // that read it (no hand-offs between workers on the latency path). The store's writer has
     // its own thread either way.
-    let one_thread = matches!(&cli.command, Command::Mcp(mcp_cmd::McpCommand::Stdio(_)));
+    let one_thread = matches!(
+        &cli.command,
+        Command::Mcp(mcp_cmd::McpCommand::Stdio(_)) | Command::Run(_)
+    );
     let mut builder = if one_thread {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -118,6 +125,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => operator::policy(cmd),
         Command::Audit(cmd) => runtime.block_on(audit_cmd::run(cmd)),
         Command::Mcp(cmd) => runtime.block_on(mcp_cmd::run(cmd)),
+        Command::Run(args) => runtime.block_on(run_cmd::run(args)),
         Command::Migrate(args) => runtime.block_on(replicas_cmd::migrate(args)),
         Command::Client(cmd) => runtime.block_on(client::run(
             cmd,

@@ -147,7 +147,8 @@ async fn embedded(
     Ok(gateway)
 }
 
-async fn gate(g: &GateArgs) -> Result<Arc<dyn Gate>, String> {
+/// The gate `g` describes: an embedded gateway (`--config`) or a running one (`--gateway`).
+pub(crate) async fn gate(g: &GateArgs) -> Result<Arc<dyn Gate>, String> {
     match (&g.gateway, &g.config) {
         (_, Some(path)) => {
             let gateway = embedded(path, &g.api_listen).await?;

@@ -23,5 +23,6 @@ mod mcp_tasks;
 mod mcp_v2;
 mod policy_bypass;
 mod replicas;
+mod run;
 mod store_health;
 mod support;
