@@ -165,8 +165,9 @@ pub(crate) async fn gate(g: &GateArgs) -> Result<Arc<dyn Gate>, String> {
     }
 }
 
-/// Runs `countersign mcp ...`. Nothing but protocol messages goes to stdout.
-pub async fn run(cmd: McpCommand) -> u8 {
+/// Logs (`COUNTERSIGN_LOG`, default `warn`) to stderr, for commands whose stdout is another
+/// program's input (`mcp stdio`) or the child's (`run`).
+pub(crate) fn log_to_stderr() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
@@ -174,6 +175,11 @@ pub async fn run(cmd: McpCommand) -> u8 {
         )
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Runs `countersign mcp ...`. Nothing but protocol messages goes to stdout.
+pub async fn run(cmd: McpCommand) -> u8 {
+    log_to_stderr();
     let args = match cmd {
         McpCommand::Stdio(args) => args,
         McpCommand::Http(args) => return http(args).await,

@@ -508,13 +508,7 @@ impl Signals {
 
 /// Runs `countersign run`; exits the process with its code.
 pub async fn run(args: RunArgs) -> u8 {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::mcp_cmd::log_to_stderr();
     let code = drive(args).await;
     // The embedded gateway's background work would otherwise hold the runtime open.
     std::process::exit(i32::from(code))
