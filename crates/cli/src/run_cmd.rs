@@ -12,7 +12,7 @@
 
 use clap::Args;
 use countersign_core::Outcome;
-use countersign_enforce::{hold, Ending, Gate, HoldPolicy, Progress, Submission, Tracked};
+use countersign_enforce::{hold, Ending, Gate, HoldPolicy, Progress, Report, Submission, Tracked};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::io::{IsTerminal, Write};
@@ -659,37 +659,27 @@ async fn drive(args: RunArgs) -> u8 {
     let ran = match execute(&to_run, &run_in).await {
         Ok(r) => r,
         Err((code, m)) => {
-            report(
-                gate.as_ref(),
-                &action_id,
-                Outcome::Failed,
-                None,
-                Some(m.clone()),
-            )
-            .await;
+            let failed = Report {
+                detail: Some(m.clone()),
+                ..Report::new(Outcome::Failed)
+            };
+            report(gate.as_ref(), &action_id, failed).await;
             eprintln!("countersign run: {m}");
             return code;
         }
     };
-    report(
-        gate.as_ref(),
-        &action_id,
-        ran.outcome,
-        Some(ran.stdout_sha256),
-        Some(ran.detail),
-    )
-    .await;
+    let done = Report {
+        outcome: ran.outcome,
+        exit_code: Some(i32::from(ran.code)),
+        output_sha256: Some(ran.stdout_sha256),
+        detail: Some(ran.detail),
+    };
+    report(gate.as_ref(), &action_id, done).await;
     ran.code
 }
 
-async fn report(
-    gate: &dyn Gate,
-    id: &str,
-    outcome: Outcome,
-    sha: Option<String>,
-    detail: Option<String>,
-) {
-    if let Err(e) = gate.report(id, outcome, sha, detail).await {
+async fn report(gate: &dyn Gate, id: &str, done: Report) {
+    if let Err(e) = gate.report(id, done).await {
         eprintln!("countersign run: could not report the result to action {id}: {e}");
     }
 }

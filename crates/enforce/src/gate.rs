@@ -27,6 +27,31 @@ pub enum GateError {
     Unreachable(String),
 }
 
+/// How a forwarded action went, as a front reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Succeeded or failed.
+    pub outcome: Outcome,
+    /// The process's exit status, where the action was a process (`countersign run`).
+    pub exit_code: Option<i32>,
+    /// SHA-256 of the output, hex.
+    pub output_sha256: Option<String>,
+    /// What happened, briefly.
+    pub detail: Option<String>,
+}
+
+impl Report {
+    /// A report of `outcome` and nothing else.
+    pub fn new(outcome: Outcome) -> Self {
+        Report {
+            outcome,
+            exit_code: None,
+            output_sha256: None,
+            detail: None,
+        }
+    }
+}
+
 /// What a front needs to know about an action.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tracked {
@@ -72,13 +97,7 @@ pub trait Gate: Send + Sync {
     /// Redeems a grant, once.
     async fn redeem(&self, token: &str) -> Result<Approved, GateError>;
     /// Reports how the call went.
-    async fn report(
-        &self,
-        id: &str,
-        outcome: Outcome,
-        output_sha256: Option<String>,
-        detail: Option<String>,
-    ) -> Result<(), GateError>;
+    async fn report(&self, id: &str, report: Report) -> Result<(), GateError>;
     /// Records a message the front refused before it reached the server (`code`: the stable
     /// reason) in the audit trail, where this gate can. Returns whether it was recorded.
     async fn refused(&self, code: &str) -> bool;

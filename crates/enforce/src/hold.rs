@@ -220,8 +220,8 @@ pub async fn withdraw(gate: &dyn Gate, id: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::gate::{Approved, GateError, Submission};
-    use countersign_core::{ActionSpec, Effect, Outcome};
+    use crate::gate::{Approved, GateError, Report, Submission};
+    use countersign_core::{ActionSpec, Effect};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn tracked(status: Status) -> Tracked {
@@ -342,13 +342,7 @@ mod tests {
         async fn redeem(&self, _: &str) -> Result<Approved, GateError> {
             Err(GateError::Unreachable("test".into()))
         }
-        async fn report(
-            &self,
-            _: &str,
-            _: Outcome,
-            _: Option<String>,
-            _: Option<String>,
-        ) -> Result<(), GateError> {
+        async fn report(&self, _: &str, _: Report) -> Result<(), GateError> {
             Ok(())
         }
         async fn refused(&self, _: &str) -> bool {

@@ -2,12 +2,12 @@
 
 use async_trait::async_trait;
 use countersign_api::{Action, Client, ClientError, ResultRequest, SubmitRequest, Timeouts};
-use countersign_core::{ActionSpec, Effect, Outcome, Status, Verdict};
+use countersign_core::{ActionSpec, Effect, Status, Verdict};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::gate::{Approved, Gate, GateError, Gates, Submission, Tracked};
+use crate::gate::{Approved, Gate, GateError, Gates, Report, Submission, Tracked};
 
 /// `POST /v1/actions`'s body for `sub` (its idempotency key goes in a header).
 pub(crate) fn submit_request(sub: &Submission) -> SubmitRequest {
@@ -150,18 +150,12 @@ impl Gate for Remote {
         })
     }
 
-    async fn report(
-        &self,
-        id: &str,
-        outcome: Outcome,
-        output_sha256: Option<String>,
-        detail: Option<String>,
-    ) -> Result<(), GateError> {
+    async fn report(&self, id: &str, report: Report) -> Result<(), GateError> {
         let body = ResultRequest {
-            outcome,
-            exit_code: None,
-            output_sha256,
-            detail,
+            outcome: report.outcome,
+            exit_code: report.exit_code,
+            output_sha256: report.output_sha256,
+            detail: report.detail,
         };
         self.client.report(id, &body).await.map_err(gate_error)?;
         Ok(())

@@ -4,8 +4,8 @@
 //! token stops at once.
 
 use async_trait::async_trait;
-use countersign_core::{ActionRecord, ActionSpec, Effect, Identity, Outcome, Verdict};
-use countersign_enforce::{Approved, Gate, GateError, Gates, Submission, Tracked};
+use countersign_core::{ActionRecord, ActionSpec, Effect, Identity, Verdict};
+use countersign_enforce::{Approved, Gate, GateError, Gates, Report, Submission, Tracked};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -129,16 +129,17 @@ impl Gate for Embedded {
         })
     }
 
-    async fn report(
-        &self,
-        id: &str,
-        outcome: Outcome,
-        output_sha256: Option<String>,
-        detail: Option<String>,
-    ) -> Result<(), GateError> {
+    async fn report(&self, id: &str, report: Report) -> Result<(), GateError> {
         let who = self.who().await?;
         self.gateway
-            .report(&who, id, outcome, None, output_sha256, detail)
+            .report(
+                &who,
+                id,
+                report.outcome,
+                report.exit_code,
+                report.output_sha256,
+                report.detail,
+            )
             .await
             .map_err(gate_error)?;
         Ok(())

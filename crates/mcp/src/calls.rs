@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use countersign_core::{ActionSpec, Effect, Outcome, Status};
 use countersign_enforce::{
-    hold, Continuations, Ending, Gate, HoldPolicy, Progress, Submission, Tracked,
+    hold, Continuations, Ending, Gate, HoldPolicy, Progress, Report, Submission, Tracked,
 };
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -266,7 +266,14 @@ impl Calls {
         let digest = hex::encode(Sha256::digest(raw.as_bytes()));
         if let Err(e) = self
             .gate
-            .report(action_id, outcome, Some(digest), detail)
+            .report(
+                action_id,
+                Report {
+                    output_sha256: Some(digest),
+                    detail,
+                    ..Report::new(outcome)
+                },
+            )
             .await
         {
             tracing::warn!(action = %action_id, error = %e, "could not report a tool call's result");
@@ -526,13 +533,7 @@ pub(crate) mod tests {
         async fn redeem(&self, _: &str) -> Result<Approved, GateError> {
             Err(GateError::Unreachable("test".into()))
         }
-        async fn report(
-            &self,
-            _: &str,
-            _: Outcome,
-            _: Option<String>,
-            _: Option<String>,
-        ) -> Result<(), GateError> {
+        async fn report(&self, _: &str, _: Report) -> Result<(), GateError> {
             Ok(())
         }
         async fn refused(&self, _: &str) -> bool {

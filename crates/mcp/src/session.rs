@@ -263,7 +263,13 @@ impl Session {
             let _ = self
                 .calls
                 .gate()
-                .report(&action_id, Outcome::Failed, None, Some(text.to_string()))
+                .report(
+                    &action_id,
+                    countersign_enforce::Report {
+                        detail: Some(text.to_string()),
+                        ..countersign_enforce::Report::new(Outcome::Failed)
+                    },
+                )
                 .await;
         }
         if !matches!(id, Value::String(s) if s.starts_with(tasks::TASK_CALL_ID)) {

@@ -136,6 +136,7 @@ async fn run_an_allowed_command_runs_and_its_exit_code_and_result_pass_through()
     assert_eq!(a["status"], "failed", "{a}");
     let stdout_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"hello\n"));
     assert_eq!(a["result"]["output_sha256"], json!(stdout_sha), "{a}");
+    assert_eq!(a["result"]["exit_code"], 3, "{a}");
     let detail: Value = serde_json::from_str(a["result"]["detail"].as_str().unwrap()).unwrap();
     assert_eq!(detail["exit_code"], 3);
     assert_eq!(detail["stdout_sha256"], json!(stdout_sha));
