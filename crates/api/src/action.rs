@@ -7,7 +7,6 @@ use countersign_core::{ActionDigest, ActionRecord, Effect, Outcome, Status, Time
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 
 use crate::audit::ActionAudit;
 
@@ -459,12 +458,7 @@ fn review(r: &ActionRecord) -> Option<Review<'_>> {
     approvers.dedup();
     Some(Review {
         approvers,
-        quorum: rv
-            .requirements
-            .iter()
-            .map(|q| q.quorum.get())
-            .max()
-            .unwrap_or(1),
+        quorum: rv.quorum_shown(),
         requirements: rv
             .requirements
             .iter()
@@ -473,14 +467,7 @@ fn review(r: &ActionRecord) -> Option<Review<'_>> {
                 policy: Cow::Borrowed(&q.policy),
                 approvers: q.approvers.entries(),
                 quorum: q.quorum.get(),
-                approvals: rv
-                    .votes
-                    .iter()
-                    .filter(|v| v.digest == r.digest && v.counts_for.contains(&i))
-                    .filter(|v| matches!(v.verdict, Verdict::Approve | Verdict::Modify))
-                    .map(|v| v.voter.as_str())
-                    .collect::<BTreeSet<_>>()
-                    .len(),
+                approvals: rv.approvals_for(i, &r.digest),
             })
             .collect(),
         expires_at: rv.expires_at,

@@ -276,10 +276,22 @@ fn approved_command(params: &Value, shell: bool) -> Result<(Cmd, String), Unrunn
     Ok((cmd, cwd))
 }
 
+/// `seconds` as a short duration: `45s`, `14m`, `2h05m`.
+fn minutes(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
 /// The live status: a line updated in place on a terminal, plain lines (one per change) when
 /// stderr is not a terminal.
 struct StatusLine {
     tty: bool,
+    /// The wall clock, for the review's time left.
+    now: countersign_gateway::Clock,
     started: Instant,
     wait: Option<Duration>,
     last: Mutex<String>,
@@ -294,8 +306,15 @@ impl StatusLine {
         if !t.approvers.is_empty() {
             s.push_str(&format!("; reviewers: {}", t.approvers.join(", ")));
         }
+        if let Some(r) = &t.review {
+            s.push_str(&format!("; approvals {}/{}", r.approvals, r.needed));
+        }
         if let Some(c) = t.comments.last() {
             s.push_str(&format!("; {} vote(s), last: {c}", t.comments.len()));
+        }
+        if let Some(r) = &t.review {
+            let left = r.expires_at.millis().saturating_sub((self.now)().millis()) / 1000;
+            s.push_str(&format!("; review closes in {}", minutes(left)));
         }
         s
     }
@@ -573,6 +592,7 @@ async fn drive(args: RunArgs) -> u8 {
     };
     let status = StatusLine {
         tty: std::io::stderr().is_terminal(),
+        now: countersign_gateway::system_clock(),
         started: Instant::now(),
         wait: args.wait,
         last: Mutex::new(String::new()),
@@ -688,6 +708,14 @@ async fn report(gate: &dyn Gate, id: &str, done: Report) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn time_left_reads_short() {
+        assert_eq!(minutes(-5), "0s");
+        assert_eq!(minutes(45), "45s");
+        assert_eq!(minutes(14 * 60 + 59), "14m");
+        assert_eq!(minutes(2 * 3600 + 5 * 60), "2h05m");
+    }
 
     fn argv(a: &[&str]) -> Cmd {
         Cmd::Argv(a.iter().map(|s| s.to_string()).collect())

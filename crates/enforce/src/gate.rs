@@ -67,6 +67,19 @@ pub struct Tracked {
     pub comments: Vec<String>,
     /// A usable single-use grant for the requester.
     pub grant_token: Option<String>,
+    /// Where the review stands, while there is one.
+    pub review: Option<ReviewProgress>,
+}
+
+/// A review's progress, as a front shows it to the requester.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewProgress {
+    /// Approvals that count so far, summed over the requirements (each up to its quorum).
+    pub approvals: u32,
+    /// Approvals needed in all (the requirements' quorums summed).
+    pub needed: u32,
+    /// When the review expires.
+    pub expires_at: Timestamp,
 }
 
 impl Tracked {

@@ -232,6 +232,7 @@ mod tests {
             approvers: vec![],
             comments: vec![],
             grant_token: Some("g".into()),
+            review: None,
         }
     }
 

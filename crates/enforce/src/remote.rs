@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::gate::{Approved, Gate, GateError, Gates, Report, Submission, Tracked};
+use crate::gate::{Approved, Gate, GateError, Gates, Report, ReviewProgress, Submission, Tracked};
 
 /// `POST /v1/actions`'s body for `sub` (its idempotency key goes in a header).
 pub(crate) fn submit_request(sub: &Submission) -> SubmitRequest {
@@ -65,6 +65,17 @@ fn tracked(
         approvers: review.map(|r| r.approvers().to_vec()).unwrap_or_default(),
         comments,
         grant_token: grant.and_then(|g| g.token()).map(str::to_string),
+        review: review.map(|r| {
+            let (approvals, needed) = r.requirements().iter().fold((0, 0), |(a, n), q| {
+                let got = u32::try_from(q.approvals()).unwrap_or(u32::MAX);
+                (a + got.min(q.quorum()), n + q.quorum())
+            });
+            ReviewProgress {
+                approvals,
+                needed,
+                expires_at: r.expires_at(),
+            }
+        }),
     }
 }
 

@@ -5,7 +5,9 @@
 
 use async_trait::async_trait;
 use countersign_core::{ActionRecord, ActionSpec, Effect, Identity, Verdict};
-use countersign_enforce::{Approved, Gate, GateError, Gates, Report, Submission, Tracked};
+use countersign_enforce::{
+    Approved, Gate, GateError, Gates, Report, ReviewProgress, Submission, Tracked,
+};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,6 +51,21 @@ fn tracked_from_view(view: ActionView) -> Tracked {
         approvers,
         comments: comments_of(r),
         grant_token: view.grant_token,
+        review: r.review.as_ref().map(|rv| {
+            let (approvals, needed) =
+                rv.requirements
+                    .iter()
+                    .enumerate()
+                    .fold((0, 0), |(a, n), (i, q)| {
+                        let got = u32::try_from(rv.approvals_for(i, &r.digest)).unwrap_or(u32::MAX);
+                        (a + got.min(q.quorum.get()), n + q.quorum.get())
+                    });
+            ReviewProgress {
+                approvals,
+                needed,
+                expires_at: rv.expires_at,
+            }
+        }),
     }
 }
 

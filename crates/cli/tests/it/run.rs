@@ -184,6 +184,10 @@ async fn run_a_held_command_runs_once_approved() {
     assert_eq!(code, Some(0), "{err}");
     assert!(cwd.path().join("marker").exists());
     assert!(err.contains(&id), "the status names the action: {err}");
+    assert!(
+        err.contains("approvals 0/1") && err.contains("review closes in"),
+        "the status shows the quorum and the time left: {err}"
+    );
     assert_eq!(action(&gw, &id).await["status"], "succeeded");
 }
 
