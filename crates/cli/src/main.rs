@@ -4,6 +4,7 @@ mod audit_cmd;
 mod client;
 mod ids;
 mod keys_cmd;
+mod logs;
 mod mcp_cmd;
 mod operator;
 mod output;

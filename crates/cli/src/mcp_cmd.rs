@@ -165,21 +165,9 @@ pub(crate) async fn gate(g: &GateArgs) -> Result<Arc<dyn Gate>, String> {
     }
 }
 
-/// Logs (`COUNTERSIGN_LOG`, default `warn`) to stderr, for commands whose stdout is another
-/// program's input (`mcp stdio`) or the child's (`run`).
-pub(crate) fn log_to_stderr() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Runs `countersign mcp ...`. Nothing but protocol messages goes to stdout.
 pub async fn run(cmd: McpCommand) -> u8 {
-    log_to_stderr();
+    crate::logs::init("warn");
     let args = match cmd {
         McpCommand::Stdio(args) => args,
         McpCommand::Http(args) => return http(args).await,

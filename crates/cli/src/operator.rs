@@ -84,15 +84,6 @@ pub struct EvalArgs {
     risk: Vec<String>,
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -116,7 +107,7 @@ pub(crate) async fn shutdown_signal() {
 
 /// Runs the gateway until SIGINT/SIGTERM.
 pub async fn serve(args: ServeArgs) -> u8 {
-    init_tracing();
+    crate::logs::init("info");
     let mut config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {

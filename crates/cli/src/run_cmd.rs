@@ -527,7 +527,7 @@ impl Signals {
 
 /// Runs `countersign run`; exits the process with its code.
 pub async fn run(args: RunArgs) -> u8 {
-    crate::mcp_cmd::log_to_stderr();
+    crate::logs::init("warn");
     let code = drive(args).await;
     // The embedded gateway's background work would otherwise hold the runtime open.
     std::process::exit(i32::from(code))

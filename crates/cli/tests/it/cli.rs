@@ -334,3 +334,39 @@ async fn serve_refuses_bad_config_naming_file_key_and_problem() {
         );
     }
 }
+
+/// `COUNTERSIGN_LOG_FORMAT=json` writes one JSON object per log line; an unknown format is
+/// refused at start (status 2), not ignored.
+#[tokio::test]
+async fn logs_can_be_json_lines_and_an_unknown_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::write_config(dir.path(), "");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("COUNTERSIGN_LOG_FORMAT", "yaml")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("COUNTERSIGN_LOG_FORMAT"));
+
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("COUNTERSIGN_LOG_FORMAT", "json")
+        .env("COUNTERSIGN_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("a log line within 30 s")
+        .unwrap()
+        .expect("a log line");
+    let v: serde_json::Value = serde_json::from_str(&line).expect(&line);
+    assert!(v["level"].is_string() && v["timestamp"].is_string(), "{v}");
+    child.kill().await.unwrap();
+}
