@@ -32,7 +32,7 @@ pub use identity::{
 pub use limits::{Field, TooLong};
 pub use record::{
     ActionRecord, ActionResult, Ballot, Clarification, DomainError, GrantState, JudgedAs,
-    NewAction, Outcome, ReviewState, Status, Verdict, Vote,
+    Judgement, NewAction, Outcome, ReviewState, Status, Verdict, Vote,
 };
 pub use submission::Submission;
 pub use time::Timestamp;
