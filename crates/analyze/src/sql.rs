@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use sqlparser::ast::{visit_relations, CopyTarget, ObjectType, Statement};
 use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect};
 use sqlparser::parser::Parser;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
 use crate::{count, names, Findings};
@@ -85,9 +85,13 @@ pub(crate) fn run(value: &Value, params: &Map<String, Value>, f: &mut Findings) 
 /// Counts of what the statements do, by verb, for the impact lines.
 #[derive(Default)]
 struct Summary {
-    /// verb → (objects, noun singular, noun plural)
-    lines: BTreeMap<&'static str, (Vec<String>, &'static str, &'static str)>,
+    /// verb → objects
+    lines: BTreeMap<&'static str, Objects>,
 }
+
+/// The objects of one verb, in order and once each (the set keeps thousands of distinct names
+/// linear), with the noun for one and for several.
+type Objects = (Vec<String>, BTreeSet<String>, &'static str, &'static str);
 
 impl Summary {
     fn add(
@@ -100,9 +104,9 @@ impl Summary {
         let entry = self
             .lines
             .entry(verb)
-            .or_insert_with(|| (Vec::new(), one, many));
+            .or_insert_with(|| (Vec::new(), BTreeSet::new(), one, many));
         for w in what {
-            if !entry.0.contains(&w) {
+            if entry.1.insert(w.clone()) {
                 entry.0.push(w);
             }
         }
@@ -125,7 +129,7 @@ impl Summary {
             "runs",
         ];
         for verb in ORDER {
-            if let Some((objects, one, many)) = self.lines.get(verb) {
+            if let Some((objects, _, one, many)) = self.lines.get(verb) {
                 if objects.is_empty() {
                     continue;
                 }
@@ -141,9 +145,10 @@ impl Summary {
 
 fn tables(statement: &Statement) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen = BTreeSet::new();
     let _ = visit_relations(statement, |name| {
         let n = name.to_string();
-        if !out.contains(&n) {
+        if seen.insert(n.clone()) {
             out.push(n);
         }
         ControlFlow::<()>::Continue(())
