@@ -3,7 +3,9 @@
 //! through one constructor each, borrow from it on the server (`Cow::Borrowed`) and own their
 //! data when a client reads them.
 
-use countersign_core::{ActionDigest, ActionRecord, Effect, Outcome, Status, Timestamp, Verdict};
+use countersign_core::{
+    ActionDigest, ActionRecord, Analysis, Effect, Outcome, Status, Timestamp, Verdict,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -336,6 +338,8 @@ pub struct Action<'a> {
     updated_at: Timestamp,
     decision: Decision<'a>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    analysis: Option<Cow<'a, Analysis>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     review: Option<Review<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     grant: Option<Grant<'a>>,
@@ -363,6 +367,7 @@ impl<'a> Action<'a> {
             created_at: r.created_at,
             updated_at: r.updated_at,
             decision: decision(r),
+            analysis: r.analysis.as_ref().map(Cow::Borrowed),
             review: review(r),
             grant: grant(r, grant_token),
             result: r.result.as_ref().map(|res| ActionResult {
@@ -418,6 +423,11 @@ impl<'a> Action<'a> {
     /// When it last changed.
     pub fn updated_at(&self) -> Timestamp {
         self.updated_at
+    }
+    /// What the analyzers found in the current parameters (risk, tags, impact), if any
+    /// analyzer applied.
+    pub fn analysis(&self) -> Option<&Analysis> {
+        self.analysis.as_deref()
     }
     /// The reported result.
     pub fn result(&self) -> Option<&ActionResult<'a>> {

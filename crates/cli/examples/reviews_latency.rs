@@ -90,6 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         default_review_ttl: Duration::from_secs(7200),
                         grant_ttl: Duration::from_secs(300),
                         grant_on_allow: false,
+                        analysis: None,
                     },
                     Timestamp(now - (reviews - i) as i64),
                 )?;

@@ -7,7 +7,6 @@ use countersign_gateway::default_effect;
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 /// `countersign serve`.
@@ -79,9 +78,6 @@ pub struct EvalArgs {
     /// Justification.
     #[arg(long, default_value = "")]
     justification: String,
-    /// Risk tags (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    risk: Vec<String>,
 }
 
 pub(crate) async fn shutdown_signal() {
@@ -267,15 +263,18 @@ fn eval(args: EvalArgs) -> Result<String, String> {
     let spec = ActionSpec::new(args.action, args.resource, args.environment, params)
         .map_err(|e| e.to_string())?;
     let principal = Principal::new(&who).ok_or("this principal cannot be used in policy")?;
-    let risk: BTreeSet<String> = args.risk.into_iter().collect();
+    // What the gateway's analyzers find, as a submission would have it: policy sees it as
+    // `context.risk` and `context.tags`, and the output shows it.
+    let analysis = countersign_gateway::analyze(&spec);
     let ev = engine.evaluate(PolicyRequest {
         principal: &principal,
         spec: &spec,
         justification: &args.justification,
-        risk: &risk,
+        analysis: analysis.as_ref(),
     });
     let out = serde_json::json!({
         "digest": spec.digest().to_string(),
+        "analysis": analysis.unwrap_or_default(),
         "decision": ev.decision,
         "errors": ev.errors,
     });

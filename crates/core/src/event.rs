@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::action::{ActionDigest, ActionSpec};
+use crate::analysis::Analysis;
 use crate::decision::Effect;
 use crate::time::Timestamp;
 
@@ -35,6 +36,10 @@ pub enum Event {
         policies: Vec<String>,
         /// The decision's reason.
         reason: Option<String>,
+        /// What the analyzers found (policy saw it as `context.risk`/`context.tags`); absent
+        /// when no analyzer applied, and in entries written before analyzers existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        analysis: Option<Analysis>,
     },
     /// A review was opened.
     ReviewOpened {
@@ -59,6 +64,9 @@ pub enum Event {
         /// For `modify`, the reviewer's parameters (the new digest is over them).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         params: Option<serde_json::Map<String, serde_json::Value>>,
+        /// For `modify`, what the analyzers found in the modified action.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        analysis: Option<Analysis>,
         /// The reviewer's comment.
         comment: Option<String>,
     },

@@ -7,6 +7,7 @@
 //! deterministic and property-testable.
 
 mod action;
+mod analysis;
 mod approvers;
 pub mod canonical;
 mod decision;
@@ -21,6 +22,7 @@ pub use action::{
     check_json, check_json_text, ActionDigest, ActionSpec, DigestParseError, SpecError,
     MAX_PARAMS_DEPTH, MAX_SAFE_INTEGER,
 };
+pub use analysis::{Analysis, Risk};
 pub use approvers::{Approvers, ApproversParseError, Quorum, QuorumParseError};
 pub use decision::{Decision, Effect, Requirement};
 pub use event::Event;
@@ -30,7 +32,7 @@ pub use identity::{
 pub use limits::{Field, TooLong};
 pub use record::{
     ActionRecord, ActionResult, Ballot, Clarification, DomainError, GrantState, JudgedAs,
-    NewAction, Outcome, ReviewState, Status, Verdict, Vote,
+    Judgement, NewAction, Outcome, ReviewState, Status, Verdict, Vote,
 };
 pub use submission::Submission;
 pub use time::Timestamp;

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::action::{ActionDigest, ActionSpec, SpecError};
+use crate::analysis::Analysis;
 use crate::decision::{Decision, Effect, Requirement};
 use crate::event::Event;
 use crate::identity::{id_key, same_id, Identity, IdentityKind};
@@ -328,6 +329,10 @@ pub struct ActionRecord {
     pub justification: String,
     /// What policy decided at submission.
     pub decision: Decision,
+    /// What the analyzers found in `spec` (recomputed when a reviewer modifies it). Absent when
+    /// no analyzer applied, and on records written before analyzers existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
     /// Where it is now.
     pub status: Status,
     /// Present when policy asked for review.
@@ -371,6 +376,27 @@ pub struct NewAction {
     pub grant_ttl: Duration,
     /// Whether an `allow` also gets a single-use grant (reviewed actions always do).
     pub grant_on_allow: bool,
+    /// What the analyzers found in `spec` (policy saw it as `context.risk`/`context.tags`).
+    pub analysis: Option<Analysis>,
+}
+
+/// Policy's judgement of a reviewer's modified action: the decision and what the analyzers
+/// found in the modified spec (a plain [`Decision`] converts, with no analysis).
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    /// Policy's decision on the modified action.
+    pub decision: Decision,
+    /// What the analyzers found in the modified spec.
+    pub analysis: Option<Analysis>,
+}
+
+impl From<Decision> for Judgement {
+    fn from(decision: Decision) -> Self {
+        Judgement {
+            decision,
+            analysis: None,
+        }
+    }
 }
 
 /// Why a transition was refused. Each variant has a stable machine-readable [`code`](Self::code).
@@ -505,6 +531,7 @@ impl ActionRecord {
             effect: new.decision.effect,
             policies: new.decision.policies.clone(),
             reason: new.decision.reason.clone(),
+            analysis: new.analysis.clone(),
         }];
         let mut record = ActionRecord {
             id: new.id,
@@ -518,6 +545,7 @@ impl ActionRecord {
             submitted_digest: digest,
             justification: new.justification,
             decision: new.decision,
+            analysis: new.analysis,
             status: Status::Denied,
             review: None,
             grant: None,
@@ -734,14 +762,14 @@ impl ActionRecord {
     /// `deny` refuses the modify; otherwise the review must meet the old requirements *and* the
     /// new decision's, before the earlier of the two deadlines, and only votes on the new digest
     /// count.
-    pub fn vote(
+    pub fn vote<J: Into<Judgement>>(
         &mut self,
         voter: &Identity,
         ballot: Ballot,
         now: Timestamp,
         grant_jti: String,
         grant_ttl: Duration,
-        judge: impl FnOnce(&ActionSpec) -> Decision,
+        judge: impl FnOnce(&ActionSpec) -> J,
     ) -> Result<Vec<Event>, DomainError> {
         if !voter.kind.can_vote() {
             return Err(DomainError::AgentsCannotApprove);
@@ -783,22 +811,25 @@ impl ActionRecord {
                 if spec.digest() == self.digest {
                     return Err(DomainError::ModificationUnchanged);
                 }
-                let decision = judge(&spec);
+                let Judgement { decision, analysis } = judge(&spec).into();
                 if decision.effect == Effect::Deny {
                     return Err(DomainError::ModificationDenied(
                         decision.reason.unwrap_or_default(),
                     ));
                 }
-                (Verdict::Modify, comment, Some((spec, decision)))
+                (Verdict::Modify, comment, Some((spec, decision, analysis)))
             }
         };
 
         // Every precondition holds; from here on the record changes.
         let mut widened = None;
-        let modified_params = new_spec.as_ref().map(|(spec, _)| spec.params.clone());
-        if let Some((spec, decision)) = new_spec {
+        let modified_params = new_spec.as_ref().map(|(spec, _, _)| spec.params.clone());
+        let mut modified_analysis = None;
+        if let Some((spec, decision, analysis)) = new_spec {
             self.digest = spec.digest();
             self.spec = spec;
+            self.analysis = analysis.clone();
+            modified_analysis = analysis;
             widened = self.widen_review(&decision, now);
         }
         let counts_for: Vec<usize> = self
@@ -827,6 +858,7 @@ impl ActionRecord {
             verdict: verdict.as_str().to_string(),
             digest: self.digest,
             params: modified_params,
+            analysis: modified_analysis,
             comment: comment.clone(),
         }];
         events.extend(widened);

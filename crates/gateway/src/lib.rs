@@ -23,5 +23,5 @@ pub use countersign_core::Submission;
 pub use error::GatewayError;
 pub use replicas::open_store;
 pub use service::{
-    default_effect, ActionView, Gateway, Parts, Redeemed, ReviewPage, Submitted, MAX_WAIT,
+    analyze, default_effect, ActionView, Gateway, Parts, Redeemed, ReviewPage, Submitted, MAX_WAIT,
 };

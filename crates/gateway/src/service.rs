@@ -6,13 +6,13 @@
 //! rule enforced here or below holds everywhere.
 
 use countersign_core::{
-    ActionRecord, ActionSpec, Ballot, Decision, DomainError, Effect, Event, Field, Identity,
-    IdentityKind, JudgedAs, NewAction, Outcome, Status, Submission, Timestamp,
+    ActionRecord, ActionSpec, Analysis, Ballot, Decision, DomainError, Effect, Event, Field,
+    Identity, IdentityKind, JudgedAs, Judgement, NewAction, Outcome, Status, Submission, Timestamp,
 };
 use countersign_identity::{AuthError, Authenticator, OidcVerifier};
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
 use countersign_store::{InsertRules, Inserted, ReviewQuery, Store, UpdateError};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -138,6 +138,11 @@ fn within(field: Field, value: Option<&str>) -> Result<(), GatewayError> {
         Some(Err(e)) => Err(GatewayError::Invalid(e.to_string())),
         _ => Ok(()),
     }
+}
+
+/// What the analyzers find in an action's parameters (`None`: no analyzer applies).
+pub fn analyze(spec: &ActionSpec) -> Option<Analysis> {
+    countersign_analyze::analyze(&spec.params)
 }
 
 fn new_id() -> String {
@@ -332,20 +337,33 @@ impl Gateway {
         }
     }
 
-    /// Evaluates policy for a hypothetical request (no store access).
+    /// Evaluates policy for a hypothetical request (no store access), with what the analyzers
+    /// find in `spec`.
     pub fn decide(
         &self,
         who: &Identity,
         spec: &ActionSpec,
         justification: &str,
     ) -> Result<Decision, GatewayError> {
+        let analysis = analyze(spec);
+        self.decide_analyzed(who, spec, justification, analysis.as_ref())
+    }
+
+    /// Evaluates policy with an analysis already made: Cedar sees it as `context.risk` and
+    /// `context.tags`.
+    fn decide_analyzed(
+        &self,
+        who: &Identity,
+        spec: &ActionSpec,
+        justification: &str,
+        analysis: Option<&Analysis>,
+    ) -> Result<Decision, GatewayError> {
         let principal = self.principal(who)?;
-        let risk = BTreeSet::new();
         Ok(self.policy.decide(PolicyRequest {
             principal: &principal,
             spec,
             justification,
-            risk: &risk,
+            analysis,
         }))
     }
 
@@ -390,7 +408,9 @@ impl Gateway {
         }
         let justification = sub.justification.unwrap_or_default();
         let on_behalf_of = sub.on_behalf_of.clone();
-        let decision = self.decide(who, &spec, &justification)?;
+        // Analyzed once, here: policy sees it, the record and its `submitted` entry keep it.
+        let analysis = analyze(&spec);
+        let decision = self.decide_analyzed(who, &spec, &justification, analysis.as_ref())?;
         let now = self.now();
         let submitted = ActionRecord::submit(
             who,
@@ -405,6 +425,7 @@ impl Gateway {
                 default_review_ttl: self.review_ttl,
                 grant_ttl: self.grant_ttl,
                 grant_on_allow: self.grants_for_allowed,
+                analysis,
             },
             now,
         );
@@ -677,18 +698,26 @@ impl Gateway {
                         JudgedAs::Configured(id) => principals.get(id).cloned(),
                     };
                     rec.vote(&voter, ballot, now, jti, ttl, |spec| {
-                        // Judged as a fresh submission by the requester would be: the core
-                        // refuses a denied edit and adds whatever review the new action needs.
+                        // Judged as a fresh submission by the requester would be (analyzed
+                        // afresh): the core refuses a denied edit and adds whatever review the
+                        // new action needs.
+                        let analysis = analyze(spec);
                         let Some(principal) = requester.as_deref() else {
-                            return Decision::deny(Vec::new(), "the requester is no longer known");
+                            return Judgement {
+                                decision: Decision::deny(
+                                    Vec::new(),
+                                    "the requester is no longer known",
+                                ),
+                                analysis,
+                            };
                         };
-                        let risk = BTreeSet::new();
-                        policy.decide(PolicyRequest {
+                        let decision = policy.decide(PolicyRequest {
                             principal,
                             spec,
                             justification: &justification,
-                            risk: &risk,
-                        })
+                            analysis: analysis.as_ref(),
+                        });
+                        Judgement { decision, analysis }
                     })
                 }),
             )

@@ -5,7 +5,6 @@
 use countersign_core::{ActionSpec, Identity, IdentityKind};
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
 use criterion::{criterion_group, criterion_main, Criterion};
-use std::collections::BTreeSet;
 use std::hint::black_box;
 
 /// 200 policies over 90 action names: permits, review rules with conditions, forbids, and a few
@@ -20,7 +19,7 @@ fn policies() -> String {
         s += &format!("@id(\"forbid{i}\") @reason(\"no\") forbid (principal is Agent, action in [Action::\"svc{i}.write\", Action::\"svc{i}.drop\"], resource) when {{ context.params has table && context.params.table == \"users{i}\" }};\n");
     }
     for i in 0..5 {
-        s += &format!("@id(\"open{i}\") @reason(\"global\") forbid (principal, action, resource) when {{ context.risk.contains(\"critical{i}\") }};\n");
+        s += &format!("@id(\"open{i}\") @reason(\"global\") forbid (principal, action, resource) when {{ context.tags.contains(\"critical{i}\") }};\n");
     }
     s
 }
@@ -32,7 +31,6 @@ fn bench(c: &mut Criterion) {
     assert_eq!(engine.len(), 200);
     let who = Identity::new("deploy-bot", IdentityKind::Agent, ["automation"]);
     let principal = Principal::new(&who).expect("principal");
-    let risk = BTreeSet::new();
     let read = ActionSpec::new(
         "svc42.read",
         "app://svc42/logs",
@@ -53,7 +51,7 @@ fn bench(c: &mut Criterion) {
             principal: &principal,
             spec,
             justification: "nightly job",
-            risk: &risk,
+            analysis: None,
         };
         g.bench_function(format!("sliced/{name}"), |b| {
             b.iter(|| black_box(engine.decide(black_box(req))))

@@ -3,9 +3,9 @@
 use cedar_policy::{
     Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
 };
-use countersign_core::{Identity, IdentityKind};
+use countersign_core::{Analysis, Identity, IdentityKind, Risk};
 use serde_json::{Map, Value};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 pub(crate) fn uid(type_name: &str, id: &str) -> Option<EntityUid> {
@@ -144,13 +144,18 @@ pub(crate) fn record(map: &Map<String, Value>) -> Result<RestrictedExpression, V
 
 pub(crate) fn context(
     environment: &str,
-    risk: &BTreeSet<String>,
+    analysis: Option<&Analysis>,
     params: &Map<String, Value>,
     justification: &str,
 ) -> Result<Context, ValueError> {
-    let risk = RestrictedExpression::new_set(
-        risk.iter()
-            .map(|r| RestrictedExpression::new_string(r.clone())),
+    let risk = RestrictedExpression::new_string(
+        analysis.map_or(Risk::Low, |a| a.risk).as_str().to_string(),
+    );
+    let tags = RestrictedExpression::new_set(
+        analysis
+            .into_iter()
+            .flat_map(|a| &a.tags)
+            .map(|t| RestrictedExpression::new_string(t.clone())),
     );
     Context::from_pairs([
         (
@@ -158,6 +163,7 @@ pub(crate) fn context(
             RestrictedExpression::new_string(environment.to_string()),
         ),
         ("risk".to_string(), risk),
+        ("tags".to_string(), tags),
         ("params".to_string(), record(params)?),
         (
             "justification".to_string(),

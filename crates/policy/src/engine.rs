@@ -4,7 +4,9 @@ use cedar_policy::{
     ActionConstraint, AuthorizationError, Authorizer, Decision as CedarDecision, Entities,
     EntityUid, PolicyId, PolicySet, Request,
 };
-use countersign_core::{ActionSpec, Approvers, Decision, Effect, Identity, Quorum, Requirement};
+use countersign_core::{
+    ActionSpec, Analysis, Approvers, Decision, Effect, Identity, Quorum, Requirement,
+};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -54,8 +56,11 @@ pub struct PolicyRequest<'a> {
     pub spec: &'a ActionSpec,
     /// The agent's justification.
     pub justification: &'a str,
-    /// Risk tags from analyzers.
-    pub risk: &'a BTreeSet<String>,
+    /// What the analyzers found in `spec` (`None`: nothing analyzed). Cedar sees its risk as
+    /// `context.risk` (a string: `low`, `medium`, `high` or `critical`) and its tags as
+    /// `context.tags` (a set of strings); nothing analyzed is `"low"` and no tags. Never the
+    /// agent's own `risk` parameter, which stays in `context.params`.
+    pub analysis: Option<&'a Analysis>,
 }
 
 /// A decision plus any policy evaluation errors. Unlike plain Cedar, a policy that errors does
@@ -212,7 +217,7 @@ impl PolicyEngine {
         };
         let context = match convert::context(
             &req.spec.environment,
-            req.risk,
+            req.analysis,
             &req.spec.params,
             req.justification,
         ) {

@@ -40,6 +40,7 @@ fn record(n: u64) -> (ActionRecord, Vec<countersign_core::Event>) {
             default_review_ttl: Duration::from_secs(60),
             grant_ttl: Duration::from_secs(60),
             grant_on_allow: false,
+            analysis: None,
         },
         Timestamp(1_700_000_000_000),
     )

@@ -92,6 +92,7 @@ mod tests {
                 verdict: "approve".into(),
                 digest: digest.clone().unwrap_or_else(|_| unreachable!()),
                 params: None,
+                analysis: None,
                 comment: Some("line\nbreak \u{1f600}".into()),
             },
             Event::Voted {
@@ -102,6 +103,7 @@ mod tests {
                 params: serde_json::json!({"z": 1.5e3, "a": ["\u{2028}", null, -0.0], "é": {}})
                     .as_object()
                     .cloned(),
+                analysis: None,
                 comment: None,
             },
             Event::Cancelled { by: "bot".into() },

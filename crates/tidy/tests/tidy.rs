@@ -156,6 +156,36 @@ fn the_core_knows_no_io_no_clock_and_no_wire() {
     }
 }
 
+/// ARCHITECTURE.md, `crates/analyze`: the analyzers are pure functions of an action's
+/// parameters: no I/O, no clock, no async, no randomness, and nothing of ours but the core.
+#[test]
+fn the_analyzers_are_pure() {
+    let allowed: BTreeSet<&str> = ["countersign-core", "serde_json", "sqlparser"].into();
+    for dep in dependencies("analyze") {
+        assert!(
+            allowed.contains(dep.as_str()),
+            "crates/analyze must not depend on `{dep}` (pure: no I/O, no async, no clock)"
+        );
+    }
+    for needle in [
+        "SystemTime",
+        "Instant::",
+        "std::fs",
+        "std::net",
+        "std::process",
+        "std::env",
+        "tokio",
+        "async ",
+        "rand::",
+    ] {
+        assert!(
+            uses("analyze", needle).is_empty(),
+            "`{needle}` in crates/analyze: {:?}",
+            uses("analyze", needle)
+        );
+    }
+}
+
 #[test]
 fn the_audit_crate_does_no_io() {
     for dep in dependencies("audit") {
@@ -207,7 +237,7 @@ fn crates_depend_inwards() {
         "countersign",
     ];
     for krate in [
-        "core", "policy", "audit", "store", "identity", "gateway", "evidence",
+        "core", "policy", "audit", "store", "identity", "gateway", "evidence", "analyze",
     ] {
         for dep in dependencies(krate) {
             assert!(
@@ -446,7 +476,7 @@ fn store_traits_stay_narrow() {
 /// `nbf` are checked against the caller's `now`, so jsonwebtoken's own clock checks stay off.
 #[test]
 fn time_is_passed_in_below_the_gateway() {
-    for krate in ["core", "identity", "policy", "audit", "evidence"] {
+    for krate in ["core", "identity", "policy", "audit", "evidence", "analyze"] {
         for needle in [
             "SystemTime",
             "system_clock",

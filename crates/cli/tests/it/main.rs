@@ -2,6 +2,7 @@
 //! loopback with real SQLite files (one test binary for the crate).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
+mod api_analysis;
 mod api_client;
 mod api_errors;
 mod api_flow;

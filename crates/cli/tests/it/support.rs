@@ -29,6 +29,9 @@ permit (principal, action == Action::"db.read", resource);
 @id("bulk-read") @effect("review") @approvers("group:data") @quorum("2")
 permit (principal, action == Action::"db.read", resource)
 when { context.params has rows && context.params.rows > 1000 };
+@id("sql-low") permit (principal, action == Action::"db.query", resource) when { context.risk == "low" };
+@id("sql-ddl") @effect("review") @approvers("group:sre") @reason("DDL waits for an SRE")
+permit (principal, action == Action::"db.query", resource) when { context.tags.contains("sql:ddl") };
 "#;
 
 const IDENTITIES: [(&str, &str, &[&str]); 7] = [

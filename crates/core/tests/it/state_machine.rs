@@ -399,6 +399,7 @@ fn humans_cannot_submit_on_behalf_of_someone_else() {
             default_review_ttl: REVIEW_TTL,
             grant_ttl: GRANT_TTL,
             grant_on_allow: true,
+            analysis: None,
         },
         T0,
     )

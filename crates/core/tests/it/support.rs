@@ -65,6 +65,7 @@ pub fn submit(
             default_review_ttl: REVIEW_TTL,
             grant_ttl: GRANT_TTL,
             grant_on_allow: true,
+            analysis: None,
         },
         T0,
     )

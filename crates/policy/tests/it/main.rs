@@ -8,7 +8,6 @@ mod slicing;
 
 use countersign_core::{ActionSpec, Identity, IdentityKind};
 use countersign_policy::{DefaultEffect, Evaluation, PolicyEngine, PolicyRequest, Principal};
-use std::collections::BTreeSet;
 
 pub fn engine(src: &str) -> PolicyEngine {
     PolicyEngine::from_sources(&[("test.cedar".into(), src.into())], DefaultEffect::Deny)
@@ -28,7 +27,7 @@ pub fn eval(
         principal: &p,
         spec: &spec,
         justification: "because",
-        risk: &BTreeSet::new(),
+        analysis: None,
     })
 }
 

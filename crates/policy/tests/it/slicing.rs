@@ -4,7 +4,6 @@
 use countersign_core::{ActionSpec, Identity, IdentityKind};
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
 use proptest::prelude::*;
-use std::collections::BTreeSet;
 
 const ACTIONS: [&str; 5] = ["a.read", "b.write", "c.export", "d.delete", "e.grant"];
 
@@ -87,8 +86,7 @@ proptest! {
             let params = match n { Some(n) => serde_json::json!({"n": n}), None => serde_json::json!({}) };
             let spec = ActionSpec::new(action, "r://x", if prod { "prod" } else { "dev" }, Some(params)).unwrap();
             let principal = Principal::new(&ident).unwrap();
-            let risk = BTreeSet::new();
-            let req = PolicyRequest { principal: &principal, spec: &spec, justification: "", risk: &risk };
+            let req = PolicyRequest { principal: &principal, spec: &spec, justification: "", analysis: None };
             let sliced = engine.evaluate(req);
             let full = engine.evaluate_unsliced(req);
             prop_assert_eq!(sliced.decision, full.decision);

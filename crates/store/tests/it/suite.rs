@@ -54,6 +54,7 @@ fn record(
             default_review_ttl: Duration::from_secs(60),
             grant_ttl: Duration::from_secs(60),
             grant_on_allow: true,
+            analysis: None,
         },
         at,
     )
@@ -152,6 +153,7 @@ pub fn submission(
             default_review_ttl: Duration::from_secs(60),
             grant_ttl: Duration::from_secs(60),
             grant_on_allow: true,
+            analysis: None,
         },
         at,
     )
@@ -499,6 +501,7 @@ pub async fn audit_log_is_gap_free_canonical_and_hashed(store: Arc<dyn Store>) {
             default_review_ttl: Duration::from_secs(60),
             grant_ttl: Duration::from_secs(60),
             grant_on_allow: false,
+            analysis: None,
         },
         T0,
     )
