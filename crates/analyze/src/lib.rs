@@ -30,6 +30,11 @@ mod terraform;
 /// analyzer parses: 1 MiB. Larger ones are `high` risk and tagged `analysis:too-large`.
 pub const MAX_INPUT: usize = 1 << 20;
 
+/// Largest SQL text parsed: 64 KiB. SQL costs about 0.1 ms of parsing per kilobyte (a 1 MiB
+/// script took half a CPU-second), so a larger one is not parsed (`high`,
+/// `analysis:too-large`): an agent cannot buy seconds of the gateway's CPU per submission.
+pub const MAX_SQL: usize = 64 << 10;
+
 /// Most impact lines one analysis keeps.
 pub const MAX_IMPACT_LINES: usize = 12;
 
@@ -44,6 +49,8 @@ pub struct Analyzer {
     pub params: &'static [&'static str],
     /// Runs it on one parameter's value, with all the parameters at hand (`dialect`).
     run: fn(&Value, &Map<String, Value>, &mut Findings),
+    /// The largest value it parses, in bytes ([`MAX_INPUT`] or less).
+    pub max_input: usize,
 }
 
 /// The analyzers, chosen by parameter name. To add one: a module with a `run` function and a
@@ -53,26 +60,31 @@ pub const ANALYZERS: &[Analyzer] = &[
         name: "sql",
         params: &["sql", "statement", "query"],
         run: sql::run,
+        max_input: MAX_SQL,
     },
     Analyzer {
         name: "shell",
         params: &["argv", "command"],
         run: shell::run_command,
+        max_input: MAX_INPUT,
     },
     Analyzer {
         name: "terraform",
         params: &["plan"],
         run: terraform::run,
+        max_input: MAX_INPUT,
     },
     Analyzer {
         name: "kubernetes",
         params: &["manifest"],
         run: k8s::run_manifest,
+        max_input: MAX_INPUT,
     },
     Analyzer {
         name: "iam",
         params: &["policy_document"],
         run: iam::run,
+        max_input: MAX_INPUT,
     },
 ];
 
@@ -88,11 +100,14 @@ pub fn analyze(params: &Map<String, Value>) -> Option<Analysis> {
                 continue;
             };
             ran = true;
-            if too_large(value) {
+            if too_large(value, analyzer.max_input) {
                 findings.flag(
                     Risk::High,
                     "analysis:too-large",
-                    format!("`{name}` is over 1 MiB and was not analyzed"),
+                    format!(
+                        "`{name}` is over {} KiB and was not analyzed",
+                        analyzer.max_input >> 10
+                    ),
                 );
             } else {
                 (analyzer.run)(value, params, &mut findings);
@@ -185,7 +200,7 @@ pub(crate) fn names<S: AsRef<str>>(items: &[S]) -> String {
 
 /// Whether a value is over [`MAX_INPUT`] (strings by their bytes, containers by an estimate of
 /// their encoded size that stops counting at the limit).
-fn too_large(value: &Value) -> bool {
+fn too_large(value: &Value, max: usize) -> bool {
     fn size(v: &Value, budget: &mut usize) -> bool {
         let here = match v {
             Value::Null | Value::Bool(_) => 5,
@@ -215,7 +230,7 @@ fn too_large(value: &Value) -> bool {
         *budget -= here;
         false
     }
-    let mut budget = MAX_INPUT;
+    let mut budget = max.min(MAX_INPUT);
     size(value, &mut budget)
 }
 

@@ -734,6 +734,13 @@ fn inputs_over_a_mebibyte_are_not_parsed() {
     let a = analyze(json!({ "sql": big }).as_object().unwrap()).unwrap();
     assert_eq!(a.risk, Risk::High);
     assert!(a.has("analysis:too-large"), "{a:?}");
+    // SQL is parsed up to 64 KiB only (its parser's cost per byte is the highest).
+    let sql = "SELECT 1; ".repeat(7_000);
+    let a = analyze(json!({ "sql": sql }).as_object().unwrap()).unwrap();
+    assert!(a.has("analysis:too-large") && a.risk == Risk::High, "{a:?}");
+    let sql = "SELECT 1; ".repeat(6_000);
+    let a = analyze(json!({ "sql": sql }).as_object().unwrap()).unwrap();
+    assert!(!a.has("analysis:too-large"), "{a:?}");
     let many: Vec<Value> = (0..200_000).map(|i| json!({"type": "t", "n": i})).collect();
     let a = analyze(
         json!({ "plan": {"resource_changes": many} })
