@@ -5,7 +5,7 @@
 use comfy_table::{presets, Attribute, Cell, Color, ContentArrangement, Table};
 use countersign_api::time::rfc3339;
 use countersign_api::{Action, ManagedKey, Review, ReviewList, Submitted};
-use countersign_core::{Effect, Outcome, Status, Timestamp, Verdict};
+use countersign_core::{Analysis, Effect, Outcome, Risk, Status, Timestamp, Verdict};
 use std::fmt::Write as _;
 
 use crate::ids::shortest_unique;
@@ -55,6 +55,33 @@ fn status_colour(s: Status) -> Color {
     }
 }
 
+fn risk_colour(r: Risk) -> Color {
+    match r {
+        Risk::Low => Color::Green,
+        Risk::Medium => Color::Yellow,
+        Risk::High | Risk::Critical => Color::Red,
+    }
+}
+
+/// What the analyzers found: the risk, the tags and the impact lines.
+fn analysis(out: &mut String, a: &Analysis) {
+    let risk = match a.risk {
+        Risk::Low => paint::good(a.risk.as_str()),
+        Risk::Medium => paint::wait(a.risk.as_str()),
+        Risk::High | Risk::Critical => paint::bad(a.risk.as_str()),
+    };
+    let tags: Vec<&str> = a.tags.iter().map(String::as_str).collect();
+    let tags = if tags.is_empty() {
+        String::new()
+    } else {
+        format!("  {}", tags.join(", "))
+    };
+    line(out, "Risk", &format!("{risk}{tags}"));
+    for l in &a.impact {
+        let _ = writeln!(out, "  - {l}");
+    }
+}
+
 fn quorum(review: Option<&Review<'_>>) -> String {
     review.map_or_else(String::new, |r| {
         format!("{}/{}", r.least_approvals(), r.quorum())
@@ -99,7 +126,11 @@ pub fn reviews(list: &ReviewList<'_>, now: Timestamp) -> String {
     }
     let ids: Vec<&str> = list.reviews.iter().map(Action::id).collect();
     let with_status = list.reviews.iter().any(|a| a.status() != Status::Pending);
+    let with_risk = list.reviews.iter().any(|a| a.analysis().is_some());
     let mut header = vec!["ID", "ACTION", "RESOURCE", "ENV", "REQUESTER"];
+    if with_risk {
+        header.push("RISK");
+    }
     if with_status {
         header.push("STATUS");
     }
@@ -117,6 +148,12 @@ pub fn reviews(list: &ReviewList<'_>, now: Timestamp) -> String {
             Cell::new(a.environment()),
             Cell::new(requester),
         ];
+        if with_risk {
+            row.push(match a.analysis() {
+                Some(x) => Cell::new(x.risk.as_str()).fg(risk_colour(x.risk)),
+                None => Cell::new("-"),
+            });
+        }
         if with_status {
             row.push(Cell::new(a.status().as_str()).fg(status_colour(a.status())));
         }
@@ -259,6 +296,9 @@ pub fn action(a: &Action<'_>, now: Timestamp) -> String {
     }
     let d = a.decision();
     decision(&mut out, d.effect(), d.policies(), d.reason());
+    if let Some(x) = a.analysis() {
+        analysis(&mut out, x);
+    }
     if a.params().is_empty() {
         line(&mut out, "Parameters", &paint::dim("none"));
     } else {

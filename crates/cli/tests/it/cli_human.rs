@@ -313,3 +313,33 @@ async fn completions_and_the_man_page_come_from_the_command_definitions() {
         assert!(page.contains(word), "the man page names {word}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewer_sees_the_analysis_risk_tags_and_impact() {
+    let gw = Gw::start().await;
+    let a = gw
+        .submit(
+            "bot",
+            json!({"action": "db.query", "resource": "pg://prod/app",
+                   "params": {"sql": "DROP TABLE users; DROP TABLE orders"}}),
+        )
+        .await;
+    let a = id(&a);
+    let env: Vec<(&str, &str)> = conn(&gw, "tok-alice")
+        .into_iter()
+        .chain([("NO_COLOR", "1")])
+        .collect();
+    let (code, table) = on_terminal(&["reviews"], &env).await;
+    assert_eq!(code, 0, "{table}");
+    assert!(table.contains("RISK"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.contains("db.query"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("high") || row.contains("critical"), "{row}");
+    let (code, shown) = on_terminal(&["show", &a], &env).await;
+    assert_eq!(code, 0, "{shown}");
+    for part in ["Risk", "sql:ddl", "sql:drop", "users"] {
+        assert!(shown.contains(part), "{part}: {shown}");
+    }
+}
