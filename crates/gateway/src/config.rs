@@ -43,6 +43,7 @@ struct RawConfig {
     request_body_timeout: Option<String>,
     idle_timeout: Option<String>,
     max_connections: Option<usize>,
+    metrics_token_sha256: Option<String>,
     max_open_reviews_per_requester: Option<u32>,
 }
 
@@ -127,6 +128,9 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
     /// Most connections served at once; further ones are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// When set, `GET /metrics` answers only a bearer token with this SHA-256 (else 401);
+    /// unset, it is open like `/healthz`.
+    pub metrics_token_sha256: Option<[u8; 32]>,
 }
 
 impl Default for ServerLimits {
@@ -136,6 +140,7 @@ impl Default for ServerLimits {
             request_body_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             max_connections: 1024,
+            metrics_token_sha256: None,
         }
     }
 }
@@ -422,6 +427,20 @@ impl Config {
                 Some(0) => return Err(err("`max_connections` must be at least 1".into())),
                 Some(n) => n,
                 None => defaults.max_connections,
+            },
+            metrics_token_sha256: match raw.metrics_token_sha256.as_deref() {
+                None => None,
+                Some(h) => {
+                    let mut hash = [0u8; 32];
+                    if h.len() != 64
+                        || hex::decode_to_slice(h.to_ascii_lowercase(), &mut hash).is_err()
+                    {
+                        return Err(err("`metrics_token_sha256` must be 64 hex digits; \
+                             run `countersign keys new` to make one"
+                            .into()));
+                    }
+                    Some(hash)
+                }
             },
         };
         let max_open_reviews_per_requester = match raw.max_open_reviews_per_requester {

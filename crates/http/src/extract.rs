@@ -7,13 +7,52 @@ use axum::http::{header, StatusCode};
 use countersign_api::ErrorCode;
 use countersign_core::Identity;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::AppState;
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The bearer credential of a request, if it carries one.
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+/// A request `/metrics` may answer: with no `metrics_token_sha256` configured, any; otherwise
+/// only one whose bearer token hashes to it (compared in constant time), else 401.
+pub struct MetricsReader;
+
+impl FromRequestParts<AppState> for MetricsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(want) = state.metrics_token_sha256 else {
+            return Ok(MetricsReader);
+        };
+        let got: [u8; 32] = match bearer(parts) {
+            Some(t) => Sha256::digest(t.as_bytes()).into(),
+            None => return Err(ApiError::unauthenticated()),
+        };
+        if bool::from(got.ct_eq(&want)) {
+            Ok(MetricsReader)
+        } else {
+            tracing::info!("refused a /metrics token");
+            Err(ApiError::unauthenticated())
+        }
+    }
+}
 
 /// The authenticated caller.
 pub struct Caller(pub Arc<Identity>);
@@ -22,16 +61,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(ApiError::unauthenticated)?;
+        let token = bearer(parts).ok_or_else(ApiError::unauthenticated)?;
         match state.gateway.authenticate(token).await {
             Ok(who) => Ok(Caller(who)),
             Err(e) => {

@@ -15,7 +15,7 @@ use countersign_gateway::{ActionView, Submission, Submitted};
 use std::time::Duration;
 
 use crate::error::ApiError;
-use crate::extract::{Caller, JsonBody};
+use crate::extract::{Caller, JsonBody, MetricsReader};
 use crate::AppState;
 
 /// The API's view of an action the gateway returned.
@@ -252,7 +252,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(_: MetricsReader, State(state): State<AppState>) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,

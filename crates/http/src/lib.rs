@@ -41,6 +41,8 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub struct AppState {
     /// The gateway.
     pub gateway: Arc<Gateway>,
+    /// The SHA-256 of the bearer token `/metrics` asks for, if it asks for one.
+    pub metrics_token_sha256: Option<[u8; 32]>,
 }
 
 /// The method as a metrics label: a standard method, else `other`, so made-up methods (any
@@ -84,7 +86,15 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
 
 /// The router with every endpoint.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    let state = AppState { gateway };
+    router_with(gateway, None)
+}
+
+/// The API's routes, `/metrics` behind a bearer token when `metrics_token_sha256` is set.
+pub fn router_with(gateway: Arc<Gateway>, metrics_token_sha256: Option<[u8; 32]>) -> Router {
+    let state = AppState {
+        gateway,
+        metrics_token_sha256,
+    };
     Router::new()
         .route("/v1/actions", post(handlers::submit))
         .route("/v1/actions/{id}", get(handlers::get_action))
@@ -140,7 +150,8 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     // Background work (sweeper, checkpoint signer, change relay) is the server bootstrap's
     // (`countersign-server`), not the API's.
-    let app = router(gateway).layer(RequestBodyTimeoutLayer::new(limits.request_body_timeout));
+    let app = router_with(gateway, limits.metrics_token_sha256)
+        .layer(RequestBodyTimeoutLayer::new(limits.request_body_timeout));
     accept_loop(listener, app, shutdown, &limits).await;
     Ok(())
 }

@@ -233,3 +233,39 @@ async fn first_start_leaves_private_files_and_ignores_hidden_policies() {
     assert!(checked >= 3);
     let _ = code(&v);
 }
+
+/// With `metrics_token_sha256` set, `/metrics` answers only that bearer token: no token, another
+/// token (an API key included) and a token differing in its last byte get 401; `/healthz` stays
+/// open. A malformed hash is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_their_own_bearer_token() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let hash = hex::encode(sha2::Sha256::digest(b"scrape-me"));
+    let config = write_config(dir.path(), &format!("metrics_token_sha256 = \"{hash}\""));
+    let (url, server) = crate::support::serve(&config).await;
+    let http = client();
+    let get = |token: Option<&'static str>| {
+        let mut r = http.get(format!("{url}/metrics"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    for token in [None, Some("scrape-mf"), Some("tok-alice"), Some("")] {
+        let resp = get(token).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthenticated", "{token:?}");
+    }
+    let resp = get(Some("scrape-me")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("# EOF"));
+    let health = http.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    server.abort();
+
+    let bad = write_config(dir.path(), "metrics_token_sha256 = \"not-hex\"");
+    let err = countersign_gateway::config::Config::load(&bad).unwrap_err();
+    assert!(err.to_string().contains("metrics_token_sha256"), "{err}");
+}
