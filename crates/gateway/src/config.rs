@@ -44,6 +44,7 @@ struct RawConfig {
     idle_timeout: Option<String>,
     max_connections: Option<usize>,
     metrics_token_sha256: Option<String>,
+    metrics_listen: Option<String>,
     max_open_reviews_per_requester: Option<u32>,
 }
 
@@ -131,6 +132,8 @@ pub struct ServerLimits {
     /// When set, `GET /metrics` answers only a bearer token with this SHA-256 (else 401);
     /// unset, it is open like `/healthz`.
     pub metrics_token_sha256: Option<[u8; 32]>,
+    /// When set, `/metrics` is served on this address only (the API's port answers 404 for it).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerLimits {
@@ -141,6 +144,7 @@ impl Default for ServerLimits {
             idle_timeout: Duration::from_secs(120),
             max_connections: 1024,
             metrics_token_sha256: None,
+            metrics_listen: None,
         }
     }
 }
@@ -441,6 +445,14 @@ impl Config {
                     }
                     Some(hash)
                 }
+            },
+            metrics_listen: match raw.metrics_listen.as_deref() {
+                None => None,
+                Some(a) => Some(a.parse().map_err(|_| {
+                    err(format!(
+                        "`metrics_listen` = \"{a}\" is not an address like \"127.0.0.1:9464\""
+                    ))
+                })?),
             },
         };
         let max_open_reviews_per_requester = match raw.max_open_reviews_per_requester {

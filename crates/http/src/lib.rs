@@ -91,11 +91,31 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 
 /// The API's routes, `/metrics` behind a bearer token when `metrics_token_sha256` is set.
 pub fn router_with(gateway: Arc<Gateway>, metrics_token_sha256: Option<[u8; 32]>) -> Router {
+    routes(gateway, metrics_token_sha256, true)
+}
+
+/// `/metrics` alone (a separate `metrics_listen` address), behind its token when one is set.
+pub fn metrics_router(gateway: Arc<Gateway>, metrics_token_sha256: Option<[u8; 32]>) -> Router {
     let state = AppState {
         gateway,
         metrics_token_sha256,
     };
     Router::new()
+        .route("/metrics", get(handlers::metrics))
+        .fallback(handlers::not_found)
+        .with_state(state)
+}
+
+fn routes(
+    gateway: Arc<Gateway>,
+    metrics_token_sha256: Option<[u8; 32]>,
+    with_metrics: bool,
+) -> Router {
+    let state = AppState {
+        gateway,
+        metrics_token_sha256,
+    };
+    let router = Router::new()
         .route("/v1/actions", post(handlers::submit))
         .route("/v1/actions/{id}", get(handlers::get_action))
         .route("/v1/actions/{id}/answer", post(handlers::answer))
@@ -117,8 +137,13 @@ pub fn router_with(gateway: Arc<Gateway>, metrics_token_sha256: Option<[u8; 32]>
         .route("/v1/audit/proof/consistency", get(audit::consistency))
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
-        .route("/metrics", get(handlers::metrics))
-        .route("/openapi.json", get(handlers::openapi))
+        .route("/openapi.json", get(handlers::openapi));
+    let router = if with_metrics {
+        router.route("/metrics", get(handlers::metrics))
+    } else {
+        router
+    };
+    router
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -150,8 +175,22 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     // Background work (sweeper, checkpoint signer, change relay) is the server bootstrap's
     // (`countersign-server`), not the API's.
-    let app = router_with(gateway, limits.metrics_token_sha256)
+    let with_metrics = limits.metrics_listen.is_none();
+    let app = routes(gateway, limits.metrics_token_sha256, with_metrics)
         .layer(RequestBodyTimeoutLayer::new(limits.request_body_timeout));
+    accept_loop(listener, app, shutdown, &limits).await;
+    Ok(())
+}
+
+/// Serves `/metrics` alone on `listener` (the `metrics_listen` address) until `shutdown`, with
+/// the same connection limits as the API.
+pub async fn serve_metrics(
+    gateway: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: ServerLimits,
+) -> std::io::Result<()> {
+    let app = metrics_router(gateway, limits.metrics_token_sha256);
     accept_loop(listener, app, shutdown, &limits).await;
     Ok(())
 }

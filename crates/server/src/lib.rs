@@ -141,7 +141,35 @@ impl Running {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let limits = self.limits.clone();
-        countersign_http::serve_with(self.gateway.clone(), listener, shutdown, limits).await
+        let Some(addr) = limits.metrics_listen else {
+            return countersign_http::serve_with(self.gateway.clone(), listener, shutdown, limits)
+                .await;
+        };
+        // `/metrics` on its own address, stopped when the API stops.
+        let metrics = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(%addr, "serving /metrics");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let api = async {
+            let r = countersign_http::serve_with(
+                self.gateway.clone(),
+                listener,
+                shutdown,
+                limits.clone(),
+            )
+            .await;
+            let _ = stop.send(());
+            r
+        };
+        let metrics = countersign_http::serve_metrics(
+            self.gateway.clone(),
+            metrics,
+            async move {
+                let _ = stopped.await;
+            },
+            limits.clone(),
+        );
+        let (api, metrics) = tokio::join!(api, metrics);
+        api.and(metrics)
     }
 
     /// Keeps the background work running with no API (an embedded front without `--api-listen`)

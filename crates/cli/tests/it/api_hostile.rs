@@ -269,3 +269,56 @@ async fn metrics_can_require_their_own_bearer_token() {
     let err = countersign_gateway::config::Config::load(&bad).unwrap_err();
     assert!(err.to_string().contains("metrics_token_sha256"), "{err}");
 }
+
+/// With `metrics_listen` set, `/metrics` is served there only (behind its token when one is
+/// set) and the API's port answers 404 for it; the metrics port serves nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_listen_on_their_own_address_only() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hash = hex::encode(sha2::Sha256::digest(b"scrape-me"));
+    let config = write_config(
+        dir.path(),
+        &format!("metrics_listen = \"127.0.0.1:{port}\"\nmetrics_token_sha256 = \"{hash}\""),
+    );
+    let (url, server) = crate::support::serve(&config).await;
+    let http = client();
+    let api = http
+        .get(format!("{url}/metrics"))
+        .bearer_auth("scrape-me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::NOT_FOUND);
+    let metrics = format!("http://127.0.0.1:{port}");
+    let mut ok = None;
+    for _ in 0..50 {
+        match http
+            .get(format!("{metrics}/metrics"))
+            .bearer_auth("scrape-me")
+            .send()
+            .await
+        {
+            Ok(r) => {
+                ok = Some(r);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let r = ok.expect("the metrics address answers");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("# EOF"));
+    let anon = http.get(format!("{metrics}/metrics")).send().await.unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+    for path in ["/healthz", "/v1/keys", "/openapi.json"] {
+        let r = http.get(format!("{metrics}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    server.abort();
+}
