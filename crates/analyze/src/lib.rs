@@ -18,7 +18,7 @@
 
 use countersign_core::{Analysis, Risk};
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 mod iam;
 mod k8s;
@@ -88,15 +88,57 @@ pub const ANALYZERS: &[Analyzer] = &[
     },
 ];
 
+/// More parameter names for the analyzers, beyond their own (`[analysis]` in the
+/// configuration: `sql = ["migration"]` makes the SQL analyzer read `params.migration` too).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    extra: BTreeMap<&'static str, Vec<String>>,
+}
+
+/// A name in `[analysis]` that is not an analyzer's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an analyzer (known: sql, shell, terraform, kubernetes, iam)")]
+pub struct UnknownAnalyzer(pub String);
+
+impl Names {
+    /// Makes `analyzer` (`sql`, `shell`, `terraform`, `kubernetes`, `iam`) read `param` too.
+    pub fn add(&mut self, analyzer: &str, param: &str) -> Result<(), UnknownAnalyzer> {
+        let a = ANALYZERS
+            .iter()
+            .find(|a| a.name == analyzer)
+            .ok_or_else(|| UnknownAnalyzer(analyzer.to_string()))?;
+        let list = self.extra.entry(a.name).or_default();
+        if !a.params.contains(&param) && !list.iter().any(|p| p == param) {
+            list.push(param.to_string());
+        }
+        Ok(())
+    }
+
+    fn of(&self, analyzer: &Analyzer) -> impl Iterator<Item = &str> {
+        analyzer.params.iter().copied().chain(
+            self.extra
+                .get(analyzer.name)
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        )
+    }
+}
+
 /// Analyzes an action's parameters: every analyzer whose parameter is present runs, and their
 /// findings are combined. `None` when no analyzer's parameter is present (nothing was analyzed;
 /// policy then sees risk `low` and no tags).
 pub fn analyze(params: &Map<String, Value>) -> Option<Analysis> {
+    analyze_with(params, &Names::default())
+}
+
+/// [`analyze`], with the analyzers also reading the parameter names `names` adds.
+pub fn analyze_with(params: &Map<String, Value>, names: &Names) -> Option<Analysis> {
     let mut findings = Findings::default();
     let mut ran = false;
     for analyzer in ANALYZERS {
-        for name in analyzer.params {
-            let Some(value) = params.get(*name) else {
+        for name in names.of(analyzer) {
+            let Some(value) = params.get(name) else {
                 continue;
             };
             ran = true;

@@ -750,3 +750,16 @@ fn inputs_over_a_mebibyte_are_not_parsed() {
     .unwrap();
     assert!(a.has("analysis:too-large"), "{a:?}");
 }
+
+#[test]
+fn configured_names_are_read_too_and_unknown_analyzers_refused() {
+    use countersign_analyze::{analyze_with, Names};
+    let params = json!({"script": "rm -rf /", "notes": "DROP TABLE x"});
+    let params = params.as_object().unwrap();
+    assert!(analyze(params).is_none(), "no analyzer's own name");
+    let mut names = Names::default();
+    names.add("shell", "script").unwrap();
+    let a = analyze_with(params, &names).unwrap();
+    assert!(a.has("shell:rm-recursive") && !a.has("sql:drop"), "{a:?}");
+    assert!(names.add("yaml", "doc").is_err());
+}

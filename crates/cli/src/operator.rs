@@ -265,7 +265,11 @@ fn eval(args: EvalArgs) -> Result<String, String> {
     let principal = Principal::new(&who).ok_or("this principal cannot be used in policy")?;
     // What the gateway's analyzers find, as a submission would have it: policy sees it as
     // `context.risk` and `context.tags`, and the output shows it.
-    let analysis = countersign_gateway::analyze(&spec);
+    let names = config
+        .as_ref()
+        .map(|c| c.analysis.clone())
+        .unwrap_or_default();
+    let analysis = countersign_gateway::analyze(&spec, &names);
     let ev = engine.evaluate(PolicyRequest {
         principal: &principal,
         spec: &spec,

@@ -45,6 +45,8 @@ struct RawConfig {
     max_connections: Option<usize>,
     metrics_token_sha256: Option<String>,
     metrics_listen: Option<String>,
+    #[serde(default)]
+    analysis: std::collections::BTreeMap<String, Vec<String>>,
     max_open_reviews_per_requester: Option<u32>,
 }
 
@@ -187,6 +189,8 @@ pub struct Config {
     pub oidc: Vec<OidcIssuerConfig>,
     /// Timeouts and the connection limit of the HTTP server.
     pub server: ServerLimits,
+    /// More parameter names for the analyzers (`[analysis]`, e.g. `sql = ["migration"]`).
+    pub analysis: countersign_analyze::Names,
     /// Most reviews one requester may have open at once; one more submission that policy sends
     /// to review is refused (429 `too_many_open_reviews`).
     pub max_open_reviews_per_requester: u32,
@@ -464,8 +468,22 @@ impl Config {
             Some(n) => n,
             None => DEFAULT_MAX_OPEN_REVIEWS_PER_REQUESTER,
         };
+        let mut analysis = countersign_analyze::Names::default();
+        for (analyzer, params) in &raw.analysis {
+            for p in params {
+                if p.is_empty() || p.len() > 128 || p.chars().any(char::is_whitespace) {
+                    return Err(err(format!(
+                        "[analysis] {analyzer}: `{p}` must be a parameter name (no spaces, at most 128 bytes)"
+                    )));
+                }
+                analysis
+                    .add(analyzer, p)
+                    .map_err(|e| err(format!("[analysis] {e}")))?;
+            }
+        }
         Ok(Config {
             server,
+            analysis,
             max_open_reviews_per_requester,
             admin_group: raw.admin_group,
             oidc: raw.oidc,

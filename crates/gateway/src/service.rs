@@ -88,6 +88,7 @@ pub struct Gateway {
     grant_ttl: Duration,
     grants_for_allowed: bool,
     max_open_reviews: u32,
+    analysis_names: Arc<countersign_analyze::Names>,
     /// Identities already refused (and audited) by this process: each claimer is recorded once,
     /// so a valid token replayed in a loop cannot grow the audit log.
     refused_identities: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -119,6 +120,8 @@ pub struct Parts {
     pub grants_for_allowed: bool,
     /// Most reviews one requester may have open at once.
     pub max_open_reviews_per_requester: u32,
+    /// More parameter names for the analyzers.
+    pub analysis: countersign_analyze::Names,
 }
 
 /// The policy engine's default effect for a config.
@@ -140,9 +143,10 @@ fn within(field: Field, value: Option<&str>) -> Result<(), GatewayError> {
     }
 }
 
-/// What the analyzers find in an action's parameters (`None`: no analyzer applies).
-pub fn analyze(spec: &ActionSpec) -> Option<Analysis> {
-    countersign_analyze::analyze(&spec.params)
+/// What the analyzers find in an action's parameters, reading the parameter names `names`
+/// adds too (`None`: no analyzer applies).
+pub fn analyze(spec: &ActionSpec, names: &countersign_analyze::Names) -> Option<Analysis> {
+    countersign_analyze::analyze_with(&spec.params, names)
 }
 
 fn new_id() -> String {
@@ -175,6 +179,7 @@ impl Gateway {
             grant_ttl: config.grant_ttl,
             grants_for_allowed: config.grants_for_allowed,
             max_open_reviews_per_requester: config.max_open_reviews_per_requester,
+            analysis: config.analysis.clone(),
         }))
     }
 
@@ -210,6 +215,7 @@ impl Gateway {
             grant_ttl: parts.grant_ttl,
             grants_for_allowed: parts.grants_for_allowed,
             max_open_reviews: parts.max_open_reviews_per_requester,
+            analysis_names: Arc::new(parts.analysis),
             refused_identities: Default::default(),
         })
     }
@@ -345,7 +351,7 @@ impl Gateway {
         spec: &ActionSpec,
         justification: &str,
     ) -> Result<Decision, GatewayError> {
-        let analysis = analyze(spec);
+        let analysis = analyze(spec, &self.analysis_names);
         self.decide_analyzed(who, spec, justification, analysis.as_ref())
     }
 
@@ -409,7 +415,7 @@ impl Gateway {
         let justification = sub.justification.unwrap_or_default();
         let on_behalf_of = sub.on_behalf_of.clone();
         // Analyzed once, here: policy sees it, the record and its `submitted` entry keep it.
-        let analysis = analyze(&spec);
+        let analysis = analyze(&spec, &self.analysis_names);
         let decision = self.decide_analyzed(who, &spec, &justification, analysis.as_ref())?;
         let now = self.now();
         let submitted = ActionRecord::submit(
@@ -684,6 +690,7 @@ impl Gateway {
         let ttl = self.grant_ttl;
         let policy = self.policy.clone();
         let principals = self.principals.clone();
+        let names = self.analysis_names.clone();
         let (record, _) = self
             .attempt(
                 who,
@@ -701,7 +708,7 @@ impl Gateway {
                         // Judged as a fresh submission by the requester would be (analyzed
                         // afresh): the core refuses a denied edit and adds whatever review the
                         // new action needs.
-                        let analysis = analyze(spec);
+                        let analysis = analyze(spec, &names);
                         let Some(principal) = requester.as_deref() else {
                             return Judgement {
                                 decision: Decision::deny(

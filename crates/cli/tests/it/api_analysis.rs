@@ -97,3 +97,37 @@ async fn api_modify_is_analyzed_afresh() {
         .unwrap();
     assert_eq!(voted["event"]["analysis"]["tags"], json!(["sql:read"]));
 }
+
+/// `[analysis]` in the configuration makes an analyzer read more parameter names; an unknown
+/// analyzer or a name that is not one is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_configured_parameter_names_are_analyzed_too() {
+    let gw = Gw::start_with("[analysis]\nsql = [\"migration\"]\n").await;
+    let v = gw
+        .submit(
+            "bot",
+            json!({"action": "db.query", "resource": "postgres://prod",
+                   "params": {"migration": "DROP TABLE users"}}),
+        )
+        .await;
+    assert_eq!(v["status"], "pending", "{v}");
+    assert_eq!(v["decision"]["policies"], json!(["sql-ddl"]));
+    let (_, full) = gw.get("alice", &format!("/v1/actions/{}", id(&v))).await;
+    assert_eq!(full["analysis"]["tags"], json!(["sql:ddl", "sql:drop"]));
+
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, needle) in [
+        (
+            "[analysis]\nyaml = [\"doc\"]\n",
+            "`yaml` is not an analyzer",
+        ),
+        (
+            "[analysis]\nsql = [\"two words\"]\n",
+            "must be a parameter name",
+        ),
+    ] {
+        let path = crate::support::write_config(dir.path(), extra);
+        let err = countersign_gateway::config::Config::load(&path).unwrap_err();
+        assert!(err.to_string().contains(needle), "{extra}: {err}");
+    }
+}
