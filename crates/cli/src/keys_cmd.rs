@@ -16,21 +16,6 @@ use std::path::PathBuf;
 use crate::operator::KeysCommand;
 use crate::output::{Format, Output};
 
-/// The API's view of a stored key (everything but its hash), as the admin endpoint shows it.
-fn key_view(k: countersign_store::ManagedKey) -> countersign_api::ManagedKey {
-    countersign_api::ManagedKey {
-        id: k.id,
-        identity: k.identity,
-        kind: k.kind,
-        groups: k.groups,
-        created_by: k.created_by,
-        sponsor: k.sponsor,
-        created_at: k.created_at,
-        expires_at: k.expires_at,
-        revoked_at: k.revoked_at,
-    }
-}
-
 /// Which store.
 #[derive(Args)]
 pub struct StoreArgs {
@@ -135,7 +120,7 @@ async fn run_async(cmd: KeysCommand, format: Option<Format>, clock: Clock) -> Re
             let listed = store.list_keys().await.map_err(|e| e.to_string())?;
             if Output::json(format) {
                 let list = countersign_api::KeyList {
-                    keys: listed.into_iter().map(key_view).collect(),
+                    keys: listed.into_iter().map(countersign_http::key_view).collect(),
                 };
                 let text = serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?;
                 println!("{text}");
@@ -143,7 +128,7 @@ async fn run_async(cmd: KeysCommand, format: Option<Format>, clock: Clock) -> Re
             }
             let output = Output::resolve(format);
             if output.human {
-                let keys: Vec<_> = listed.into_iter().map(key_view).collect();
+                let keys: Vec<_> = listed.into_iter().map(countersign_http::key_view).collect();
                 output.print(&crate::render::keys(&keys, now));
                 return Ok(());
             }

@@ -11,8 +11,9 @@ use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
 use crate::AppState;
 
-/// The API's view of a stored key: everything but its hash.
-fn key_view(k: countersign_store::ManagedKey) -> ManagedKey {
+/// The API's view of a stored key: everything but its hash (the admin endpoints and `countersign
+/// keys list` show the same).
+pub fn key_view(k: countersign_store::ManagedKey) -> ManagedKey {
     ManagedKey {
         id: k.id,
         identity: k.identity,

@@ -31,6 +31,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use countersign_gateway::config::ServerLimits;
 
+pub use admin::key_view;
 pub use extract::MAX_BODY;
 
 /// The OpenAPI 3.1 description of this API, served at `GET /openapi.json`.
