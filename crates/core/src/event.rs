@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::action::{ActionDigest, ActionSpec};
 use crate::analysis::Analysis;
 use crate::decision::Effect;
+use crate::masked::MaskedValue;
 use crate::time::Timestamp;
 
 /// A state change of an action. Every transition of [`crate::ActionRecord`] returns the events it
@@ -40,6 +41,10 @@ pub enum Event {
         /// when no analyzer applied, and in entries written before analyzers existed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         analysis: Option<Analysis>,
+        /// What masking hid from this entry (paths relative to the event), each with a keyed
+        /// commitment; empty when nothing was masked.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        masked: Vec<MaskedValue>,
     },
     /// A review was opened.
     ReviewOpened {
@@ -69,6 +74,9 @@ pub enum Event {
         analysis: Option<Analysis>,
         /// The reviewer's comment.
         comment: Option<String>,
+        /// What masking hid from this entry (see `Submitted`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        masked: Vec<MaskedValue>,
     },
     /// A reviewer's `modify` made an action that policy, judging it afresh, sends to more
     /// reviewers: the review now needs every requirement listed here (the old ones and the new).

@@ -14,6 +14,7 @@ mod decision;
 mod event;
 mod identity;
 mod limits;
+mod masked;
 mod record;
 mod submission;
 mod time;
@@ -30,6 +31,7 @@ pub use identity::{
     check_id, id_key, may_be_on_behalf_of, same_id, IdError, Identity, IdentityKind,
 };
 pub use limits::{Field, TooLong};
+pub use masked::MaskedValue;
 pub use record::{
     ActionRecord, ActionResult, Ballot, Clarification, DomainError, GrantState, JudgedAs,
     Judgement, NewAction, Outcome, ReviewState, Status, Verdict, Vote,

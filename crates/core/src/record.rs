@@ -532,6 +532,7 @@ impl ActionRecord {
             policies: new.decision.policies.clone(),
             reason: new.decision.reason.clone(),
             analysis: new.analysis.clone(),
+            masked: Vec::new(),
         }];
         let mut record = ActionRecord {
             id: new.id,
@@ -860,6 +861,7 @@ impl ActionRecord {
             params: modified_params,
             analysis: modified_analysis,
             comment: comment.clone(),
+            masked: Vec::new(),
         }];
         events.extend(widened);
         self.updated_at = now;

@@ -48,6 +48,8 @@ struct RawConfig {
     #[serde(default)]
     analysis: std::collections::BTreeMap<String, Vec<String>>,
     max_open_reviews_per_requester: Option<u32>,
+    masking: Option<countersign_mask::MaskingConfig>,
+    masking_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +193,10 @@ pub struct Config {
     pub server: ServerLimits,
     /// More parameter names for the analyzers (`[analysis]`, e.g. `sql = ["migration"]`).
     pub analysis: countersign_analyze::Names,
+    /// What is masked before anyone reads an action (`[masking]`; on by default).
+    pub masking: countersign_mask::MaskingConfig,
+    /// The masking key file (32 random bytes, hex): tags and audit commitments are HMACs under it.
+    pub masking_key: PathBuf,
     /// Most reviews one requester may have open at once; one more submission that policy sends
     /// to review is refused (429 `too_many_open_reviews`).
     pub max_open_reviews_per_requester: u32,
@@ -304,6 +310,10 @@ impl Config {
         let audit_key = match &raw.audit_key {
             Some(p) => base.join(p),
             None => beside_db(".audit-log.key"),
+        };
+        let masking_key = match &raw.masking_key {
+            Some(p) => base.join(p),
+            None => beside_db(".masking.key"),
         };
         let audit_origin = raw
             .audit_origin
@@ -481,9 +491,15 @@ impl Config {
                     .map_err(|e| err(format!("[analysis] {e}")))?;
             }
         }
+        let masking = raw.masking.unwrap_or_default();
+        // Checked here, with a stand-in key, so a mistake names the file at start.
+        countersign_mask::Masker::new(&masking, &[0u8; 32])
+            .map_err(|e| err(format!("[masking] {e}")))?;
         Ok(Config {
             server,
             analysis,
+            masking,
+            masking_key,
             max_open_reviews_per_requester,
             admin_group: raw.admin_group,
             oidc: raw.oidc,

@@ -13,6 +13,7 @@ pub mod grants;
 pub mod identities;
 pub mod keys;
 pub mod lookup;
+pub mod masking;
 pub mod metrics;
 mod replicas;
 mod service;

@@ -89,6 +89,7 @@ pub struct Gateway {
     grants_for_allowed: bool,
     max_open_reviews: u32,
     analysis_names: Arc<countersign_analyze::Names>,
+    masker: Arc<countersign_mask::Masker>,
     /// Identities already refused (and audited) by this process: each claimer is recorded once,
     /// so a valid token replayed in a loop cannot grow the audit log.
     refused_identities: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -122,6 +123,8 @@ pub struct Parts {
     pub max_open_reviews_per_requester: u32,
     /// More parameter names for the analyzers.
     pub analysis: countersign_analyze::Names,
+    /// What views and audit entries mask.
+    pub masker: Arc<countersign_mask::Masker>,
 }
 
 /// The policy engine's default effect for a config.
@@ -166,7 +169,12 @@ impl Gateway {
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let audit = AuditLog::open(store.clone(), &config.audit_key, &config.audit_origin)
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
+        let masking_key = crate::masking::load_or_create_key(&config.masking_key)
+            .map_err(GatewayError::Startup)?;
+        let masker = countersign_mask::Masker::new(&config.masking, &masking_key)
+            .map_err(|e| GatewayError::Startup(format!("[masking] {e}")))?;
         Ok(Gateway::new(Parts {
+            masker: Arc::new(masker),
             policy,
             identities: Identities::from_config(&config.identities),
             oidc: OidcVerifier::new(config.oidc.clone()).map_err(GatewayError::Startup)?,
@@ -216,6 +224,7 @@ impl Gateway {
             grants_for_allowed: parts.grants_for_allowed,
             max_open_reviews: parts.max_open_reviews_per_requester,
             analysis_names: Arc::new(parts.analysis),
+            masker: parts.masker,
             refused_identities: Default::default(),
         })
     }
@@ -333,10 +342,11 @@ impl Gateway {
             .ok_or_else(|| GatewayError::Invalid("identity cannot be used in policy".into()))
     }
 
-    fn view(&self, who: &Identity, record: ActionRecord) -> ActionView {
+    fn view(&self, who: &Identity, mut record: ActionRecord) -> ActionView {
         let grant_token = record
             .usable_grant(who, self.now())
             .map(|g| self.signer.sign(&record.id, g));
+        crate::masking::mask_record(&self.masker, &mut record);
         ActionView {
             record,
             grant_token,
@@ -436,7 +446,10 @@ impl Gateway {
             now,
         );
         let (record, events) = match submitted {
-            Ok(made) => made,
+            Ok((record, mut events)) => {
+                crate::masking::mask_events(&self.masker, &mut events);
+                (record, events)
+            }
             Err(e) => {
                 self.refused(who, "submit", None, e.code(), e.is_security_relevant())
                     .await;
@@ -642,6 +655,14 @@ impl Gateway {
         now: Timestamp,
         f: countersign_store::Transition,
     ) -> Result<(ActionRecord, Vec<Event>), GatewayError> {
+        // Every transition's entries are masked before the store commits them.
+        let masker = self.masker.clone();
+        let f: countersign_store::Transition = Box::new(move |rec| {
+            f(rec).map(|mut events| {
+                crate::masking::mask_events(&masker, &mut events);
+                events
+            })
+        });
         let (record, events) = self.store.update(id, now, f).await.map_err(|e| match e {
             UpdateError::NotFound => GatewayError::NotFound,
             UpdateError::Domain(d) => GatewayError::Domain(d),

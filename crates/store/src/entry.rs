@@ -94,6 +94,7 @@ mod tests {
                 params: None,
                 analysis: None,
                 comment: Some("line\nbreak \u{1f600}".into()),
+                masked: Vec::new(),
             },
             Event::Voted {
                 voter: "bob".into(),
@@ -105,6 +106,7 @@ mod tests {
                     .cloned(),
                 analysis: None,
                 comment: None,
+                masked: Vec::new(),
             },
             Event::Cancelled { by: "bot".into() },
         ];

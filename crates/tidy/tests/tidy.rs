@@ -595,3 +595,70 @@ fn the_mcp_proxy_keeps_messages_raw() {
         }
     }
 }
+
+#[test]
+fn masking_is_pure() {
+    let allowed: BTreeSet<&str> = [
+        "countersign-core",
+        "serde",
+        "serde_json",
+        "thiserror",
+        "regex",
+        "hmac",
+        "sha2",
+    ]
+    .into();
+    for dep in dependencies("mask") {
+        assert!(
+            allowed.contains(dep.as_str()),
+            "crates/mask must not depend on `{dep}` (pure: no I/O, no async, no clock)"
+        );
+    }
+    for needle in [
+        "SystemTime",
+        "Instant::",
+        "std::fs",
+        "std::net",
+        "std::process",
+        "std::env",
+        "tokio",
+        "async ",
+        "rand::",
+    ] {
+        assert!(uses("mask", needle).is_empty(), "`{needle}` in crates/mask");
+    }
+}
+
+/// ARCHITECTURE.md: every view of an action and every transition's audit entries pass through
+/// the masker. Views are made in one place (`Gateway::view`), entries reach the store in two
+/// (`insert_ruled` for a submission, `update` for every later transition), each next to its
+/// masking call.
+#[test]
+fn every_view_and_every_entry_is_masked() {
+    let service = std::fs::read_to_string(crates_dir().join("gateway/src/service.rs")).unwrap();
+    let gateway: String = sources("gateway").into_iter().map(|(_, t)| t).collect();
+    let literals = gateway
+        .lines()
+        .filter(|l| l.trim() == "ActionView {")
+        .count();
+    assert_eq!(literals, 1, "views are made in `Gateway::view` only");
+    let view = &service[service.find("fn view(").unwrap()..];
+    let view = &view[..view.find("\n    }\n").unwrap()];
+    assert!(view.contains("mask_record("), "Gateway::view masks: {view}");
+    for (call, masking) in [
+        ("self.store.insert_ruled(", "mask_events("),
+        ("self.store.update(", "mask_events("),
+    ] {
+        assert_eq!(gateway.matches(call).count(), 1, "{call} is called once");
+        let at = service.find(call).unwrap();
+        let before = &service[..at];
+        let fn_start = before
+            .rfind("    pub async fn ")
+            .max(before.rfind("    async fn "))
+            .unwrap();
+        assert!(
+            service[fn_start..at].contains(masking),
+            "entries reach `{call}` only after `{masking}`"
+        );
+    }
+}

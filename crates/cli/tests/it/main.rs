@@ -15,6 +15,7 @@ mod cli;
 mod cli_human;
 mod durability;
 mod identity;
+mod masking;
 mod mcp;
 mod mcp_attacks;
 mod mcp_http;

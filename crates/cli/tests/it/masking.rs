@@ -1,0 +1,294 @@
+//! The masking canary (#17): actions carrying realistic secrets and personal data go through
+//! every path that exists — the API (requester's and reviewer's views, the review list), the CLI
+//! (`submit`, `show`, `reviews`, human and JSON), a reviewer's modify, the server's logs at debug
+//! level, the three export formats and the evidence report — and none of them shows a canary,
+//! while the executor's redeemed grant carries the real values.
+
+use serde_json::{json, Value};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::cli::{run, BIN};
+
+/// One canary per detector, plus values caught by key names and a field rule.
+const CANARIES: &[&str] = &[
+    "AKIAQYLPMN5HHHFPZAM2",
+    "ghp_R2d4X7qLmN8pQ3sT6vW9yZ1bC5eF0hJkLmNo",
+    "xoxb-1234567890123-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+    "sk_live_51H8xYzAbCdEfGhIjKlMnOpQr",
+    "sk-proj-Abc123Def456Ghi789Jkl012Mno345Pqr678",
+    "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "jane.doe+billing@example-corp.com",
+    "4111 1111 1111 1111",
+    "GB82 WEST 1234 5698 7654 32",
+    "+44 20 7946 0958",
+    "Tr0ub4dor-and-3",
+    "q8Zt2LmX9vB4nR7kW1pY",
+    "078-05-1120",
+    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+];
+
+fn params() -> Value {
+    json!({
+        "aws": {"access_key_id": CANARIES[0]},
+        "env": [format!("GITHUB_TOKEN={}", CANARIES[1]), format!("SLACK={}", CANARIES[2])],
+        "note": format!("charge with {} or {} / {}", CANARIES[3], CANARIES[4], CANARIES[5]),
+        "session": CANARIES[6],
+        "customer": {"email": CANARIES[7], "card": CANARIES[8], "iban": CANARIES[9],
+                     "phone": CANARIES[10], "ssn": CANARIES[13]},
+        "db": {"url": format!("postgres://admin:{}@db.internal/app", CANARIES[11])},
+        "api_key": CANARIES[12],
+        "tls": {"private_key": format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----", CANARIES[14])},
+        "rows": 3,
+    })
+}
+
+fn assert_clean(what: &str, text: &str) {
+    for c in CANARIES {
+        assert!(!text.contains(c), "{what} shows the canary {c}:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_canary_reaches_a_person_or_another_system_and_the_executor_gets_real_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::write_config(
+        dir.path(),
+        "[masking]\nfields = [\"params.customer.ssn\"]\n",
+    );
+    let log_path = dir.path().join("server.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("COUNTERSIGN_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("server started")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(line.contains("listening on"), "{line}");
+    let url = format!("http://127.0.0.1:{port}");
+    let justification = format!("customer {} asked, card {}", CANARIES[7], CANARIES[8]);
+
+    // Submitted through the CLI: its own output is the server's masked view.
+    let p = params().to_string();
+    let (code, out, err) = run(
+        &[
+            "submit",
+            "deploy",
+            "app://web",
+            "--params",
+            &p,
+            "--justification",
+            &justification,
+            "--output",
+            "json",
+        ],
+        &url,
+        "tok-bot",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_clean("`submit`", &format!("{out}{err}"));
+    let submitted: Value = serde_json::from_str(&out).unwrap();
+    let id = submitted["id"].as_str().unwrap().to_string();
+    assert_eq!(submitted["status"], "pending");
+
+    // The API: requester, reviewer, the review list.
+    let http = crate::support::client();
+    let get = |path: String, token: &'static str| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            http.get(format!("{url}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let as_bot = get(format!("/v1/actions/{id}"), "tok-bot").await;
+    assert_clean("the requester's view", &as_bot);
+    let as_alice = get(format!("/v1/actions/{id}"), "tok-alice").await;
+    assert_clean("the reviewer's view", &as_alice);
+    let view: Value = serde_json::from_str(&as_alice).unwrap();
+    assert!(
+        view["params"]["customer"]["email"]
+            .as_str()
+            .unwrap()
+            .starts_with("[email:"),
+        "{view}"
+    );
+    assert!(
+        view["params"]["customer"]["ssn"]
+            .as_str()
+            .unwrap()
+            .starts_with("[field:"),
+        "{view}"
+    );
+    assert_eq!(
+        view["params"]["rows"], 3,
+        "what is not secret is shown as sent"
+    );
+    assert_clean(
+        "the review list",
+        &get("/v1/reviews".into(), "tok-alice").await,
+    );
+
+    // The CLI, for people and for scripts.
+    for args in [
+        vec!["show", id.as_str()],
+        vec!["show", id.as_str(), "--output", "json"],
+        vec!["reviews"],
+        vec!["reviews", "--output", "json"],
+    ] {
+        let (code, out, err) = run(&args, &url, "tok-alice").await;
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert_clean(&format!("`{}`", args.join(" ")), &format!("{out}{err}"));
+    }
+
+    // A reviewer's change carrying a secret (it approves the new action); the views stay masked and the
+    // executor's redemption gets the real values of what was approved.
+    let mut changed = params();
+    changed["note"] = json!(format!("use {} instead", CANARIES[3]));
+    let voted = http
+        .post(format!("{url}/v1/reviews/{id}/votes"))
+        .bearer_auth("tok-alice")
+        .json(&json!({"verdict": "modify", "params": changed, "comment": format!("mail {}", CANARIES[7])}))
+        .send()
+        .await
+        .unwrap();
+    assert!(voted.status().is_success());
+    let voted = voted.text().await.unwrap();
+    assert_clean("the modify's answer", &voted);
+    // The modify is the reviewer's approval of the new action (quorum 1).
+    assert_eq!(
+        serde_json::from_str::<Value>(&voted).unwrap()["status"],
+        "approved",
+        "{voted}"
+    );
+    let after = get(format!("/v1/actions/{id}"), "tok-bot").await;
+    assert_clean("the approved view", &after);
+    let token = serde_json::from_str::<Value>(&after).unwrap()["grant"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let redeemed: Value = http
+        .post(format!("{url}/v1/grants/redeem"))
+        .bearer_auth("tok-bot")
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        redeemed["params"], changed,
+        "the executor gets the real, approved values"
+    );
+
+    // The audit log: masked entries with commitments that the masking key proves.
+    let entries = get("/v1/audit/entries?start=0&limit=100".into(), "tok-alice").await;
+    assert_clean("the audit entries", &entries);
+    let entries: Value = serde_json::from_str(&entries).unwrap();
+    let submitted_entry = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["entry"])
+        .find(|e| e["type"] == "submitted")
+        .unwrap()
+        .clone();
+    let masked = submitted_entry["event"]["masked"].as_array().unwrap();
+    let key = std::fs::read_to_string(dir.path().join("data/gw.db.masking.key")).unwrap();
+    let masker = countersign_mask::Masker::new(
+        &countersign_mask::MaskingConfig::default(),
+        &hex::decode(key.trim()).unwrap(),
+    )
+    .unwrap();
+    let email = masked
+        .iter()
+        .find(|m| m["path"] == "/spec/params/customer/email")
+        .unwrap();
+    assert!(masker.matches(CANARIES[7], email["commitment"].as_str().unwrap()));
+    assert!(!masker.matches(
+        "someone@else.example",
+        email["commitment"].as_str().unwrap()
+    ));
+
+    // Server logs at debug level.
+    server.kill().await.unwrap();
+    assert_clean(
+        "the server's debug log",
+        &std::fs::read_to_string(&log_path).unwrap(),
+    );
+
+    // The exports and the evidence report; the masked log still verifies.
+    let config_s = config.to_str().unwrap();
+    for (format, file) in [
+        ("jsonl", "log.jsonl"),
+        ("csv", "log.csv"),
+        ("ocsf", "log.ocsf"),
+    ] {
+        let out_path = dir.path().join(file);
+        let (code, _, err) = run(
+            &[
+                "audit",
+                "export",
+                "--config",
+                config_s,
+                "--format",
+                format,
+                "--out",
+                out_path.to_str().unwrap(),
+            ],
+            &url,
+            "",
+        )
+        .await;
+        assert_eq!(code, 0, "{format}: {err}");
+        assert_clean(format, &std::fs::read_to_string(&out_path).unwrap());
+    }
+    let (code, _, err) = run(&["audit", "verify", "--config", config_s], &url, "").await;
+    assert_eq!(code, 0, "{err}");
+    let report = dir.path().join("report.html");
+    let (code, _, err) = run(
+        &[
+            "audit",
+            "evidence",
+            "--config",
+            config_s,
+            "--out",
+            report.to_str().unwrap(),
+            "--since",
+            "2000-01-01T00:00:00Z",
+        ],
+        &url,
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_clean(
+        "the evidence report",
+        &std::fs::read_to_string(&report).unwrap(),
+    );
+}
