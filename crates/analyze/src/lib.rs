@@ -24,6 +24,7 @@ mod iam;
 mod k8s;
 mod shell;
 mod sql;
+mod sql_pg;
 mod terraform;
 
 /// Largest parameter (a string's bytes, or a JSON document's approximate encoded size) an

@@ -1,12 +1,12 @@
-//! SQL: parsed with `sqlparser` (the PostgreSQL dialect, or MySQL's when the `dialect` parameter
-//! says `mysql`/`mariadb`). Statement kinds, the tables they touch, DDL, `DROP`, `TRUNCATE`,
+//! SQL: PostgreSQL (the default) is parsed by PostgreSQL's own parser in `sql_pg.rs`; MySQL's
+//! (when the `dialect` parameter says `mysql`/`mariadb`) with `sqlparser`, here. Statement kinds, the tables they touch, DDL, `DROP`, `TRUNCATE`,
 //! `UPDATE`/`DELETE` without `WHERE`, privilege and role changes, exports, several statements in
 //! one. SQL it cannot parse is `high` and `sql:unparsed`: the database might read it otherwise.
 
 use countersign_core::Risk;
 use serde_json::{Map, Value};
 use sqlparser::ast::{visit_relations, CopyTarget, ObjectType, Statement};
-use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect};
+use sqlparser::dialect::{Dialect, MySqlDialect};
 use sqlparser::parser::Parser;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -42,11 +42,11 @@ pub(crate) fn run(value: &Value, params: &Map<String, Value>, f: &mut Findings) 
             let d = d.to_ascii_lowercase();
             d.contains("mysql") || d.contains("mariadb")
         });
-    let dialect: &dyn Dialect = if mysql {
-        &MySqlDialect {}
-    } else {
-        &PostgreSqlDialect {}
-    };
+    if !mysql {
+        crate::sql_pg::run(&texts, f);
+        return;
+    }
+    let dialect: &dyn Dialect = &MySqlDialect {};
     let mut statements = Vec::new();
     for text in texts {
         match Parser::new(dialect)
@@ -84,7 +84,7 @@ pub(crate) fn run(value: &Value, params: &Map<String, Value>, f: &mut Findings) 
 
 /// Counts of what the statements do, by verb, for the impact lines.
 #[derive(Default)]
-struct Summary {
+pub(crate) struct Summary {
     /// verb → objects
     lines: BTreeMap<&'static str, Objects>,
 }
@@ -94,7 +94,7 @@ struct Summary {
 type Objects = (Vec<String>, BTreeSet<String>, &'static str, &'static str);
 
 impl Summary {
-    fn add(
+    pub(crate) fn add(
         &mut self,
         verb: &'static str,
         one: &'static str,
@@ -112,7 +112,7 @@ impl Summary {
         }
     }
 
-    fn say(self, f: &mut Findings) {
+    pub(crate) fn say(self, f: &mut Findings) {
         // Most destructive first.
         const ORDER: [&str; 12] = [
             "drops",

@@ -225,10 +225,60 @@ fn sql_corpus() {
         ),
         // Unparseable: high, never silently low.
         case(json!({"sql": "SELEC * FRM users"}), High, &["sql:unparsed"]),
+        // PostgreSQL's parser reads what PostgreSQL runs: an anonymous code block is code.
         case(
             json!({"sql": "DO $$ BEGIN EXECUTE 'DROP TABLE users'; END $$"}),
             High,
-            &["sql:unparsed"],
+            &["sql:code"],
+        ),
+        // Writes hidden behind a SELECT: a data-modifying WITH, EXPLAIN ANALYZE (which runs its
+        // statement), PREPARE (which keeps it for EXECUTE).
+        case(
+            json!({"sql": "WITH gone AS (DELETE FROM customers RETURNING *) SELECT count(*) FROM gone"}),
+            High,
+            &["sql:read", "sql:write", "sql:no-where"],
+        ),
+        case(
+            json!({"sql": "EXPLAIN ANALYZE DELETE FROM orders"}),
+            High,
+            &["sql:write", "sql:no-where"],
+        ),
+        case(
+            json!({"sql": "PREPARE wipe AS DELETE FROM sessions"}),
+            High,
+            &["sql:write", "sql:no-where"],
+        ),
+        // Reaching outside the data from a SELECT.
+        case(
+            json!({"sql": "SELECT pg_read_file('/etc/passwd')"}),
+            High,
+            &["sql:read", "sql:call"],
+        ),
+        case(
+            json!({"sql": "SELECT lo_export(42, '/tmp/dump')"}),
+            High,
+            &["sql:call"],
+        ),
+        // Dollar quoting and E-strings hide nothing from the server's own lexer.
+        case(
+            json!({"sql": "SELECT $tag$; DROP TABLE users; $tag$"}),
+            Low,
+            &["sql:read"],
+        ),
+        case(
+            json!({"sql": "SELECT E'\\'; DROP TABLE users; --'"}),
+            Low,
+            &["sql:read"],
+        ),
+        case(
+            json!({"sql": "ALTER SYSTEM SET fsync = off"}),
+            High,
+            &["sql:system"],
+        ),
+        case(
+            json!({"sql": "DROP ROLE intern"}),
+            High,
+            &["sql:drop", "sql:grant"],
         ),
         case(json!({"sql": 42}), High, &["sql:unparsed"]),
         case(

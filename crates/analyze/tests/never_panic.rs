@@ -123,8 +123,21 @@ proptest! {
 
 #[test]
 fn deep_sql_nesting_is_unparsed_not_a_crash() {
+    // PostgreSQL folds redundant parentheses, as the server does: a plain read.
     let sql = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
     let a = analyze(json!({ "sql": sql }).as_object().unwrap()).unwrap();
+    assert!(a.has("sql:read"), "{a:?}");
+    // Subqueries nested as deep as the 64 KiB limit allows, on a thread with a tokio worker's
+    // 2 MiB stack: refused by the parser's own depth check, not a crash.
+    let handle = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            let n = ((64 << 10) - 1) / ("SELECT (".len() + 1);
+            let sql = format!("{}1{}", "SELECT (".repeat(n), ")".repeat(n));
+            analyze(json!({ "sql": sql }).as_object().unwrap()).unwrap()
+        })
+        .unwrap();
+    let a = handle.join().unwrap();
     assert!(a.has("sql:unparsed"), "{a:?}");
     let cmd = format!("echo {}x{}", "$(".repeat(500), ")".repeat(500));
     let a = analyze(json!({ "command": cmd }).as_object().unwrap()).unwrap();

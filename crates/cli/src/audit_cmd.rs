@@ -82,6 +82,42 @@ pub enum AuditCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Prove that a value is the original of a masked one: reads the value on stdin (one
+    /// trailing newline is dropped) and checks it against a `commitment` from an entry's
+    /// `masked` list, with the deployment's masking key (named by --config). Exit 0: it is the
+    /// original; 1: it is not.
+    CheckMasked {
+        /// The commitment (64 hex digits) from the entry's `masked` list.
+        #[arg(long)]
+        commitment: String,
+        /// The gateway's configuration file (its `masking_key` is used).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// `audit check-masked`: HMAC-SHA256 of stdin under the masking key against `commitment`.
+fn check_masked(commitment: &str, config: &Path) -> Result<Result<String, String>, String> {
+    use std::io::Read;
+    let c = Config::load(config).map_err(|e| e.to_string())?;
+    let key = std::fs::read_to_string(&c.masking_key)
+        .map_err(|e| format!("{}: {e}", c.masking_key.display()))?;
+    let key = hex::decode(key.trim())
+        .map_err(|_| format!("{}: not a masking key", c.masking_key.display()))?;
+    let masker = countersign_mask::Masker::new(&c.masking, &key).map_err(|e| e.to_string())?;
+    if commitment.len() != 64 || !commitment.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("--commitment must be 64 hex digits (from an entry's `masked` list)".into());
+    }
+    let mut value = String::new();
+    std::io::stdin()
+        .read_to_string(&mut value)
+        .map_err(|e| format!("stdin: {e}"))?;
+    let value = value.strip_suffix('\n').unwrap_or(&value);
+    Ok(if masker.matches(value, &commitment.to_ascii_lowercase()) {
+        Ok("the value is the masked original".to_string())
+    } else {
+        Err("the value is not the masked original".to_string())
+    })
 }
 
 struct Located {
@@ -423,6 +459,7 @@ fn read_previous(path: Option<&Path>) -> Result<Option<String>, String> {
 /// Runs an audit command; returns the exit code.
 pub async fn run(cmd: AuditCommand) -> u8 {
     let result: Result<Result<String, String>, String> = match cmd {
+        AuditCommand::CheckMasked { commitment, config } => check_masked(&commitment, &config),
         AuditCommand::Export {
             format,
             out,

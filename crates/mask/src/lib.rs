@@ -32,7 +32,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
 
 /// A configuration the masker refuses.
 #[derive(Debug, thiserror::Error)]
@@ -265,9 +264,11 @@ impl Masker {
         let mut mac = self.key.clone();
         mac.update(value.as_bytes());
         let bytes = mac.finalize().into_bytes();
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut hex = String::with_capacity(64);
         for b in bytes {
-            let _ = write!(hex, "{b:02x}");
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 15)]));
         }
         hex
     }
@@ -303,14 +304,22 @@ impl Masker {
     /// Masks what the detectors find in free text at `path` (a JSON pointer for the report).
     /// `None` when nothing was masked.
     pub fn text(&self, s: &str, path: &str, found: &mut Vec<MaskedValue>) -> Option<String> {
-        if !self.enabled || !self.set.is_match(s) {
+        if !self.enabled {
             return None;
         }
-        let tags: Vec<(usize, usize)> = self
-            .tag
-            .find_iter(s)
-            .map(|m| (m.start(), m.end()))
-            .collect();
+        // One pass says which detectors match at all (most strings: none).
+        let hits = self.set.matches(s);
+        if !hits.matched_any() {
+            return None;
+        }
+        let tags: Vec<(usize, usize)> = if s.contains('[') {
+            self.tag
+                .find_iter(s)
+                .map(|m| (m.start(), m.end()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let inside_tag = |start: usize, end: usize| {
             let i = tags.partition_point(|&(_, e)| e <= start);
             tags.get(i).is_some_and(|&(ts, _)| ts < end)
@@ -318,7 +327,7 @@ impl Masker {
         // Accepted spans by start; a candidate overlapping one accepted earlier (a detector of
         // higher priority) is dropped.
         let mut taken: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
-        for i in self.set.matches(s).iter() {
+        for i in hits.iter() {
             let Some(d) = self.detectors.get(i) else {
                 continue;
             };

@@ -234,6 +234,24 @@ async fn no_canary_reaches_a_person_or_another_system_and_the_executor_gets_real
         "someone@else.example",
         email["commitment"].as_str().unwrap()
     ));
+    // The same proof from the CLI, for whoever holds the key.
+    for (value, want) in [(CANARIES[7], 0), ("someone@else.example", 1)] {
+        let mut child = Command::new(BIN)
+            .args(["audit", "check-masked", "--config"])
+            .arg(&config)
+            .args(["--commitment", email["commitment"].as_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, format!("{value}\n").as_bytes())
+            .await
+            .unwrap();
+        drop(stdin);
+        assert_eq!(child.wait().await.unwrap().code(), Some(want), "{value}");
+    }
 
     // Server logs at debug level.
     server.kill().await.unwrap();
