@@ -310,3 +310,32 @@ async fn no_canary_reaches_a_person_or_another_system_and_the_executor_gets_real
         &std::fs::read_to_string(&report).unwrap(),
     );
 }
+
+/// The MCP proxy: a tool call carrying canaries reaches the MCP server with the real values (the
+/// echo comes back whole), while the gateway's views and audit entries of it show none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tool_arguments_are_masked_for_people_but_reach_the_server_whole() {
+    let gw = crate::mcp::gateway().await;
+    let message = format!(
+        "deploy with {} and mail {} card {}",
+        CANARIES[1], CANARIES[7], CANARIES[8]
+    );
+    let mut c = crate::mcp::SdkClient::start(
+        &gw,
+        &[],
+        json!([{"op": "call", "tool": "echo", "args": {"message": message}}]),
+    );
+    let echoed = c.next("call").await;
+    assert_eq!(echoed["isError"], false, "{echoed}");
+    assert_eq!(
+        echoed["text"],
+        format!("Echo: {message}"),
+        "the server got the real values"
+    );
+    c.finish().await;
+    let actions = crate::mcp::actions_on(&gw, "mcp://everything/echo").await;
+    assert_eq!(actions.len(), 1);
+    assert_clean("the MCP call's view", &actions[0].to_string());
+    let (_, log) = gw.get("alice", "/v1/audit/entries?start=0&limit=100").await;
+    assert_clean("the MCP call's audit entries", &log.to_string());
+}
