@@ -216,7 +216,12 @@ impl Masker {
                 check: detect::Check::Any,
             });
         }
-        let set = RegexSet::new(detectors.iter().map(|d| d.regex.as_str()))
+        // One automaton for every detector; its lazy DFA gets room enough not to thrash (the
+        // bounded repetitions of cards, IBANs and key headers make many states).
+        let set = regex::RegexSetBuilder::new(detectors.iter().map(|d| d.regex.as_str()))
+            .size_limit(64 << 20)
+            .dfa_size_limit(64 << 20)
+            .build()
             .map_err(|e| regex_error("(all detectors)", e))?;
         let mut fields = Vec::new();
         for rule in &config.fields {
