@@ -31,8 +31,9 @@ pub use identity::{
 };
 pub use limits::{Field, TooLong};
 pub use record::{
-    ActionRecord, ActionResult, Ballot, Clarification, DomainError, GrantState, JudgedAs,
-    Judgement, NewAction, Outcome, ReviewState, Status, Verdict, Vote,
+    ActionRecord, ActionResult, Ballot, Clarification, CredentialTerms, DomainError, GrantState,
+    JudgedAs, Judgement, NewAction, Outcome, ReleasedCredential, ReviewState, RevokeReason, Status,
+    Verdict, Vote,
 };
 pub use submission::Submission;
 pub use time::Timestamp;

@@ -68,6 +68,9 @@ pub struct Redeemed {
     pub spec: ActionSpec,
     /// Its digest.
     pub digest: String,
+    /// The credentials the decision releases to the redeemer (names; ask for them with
+    /// [`Gateway::release_credentials`]).
+    pub credentials: Vec<String>,
 }
 
 /// The gateway: policy, store, grants, wake-ups and metrics behind one set of use cases.
@@ -89,6 +92,7 @@ pub struct Gateway {
     grants_for_allowed: bool,
     max_open_reviews: u32,
     analysis_names: Arc<countersign_analyze::Names>,
+    pub(crate) credentials: crate::credentials::Credentials,
     /// Identities already refused (and audited) by this process: each claimer is recorded once,
     /// so a valid token replayed in a loop cannot grow the audit log.
     refused_identities: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -122,6 +126,8 @@ pub struct Parts {
     pub max_open_reviews_per_requester: u32,
     /// More parameter names for the analyzers.
     pub analysis: countersign_analyze::Names,
+    /// Credentials released by approval (`[[credentials]]`).
+    pub credentials: crate::credentials::Credentials,
 }
 
 /// The policy engine's default effect for a config.
@@ -162,6 +168,10 @@ impl Gateway {
     ) -> Result<Arc<Gateway>, GatewayError> {
         let policy = PolicyEngine::load_dir(&config.policies, default_effect(config))
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
+        crate::credentials::check_policy_names(&policy.credential_names(), &config.credentials)
+            .map_err(|e| GatewayError::Startup(format!("{}: {e}", config.policies.display())))?;
+        let credentials = crate::credentials::Credentials::from_config(&config.credentials)
+            .map_err(GatewayError::Startup)?;
         let signer = GrantSigner::load_or_create(&config.signing_key)
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let audit = AuditLog::open(store.clone(), &config.audit_key, &config.audit_origin)
@@ -180,6 +190,7 @@ impl Gateway {
             grants_for_allowed: config.grants_for_allowed,
             max_open_reviews_per_requester: config.max_open_reviews_per_requester,
             analysis: config.analysis.clone(),
+            credentials,
         }))
     }
 
@@ -216,6 +227,7 @@ impl Gateway {
             grants_for_allowed: parts.grants_for_allowed,
             max_open_reviews: parts.max_open_reviews_per_requester,
             analysis_names: Arc::new(parts.analysis),
+            credentials: parts.credentials,
             refused_identities: Default::default(),
         })
     }
@@ -312,7 +324,7 @@ impl Gateway {
         &self.policy
     }
 
-    fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         (self.clock)()
     }
 
@@ -333,7 +345,7 @@ impl Gateway {
             .ok_or_else(|| GatewayError::Invalid("identity cannot be used in policy".into()))
     }
 
-    fn view(&self, who: &Identity, record: ActionRecord) -> ActionView {
+    pub(crate) fn view(&self, who: &Identity, record: ActionRecord) -> ActionView {
         let grant_token = record
             .usable_grant(who, self.now())
             .map(|g| self.signer.sign(&record.id, g));
@@ -554,7 +566,7 @@ impl Gateway {
 
     /// A transition attempted by `who`: as [`Self::transition`], and a refusal that matters to
     /// security is recorded in the audit log (after the refused transition wrote nothing).
-    async fn attempt(
+    pub(crate) async fn attempt(
         &self,
         who: &Identity,
         attempted: &'static str,
@@ -572,7 +584,7 @@ impl Gateway {
 
     /// Records a refused attempt when it matters to security. The refusal is what the caller
     /// gets either way; a failure to record it is logged, not turned into a different answer.
-    async fn refused(
+    pub(crate) async fn refused(
         &self,
         who: &Identity,
         attempted: &'static str,
@@ -636,7 +648,7 @@ impl Gateway {
         Ok(())
     }
 
-    async fn transition(
+    pub(crate) async fn transition(
         &self,
         id: &str,
         now: Timestamp,
@@ -801,6 +813,7 @@ impl Gateway {
             action_id: record.id,
             digest: record.digest.to_string(),
             spec: record.spec,
+            credentials: record.decision.credentials,
         })
     }
 
@@ -836,6 +849,8 @@ impl Gateway {
                 }),
             )
             .await?;
+        // The action is over: what was released for it goes now, not at the end of its lifetime.
+        let record = self.revoke_credentials(record).await;
         Ok(self.view(who, record))
     }
 
