@@ -66,6 +66,8 @@ struct RawCredential {
     admin_url_env: Option<String>,
     #[serde(default)]
     member_of: Vec<String>,
+    principal: Option<String>,
+    ca_key: Option<String>,
 }
 
 /// Validates one `[[credentials]]` entry. `lookup` reads an environment variable (for
@@ -74,6 +76,8 @@ fn credential(
     raw: RawCredential,
     default_lifetime: Duration,
     lookup: &dyn Fn(&str) -> Option<String>,
+    base: &Path,
+    default_ca_key: PathBuf,
 ) -> Result<CredentialConfig, String> {
     let at = format!("[[credentials]] \"{}\"", raw.name);
     let plain = |s: &str, max: usize| {
@@ -132,15 +136,40 @@ fn credential(
             }) {
                 return Err(format!("{at}: `member_of` role `{r}` is not a role name"));
             }
+            if raw.principal.is_some() || raw.ca_key.is_some() {
+                return Err(format!(
+                    "{at}: `principal` and `ca_key` are for kind \"ssh_certificate\""
+                ));
+            }
             KindConfig::PostgresRole {
                 admin_url: Secret::new(admin_url),
                 member_of: raw.member_of,
             }
         }
-        "ssh_certificate" | "static" => {
+        "ssh_certificate" => {
+            if raw.admin_url.is_some() || raw.admin_url_env.is_some() || !raw.member_of.is_empty()
+            {
+                return Err(format!(
+                    "{at}: `admin_url`, `admin_url_env` and `member_of` are for kind \"postgres_role\""
+                ));
+            }
+            let principal = raw.principal.ok_or_else(|| {
+                format!("{at}: kind \"ssh_certificate\" needs `principal`, the remote user the certificate is for")
+            })?;
+            if principal.is_empty()
+                || principal.len() > 256
+                || principal.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',')
+            {
+                return Err(format!("{at}: `principal` = \"{principal}\" is not a user name"));
+            }
+            KindConfig::SshCertificate {
+                ca_key: raw.ca_key.map_or(default_ca_key, |p| base.join(p)),
+                principal,
+            }
+        }
+        "static" => {
             return Err(format!(
-                "{at}: kind \"{}\" is not available in this build yet; use \"postgres_role\"",
-                raw.kind
+                "{at}: kind \"static\" is not available in this build yet; use \"postgres_role\" or \"ssh_certificate\""
             ))
         }
         other => {
@@ -592,8 +621,14 @@ impl Config {
         }
         let mut credentials = Vec::new();
         for raw_credential in raw.credentials {
-            let c = credential(raw_credential, grant_ttl, &|var| std::env::var(var).ok())
-                .map_err(err)?;
+            let c = credential(
+                raw_credential,
+                grant_ttl,
+                &|var| std::env::var(var).ok(),
+                base,
+                beside_db(".ssh-ca.key"),
+            )
+            .map_err(err)?;
             if credentials
                 .iter()
                 .any(|o: &CredentialConfig| o.name == c.name)

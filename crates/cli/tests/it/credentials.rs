@@ -562,3 +562,256 @@ async fn a_policy_naming_an_unconfigured_credential_is_refused_at_start_and_by_v
     assert_eq!(code_, 1, "{err}");
     assert!(err.contains("`nope`"), "{err}");
 }
+
+/// A real sshd (Debian's openssh-server) on a free loopback port with its own host key, trusting
+/// the gateway's SSH CA (`TrustedUserCAKeys`) and nothing else (no authorized keys, no
+/// passwords). Killed when dropped.
+struct Sshd {
+    port: u16,
+    _child: tokio::process::Child,
+}
+
+async fn sshd(dir: &Path, ca_pub: &Path) -> Sshd {
+    assert!(
+        Path::new("/usr/sbin/sshd").exists(),
+        "/usr/sbin/sshd is missing: install openssh-server (scripts/test does)"
+    );
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let host_key = dir.join("host_key");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&host_key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nTrustedUserCAKeys {}\n\
+             PidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nAuthorizedKeysFile none\n\
+             PermitRootLogin prohibit-password\nLogLevel VERBOSE\n",
+            host_key.display(),
+            ca_pub.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Sshd {
+                port,
+                _child: child,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("sshd did not start on port {port}");
+}
+
+fn user() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn ssh_argv(port: u16, identity: &str, command: &[&str]) -> Vec<String> {
+    let mut argv: Vec<String> = [
+        "ssh",
+        "-o",
+        identity,
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-p",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    argv.push(port.to_string());
+    argv.push(format!("{}@127.0.0.1", user()));
+    argv.extend(command.iter().map(|s| s.to_string()));
+    argv
+}
+
+async fn ssh_gateway() -> (Gw, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[credentials]]
+name = "box"
+kind = "ssh_certificate"
+principal = "{user}"
+env = "SSH_KEY"
+ttl = "1m"
+
+[[credentials]]
+name = "box-brief"
+kind = "ssh_certificate"
+principal = "{user}"
+env = "SSH_KEY"
+ttl = "3s"
+"#,
+            user = user()
+        ),
+    );
+    std::fs::write(
+        dir.path().join("policies/ssh.cedar"),
+        r#"
+@id("ssh") @credentials("box") permit (principal, action == Action::"ssh.run", resource);
+@id("ssh-brief") @credentials("box-brief") permit (principal, action == Action::"ssh.brief", resource);
+"#,
+    )
+    .unwrap();
+    let (url, server) = serve(&config).await;
+    let ca_pub = dir.path().join("data/gw.db.ssh-ca.key.pub");
+    assert!(
+        ca_pub.exists(),
+        "the CA's public key is written beside its key"
+    );
+    (Gw::from_parts(url, client(), dir, server), ca_pub)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_ssh_gets_a_certificate_sshd_accepts_for_the_approved_command() {
+    let (gw, ca_pub) = ssh_gateway().await;
+    let sshd_dir = tempfile::tempdir().unwrap();
+    let sshd = sshd(sshd_dir.path(), &ca_pub).await;
+    let cwd = tempfile::tempdir().unwrap();
+    // ssh itself expands ${SSH_KEY} in IdentityFile: no shell between run and ssh.
+    let argv = ssh_argv(
+        sshd.port,
+        "IdentityFile=${SSH_KEY}",
+        &["echo", "approved-ran"],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["run", "--gateway", &gw.url, "--token", "tok-bot"])
+        .args(["--action", "ssh.run", "--"])
+        .args(&argv)
+        .current_dir(cwd.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout, "approved-ran\n");
+    // Without the certificate, sshd lets nobody in.
+    let key = cwd.path().join("nokey");
+    std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    let plain = std::process::Command::new(&argv[0])
+        .args(
+            &ssh_argv(
+                sshd.port,
+                &format!("IdentityFile={}", key.display()),
+                &["echo", "approved-ran"],
+            )[1..],
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
+    assert!(plain.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssh_certificate_runs_only_the_approved_command_and_expires() {
+    let (gw, ca_pub) = ssh_gateway().await;
+    let sshd_dir = tempfile::tempdir().unwrap();
+    let sshd = sshd(sshd_dir.path(), &ca_pub).await;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id_ed25519");
+    let identity = format!("IdentityFile={}", key.display());
+    let argv = ssh_argv(sshd.port, &identity, &["echo", "approved-ran"]);
+    let v = gw
+        .submit(
+            "bot",
+            json!({"action": "ssh.brief", "resource": "ssh://box", "params": {"argv": argv}}),
+        )
+        .await;
+    assert_eq!(v["status"], "allowed", "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (s, _) = gw
+        .post(
+            "bot",
+            "/v1/grants/redeem",
+            json!({"token": v["grant"]["token"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, c) = ask(&gw, "bot", &id).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["credentials"][0]["kind"], "ssh_certificate");
+    for f in c["credentials"][0]["files"].as_array().unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = keys.path().join(f["name"].as_str().unwrap());
+        std::fs::write(&path, f["contents"].as_str().unwrap()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let ssh = |command: &[&str]| {
+        std::process::Command::new("ssh")
+            .args(&ssh_argv(sshd.port, &identity, command)[1..])
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = ssh(&["echo", "approved-ran"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "approved-ran\n");
+    // Another command: sshd runs the forced (approved) one, never the other.
+    let other = ssh(&[
+        "touch",
+        "/tmp/countersign-ssh-other-ran",
+        ";",
+        "echo",
+        "other",
+    ]);
+    assert!(!String::from_utf8_lossy(&other.stdout).contains("other"));
+    assert!(!Path::new("/tmp/countersign-ssh-other-ran").exists());
+    // An interactive login is the forced command too.
+    let login = ssh(&[]);
+    assert!(!String::from_utf8_lossy(&login.stdout).contains('#'));
+    // After the lifetime (3 s from the redemption), sshd refuses the certificate.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let late = ssh(&["echo", "approved-ran"]);
+    assert!(!late.status.success());
+    assert!(late.stdout.is_empty());
+}

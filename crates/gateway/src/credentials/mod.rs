@@ -10,6 +10,7 @@
 
 pub mod postgres;
 mod release;
+pub mod ssh;
 
 pub use release::{Release, ReleasedOne};
 
@@ -73,6 +74,8 @@ pub struct IssueRequest<'a> {
     pub to: &'a str,
     /// The approved action.
     pub spec: &'a ActionSpec,
+    /// Now.
+    pub now: Timestamp,
     /// When the credential's lifetime ends.
     pub expires_at: Timestamp,
     /// A public key the caller asks to have certified (SSH), if any.
@@ -138,6 +141,13 @@ pub enum KindConfig {
         /// The roles it is made a member of.
         member_of: Vec<String>,
     },
+    /// SSH user certificates signed by the gateway's CA.
+    SshCertificate {
+        /// The CA's OpenSSH private key file (made on first start, its `.pub` beside it).
+        ca_key: std::path::PathBuf,
+        /// The principal (remote user name) the certificate is valid for.
+        principal: String,
+    },
 }
 
 /// One `[[credentials]]` entry, validated.
@@ -158,6 +168,7 @@ impl CredentialConfig {
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             KindConfig::PostgresRole { .. } => "postgres_role",
+            KindConfig::SshCertificate { .. } => "ssh_certificate",
         }
     }
 }
@@ -191,6 +202,9 @@ impl Credentials {
                 } => Arc::new(postgres::PostgresRole::new(
                     &c.name, admin_url, member_of, &c.env,
                 )?),
+                KindConfig::SshCertificate { ca_key, principal } => Arc::new(
+                    ssh::SshCertificate::new(&c.name, ca_key, principal, &c.env)?,
+                ),
             };
             by_name.insert(
                 c.name.clone(),

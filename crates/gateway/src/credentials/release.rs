@@ -96,6 +96,7 @@ impl Gateway {
                 action_id: &record.id,
                 to: &who.id,
                 spec: &record.spec,
+                now,
                 expires_at,
                 public_key,
             };
