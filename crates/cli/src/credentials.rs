@@ -59,6 +59,17 @@ pub async fn fetch(gate: &dyn Gate, id: &str, names: &[String]) -> Result<Inject
             names.join(", ")
         )
     })?;
+    let until = released
+        .expires_at
+        .map(countersign_api::time::rfc3339)
+        .unwrap_or_default();
+    let mut vars: Vec<&str> = released.env.iter().map(|(k, _)| k.as_str()).collect();
+    vars.extend(released.files.iter().map(|f| f.env.as_str()));
+    eprintln!(
+        "countersign run: credentials {} released for this action until {until} (in {})",
+        names.join(", "),
+        vars.join(", ")
+    );
     let mut injected = Injected {
         env: released.env,
         dir: None,

@@ -150,7 +150,8 @@ pub enum Event {
     Refused {
         /// Who tried.
         by: String,
-        /// What they tried: `vote`, `answer`, `cancel`, `redeem`, `report`, `submit`.
+        /// What they tried: `vote`, `answer`, `cancel`, `redeem`, `report`, `submit`,
+        /// `credentials`.
         attempted: String,
         /// The refusal's machine-readable code (`self_approval`, `grant_already_used`, ...).
         code: String,
