@@ -174,6 +174,9 @@ psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -Atc "select current_user, count(*) from
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(roles_of(&id).await.is_empty());
+    // The reviewer sees what an approval hands out.
+    let (_, pending) = gw.get("alice", &format!("/v1/actions/{id}")).await;
+    assert_eq!(pending["decision"]["credentials"], json!(["test-db"]));
     let (s, v) = gw.vote("alice", &id, json!({"verdict": "approve"})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
