@@ -173,6 +173,11 @@ impl CredentialKind for PostgresRole {
             let roles: Vec<String> = self.member_of.iter().map(|r| quote_ident(r)).collect();
             sql.push_str(&format!(" IN ROLE {}", roles.join(", ")));
         }
+        // Not waiting for the commit's flush: a role lost in a database crash is a credential
+        // that does not work (fail closed), and the flush was a third of the minting time.
+        // Dropping (revoke) stays synchronous. One simple query is one implicit transaction:
+        // `SET LOCAL` ends with it, and an error rolls it back and leaves the pooled session clean.
+        let sql = format!("SET LOCAL synchronous_commit TO OFF; {sql}");
         let client = self.client().await?;
         client
             .batch_execute(&sql)
