@@ -51,6 +51,12 @@ pub struct Decision<'a> {
     policies: Cow<'a, [String]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reason: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "no_names")]
+    credentials: Cow<'a, [String]>,
+}
+
+fn no_names(names: &[String]) -> bool {
+    names.is_empty()
 }
 
 impl Decision<'_> {
@@ -65,6 +71,10 @@ impl Decision<'_> {
     /// Why, when policy said.
     pub fn reason(&self) -> Option<&str> {
         self.reason.as_deref()
+    }
+    /// The credentials an approval releases to the grant's redeemer (`@credentials`).
+    pub fn credentials(&self) -> &[String] {
+        &self.credentials
     }
 }
 
@@ -446,6 +456,7 @@ fn decision(r: &ActionRecord) -> Decision<'_> {
         effect: r.decision.effect,
         policies: Cow::Borrowed(&r.decision.policies),
         reason: r.decision.reason.as_deref().map(Cow::Borrowed),
+        credentials: Cow::Borrowed(&r.decision.credentials),
     }
 }
 

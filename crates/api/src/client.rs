@@ -352,6 +352,17 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/actions/{id}/credentials`: the credentials released to the grant's redeemer,
+    /// once.
+    pub async fn credentials(
+        &self,
+        id: &str,
+        body: &crate::CredentialsRequest,
+    ) -> Result<crate::ReleasedCredentials, ClientError> {
+        self.json(self.post(&["v1", "actions", id, "credentials"], body))
+            .await
+    }
+
     /// `POST /v1/actions/{id}/result`.
     pub async fn report(
         &self,

@@ -130,6 +130,16 @@ error_codes! {
     RequestTimeout = "request_timeout",
     /// The requester has the most open reviews it may have.
     TooManyOpenReviews = "too_many_open_reviews",
+    /// The action's decision releases no credentials.
+    NoCredentials = "no_credentials",
+    /// Credentials go only to the identity that redeemed the grant.
+    NotRedeemer = "not_redeemer",
+    /// The credentials were already released for this grant.
+    CredentialsAlreadyReleased = "credentials_already_released",
+    /// The credentials' lifetime has ended.
+    CredentialsExpired = "credentials_expired",
+    /// The system behind a credential could not mint it; nothing was released.
+    CredentialUnavailable = "credential_unavailable",
     /// The gateway failed; nothing was changed.
     Internal = "internal",
 }
@@ -160,11 +170,12 @@ impl ErrorCode {
             | TokenSignatureInvalid
             | TokenClaimMissing
             | TokenNoMatchingRule => StatusCode::UNAUTHORIZED,
-            IdentityProviderUnavailable | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            SelfApproval | NotAnApprover | AgentsCannotApprove | NotRequester
-            | OnBehalfOfNotAllowed | ModificationDenied | GrantInvalid | Forbidden => {
-                StatusCode::FORBIDDEN
+            IdentityProviderUnavailable | StoreUnavailable | CredentialUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
+            SelfApproval | NotAnApprover | AgentsCannotApprove | NotRequester
+            | OnBehalfOfNotAllowed | ModificationDenied | GrantInvalid | Forbidden
+            | NotRedeemer => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NotPending
@@ -172,8 +183,10 @@ impl ErrorCode {
             | GrantAlreadyUsed
             | GrantRevoked
             | GrantNotRedeemed
-            | ResultAlreadyReported => StatusCode::CONFLICT,
-            GrantExpired => StatusCode::GONE,
+            | ResultAlreadyReported
+            | NoCredentials
+            | CredentialsAlreadyReleased => StatusCode::CONFLICT,
+            GrantExpired | CredentialsExpired => StatusCode::GONE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -224,6 +237,10 @@ impl From<&countersign_core::DomainError> for ErrorCode {
             D::GrantNotRedeemed => ErrorCode::GrantNotRedeemed,
             D::ResultAlreadyReported => ErrorCode::ResultAlreadyReported,
             D::TooManyOpenReviews(_) => ErrorCode::TooManyOpenReviews,
+            D::NoCredentials => ErrorCode::NoCredentials,
+            D::NotRedeemer => ErrorCode::NotRedeemer,
+            D::CredentialsAlreadyReleased => ErrorCode::CredentialsAlreadyReleased,
+            D::CredentialsExpired => ErrorCode::CredentialsExpired,
         }
     }
 }

@@ -14,6 +14,7 @@
 
 mod action;
 mod audit;
+pub mod credentials;
 mod error;
 mod keys;
 mod requests;
@@ -28,6 +29,9 @@ pub use action::{
 pub use audit::{
     ActionAudit, ConsistencyProof, ConsistencyQuery, Entries, EntriesQuery, Entry, EntryProof,
     InclusionProof, InclusionQuery,
+};
+pub use credentials::{
+    CredentialFile, CredentialsRequest, ReleasedCredential, ReleasedCredentials,
 };
 pub use error::{ErrorBody, ErrorCode};
 pub use keys::{CreateKeyRequest, CreatedKey, KeyList, ManagedKey};

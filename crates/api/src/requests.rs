@@ -148,6 +148,10 @@ pub struct Redeemed {
     pub environment: String,
     /// The approved parameters (a reviewer's modification included).
     pub params: Map<String, Value>,
+    /// The credentials policy releases to the redeemer (names; ask for them with
+    /// `POST /v1/actions/{id}/credentials`). Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
 }
 
 /// The body of `POST /v1/actions/{id}/result`.

@@ -2,6 +2,7 @@
 
 mod audit_cmd;
 mod client;
+mod credentials;
 mod ids;
 mod keys_cmd;
 mod logs;

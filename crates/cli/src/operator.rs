@@ -41,8 +41,12 @@ pub enum KeysCommand {
 pub enum PolicyCommand {
     /// Check every *.cedar file in DIR; problems are printed as file:line:col.
     Validate {
-        /// The policy directory.
-        dir: PathBuf,
+        /// The policy directory (default: the one named by --config).
+        dir: Option<PathBuf>,
+        /// A config file: its policy directory (unless DIR is given), and its
+        /// `[[credentials]]`, which every `@credentials("...")` must name.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Answer a hypothetical request without touching the database.
     Eval(Box<EvalArgs>),
@@ -185,9 +189,40 @@ pub fn keys(
 /// `policy validate` and `policy eval`.
 pub fn policy(cmd: PolicyCommand) -> u8 {
     match cmd {
-        PolicyCommand::Validate { dir } => {
+        PolicyCommand::Validate { dir, config } => {
+            let config = match config.as_deref().map(Config::load).transpose() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return 1;
+                }
+            };
+            let Some(dir) = dir.or_else(|| config.as_ref().map(|c| c.policies.clone())) else {
+                eprintln!("countersign: give the policy directory, or --config FILE");
+                return 2;
+            };
             match PolicyEngine::load_dir(&dir, DefaultEffect::Deny) {
                 Ok(engine) => {
+                    let named = engine.credential_names();
+                    match &config {
+                        Some(c) => {
+                            if let Err(e) = countersign_gateway::credentials::check_policy_names(
+                                &named,
+                                &c.credentials,
+                            ) {
+                                eprintln!("{}: {e}", dir.display());
+                                return 1;
+                            }
+                        }
+                        None if !named.is_empty() => {
+                            let names: Vec<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
+                            eprintln!(
+                                "note: @credentials names {} not checked against a configuration; give --config FILE",
+                                names.join(", ")
+                            );
+                        }
+                        None => {}
+                    }
                     println!(
                         "{}: {} policies OK ({})",
                         dir.display(),

@@ -296,6 +296,16 @@ pub fn action(a: &Action<'_>, now: Timestamp) -> String {
     }
     let d = a.decision();
     decision(&mut out, d.effect(), d.policies(), d.reason());
+    if !d.credentials().is_empty() {
+        line(
+            &mut out,
+            "Credentials",
+            &format!(
+                "releases {} to the grant's redeemer",
+                d.credentials().join(", ")
+            ),
+        );
+    }
     if let Some(x) = a.analysis() {
         analysis(&mut out, x);
     }

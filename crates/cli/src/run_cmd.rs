@@ -402,7 +402,11 @@ struct Ran {
 /// Runs `cmd` in `cwd`: stdin inherited, stdout/stderr streamed through and hashed, SIGTERM and
 /// SIGHUP forwarded (SIGINT and SIGQUIT too when stdin is not a terminal: on a terminal the
 /// terminal already delivers them to the child, which shares our process group).
-async fn execute(cmd: &Cmd, cwd: &str) -> Result<Ran, (u8, String)> {
+async fn execute(
+    cmd: &Cmd,
+    cwd: &str,
+    injected: &crate::credentials::Injected,
+) -> Result<Ran, (u8, String)> {
     let mut command = match cmd {
         Cmd::Argv(argv) => {
             let mut c = tokio::process::Command::new(argv.first().map_or("", String::as_str));
@@ -415,6 +419,7 @@ async fn execute(cmd: &Cmd, cwd: &str) -> Result<Ran, (u8, String)> {
             c
         }
     };
+    injected.apply(&mut command);
     command
         .current_dir(cwd)
         .stdin(std::process::Stdio::inherit())
@@ -650,10 +655,14 @@ async fn drive(args: RunArgs) -> u8 {
         }
     };
     interrupts.abort();
+    let mut credentials = Vec::new();
     let approved = match grant {
         None => asked.clone(),
         Some(token) => match gate.redeem(&token).await {
-            Ok(a) if a.action_id == action_id => a.params,
+            Ok(a) if a.action_id == action_id => {
+                credentials = a.credentials;
+                a.params
+            }
             Ok(a) => {
                 return fail(format!(
                     "the grant is for action {}, not {action_id}",
@@ -676,7 +685,15 @@ async fn drive(args: RunArgs) -> u8 {
     if let Err(e) = check_context(&approved, &to_run, &run_in) {
         return fail(format!("{e} (action {action_id})"));
     }
-    let ran = match execute(&to_run, &run_in).await {
+    let injected = match crate::credentials::fetch(gate.as_ref(), &action_id, &credentials).await {
+        Ok(i) => i,
+        Err(e) => return fail(format!("{e} (action {action_id})")),
+    };
+    let ran = execute(&to_run, &run_in, &injected).await;
+    if let Err(e) = injected.remove() {
+        eprintln!("countersign run: could not remove the credential files: {e}");
+    }
+    let ran = match ran {
         Ok(r) => r,
         Err((code, m)) => {
             let failed = Report {

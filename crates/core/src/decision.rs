@@ -62,6 +62,10 @@ pub struct Decision {
     /// grant besides the requester. Empty: only the requester may.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub executors: Vec<String>,
+    /// Names of configured credentials a matching policy releases to the redeemer of the grant
+    /// (`@credentials("prod-db")`), sorted. Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
 }
 
 impl Decision {
@@ -74,6 +78,7 @@ impl Decision {
             requirements: Vec::new(),
             review_ttl: None,
             executors: Vec::new(),
+            credentials: Vec::new(),
         }
     }
 
@@ -86,6 +91,7 @@ impl Decision {
             requirements: Vec::new(),
             review_ttl: None,
             executors: Vec::new(),
+            credentials: Vec::new(),
         }
     }
 }

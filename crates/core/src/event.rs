@@ -135,12 +135,31 @@ pub enum Event {
         /// Who reported.
         by: String,
     },
+    /// A credential was released to the redeemer of the action's grant (never its value).
+    CredentialReleased {
+        /// The configured credential's name.
+        credential: String,
+        /// Its kind.
+        kind: String,
+        /// Who received it.
+        to: String,
+        /// When its lifetime ends.
+        expires_at: Timestamp,
+    },
+    /// A released credential was revoked (a role dropped, a secret's release closed).
+    CredentialRevoked {
+        /// The configured credential's name.
+        credential: String,
+        /// `reported`, `cancelled` or `expired`.
+        reason: String,
+    },
     /// An attempt that matters to security was refused (see
     /// [`crate::DomainError::is_security_relevant`]); it changed nothing else.
     Refused {
         /// Who tried.
         by: String,
-        /// What they tried: `vote`, `answer`, `cancel`, `redeem`, `report`, `submit`.
+        /// What they tried: `vote`, `answer`, `cancel`, `redeem`, `report`, `submit`,
+        /// `credentials`.
         attempted: String,
         /// The refusal's machine-readable code (`self_approval`, `grant_already_used`, ...).
         code: String,
@@ -201,6 +220,8 @@ impl Event {
             Event::GrantIssued { .. } => "grant_issued",
             Event::GrantRedeemed { .. } => "grant_redeemed",
             Event::ResultReported { .. } => "result_reported",
+            Event::CredentialReleased { .. } => "credential_released",
+            Event::CredentialRevoked { .. } => "credential_revoked",
             Event::Refused { .. } => "refused",
             Event::PolicyLoaded { .. } => "policy_loaded",
             Event::ConfigLoaded { .. } => "config_loaded",
@@ -223,11 +244,13 @@ impl Event {
             | Event::Refused { by, .. }
             | Event::KeyCreated { by, .. }
             | Event::KeyRevoked { by, .. } => Some(by),
+            Event::CredentialReleased { to, .. } => Some(to),
             Event::ReviewOpened { .. }
             | Event::ReviewWidened { .. }
             | Event::Approved { .. }
             | Event::Expired
             | Event::GrantIssued { .. }
+            | Event::CredentialRevoked { .. }
             | Event::PolicyLoaded { .. }
             | Event::ConfigLoaded { .. } => None,
         }

@@ -33,8 +33,9 @@ pub use identity::{
 pub use limits::{Field, TooLong};
 pub use masked::MaskedValue;
 pub use record::{
-    ActionRecord, ActionResult, Ballot, Clarification, DomainError, GrantState, JudgedAs,
-    Judgement, NewAction, Outcome, ReviewState, Status, Verdict, Vote,
+    ActionRecord, ActionResult, Ballot, Clarification, CredentialTerms, DomainError, GrantState,
+    JudgedAs, Judgement, NewAction, Outcome, ReleasedCredential, ReviewState, RevokeReason, Status,
+    Verdict, Vote,
 };
 pub use submission::Submission;
 pub use time::Timestamp;

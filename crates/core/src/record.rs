@@ -298,6 +298,59 @@ pub struct ActionResult {
     pub reported_at: Timestamp,
 }
 
+/// A credential released for an action: which, when, until when, and when it was revoked.
+/// Never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasedCredential {
+    /// The configured credential's name.
+    pub name: String,
+    /// Its kind (`postgres_role`, `ssh_certificate`, `static`...).
+    pub kind: String,
+    /// Who received it (the redeemer of the grant).
+    pub to: String,
+    /// When it was released.
+    pub released_at: Timestamp,
+    /// When its lifetime ends.
+    pub expires_at: Timestamp,
+    /// When it was revoked (dropped, deleted), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// One credential the decision names, as the gateway configures it: what the core needs to
+/// decide a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialTerms {
+    /// The configured name.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// How long it lives, counted from the grant's redemption.
+    pub lifetime: Duration,
+}
+
+/// Why a released credential was revoked (the `credential_revoked` entry's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    /// The action reported its result.
+    Reported,
+    /// The action was cancelled.
+    Cancelled,
+    /// Its lifetime ended.
+    Expired,
+}
+
+impl RevokeReason {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Reported => "reported",
+            RevokeReason::Cancelled => "cancelled",
+            RevokeReason::Expired => "expired",
+        }
+    }
+}
+
 /// Everything about one action. The store persists it whole; only this module changes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionRecord {
@@ -344,6 +397,9 @@ pub struct ActionRecord {
     /// Present once reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<ActionResult>,
+    /// Credentials released to the redeemer (names, lifetimes, revocation; never a secret).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<ReleasedCredential>,
     /// The client's `Idempotency-Key`, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
@@ -460,6 +516,20 @@ pub enum DomainError {
     /// The requester already has the most open reviews it may have at once.
     #[error("you already have {0} reviews open, the most allowed; wait for some to be decided or cancel them")]
     TooManyOpenReviews(u32),
+    /// The decision names no credential for this action.
+    #[error("policy releases no credentials for this action")]
+    NoCredentials,
+    /// Credentials go only to the identity that redeemed the grant.
+    #[error("only the identity that redeemed this action's grant may receive its credentials")]
+    NotRedeemer,
+    /// The credentials were already released for this grant.
+    #[error(
+        "the credentials for this action were already released; they are released once per grant"
+    )]
+    CredentialsAlreadyReleased,
+    /// The credentials' lifetime, counted from the redemption, has passed.
+    #[error("the credentials' lifetime for this action has ended; submit the action again")]
+    CredentialsExpired,
 }
 
 impl DomainError {
@@ -486,6 +556,10 @@ impl DomainError {
             DomainError::GrantNotRedeemed => "grant_not_redeemed",
             DomainError::ResultAlreadyReported => "result_already_reported",
             DomainError::TooManyOpenReviews(_) => "too_many_open_reviews",
+            DomainError::NoCredentials => "no_credentials",
+            DomainError::NotRedeemer => "not_redeemer",
+            DomainError::CredentialsAlreadyReleased => "credentials_already_released",
+            DomainError::CredentialsExpired => "credentials_expired",
         }
     }
 
@@ -505,6 +579,9 @@ impl DomainError {
                 | DomainError::GrantAlreadyUsed
                 | DomainError::GrantExpired
                 | DomainError::GrantRevoked(_)
+                | DomainError::NotRedeemer
+                | DomainError::CredentialsAlreadyReleased
+                | DomainError::CredentialsExpired
         )
     }
 }
@@ -551,6 +628,7 @@ impl ActionRecord {
             review: None,
             grant: None,
             result: None,
+            credentials: Vec::new(),
             idempotency_key: new.idempotency_key,
             created_at: now,
             updated_at: now,
@@ -559,7 +637,9 @@ impl ActionRecord {
             Effect::Deny => {}
             Effect::Allow => {
                 record.status = Status::Allowed;
-                if new.grant_on_allow {
+                // Credentials are released only to the redeemer of a grant, so an action whose
+                // decision names any gets one even where allowed actions usually do not.
+                if new.grant_on_allow || !record.decision.credentials.is_empty() {
                     events.push(record.issue_grant(new.grant_jti, now, new.grant_ttl));
                 }
             }
@@ -909,6 +989,10 @@ impl ActionRecord {
         self.decision
             .executors
             .retain(|e| decision.executors.contains(e));
+        // Likewise credentials: a reviewer's edit can take a credential away, never add one.
+        self.decision
+            .credentials
+            .retain(|c| decision.credentials.contains(c));
         let review = self.review.as_mut()?;
         let mut changed = false;
         for req in &decision.requirements {
@@ -1087,5 +1171,130 @@ impl ActionRecord {
             outcome: outcome.as_str().into(),
             by: who.id.clone(),
         }])
+    }
+
+    /// Whether `who` may receive this action's credentials now, and until when: the decision
+    /// names some, the grant was redeemed by `who` (compared normalised), the action has not
+    /// reported or been withdrawn, nothing was released yet for this grant, and the lifetime
+    /// (counted from the redemption, the shortest of `terms`) has not ended. Checked before the
+    /// gateway mints anything, and again, atomically, by [`Self::release_credentials`].
+    pub fn may_release(
+        &self,
+        who: &Identity,
+        terms: &[CredentialTerms],
+        now: Timestamp,
+    ) -> Result<Timestamp, DomainError> {
+        if self.decision.credentials.is_empty() || terms.is_empty() {
+            return Err(DomainError::NoCredentials);
+        }
+        if terms
+            .iter()
+            .any(|t| !self.decision.credentials.contains(&t.name))
+        {
+            return Err(DomainError::NoCredentials);
+        }
+        let redeemed = self
+            .grant
+            .as_ref()
+            .and_then(|g| Some((g.redeemed_at?, g.redeemed_by.as_deref()?)));
+        let Some((redeemed_at, redeemer)) = redeemed else {
+            return Err(match self.status {
+                Status::Allowed | Status::Approved => DomainError::GrantNotRedeemed,
+                Status::Pending | Status::NeedsClarification => {
+                    DomainError::NotPending(self.status)
+                }
+                other => DomainError::GrantRevoked(other),
+            });
+        };
+        if !same_id(&who.id, redeemer) {
+            return Err(DomainError::NotRedeemer);
+        }
+        if !self.credentials.is_empty() {
+            return Err(DomainError::CredentialsAlreadyReleased);
+        }
+        if !matches!(self.status, Status::Allowed | Status::Approved) || self.result.is_some() {
+            return Err(DomainError::NotPending(self.status));
+        }
+        let lifetime = terms.iter().map(|t| t.lifetime).min().unwrap_or_default();
+        let until = redeemed_at.plus(lifetime);
+        if now >= until {
+            return Err(DomainError::CredentialsExpired);
+        }
+        Ok(until)
+    }
+
+    /// Records that the credentials `terms` names were released to `who` (all of those the
+    /// decision names, once per grant), under the rules of [`Self::may_release`]. One
+    /// `credential_released` event per credential: which, to whom, until when.
+    pub fn release_credentials(
+        &mut self,
+        who: &Identity,
+        terms: &[CredentialTerms],
+        now: Timestamp,
+    ) -> Result<Vec<Event>, DomainError> {
+        let until = self.may_release(who, terms, now)?;
+        let mut events = Vec::new();
+        for t in terms {
+            self.credentials.push(ReleasedCredential {
+                name: t.name.clone(),
+                kind: t.kind.clone(),
+                to: who.id.clone(),
+                released_at: now,
+                expires_at: until,
+                revoked_at: None,
+            });
+            events.push(Event::CredentialReleased {
+                credential: t.name.clone(),
+                kind: t.kind.clone(),
+                to: who.id.clone(),
+                expires_at: until,
+            });
+        }
+        self.updated_at = now;
+        Ok(events)
+    }
+
+    /// The released credentials to revoke now: every one not yet revoked once the action has
+    /// reported or was withdrawn, and any whose lifetime has ended. The reason is the first that
+    /// applies.
+    pub fn credentials_to_revoke(&self, now: Timestamp) -> Vec<(String, RevokeReason)> {
+        let finished = match self.status {
+            Status::Succeeded | Status::Failed => Some(RevokeReason::Reported),
+            Status::Cancelled | Status::Expired | Status::Rejected | Status::Denied => {
+                Some(RevokeReason::Cancelled)
+            }
+            _ => None,
+        };
+        self.credentials
+            .iter()
+            .filter(|c| c.revoked_at.is_none())
+            .filter_map(|c| {
+                let reason = finished.or((now >= c.expires_at).then_some(RevokeReason::Expired))?;
+                Some((c.name.clone(), reason))
+            })
+            .collect()
+    }
+
+    /// Records that the credential `name` was revoked. Changes nothing (no event) when it was
+    /// never released or is already recorded as revoked, so revokers may retry freely.
+    pub fn credential_revoked(
+        &mut self,
+        name: &str,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Vec<Event> {
+        let Some(c) = self
+            .credentials
+            .iter_mut()
+            .find(|c| c.name == name && c.revoked_at.is_none())
+        else {
+            return Vec::new();
+        };
+        c.revoked_at = Some(now);
+        self.updated_at = now;
+        vec![Event::CredentialRevoked {
+            credential: name.to_string(),
+            reason: reason.as_str().to_string(),
+        }]
     }
 }

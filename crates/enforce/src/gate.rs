@@ -96,6 +96,45 @@ pub struct Approved {
     pub action_id: String,
     /// The approved parameters (a reviewer's modification included).
     pub params: Value,
+    /// The credentials policy releases to the redeemer (names): ask with
+    /// [`Gate::credentials`]. Empty: none.
+    pub credentials: Vec<String>,
+}
+
+/// Credentials released for an action, as a front hands them to what it runs. `Debug` shows
+/// names only, never a value.
+#[derive(Clone, Default, PartialEq)]
+pub struct Released {
+    /// When they stop working.
+    pub expires_at: Option<Timestamp>,
+    /// Environment variables (name, secret value).
+    pub env: Vec<(String, String)>,
+    /// Files: the variable `env` receives the path of a file named `name` holding `contents`.
+    pub files: Vec<ReleasedFile>,
+}
+
+/// A credential delivered as a file.
+#[derive(Clone, PartialEq)]
+pub struct ReleasedFile {
+    /// The environment variable that receives the file's path.
+    pub env: String,
+    /// The file's name.
+    pub name: String,
+    /// Its contents (secret).
+    pub contents: String,
+}
+
+impl std::fmt::Debug for Released {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Released")
+            .field("expires_at", &self.expires_at)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field(
+                "files",
+                &self.files.iter().map(|x| &x.env).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// The gateway, seen from a front. Every call acts as the front's one agent identity.
@@ -111,6 +150,16 @@ pub trait Gate: Send + Sync {
     async fn redeem(&self, token: &str) -> Result<Approved, GateError>;
     /// Reports how the call went.
     async fn report(&self, id: &str, report: Report) -> Result<(), GateError>;
+    /// Receives, once, the credentials policy releases for the action to the redeemer of its
+    /// grant (`public_key`: an SSH public key to certify, for kinds that sign one). A gate that
+    /// cannot release credentials refuses.
+    async fn credentials(&self, id: &str, public_key: Option<&str>) -> Result<Released, GateError> {
+        let _ = (id, public_key);
+        Err(GateError::Refused {
+            code: "no_credentials".into(),
+            message: "this gateway releases no credentials".into(),
+        })
+    }
     /// Records a message the front refused before it reached the server (`code`: the stable
     /// reason) in the audit trail, where this gate can. Returns whether it was recorded.
     async fn refused(&self, code: &str) -> bool;

@@ -158,7 +158,37 @@ impl Gate for Remote {
         Ok(Approved {
             action_id: r.action_id,
             params: Value::Object(r.params),
+            credentials: r.credentials,
         })
+    }
+
+    async fn credentials(
+        &self,
+        id: &str,
+        public_key: Option<&str>,
+    ) -> Result<crate::gate::Released, GateError> {
+        let body = countersign_api::CredentialsRequest {
+            public_key: public_key.map(str::to_string),
+        };
+        let r = self
+            .client
+            .credentials(id, &body)
+            .await
+            .map_err(gate_error)?;
+        let mut out = crate::gate::Released {
+            expires_at: Some(r.expires_at),
+            ..Default::default()
+        };
+        for c in r.credentials {
+            out.env.extend(c.env);
+            out.files
+                .extend(c.files.into_iter().map(|f| crate::gate::ReleasedFile {
+                    env: f.env,
+                    name: f.name,
+                    contents: f.contents,
+                }));
+        }
+        Ok(out)
     }
 
     async fn report(&self, id: &str, report: Report) -> Result<(), GateError> {

@@ -1,6 +1,7 @@
 //! The TOML configuration file: parsed strictly (unknown keys are errors), validated as a whole,
 //! with every problem naming the file, the key and what to do.
 
+use crate::credentials::{CredentialConfig, KindConfig, Secret};
 use countersign_core::{Approvers, Identity, IdentityKind, Quorum};
 use countersign_identity::OidcIssuerConfig;
 use serde::Deserialize;
@@ -50,6 +51,141 @@ struct RawConfig {
     max_open_reviews_per_requester: Option<u32>,
     masking: Option<countersign_mask::MaskingConfig>,
     masking_key: Option<String>,
+    #[serde(default)]
+    credentials: Vec<RawCredential>,
+}
+
+/// One `[[credentials]]` entry as written; which keys a kind takes is checked in
+/// [`credential`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    name: String,
+    kind: String,
+    env: Option<String>,
+    ttl: Option<String>,
+    admin_url: Option<String>,
+    admin_url_env: Option<String>,
+    #[serde(default)]
+    member_of: Vec<String>,
+    principal: Option<String>,
+    ca_key: Option<String>,
+}
+
+/// Validates one `[[credentials]]` entry. `lookup` reads an environment variable (for
+/// `admin_url_env`). Messages never quote a secret's value.
+fn credential(
+    raw: RawCredential,
+    default_lifetime: Duration,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    base: &Path,
+    default_ca_key: PathBuf,
+) -> Result<CredentialConfig, String> {
+    let at = format!("[[credentials]] \"{}\"", raw.name);
+    let plain = |s: &str, max: usize| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if !plain(&raw.name, 64) {
+        return Err(format!(
+            "{at}: `name` must be 1-64 of letters, digits, `-`, `_` and `.` (it is what @credentials(\"...\") names)"
+        ));
+    }
+    let env = raw
+        .env
+        .ok_or_else(|| format!("{at}: `env` names the environment variable the command receives it in, e.g. env = \"DATABASE_URL\""))?;
+    let env_ok = !env.is_empty()
+        && env.len() <= 128
+        && env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !env.starts_with(|c: char| c.is_ascii_digit());
+    if !env_ok {
+        return Err(format!(
+            "{at}: `env` = \"{env}\" must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+        ));
+    }
+    let lifetime = match raw.ttl.as_deref() {
+        None => default_lifetime,
+        Some(t) => duration("ttl", Some(t), "").map_err(|e| format!("{at}: {e}"))?,
+    };
+    let kind = match raw.kind.as_str() {
+        "postgres_role" => {
+            let admin_url = match (raw.admin_url, raw.admin_url_env) {
+                (Some(url), None) => url,
+                (None, Some(var)) => lookup(&var).ok_or_else(|| {
+                    format!("{at}: `admin_url_env` = \"{var}\" is not set in the environment")
+                })?,
+                _ => {
+                    return Err(format!(
+                        "{at}: kind \"postgres_role\" needs exactly one of `admin_url` and `admin_url_env`"
+                    ))
+                }
+            };
+            if !(admin_url.starts_with("postgres://") || admin_url.starts_with("postgresql://"))
+            {
+                return Err(format!(
+                    "{at}: the admin URL must be a postgres:// URL (its value is not shown)"
+                ));
+            }
+            if raw.member_of.is_empty() {
+                return Err(format!(
+                    "{at}: kind \"postgres_role\" needs `member_of`, the roles whose privileges it gets, e.g. [\"app_rw\"]"
+                ));
+            }
+            if let Some(r) = raw.member_of.iter().find(|r| {
+                r.is_empty() || r.len() > 63 || r.chars().any(|c| c.is_control() || c == '"')
+            }) {
+                return Err(format!("{at}: `member_of` role `{r}` is not a role name"));
+            }
+            if raw.principal.is_some() || raw.ca_key.is_some() {
+                return Err(format!(
+                    "{at}: `principal` and `ca_key` are for kind \"ssh_certificate\""
+                ));
+            }
+            KindConfig::PostgresRole {
+                admin_url: Secret::new(admin_url),
+                member_of: raw.member_of,
+            }
+        }
+        "ssh_certificate" => {
+            if raw.admin_url.is_some() || raw.admin_url_env.is_some() || !raw.member_of.is_empty()
+            {
+                return Err(format!(
+                    "{at}: `admin_url`, `admin_url_env` and `member_of` are for kind \"postgres_role\""
+                ));
+            }
+            let principal = raw.principal.ok_or_else(|| {
+                format!("{at}: kind \"ssh_certificate\" needs `principal`, the remote user the certificate is for")
+            })?;
+            if principal.is_empty()
+                || principal.len() > 256
+                || principal.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',')
+            {
+                return Err(format!("{at}: `principal` = \"{principal}\" is not a user name"));
+            }
+            KindConfig::SshCertificate {
+                ca_key: raw.ca_key.map_or(default_ca_key, |p| base.join(p)),
+                principal,
+            }
+        }
+        "static" => {
+            return Err(format!(
+                "{at}: kind \"static\" is not available in this build yet; use \"postgres_role\" or \"ssh_certificate\""
+            ))
+        }
+        other => {
+            return Err(format!(
+                "{at}: kind \"{other}\" is unknown; use \"postgres_role\", \"ssh_certificate\" or \"static\""
+            ))
+        }
+    };
+    Ok(CredentialConfig {
+        name: raw.name,
+        kind,
+        env,
+        lifetime,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,6 +336,8 @@ pub struct Config {
     /// Most reviews one requester may have open at once; one more submission that policy sends
     /// to review is refused (429 `too_many_open_reviews`).
     pub max_open_reviews_per_requester: u32,
+    /// Credentials released by approval (`[[credentials]]`).
+    pub credentials: Vec<CredentialConfig>,
 }
 
 fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, String> {
@@ -495,7 +633,29 @@ impl Config {
         // Checked here, with a stand-in key, so a mistake names the file at start.
         countersign_mask::Masker::new(&masking, &[0u8; 32])
             .map_err(|e| err(format!("[masking] {e}")))?;
+        let mut credentials = Vec::new();
+        for raw_credential in raw.credentials {
+            let c = credential(
+                raw_credential,
+                grant_ttl,
+                &|var| std::env::var(var).ok(),
+                base,
+                beside_db(".ssh-ca.key"),
+            )
+            .map_err(err)?;
+            if credentials
+                .iter()
+                .any(|o: &CredentialConfig| o.name == c.name)
+            {
+                return Err(err(format!(
+                    "[[credentials]] \"{}\": two credentials have this name",
+                    c.name
+                )));
+            }
+            credentials.push(c);
+        }
         Ok(Config {
+            credentials,
             server,
             analysis,
             masking,
@@ -517,5 +677,77 @@ impl Config {
             audit_key,
             identities,
         })
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn parse(extra: &str) -> Result<Config, ConfigError> {
+        Config::parse(extra, Path::new("/tmp/countersign.toml"))
+    }
+
+    const GOOD: &str = r#"
+[[credentials]]
+name = "prod-db"
+kind = "postgres_role"
+admin_url = "postgres://admin:hunter2-secret@db:5432/app"
+member_of = ["app_rw"]
+env = "DATABASE_URL"
+"#;
+
+    #[test]
+    fn a_postgres_role_is_configured_and_its_admin_url_never_printed() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.credentials.len(), 1);
+        assert_eq!(c.credentials[0].lifetime, c.grant_ttl);
+        assert!(!format!("{c:?}").contains("hunter2-secret"));
+    }
+
+    #[test]
+    fn bad_credentials_are_refused_without_quoting_the_secret() {
+        for (toml, needle) in [
+            (
+                GOOD.replace("env = ", "colour = \"red\"\nenv = "),
+                "unknown field",
+            ),
+            (
+                GOOD.replace("kind = \"postgres_role\"", "kind = \"vault\""),
+                "unknown",
+            ),
+            (GOOD.replace("member_of = [\"app_rw\"]\n", ""), "member_of"),
+            (GOOD.replace("env = \"DATABASE_URL\"\n", ""), "`env`"),
+            (
+                GOOD.replace("DATABASE_URL", "1BAD-NAME"),
+                "environment variable",
+            ),
+            (
+                GOOD.replace("admin_url =", "admin_url_env = \"X\"\nadmin_url ="),
+                "exactly one",
+            ),
+            (
+                GOOD.replace(
+                    "postgres://admin:hunter2-secret",
+                    "mysql://admin:hunter2-secret",
+                ),
+                "postgres://",
+            ),
+            (format!("{GOOD}{GOOD}"), "two credentials"),
+            (GOOD.replace("prod-db", "prod db"), "`name`"),
+        ] {
+            let e = parse(&toml).expect_err(needle).to_string();
+            assert!(e.contains(needle), "{e}");
+            assert!(!e.contains("hunter2-secret"), "{e}");
+        }
+        let e = parse(&GOOD.replace(
+            "admin_url = \"postgres://admin:hunter2-secret@db:5432/app\"",
+            "admin_url_env = \"COUNTERSIGN_TEST_UNSET_VARIABLE\"",
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("is not set"), "{e}");
     }
 }

@@ -27,6 +27,9 @@ pub enum GatewayError {
     /// Storage failed.
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),
+    /// A credential could not be minted (its system failed) or the request for it is unusable.
+    #[error(transparent)]
+    Credential(#[from] crate::credentials::CredentialError),
     /// The gateway could not start.
     #[error("{0}")]
     Startup(String),
@@ -41,6 +44,12 @@ impl GatewayError {
             GatewayError::Invalid(_) => "invalid_request",
             GatewayError::Forbidden(_) => "forbidden",
             GatewayError::IdempotencyConflict => "idempotency_conflict",
+            GatewayError::Credential(crate::credentials::CredentialError::Unavailable {
+                ..
+            }) => "credential_unavailable",
+            GatewayError::Credential(crate::credentials::CredentialError::Invalid { .. }) => {
+                "invalid_request"
+            }
             GatewayError::Store(_) | GatewayError::Startup(_) => "internal",
         }
     }

@@ -6,7 +6,8 @@
 use async_trait::async_trait;
 use countersign_core::{ActionRecord, ActionSpec, Effect, Identity, Verdict};
 use countersign_enforce::{
-    Approved, Gate, GateError, Gates, Report, ReviewProgress, Submission, Tracked,
+    Approved, Gate, GateError, Gates, Released, ReleasedFile, Report, ReviewProgress, Submission,
+    Tracked,
 };
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -143,7 +144,36 @@ impl Gate for Embedded {
         Ok(Approved {
             action_id: r.action_id,
             params: Value::Object(r.spec.params),
+            credentials: r.credentials,
         })
+    }
+
+    async fn credentials(&self, id: &str, public_key: Option<&str>) -> Result<Released, GateError> {
+        let who = self.who().await?;
+        let r = self
+            .gateway
+            .release_credentials(&who, id, public_key)
+            .await
+            .map_err(gate_error)?;
+        let mut out = Released {
+            expires_at: Some(r.expires_at),
+            ..Default::default()
+        };
+        for c in r.credentials {
+            out.env.extend(
+                c.issued
+                    .env
+                    .into_iter()
+                    .map(|(k, v)| (k, v.expose().to_string())),
+            );
+            out.files
+                .extend(c.issued.files.into_iter().map(|f| ReleasedFile {
+                    env: f.env,
+                    name: f.file_name,
+                    contents: f.contents.expose().to_string(),
+                }));
+        }
+        Ok(out)
     }
 
     async fn report(&self, id: &str, report: Report) -> Result<(), GateError> {

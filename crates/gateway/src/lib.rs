@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 mod error;
 pub mod gate;
 pub mod grants;

@@ -68,6 +68,9 @@ pub struct Redeemed {
     pub spec: ActionSpec,
     /// Its digest.
     pub digest: String,
+    /// The credentials the decision releases to the redeemer (names; ask for them with
+    /// [`Gateway::release_credentials`]).
+    pub credentials: Vec<String>,
 }
 
 /// The gateway: policy, store, grants, wake-ups and metrics behind one set of use cases.
@@ -90,6 +93,7 @@ pub struct Gateway {
     max_open_reviews: u32,
     analysis_names: Arc<countersign_analyze::Names>,
     masker: Arc<countersign_mask::Masker>,
+    pub(crate) credentials: crate::credentials::Credentials,
     /// Identities already refused (and audited) by this process: each claimer is recorded once,
     /// so a valid token replayed in a loop cannot grow the audit log.
     refused_identities: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -125,6 +129,8 @@ pub struct Parts {
     pub analysis: countersign_analyze::Names,
     /// What views and audit entries mask.
     pub masker: Arc<countersign_mask::Masker>,
+    /// Credentials released by approval (`[[credentials]]`).
+    pub credentials: crate::credentials::Credentials,
 }
 
 /// The policy engine's default effect for a config.
@@ -165,6 +171,10 @@ impl Gateway {
     ) -> Result<Arc<Gateway>, GatewayError> {
         let policy = PolicyEngine::load_dir(&config.policies, default_effect(config))
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
+        crate::credentials::check_policy_names(&policy.credential_names(), &config.credentials)
+            .map_err(|e| GatewayError::Startup(format!("{}: {e}", config.policies.display())))?;
+        let credentials = crate::credentials::Credentials::from_config(&config.credentials)
+            .map_err(GatewayError::Startup)?;
         let signer = GrantSigner::load_or_create(&config.signing_key)
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let audit = AuditLog::open(store.clone(), &config.audit_key, &config.audit_origin)
@@ -188,6 +198,7 @@ impl Gateway {
             grants_for_allowed: config.grants_for_allowed,
             max_open_reviews_per_requester: config.max_open_reviews_per_requester,
             analysis: config.analysis.clone(),
+            credentials,
         }))
     }
 
@@ -225,6 +236,7 @@ impl Gateway {
             max_open_reviews: parts.max_open_reviews_per_requester,
             analysis_names: Arc::new(parts.analysis),
             masker: parts.masker,
+            credentials: parts.credentials,
             refused_identities: Default::default(),
         })
     }
@@ -321,7 +333,7 @@ impl Gateway {
         &self.policy
     }
 
-    fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         (self.clock)()
     }
 
@@ -342,7 +354,7 @@ impl Gateway {
             .ok_or_else(|| GatewayError::Invalid("identity cannot be used in policy".into()))
     }
 
-    fn view(&self, who: &Identity, mut record: ActionRecord) -> ActionView {
+    pub(crate) fn view(&self, who: &Identity, mut record: ActionRecord) -> ActionView {
         let grant_token = record
             .usable_grant(who, self.now())
             .map(|g| self.signer.sign(&record.id, g));
@@ -567,7 +579,7 @@ impl Gateway {
 
     /// A transition attempted by `who`: as [`Self::transition`], and a refusal that matters to
     /// security is recorded in the audit log (after the refused transition wrote nothing).
-    async fn attempt(
+    pub(crate) async fn attempt(
         &self,
         who: &Identity,
         attempted: &'static str,
@@ -585,7 +597,7 @@ impl Gateway {
 
     /// Records a refused attempt when it matters to security. The refusal is what the caller
     /// gets either way; a failure to record it is logged, not turned into a different answer.
-    async fn refused(
+    pub(crate) async fn refused(
         &self,
         who: &Identity,
         attempted: &'static str,
@@ -649,7 +661,7 @@ impl Gateway {
         Ok(())
     }
 
-    async fn transition(
+    pub(crate) async fn transition(
         &self,
         id: &str,
         now: Timestamp,
@@ -822,6 +834,7 @@ impl Gateway {
             action_id: record.id,
             digest: record.digest.to_string(),
             spec: record.spec,
+            credentials: record.decision.credentials,
         })
     }
 
@@ -857,6 +870,8 @@ impl Gateway {
                 }),
             )
             .await?;
+        // The action is over: what was released for it goes now, not at the end of its lifetime.
+        let record = self.revoke_credentials(record).await;
         Ok(self.view(who, record))
     }
 

@@ -85,6 +85,12 @@ pub fn gateway_code(e: &GatewayError) -> ErrorCode {
         G::Invalid(_) => ErrorCode::InvalidRequest,
         G::Forbidden(_) => ErrorCode::Forbidden,
         G::IdempotencyConflict => ErrorCode::IdempotencyConflict,
+        G::Credential(countersign_gateway::credentials::CredentialError::Unavailable {
+            ..
+        }) => ErrorCode::CredentialUnavailable,
+        G::Credential(countersign_gateway::credentials::CredentialError::Invalid { .. }) => {
+            ErrorCode::InvalidRequest
+        }
         G::Store(_) | G::Startup(_) => ErrorCode::Internal,
     }
 }

@@ -7,8 +7,9 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use countersign_api::{
-    Action, AnswerRequest, ErrorCode, GetQuery, Health, RedeemRequest, Redeemed, ResultRequest,
-    ReviewList, ReviewsQuery, SubmitRequest, VoteRequest,
+    Action, AnswerRequest, CredentialFile, CredentialsRequest, ErrorCode, GetQuery, Health,
+    RedeemRequest, Redeemed, ReleasedCredential, ReleasedCredentials, ResultRequest, ReviewList,
+    ReviewsQuery, SubmitRequest, VoteRequest,
 };
 use countersign_core::{Ballot, Status, Timestamp, Verdict};
 use countersign_gateway::{ActionView, Submission, Submitted};
@@ -205,8 +206,58 @@ pub(crate) async fn redeem(
         resource: r.spec.resource,
         environment: r.spec.environment,
         params: r.spec.params,
+        credentials: r.credentials,
     })
     .into_response())
+}
+
+/// `POST /v1/actions/{id}/credentials`: the one answer that carries credential secrets.
+pub(crate) async fn credentials(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<CredentialsRequest>,
+) -> Result<Response, ApiError> {
+    let public_key = bounded("public_key", body.public_key, 16 * 1024)?;
+    let released = state
+        .gateway
+        .release_credentials(&who, &id, public_key.as_deref())
+        .await?;
+    let credentials = released
+        .credentials
+        .into_iter()
+        .map(|c| ReleasedCredential {
+            name: c.name,
+            kind: c.kind,
+            env: c
+                .issued
+                .env
+                .into_iter()
+                .map(|(k, v)| (k, v.expose().to_string()))
+                .collect(),
+            files: c
+                .issued
+                .files
+                .into_iter()
+                .map(|f| CredentialFile {
+                    env: f.env,
+                    name: f.file_name,
+                    contents: f.contents.expose().to_string(),
+                })
+                .collect(),
+        })
+        .collect();
+    let mut resp = Json(ReleasedCredentials {
+        action_id: released.action_id,
+        expires_at: released.expires_at,
+        credentials,
+    })
+    .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
 }
 
 pub(crate) async fn report(

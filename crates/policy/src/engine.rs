@@ -173,6 +173,27 @@ impl PolicyEngine {
         &self.hash
     }
 
+    /// Every credential name a policy's `@credentials` annotation names, with the id of the
+    /// first policy naming it: the gateway refuses to start (and `policy validate` reports)
+    /// when one is not configured.
+    pub fn credential_names(&self) -> Vec<(String, String)> {
+        let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+        let mut ids: Vec<&PolicyId> = self.rules.keys().collect();
+        ids.sort();
+        for id in ids {
+            let names = match self.rules.get(id) {
+                Some(Rule::Permit { credentials, .. } | Rule::Review { credentials, .. }) => {
+                    credentials
+                }
+                _ => continue,
+            };
+            for n in names {
+                seen.entry(n.clone()).or_insert_with(|| id.to_string());
+            }
+        }
+        seen.into_iter().collect()
+    }
+
     /// Number of policies.
     pub fn len(&self) -> usize {
         self.count
@@ -294,6 +315,7 @@ impl PolicyEngine {
         let mut ttl: Option<Duration> = None;
         let mut policies = Vec::new();
         let mut executors = BTreeSet::new();
+        let mut credentials = BTreeSet::new();
         for id in matched {
             match self.rules.get(*id) {
                 Some(Rule::Review {
@@ -302,6 +324,7 @@ impl PolicyEngine {
                     ttl: rule_ttl,
                     reason,
                     executors: named,
+                    credentials: released,
                 }) => {
                     policies.push(id.to_string());
                     requirements.push(Requirement {
@@ -315,17 +338,24 @@ impl PolicyEngine {
                         (a, b) => a.or(*b),
                     };
                     executors.extend(named.iter().cloned());
+                    credentials.extend(released.iter().cloned());
                 }
-                Some(Rule::Permit { executors: named }) => {
+                Some(Rule::Permit {
+                    executors: named,
+                    credentials: released,
+                }) => {
                     executors.extend(named.iter().cloned());
+                    credentials.extend(released.iter().cloned());
                 }
                 _ => {}
             }
         }
         let executors: Vec<String> = executors.into_iter().collect();
+        let credentials: Vec<String> = credentials.into_iter().collect();
         if requirements.is_empty() {
             let mut d = Decision::allow(matched.iter().map(ToString::to_string).collect());
             d.executors = executors;
+            d.credentials = credentials;
             return d;
         }
         Decision {
@@ -335,6 +365,7 @@ impl PolicyEngine {
             requirements,
             review_ttl: ttl,
             executors,
+            credentials,
         }
     }
 
@@ -352,6 +383,7 @@ impl PolicyEngine {
                 }],
                 review_ttl: None,
                 executors: Vec::new(),
+                credentials: Vec::new(),
             },
         }
     }

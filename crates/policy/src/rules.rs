@@ -9,6 +9,7 @@ use std::time::Duration;
 pub(crate) enum Rule {
     Permit {
         executors: Vec<String>,
+        credentials: Vec<String>,
     },
     Review {
         approvers: Approvers,
@@ -16,6 +17,7 @@ pub(crate) enum Rule {
         ttl: Option<Duration>,
         reason: Option<String>,
         executors: Vec<String>,
+        credentials: Vec<String>,
     },
     Forbid {
         reason: Option<String>,
@@ -28,7 +30,7 @@ pub(crate) struct AnnotationProblem {
     pub message: String,
 }
 
-const KNOWN: [&str; 7] = [
+const KNOWN: [&str; 8] = [
     "id",
     "effect",
     "approvers",
@@ -36,7 +38,34 @@ const KNOWN: [&str; 7] = [
     "ttl",
     "reason",
     "executor",
+    "credentials",
 ];
+
+/// `@credentials("prod-db, deploy-ssh")`: the configured credentials released to the redeemer
+/// of the grant. Whether each name is configured is checked where the configuration is known
+/// ([`crate::PolicyEngine::credential_names`]).
+fn credentials(p: &Policy) -> Result<Vec<String>, String> {
+    let Some(text) = p.annotation("credentials") else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "`{name}` is not a credential name; write @credentials(\"NAME, NAME\") with names of [[credentials]] in the configuration"
+            ));
+        }
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    Ok(names)
+}
 
 /// `@executor("service:deployer, service:runner")`: the services that may redeem the grant.
 fn executors(p: &Policy) -> Result<Vec<String>, String> {
@@ -79,6 +108,10 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
             "executor",
             "@executor belongs on a permit; a forbid never runs anything".into(),
         )),
+        (CedarEffect::Forbid, None) if p.annotation("credentials").is_some() => Err(problem(
+            "credentials",
+            "@credentials belongs on a permit; a forbid releases nothing".into(),
+        )),
         (CedarEffect::Forbid, None) => Ok(Rule::Forbid { reason }),
         (CedarEffect::Forbid, Some(_)) => Err(problem(
             "effect",
@@ -95,6 +128,7 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
             }
             Ok(Rule::Permit {
                 executors: executors(p).map_err(|m| problem("executor", m))?,
+                credentials: credentials(p).map_err(|m| problem("credentials", m))?,
             })
         }
         (CedarEffect::Permit, Some("review")) => {
@@ -124,6 +158,7 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
                 ttl,
                 reason,
                 executors: executors(p).map_err(|m| problem("executor", m))?,
+                credentials: credentials(p).map_err(|m| problem("credentials", m))?,
             })
         }
         (CedarEffect::Permit, Some(other)) => Err(problem(

@@ -77,6 +77,10 @@ impl Server {
         workers.register("expiry sweeper", move || g.clone().run_sweeper());
         let g = gateway.clone();
         workers.register("checkpoint signer", move || g.clone().run_checkpointer());
+        let g = gateway.clone();
+        workers.register("credential sweeper", move || {
+            g.clone().run_credential_sweeper()
+        });
         Ok(Server {
             gateway,
             limits: config.server.clone(),

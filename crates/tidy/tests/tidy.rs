@@ -520,6 +520,7 @@ fn one_server_bootstrap_starts_the_background_work() {
         for needle in [
             "run_sweeper()",
             "run_checkpointer()",
+            "run_credential_sweeper()",
             "run_change_relay()",
             "Workers::new()",
         ] {

@@ -83,6 +83,7 @@ fn the_published_codes_keep_their_statuses() {
                 "modification_denied",
                 "grant_invalid",
                 "forbidden",
+                "not_redeemer",
             ],
         ),
         (404, &["not_found"]),
@@ -97,15 +98,24 @@ fn the_published_codes_keep_their_statuses() {
                 "grant_revoked",
                 "grant_not_redeemed",
                 "result_already_reported",
+                "no_credentials",
+                "credentials_already_released",
             ],
         ),
-        (410, &["grant_expired"]),
+        (410, &["grant_expired", "credentials_expired"]),
         (413, &["payload_too_large"]),
         (415, &["unsupported_media_type"]),
         (422, &["idempotency_conflict"]),
         (429, &["too_many_open_reviews"]),
         (500, &["internal"]),
-        (503, &["identity_provider_unavailable", "store_unavailable"]),
+        (
+            503,
+            &[
+                "identity_provider_unavailable",
+                "store_unavailable",
+                "credential_unavailable",
+            ],
+        ),
     ];
     let mut seen = 0;
     for (status, codes) in table {

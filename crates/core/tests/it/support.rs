@@ -34,6 +34,7 @@ pub fn review_decision(reqs: Vec<Requirement>) -> Decision {
         requirements: reqs,
         review_ttl: None,
         executors: Vec::new(),
+        credentials: Vec::new(),
     }
 }
 

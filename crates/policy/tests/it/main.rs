@@ -1,6 +1,7 @@
 //! Integration tests of the policy engine (one test binary per crate).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
+mod credentials;
 mod decisions;
 mod fail_closed;
 mod loading;

@@ -40,6 +40,7 @@ fn record(
         },
         review_ttl: None,
         executors: Vec::new(),
+        credentials: Vec::new(),
     };
     ActionRecord::submit(
         &bot(requester),
