@@ -11,6 +11,7 @@ mod output;
 mod render;
 mod replicas_cmd;
 mod run_cmd;
+mod run_context;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::io::Write;

@@ -25,5 +25,6 @@ mod mcp_v2;
 mod policy_bypass;
 mod replicas;
 mod run;
+mod run_context;
 mod store_health;
 mod support;
