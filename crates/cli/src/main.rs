@@ -12,6 +12,7 @@ mod render;
 mod replicas_cmd;
 mod run_cmd;
 mod run_context;
+mod run_questions;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::io::Write;

@@ -616,7 +616,10 @@ async fn drive(args: RunArgs) -> u8 {
             Duration::from_secs(2)
         },
     };
-    let ending = hold::hold(gate.as_ref(), first, policy, cancelled.clone(), &status).await;
+    let interactive = status.tty && std::io::stdin().is_terminal();
+    let inline = crate::run_questions::Inline::new(gate.as_ref(), &status, interactive);
+    let ending = hold::hold(gate.as_ref(), first, policy, cancelled.clone(), &inline).await;
+    inline.close().await;
     status.finish();
     let interrupted = *cancelled.borrow();
     let (action_id, grant) = match ending {

@@ -26,5 +26,6 @@ mod policy_bypass;
 mod replicas;
 mod run;
 mod run_context;
+mod run_questions;
 mod store_health;
 mod support;
