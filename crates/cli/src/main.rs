@@ -1,6 +1,8 @@
 //! `countersign`: the gateway server, operator commands and the CLI client in one binary.
 
 mod audit_cmd;
+#[cfg(test)]
+mod ci_examples;
 mod client;
 mod ids;
 mod keys_cmd;
