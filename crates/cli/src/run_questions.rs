@@ -101,6 +101,8 @@ impl<'a> Inline<'a> {
     pub async fn close(&self) {
         if let Some(r) = self.state.lock().await.reader.take() {
             r.stop();
+            // End the prompt's line.
+            eprintln!();
         }
     }
 
