@@ -142,12 +142,17 @@ impl Client {
         }
         // One TLS crypto library for the whole build: ring, installed here for rustls.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
-            .pool_idle_timeout(timeouts.pool_idle)
-            .build()
-            .map_err(ClientError::Build)?;
+            .pool_idle_timeout(timeouts.pool_idle);
+        if base.scheme() == "http" {
+            // No TLS to a plain-HTTP gateway: an empty trust store instead of the platform's,
+            // whose loading (every file of /etc/ssl/certs) was most of a short-lived client's
+            // start-up (`countersign run`). An https redirect then fails verification: closed.
+            builder = builder.tls_certs_only([]);
+        }
+        let http = builder.build().map_err(ClientError::Build)?;
         Ok(Client {
             http,
             base,

@@ -1,6 +1,8 @@
 //! `countersign`: the gateway server, operator commands and the CLI client in one binary.
 
 mod audit_cmd;
+#[cfg(test)]
+mod ci_examples;
 mod client;
 mod credentials;
 mod ids;
@@ -12,6 +14,8 @@ mod output;
 mod render;
 mod replicas_cmd;
 mod run_cmd;
+mod run_context;
+mod run_questions;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::io::Write;

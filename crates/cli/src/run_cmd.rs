@@ -62,6 +62,8 @@ pub struct RunArgs {
     /// by spaces) is what is reviewed, as params.command.
     #[arg(long)]
     shell: bool,
+    #[command(flatten)]
+    context: crate::run_context::ContextArgs,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -562,6 +564,15 @@ async fn drive(args: RunArgs) -> u8 {
     if let Err(e) = attach_context(&mut asked, &cmd, &cwd) {
         return fail(e);
     }
+    let providers = match crate::run_context::Providers::load(&args.context) {
+        Ok(p) => p,
+        Err(e) => return fail(e.to_string()),
+    };
+    let argv = match &cmd {
+        Cmd::Argv(a) => Some(a.as_slice()),
+        Cmd::Shell(_) => None,
+    };
+    crate::run_context::attach(&mut asked, argv, &cwd, &providers).await;
     // Ctrl-C, SIGTERM or SIGHUP from here on withdraw the review instead of killing us.
     let mut signals = match Signals::new() {
         Ok(s) => s,
@@ -610,7 +621,10 @@ async fn drive(args: RunArgs) -> u8 {
             Duration::from_secs(2)
         },
     };
-    let ending = hold::hold(gate.as_ref(), first, policy, cancelled.clone(), &status).await;
+    let interactive = status.tty && std::io::stdin().is_terminal();
+    let inline = crate::run_questions::Inline::new(gate.as_ref(), &status, interactive);
+    let ending = hold::hold(gate.as_ref(), first, policy, cancelled.clone(), &inline).await;
+    inline.close().await;
     status.finish();
     let interrupted = *cancelled.borrow();
     let (action_id, grant) = match ending {

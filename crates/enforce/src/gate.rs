@@ -69,6 +69,36 @@ pub struct Tracked {
     pub grant_token: Option<String>,
     /// Where the review stands, while there is one.
     pub review: Option<ReviewProgress>,
+    /// The reviewer's question still waiting for the requester's answer, if any.
+    pub question: Option<Question>,
+}
+
+/// A reviewer's question the requester has not answered yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question {
+    /// Its position among the review's questions (0 for the first): a new question has a new
+    /// index, even with the same words.
+    pub index: usize,
+    /// The reviewer who asked.
+    pub asked_by: String,
+    /// The question.
+    pub text: String,
+}
+
+impl Question {
+    /// The last question of `questions` (`(asked_by, question, answered)` in order) if it is
+    /// not answered yet.
+    pub fn open<'a>(
+        questions: impl DoubleEndedIterator<Item = (&'a str, &'a str, bool)> + ExactSizeIterator,
+    ) -> Option<Question> {
+        let index = questions.len().checked_sub(1)?;
+        let (asked_by, text, answered) = questions.last()?;
+        (!answered).then(|| Question {
+            index,
+            asked_by: asked_by.to_string(),
+            text: text.to_string(),
+        })
+    }
 }
 
 /// A review's progress, as a front shows it to the requester.
@@ -86,6 +116,26 @@ impl Tracked {
     /// Whether the action waits for people (pending, or a reviewer asked a question).
     pub fn waits(&self) -> bool {
         matches!(self.status, Status::Pending | Status::NeedsClarification)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_last_unanswered_question_is_open() {
+        let open = |qs: &[(&'static str, &'static str, bool)]| Question::open(qs.iter().copied());
+        assert_eq!(open(&[]), None);
+        assert_eq!(open(&[("bob", "why?", true)]), None);
+        assert_eq!(
+            open(&[("bob", "why?", true), ("carol", "why?", false)]),
+            Some(Question {
+                index: 1,
+                asked_by: "carol".into(),
+                text: "why?".into()
+            })
+        );
     }
 }
 
@@ -146,6 +196,8 @@ pub trait Gate: Send + Sync {
     async fn wait(&self, id: &str, wait: Duration) -> Result<Tracked, GateError>;
     /// Withdraws an action.
     async fn cancel(&self, id: &str) -> Result<(), GateError>;
+    /// Answers the reviewer's open question on an action (the requester only).
+    async fn answer(&self, id: &str, answer: String) -> Result<Tracked, GateError>;
     /// Redeems a grant, once.
     async fn redeem(&self, token: &str) -> Result<Approved, GateError>;
     /// Reports how the call went.

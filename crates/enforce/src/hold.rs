@@ -233,6 +233,7 @@ mod tests {
             comments: vec![],
             grant_token: Some("g".into()),
             review: None,
+            question: None,
         }
     }
 
@@ -339,6 +340,9 @@ mod tests {
             } else {
                 Ok(())
             }
+        }
+        async fn answer(&self, _: &str, _: String) -> Result<Tracked, GateError> {
+            Err(GateError::Unreachable("test".into()))
         }
         async fn redeem(&self, _: &str) -> Result<Approved, GateError> {
             Err(GateError::Unreachable("test".into()))

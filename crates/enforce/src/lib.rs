@@ -19,8 +19,8 @@ pub mod remote;
 
 pub use continuation::{Continuations, Continued};
 pub use gate::{
-    check_submission, Approved, Clock, Gate, GateError, Gates, Released, ReleasedFile, Report,
-    ReviewProgress, Submission, Tracked, MAX_SUBMISSION,
+    check_submission, Approved, Clock, Gate, GateError, Gates, Question, Released, ReleasedFile,
+    Report, ReviewProgress, Submission, Tracked, MAX_SUBMISSION,
 };
 pub use hold::{Ending, Hold, HoldPolicy, Progress, Silent, Step};
 pub use remote::{Remote, RemoteGates};

@@ -7,7 +7,9 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::gate::{Approved, Gate, GateError, Gates, Report, ReviewProgress, Submission, Tracked};
+use crate::gate::{
+    Approved, Gate, GateError, Gates, Question, Report, ReviewProgress, Submission, Tracked,
+};
 
 /// `POST /v1/actions`'s body for `sub` (its idempotency key goes in a header).
 pub(crate) fn submit_request(sub: &Submission) -> SubmitRequest {
@@ -75,6 +77,13 @@ fn tracked(
                 needed,
                 expires_at: r.expires_at(),
             }
+        }),
+        question: review.and_then(|r| {
+            Question::open(
+                r.clarifications()
+                    .iter()
+                    .map(|c| (c.asked_by(), c.question(), c.answer().is_some())),
+            )
         }),
     }
 }
@@ -151,6 +160,11 @@ impl Gate for Remote {
     async fn cancel(&self, id: &str) -> Result<(), GateError> {
         self.client.cancel(id).await.map_err(gate_error)?;
         Ok(())
+    }
+
+    async fn answer(&self, id: &str, answer: String) -> Result<Tracked, GateError> {
+        let a = self.client.answer(id, answer).await.map_err(gate_error)?;
+        Ok(tracked_action(&a))
     }
 
     async fn redeem(&self, token: &str) -> Result<Approved, GateError> {

@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 use countersign_core::{ActionRecord, ActionSpec, Effect, Identity, Verdict};
 use countersign_enforce::{
-    Approved, Gate, GateError, Gates, Released, ReleasedFile, Report, ReviewProgress, Submission,
-    Tracked,
+    Approved, Gate, GateError, Gates, Question, Released, ReleasedFile, Report, ReviewProgress,
+    Submission, Tracked,
 };
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -66,6 +66,13 @@ fn tracked_from_view(view: ActionView) -> Tracked {
                 needed,
                 expires_at: rv.expires_at,
             }
+        }),
+        question: r.review.as_ref().and_then(|rv| {
+            Question::open(
+                rv.clarifications
+                    .iter()
+                    .map(|c| (c.asked_by.as_str(), c.question.as_str(), c.answer.is_some())),
+            )
         }),
     }
 }
@@ -136,6 +143,16 @@ impl Gate for Embedded {
         let who = self.who().await?;
         self.gateway.cancel(&who, id).await.map_err(gate_error)?;
         Ok(())
+    }
+
+    async fn answer(&self, id: &str, answer: String) -> Result<Tracked, GateError> {
+        let who = self.who().await?;
+        let view = self
+            .gateway
+            .answer(&who, id, answer)
+            .await
+            .map_err(gate_error)?;
+        Ok(tracked_from_view(view))
     }
 
     async fn redeem(&self, token: &str) -> Result<Approved, GateError> {

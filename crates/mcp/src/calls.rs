@@ -530,6 +530,9 @@ pub(crate) mod tests {
         async fn cancel(&self, _: &str) -> Result<(), GateError> {
             Ok(())
         }
+        async fn answer(&self, _: &str, _: String) -> Result<Tracked, GateError> {
+            Err(GateError::Unreachable("test".into()))
+        }
         async fn redeem(&self, _: &str) -> Result<Approved, GateError> {
             Err(GateError::Unreachable("test".into()))
         }

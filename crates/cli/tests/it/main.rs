@@ -27,5 +27,7 @@ mod mcp_v2;
 mod policy_bypass;
 mod replicas;
 mod run;
+mod run_context;
+mod run_questions;
 mod store_health;
 mod support;

@@ -24,7 +24,7 @@ async fn gateway() -> (Gw, tempfile::TempDir) {
 }
 
 /// A gateway with the run policies and `more`.
-async fn gateway_with(more: &str) -> (Gw, tempfile::TempDir) {
+pub(crate) async fn gateway_with(more: &str) -> (Gw, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config_path = write_config(dir.path(), "");
     std::fs::write(
@@ -57,7 +57,7 @@ fn run(gw: &Gw, cwd: &Path, flags: &[&str], cmd: &[&str]) -> Child {
         .unwrap()
 }
 
-async fn finish(child: Child) -> (Option<i32>, String, String) {
+pub(crate) async fn finish(child: Child) -> (Option<i32>, String, String) {
     let out: Output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("countersign run did not finish")
@@ -70,7 +70,7 @@ async fn finish(child: Child) -> (Option<i32>, String, String) {
 }
 
 /// The audit log's entries, as JSON.
-async fn audit(gw: &Gw) -> Vec<Value> {
+pub(crate) async fn audit(gw: &Gw) -> Vec<Value> {
     let (s, log) = gw
         .get("alice", "/v1/audit/entries?start=0&limit=1000")
         .await;
@@ -79,7 +79,7 @@ async fn audit(gw: &Gw) -> Vec<Value> {
 }
 
 /// The submitted spec of the only action named `action` in the audit log, and its id.
-async fn submitted(gw: &Gw, action: &str) -> (String, Value) {
+pub(crate) async fn submitted(gw: &Gw, action: &str) -> (String, Value) {
     let found: Vec<(String, Value)> = audit(gw)
         .await
         .iter()
@@ -97,7 +97,7 @@ async fn submitted(gw: &Gw, action: &str) -> (String, Value) {
 }
 
 /// The review `alice` sees, once `run` has submitted it.
-async fn pending_review(gw: &Gw) -> String {
+pub(crate) async fn pending_review(gw: &Gw) -> String {
     for _ in 0..200 {
         let (_, v) = gw.get("alice", "/v1/reviews").await;
         if let Some(id) = v["reviews"][0]["id"].as_str() {
@@ -108,7 +108,7 @@ async fn pending_review(gw: &Gw) -> String {
     panic!("no review appeared");
 }
 
-async fn action(gw: &Gw, id: &str) -> Value {
+pub(crate) async fn action(gw: &Gw, id: &str) -> Value {
     let (s, v) = gw.get("bot", &format!("/v1/actions/{id}")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     v
