@@ -27,3 +27,4 @@ mod replicas;
 mod run;
 mod store_health;
 mod support;
+mod traces;
