@@ -6,7 +6,8 @@
 //! path: ids and query strings stay out), the response status, and the trace id, recorded as a
 //! field so that the JSON log lines written during the request carry it. Never a header (the
 //! bearer token is one), never a body (parameters may hold secrets). The gateway's
-//! `policy.evaluate`, `store.commit` and `long_poll.wait` spans are its children.
+//! `policy.evaluate`, `store.commit` and `long_poll.wait` spans are its children. A caller's W3C
+//! `traceparent` (and `tracestate`) makes the span a child of the caller's span.
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -33,6 +34,14 @@ pub(crate) async fn traced(req: Request, next: Next) -> Response {
         http.response.status_code = Empty,
         trace_id = Empty,
     );
+    // W3C trace context from the caller (an agent, the MCP proxy): this request's span joins
+    // the caller's trace. Malformed or absent, the span starts a trace of its own.
+    let parent = opentelemetry::global::get_text_map_propagator(|p| {
+        p.extract(&opentelemetry_http::HeaderExtractor(req.headers()))
+    });
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
     let trace_id = span.context().span().span_context().trace_id();
     if trace_id != opentelemetry::trace::TraceId::INVALID {
         span.record("trace_id", tracing::field::display(trace_id));

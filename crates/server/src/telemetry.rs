@@ -11,7 +11,7 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use std::time::Duration;
 use tracing_subscriber::filter::filter_fn;
@@ -55,6 +55,9 @@ impl Traces {
             })?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
+            // Every request is traced, whatever the caller's `traceparent` says of its own
+            // sampling: a caller does not get to switch off what the operator sees.
+            .with_sampler(Sampler::AlwaysOn)
             .with_resource(
                 Resource::builder()
                     .with_service_name("countersign")

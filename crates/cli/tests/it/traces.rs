@@ -352,3 +352,146 @@ fn the_telemetry_table_is_checked_at_start() {
         assert!(!err.contains("user:pw"), "credentials repeated: {err}");
     }
 }
+
+/// A caller's W3C `traceparent` makes the request span a child of the caller's span, in the
+/// caller's trace, even when the caller did not sample it; a malformed one is ignored (a trace
+/// of the gateway's own), never an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_traceparent_makes_the_request_span_its_child() {
+    let (otlp, got) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_traced(dir.path(), &otlp).await;
+    let http = crate::support::client();
+    let submit = |traceparent: &'static str, resource: &'static str| {
+        http.post(format!("{}/v1/actions", server.url))
+            .bearer_auth("tok-bot")
+            .header("traceparent", traceparent)
+            .header("tracestate", "vendor=opaque")
+            .json(&json!({"action": "logs.read", "resource": resource}))
+            .send()
+    };
+    let sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    let malformed = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+    for (tp, resource) in [(sampled, "a"), (unsampled, "b"), (malformed, "c")] {
+        assert_eq!(submit(tp, resource).await.unwrap().status(), 201);
+    }
+    let spans = spans_until(&got, |s| named(s, "POST /v1/actions").len() >= 3).await;
+    let requests = named(&spans, "POST /v1/actions");
+    for (tp, _) in [(sampled, "a"), (unsampled, "b")] {
+        let parts: Vec<&str> = tp.split('-').collect();
+        let child = requests
+            .iter()
+            .find(|s| hex::encode(&s.trace_id) == parts[1])
+            .unwrap_or_else(|| panic!("no request span in the caller's trace {}", parts[1]));
+        assert_eq!(
+            hex::encode(&child.parent_span_id),
+            parts[2],
+            "parent linkage"
+        );
+        assert_eq!(child.trace_state, "vendor=opaque");
+        // Its own children stay in the caller's trace.
+        assert_eq!(children(&spans, child, "policy.evaluate").len(), 1);
+        assert_eq!(children(&spans, child, "store.commit").len(), 1);
+    }
+    let own = requests
+        .iter()
+        .filter(|s| s.parent_span_id.is_empty())
+        .count();
+    assert_eq!(
+        own, 1,
+        "the malformed traceparent starts a trace of the gateway's own"
+    );
+}
+
+/// The MCP proxy's Streamable HTTP front hands the agent's `traceparent` (and `tracestate`) to
+/// the upstream MCP server with each message it forwards, and never the agent's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_proxy_forwards_traceparent_to_an_upstream_http_server() {
+    type Seen = Arc<Mutex<Vec<(String, Option<String>, Option<String>, bool)>>>;
+    async fn mcp(
+        State(seen): State<Seen>,
+        headers: axum::http::HeaderMap,
+        body: Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let msg: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_string());
+        let method = msg["method"].as_str().unwrap_or_default().to_string();
+        seen.lock().unwrap().push((
+            method.clone(),
+            header("traceparent"),
+            header("tracestate"),
+            headers.contains_key("authorization"),
+        ));
+        let result = match method.as_str() {
+            "initialize" => json!({"protocolVersion": "2025-06-18",
+                "capabilities": {"tools": {}}, "serverInfo": {"name": "upstream", "version": "0"}}),
+            "tools/list" => json!({"tools": [{"name": "echo", "description": "echo",
+                "inputSchema": {"type": "object"}}]}),
+            "tools/call" => json!({"content": [{"type": "text", "text": "echoed"}]}),
+            _ => return axum::http::StatusCode::ACCEPTED.into_response(),
+        };
+        axum::Json(json!({"jsonrpc": "2.0", "id": msg["id"], "result": result})).into_response()
+    }
+    let seen = Seen::default();
+    let app = axum::Router::new()
+        .route("/mcp", post(mcp))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let gw = crate::mcp::gateway().await;
+    let (_proxy, url) = crate::mcp::http_proxy(&gw, &upstream, &[]).await;
+
+    let http = crate::support::client();
+    let post = |msg: serde_json::Value, traceparent: &'static str| {
+        http.post(&url)
+            .bearer_auth("tok-bot")
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-06-18")
+            .header("traceparent", traceparent)
+            .header("tracestate", "agent=1")
+            .body(msg.to_string())
+            .send()
+    };
+    let init_tp = "00-11111111111111111111111111111111-2222222222222222-01";
+    let call_tp = "00-33333333333333333333333333333333-4444444444444444-01";
+    let resp = post(
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "raw", "version": "0"}}}),
+        init_tp,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "hi"}}}),
+        call_tp,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("echoed"), "the call ran upstream: {text}");
+
+    let seen = seen.lock().unwrap().clone();
+    let find = |method: &str| {
+        seen.iter()
+            .find(|(m, ..)| m == method)
+            .unwrap_or_else(|| panic!("no {method} upstream: {seen:?}"))
+            .clone()
+    };
+    let (_, tp, ts, auth) = find("initialize");
+    assert_eq!(tp.as_deref(), Some(init_tp));
+    assert_eq!(ts.as_deref(), Some("agent=1"));
+    assert!(!auth, "the agent's token stays with the proxy");
+    let (_, tp, _, auth) = find("tools/call");
+    assert_eq!(tp.as_deref(), Some(call_tp));
+    assert!(!auth);
+}
