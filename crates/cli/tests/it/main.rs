@@ -13,6 +13,7 @@ mod audit;
 mod audit_readback;
 mod cli;
 mod cli_human;
+mod dashboard;
 mod durability;
 mod identity;
 mod mcp;
