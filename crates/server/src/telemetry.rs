@@ -21,6 +21,9 @@ use tracing_subscriber::Layer;
 /// How long one export may take before it is abandoned (its spans are lost, the next goes on).
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the last export may take when the process stops.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Traces could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("[telemetry] cannot export traces to {endpoint}: {reason}")]
@@ -91,8 +94,9 @@ impl Traces {
 
 impl Drop for Traces {
     fn drop(&mut self) {
-        // Sends what the batch still holds (bounded by the export timeout).
-        if let Err(e) = self.provider.shutdown() {
+        // Sends what the batch still holds; a hung collector delays the exit by this much at
+        // most.
+        if let Err(e) = self.provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
             tracing::warn!(error = %e, "traces not all exported at shutdown");
         }
     }

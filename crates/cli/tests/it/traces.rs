@@ -495,3 +495,44 @@ async fn the_mcp_proxy_forwards_traceparent_to_an_upstream_http_server() {
     assert_eq!(tp.as_deref(), Some(call_tp));
     assert!(!auth);
 }
+
+/// The allow path never waits on the collector: with a collector that accepts connections and
+/// never answers (its exports hang until their timeout) and with one that refuses them, every
+/// request is answered at once and the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_or_absent_collector_does_not_slow_requests() {
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_url = format!("http://{}", hung.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = hung.accept().await {
+            held.push(conn); // read nothing, answer nothing
+        }
+    });
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    }; // closed again: connections are refused
+    for otlp in [hung_url, refused] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = serve_traced(dir.path(), &otlp).await;
+        let http = crate::support::client();
+        let started = std::time::Instant::now();
+        for i in 0..200 {
+            let resp = http
+                .post(format!("{}/v1/actions", server.url))
+                .bearer_auth("tok-bot")
+                .json(&json!({"action": "logs.read", "resource": format!("r{i}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 201);
+        }
+        // Several export rounds (100 ms apart) fall in this time; none is waited for.
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(8),
+            "{otlp}: 200 requests took {took:?}"
+        );
+    }
+}
