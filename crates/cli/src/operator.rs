@@ -107,14 +107,23 @@ pub(crate) async fn shutdown_signal() {
 
 /// Runs the gateway until SIGINT/SIGTERM.
 pub async fn serve(args: ServeArgs) -> u8 {
-    crate::logs::init("info");
     let mut config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
+            crate::logs::init("info");
             eprintln!("countersign: {e}");
             return 2;
         }
     };
+    // Kept to the end: dropping it sends the spans still batched.
+    let _traces =
+        match crate::logs::init_with_traces("info", config.telemetry.otlp_endpoint.as_deref()) {
+            Ok(t) => t,
+            Err(m) => {
+                eprintln!("{m}");
+                return 2;
+            }
+        };
     if let Some(l) = &args.listen {
         match l.parse() {
             Ok(addr) => config.listen = addr,

@@ -53,6 +53,13 @@ struct RawConfig {
     masking_key: Option<String>,
     #[serde(default)]
     credentials: Vec<RawCredential>,
+    telemetry: Option<RawTelemetry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    otlp_endpoint: Option<String>,
 }
 
 /// One `[[credentials]]` entry as written; which keys a kind takes is checked in
@@ -274,6 +281,9 @@ pub struct ServerLimits {
     pub metrics_token_sha256: Option<[u8; 32]>,
     /// When set, `/metrics` is served on this address only (the API's port answers 404 for it).
     pub metrics_listen: Option<SocketAddr>,
+    /// Whether each request opens a trace span (set when `[telemetry] otlp_endpoint` is): off,
+    /// the request path does no tracing work at all.
+    pub traces: bool,
 }
 
 impl Default for ServerLimits {
@@ -285,8 +295,58 @@ impl Default for ServerLimits {
             max_connections: 1024,
             metrics_token_sha256: None,
             metrics_listen: None,
+            traces: false,
         }
     }
+}
+
+/// `[telemetry]`: where traces go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Telemetry {
+    /// The OTLP/HTTP traces URL spans are exported to (`[telemetry] otlp_endpoint`, with
+    /// `/v1/traces` appended to a collector's base address); `None`, traces are off.
+    pub otlp_endpoint: Option<String>,
+}
+
+/// The OTLP/HTTP traces URL for `[telemetry] otlp_endpoint` = `value`: an `http://` or
+/// `https://` address of a collector (`/v1/traces` is appended unless the path already ends
+/// with it), with no credentials, query or fragment in it.
+pub fn otlp_traces_url(value: &str) -> Result<String, String> {
+    // The value is not repeated when it holds credentials: error messages end up in logs.
+    let shown = if value.contains('@') {
+        "(not shown)"
+    } else {
+        value
+    };
+    let bad = |why: &str| {
+        format!(
+            "[telemetry] `otlp_endpoint` = \"{shown}\" {why}; give a collector's OTLP/HTTP \
+             address, e.g. \"http://127.0.0.1:4318\""
+        )
+    };
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+        .ok_or_else(|| bad("is not an http:// or https:// URL"))?;
+    if value.len() > 2048 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("has spaces or control characters"));
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.is_empty() {
+        return Err(bad("has no host"));
+    }
+    if authority.contains('@') {
+        return Err(bad(
+            "holds credentials (configure them on the collector's side)",
+        ));
+    }
+    if path.contains('?') || path.contains('#') || authority.contains(['?', '#']) {
+        return Err(bad("has a query or fragment"));
+    }
+    if path.trim_end_matches('/').ends_with("/v1/traces") {
+        return Ok(value.trim_end_matches('/').to_string());
+    }
+    Ok(format!("{}/v1/traces", value.trim_end_matches('/')))
 }
 
 /// Default for [`Config::max_open_reviews_per_requester`].
@@ -338,6 +398,8 @@ pub struct Config {
     pub max_open_reviews_per_requester: u32,
     /// Credentials released by approval (`[[credentials]]`).
     pub credentials: Vec<CredentialConfig>,
+    /// `[telemetry]`: OpenTelemetry traces (off unless `otlp_endpoint` is set).
+    pub telemetry: Telemetry,
 }
 
 fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, String> {
@@ -555,6 +617,12 @@ impl Config {
                 "`admin_group` = \"{g}\" must be a group name without spaces"
             )));
         }
+        let telemetry = Telemetry {
+            otlp_endpoint: match raw.telemetry.and_then(|t| t.otlp_endpoint) {
+                None => None,
+                Some(e) => Some(otlp_traces_url(&e).map_err(err)?),
+            },
+        };
         let defaults = ServerLimits::default();
         let timeout = |key: &str, value: Option<&str>, default: Duration| match value {
             Some(v) => duration(key, Some(v), ""),
@@ -606,6 +674,7 @@ impl Config {
                     ))
                 })?),
             },
+            traces: telemetry.otlp_endpoint.is_some(),
         };
         let max_open_reviews_per_requester = match raw.max_open_reviews_per_requester {
             Some(0) => {
@@ -657,6 +726,7 @@ impl Config {
         Ok(Config {
             credentials,
             server,
+            telemetry,
             analysis,
             masking,
             masking_key,

@@ -1,4 +1,6 @@
-//! Prometheus metrics: decisions by effect, open reviews, time to decision, request latency.
+//! Prometheus metrics: decisions by effect, open reviews, time to decision, request latency,
+//! store commit latency. Names follow Prometheus' conventions: the `countersign_` prefix, base
+//! units (`_seconds`), counters ending in `_total` (prometheus-client appends it).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -39,6 +41,8 @@ pub struct Metrics {
     pub request_duration: Family<RequestLabels, Histogram>,
     /// Refused attempts that matter to security (each is also an audit entry).
     pub refusals: Counter,
+    /// Seconds each store write waited for its durable commit (queue, batch, fsync).
+    pub store_commit_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -75,8 +79,15 @@ impl Metrics {
             "Refused attempts that matter to security (self-approval, agent votes, grant reuse, forged grants)",
             refusals.clone(),
         );
+        let store_commit_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "store_commit_duration_seconds",
+            "Seconds a store write waits for its durable commit (queued, batched, committed)",
+            store_commit_duration.clone(),
+        );
         Metrics {
             registry,
+            store_commit_duration,
             refusals,
             decisions,
             reviews_open,

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::audit::{AuditLog, CHECKPOINT_INTERVAL};
 use crate::clock::Clock;
@@ -217,6 +218,13 @@ impl Gateway {
             parts.oidc,
             parts.identities.linked(),
         );
+        let metrics = Metrics::new();
+        let commits = metrics.store_commit_duration.clone();
+        // One observer per store: a second gateway over the same store (tests) keeps the first.
+        parts
+            .store
+            .writer()
+            .observe_commits(move |d| commits.observe(d.as_secs_f64()));
         Arc::new(Gateway {
             policy: Arc::new(parts.policy),
             principals,
@@ -228,7 +236,7 @@ impl Gateway {
             audit: parts.audit,
             wakeups: Wakeups::default(),
             sweeper: Notify::new(),
-            metrics: Metrics::new(),
+            metrics,
             clock: parts.clock,
             review_ttl: parts.review_ttl,
             grant_ttl: parts.grant_ttl,
@@ -386,13 +394,18 @@ impl Gateway {
         justification: &str,
         analysis: Option<&Analysis>,
     ) -> Result<Decision, GatewayError> {
+        let span = tracing::debug_span!("policy.evaluate", effect = tracing::field::Empty);
+        let _entered = span.enter();
         let principal = self.principal(who)?;
-        Ok(self.policy.decide(PolicyRequest {
+        let decision = self.policy.decide(PolicyRequest {
             principal: &principal,
             spec,
             justification,
             analysis,
-        }))
+        });
+        // The effect only: never a parameter (they may hold secrets) nor the policy's reason.
+        span.record("effect", decision.effect.as_str());
+        Ok(decision)
     }
 
     /// Submits an action: policy decides, the record is durably stored, then the answer returns.
@@ -518,22 +531,28 @@ impl Gateway {
     ) -> Result<ActionView, GatewayError> {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         let sub = self.wakeups.subscribe(id);
-        loop {
-            let notified = sub.notify().notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let view = self.get(who, id).await?;
-            if view.record.status != Status::Pending {
-                return Ok(view);
+        let waiting = async {
+            loop {
+                let notified = sub.notify().notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let view = self.get(who, id).await?;
+                if view.record.status != Status::Pending {
+                    return Ok(view);
+                }
+                // Released by the change itself; the periodic re-read only covers a lost
+                // notification (e.g. while another replica's LISTEN connection reconnects).
+                let recheck =
+                    (tokio::time::Instant::now() + crate::replicas::SAFETY_RECHECK).min(deadline);
+                if tokio::time::timeout_at(recheck, notified).await.is_err() && recheck >= deadline
+                {
+                    return Ok(view);
+                }
             }
-            // Released by the change itself; the periodic re-read only covers a lost
-            // notification (e.g. while another replica's LISTEN connection reconnects).
-            let recheck =
-                (tokio::time::Instant::now() + crate::replicas::SAFETY_RECHECK).min(deadline);
-            if tokio::time::timeout_at(recheck, notified).await.is_err() && recheck >= deadline {
-                return Ok(view);
-            }
-        }
+        };
+        waiting
+            .instrument(tracing::debug_span!("long_poll.wait"))
+            .await
     }
 
     /// One page of the reviews `who` may act on, newest first: open reviews they could vote on

@@ -10,6 +10,7 @@ mod audit;
 pub mod error;
 mod extract;
 mod handlers;
+mod trace;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::Method;
@@ -92,7 +93,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 
 /// The API's routes, `/metrics` behind a bearer token when `metrics_token_sha256` is set.
 pub fn router_with(gateway: Arc<Gateway>, metrics_token_sha256: Option<[u8; 32]>) -> Router {
-    routes(gateway, metrics_token_sha256, true)
+    routes(gateway, metrics_token_sha256, true, false)
 }
 
 /// `/metrics` alone (a separate `metrics_listen` address), behind its token when one is set.
@@ -111,6 +112,7 @@ fn routes(
     gateway: Arc<Gateway>,
     metrics_token_sha256: Option<[u8; 32]>,
     with_metrics: bool,
+    traces: bool,
 ) -> Router {
     let state = AppState {
         gateway,
@@ -145,9 +147,16 @@ fn routes(
     } else {
         router
     };
-    router
+    let router = router
         .fallback(handlers::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(state.clone(), observe));
+    // Off, not even a disabled span: the request path is exactly what it is without traces.
+    let router = if traces {
+        router.layer(middleware::from_fn(trace::traced))
+    } else {
+        router
+    };
+    router
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -178,8 +187,13 @@ pub async fn serve_with(
     // Background work (sweeper, checkpoint signer, change relay) is the server bootstrap's
     // (`countersign-server`), not the API's.
     let with_metrics = limits.metrics_listen.is_none();
-    let app = routes(gateway, limits.metrics_token_sha256, with_metrics)
-        .layer(RequestBodyTimeoutLayer::new(limits.request_body_timeout));
+    let app = routes(
+        gateway,
+        limits.metrics_token_sha256,
+        with_metrics,
+        limits.traces,
+    )
+    .layer(RequestBodyTimeoutLayer::new(limits.request_body_timeout));
     accept_loop(listener, app, shutdown, &limits).await;
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! **Architecture Invariant:** this is the only place a gateway process is put together; no
 //! front spawns background work of its own.
 
+pub mod telemetry;
 pub mod workers;
 
 use std::sync::Arc;

@@ -4,7 +4,10 @@
 //! ([`WriteQueue`]).
 
 use countersign_core::{ActionRecord, Event, Timestamp};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::entry::EntryParts;
 use crate::{
@@ -62,26 +65,52 @@ pub(crate) enum Op {
 /// A store's way to its single writer, through which every write method of
 /// [`Store`](crate::Store) goes. Only this crate's backends make one; another `Store` (a test's
 /// wrapper over several stores) can only hand out theirs.
-pub struct WriteQueue(Box<dyn Fn(Op) -> Result<(), StoreError> + Send + Sync>);
+pub struct WriteQueue {
+    send: Box<dyn Fn(Op) -> Result<(), StoreError> + Send + Sync>,
+    /// Hears how long each write waited for its durable commit.
+    commits: OnceLock<CommitObserver>,
+}
+
+type CommitObserver = Box<dyn Fn(Duration) + Send + Sync>;
 
 impl WriteQueue {
     /// A queue that hands each operation to `send` (which fails only if the writer is gone).
     pub(crate) fn new(send: impl Fn(Op) -> Result<(), StoreError> + Send + Sync + 'static) -> Self {
-        WriteQueue(Box::new(send))
+        WriteQueue {
+            send: Box::new(send),
+            commits: OnceLock::new(),
+        }
+    }
+
+    /// Hands `observe` the time each write then waits for its reply, from its queueing to its
+    /// durable commit (the store commit latency the gateway's metrics show). Set once: returns
+    /// `false`, keeping the first, if an observer was already set.
+    pub fn observe_commits(&self, observe: impl Fn(Duration) + Send + Sync + 'static) -> bool {
+        self.commits.set(Box::new(observe)).is_ok()
     }
 
     /// Queues `op`; fails only if the writer is gone.
     fn send(&self, op: Op) -> Result<(), StoreError> {
-        (self.0)(op)
+        (self.send)(op)
+    }
+
+    /// Waits for the reply to an operation just queued: the `store.commit` trace span, timed
+    /// for the observer.
+    async fn answer<T, E: From<StoreError>>(
+        &self,
+        rx: oneshot::Receiver<Result<T, E>>,
+    ) -> Result<T, E> {
+        let start = Instant::now();
+        let reply = rx.instrument(tracing::debug_span!("store.commit")).await;
+        if let Some(observe) = self.commits.get() {
+            observe(start.elapsed());
+        }
+        reply.map_err(|_| E::from(StoreError::Closed))?
     }
 }
 
 pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Database(format!("encoding: {e}")))
-}
-
-async fn answer<T>(rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
-    rx.await.map_err(|_| StoreError::Closed)?
 }
 
 pub(crate) async fn insert(
@@ -103,7 +132,7 @@ pub(crate) async fn insert(
         events,
         reply,
     })?;
-    answer(rx).await
+    w.answer(rx).await
 }
 
 pub(crate) async fn update(
@@ -119,8 +148,7 @@ pub(crate) async fn update(
         transition,
         reply,
     })?;
-    rx.await
-        .map_err(|_| UpdateError::Store(StoreError::Closed))?
+    w.answer(rx).await
 }
 
 pub(crate) async fn record_events(
@@ -131,7 +159,7 @@ pub(crate) async fn record_events(
     let entries = EntryParts::standalone(at, &events)?;
     let (reply, rx) = oneshot::channel();
     w.send(Op::Append { at, entries, reply })?;
-    answer(rx).await
+    w.answer(rx).await
 }
 
 pub(crate) async fn add_checkpoint(
@@ -140,7 +168,7 @@ pub(crate) async fn add_checkpoint(
 ) -> Result<(), StoreError> {
     let (reply, rx) = oneshot::channel();
     w.send(Op::Checkpoint { checkpoint, reply })?;
-    answer(rx).await
+    w.answer(rx).await
 }
 
 pub(crate) async fn create_key(
@@ -151,7 +179,7 @@ pub(crate) async fn create_key(
     let entry = EntryParts::new(None, key.created_at, &event)?;
     let (reply, rx) = oneshot::channel();
     w.send(Op::CreateKey { key, entry, reply })?;
-    answer(rx).await
+    w.answer(rx).await
 }
 
 pub(crate) async fn revoke_key(
@@ -167,7 +195,7 @@ pub(crate) async fn revoke_key(
         event_of,
         reply,
     })?;
-    answer(rx).await
+    w.answer(rx).await
 }
 
 pub(crate) async fn bind_identity(
@@ -176,5 +204,5 @@ pub(crate) async fn bind_identity(
 ) -> Result<IdentityBinding, StoreError> {
     let (reply, rx) = oneshot::channel();
     w.send(Op::BindIdentity { binding, reply })?;
-    answer(rx).await
+    w.answer(rx).await
 }

@@ -670,3 +670,42 @@ fn every_view_and_every_entry_is_masked() {
         );
     }
 }
+
+/// Traces leave the process (`[telemetry] otlp_endpoint`), so what a span records is reviewed:
+/// spans are opened in these files only (each records a short list of fields, none of them a
+/// credential or a parameter value; `crates/cli/tests/it/traces.rs` checks what is exported),
+/// and `#[instrument]`, which records every argument by default, is used only with `skip_all`.
+#[test]
+fn spans_are_opened_in_reviewed_places() {
+    let reviewed: BTreeSet<&str> = [
+        "http/src/trace.rs",
+        "gateway/src/service.rs",
+        "store/src/op.rs",
+    ]
+    .into();
+    for krate in crates() {
+        if krate == "tidy" {
+            continue;
+        }
+        for (path, text) in sources(&krate) {
+            let file = rel(&path);
+            for needle in ["_span!(", "span!(", "Span::new("] {
+                assert!(
+                    !text.contains(needle) || reviewed.contains(file.as_str()),
+                    "{file} opens a span (`{needle}`): list it here once its fields are known \
+                     to carry no credential and no parameter value"
+                );
+            }
+            for (n, line) in text.lines().enumerate() {
+                if line.contains("#[instrument") || line.contains("tracing::instrument(") {
+                    assert!(
+                        line.contains("skip_all"),
+                        "{file}:{}: `#[instrument]` records every argument; use `skip_all` and \
+                         name the fields",
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+}
