@@ -65,21 +65,23 @@ pub(crate) fn run(value: &Value, params: &Map<String, Value>, f: &mut Findings) 
             }
         }
     }
-    if statements.len() > 1 {
-        f.flag(
-            Risk::Medium,
-            "sql:multi",
-            format!(
-                "runs {}",
-                count(statements.len(), "statement", "statements")
-            ),
-        );
-    }
+    several(statements.len(), f);
     let mut summary = Summary::default();
     for statement in &statements {
         statement_findings(statement, f, &mut summary);
     }
     summary.say(f);
+}
+
+/// `sql:multi` when one parameter holds several statements (either dialect).
+pub(crate) fn several(n: usize, f: &mut Findings) {
+    if n > 1 {
+        f.flag(
+            Risk::Medium,
+            "sql:multi",
+            format!("runs {}", count(n, "statement", "statements")),
+        );
+    }
 }
 
 /// Counts of what the statements do, by verb, for the impact lines.

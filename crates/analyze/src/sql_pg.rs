@@ -12,8 +12,8 @@ use pg_query::protobuf::{ObjectType, RawStmt};
 use pg_query::{NodeEnum, NodeRef};
 use std::collections::BTreeSet;
 
-use crate::sql::Summary;
-use crate::{count, names, Findings};
+use crate::sql::{several, Summary};
+use crate::{names, Findings};
 
 /// Functions that reach outside the database or its data: files, programs, other servers,
 /// other sessions, large-object export.
@@ -60,16 +60,7 @@ pub(crate) fn run(texts: &[&str], f: &mut Findings) {
             }
         }
     }
-    if statements.len() > 1 {
-        f.flag(
-            Risk::Medium,
-            "sql:multi",
-            format!(
-                "runs {}",
-                count(statements.len(), "statement", "statements")
-            ),
-        );
-    }
+    several(statements.len(), f);
     let mut summary = Summary::default();
     for (text, node) in &statements {
         let ts = tables(node);

@@ -73,6 +73,30 @@ fn uses(krate: &str, needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// `crates/<krate>` depends only on `allowed` and uses no I/O, clock, async or randomness.
+fn assert_pure(krate: &str, allowed: &BTreeSet<&str>) {
+    for dep in dependencies(krate) {
+        assert!(
+            allowed.contains(dep.as_str()),
+            "crates/{krate} must not depend on `{dep}` (pure: no I/O, no async, no clock)"
+        );
+    }
+    for needle in [
+        "SystemTime",
+        "Instant::",
+        "std::fs",
+        "std::net",
+        "std::process",
+        "std::env",
+        "tokio",
+        "async ",
+        "rand::",
+    ] {
+        let found = uses(krate, needle);
+        assert!(found.is_empty(), "`{needle}` in crates/{krate}: {found:?}");
+    }
+}
+
 #[test]
 fn every_crate_checks_the_workspace_lints() {
     for krate in crates() {
@@ -170,29 +194,7 @@ fn the_analyzers_are_pure() {
         "thiserror",
     ]
     .into();
-    for dep in dependencies("analyze") {
-        assert!(
-            allowed.contains(dep.as_str()),
-            "crates/analyze must not depend on `{dep}` (pure: no I/O, no async, no clock)"
-        );
-    }
-    for needle in [
-        "SystemTime",
-        "Instant::",
-        "std::fs",
-        "std::net",
-        "std::process",
-        "std::env",
-        "tokio",
-        "async ",
-        "rand::",
-    ] {
-        assert!(
-            uses("analyze", needle).is_empty(),
-            "`{needle}` in crates/analyze: {:?}",
-            uses("analyze", needle)
-        );
-    }
+    assert_pure("analyze", &allowed);
 }
 
 #[test]
@@ -616,25 +618,7 @@ fn masking_is_pure() {
         "sha2",
     ]
     .into();
-    for dep in dependencies("mask") {
-        assert!(
-            allowed.contains(dep.as_str()),
-            "crates/mask must not depend on `{dep}` (pure: no I/O, no async, no clock)"
-        );
-    }
-    for needle in [
-        "SystemTime",
-        "Instant::",
-        "std::fs",
-        "std::net",
-        "std::process",
-        "std::env",
-        "tokio",
-        "async ",
-        "rand::",
-    ] {
-        assert!(uses("mask", needle).is_empty(), "`{needle}` in crates/mask");
-    }
+    assert_pure("mask", &allowed);
 }
 
 /// ARCHITECTURE.md: every view of an action and every transition's audit entries pass through

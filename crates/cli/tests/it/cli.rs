@@ -19,6 +19,11 @@ pub struct Server {
 impl Server {
     pub async fn spawn(dir: &Path) -> Server {
         let config = crate::support::write_config(dir, "");
+        Server::serve(&config, &[], Stdio::null()).await
+    }
+
+    /// `countersign serve --config CONFIG` with `env` set and its stderr (the logs) to `stderr`.
+    pub async fn serve(config: &Path, env: &[(&str, &str)], stderr: Stdio) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -26,10 +31,11 @@ impl Server {
             .port();
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
-            .arg(&config)
+            .arg(config)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .unwrap();

@@ -6,8 +6,6 @@
 
 use serde_json::{json, Value};
 use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::cli::{run, BIN};
@@ -60,29 +58,13 @@ async fn no_canary_reaches_a_person_or_another_system_and_the_executor_gets_real
         "[masking]\nfields = [\"params.customer.ssn\"]\n",
     );
     let log_path = dir.path().join("server.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("COUNTERSIGN_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("server started")
-        .unwrap()
-        .unwrap_or_default();
-    assert!(line.contains("listening on"), "{line}");
-    let url = format!("http://127.0.0.1:{port}");
+    let mut server = crate::cli::Server::serve(
+        &config,
+        &[("COUNTERSIGN_LOG", "debug")],
+        Stdio::from(std::fs::File::create(&log_path).unwrap()),
+    )
+    .await;
+    let url = server.url.clone();
     let justification = format!("customer {} asked, card {}", CANARIES[7], CANARIES[8]);
 
     // Submitted through the CLI: its own output is the server's masked view.
@@ -254,7 +236,7 @@ async fn no_canary_reaches_a_person_or_another_system_and_the_executor_gets_real
     }
 
     // Server logs at debug level.
-    server.kill().await.unwrap();
+    server.kill9().await;
     assert_clean(
         "the server's debug log",
         &std::fs::read_to_string(&log_path).unwrap(),
