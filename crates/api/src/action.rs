@@ -53,6 +53,9 @@ pub struct Decision<'a> {
     reason: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "no_names")]
     credentials: Cow<'a, [String]>,
+    /// Who may see the masked values (`@reveal`): `group:NAME` and `human:ID` entries.
+    #[serde(default, skip_serializing_if = "no_names")]
+    reveal: Cow<'a, [String]>,
 }
 
 fn no_names(names: &[String]) -> bool {
@@ -75,6 +78,10 @@ impl Decision<'_> {
     /// The credentials an approval releases to the grant's redeemer (`@credentials`).
     pub fn credentials(&self) -> &[String] {
         &self.credentials
+    }
+    /// Who may see the masked values (`@reveal`).
+    pub fn reveal(&self) -> &[String] {
+        &self.reveal
     }
 }
 
@@ -357,6 +364,10 @@ pub struct Action<'a> {
     result: Option<ActionResult<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     audit: Option<ActionAudit>,
+    /// Present only in the answer of `POST /v1/actions/{id}/reveal`: where the values a
+    /// masked view hides are (JSON pointers); this view shows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revealed: Option<Cow<'a, [String]>>,
 }
 
 impl<'a> Action<'a> {
@@ -389,7 +400,19 @@ impl<'a> Action<'a> {
                 reported_at: res.reported_at,
             }),
             audit: None,
+            revealed: None,
         }
+    }
+
+    /// The same view, unmasked, naming the values it reveals (`POST /v1/actions/{id}/reveal`).
+    pub fn with_revealed(mut self, values: &'a [String]) -> Self {
+        self.revealed = Some(Cow::Borrowed(values));
+        self
+    }
+
+    /// Where the values a masked view hides are, when this view reveals them.
+    pub fn revealed(&self) -> Option<&[String]> {
+        self.revealed.as_deref()
     }
 
     /// The same view with its `audit` member (`GET /v1/actions/{id}`).
@@ -457,6 +480,13 @@ fn decision(r: &ActionRecord) -> Decision<'_> {
         policies: Cow::Borrowed(&r.decision.policies),
         reason: r.decision.reason.as_deref().map(Cow::Borrowed),
         credentials: Cow::Borrowed(&r.decision.credentials),
+        reveal: Cow::Owned(
+            r.decision
+                .reveal
+                .as_ref()
+                .map(|a| a.entries())
+                .unwrap_or_default(),
+        ),
     }
 }
 

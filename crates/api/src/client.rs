@@ -348,6 +348,13 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/actions/{id}/reveal`: the action with its masked values shown, for a person
+    /// policy names (`@reveal`); audited.
+    pub async fn reveal(&self, id: &str) -> Result<Action<'static>, ClientError> {
+        self.json(self.request(Method::POST, &["v1", "actions", id, "reveal"]))
+            .await
+    }
+
     /// `POST /v1/grants/redeem`: uses the grant, once.
     pub async fn redeem(&self, token: &str) -> Result<Redeemed, ClientError> {
         let body = RedeemRequest {

@@ -138,6 +138,8 @@ error_codes! {
     CredentialsAlreadyReleased = "credentials_already_released",
     /// The credentials' lifetime has ended.
     CredentialsExpired = "credentials_expired",
+    /// The caller may not see the action's masked values (`@reveal`).
+    RevealNotAllowed = "reveal_not_allowed",
     /// The system behind a credential could not mint it; nothing was released.
     CredentialUnavailable = "credential_unavailable",
     /// The gateway failed; nothing was changed.
@@ -175,7 +177,7 @@ impl ErrorCode {
             }
             SelfApproval | NotAnApprover | AgentsCannotApprove | NotRequester
             | OnBehalfOfNotAllowed | ModificationDenied | GrantInvalid | Forbidden
-            | NotRedeemer => StatusCode::FORBIDDEN,
+            | NotRedeemer | RevealNotAllowed => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NotPending
@@ -241,6 +243,7 @@ impl From<&countersign_core::DomainError> for ErrorCode {
             D::NotRedeemer => ErrorCode::NotRedeemer,
             D::CredentialsAlreadyReleased => ErrorCode::CredentialsAlreadyReleased,
             D::CredentialsExpired => ErrorCode::CredentialsExpired,
+            D::RevealNotAllowed(_) => ErrorCode::RevealNotAllowed,
         }
     }
 }

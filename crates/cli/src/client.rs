@@ -134,6 +134,14 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Show an action with its masked values (only people its policy names with `@reveal`;
+    /// each reveal is recorded in the audit log).
+    Reveal {
+        /// Action id.
+        id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Cancel your action.
     Cancel {
         /// Action id.
@@ -405,6 +413,12 @@ async fn dispatch(cmd: ClientCommand, out: &Out) -> Result<u8, CommandError> {
             let client = connect(&conn)?;
             let id = ids::resolve(&client, &id).await?;
             out.show(&client.answer(&id, answer).await?, render::action);
+            Ok(0)
+        }
+        ClientCommand::Reveal { id, conn } => {
+            let client = connect(&conn)?;
+            let id = ids::resolve(&client, &id).await?;
+            out.show(&client.reveal(&id).await?, render::action);
             Ok(0)
         }
         ClientCommand::Cancel { id, conn } => {

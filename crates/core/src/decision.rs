@@ -66,6 +66,10 @@ pub struct Decision {
     /// (`@credentials("prod-db")`), sorted. Empty: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<String>,
+    /// Who may see the values masking hides from views (`@reveal("group:data-owners")`, the
+    /// union over the matching policies); each reveal is an audit entry. `None`: nobody.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reveal: Option<Approvers>,
 }
 
 impl Decision {
@@ -79,6 +83,7 @@ impl Decision {
             review_ttl: None,
             executors: Vec::new(),
             credentials: Vec::new(),
+            reveal: None,
         }
     }
 
@@ -92,6 +97,7 @@ impl Decision {
             review_ttl: None,
             executors: Vec::new(),
             credentials: Vec::new(),
+            reveal: None,
         }
     }
 }

@@ -153,6 +153,13 @@ pub enum Event {
         /// `reported`, `cancelled` or `expired`.
         reason: String,
     },
+    /// A person was shown the values masking hides in this action's views (`@reveal`).
+    Revealed {
+        /// Who saw them.
+        by: String,
+        /// JSON pointers (into the view) of the values shown.
+        values: Vec<String>,
+    },
     /// An attempt that matters to security was refused (see
     /// [`crate::DomainError::is_security_relevant`]); it changed nothing else.
     Refused {
@@ -222,6 +229,7 @@ impl Event {
             Event::ResultReported { .. } => "result_reported",
             Event::CredentialReleased { .. } => "credential_released",
             Event::CredentialRevoked { .. } => "credential_revoked",
+            Event::Revealed { .. } => "revealed",
             Event::Refused { .. } => "refused",
             Event::PolicyLoaded { .. } => "policy_loaded",
             Event::ConfigLoaded { .. } => "config_loaded",
@@ -242,6 +250,7 @@ impl Event {
             | Event::GrantRedeemed { by, .. }
             | Event::ResultReported { by, .. }
             | Event::Refused { by, .. }
+            | Event::Revealed { by, .. }
             | Event::KeyCreated { by, .. }
             | Event::KeyRevoked { by, .. } => Some(by),
             Event::CredentialReleased { to, .. } => Some(to),

@@ -530,6 +530,9 @@ pub enum DomainError {
     /// The credentials' lifetime, counted from the redemption, has passed.
     #[error("the credentials' lifetime for this action has ended; submit the action again")]
     CredentialsExpired,
+    /// The caller is not among the people the policy lets see masked values.
+    #[error("you may not see this action's masked values; {0}")]
+    RevealNotAllowed(String),
 }
 
 impl DomainError {
@@ -560,6 +563,7 @@ impl DomainError {
             DomainError::NotRedeemer => "not_redeemer",
             DomainError::CredentialsAlreadyReleased => "credentials_already_released",
             DomainError::CredentialsExpired => "credentials_expired",
+            DomainError::RevealNotAllowed(_) => "reveal_not_allowed",
         }
     }
 
@@ -582,6 +586,7 @@ impl DomainError {
                 | DomainError::NotRedeemer
                 | DomainError::CredentialsAlreadyReleased
                 | DomainError::CredentialsExpired
+                | DomainError::RevealNotAllowed(_)
         )
     }
 }
@@ -993,6 +998,15 @@ impl ActionRecord {
         self.decision
             .credentials
             .retain(|c| decision.credentials.contains(c));
+        // And who may see masked values: only those both decisions name.
+        self.decision.reveal = match (self.decision.reveal.take(), &decision.reveal) {
+            (Some(mut mine), Some(theirs)) => {
+                mine.groups.retain(|g| theirs.groups.contains(g));
+                mine.humans.retain(|h| theirs.humans.contains(h));
+                (!mine.groups.is_empty() || !mine.humans.is_empty()).then_some(mine)
+            }
+            _ => None,
+        };
         let review = self.review.as_mut()?;
         let mut changed = false;
         for req in &decision.requirements {
@@ -1170,6 +1184,29 @@ impl ActionRecord {
         Ok(vec![Event::ResultReported {
             outcome: outcome.as_str().into(),
             by: who.id.clone(),
+        }])
+    }
+
+    /// Whether `who` may see the values masking hides in this action's views: a human the
+    /// decision's `@reveal` names (by id or group, compared as approvers are). Nobody else —
+    /// not agents or services, not the requester — and nobody at all when no policy says so.
+    pub fn may_reveal(&self, who: &Identity) -> Result<(), DomainError> {
+        match &self.decision.reveal {
+            None => Err(DomainError::RevealNotAllowed(
+                "no policy that matched it names who may (@reveal)".into(),
+            )),
+            Some(allowed) if allowed.admits(who) => Ok(()),
+            Some(allowed) => Err(DomainError::RevealNotAllowed(format!("only {allowed} may"))),
+        }
+    }
+
+    /// Records that `who` was shown the masked values at `values` (JSON pointers), under the
+    /// rule of [`Self::may_reveal`]; changes nothing else.
+    pub fn reveal(&self, who: &Identity, values: Vec<String>) -> Result<Vec<Event>, DomainError> {
+        self.may_reveal(who)?;
+        Ok(vec![Event::Revealed {
+            by: who.id.clone(),
+            values,
         }])
     }
 

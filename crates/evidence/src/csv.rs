@@ -67,6 +67,7 @@ pub(crate) fn outcome(e: &Entry) -> &str {
         "voted" => e.str("verdict").unwrap_or_default(),
         "result_reported" => e.str("outcome").unwrap_or_default(),
         "refused" => "refused",
+        "revealed" => "revealed",
         "approved" => "approved",
         "rejected" => "rejected",
         "expired" => "expired",

@@ -98,6 +98,7 @@ fn map(e: &Entry, ctx: &ActionContext, origin: &str) -> Value {
         } else {
             let (id, name) = match e.kind.as_str() {
                 "submitted" => (1, "Create"),
+                "revealed" => (2, "Read"),
                 "voted"
                 | "clarification_answered"
                 | "cancelled"

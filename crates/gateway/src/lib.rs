@@ -25,5 +25,6 @@ pub use countersign_core::Submission;
 pub use error::GatewayError;
 pub use replicas::open_store;
 pub use service::{
-    analyze, default_effect, ActionView, Gateway, Parts, Redeemed, ReviewPage, Submitted, MAX_WAIT,
+    analyze, default_effect, ActionView, Gateway, Parts, Redeemed, Revealed, ReviewPage, Submitted,
+    MAX_WAIT,
 };

@@ -72,13 +72,14 @@ pub fn mask_events(m: &Masker, events: &mut [Event]) {
     }
 }
 
-/// Masks what a view of `record` shows (the record is a copy made for the view).
-pub fn mask_record(m: &Masker, record: &mut ActionRecord) {
+/// Masks what a view of `record` shows (the record is a copy made for the view), and says what
+/// it masked.
+pub fn mask_record(m: &Masker, record: &mut ActionRecord) -> Vec<MaskedValue> {
+    let mut masked = Vec::new();
     if !m.enabled() {
-        return;
+        return masked;
     }
-    let mut found = Vec::new();
-    let found = &mut found;
+    let found = &mut masked;
     m.object("params", "/params", &mut record.spec.params, found);
     text(m, &mut record.spec.resource, "/resource", found);
     text(m, &mut record.justification, "/justification", found);
@@ -100,4 +101,5 @@ pub fn mask_record(m: &Masker, record: &mut ActionRecord) {
             text(m, d, "/result/detail", found);
         }
     }
+    masked
 }

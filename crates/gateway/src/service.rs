@@ -50,6 +50,16 @@ pub struct ActionView {
     pub grant_token: Option<String>,
 }
 
+/// An action as a person `@reveal` names sees it: the record with its real values, and the
+/// JSON pointers of the values a masked view hides.
+#[derive(Debug, Clone)]
+pub struct Revealed {
+    /// The record, unmasked.
+    pub record: ActionRecord,
+    /// Where the masked values are (`/params/...`, `/justification`, ...).
+    pub values: Vec<String>,
+}
+
 /// A page of reviews, newest first.
 #[derive(Debug, Clone)]
 pub struct ReviewPage {
@@ -366,7 +376,7 @@ impl Gateway {
         let grant_token = record
             .usable_grant(who, self.now())
             .map(|g| self.signer.sign(&record.id, g));
-        crate::masking::mask_record(&self.masker, &mut record);
+        let _masked = crate::masking::mask_record(&self.masker, &mut record);
         ActionView {
             record,
             grant_token,
@@ -519,6 +529,44 @@ impl Gateway {
             return Err(GatewayError::NotFound);
         }
         Ok(self.view(who, record))
+    }
+
+    /// Shows `who` the action with the values masking hides (issue #17's `@reveal`): the core's
+    /// `may_reveal` decides inside the store's transaction, which records a `revealed` entry
+    /// naming the values shown; a refusal is a `refused` entry. The one unmasked view (tidy:
+    /// `every_view_and_every_entry_is_masked`).
+    pub async fn reveal(&self, who: &Identity, id: &str) -> Result<Revealed, GatewayError> {
+        let record = self.store.get(id).await?.ok_or(GatewayError::NotFound)?;
+        if !record.visible_to(who) {
+            return Err(GatewayError::NotFound);
+        }
+        let now = self.now();
+        let me = who.clone();
+        let masker = self.masker.clone();
+        let (record, events) = self
+            .attempt(
+                who,
+                "reveal",
+                id,
+                now,
+                Box::new(move |rec| {
+                    let mut copy = rec.clone();
+                    let values = crate::masking::mask_record(&masker, &mut copy)
+                        .into_iter()
+                        .map(|m| m.path)
+                        .collect();
+                    rec.reveal(&me, values)
+                }),
+            )
+            .await?;
+        let values = events
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Revealed { values, .. } => Some(values),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Ok(Revealed { record, values })
     }
 
     /// Reads an action, waiting up to `wait` for it to leave `pending`. Released by the change

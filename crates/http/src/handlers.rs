@@ -105,6 +105,23 @@ pub(crate) async fn get_action(
     Ok((StatusCode::OK, Json(action_view(&view).with_audit(audit))).into_response())
 }
 
+/// `POST /v1/actions/{id}/reveal`: the action with its masked values, for a person policy names
+/// (`@reveal`); audited either way.
+pub(crate) async fn reveal(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let revealed = state.gateway.reveal(&who, &id).await?;
+    let view = Action::new(&revealed.record, None).with_revealed(&revealed.values);
+    let mut resp = (StatusCode::OK, Json(view)).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
 /// A page cursor: opaque to clients (base64url of `created_at:id`, the last action of the
 /// previous page).
 fn encode_cursor((at, id): &(Timestamp, String)) -> String {

@@ -125,6 +125,7 @@ fn routes(
         .route("/v1/actions/{id}/cancel", post(handlers::cancel))
         .route("/v1/actions/{id}/result", post(handlers::report))
         .route("/v1/actions/{id}/credentials", post(handlers::credentials))
+        .route("/v1/actions/{id}/reveal", post(handlers::reveal))
         .route("/v1/reviews", get(handlers::list_reviews))
         .route("/v1/reviews/{id}/votes", post(handlers::vote))
         .route("/v1/grants/redeem", post(handlers::redeem))

@@ -316,6 +316,18 @@ impl PolicyEngine {
         let mut policies = Vec::new();
         let mut executors = BTreeSet::new();
         let mut credentials = BTreeSet::new();
+        let mut reveal: Option<Approvers> = None;
+        let mut add_reveal = |named: &Option<Approvers>| {
+            if let Some(named) = named {
+                match &mut reveal {
+                    Some(all) => {
+                        all.groups.extend(named.groups.iter().cloned());
+                        all.humans.extend(named.humans.iter().cloned());
+                    }
+                    None => reveal = Some(named.clone()),
+                }
+            }
+        };
         for id in matched {
             match self.rules.get(*id) {
                 Some(Rule::Review {
@@ -325,7 +337,9 @@ impl PolicyEngine {
                     reason,
                     executors: named,
                     credentials: released,
+                    reveal: revealers,
                 }) => {
+                    add_reveal(revealers);
                     policies.push(id.to_string());
                     requirements.push(Requirement {
                         policy: id.to_string(),
@@ -343,7 +357,9 @@ impl PolicyEngine {
                 Some(Rule::Permit {
                     executors: named,
                     credentials: released,
+                    reveal: revealers,
                 }) => {
+                    add_reveal(revealers);
                     executors.extend(named.iter().cloned());
                     credentials.extend(released.iter().cloned());
                 }
@@ -356,6 +372,7 @@ impl PolicyEngine {
             let mut d = Decision::allow(matched.iter().map(ToString::to_string).collect());
             d.executors = executors;
             d.credentials = credentials;
+            d.reveal = reveal;
             return d;
         }
         Decision {
@@ -366,6 +383,7 @@ impl PolicyEngine {
             review_ttl: ttl,
             executors,
             credentials,
+            reveal,
         }
     }
 
@@ -384,6 +402,7 @@ impl PolicyEngine {
                 review_ttl: None,
                 executors: Vec::new(),
                 credentials: Vec::new(),
+                reveal: None,
             },
         }
     }

@@ -10,6 +10,7 @@ pub(crate) enum Rule {
     Permit {
         executors: Vec<String>,
         credentials: Vec<String>,
+        reveal: Option<Approvers>,
     },
     Review {
         approvers: Approvers,
@@ -18,6 +19,7 @@ pub(crate) enum Rule {
         reason: Option<String>,
         executors: Vec<String>,
         credentials: Vec<String>,
+        reveal: Option<Approvers>,
     },
     Forbid {
         reason: Option<String>,
@@ -30,7 +32,7 @@ pub(crate) struct AnnotationProblem {
     pub message: String,
 }
 
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 9] = [
     "id",
     "effect",
     "approvers",
@@ -39,7 +41,19 @@ const KNOWN: [&str; 8] = [
     "reason",
     "executor",
     "credentials",
+    "reveal",
 ];
+
+/// `@reveal("group:data-owners, human:alice")`: the people who may see this action's masked
+/// values (issue #17); each reveal is an audit entry.
+fn reveal(p: &Policy) -> Result<Option<Approvers>, String> {
+    p.annotation("reveal")
+        .map(|text| {
+            text.parse::<Approvers>()
+                .map_err(|e| format!("{e}; write @reveal(\"group:NAME, human:ID\")"))
+        })
+        .transpose()
+}
 
 /// `@credentials("prod-db, deploy-ssh")`: the configured credentials released to the redeemer
 /// of the grant. Whether each name is configured is checked where the configuration is known
@@ -112,6 +126,10 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
             "credentials",
             "@credentials belongs on a permit; a forbid releases nothing".into(),
         )),
+        (CedarEffect::Forbid, None) if p.annotation("reveal").is_some() => Err(problem(
+            "reveal",
+            "@reveal belongs on a permit; a forbidden action has nothing to review".into(),
+        )),
         (CedarEffect::Forbid, None) => Ok(Rule::Forbid { reason }),
         (CedarEffect::Forbid, Some(_)) => Err(problem(
             "effect",
@@ -129,6 +147,7 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
             Ok(Rule::Permit {
                 executors: executors(p).map_err(|m| problem("executor", m))?,
                 credentials: credentials(p).map_err(|m| problem("credentials", m))?,
+                reveal: reveal(p).map_err(|m| problem("reveal", m))?,
             })
         }
         (CedarEffect::Permit, Some("review")) => {
@@ -159,6 +178,7 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
                 reason,
                 executors: executors(p).map_err(|m| problem("executor", m))?,
                 credentials: credentials(p).map_err(|m| problem("credentials", m))?,
+                reveal: reveal(p).map_err(|m| problem("reveal", m))?,
             })
         }
         (CedarEffect::Permit, Some(other)) => Err(problem(

@@ -637,6 +637,22 @@ fn every_view_and_every_entry_is_masked() {
     let view = &service[service.find("fn view(").unwrap()..];
     let view = &view[..view.find("\n    }\n").unwrap()];
     assert!(view.contains("mask_record("), "Gateway::view masks: {view}");
+    // The one unmasked view: `Gateway::reveal`, after the core's `reveal` rule (`may_reveal`)
+    // passed inside the transition that records it.
+    let unmasked = gateway
+        .lines()
+        .filter(|l| l.trim().starts_with("Ok(Revealed {"))
+        .count();
+    assert_eq!(
+        unmasked, 1,
+        "an unmasked view is made in `Gateway::reveal` only"
+    );
+    let reveal = &service[service.find("pub async fn reveal(").unwrap()..];
+    let reveal = &reveal[..reveal.find("\n    }\n").unwrap()];
+    assert!(
+        reveal.contains("rec.reveal(&me") && reveal.contains("Ok(Revealed {"),
+        "Gateway::reveal asks the core's rule before it shows anything: {reveal}"
+    );
     for (call, masking) in [
         ("self.store.insert_ruled(", "mask_events("),
         ("self.store.update(", "mask_events("),

@@ -84,6 +84,7 @@ fn the_published_codes_keep_their_statuses() {
                 "grant_invalid",
                 "forbidden",
                 "not_redeemer",
+                "reveal_not_allowed",
             ],
         ),
         (404, &["not_found"]),

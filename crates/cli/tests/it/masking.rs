@@ -321,3 +321,146 @@ async fn mcp_tool_arguments_are_masked_for_people_but_reach_the_server_whole() {
     let (_, log) = gw.get("alice", "/v1/audit/entries?start=0&limit=100").await;
     assert_clean("the MCP call's audit entries", &log.to_string());
 }
+
+/// `@reveal` (#17): the people a policy names see the real values, through the API and the CLI,
+/// each time recorded in the audit log; a reviewer the policy does not name, the requesting
+/// agent and an action without the annotation are refused, and the refusals are recorded too.
+/// Every other view stays masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reveal_shows_real_values_only_to_the_people_policy_names_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::write_config(dir.path(), "");
+    std::fs::write(
+        dir.path().join("policies/reveal.cedar"),
+        r#"@id("pii-export") @effect("review") @approvers("group:sre") @reveal("group:data")
+permit (principal, action == Action::"customer.export", resource);"#,
+    )
+    .unwrap();
+    let (url, _server) = crate::support::serve(&config).await;
+    let http = crate::support::client();
+    let email = CANARIES[7];
+    let submit = |action: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let v: Value = http
+                .post(format!("{url}/v1/actions"))
+                .bearer_auth("tok-bot")
+                .json(&json!({"action": action, "resource": "crm://customers",
+                              "params": {"customer": {"email": email}, "rows": 3}}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(v["status"], "pending", "{v}");
+            v["id"].as_str().unwrap().to_string()
+        }
+    };
+    let id = submit("customer.export").await;
+    let reveal = |id: String, token: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let resp = http
+                .post(format!("{url}/v1/actions/{id}/reveal"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let cache = resp
+                .headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, cache, resp.json::<Value>().await.unwrap())
+        }
+    };
+
+    // A data owner sees the real values; the view says where they were masked.
+    let (status, cache, shown) = reveal(id.clone(), "tok-carol").await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(cache.as_deref(), Some("no-store"));
+    assert_eq!(shown["params"]["customer"]["email"], email, "{shown}");
+    assert_eq!(shown["revealed"], json!(["/params/customer/email"]));
+    assert_eq!(shown["decision"]["reveal"], json!(["group:data"]));
+    // The same from the CLI.
+    let (code, out, err) = run(&["reveal", &id, "--output", "json"], &url, "tok-carol").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(email), "{out}");
+
+    // The reviewer (not a data owner), the requesting agent, and anyone on an action whose
+    // policy names nobody: refused with a stable code.
+    let other = submit("deploy").await;
+    for (id, token) in [
+        (id.clone(), "tok-alice"),
+        (id.clone(), "tok-bot"),
+        (other.clone(), "tok-carol"),
+    ] {
+        let (status, _, body) = reveal(id, token).await;
+        assert_eq!(status, 403, "{token}: {body}");
+        assert_eq!(body["error"]["code"], "reveal_not_allowed", "{body}");
+        assert_clean("a refused reveal", &body.to_string());
+    }
+    // Views stay masked for everyone, the data owner included.
+    for token in ["tok-alice", "tok-carol", "tok-bot"] {
+        let view = http
+            .get(format!("{url}/v1/actions/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_clean("a view after a reveal", &view);
+    }
+
+    // Each reveal and each refusal is in the audit log, which never holds the values.
+    let entries = http
+        .get(format!("{url}/v1/audit/entries?start=0&limit=100"))
+        .bearer_auth("tok-alice")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_clean("the audit entries", &entries);
+    let entries: Value = serde_json::from_str(&entries).unwrap();
+    let events: Vec<&Value> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["entry"])
+        .collect();
+    let revealed: Vec<&&Value> = events.iter().filter(|e| e["type"] == "revealed").collect();
+    assert_eq!(revealed.len(), 2, "API and CLI: {events:?}");
+    for e in &revealed {
+        assert_eq!(e["event"]["by"], "carol", "{e}");
+        assert_eq!(
+            e["event"]["values"],
+            json!(["/params/customer/email"]),
+            "{e}"
+        );
+        assert_eq!(e["action_id"], id.as_str(), "{e}");
+    }
+    let refused: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["type"] == "refused" && e["event"]["attempted"] == "reveal")
+        .map(|e| {
+            assert_eq!(e["event"]["code"], "reveal_not_allowed", "{e}");
+            (
+                e["event"]["by"].as_str().unwrap().to_string(),
+                e["action_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("alice".to_string(), id.clone()),
+            ("bot".to_string(), id.clone()),
+            ("carol".to_string(), other.clone())
+        ]
+    );
+}

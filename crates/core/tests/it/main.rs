@@ -6,6 +6,7 @@ mod digest;
 mod identity;
 mod limits;
 mod modify;
+mod reveal;
 mod review_index;
 mod rules;
 mod separation;

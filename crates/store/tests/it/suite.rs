@@ -41,6 +41,7 @@ fn record(
         review_ttl: None,
         executors: Vec::new(),
         credentials: Vec::new(),
+        reveal: None,
     };
     ActionRecord::submit(
         &bot(requester),
