@@ -79,6 +79,8 @@ enum Change {
     Replace,
     Update,
     Create,
+    /// Removed from the state, left running (`removed` with `destroy = false`, Terraform 1.7+).
+    Forget,
 }
 
 impl Change {
@@ -88,6 +90,7 @@ impl Change {
             Change::Replace => "replaces",
             Change::Update => "updates",
             Change::Create => "creates",
+            Change::Forget => "forgets",
         }
     }
 }
@@ -141,6 +144,16 @@ pub(crate) fn run(value: &Value, _params: &Map<String, Value>, f: &mut Findings)
             continue;
         };
         let has = |a: &str| actions.iter().any(|x| x == a);
+        // An action word this analyzer does not know (a newer Terraform's) is not a no-op.
+        const KNOWN: &[&str] = &["no-op", "read", "create", "update", "delete", "forget"];
+        if actions.is_empty()
+            || actions
+                .iter()
+                .any(|x| !x.as_str().is_some_and(|a| KNOWN.contains(&a)))
+        {
+            unreadable += 1;
+            continue;
+        }
         let change = if has("delete") && has("create") {
             Change::Replace
         } else if has("delete") {
@@ -149,8 +162,10 @@ pub(crate) fn run(value: &Value, _params: &Map<String, Value>, f: &mut Findings)
             Change::Create
         } else if has("update") {
             Change::Update
+        } else if has("forget") {
+            Change::Forget
         } else {
-            continue; // no-op, read
+            continue; // no-op, read (a data source)
         };
         *by.entry(change)
             .or_default()
@@ -182,6 +197,7 @@ pub(crate) fn run(value: &Value, _params: &Map<String, Value>, f: &mut Findings)
         Change::Update,
         Change::Delete,
         Change::Replace,
+        Change::Forget,
     ] {
         let n = total(c);
         if n > 0 {
@@ -194,6 +210,7 @@ pub(crate) fn run(value: &Value, _params: &Map<String, Value>, f: &mut Findings)
         (Change::Replace, "tf:replace", Risk::High),
         (Change::Update, "tf:update", Risk::Medium),
         (Change::Create, "tf:create", Risk::Medium),
+        (Change::Forget, "tf:forget", Risk::Medium),
     ] {
         let Some(types) = by.get(&c) else {
             continue;
