@@ -112,6 +112,33 @@ pub(crate) fn run(value: &Value, _params: &Map<String, Value>, f: &mut Findings)
         );
         return;
     };
+    // Terraform's documented rule: reject an unsupported major version. A document that is
+    // neither a plan (`format_version`) nor carries changes (e.g. `{"file", "sha256"}` alone, or
+    // `{"unavailable": why}`) says nothing about what changes: not "no changes".
+    let major = plan
+        .get("format_version")
+        .and_then(Value::as_str)
+        .map(|v| v.split('.').next().unwrap_or(""));
+    if major.is_some_and(|m| m != "1") {
+        f.flag(
+            Risk::High,
+            "tf:unparsed",
+            "the plan's `format_version` is not 1.x; treated as high risk",
+        );
+        return;
+    }
+    if major.is_none() && !plan.contains_key("resource_changes") {
+        let why = plan
+            .get("unavailable")
+            .and_then(Value::as_str)
+            .map_or(String::new(), |w| format!(" ({})", crate::cut(w, 200)));
+        f.flag(
+            Risk::High,
+            "tf:unparsed",
+            format!("no plan document (`terraform show -json PLAN`){why}; treated as high risk"),
+        );
+        return;
+    }
     let changes = match plan.get("resource_changes") {
         None | Some(Value::Null) => {
             f.tag(Risk::Low, "tf:no-changes");

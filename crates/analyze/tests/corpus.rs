@@ -948,4 +948,15 @@ fn terraform_plan_fixtures() {
     let a = analyze(json!({"plan": doc}).as_object().unwrap()).unwrap();
     assert_eq!(a.risk, High, "{a:?}");
     assert!(a.has("tf:unparsed"), "{a:?}");
+    // No plan document (only `countersign run`'s file binding, or a summary it could not get),
+    // or an unsupported major version: not "no changes".
+    for plan in [
+        json!({"file": "p.tfplan", "sha256": "00"}),
+        json!({"file": "p.tfplan", "sha256": "00", "unavailable": "terraform exited 1"}),
+        json!({"format_version": "2.0", "resource_changes": []}),
+    ] {
+        let a = analyze(json!({ "plan": plan }).as_object().unwrap()).unwrap();
+        assert_eq!(a.risk, High, "{plan}: {a:?}");
+        assert!(a.has("tf:unparsed") && !a.has("tf:no-changes"), "{a:?}");
+    }
 }
