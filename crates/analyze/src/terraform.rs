@@ -79,6 +79,8 @@ enum Change {
     Replace,
     Update,
     Create,
+    /// Removed from the state, left running (`removed` with `destroy = false`, Terraform 1.7+).
+    Forget,
 }
 
 impl Change {
@@ -88,6 +90,7 @@ impl Change {
             Change::Replace => "replaces",
             Change::Update => "updates",
             Change::Create => "creates",
+            Change::Forget => "forgets",
         }
     }
 }
@@ -109,6 +112,33 @@ pub(crate) fn run(value: &Value, _params: &Map<String, Value>, f: &mut Findings)
         );
         return;
     };
+    // Terraform's documented rule: reject an unsupported major version. A document that is
+    // neither a plan (`format_version`) nor carries changes (e.g. `{"file", "sha256"}` alone, or
+    // `{"unavailable": why}`) says nothing about what changes: not "no changes".
+    let major = plan
+        .get("format_version")
+        .and_then(Value::as_str)
+        .map(|v| v.split('.').next().unwrap_or(""));
+    if major.is_some_and(|m| m != "1") {
+        f.flag(
+            Risk::High,
+            "tf:unparsed",
+            "the plan's `format_version` is not 1.x; treated as high risk",
+        );
+        return;
+    }
+    if major.is_none() && !plan.contains_key("resource_changes") {
+        let why = plan
+            .get("unavailable")
+            .and_then(Value::as_str)
+            .map_or(String::new(), |w| format!(" ({})", crate::cut(w, 200)));
+        f.flag(
+            Risk::High,
+            "tf:unparsed",
+            format!("no plan document (`terraform show -json PLAN`){why}; treated as high risk"),
+        );
+        return;
+    }
     let changes = match plan.get("resource_changes") {
         None | Some(Value::Null) => {
             f.tag(Risk::Low, "tf:no-changes");
@@ -141,6 +171,16 @@ pub(crate) fn run(value: &Value, _params: &Map<String, Value>, f: &mut Findings)
             continue;
         };
         let has = |a: &str| actions.iter().any(|x| x == a);
+        // An action word this analyzer does not know (a newer Terraform's) is not a no-op.
+        const KNOWN: &[&str] = &["no-op", "read", "create", "update", "delete", "forget"];
+        if actions.is_empty()
+            || actions
+                .iter()
+                .any(|x| !x.as_str().is_some_and(|a| KNOWN.contains(&a)))
+        {
+            unreadable += 1;
+            continue;
+        }
         let change = if has("delete") && has("create") {
             Change::Replace
         } else if has("delete") {
@@ -149,8 +189,10 @@ pub(crate) fn run(value: &Value, _params: &Map<String, Value>, f: &mut Findings)
             Change::Create
         } else if has("update") {
             Change::Update
+        } else if has("forget") {
+            Change::Forget
         } else {
-            continue; // no-op, read
+            continue; // no-op, read (a data source)
         };
         *by.entry(change)
             .or_default()
@@ -182,6 +224,7 @@ pub(crate) fn run(value: &Value, _params: &Map<String, Value>, f: &mut Findings)
         Change::Update,
         Change::Delete,
         Change::Replace,
+        Change::Forget,
     ] {
         let n = total(c);
         if n > 0 {
@@ -194,6 +237,7 @@ pub(crate) fn run(value: &Value, _params: &Map<String, Value>, f: &mut Findings)
         (Change::Replace, "tf:replace", Risk::High),
         (Change::Update, "tf:update", Risk::Medium),
         (Change::Create, "tf:create", Risk::Medium),
+        (Change::Forget, "tf:forget", Risk::Medium),
     ] {
         let Some(types) = by.get(&c) else {
             continue;

@@ -813,3 +813,150 @@ fn configured_names_are_read_too_and_unknown_analyzers_refused() {
     assert!(a.has("shell:rm-recursive") && !a.has("sql:drop"), "{a:?}");
     assert!(names.add("yaml", "doc").is_err());
 }
+
+/// Plan documents written as `terraform show -json PLAN` writes them (Terraform's documented JSON
+/// output format: `format_version`, `terraform_version`, `planned_values`, `resource_changes`
+/// with `mode`, `provider_name`, `change.actions`/`before`/`after`, `action_reason`,
+/// `configuration`...), one per kind of change, in `tests/fixtures/terraform/`: what each must
+/// be judged, with every tag it must and must not have and its impact lines.
+#[test]
+fn terraform_plan_fixtures() {
+    use Risk::*;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/terraform");
+    type Expect = (
+        &'static str,
+        Risk,
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    let all_tf = [
+        "tf:no-changes",
+        "tf:create",
+        "tf:update",
+        "tf:delete",
+        "tf:replace",
+        "tf:forget",
+        "tf:stateful-delete",
+        "tf:unparsed",
+    ];
+    let expected: &[Expect] = &[
+        (
+            "no-changes.json",
+            Low,
+            &["tf:no-changes"],
+            &[],
+            &["changes no resources"],
+        ),
+        (
+            "create.json",
+            Medium,
+            &["tf:create"],
+            &[],
+            &["creates 1 resources"],
+        ),
+        (
+            "update.json",
+            Medium,
+            &["tf:update"],
+            &[],
+            &["updates 1 resources"],
+        ),
+        (
+            "delete.json",
+            High,
+            &["tf:delete"],
+            &[],
+            &["deletes 1 resources", "deletes: 1 aws_instance"],
+        ),
+        (
+            "replace-delete-first.json",
+            High,
+            &["tf:replace"],
+            &[],
+            &["replaces 1 resources", "replaces: 1 aws_instance"],
+        ),
+        (
+            "replace-create-first.json",
+            High,
+            &["tf:replace"],
+            &[],
+            &["replaces 1 resources"],
+        ),
+        // A data source read at apply time and a no-op: nothing changes.
+        (
+            "data-source-read.json",
+            Low,
+            &["tf:no-changes"],
+            &[],
+            &["changes no resources"],
+        ),
+        (
+            "forget.json",
+            Medium,
+            &["tf:forget"],
+            &[],
+            &["forgets 1 resources"],
+        ),
+        (
+            "mixed-with-modules-and-data.json",
+            Critical,
+            &[
+                "tf:create",
+                "tf:update",
+                "tf:replace",
+                "tf:delete",
+                "tf:stateful-delete",
+            ],
+            &[],
+            &[
+                "creates 2, updates 1, deletes 1, replaces 1 resources",
+                "deletes: 1 aws_db_instance",
+                "replaces: 1 aws_instance",
+                "destroys data: deletes aws_db_instance.main",
+            ],
+        ),
+    ];
+    let mut seen = 0;
+    for (file, risk, tags, _, impact) in expected {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["format_version"], "1.2", "{file}");
+        assert!(doc["resource_changes"].is_array(), "{file}");
+        // As `countersign run` or an agent sends it: the document itself, and as a string.
+        for params in [json!({"plan": doc}), json!({"plan": text})] {
+            let a = analyze(params.as_object().unwrap()).unwrap();
+            assert_eq!(a.risk, *risk, "{file}: {a:?}");
+            for t in all_tf {
+                assert_eq!(a.has(t), tags.contains(&t), "{file}: {t} in {a:?}");
+            }
+            for line in *impact {
+                assert!(
+                    a.impact.iter().any(|l| l == line),
+                    "{file}: {line:?} in {a:?}"
+                );
+            }
+        }
+        seen += 1;
+    }
+    let on_disk = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(seen, on_disk, "a fixture without expectations");
+    // An action word this build does not know is not a no-op.
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("update.json")).unwrap()).unwrap();
+    doc["resource_changes"][0]["change"]["actions"] = json!(["transmogrify"]);
+    let a = analyze(json!({"plan": doc}).as_object().unwrap()).unwrap();
+    assert_eq!(a.risk, High, "{a:?}");
+    assert!(a.has("tf:unparsed"), "{a:?}");
+    // No plan document (only `countersign run`'s file binding, or a summary it could not get),
+    // or an unsupported major version: not "no changes".
+    for plan in [
+        json!({"file": "p.tfplan", "sha256": "00"}),
+        json!({"file": "p.tfplan", "sha256": "00", "unavailable": "terraform exited 1"}),
+        json!({"format_version": "2.0", "resource_changes": []}),
+    ] {
+        let a = analyze(json!({ "plan": plan }).as_object().unwrap()).unwrap();
+        assert_eq!(a.risk, High, "{plan}: {a:?}");
+        assert!(a.has("tf:unparsed") && !a.has("tf:no-changes"), "{a:?}");
+    }
+}

@@ -68,7 +68,8 @@ async fn open_with_config(args: &StoreArgs) -> Result<(std::sync::Arc<dyn Store>
     Ok((store, config))
 }
 
-fn operator() -> String {
+/// Who an operator command acts as: `operator:<user>`.
+pub(crate) fn operator() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     format!("operator:{user}")
 }

@@ -16,6 +16,7 @@ mod replicas_cmd;
 mod run_cmd;
 mod run_context;
 mod run_questions;
+mod secrets_cmd;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::io::Write;
@@ -46,6 +47,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(operator::KeysCommand),
+    /// Set the stored values of `kind = "static"` credentials.
+    #[command(subcommand)]
+    Credentials(secrets_cmd::CredentialsCommand),
     /// Check and try policies.
     #[command(subcommand)]
     Policy(operator::PolicyCommand),
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Serve(args) => runtime.block_on(operator::serve(args)),
         Command::Keys(cmd) => operator::keys(cmd, output, countersign_gateway::system_clock()),
+        Command::Credentials(cmd) => secrets_cmd::run(cmd, countersign_gateway::system_clock()),
         Command::Policy(cmd) => operator::policy(cmd),
         Command::Audit(cmd) => runtime.block_on(audit_cmd::run(cmd)),
         Command::Mcp(cmd) => runtime.block_on(mcp_cmd::run(cmd)),

@@ -203,7 +203,8 @@ fn file_sha256(cwd: &str, path: &str) -> Result<String, String> {
 }
 
 /// Context for the reviewer: for `terraform apply PLAN`, the plan file and its SHA-256
-/// (`params.plan = {"file", "sha256"}`).
+/// (`params.plan = {"file", "sha256"}`; `drive` adds the plan's summary from `terraform show
+/// -json`, `run_context::terraform_plan_summary`).
 fn attach_context(params: &mut Value, cmd: &Cmd, cwd: &str) -> Result<(), String> {
     if let Some(plan) = terraform_plan(cmd, cwd) {
         params["plan"] = json!({"file": plan, "sha256": file_sha256(cwd, plan)?});
@@ -563,6 +564,13 @@ async fn drive(args: RunArgs) -> u8 {
     let mut asked = params(&cmd, &cwd, &env_names());
     if let Err(e) = attach_context(&mut asked, &cmd, &cwd) {
         return fail(e);
+    }
+    // The plan's summary beside its file and hash, where the analyzer reads a plan.
+    if let (Cmd::Argv(argv), Some(plan)) = (&cmd, terraform_plan(&cmd, &cwd)) {
+        let summary = crate::run_context::terraform_plan_summary(argv, plan, &cwd).await;
+        if let (Some(into), Value::Object(summary)) = (asked["plan"].as_object_mut(), summary) {
+            into.extend(summary);
+        }
     }
     let providers = match crate::run_context::Providers::load(&args.context) {
         Ok(p) => p,

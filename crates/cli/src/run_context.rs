@@ -533,6 +533,99 @@ async fn kubectl_diff(p: &Provider, argv: &[String], cwd: &str) -> Value {
     }
 }
 
+/// The longest `terraform show -json` output read (a plan with its prior state and
+/// configuration can be large; only its summary is sent).
+const TERRAFORM_SHOW_MAX: usize = 64 * 1024 * 1024;
+/// The largest plan summary sent to the reviewer (else it is `unavailable`, which the
+/// analyzer treats as high risk).
+const TERRAFORM_SUMMARY_MAX: usize = 512 * 1024;
+
+/// The summary of the plan file `plan` of `terraform [globals] apply ... PLAN` (`argv`), from
+/// `terraform [globals] show -json PLAN` (the same program and global options, e.g. `-chdir`),
+/// in Terraform's own JSON format so that the analyzer reads it: `format_version`,
+/// `terraform_version` and each of `resource_changes` with its address, mode, type, name,
+/// provider, `change.actions` and `action_reason`. The values before and after (large, and
+/// where secrets live) are left out. Any failure gives `{"unavailable": why}`, which the
+/// analyzer judges high risk, never "no changes".
+pub async fn terraform_plan_summary(argv: &[String], plan: &str, cwd: &str) -> Value {
+    let Some(apply_at) = argv.iter().position(|a| a == "apply") else {
+        return unavailable("not a `terraform apply`");
+    };
+    let mut show: Vec<String> = argv.get(..apply_at).unwrap_or_default().to_vec();
+    show.extend(["show".to_string(), "-json".to_string(), plan.to_string()]);
+    let limits = Provider {
+        name: "terraform".into(),
+        program: "terraform".into(),
+        subcommand: None,
+        kind: Kind::Command(Vec::new()),
+        timeout: MAX_TIMEOUT,
+        max_bytes: TERRAFORM_SHOW_MAX,
+    };
+    let captured = match capture(&show, cwd, &[], &limits).await {
+        Err(why) => return unavailable(&why),
+        Ok(c) if c.code != Some(0) => return unavailable(&exited("terraform show", &c)),
+        Ok(c) => c,
+    };
+    let doc: Value = match serde_json::from_slice(&captured.stdout) {
+        Ok(v) => v,
+        Err(e) => return unavailable(&format!("terraform show's output is not JSON: {e}")),
+    };
+    let mut summary = serde_json::Map::new();
+    for key in ["format_version", "terraform_version"] {
+        if let Some(v) = doc.get(key).filter(|v| v.is_string()) {
+            summary.insert(key.into(), v.clone());
+        }
+    }
+    if !summary.contains_key("format_version") {
+        return unavailable("terraform show's output has no `format_version`: not a plan");
+    }
+    if let Some(changes) = doc.get("resource_changes") {
+        let Some(changes) = changes.as_array() else {
+            return unavailable("terraform show's `resource_changes` is not a list");
+        };
+        let kept: Vec<Value> = changes
+            .iter()
+            .map(|rc| {
+                let mut one = serde_json::Map::new();
+                for key in [
+                    "address",
+                    "module_address",
+                    "mode",
+                    "type",
+                    "name",
+                    "index",
+                    "provider_name",
+                    "action_reason",
+                ] {
+                    if let Some(v) = rc.get(key) {
+                        one.insert(key.into(), v.clone());
+                    }
+                }
+                one.insert(
+                    "change".into(),
+                    json!({"actions": rc.get("change").and_then(|c| c.get("actions")).cloned().unwrap_or(Value::Null)}),
+                );
+                Value::Object(one)
+            })
+            .collect();
+        summary.insert("resource_changes".into(), Value::Array(kept));
+    }
+    let summary = Value::Object(summary);
+    let size = summary.to_string().len();
+    if size > TERRAFORM_SUMMARY_MAX {
+        return unavailable(&format!(
+            "the plan's summary is {size} bytes, over {TERRAFORM_SUMMARY_MAX}"
+        ));
+    }
+    if let Err(e) = countersign_core::check_json(
+        &summary,
+        countersign_core::MAX_PARAMS_DEPTH.saturating_sub(2),
+    ) {
+        return unavailable(&format!("the plan's summary: {e}"));
+    }
+    summary
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -735,5 +828,24 @@ mod tests {
         .await;
         attach(&mut params, None, "/", &Providers(vec![kubectl_builtin()])).await;
         assert_eq!(params, json!({"argv": ["true"]}));
+    }
+
+    #[tokio::test]
+    async fn a_plan_summary_that_cannot_be_had_is_unavailable_not_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path().to_str().unwrap();
+        let argv = |p: &str| vec![p.to_string(), "apply".into(), "p.tfplan".into()];
+        let missing =
+            terraform_plan_summary(&argv("/nonexistent/terraform"), "p.tfplan", cwd).await;
+        assert!(missing["unavailable"].is_string(), "{missing}");
+        // Not JSON, and JSON that is not a plan.
+        for (name, out) in [("a", "not json"), ("b", "{\"resource_changes\": []}")] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\necho '{out}'\n")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let v = terraform_plan_summary(&argv(path.to_str().unwrap()), "p.tfplan", cwd).await;
+            assert!(v["unavailable"].is_string(), "{v}");
+        }
     }
 }

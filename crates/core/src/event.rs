@@ -202,6 +202,15 @@ pub enum Event {
         /// The identity it authenticated as.
         identity: String,
     },
+    /// An operator set (or replaced) the stored value of a static credential (never the value).
+    SecretSet {
+        /// Who set it (`operator:<user>`).
+        by: String,
+        /// The configured credential's name.
+        credential: String,
+        /// The id of the key it was sealed under (a digest of the key, not the key).
+        key_id: String,
+    },
     /// The gateway loaded its configuration.
     ConfigLoaded {
         /// SHA-256 of the configuration file's bytes.
@@ -235,6 +244,7 @@ impl Event {
             Event::ConfigLoaded { .. } => "config_loaded",
             Event::KeyCreated { .. } => "key_created",
             Event::KeyRevoked { .. } => "key_revoked",
+            Event::SecretSet { .. } => "secret_set",
         }
     }
 
@@ -252,7 +262,8 @@ impl Event {
             | Event::Refused { by, .. }
             | Event::Revealed { by, .. }
             | Event::KeyCreated { by, .. }
-            | Event::KeyRevoked { by, .. } => Some(by),
+            | Event::KeyRevoked { by, .. }
+            | Event::SecretSet { by, .. } => Some(by),
             Event::CredentialReleased { to, .. } => Some(to),
             Event::ReviewOpened { .. }
             | Event::ReviewWidened { .. }

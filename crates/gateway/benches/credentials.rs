@@ -50,6 +50,7 @@ fn bench(c: &mut Criterion) {
                         now: Timestamp(0),
                         expires_at: until,
                         public_key: None,
+                        source: None,
                     };
                     let started = Instant::now();
                     kind.issue(&req).await.unwrap();
@@ -76,6 +77,7 @@ fn bench(c: &mut Criterion) {
                         now: Timestamp(0),
                         expires_at: until,
                         public_key: None,
+                        source: None,
                     };
                     kind.issue(&req).await.unwrap();
                 }

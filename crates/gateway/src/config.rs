@@ -1,7 +1,7 @@
 //! The TOML configuration file: parsed strictly (unknown keys are errors), validated as a whole,
 //! with every problem naming the file, the key and what to do.
 
-use crate::credentials::{CredentialConfig, KindConfig, Secret};
+use crate::credentials::{CredentialConfig, KindConfig, Secret, SourceAddress};
 use countersign_core::{Approvers, Identity, IdentityKind, Quorum};
 use countersign_identity::OidcIssuerConfig;
 use serde::Deserialize;
@@ -51,6 +51,7 @@ struct RawConfig {
     max_open_reviews_per_requester: Option<u32>,
     masking: Option<countersign_mask::MaskingConfig>,
     masking_key: Option<String>,
+    secrets_key: Option<String>,
     #[serde(default)]
     credentials: Vec<RawCredential>,
     telemetry: Option<RawTelemetry>,
@@ -77,6 +78,44 @@ struct RawCredential {
     member_of: Vec<String>,
     principal: Option<String>,
     ca_key: Option<String>,
+    source_address: Option<Vec<String>>,
+}
+
+/// One `source_address` entry: `requester`, or an address or CIDR block, normalised.
+fn source_address(at: &str, entry: &str) -> Result<SourceAddress, String> {
+    if entry == "requester" {
+        return Ok(SourceAddress::Requester);
+    }
+    let bad = || {
+        format!(
+            "{at}: `source_address` entry \"{entry}\" is not \"requester\", an IP address or a CIDR block like \"10.0.0.0/8\""
+        )
+    };
+    let (addr, len) = match entry.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (entry, None),
+    };
+    let ip: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => max,
+        Some(l) => l
+            .parse::<u8>()
+            .ok()
+            .filter(|n| *n <= max && !l.starts_with('+'))
+            .ok_or_else(bad)?,
+    };
+    // Host bits set under the mask (`10.1.2.3/8`) are refused, as sshd refuses them.
+    let host_bits = match ip {
+        std::net::IpAddr::V4(a) => u32::from(a).checked_shl(u32::from(len)).unwrap_or(0) != 0,
+        std::net::IpAddr::V6(a) => u128::from(a).checked_shl(u32::from(len)).unwrap_or(0) != 0,
+    };
+    if host_bits {
+        return Err(format!(
+            "{at}: `source_address` entry \"{entry}\" has host bits set under its mask"
+        ));
+    }
+    Ok(SourceAddress::Net(format!("{ip}/{len}")))
 }
 
 /// Validates one `[[credentials]]` entry. `lookup` reads an environment variable (for
@@ -145,9 +184,9 @@ fn credential(
             }) {
                 return Err(format!("{at}: `member_of` role `{r}` is not a role name"));
             }
-            if raw.principal.is_some() || raw.ca_key.is_some() {
+            if raw.principal.is_some() || raw.ca_key.is_some() || raw.source_address.is_some() {
                 return Err(format!(
-                    "{at}: `principal` and `ca_key` are for kind \"ssh_certificate\""
+                    "{at}: `principal`, `ca_key` and `source_address` are for kind \"ssh_certificate\""
                 ));
             }
             KindConfig::PostgresRole {
@@ -171,15 +210,38 @@ fn credential(
             {
                 return Err(format!("{at}: `principal` = \"{principal}\" is not a user name"));
             }
+            let source_address = match raw.source_address {
+                None => Vec::new(),
+                Some(list) if list.is_empty() => {
+                    return Err(format!(
+                        "{at}: `source_address` is empty; leave it out for no restriction"
+                    ))
+                }
+                Some(list) => list
+                    .iter()
+                    .map(|e| source_address(&at, e))
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
             KindConfig::SshCertificate {
                 ca_key: raw.ca_key.map_or(default_ca_key, |p| base.join(p)),
                 principal,
+                source_address,
             }
         }
         "static" => {
-            return Err(format!(
-                "{at}: kind \"static\" is not available in this build yet; use \"postgres_role\" or \"ssh_certificate\""
-            ))
+            if raw.admin_url.is_some()
+                || raw.admin_url_env.is_some()
+                || !raw.member_of.is_empty()
+                || raw.principal.is_some()
+                || raw.ca_key.is_some()
+                || raw.source_address.is_some()
+            {
+                return Err(format!(
+                    "{at}: kind \"static\" takes only `name`, `kind`, `env` and `ttl`; its value is set with `countersign credentials set {} --config FILE`",
+                    raw.name
+                ));
+            }
+            KindConfig::Static
         }
         other => {
             return Err(format!(
@@ -398,6 +460,9 @@ pub struct Config {
     pub max_open_reviews_per_requester: u32,
     /// Credentials released by approval (`[[credentials]]`).
     pub credentials: Vec<CredentialConfig>,
+    /// The key file that seals static credentials' values in the store (32 random bytes, hex;
+    /// made on first use, beside the database unless `secrets_key` names it).
+    pub secrets_key: PathBuf,
     /// `[telemetry]`: OpenTelemetry traces (off unless `otlp_endpoint` is set).
     pub telemetry: Telemetry,
 }
@@ -514,6 +579,10 @@ impl Config {
         let masking_key = match &raw.masking_key {
             Some(p) => base.join(p),
             None => beside_db(".masking.key"),
+        };
+        let secrets_key = match &raw.secrets_key {
+            Some(p) => base.join(p),
+            None => beside_db(".secrets.key"),
         };
         let audit_origin = raw
             .audit_origin
@@ -725,6 +794,7 @@ impl Config {
         }
         Ok(Config {
             credentials,
+            secrets_key,
             server,
             telemetry,
             analysis,
@@ -819,5 +889,74 @@ env = "DATABASE_URL"
         .unwrap()
         .to_string();
         assert!(e.contains("is not set"), "{e}");
+    }
+
+    const SSH: &str = r#"
+[[credentials]]
+name = "box"
+kind = "ssh_certificate"
+principal = "deploy"
+env = "SSH_KEY"
+"#;
+
+    #[test]
+    fn a_static_credential_takes_only_its_env_and_ttl() {
+        let c = parse(
+            "[[credentials]]\nname = \"api\"\nkind = \"static\"\nenv = \"API_TOKEN\"\nttl = \"2m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.credentials[0].kind, KindConfig::Static);
+        assert_eq!(c.credentials[0].lifetime, Duration::from_secs(120));
+        assert_eq!(c.secrets_key, Path::new("/tmp/countersign.db.secrets.key"));
+        let e = parse(
+            "[[credentials]]\nname = \"api\"\nkind = \"static\"\nenv = \"T\"\nprincipal = \"x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("takes only") && e.contains("credentials set api"),
+            "{e}"
+        );
+        let c = parse("secrets_key = \"keys/s.key\"\n").unwrap();
+        assert_eq!(c.secrets_key, Path::new("/tmp/keys/s.key"));
+    }
+
+    #[test]
+    fn source_addresses_are_requester_or_cidr_blocks() {
+        let with = |list: &str| parse(&format!("{SSH}source_address = {list}\n"));
+        let c = with(r#"["requester", "10.0.0.0/8", "192.0.2.7", "2001:db8::/32"]"#).unwrap();
+        let KindConfig::SshCertificate { source_address, .. } = &c.credentials[0].kind else {
+            panic!("not ssh")
+        };
+        assert_eq!(
+            source_address,
+            &vec![
+                SourceAddress::Requester,
+                SourceAddress::Net("10.0.0.0/8".into()),
+                SourceAddress::Net("192.0.2.7/32".into()),
+                SourceAddress::Net("2001:db8::/32".into()),
+            ]
+        );
+        let KindConfig::SshCertificate { source_address, .. } =
+            &parse(SSH).unwrap().credentials[0].kind
+        else {
+            panic!("not ssh")
+        };
+        assert!(source_address.is_empty());
+        for (bad, needle) in [
+            ("[]", "is empty"),
+            (r#"["anywhere"]"#, "not \"requester\""),
+            (r#"["10.0.0.0/33"]"#, "CIDR"),
+            (r#"["10.0.0.0/+8"]"#, "CIDR"),
+            (r#"["10.1.2.3/8"]"#, "host bits"),
+            (r#"["10.0.0.1,10.0.0.2"]"#, "CIDR"),
+        ] {
+            let e = with(bad).expect_err(bad).to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+        let e = parse(&GOOD.replace("env =", "source_address = [\"requester\"]\nenv ="))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ssh_certificate"), "{e}");
     }
 }

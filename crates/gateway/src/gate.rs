@@ -169,7 +169,7 @@ impl Gate for Embedded {
         let who = self.who().await?;
         let r = self
             .gateway
-            .release_credentials(&who, id, public_key)
+            .release_credentials(&who, id, public_key, None)
             .await
             .map_err(gate_error)?;
         let mut out = Released {

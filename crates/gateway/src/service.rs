@@ -184,8 +184,12 @@ impl Gateway {
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
         crate::credentials::check_policy_names(&policy.credential_names(), &config.credentials)
             .map_err(|e| GatewayError::Startup(format!("{}: {e}", config.policies.display())))?;
-        let credentials = crate::credentials::Credentials::from_config(&config.credentials)
-            .map_err(GatewayError::Startup)?;
+        let credentials = crate::credentials::Credentials::from_config(
+            &config.credentials,
+            &store,
+            &config.secrets_key,
+        )
+        .map_err(GatewayError::Startup)?;
         let signer = GrantSigner::load_or_create(&config.signing_key)
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let audit = AuditLog::open(store.clone(), &config.audit_key, &config.audit_origin)

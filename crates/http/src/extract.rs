@@ -54,6 +54,28 @@ impl FromRequestParts<AppState> for MetricsReader {
     }
 }
 
+/// The address of the connection a request came on (what the accept loop saw; never a header
+/// such as `X-Forwarded-For`, which the client writes). `None` when the router is served
+/// without the accept loop (tests calling it directly).
+pub struct Peer(pub Option<std::net::IpAddr>);
+
+/// The connection's peer address, put on each request by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub std::net::SocketAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<PeerAddr>()
+                .map(|p| p.0.ip().to_canonical()),
+        ))
+    }
+}
+
 /// The authenticated caller.
 pub struct Caller(pub Arc<Identity>);
 

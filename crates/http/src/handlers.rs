@@ -16,7 +16,7 @@ use countersign_gateway::{ActionView, Submission, Submitted};
 use std::time::Duration;
 
 use crate::error::ApiError;
-use crate::extract::{Caller, JsonBody, MetricsReader};
+use crate::extract::{Caller, JsonBody, MetricsReader, Peer};
 use crate::AppState;
 
 /// The API's view of an action the gateway returned.
@@ -232,13 +232,14 @@ pub(crate) async fn redeem(
 pub(crate) async fn credentials(
     State(state): State<AppState>,
     Caller(who): Caller,
+    Peer(peer): Peer,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<CredentialsRequest>,
 ) -> Result<Response, ApiError> {
     let public_key = bounded("public_key", body.public_key, 16 * 1024)?;
     let released = state
         .gateway
-        .release_credentials(&who, &id, public_key.as_deref())
+        .release_credentials(&who, &id, public_key.as_deref(), peer)
         .await?;
     let credentials = released
         .credentials

@@ -235,9 +235,9 @@ async fn accept_loop(
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     // Out of file descriptors and the like: wait rather than spin.
@@ -262,7 +262,14 @@ async fn accept_loop(
         io.set_read_timeout(Some(limits.idle_timeout));
         io.set_write_timeout(Some(limits.idle_timeout));
         let io = TokioIo::new(Box::pin(io));
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address on each request (what `Peer` reads), without rebuilding the router.
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(extract::PeerAddr(peer));
+                req
+            },
+        ));
         let conn = graceful.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -67,6 +67,7 @@ impl Server {
         let store = countersign_gateway::open_store(&config.database).await?;
         let gateway = Gateway::with_store(config, store, options.clock)?;
         gateway.check_identities().await?;
+        gateway.check_credentials().await?;
         if options.record_loaded {
             gateway
                 .record_loaded(&config.sha256)

@@ -16,6 +16,7 @@ mod keys;
 mod migrate;
 mod op;
 mod postgres;
+mod secrets;
 mod sqlite;
 mod write;
 
@@ -29,6 +30,7 @@ pub use postgres::{
     migrate as migrate_postgres, LeaderLease, PostgresStore, ANY_CHANGE,
     SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
 };
+pub use secrets::StoredSecret;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -307,7 +309,7 @@ pub trait AuditLog: Writes {
     }
 }
 
-/// Managed API keys and the identity registry.
+/// Managed API keys, the identity registry, and sealed static secrets.
 #[async_trait]
 pub trait Keys: Writes {
     /// Stores a new managed API key (its hash only) and appends `event`, its audit entry, in
@@ -343,6 +345,15 @@ pub trait Keys: Writes {
 
     /// The binding of a normalised id, if any.
     async fn identity_binding(&self, id_key: &str) -> Result<Option<IdentityBinding>, StoreError>;
+
+    /// Stores a static secret, sealed by the caller (the store never sees its value), replacing
+    /// any of the same name, and appends `event`, its audit entry, in the same transaction.
+    async fn set_secret(&self, secret: StoredSecret, event: Event) -> Result<(), StoreError> {
+        op::set_secret(self.writer(), secret, event).await
+    }
+
+    /// The sealed static secret named `name`, if set.
+    async fn stored_secret(&self, name: &str) -> Result<Option<StoredSecret>, StoreError>;
 }
 
 /// What processes sharing a store coordinate by: the change feed, the writer's health and the

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::entry::EntryParts;
 use crate::{
     IdentityBinding, InsertRules, Inserted, KeyEvent, ManagedKey, StoreError, StoredCheckpoint,
-    Transition, UpdateError,
+    StoredSecret, Transition, UpdateError,
 };
 
 /// One queued write and where its answer goes once the batch holding it is durable.
@@ -52,6 +52,12 @@ pub(crate) enum Op {
     BindIdentity {
         binding: IdentityBinding,
         reply: oneshot::Sender<Result<IdentityBinding, StoreError>>,
+    },
+    /// A static secret (sealed) set or replaced, and its audit entry.
+    SetSecret {
+        secret: StoredSecret,
+        entry: EntryParts,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// A key revoked, and its audit entry.
     RevokeKey {
@@ -204,5 +210,20 @@ pub(crate) async fn bind_identity(
 ) -> Result<IdentityBinding, StoreError> {
     let (reply, rx) = oneshot::channel();
     w.send(Op::BindIdentity { binding, reply })?;
+    w.answer(rx).await
+}
+
+pub(crate) async fn set_secret(
+    w: &WriteQueue,
+    secret: StoredSecret,
+    event: Event,
+) -> Result<(), StoreError> {
+    let entry = EntryParts::new(None, secret.set_at, &event)?;
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::SetSecret {
+        secret,
+        entry,
+        reply,
+    })?;
     w.answer(rx).await
 }

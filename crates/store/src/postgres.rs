@@ -157,6 +157,20 @@ CREATE TABLE identity_bindings (
 );
 ",
     },
+    // Static secrets (issue #18), sealed by the gateway: the store holds only the sealed bytes.
+    // (Version 6 is another branch's step; the planner takes steps above a database's version.)
+    Migration {
+        version: 7,
+        add_columns: &[],
+        sql: "
+CREATE TABLE stored_secrets (
+    name TEXT PRIMARY KEY,
+    sealed BYTEA NOT NULL,
+    set_by TEXT NOT NULL,
+    set_at BIGINT NOT NULL
+);
+",
+    },
 ];
 
 /// The newest schema version this build knows (the last step's).
@@ -740,6 +754,21 @@ async fn write_batch(
         .await
         .map_err(db_err)?;
     }
+    for secret in &batch.secrets {
+        tx.execute(
+            "INSERT INTO stored_secrets (name, sealed, set_by, set_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET sealed = EXCLUDED.sealed, \
+             set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at",
+            &[
+                &secret.name,
+                &secret.sealed,
+                &secret.set_by,
+                &secret.set_at.millis(),
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+    }
     for key in batch.new_keys.iter().filter_map(|id| batch.keys.get(id)) {
         tx.execute(
             &format!(
@@ -1192,6 +1221,24 @@ impl Keys for PostgresStore {
             .await
             .map_err(db_err)?;
         row.as_ref().map(binding_row).transpose()
+    }
+
+    async fn stored_secret(&self, name: &str) -> Result<Option<crate::StoredSecret>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT name, sealed, set_by, set_at FROM stored_secrets WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| crate::StoredSecret {
+            name: r.get(0),
+            sealed: r.get(1),
+            set_by: r.get(2),
+            set_at: Timestamp(r.get(3)),
+        }))
     }
 }
 

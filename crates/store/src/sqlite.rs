@@ -26,7 +26,7 @@ use crate::write::{
 };
 use crate::{
     Actions, AuditEntry, AuditLog, Coordination, IdentityBinding, Keys, ListFilter, ManagedKey,
-    ReviewQuery, StoreError, StoredCheckpoint, Writes,
+    ReviewQuery, StoreError, StoredCheckpoint, StoredSecret, Writes,
 };
 
 /// The SQLite schema's history, oldest first (see `migrate.rs`). Version 3 is the first release
@@ -151,6 +151,20 @@ CREATE TABLE IF NOT EXISTS identity_bindings (
     id TEXT NOT NULL,
     kind TEXT NOT NULL,
     first_seen INTEGER NOT NULL
+);
+",
+    },
+    // Static secrets (issue #18), sealed by the gateway: the store holds only the sealed bytes.
+    // (Version 7 is another branch's step; the planner takes steps above a file's version.)
+    Migration {
+        version: 8,
+        add_columns: &[],
+        sql: "
+CREATE TABLE IF NOT EXISTS stored_secrets (
+    name TEXT PRIMARY KEY,
+    sealed BLOB NOT NULL,
+    set_by TEXT NOT NULL,
+    set_at INTEGER NOT NULL
 );
 ",
     },
@@ -515,6 +529,9 @@ fn write(conn: &Connection, batch: &Batch) -> Result<(), StoreError> {
     for b in &batch.new_bindings {
         crate::bindings::bind(conn, b)?;
     }
+    for secret in &batch.secrets {
+        crate::secrets::put(conn, secret)?;
+    }
     Ok(())
 }
 
@@ -816,6 +833,10 @@ impl Keys for SqliteStore {
 
     async fn identity_binding(&self, id_key: &str) -> Result<Option<IdentityBinding>, StoreError> {
         self.read(|c| crate::bindings::get(c, id_key))
+    }
+
+    async fn stored_secret(&self, name: &str) -> Result<Option<StoredSecret>, StoreError> {
+        self.read(|c| crate::secrets::get(c, name))
     }
 }
 

@@ -16,7 +16,9 @@ use tokio::sync::oneshot;
 use crate::entry::EntryParts;
 use crate::health::WriteHealth;
 use crate::op::Op;
-use crate::{IdentityBinding, Inserted, ManagedKey, StoreError, StoredCheckpoint, UpdateError};
+use crate::{
+    IdentityBinding, Inserted, ManagedKey, StoreError, StoredCheckpoint, StoredSecret, UpdateError,
+};
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -110,7 +112,7 @@ impl Needs {
                 }
                 Op::RevokeKey { id, .. } => needs.key_ids.push(id.clone()),
                 Op::BindIdentity { binding, .. } => needs.bindings.push(binding.id_key.clone()),
-                Op::Checkpoint { .. } | Op::Append { .. } => {}
+                Op::Checkpoint { .. } | Op::Append { .. } | Op::SetSecret { .. } => {}
             }
         }
         needs
@@ -205,6 +207,8 @@ pub(crate) struct Batch {
     /// Identity bindings as the batch has left them, and those it adds, in order.
     bindings: HashMap<String, IdentityBinding>,
     pub new_bindings: Vec<IdentityBinding>,
+    /// Static secrets the batch sets, in order (a later one of a name replaces an earlier).
+    pub secrets: Vec<StoredSecret>,
 }
 
 impl Batch {
@@ -229,6 +233,7 @@ impl Batch {
             revoked_keys: Vec::new(),
             bindings: HashMap::new(),
             new_bindings: Vec::new(),
+            secrets: Vec::new(),
         };
         for (requester, n) in loaded.open_reviews {
             batch.open.insert(requester, n);
@@ -434,9 +439,9 @@ pub(crate) fn fail_all(ops: Vec<Op>, done: &mut Vec<Done>, err: StoreError) -> S
                 Err(UpdateError::Store(StoreError::Closed)),
             )),
             Op::Checkpoint { reply, .. } => done.push(Done::Checkpoint(reply)),
-            Op::Append { reply, .. } | Op::CreateKey { reply, .. } => {
-                done.push(Done::Append(reply, Ok(())))
-            }
+            Op::Append { reply, .. }
+            | Op::CreateKey { reply, .. }
+            | Op::SetSecret { reply, .. } => done.push(Done::Append(reply, Ok(()))),
             Op::RevokeKey { reply, .. } => done.push(Done::KeyRevoked(
                 reply,
                 Err(StoreError::Database(err.to_string())),
@@ -641,6 +646,21 @@ pub(crate) fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 batch.key_hashes.insert(key.hash);
                 batch.new_keys.push(key.id.clone());
                 batch.keys.insert(key.id.clone(), key);
+            }
+            done.push(Done::Append(reply, result));
+        }
+        Op::SetSecret {
+            secret,
+            entry,
+            reply,
+        } => {
+            // Setting a secret always succeeds: the newest value of a name is the one.
+            let start = (batch.tree.clone(), batch.audit.idx.len());
+            let result = batch.append(None, secret.set_at, std::slice::from_ref(&entry));
+            if result.is_err() {
+                rollback_audit(batch, start);
+            } else {
+                batch.secrets.push(secret);
             }
             done.push(Done::Append(reply, result));
         }

@@ -818,3 +818,395 @@ async fn an_ssh_certificate_runs_only_the_approved_command_and_expires() {
     assert!(!late.status.success());
     assert!(late.stdout.is_empty());
 }
+
+const STATIC_TOML: &str = r#"
+[[credentials]]
+name = "api-token"
+kind = "static"
+env = "API_TOKEN"
+ttl = "1m"
+
+[[credentials]]
+name = "unset-token"
+kind = "static"
+env = "OTHER_TOKEN"
+"#;
+
+const STATIC_POLICIES: &str = r#"
+@id("api") @credentials("api-token") permit (principal, action == Action::"api.call", resource);
+@id("unset") @credentials("unset-token") permit (principal, action == Action::"api.unset", resource);
+"#;
+
+fn static_gateway_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), STATIC_TOML);
+    std::fs::write(dir.path().join("policies/static.cedar"), STATIC_POLICIES).unwrap();
+    (dir, config)
+}
+
+/// `countersign credentials set NAME --config CONFIG` with `value` on stdin and trace logs;
+/// returns the exit code and stderr.
+async fn set_static(config: &Path, name: &str, value: &str) -> (i32, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["credentials", "set", name, "--config"])
+        .arg(config)
+        .env("COUNTERSIGN_LOG", "trace")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(value.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// A fresh canary secret value.
+fn canary() -> String {
+    let mut b = [0u8; 16];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut b).unwrap();
+    format!("cs-static-canary-{}", hex::encode(b))
+}
+
+/// Kind `static`: an operator sets the value from stdin (never argv); it is stored sealed (no
+/// file beside the gateway holds it in clear), `countersign run` gets it in the child's
+/// environment once per grant, and no log line, audit entry, export or API answer holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_secret_is_set_from_stdin_sealed_at_rest_and_released_once() {
+    let (dir, config) = static_gateway_dir();
+    let secret = canary();
+    // Refused before reading anything: unknown names and kinds without a stored value.
+    let (c, err) = set_static(&config, "nope", "x").await;
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("no [[credentials]] named \"nope\""), "{err}");
+    let (c, err) = set_static(&config, "api-token", "\n").await;
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("empty"), "{err}");
+    // Set, then replaced: the newest value is the one released.
+    let (c, first_set) = set_static(&config, "api-token", "an-older-value\n").await;
+    assert_eq!(c, 0, "{first_set}");
+    let (c, set_log) = set_static(&config, "api-token", &format!("{secret}\n")).await;
+    assert_eq!(c, 0, "{set_log}");
+    assert!(set_log.contains("sealed with key"), "{set_log}");
+
+    // A `countersign serve` process with debug logs to a file.
+    let log_path = dir.path().join("server.log");
+    let server = crate::cli::Server::serve(
+        &config,
+        &[("COUNTERSIGN_LOG", "debug")],
+        std::process::Stdio::from(std::fs::File::create(&log_path).unwrap()),
+    )
+    .await;
+    let gw = Gw::from_parts(
+        server.url.clone(),
+        client(),
+        tempfile::tempdir().unwrap(),
+        tokio::spawn(async {}),
+    );
+    let cwd = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["run", "--gateway", &gw.url, "--token", "tok-bot"])
+        .args(["--action", "api.call", "--resource", "api://payments"])
+        .args(["--", "sh", "-c", r#"printf %s "$API_TOKEN" > received"#])
+        .current_dir(cwd.path())
+        .env_remove("API_TOKEN")
+        .env("COUNTERSIGN_LOG", "trace")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let run_stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{run_stderr}");
+    assert_eq!(
+        std::fs::read_to_string(cwd.path().join("received")).unwrap(),
+        secret,
+        "the command did not receive the stored value"
+    );
+
+    // Released once: a second ask for the same grant is refused.
+    let (_, log) = gw
+        .get("alice", "/v1/audit/entries?start=0&limit=1000")
+        .await;
+    let released: Vec<&Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["entry"])
+        .filter(|e| e["type"] == "credential_released")
+        .collect();
+    assert_eq!(released.len(), 1, "{log}");
+    assert_eq!(released[0]["event"]["credential"], "api-token");
+    assert_eq!(released[0]["event"]["kind"], "static");
+    let id = released[0]["action_id"].as_str().unwrap().to_string();
+    let (s, e) = ask(&gw, "bot", &id).await;
+    assert_eq!(
+        (s, code(&e)),
+        (StatusCode::CONFLICT, "credentials_already_released")
+    );
+    // Each set is audited, by whom, under which key: never the value.
+    let sets: Vec<&Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["entry"])
+        .filter(|e| e["type"] == "secret_set")
+        .collect();
+    assert_eq!(sets.len(), 2, "{log}");
+    assert_eq!(sets[1]["event"]["credential"], "api-token");
+    assert!(sets[1]["actor"].as_str().unwrap().starts_with("operator:"));
+    assert_eq!(sets[1]["event"]["key_id"].as_str().unwrap().len(), 16);
+
+    // The grep.
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a checkpoint for the export
+    let bundle = cwd.path().join("bundle.jsonl");
+    let (c, _, err) = crate::cli::run(
+        &[
+            "audit",
+            "export",
+            "--config",
+            config.to_str().unwrap(),
+            "--format",
+            "jsonl",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(c, 0, "{err}");
+    let exported = std::fs::read_to_string(&bundle).unwrap();
+    assert!(exported.contains("secret_set"), "{exported}");
+    let mut haystacks = vec![
+        ("`credentials set`'s output (trace logs)", set_log),
+        ("run's stderr (trace logs)", run_stderr),
+        ("audit entries", audit_text(&gw).await),
+        (
+            "the action (requester)",
+            gw.get("bot", &format!("/v1/actions/{id}"))
+                .await
+                .1
+                .to_string(),
+        ),
+        (
+            "the action (reviewer)",
+            gw.get("alice", &format!("/v1/actions/{id}"))
+                .await
+                .1
+                .to_string(),
+        ),
+        ("the JSON Lines export", exported),
+    ];
+    drop(server); // its log is complete
+    for file in walk(dir.path()) {
+        haystacks.push((
+            "a file beside the gateway (database, WAL, keys, server log)",
+            String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned(),
+        ));
+    }
+    assert!(haystacks
+        .iter()
+        .any(|(_, t)| t.contains("credential_released")));
+    for (what, text) in &haystacks {
+        assert!(!text.contains(&secret), "the secret is in {what}");
+        assert!(
+            !text.contains("an-older-value"),
+            "the old value is in {what}"
+        );
+    }
+}
+
+/// A stored value the configured key cannot open stops the gateway at start, saying which key
+/// sealed it and which file is configured; a static credential never set refuses the release
+/// (503 `credential_unavailable`) saying how to set it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secrets_key_file_is_refused_clearly_and_an_unset_value_is_unavailable() {
+    let (dir, config) = static_gateway_dir();
+    let (c, err) = set_static(&config, "api-token", "value-under-the-first-key").await;
+    assert_eq!(c, 0, "{err}");
+    // An unset static credential: the gateway starts; the release says what to do.
+    let (url, server) = serve(&config).await;
+    let gw = Gw::from_parts(url, client(), tempfile::tempdir().unwrap(), server);
+    let v = gw
+        .submit("bot", json!({"action": "api.unset", "resource": "api://x"}))
+        .await;
+    assert_eq!(v["status"], "allowed", "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (s, _) = gw
+        .post(
+            "bot",
+            "/v1/grants/redeem",
+            json!({"token": v["grant"]["token"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, e) = ask(&gw, "bot", &id).await;
+    assert_eq!(
+        (s, code(&e)),
+        (StatusCode::SERVICE_UNAVAILABLE, "credential_unavailable"),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("countersign credentials set unset-token"),
+        "{e}"
+    );
+    drop(gw);
+
+    // Another key file in place of the one the value was sealed with.
+    let key_file = dir.path().join("data/gw.db.secrets.key");
+    let first = std::fs::read_to_string(&key_file).unwrap();
+    std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
+    let c = countersign_gateway::config::Config::load(&config).unwrap();
+    let err = countersign_server::Server::open_with(&c, Default::default())
+        .await
+        .err()
+        .expect("the gateway started with the wrong secrets key")
+        .to_string();
+    assert!(err.contains("\"api-token\""), "{err}");
+    assert!(err.contains("sealed under key"), "{err}");
+    assert!(err.contains("gw.db.secrets.key"), "{err}");
+    assert!(!err.contains("value-under-the-first-key"), "{err}");
+    // `countersign run --config` (an embedded gateway) refuses before running anything.
+    let cwd = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--token",
+            "tok-bot",
+        ])
+        .args(["--action", "api.call", "--", "touch", "ran"])
+        .current_dir(cwd.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("sealed under key"), "{stderr}");
+    assert!(!cwd.path().join("ran").exists());
+    // A key file that is not a key.
+    std::fs::write(&key_file, "not a key\n").unwrap();
+    let err = countersign_server::Server::open_with(&c, Default::default())
+        .await
+        .err()
+        .expect("the gateway started with a broken secrets key")
+        .to_string();
+    assert!(
+        err.contains("secrets key") && err.contains("not hex"),
+        "{err}"
+    );
+    // The right key back: it starts.
+    std::fs::write(&key_file, first).unwrap();
+    assert!(
+        countersign_server::Server::open_with(&c, Default::default())
+            .await
+            .is_ok()
+    );
+}
+
+/// `source_address`: a certificate restricted to a network the client is not in is refused by
+/// the real sshd; one restricted to the address the release request came from (`requester`,
+/// here 127.0.0.1) is accepted, and carries that restriction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssh_certificate_carries_its_source_address_and_sshd_enforces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[credentials]]
+name = "box-far"
+kind = "ssh_certificate"
+principal = "{user}"
+env = "SSH_KEY"
+source_address = ["192.0.2.0/24"]
+
+[[credentials]]
+name = "box-here"
+kind = "ssh_certificate"
+principal = "{user}"
+env = "SSH_KEY"
+source_address = ["requester"]
+"#,
+            user = user()
+        ),
+    );
+    std::fs::write(
+        dir.path().join("policies/ssh.cedar"),
+        r#"
+@id("far") @credentials("box-far") permit (principal, action == Action::"ssh.far", resource);
+@id("here") @credentials("box-here") permit (principal, action == Action::"ssh.here", resource);
+"#,
+    )
+    .unwrap();
+    let (url, server) = serve(&config).await;
+    let ca_pub = dir.path().join("data/gw.db.ssh-ca.key.pub");
+    let gw = Gw::from_parts(url, client(), dir, server);
+    let sshd_dir = tempfile::tempdir().unwrap();
+    let sshd = sshd(sshd_dir.path(), &ca_pub).await;
+    for (action, accepted, option) in [
+        ("ssh.far", false, "source-address 192.0.2.0/24"),
+        ("ssh.here", true, "source-address 127.0.0.1/32"),
+    ] {
+        let keys = tempfile::tempdir().unwrap();
+        let key = keys.path().join("id_ed25519");
+        let identity = format!("IdentityFile={}", key.display());
+        let argv = ssh_argv(sshd.port, &identity, &["echo", "approved-ran"]);
+        let v = gw
+            .submit(
+                "bot",
+                json!({"action": action, "resource": "ssh://box", "params": {"argv": argv}}),
+            )
+            .await;
+        assert_eq!(v["status"], "allowed", "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let (s, _) = gw
+            .post(
+                "bot",
+                "/v1/grants/redeem",
+                json!({"token": v["grant"]["token"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, c) = ask(&gw, "bot", &id).await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+        for f in c["credentials"][0]["files"].as_array().unwrap() {
+            use std::os::unix::fs::PermissionsExt;
+            let path = keys.path().join(f["name"].as_str().unwrap());
+            std::fs::write(&path, f["contents"].as_str().unwrap()).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let shown = std::process::Command::new("ssh-keygen")
+            .arg("-Lf")
+            .arg(keys.path().join("id_ed25519-cert.pub"))
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        assert!(shown.contains(option), "{action}: {shown}");
+        let out = std::process::Command::new("ssh")
+            .args(&argv[1..])
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.success(),
+            accepted,
+            "{action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expected = if accepted { "approved-ran\n" } else { "" };
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{action}");
+    }
+}

@@ -433,7 +433,28 @@ fn fake_terraform(dir: &Path) -> String {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let path = bin.join("terraform");
-    std::fs::write(&path, "#!/bin/sh\necho \"terraform $*\"\n").unwrap();
+    // `terraform show -json PLAN` prints a plan document in Terraform's format (a database
+    // deleted, its old values holding a password); anything else prints its arguments.
+    let plan = json!({
+        "format_version": "1.2",
+        "terraform_version": "1.9.5",
+        "resource_changes": [{
+            "address": "aws_db_instance.main", "mode": "managed", "type": "aws_db_instance",
+            "name": "main", "provider_name": "registry.terraform.io/hashicorp/aws",
+            "change": {"actions": ["delete"], "before": {"password": "tf-before-canary"},
+                       "after": null, "after_unknown": false, "before_sensitive": {},
+                       "after_sensitive": false},
+            "action_reason": "delete_because_no_resource_config"
+        }],
+        "prior_state": {"format_version": "1.0", "values": {"root_module": {}}},
+        "configuration": {"root_module": {}}
+    });
+    std::fs::write(bin.join("plan.json"), plan.to_string()).unwrap();
+    std::fs::write(
+        &path,
+        "#!/bin/sh\nif [ \"$1\" = show ] && [ \"$2\" = -json ]; then cat \"$(dirname \"$0\")/plan.json\"; exit 0; fi\necho \"terraform $*\"\n",
+    )
+    .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path.display().to_string()
@@ -453,10 +474,32 @@ async fn run_terraform_apply_attaches_the_plan_hash_and_refuses_a_changed_plan()
     let child = run(&gw, cwd.path(), &[], &[&tf, "apply", "plan.tfplan"]);
     let id = pending_review(&gw).await;
     let (_, spec) = submitted(&gw, "terraform.apply").await;
+    // The file and its hash, and the plan's summary from `terraform show -json` in Terraform's
+    // format, without the values (where secrets live).
     assert_eq!(
         spec["params"]["plan"],
-        json!({"file": "plan.tfplan", "sha256": plan_sha})
+        json!({
+            "file": "plan.tfplan", "sha256": plan_sha,
+            "format_version": "1.2", "terraform_version": "1.9.5",
+            "resource_changes": [{
+                "address": "aws_db_instance.main", "mode": "managed", "type": "aws_db_instance",
+                "name": "main", "provider_name": "registry.terraform.io/hashicorp/aws",
+                "change": {"actions": ["delete"]},
+                "action_reason": "delete_because_no_resource_config"
+            }]
+        })
     );
+    // Through the analyzers: the reviewer sees a database destroyed.
+    let (_, view) = gw.get("alice", &format!("/v1/actions/{id}")).await;
+    assert_eq!(view["analysis"]["risk"], "critical", "{view}");
+    assert!(
+        view["analysis"]["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("tf:stateful-delete")),
+        "{view}"
+    );
+    assert!(!view.to_string().contains("tf-before-canary"));
     gw.vote("alice", &id, json!({"verdict": "approve"})).await;
     let (code, out, err) = finish(child).await;
     assert_eq!(

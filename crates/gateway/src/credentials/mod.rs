@@ -10,9 +10,12 @@
 
 pub mod postgres;
 mod release;
+pub mod sealed;
 pub mod ssh;
+pub mod static_secret;
 
 pub use release::{Release, ReleasedOne};
+pub use static_secret::{check_static_name, set_static};
 
 use async_trait::async_trait;
 use countersign_core::{ActionSpec, Timestamp};
@@ -80,6 +83,9 @@ pub struct IssueRequest<'a> {
     pub expires_at: Timestamp,
     /// A public key the caller asks to have certified (SSH), if any.
     pub public_key: Option<&'a str>,
+    /// The address the release request came from, as the gateway's own connection saw it
+    /// (`None`: not over the network, e.g. an embedded gateway).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// A minted credential, as the child process of `countersign run` receives it: environment
@@ -129,6 +135,21 @@ pub trait CredentialKind: Send + Sync {
     /// The action ids whose minted credential still exists past its lifetime at `now` (to be
     /// revoked by the sweeper). Kinds with nothing to revoke return none.
     async fn expired(&self, now: Timestamp) -> Result<Vec<String>, CredentialError>;
+
+    /// Checked once when the gateway starts: an error stops it (e.g. a stored secret the
+    /// configured key cannot open). Kinds with nothing to check keep the default.
+    async fn check(&self) -> Result<(), CredentialError> {
+        Ok(())
+    }
+}
+
+/// One `source_address` entry of an SSH certificate credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceAddress {
+    /// The address the release request came from (the gateway's TCP peer).
+    Requester,
+    /// A fixed address or CIDR block, normalised (`10.0.0.0/8`, `192.0.2.7/32`).
+    Net(String),
 }
 
 /// The kinds of `[[credentials]]`, with each kind's own keys (validated by `config.rs`).
@@ -147,7 +168,11 @@ pub enum KindConfig {
         ca_key: std::path::PathBuf,
         /// The principal (remote user name) the certificate is valid for.
         principal: String,
+        /// The certificate's `source-address` (empty: none).
+        source_address: Vec<SourceAddress>,
     },
+    /// A secret set by an operator (`countersign credentials set`), stored sealed.
+    Static,
 }
 
 /// One `[[credentials]]` entry, validated.
@@ -169,6 +194,7 @@ impl CredentialConfig {
         match self.kind {
             KindConfig::PostgresRole { .. } => "postgres_role",
             KindConfig::SshCertificate { .. } => "ssh_certificate",
+            KindConfig::Static => "static",
         }
     }
 }
@@ -191,9 +217,15 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Builds each configured credential's kind (connecting to nothing yet).
-    pub fn from_config(configs: &[CredentialConfig]) -> Result<Credentials, String> {
+    /// Builds each configured credential's kind (connecting to nothing yet). Static secrets
+    /// are read from `store` and opened with the key at `secrets_key` (made on first use).
+    pub fn from_config(
+        configs: &[CredentialConfig],
+        store: &Arc<dyn countersign_store::Store>,
+        secrets_key: &std::path::Path,
+    ) -> Result<Credentials, String> {
         let mut by_name = BTreeMap::new();
+        let mut key: Option<Arc<sealed::SecretsKey>> = None;
         for c in configs {
             let kind: Arc<dyn CredentialKind> = match &c.kind {
                 KindConfig::PostgresRole {
@@ -202,9 +234,33 @@ impl Credentials {
                 } => Arc::new(postgres::PostgresRole::new(
                     &c.name, admin_url, member_of, &c.env,
                 )?),
-                KindConfig::SshCertificate { ca_key, principal } => Arc::new(
-                    ssh::SshCertificate::new(&c.name, ca_key, principal, &c.env)?,
-                ),
+                KindConfig::SshCertificate {
+                    ca_key,
+                    principal,
+                    source_address,
+                } => Arc::new(ssh::SshCertificate::new(
+                    &c.name,
+                    ca_key,
+                    principal,
+                    source_address,
+                    &c.env,
+                )?),
+                KindConfig::Static => {
+                    let key = match &key {
+                        Some(k) => k.clone(),
+                        None => {
+                            let k = Arc::new(sealed::SecretsKey::load_or_create(secrets_key)?);
+                            key = Some(k.clone());
+                            k
+                        }
+                    };
+                    Arc::new(static_secret::StaticSecret::new(
+                        &c.name,
+                        &c.env,
+                        store.clone(),
+                        key,
+                    ))
+                }
             };
             by_name.insert(
                 c.name.clone(),

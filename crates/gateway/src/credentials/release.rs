@@ -60,11 +60,14 @@ impl Gateway {
     /// grant, once. The core's rule is checked before anything is minted and again, atomically,
     /// when the release is recorded; whatever was minted for a release that is then refused or
     /// fails is revoked at once. `public_key`: an SSH public key to certify (kinds that sign).
+    /// `source`: the address the request came from, as this gateway's connection saw it
+    /// (`None` when not over the network).
     pub async fn release_credentials(
         &self,
         who: &Identity,
         id: &str,
         public_key: Option<&str>,
+        source: Option<std::net::IpAddr>,
     ) -> Result<Release, GatewayError> {
         let record = self.get(who, id).await?.record;
         let now = self.now();
@@ -99,6 +102,7 @@ impl Gateway {
                 now,
                 expires_at,
                 public_key,
+                source,
             };
             match c.kind.issue(&req).await {
                 Ok(issued) => minted.push(ReleasedOne {
@@ -199,6 +203,17 @@ impl Gateway {
                 None
             }
         }
+    }
+
+    /// Checks every configured credential's kind once (at start): e.g. that a static secret's
+    /// stored value opens with the configured key. An error names the credential.
+    pub async fn check_credentials(&self) -> Result<(), GatewayError> {
+        for c in self.credentials.all() {
+            c.kind.check().await.map_err(|e| {
+                GatewayError::Startup(format!("[[credentials]] \"{}\": {e}", c.name))
+            })?;
+        }
+        Ok(())
     }
 
     /// One pass of the credential sweeper: every kind's credentials past their lifetime are

@@ -14,7 +14,9 @@ use ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
 use std::io::Write;
 use std::path::Path;
 
-use super::{CredentialError, CredentialKind, IssueRequest, Issued, IssuedFile, Secret};
+use super::{
+    CredentialError, CredentialKind, IssueRequest, Issued, IssuedFile, Secret, SourceAddress,
+};
 use countersign_core::Timestamp;
 
 /// Signs user certificates for one principal.
@@ -22,6 +24,7 @@ pub struct SshCertificate {
     name: String,
     ca: PrivateKey,
     principal: String,
+    source_address: Vec<SourceAddress>,
     env: String,
 }
 
@@ -114,6 +117,7 @@ impl SshCertificate {
         name: &str,
         ca_key: &Path,
         principal: &str,
+        source_address: &[SourceAddress],
         env: &str,
     ) -> Result<SshCertificate, String> {
         let ca =
@@ -122,8 +126,41 @@ impl SshCertificate {
             name: name.to_string(),
             ca,
             principal: principal.to_string(),
+            source_address: source_address.to_vec(),
             env: env.to_string(),
         })
+    }
+
+    /// The certificate's `source-address` option (sshd's comma-separated CIDR list) for a
+    /// request from `source`, or `None` for no restriction. `requester` needs the request's
+    /// address: without one (an embedded gateway) nothing is issued (fail closed).
+    fn source_address(
+        &self,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Option<String>, CredentialError> {
+        if self.source_address.is_empty() {
+            return Ok(None);
+        }
+        let mut list = Vec::new();
+        for entry in &self.source_address {
+            let net = match entry {
+                SourceAddress::Net(n) => n.clone(),
+                SourceAddress::Requester => {
+                    let ip = source.map(|ip| ip.to_canonical()).ok_or_else(|| {
+                        self.invalid(
+                            "`source_address` names \"requester\", but this request did not come \
+                             over the network (an embedded gateway); use the gateway's HTTP API",
+                        )
+                    })?;
+                    let len = if ip.is_ipv4() { 32 } else { 128 };
+                    format!("{ip}/{len}")
+                }
+            };
+            if !list.contains(&net) {
+                list.push(net);
+            }
+        }
+        Ok(Some(list.join(",")))
     }
 
     fn invalid(&self, message: impl Into<String>) -> CredentialError {
@@ -164,6 +201,7 @@ impl CredentialKind for SshCertificate {
                 "an SSH certificate is for an approved `ssh [options] HOST COMMAND`; this action names no remote command",
             )
         })?;
+        let source_address = self.source_address(req.source)?;
         let (public, private) = match req.public_key {
             Some(text) => (
                 PublicKey::from_openssh(text).map_err(|e| {
@@ -193,6 +231,10 @@ impl CredentialKind for SshCertificate {
             .and_then(|b| b.critical_option("force-command", command))
             .and_then(|b| b.extension("permit-pty", ""))
             .map_err(|e| self.failed(e))?;
+        if let Some(list) = source_address {
+            b.critical_option("source-address", list)
+                .map_err(|e| self.failed(e))?;
+        }
         let cert = b.sign(&self.ca).map_err(|e| self.failed(e))?;
         let cert_text = cert.to_openssh().map_err(|e| self.failed(e))?;
         let mut issued = Issued::default();
@@ -266,5 +308,33 @@ mod tests {
         assert_eq!(cmd(&["ssh", "h"]), None);
         assert_eq!(cmd(&["ssh", "-p"]), None);
         assert_eq!(cmd(&["scp", "a", "b"]), None);
+    }
+
+    #[test]
+    fn the_source_address_is_the_configured_list_with_the_requester_filled_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        let make = |list: Vec<SourceAddress>| {
+            SshCertificate::new("box", &ca, "deploy", &list, "SSH_KEY").unwrap()
+        };
+        assert_eq!(make(vec![]).source_address(None).unwrap(), None);
+        let both = make(vec![
+            SourceAddress::Requester,
+            SourceAddress::Net("10.0.0.0/8".into()),
+            SourceAddress::Requester,
+        ]);
+        let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(
+            both.source_address(Some(mapped)).unwrap().as_deref(),
+            Some("127.0.0.1/32,10.0.0.0/8")
+        );
+        let v6: std::net::IpAddr = "2001:db8::7".parse().unwrap();
+        assert_eq!(
+            both.source_address(Some(v6)).unwrap().as_deref(),
+            Some("2001:db8::7/128,10.0.0.0/8")
+        );
+        // `requester` with no known address: nothing is issued (fail closed).
+        let e = both.source_address(None).unwrap_err().to_string();
+        assert!(e.contains("requester"), "{e}");
     }
 }

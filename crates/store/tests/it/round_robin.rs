@@ -112,6 +112,13 @@ impl Keys for RoundRobin {
     ) -> Result<Option<countersign_store::IdentityBinding>, StoreError> {
         self.pick().identity_binding(id_key).await
     }
+
+    async fn stored_secret(
+        &self,
+        name: &str,
+    ) -> Result<Option<countersign_store::StoredSecret>, StoreError> {
+        self.pick().stored_secret(name).await
+    }
 }
 
 #[async_trait]

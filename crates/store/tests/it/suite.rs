@@ -1158,3 +1158,53 @@ pub async fn list_pages_with_a_cursor(store: Arc<dyn Store>) {
         .unwrap();
     assert!(none.is_empty());
 }
+
+/// A static secret is stored sealed (opaque bytes), replaced by a later set of the same name,
+/// each set with its audit entry in the same transaction; the entry never holds the bytes.
+pub async fn static_secrets_are_set_replaced_and_audited(store: Arc<dyn Store>) {
+    use countersign_store::StoredSecret;
+    assert_eq!(store.stored_secret("api").await.unwrap(), None);
+    let secret = |sealed: &[u8], at: i64| StoredSecret {
+        name: "api".into(),
+        sealed: sealed.to_vec(),
+        set_by: "operator:ops".into(),
+        set_at: countersign_core::Timestamp(at),
+    };
+    let event = || countersign_core::Event::SecretSet {
+        by: "operator:ops".into(),
+        credential: "api".into(),
+        key_id: "k1".into(),
+    };
+    let before = store.audit_size().await.unwrap();
+    store
+        .set_secret(secret(b"sealed-one\x00\xff", 1), event())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.stored_secret("api").await.unwrap(),
+        Some(secret(b"sealed-one\x00\xff", 1))
+    );
+    store
+        .set_secret(secret(b"sealed-two", 2), event())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.stored_secret("api").await.unwrap(),
+        Some(secret(b"sealed-two", 2))
+    );
+    assert_eq!(store.stored_secret("other").await.unwrap(), None);
+    assert_eq!(store.audit_size().await.unwrap(), before + 2);
+    let entries = store.audit_entries(before, 10).await.unwrap();
+    for e in &entries {
+        let text = String::from_utf8_lossy(&e.body);
+        assert!(text.contains("\"type\":\"secret_set\""), "{text}");
+        assert!(!text.contains("sealed-"), "{text}");
+        assert_eq!(e.action_id, None);
+    }
+    // Debug shows no bytes.
+    let shown = format!("{:?}", secret(b"sealed-two", 2));
+    assert!(
+        !shown.contains("115") && shown.contains("10 bytes"),
+        "{shown}"
+    );
+}
