@@ -1,0 +1,423 @@
+//! The PostgreSQL wire proxy (`countersign-pgproxy`) with real clients against the local
+//! PostgreSQL (`COUNTERSIGN_TEST_POSTGRES`, the server's superuser, set by scripts/test): `psql`
+//! (Debian's postgresql-client) through the proxy; reviews voted through the HTTP API while the
+//! client waits.
+
+use crate::support::{self, Gw};
+use countersign_enforce::{Gates, RemoteGates};
+use countersign_pgproxy::{Options, Upstream};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Reads are allowed; writes with a WHERE too; writes without WHERE and DDL wait for an SRE;
+/// dropping is forbidden.
+pub const PG_POLICIES: &str = r#"
+@id("pg-read") permit (principal, action == Action::"sql.select", resource);
+@id("pg-session") permit (principal, action == Action::"sql.other", resource)
+when { context.tags.contains("sql:session") };
+@id("pg-insert") permit (principal, action == Action::"sql.insert", resource);
+@id("pg-copy") permit (principal, action == Action::"sql.copy", resource);
+@id("pg-update") permit (principal, action == Action::"sql.update", resource)
+when { !context.tags.contains("sql:no-where") };
+@id("pg-delete") permit (principal, action == Action::"sql.delete", resource)
+when { !context.tags.contains("sql:no-where") };
+@id("pg-update-all") @effect("review") @approvers("group:sre") @reason("writes without WHERE need an SRE")
+permit (principal, action == Action::"sql.update", resource) when { context.tags.contains("sql:no-where") };
+@id("pg-delete-all") @effect("review") @approvers("group:sre") @reason("writes without WHERE need an SRE")
+permit (principal, action == Action::"sql.delete", resource) when { context.tags.contains("sql:no-where") };
+@id("pg-ddl") @effect("review") @approvers("group:sre") @reason("DDL waits for an SRE")
+permit (principal, action == Action::"sql.ddl", resource);
+@id("pg-no-drop") @reason("dropping tables is forbidden")
+forbid (principal, action == Action::"sql.ddl", resource) when { context.tags.contains("sql:drop") };
+"#;
+
+pub fn admin_url() -> String {
+    std::env::var("COUNTERSIGN_TEST_POSTGRES").expect(
+        "COUNTERSIGN_TEST_POSTGRES must name a PostgreSQL superuser URL, e.g. postgres://postgres@127.0.0.1:5432/test (scripts/test sets it)",
+    )
+}
+
+pub async fn admin() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// A gateway, a proxy in front of the test database and a fresh table `table` (id, v) with
+/// rows 1, 2, 3.
+pub struct Pg {
+    pub gw: Gw,
+    pub addr: SocketAddr,
+    pub table: String,
+    proxy: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        self.proxy.abort();
+    }
+}
+
+pub fn database() -> String {
+    Upstream::parse(&admin_url()).unwrap().database
+}
+
+impl Pg {
+    pub async fn start() -> Pg {
+        let dir = tempfile::tempdir().unwrap();
+        let config = support::write_config(dir.path(), "");
+        std::fs::write(dir.path().join("policies/pg.cedar"), PG_POLICIES).unwrap();
+        let (url, server) = support::serve(&config).await;
+        let gw = Gw::from_parts(url, support::client(), dir, server);
+        let gates: Arc<dyn Gates> = Arc::new(RemoteGates::new(&gw.url).unwrap());
+        Pg::with_gates(gw, gates).await
+    }
+
+    pub async fn with_gates(gw: Gw, gates: Arc<dyn Gates>) -> Pg {
+        let upstream = Upstream::parse(&admin_url()).unwrap();
+        let mut opts = Options::new(
+            "prod-app".into(),
+            upstream,
+            countersign_gateway::system_clock(),
+        );
+        opts.progress_every = Duration::from_millis(300);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let proxy = tokio::spawn(countersign_pgproxy::serve(
+            listener,
+            gates,
+            opts,
+            std::future::pending(),
+        ));
+        let table = format!("pgp_{:08x}", rand::random::<u32>());
+        admin()
+            .await
+            .batch_execute(&format!(
+                "CREATE TABLE {table} (id int PRIMARY KEY, v text); INSERT INTO {table} VALUES (1, 'a'), (2, 'b'), (3, 'c')"
+            ))
+            .await
+            .unwrap();
+        Pg {
+            gw,
+            addr,
+            table,
+            proxy,
+        }
+    }
+
+    /// `psql` as `who` (password `tok-<who>`) running each of `commands` (`-c`, one session).
+    pub fn psql(&self, who: &str, commands: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new("psql");
+        c.args(["-X", "-A", "-t", "-h", "127.0.0.1"])
+            .args([
+                "-p",
+                &self.addr.port().to_string(),
+                "-U",
+                who,
+                "-d",
+                &database(),
+            ])
+            .env("PGPASSWORD", format!("tok-{who}"))
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env_remove("PGSERVICE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for cmd in commands {
+            c.args(["-c", cmd]);
+        }
+        c
+    }
+
+    /// Runs `psql`; returns its exit code, stdout and stderr.
+    pub async fn run(&self, who: &str, commands: &[&str]) -> (i32, String, String) {
+        let out = tokio::time::timeout(Duration::from_secs(60), self.psql(who, commands).output())
+            .await
+            .expect("psql finished")
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The ids in the table, straight from the server.
+    pub async fn ids(&self) -> Vec<i32> {
+        admin()
+            .await
+            .query(&format!("SELECT id FROM {} ORDER BY id", self.table), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    /// The first open review for alice, once one appears.
+    pub async fn review(&self) -> Value {
+        for _ in 0..200 {
+            let (s, list) = self.gw.get("alice", "/v1/reviews").await;
+            assert_eq!(s, StatusCode::OK, "{list}");
+            if let Some(r) = list["reviews"].as_array().and_then(|a| a.first()) {
+                return r.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no review appeared");
+    }
+
+    /// The audit log's entries of `kind`.
+    pub async fn entries(&self, kind: &str) -> Vec<Value> {
+        let (_, log) = self
+            .gw
+            .get("alice", "/v1/audit/entries?start=0&limit=1000")
+            .await;
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["entry"].clone())
+            .filter(|e| e["type"] == kind)
+            .collect()
+    }
+
+    /// The actions of the log's `submitted` entries, with their current state.
+    pub async fn actions(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for e in self.entries("submitted").await {
+            let id = e["action_id"].as_str().unwrap().to_string();
+            let (_, a) = self.gw.get("bot", &format!("/v1/actions/{id}")).await;
+            out.push(a);
+        }
+        out
+    }
+
+    /// Waits until every action has left `allowed`/`approved` (its result is reported).
+    pub async fn settled(&self) -> Vec<Value> {
+        for _ in 0..100 {
+            let a = self.actions().await;
+            if a.iter()
+                .all(|a| a["status"] != "allowed" && a["status"] != "approved")
+            {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.actions().await
+    }
+
+    pub async fn drop_table(&self) {
+        admin()
+            .await
+            .batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_reads_are_allowed_a_drop_is_denied_and_the_session_goes_on() {
+    let pg = Pg::start().await;
+    let t = pg.table.clone();
+    let (code, out, err) = pg
+        .run(
+            "bot",
+            &[
+                &format!("SELECT count(*) FROM {t}"),
+                &format!("SELECT v FROM {t} WHERE id = 2"),
+            ],
+        )
+        .await;
+    assert_eq!((code, out.as_str()), (0, "3\nb\n"), "{err}");
+
+    let (code, out, err) = pg
+        .run("bot", &[&format!("DROP TABLE {t}"), "SELECT 42"])
+        .await;
+    assert_eq!(code, 0, "psql -c goes on after an error: {err}");
+    assert!(
+        err.contains("permission denied: dropping tables is forbidden"),
+        "{err}"
+    );
+    assert!(err.contains("HINT:  The statement was not run."), "{err}");
+    assert_eq!(out, "42\n", "the session is usable after a denial");
+    assert_eq!(pg.ids().await, [1, 2, 3], "nothing was dropped");
+
+    // Every statement is an action on postgres://prod-app/<database>, with its result.
+    let actions = pg.settled().await;
+    let by_status = |s: &str| actions.iter().filter(|a| a["status"] == s).count();
+    assert_eq!(actions.len(), 4, "{actions:?}");
+    assert_eq!(
+        (by_status("succeeded"), by_status("denied")),
+        (3, 1),
+        "{actions:?}"
+    );
+    let read = &actions[0];
+    assert_eq!(read["action"], "sql.select");
+    assert_eq!(
+        read["resource"],
+        format!("postgres://prod-app/{}", database())
+    );
+    assert_eq!(
+        read["params"]["statement"],
+        format!("SELECT count(*) FROM {t}")
+    );
+    assert_eq!(read["params"]["tables"], json!([t]));
+    assert_eq!(read["params"]["parameters"], json!([]));
+    let detail: Value = serde_json::from_str(read["result"]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["command_tag"], "SELECT 1");
+    assert_eq!(detail["rows"], 1);
+    assert_eq!(actions[2]["action"], "sql.ddl");
+    assert!(actions[2]["analysis"]["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("sql:drop")));
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_delete_without_where_runs_once_approved_while_psql_waits() {
+    let pg = Pg::start().await;
+    let t = pg.table.clone();
+    let child = pg
+        .psql("bot", &[&format!("DELETE FROM {t}")])
+        .spawn()
+        .unwrap();
+    let review = pg.review().await;
+    assert_eq!(review["action"], "sql.delete", "{review}");
+    assert_eq!(review["params"]["statement"], format!("DELETE FROM {t}"));
+    assert!(review["analysis"]["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("sql:no-where")));
+    assert_eq!(pg.ids().await, [1, 2, 3], "nothing runs while held");
+    // The client waits with notices.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (s, r) = pg
+        .gw
+        .vote(
+            "alice",
+            review["id"].as_str().unwrap(),
+            json!({"verdict": "approve"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "DELETE 3\n", "{stderr}");
+    assert!(
+        stderr.contains("NOTICE:  countersign: waiting for approval by group:sre"),
+        "{stderr}"
+    );
+    assert!(pg.ids().await.is_empty());
+    let actions = pg.settled().await;
+    assert_eq!(actions[0]["status"], "succeeded", "{actions:?}");
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_statement_query_stops_at_the_first_refusal_as_postgresql_would() {
+    let pg = Pg::start().await;
+    let t = pg.table.clone();
+    let q = format!(
+        "INSERT INTO {t} VALUES (10, 'x'); DROP TABLE {t}; INSERT INTO {t} VALUES (11, 'y')"
+    );
+    let (code, _, err) = pg.run("bot", &[&q, "SELECT 1"]).await;
+    assert_eq!(code, 0);
+    assert!(err.contains("dropping tables is forbidden"), "{err}");
+    // One implicit transaction: the first INSERT is rolled back with the refusal.
+    assert_eq!(pg.ids().await, [1, 2, 3]);
+    let actions = pg.settled().await;
+    let kinds: Vec<&str> = actions
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["sql.insert", "sql.ddl", "sql.select"],
+        "decided one by one, stopping at the refusal"
+    );
+    assert_eq!(actions[1]["status"], "denied");
+    let detail: Value =
+        serde_json::from_str(actions[0]["result"]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["query_failed_later"], true, "{detail}");
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_inside_a_transaction_aborts_it_as_postgresql_would() {
+    let pg = Pg::start().await;
+    let t = pg.table.clone();
+    let (_, out, err) = pg
+        .run(
+            "bot",
+            &[
+                "BEGIN",
+                &format!("INSERT INTO {t} VALUES (20, 'x')"),
+                &format!("DROP TABLE {t}"),
+                "SELECT 1",
+                "ROLLBACK",
+                "SELECT 2",
+            ],
+        )
+        .await;
+    assert!(err.contains("dropping tables is forbidden"), "{err}");
+    assert!(err.contains("current transaction is aborted"), "{err}");
+    assert_eq!(out, "BEGIN\nINSERT 0 1\nROLLBACK\n2\n", "{err}");
+    assert_eq!(pg.ids().await, [1, 2, 3]);
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_or_database_is_refused_at_startup() {
+    let pg = Pg::start().await;
+    let mut c = pg.psql("bot", &["SELECT 1"]);
+    c.env("PGPASSWORD", "not-a-token");
+    let out = c.output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("password authentication failed for user \"bot\""),
+        "{err}"
+    );
+    let out = tokio::process::Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.addr.port().to_string(),
+            "-U",
+            "bot",
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT 1",
+        ])
+        .env("PGPASSWORD", "tok-bot")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("database \"postgres\" does not exist"),
+        "{err}"
+    );
+    assert!(pg.entries("submitted").await.is_empty());
+    pg.drop_table().await;
+}

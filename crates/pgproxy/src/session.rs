@@ -1,0 +1,749 @@
+//! One client connection: the startup (TLS where asked, required off loopback), the agent's
+//! authentication through `Gates` (user = identity id, password = its credential), the
+//! upstream session, then the client half of the relay: every message is read, `Query` and
+//! `Execute` are decided statement by statement, and what may run is forwarded.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use countersign_analyze::{pg_statements, SqlKind};
+use countersign_enforce::Gate;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use crate::decide::{Decider, Statement, Verdict};
+use crate::down::{self, Down, Expect, Slot};
+use crate::wire::{self, Bind, Diag, Msg, WireError};
+use crate::{Cancel, Shared};
+
+/// A client connection, plain or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Largest password message (an OIDC token can be large).
+const MAX_PASSWORD: usize = 64 << 10;
+
+/// Runs one connection to its end.
+pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let timeout = shared.opts.startup_timeout;
+    let started = tokio::time::timeout(timeout, startup(stream, peer, &shared)).await;
+    let Ok(Some(s)) = started else {
+        return;
+    };
+    s.serve(shared).await;
+}
+
+/// A client that started up and authenticated, with its upstream session.
+struct Started {
+    io: Box<dyn Io>,
+    user: String,
+    database: String,
+    gate: Arc<dyn Gate>,
+    upstream: crate::upstream::Session,
+}
+
+async fn fatal(io: &mut Box<dyn Io>, d: Diag) {
+    let _ = io.write_all(&d.to_msg().frame()).await;
+    let _ = io.flush().await;
+    let _ = io.shutdown().await;
+}
+
+async fn startup(stream: TcpStream, peer: SocketAddr, shared: &Shared) -> Option<Started> {
+    let opts = &shared.opts;
+    let mut io: Box<dyn Io> = Box::new(stream);
+    let mut encrypted = false;
+    let mut params = None;
+    for _ in 0..3 {
+        let (code, body) = match wire::read_startup(&mut io).await {
+            Ok(p) => p,
+            Err(WireError::Closed) => return None,
+            Err(e) => {
+                fatal(
+                    &mut io,
+                    Diag::fatal("08P01", format!("invalid startup packet: {e}")),
+                )
+                .await;
+                return None;
+            }
+        };
+        match code {
+            wire::SSL_REQUEST if !encrypted => match &opts.tls {
+                Some(config) => {
+                    io.write_all(b"S").await.ok()?;
+                    io.flush().await.ok()?;
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                    match acceptor.accept(io).await {
+                        Ok(t) => io = Box::new(t),
+                        Err(e) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return None;
+                        }
+                    }
+                    encrypted = true;
+                }
+                None => io.write_all(b"N").await.ok()?,
+            },
+            wire::GSSENC_REQUEST if !encrypted => io.write_all(b"N").await.ok()?,
+            wire::CANCEL_REQUEST => {
+                let mut f = wire::Fields::new(&body);
+                if let (Ok(pid), Ok(secret)) = (f.i32(), f.i32()) {
+                    cancel(shared, (pid, secret)).await;
+                }
+                return None;
+            }
+            c if c >> 16 == 3 => {
+                let p = match wire::startup_params(&body) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        fatal(
+                            &mut io,
+                            Diag::fatal("08P01", format!("invalid startup packet: {e}")),
+                        )
+                        .await;
+                        return None;
+                    }
+                };
+                if c & 0xffff != 0 {
+                    // A newer minor version or protocol options: we speak 3.0 and none.
+                    let unsupported: Vec<String> = p
+                        .iter()
+                        .filter(|(k, _)| k.starts_with("_pq_."))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    io.write_all(&wire::negotiate(0, &unsupported).frame())
+                        .await
+                        .ok()?;
+                }
+                params = Some(p);
+                break;
+            }
+            _ => {
+                fatal(
+                    &mut io,
+                    Diag::fatal("0A000", "unsupported frontend protocol"),
+                )
+                .await;
+                return None;
+            }
+        }
+    }
+    let Some(params) = params else {
+        fatal(&mut io, Diag::fatal("08P01", "no startup packet")).await;
+        return None;
+    };
+    if !encrypted && !peer.ip().is_loopback() {
+        fatal(
+            &mut io,
+            Diag::fatal(
+                "28000",
+                "countersign: TLS is required (connect with sslmode=require)",
+            ),
+        )
+        .await;
+        return None;
+    }
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let Some(user) = get("user").filter(|u| !u.is_empty()) else {
+        fatal(
+            &mut io,
+            Diag::fatal(
+                "28000",
+                "no PostgreSQL user name specified in startup packet",
+            ),
+        )
+        .await;
+        return None;
+    };
+    let database = get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user.clone());
+    if get("replication").is_some_and(|r| r != "false" && r != "off" && r != "0") {
+        fatal(
+            &mut io,
+            Diag::fatal(
+                "0A000",
+                "countersign: replication connections are not relayed",
+            ),
+        )
+        .await;
+        return None;
+    }
+    if database != opts.upstream.database {
+        fatal(
+            &mut io,
+            Diag::fatal("3D000", format!("database \"{database}\" does not exist")).hint(format!(
+                "This proxy serves the database \"{}\".",
+                opts.upstream.database
+            )),
+        )
+        .await;
+        return None;
+    }
+    io.write_all(&wire::auth(3).frame()).await.ok()?;
+    io.flush().await.ok()?;
+    let password = match wire::read_msg(&mut io, MAX_PASSWORD).await {
+        Ok(m) if m.tag == b'p' => wire::Fields::new(&m.body).cstr().ok(),
+        Ok(_) => None,
+        Err(WireError::Closed) => return None,
+        Err(_) => None,
+    };
+    let Some(password) = password.filter(|p| !p.is_empty()) else {
+        fatal(&mut io, Diag::fatal("08P01", "expected a password message")).await;
+        return None;
+    };
+    let failed = || {
+        Diag::fatal(
+            "28P01",
+            format!("password authentication failed for user \"{user}\""),
+        )
+    };
+    let gate = match shared.gates.gate_for(&password).await {
+        Ok(g) => g,
+        Err(countersign_enforce::GateError::Unauthenticated(_)) => {
+            fatal(&mut io, failed()).await;
+            return None;
+        }
+        Err(e) => {
+            fatal(
+                &mut io,
+                Diag::fatal("08004", format!("countersign: cannot authenticate: {e}")),
+            )
+            .await;
+            return None;
+        }
+    };
+    if let Some(id) = gate.identity() {
+        if !countersign_core::same_id(&id, &user) {
+            fatal(
+                &mut io,
+                failed().detail("The credential is not the user's."),
+            )
+            .await;
+            return None;
+        }
+    }
+    let upstream = match opts.upstream.connect(&params).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open an upstream session");
+            fatal(
+                &mut io,
+                Diag::fatal(
+                    "08006",
+                    format!("countersign: cannot reach the database: {e}"),
+                ),
+            )
+            .await;
+            return None;
+        }
+    };
+    Some(Started {
+        io,
+        user,
+        database,
+        gate,
+        upstream,
+    })
+}
+
+/// Handles a `CancelRequest`: withdraws the held statement's review, or else cancels what the
+/// session runs upstream.
+async fn cancel(shared: &Shared, key: (i32, i32)) {
+    let found = shared.sessions().get(&key).cloned();
+    let Some(c) = found else {
+        return;
+    };
+    let held = c.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match held {
+        Some(tx) => {
+            let _ = tx.send(true);
+        }
+        None => shared.opts.upstream.cancel(c.upstream_key).await,
+    }
+}
+
+/// A prepared statement the client made.
+struct Prepared {
+    query: String,
+    types: Vec<u32>,
+}
+
+/// A portal the client bound.
+struct Portal {
+    statement: String,
+    bind: Bind,
+    types: Vec<u32>,
+}
+
+impl Started {
+    async fn serve(self, shared: Arc<Shared>) {
+        let Started {
+            mut io,
+            user,
+            database,
+            gate,
+            upstream,
+        } = self;
+        let mut hello = BytesMut::new();
+        hello.put_slice(&wire::auth(0).frame());
+        for m in &upstream.status {
+            hello.put_slice(&m.frame());
+        }
+        let held = Arc::new(Mutex::new(None));
+        let key = loop {
+            let k = (rand::random::<i32>() & i32::MAX, rand::random::<i32>());
+            if let std::collections::hash_map::Entry::Vacant(e) = shared.sessions().entry(k) {
+                e.insert(Cancel {
+                    held: held.clone(),
+                    upstream_key: upstream.key,
+                });
+                break k;
+            }
+        };
+        hello.put_slice(&wire::backend_key(key.0, key.1).frame());
+        hello.put_slice(&wire::ready(b'I').frame());
+        if io.write_all(&hello).await.is_err() || io.flush().await.is_err() {
+            shared.sessions().remove(&key);
+            return;
+        }
+        tracing::debug!(%user, %database, "session started");
+        let (client_r, client_w) = tokio::io::split(io);
+        let (up_r, up_w) = upstream.stream.into_inner().into_split();
+        let (down_tx, down_rx) = mpsc::unbounded_channel();
+        let (report_tx, report_rx) = mpsc::unbounded_channel();
+        let (ended_tx, ended) = watch::channel(false);
+        let relay = tokio::spawn(down::relay(
+            BufReader::with_capacity(64 * 1024, up_r),
+            client_w,
+            down_rx,
+            report_tx,
+            ended_tx,
+        ));
+        let reporter = tokio::spawn(down::reporter(gate.clone(), report_rx));
+        let mut client = Client {
+            reader: BufReader::with_capacity(64 * 1024, client_r),
+            upstream: BufWriter::with_capacity(64 * 1024, up_w),
+            down: down_tx.clone(),
+            decider: Decider {
+                gate,
+                resource: format!("postgres://{}/{}", shared.opts.server_name, database),
+                progress_every: shared.opts.progress_every,
+                clock: shared.opts.clock.clone(),
+                down: down_tx,
+                held,
+                ended: ended.clone(),
+            },
+            max: shared.opts.max_message,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            refusal: format!("countersign_refused_{:016x}", rand::random::<u64>()),
+            ended,
+        };
+        client.run().await;
+        let _ = client.upstream.shutdown().await;
+        drop(client);
+        let _ = relay.await;
+        // Every result reported before the session is forgotten: nothing lost from the trail.
+        let _ = reporter.await;
+        shared.sessions().remove(&key);
+    }
+}
+
+/// The client half of a running session.
+struct Client {
+    reader: BufReader<ReadHalf<Box<dyn Io>>>,
+    upstream: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    down: mpsc::UnboundedSender<Down>,
+    decider: Decider,
+    max: usize,
+    statements: HashMap<String, Prepared>,
+    portals: HashMap<String, Portal>,
+    /// A prepared statement name that cannot exist: `EXECUTE` of it fails, which is how a
+    /// refused statement fails on the server too (its transaction aborts as PostgreSQL's would).
+    refusal: String,
+    ended: watch::Receiver<bool>,
+}
+
+/// Why the client half stops.
+enum Stop {
+    /// The client left or the upstream is gone.
+    Quiet,
+    /// The client broke the protocol: this fatal error ends the session.
+    Fatal(Diag),
+}
+
+impl Client {
+    async fn run(&mut self) {
+        loop {
+            let m = tokio::select! {
+                m = wire::read_msg(&mut self.reader, self.max) => m,
+                _ = self.ended.wait_for(|e| *e) => return,
+            };
+            let m = match m {
+                Ok(m) => m,
+                Err(WireError::Closed) => return,
+                Err(WireError::TooLarge(n, max)) => {
+                    return self.abort(Diag::fatal(
+                        "54000",
+                        format!("countersign: a message of {n} bytes is over the {max}-byte limit"),
+                    ));
+                }
+                Err(WireError::Malformed(why)) => {
+                    return self.abort(Diag::fatal("08P01", format!("invalid message: {why}")));
+                }
+                Err(WireError::Io(_)) => return,
+            };
+            match self.message(m).await {
+                Ok(true) => {}
+                Ok(false) | Err(Stop::Quiet) => return,
+                Err(Stop::Fatal(d)) => return self.abort(d),
+            }
+            // Several pipelined messages go upstream in one write.
+            if self.reader.buffer().is_empty() && self.upstream.flush().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn abort(&self, d: Diag) {
+        let _ = self.down.send(Down::Abort(d.to_msg()));
+    }
+
+    fn expect(&self, e: Expect) -> Result<(), Stop> {
+        self.down.send(Down::Expect(e)).map_err(|_| Stop::Quiet)
+    }
+
+    async fn forward(&mut self, m: &Msg) -> Result<(), Stop> {
+        self.upstream
+            .write_all(&m.frame())
+            .await
+            .map_err(|_| Stop::Quiet)
+    }
+
+    /// Handles one client message; `false` ends the session.
+    async fn message(&mut self, m: Msg) -> Result<bool, Stop> {
+        let malformed =
+            |e: WireError| Stop::Fatal(Diag::fatal("08P01", format!("invalid message: {e}")));
+        match m.tag {
+            b'Q' => {
+                let query = wire::read_query(&m.body).map_err(malformed)?;
+                self.query(&m, &query).await?;
+            }
+            b'P' => {
+                let (name, query, types) = wire::read_parse(&m.body).map_err(malformed)?;
+                self.expect(Expect::One)?;
+                self.forward(&m).await?;
+                self.statements.insert(name, Prepared { query, types });
+            }
+            b'B' => {
+                let bind = Bind::read(&m.body).map_err(malformed)?;
+                let types = self
+                    .statements
+                    .get(&bind.statement)
+                    .map(|p| p.types.clone())
+                    .unwrap_or_default();
+                self.expect(Expect::One)?;
+                self.forward(&m).await?;
+                self.portals.insert(
+                    bind.portal.clone(),
+                    Portal {
+                        statement: bind.statement.clone(),
+                        bind,
+                        types,
+                    },
+                );
+            }
+            b'D' => {
+                let (kind, _) = wire::read_target(&m.body).map_err(malformed)?;
+                self.expect(Expect::Describe {
+                    statement: kind == b'S',
+                })?;
+                self.forward(&m).await?;
+            }
+            b'C' => {
+                let (kind, name) = wire::read_target(&m.body).map_err(malformed)?;
+                if kind == b'S' {
+                    self.statements.remove(&name);
+                } else {
+                    self.portals.remove(&name);
+                }
+                self.expect(Expect::One)?;
+                self.forward(&m).await?;
+            }
+            b'E' => {
+                let (portal, max_rows) = wire::read_execute(&m.body).map_err(malformed)?;
+                self.execute(&m, &portal, max_rows).await?;
+            }
+            b'S' => {
+                self.expect(Expect::Sync)?;
+                self.forward(&m).await?;
+            }
+            b'H' | b'd' | b'c' | b'f' => self.forward(&m).await?,
+            b'X' => {
+                let _ = self.forward(&m).await;
+                let _ = self.upstream.flush().await;
+                return Ok(false);
+            }
+            b'F' => {
+                // A function call by OID would bypass every decision: refused like a statement.
+                let d = Diag::error(
+                    "0A000",
+                    "countersign: the function call protocol is not relayed",
+                )
+                .hint("Call the function in a SQL statement.");
+                self.refuse_simple(d).await?;
+            }
+            _ => {
+                return Err(Stop::Fatal(Diag::fatal(
+                    "08P01",
+                    format!("invalid frontend message type {}", m.tag),
+                )))
+            }
+        }
+        Ok(true)
+    }
+
+    /// Fails a simple-protocol message on the server with the proxy's error.
+    async fn refuse_simple(&mut self, d: Diag) -> Result<(), Stop> {
+        let q = format!("EXECUTE {}", self.refusal);
+        self.expect(Expect::Query(vec![Slot::Refused(d.to_msg())]))?;
+        self.forward(&query_msg(&q)).await
+    }
+
+    async fn query(&mut self, m: &Msg, query: &str) -> Result<(), Stop> {
+        let statements = match pg_statements(query) {
+            Ok(s) => s
+                .into_iter()
+                .map(|s| (s.kind, s.text, s.tables, Some((s.start, s.end))))
+                .collect::<Vec<_>>(),
+            // Not PostgreSQL as its parser reads it: decided as one statement of kind other
+            // (the analyzer tags it `sql:unparsed`); policy holds or denies it.
+            Err(_) => vec![(SqlKind::Other, query.to_string(), Vec::new(), None)],
+        };
+        if statements.is_empty() {
+            self.expect(Expect::Query(Vec::new()))?;
+            return self.forward(m).await;
+        }
+        let mut slots = Vec::with_capacity(statements.len());
+        let mut texts: Vec<String> = Vec::with_capacity(statements.len());
+        let mut rewritten = false;
+        for (kind, text, tables, span) in &statements {
+            let st = Statement {
+                kind: kind.as_str(),
+                text,
+                parameters: Vec::new(),
+                tables,
+            };
+            match self.decider.decide(&st, &mut self.reader).await {
+                Verdict::Run {
+                    action_id,
+                    statement,
+                    ..
+                } => {
+                    slots.push(Slot::Run(Some(action_id)));
+                    match (statement, span) {
+                        (Some(s), _) => {
+                            rewritten = true;
+                            texts.push(s);
+                        }
+                        (None, Some((a, b))) => {
+                            texts.push(query.get(*a..*b).unwrap_or(text).to_string())
+                        }
+                        (None, None) => texts.push(text.clone()),
+                    }
+                }
+                Verdict::Refuse(d) => {
+                    slots.push(Slot::Refused(d.to_msg()));
+                    texts.push(format!("EXECUTE {}", self.refusal));
+                    rewritten = true;
+                    break;
+                }
+            }
+        }
+        self.expect(Expect::Query(slots))?;
+        if rewritten {
+            // Each statement on its own lines: a trailing `--` comment cannot swallow the next.
+            let q = texts.join("\n;\n");
+            self.forward(&query_msg(&q)).await
+        } else {
+            self.forward(m).await
+        }
+    }
+
+    async fn execute(&mut self, m: &Msg, portal: &str, max_rows: i32) -> Result<(), Stop> {
+        let Some(p) = self.portals.get(portal) else {
+            // The server answers "portal does not exist"; nothing runs.
+            self.expect(Expect::Execute(Slot::Run(None)))?;
+            return self.forward(m).await;
+        };
+        let query = self
+            .statements
+            .get(&p.statement)
+            .map(|s| s.query.clone())
+            .unwrap_or_default();
+        let parameters: Vec<Value> = p
+            .bind
+            .values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| parameter(v.as_ref(), p.bind.format(i), p.types.get(i).copied()))
+            .collect();
+        let (kind, text, tables) = match pg_statements(&query) {
+            Ok(s) if s.len() == 1 => {
+                let s = s.into_iter().next().map(|s| (s.kind, s.text, s.tables));
+                s.unwrap_or((SqlKind::Other, query.clone(), Vec::new()))
+            }
+            _ => (SqlKind::Other, query.clone(), Vec::new()),
+        };
+        let st = Statement {
+            kind: kind.as_str(),
+            text: &text,
+            parameters,
+            tables: &tables,
+        };
+        match self.decider.decide(&st, &mut self.reader).await {
+            Verdict::Run {
+                action_id,
+                statement: None,
+                parameters: None,
+            } => {
+                self.expect(Expect::Execute(Slot::Run(Some(action_id))))?;
+                self.forward(m).await
+            }
+            Verdict::Run {
+                action_id,
+                statement,
+                parameters,
+            } => {
+                // A reviewer's version: prepared and bound under the proxy's own names (text
+                // parameters), run in place of the client's portal.
+                let p = self.portals.get(portal);
+                let statement = statement.unwrap_or(text);
+                let values: Vec<Value> = match parameters {
+                    Some(v) => v,
+                    None => p
+                        .map(|p| {
+                            p.bind
+                                .values
+                                .iter()
+                                .enumerate()
+                                .map(|(i, v)| {
+                                    parameter(v.as_ref(), p.bind.format(i), p.types.get(i).copied())
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                };
+                let name = format!("{}_modified", self.refusal);
+                let mut buf = BytesMut::new();
+                let hidden = build_modified(&name, &statement, &values, &mut buf)
+                    .map_err(|e| Stop::Fatal(Diag::fatal("08P01", e)))?;
+                self.expect(Expect::Hidden(hidden))?;
+                self.upstream
+                    .write_all(&buf)
+                    .await
+                    .map_err(|_| Stop::Quiet)?;
+                self.expect(Expect::Execute(Slot::Run(Some(action_id))))?;
+                let mut e = BytesMut::new();
+                postgres_protocol::message::frontend::execute(&name, max_rows, &mut e)
+                    .map_err(|_| Stop::Quiet)?;
+                self.upstream.write_all(&e).await.map_err(|_| Stop::Quiet)
+            }
+            Verdict::Refuse(d) => {
+                // Execute of a portal that cannot exist: the server fails as for the client's
+                // statement and ignores the rest up to Sync; the client gets our error.
+                self.expect(Expect::Execute(Slot::Refused(d.to_msg())))?;
+                let mut e = BytesMut::new();
+                postgres_protocol::message::frontend::execute(&self.refusal, 0, &mut e)
+                    .map_err(|_| Stop::Quiet)?;
+                self.upstream.write_all(&e).await.map_err(|_| Stop::Quiet)
+            }
+        }
+    }
+}
+
+/// Close, Parse and Bind of a reviewer's statement under `name` (text parameters); returns how
+/// many responses they get.
+fn build_modified(
+    name: &str,
+    statement: &str,
+    values: &[Value],
+    buf: &mut BytesMut,
+) -> Result<usize, String> {
+    use postgres_protocol::message::frontend;
+    let io = |e: std::io::Error| e.to_string();
+    frontend::close(b'S', name, buf).map_err(io)?;
+    frontend::parse(name, statement, std::iter::empty(), buf).map_err(io)?;
+    let texts: Vec<Option<String>> = values
+        .iter()
+        .map(|v| match v {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        })
+        .collect();
+    frontend::bind(
+        name,
+        name,
+        std::iter::empty::<i16>(),
+        texts.iter(),
+        |v, out| match v {
+            Some(s) => {
+                out.put_slice(s.as_bytes());
+                Ok(postgres_protocol::IsNull::No)
+            }
+            None => Ok(postgres_protocol::IsNull::Yes),
+        },
+        std::iter::empty::<i16>(),
+        buf,
+    )
+    .map_err(|e| match e {
+        frontend::BindError::Conversion(e) => e.to_string(),
+        frontend::BindError::Serialization(e) => e.to_string(),
+    })?;
+    Ok(3)
+}
+
+fn query_msg(q: &str) -> Msg {
+    let mut b = BytesMut::with_capacity(q.len() + 1);
+    b.put_slice(q.as_bytes());
+    b.put_u8(0);
+    wire::msg(b'Q', b.freeze())
+}
+
+/// A bound parameter as JSON: text as a string, binary of a known type as its value, other
+/// binary as `\x` hex (as PostgreSQL writes bytea), NULL as null.
+fn parameter(v: Option<&Bytes>, format: i16, oid: Option<u32>) -> Value {
+    let Some(v) = v else {
+        return Value::Null;
+    };
+    if format == 0 {
+        return match std::str::from_utf8(v) {
+            Ok(s) => Value::String(s.to_string()),
+            Err(_) => Value::String(format!("\\x{}", hex::encode(v))),
+        };
+    }
+    let be = |n: usize| -> Option<[u8; 8]> {
+        (v.len() == n).then(|| {
+            let mut a = [0u8; 8];
+            a[8 - n..].copy_from_slice(v);
+            a
+        })
+    };
+    let known = match oid {
+        Some(16) if v.len() == 1 => Some(Value::Bool(v[..] != [0])),
+        Some(20) => be(8).map(|a| Value::from(i64::from_be_bytes(a))),
+        Some(23) => {
+            be(4).map(|a| Value::from(i64::from(i32::from_be_bytes([a[4], a[5], a[6], a[7]]))))
+        }
+        Some(21) => be(2).map(|a| Value::from(i64::from(i16::from_be_bytes([a[6], a[7]])))),
+        Some(25 | 1043 | 19) => std::str::from_utf8(v)
+            .ok()
+            .map(|s| Value::String(s.to_string())),
+        _ => None,
+    };
+    known.unwrap_or_else(|| Value::String(format!("\\x{}", hex::encode(v))))
+}
