@@ -42,8 +42,9 @@ pub enum Expect {
     Query(Vec<Slot>),
     /// `Parse`, `Bind`, `Close`: one message (or an error).
     One,
-    /// `Describe` of a statement (two messages) or a portal (one).
-    Describe { statement: bool },
+    /// `Describe` of a statement (two messages; its parameter types are remembered under its
+    /// name) or of a portal (`None`, one message).
+    Describe { statement: Option<String> },
     /// `Execute` of one statement.
     Execute(Slot),
     /// Messages of the proxy's own (a reviewer's modified statement prepared and bound) that
@@ -51,6 +52,17 @@ pub enum Expect {
     Hidden(usize),
     /// `Sync`: `ReadyForQuery`.
     Sync,
+}
+
+/// Parameter types of prepared statements as the server described them (asyncpg, for one,
+/// declares none in `Parse` and binds in binary after `Describe`).
+pub type Described = Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u32>>>>;
+
+/// The types of a `ParameterDescription`.
+fn parameter_types(body: &Bytes) -> Option<Vec<u32>> {
+    let mut f = wire::Fields::new(body);
+    let n = f.count().ok()?;
+    (0..n).map(|_| f.i32().ok().map(|t| t as u32)).collect()
 }
 
 /// Where results go: each statement's to its action, off the relay's path.
@@ -85,6 +97,7 @@ pub async fn relay<U, C>(
     client: C,
     mut commands: mpsc::UnboundedReceiver<Down>,
     reports: Reports,
+    described: Described,
     ended: watch::Sender<bool>,
 ) where
     U: AsyncRead + Unpin,
@@ -128,7 +141,7 @@ pub async fn relay<U, C>(
                     }
                 };
                 let fatal = m.tag == b'E' && is_fatal(&m.body);
-                let out = handle(&mut queue, m, &reports);
+                let out = handle(&mut queue, m, &reports, &described);
                 if let Some(out) = out {
                     if write(&mut client, &out).await.is_err() {
                         break;
@@ -226,7 +239,12 @@ fn unanswered(c: Current, reports: &Reports, why: &str) {
 }
 
 /// Handles one upstream message: returns the bytes for the client, if any.
-fn handle(queue: &mut VecDeque<Current>, m: Msg, reports: &Reports) -> Option<Bytes> {
+fn handle(
+    queue: &mut VecDeque<Current>,
+    m: Msg,
+    reports: &Reports,
+    described: &Described,
+) -> Option<Bytes> {
     // Messages that may come at any time.
     if matches!(m.tag, b'N' | b'A' | b'S') {
         return Some(m.frame());
@@ -310,8 +328,16 @@ fn handle(queue: &mut VecDeque<Current>, m: Msg, reports: &Reports) -> Option<By
         Expect::Describe { statement } => {
             let err = m.tag == b'E';
             cur.seen += 1;
+            if let (b't', Some(name)) = (m.tag, statement.as_ref()) {
+                if let Some(t) = parameter_types(&m.body) {
+                    described
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(name.clone(), t);
+                }
+            }
             // A statement's description is ParameterDescription then RowDescription/NoData.
-            if err || !*statement || cur.seen >= 2 {
+            if err || statement.is_none() || cur.seen >= 2 {
                 queue.pop_front();
             }
             if err {

@@ -315,11 +315,13 @@ impl Started {
         let (down_tx, down_rx) = mpsc::unbounded_channel();
         let (report_tx, report_rx) = mpsc::unbounded_channel();
         let (ended_tx, ended) = watch::channel(false);
+        let described = down::Described::default();
         let relay = tokio::spawn(down::relay(
             BufReader::with_capacity(64 * 1024, up_r),
             client_w,
             down_rx,
             report_tx,
+            described.clone(),
             ended_tx,
         ));
         let reporter = tokio::spawn(down::reporter(gate.clone(), report_rx));
@@ -341,6 +343,7 @@ impl Started {
             portals: HashMap::new(),
             refusal: format!("countersign_refused_{:016x}", rand::random::<u64>()),
             ended,
+            described,
         };
         client.run().await;
         let _ = client.upstream.shutdown().await;
@@ -365,6 +368,7 @@ struct Client {
     /// refused statement fails on the server too (its transaction aborts as PostgreSQL's would).
     refusal: String,
     ended: watch::Receiver<bool>,
+    described: down::Described,
 }
 
 /// Why the client half stops.
@@ -436,15 +440,34 @@ impl Client {
                 let (name, query, types) = wire::read_parse(&m.body).map_err(malformed)?;
                 self.expect(Expect::One)?;
                 self.forward(&m).await?;
+                self.described
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&name);
                 self.statements.insert(name, Prepared { query, types });
             }
             b'B' => {
                 let bind = Bind::read(&m.body).map_err(malformed)?;
-                let types = self
+                let mut types = self
                     .statements
                     .get(&bind.statement)
                     .map(|p| p.types.clone())
                     .unwrap_or_default();
+                // Types the client left to the server, as the server described them.
+                let described = self
+                    .described
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&bind.statement)
+                    .cloned();
+                if let Some(d) = described {
+                    types.resize(types.len().max(d.len()), 0);
+                    for (t, d) in types.iter_mut().zip(d) {
+                        if *t == 0 {
+                            *t = d;
+                        }
+                    }
+                }
                 self.expect(Expect::One)?;
                 self.forward(&m).await?;
                 self.portals.insert(
@@ -457,9 +480,9 @@ impl Client {
                 );
             }
             b'D' => {
-                let (kind, _) = wire::read_target(&m.body).map_err(malformed)?;
+                let (kind, name) = wire::read_target(&m.body).map_err(malformed)?;
                 self.expect(Expect::Describe {
-                    statement: kind == b'S',
+                    statement: (kind == b'S').then_some(name),
                 })?;
                 self.forward(&m).await?;
             }
@@ -735,7 +758,14 @@ fn parameter(v: Option<&Bytes>, format: i16, oid: Option<u32>) -> Value {
     };
     let known = match oid {
         Some(16) if v.len() == 1 => Some(Value::Bool(v[..] != [0])),
-        Some(20) => be(8).map(|a| Value::from(i64::from_be_bytes(a))),
+        // Beyond 2^53 a JSON number is not exact (I-JSON): the decimal text instead.
+        Some(20) => be(8).map(i64::from_be_bytes).map(|n| {
+            if n.unsigned_abs() <= countersign_core::MAX_SAFE_INTEGER {
+                Value::from(n)
+            } else {
+                Value::String(n.to_string())
+            }
+        }),
         Some(23) => {
             be(4).map(|a| Value::from(i64::from(i32::from_be_bytes([a[4], a[5], a[6], a[7]]))))
         }

@@ -421,3 +421,285 @@ async fn a_wrong_password_or_database_is_refused_at_startup() {
     assert!(pg.entries("submitted").await.is_empty());
     pg.drop_table().await;
 }
+
+impl Pg {
+    /// Starts `tests/interop/pg_client.py SCENARIO` against the proxy.
+    pub fn driver(&self, scenario: &str) -> tokio::process::Child {
+        tokio::process::Command::new(crate::mcp::python())
+            .arg(crate::mcp::root().join("tests/interop/pg_client.py"))
+            .args([
+                scenario,
+                &self.addr.port().to_string(),
+                &database(),
+                &self.table,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits for a driver; returns its JSON lines by step.
+    pub async fn lines(child: tokio::process::Child) -> std::collections::HashMap<String, Value> {
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("the driver finished")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "the driver failed: {stderr}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (v["step"].as_str().unwrap().to_string(), v)
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewer_modified_statement_runs_instead_with_a_notice() {
+    let pg = Pg::start().await;
+    let t = pg.table.clone();
+    let child = pg
+        .psql("bot", &[&format!("UPDATE {t} SET v = 'z'")])
+        .spawn()
+        .unwrap();
+    let review = pg.review().await;
+    let modified = format!("UPDATE {t} SET v = 'z' WHERE id = 1");
+    let (s, r) = pg
+        .gw
+        .vote(
+            "alice",
+            review["id"].as_str().unwrap(),
+            json!({"verdict": "modify", "params": {"statement": modified, "parameters": [], "tables": [t]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let out = child.wait_with_output().await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(stdout, "UPDATE 1\n", "{stderr}");
+    assert!(
+        stderr.contains("a reviewer modified the statement"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&modified), "{stderr}");
+    let rows = admin()
+        .await
+        .query(&format!("SELECT v FROM {t} ORDER BY id"), &[])
+        .await
+        .unwrap();
+    let vs: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(vs, ["z", "b", "c"]);
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_in_psql_cancels_the_review() {
+    let pg = Pg::start().await;
+    let t = pg.table.clone();
+    let child = pg
+        .psql("bot", &[&format!("DELETE FROM {t}")])
+        .spawn()
+        .unwrap();
+    let review = pg.review().await;
+    // psql's Ctrl-C: SIGINT makes it send a CancelRequest on a new connection.
+    let pid = child.id().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{stderr}"
+    );
+    assert_eq!(pg.ids().await, [1, 2, 3]);
+    let (_, a) = pg
+        .gw
+        .get(
+            "bot",
+            &format!("/v1/actions/{}", review["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(a["status"], "cancelled", "{a}");
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_statement_inside_a_transaction_runs_in_it_once_approved() {
+    let pg = Pg::start().await;
+    let t = pg.table.clone();
+    let child = pg
+        .psql(
+            "bot",
+            &[
+                "BEGIN",
+                &format!("INSERT INTO {t} VALUES (4, 'd')"),
+                &format!("DELETE FROM {t}"),
+                &format!("SELECT count(*) FROM {t}"),
+                "COMMIT",
+            ],
+        )
+        .spawn()
+        .unwrap();
+    let review = pg.review().await;
+    // The transaction is open upstream, uncommitted: the server still shows the old rows.
+    assert_eq!(pg.ids().await, [1, 2, 3]);
+    pg.gw
+        .vote(
+            "alice",
+            review["id"].as_str().unwrap(),
+            json!({"verdict": "approve"}),
+        )
+        .await;
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        "BEGIN\nINSERT 0 1\nDELETE 4\n0\nCOMMIT\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(pg.ids().await.is_empty());
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_prepared_statements_binary_parameters_denials_and_transactions() {
+    let pg = Pg::start().await;
+    let got = Pg::lines(pg.driver("psycopg_basic")).await;
+    assert_eq!(got["select"]["v"], "c", "{got:?}");
+    assert_eq!(got["text-param-binary-result"]["ids"], json!([2]));
+    assert_eq!(got["drop"]["sqlstate"], "42501", "{got:?}");
+    assert!(got["drop"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("dropping tables is forbidden"));
+    assert_eq!(got["after"]["v"], 42);
+    assert_eq!(got["insert"]["rowcount"], 1);
+    assert_eq!(got["tx-drop"]["sqlstate"], "42501");
+    assert_eq!(
+        got["ids"]["ids"],
+        json!([1, 2, 3, 7]),
+        "the transaction rolled back"
+    );
+    // Decided at Execute with the bound parameters (binary int4 read as a number).
+    let actions = pg.settled().await;
+    let select = actions
+        .iter()
+        .find(|a| a["params"]["parameters"] == json!([2]))
+        .unwrap_or_else(|| panic!("{actions:?}"));
+    assert_eq!(select["action"], "sql.select");
+    assert_eq!(select["status"], "succeeded");
+    assert!(select["params"]["statement"]
+        .as_str()
+        .unwrap()
+        .contains("WHERE id = $1"));
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_held_update_modified_by_the_reviewer_with_new_parameters() {
+    let pg = Pg::start().await;
+    let t = pg.table.clone();
+    let child = pg.driver("psycopg_held");
+    let review = pg.review().await;
+    assert_eq!(review["params"]["parameters"], json!(["z"]), "{review}");
+    let (s, r) = pg
+        .gw
+        .vote(
+            "alice",
+            review["id"].as_str().unwrap(),
+            json!({"verdict": "modify", "params": {
+                "statement": format!("UPDATE {t} SET v = $1 WHERE id = $2"),
+                "parameters": ["m", 2], "tables": [t]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let got = Pg::lines(child).await;
+    assert_eq!(got["update"]["rowcount"], 1, "{got:?}");
+    assert!(got["notices"]["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("a reviewer modified the statement")));
+    assert_eq!(got["rows"]["rows"], json!([[1, "a"], [2, "m"], [3, "c"]]));
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asyncpg_extended_protocol_throughout() {
+    let pg = Pg::start().await;
+    let got = Pg::lines(pg.driver("asyncpg_basic")).await;
+    assert_eq!(got["fetchval"]["v"], "b", "{got:?}");
+    assert_eq!(got["prepared"]["ids"], json!([2, 3]));
+    assert_eq!(got["executemany"]["ok"], true);
+    assert_eq!(got["drop"]["sqlstate"], "42501");
+    assert_eq!(
+        got["two-in-parse"]["sqlstate"], "42601",
+        "the server refuses two statements in one Parse"
+    );
+    assert_eq!(got["after"]["v"], 42);
+    assert_eq!(pg.ids().await, [1, 2, 3, 4, 5]);
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asyncpg_held_delete_inside_a_transaction_is_approved_and_committed() {
+    let pg = Pg::start().await;
+    let child = pg.driver("asyncpg_held_in_transaction");
+    let review = pg.review().await;
+    assert_eq!(review["action"], "sql.delete");
+    pg.gw
+        .vote(
+            "alice",
+            review["id"].as_str().unwrap(),
+            json!({"verdict": "approve"}),
+        )
+        .await;
+    let got = Pg::lines(child).await;
+    assert_eq!(got["delete-where"]["status"], "DELETE 4", "{got:?}");
+    assert_eq!(got["delete-all"]["status"], "DELETE 0");
+    assert_eq!(got["committed"]["count"], 0);
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asyncpg_statement_timeout_cancels_the_review() {
+    let pg = Pg::start().await;
+    let got = Pg::lines(pg.driver("asyncpg_cancel")).await;
+    assert_eq!(got["update"]["timeout"], true, "{got:?}");
+    assert_eq!(got["after"]["v"], 3, "the session goes on");
+    let n: i64 = admin()
+        .await
+        .query_one(
+            &format!("SELECT count(*) FROM {} WHERE v = 'q'", pg.table),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing ran");
+    let actions = pg.settled().await;
+    let update = actions
+        .iter()
+        .find(|a| a["action"] == "sql.update")
+        .unwrap();
+    assert_eq!(update["status"], "cancelled", "{update}");
+    assert_eq!(update["params"]["parameters"], json!(["q"]));
+    pg.drop_table().await;
+}
