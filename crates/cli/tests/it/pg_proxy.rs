@@ -703,3 +703,307 @@ async fn an_asyncpg_statement_timeout_cancels_the_review() {
     assert_eq!(update["params"]["parameters"], json!(["q"]));
     pg.drop_table().await;
 }
+
+/// A hand-written client, for what no driver would send.
+pub struct Raw {
+    pub s: tokio::net::TcpStream,
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Raw {
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        Raw { s }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let _ = self.s.write_all(bytes).await;
+    }
+
+    /// A typed message.
+    pub async fn msg(&mut self, tag: u8, body: &[u8]) {
+        let mut b = vec![tag];
+        b.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+        b.extend_from_slice(body);
+        self.send(&b).await;
+    }
+
+    pub async fn startup(&mut self, user: &str, database: &str) {
+        let mut body = 196_608i32.to_be_bytes().to_vec();
+        for (k, v) in [("user", user), ("database", database)] {
+            body.extend_from_slice(k.as_bytes());
+            body.push(0);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut b = (body.len() as i32 + 4).to_be_bytes().to_vec();
+        b.extend_from_slice(&body);
+        self.send(&b).await;
+    }
+
+    /// The next message (tag, body), or `None` at end of stream.
+    pub async fn read(&mut self) -> Option<(u8, Vec<u8>)> {
+        use tokio::io::AsyncReadExt;
+        let read = async {
+            let tag = self.s.read_u8().await.ok()?;
+            let len = self.s.read_i32().await.ok()?;
+            let mut body = vec![0; usize::try_from(len - 4).ok()?];
+            self.s.read_exact(&mut body).await.ok()?;
+            Some((tag, body))
+        };
+        tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .expect("the proxy answered or closed")
+    }
+
+    /// Messages up to and including one of type `until` (or the end).
+    pub async fn until(&mut self, until: u8) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(m) = self.read().await {
+            let done = m.0 == until;
+            out.push(m);
+            if done {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Logs in as `bot`; panics unless the session is ready.
+    pub async fn login(addr: SocketAddr) -> Raw {
+        let mut r = Raw::connect(addr).await;
+        r.startup("bot", &database()).await;
+        assert_eq!(r.read().await.unwrap(), (b'R', vec![0, 0, 0, 3]));
+        r.msg(b'p', b"tok-bot\0").await;
+        let m = r.until(b'Z').await;
+        assert_eq!(m.last().unwrap().0, b'Z', "{m:?}");
+        r
+    }
+
+    /// Whether the proxy closed the connection (after any messages still to read).
+    pub async fn closed(&mut self) -> bool {
+        while self.read().await.is_some() {}
+        true
+    }
+}
+
+/// The SQLSTATE and message of an `ErrorResponse` body.
+pub fn error_of(body: &[u8]) -> (String, String) {
+    let mut code = String::new();
+    let mut message = String::new();
+    for field in body.split(|b| *b == 0) {
+        match field.first() {
+            Some(b'C') => code = String::from_utf8_lossy(&field[1..]).into_owned(),
+            Some(b'M') => message = String::from_utf8_lossy(&field[1..]).into_owned(),
+            _ => {}
+        }
+    }
+    (code, message)
+}
+
+fn fatal_of(msgs: &[(u8, Vec<u8>)]) -> (String, String) {
+    let e = msgs
+        .iter()
+        .find(|m| m.0 == b'E')
+        .unwrap_or_else(|| panic!("no error among {msgs:?}"));
+    error_of(&e.1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_startup_packets_get_a_fatal_error_and_the_connection_closes() {
+    let pg = Pg::start().await;
+    // A length too small, one over the startup limit, an unknown protocol, no user.
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (vec![0, 0, 0, 3], "08P01"),
+        (
+            [&20_000i32.to_be_bytes()[..], &196_608i32.to_be_bytes()].concat(),
+            "08P01",
+        ),
+        (
+            [&8i32.to_be_bytes()[..], &(2i32 << 16).to_be_bytes()].concat(),
+            "0A000",
+        ),
+        (
+            [&9i32.to_be_bytes()[..], &196_608i32.to_be_bytes(), &[0]].concat(),
+            "28000",
+        ),
+        // Parameters without their terminator.
+        (
+            [
+                &13i32.to_be_bytes()[..],
+                &196_608i32.to_be_bytes(),
+                b"user\0",
+            ]
+            .concat(),
+            "08P01",
+        ),
+    ];
+    for (bytes, code) in cases {
+        let mut r = Raw::connect(pg.addr).await;
+        r.send(&bytes).await;
+        let msgs = r.until(0).await;
+        assert_eq!(fatal_of(&msgs).0, code, "{bytes:?}: {msgs:?}");
+        assert!(r.closed().await);
+    }
+    // A client that says nothing is not waited for forever: covered by `startup_timeout`; one
+    // that leaves mid-packet just goes.
+    let mut r = Raw::connect(pg.addr).await;
+    r.send(&[0, 0, 0, 40, 0, 3]).await;
+    drop(r);
+    // A password message of the wrong type, and an empty one.
+    for (tag, body) in [(b'Q', &b"SELECT 1\0"[..]), (b'p', &b"\0"[..])] {
+        let mut r = Raw::connect(pg.addr).await;
+        r.startup("bot", &database()).await;
+        r.read().await.unwrap();
+        r.msg(tag, body).await;
+        let msgs = r.until(0).await;
+        assert_eq!(fatal_of(&msgs).0, "08P01", "{msgs:?}");
+    }
+    assert!(pg.entries("submitted").await.is_empty());
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_messages_end_the_session_with_a_clear_error() {
+    let pg = Pg::start().await;
+    let cases: Vec<(u8, Vec<u8>, &str)> = vec![
+        // A query without its terminating NUL, not UTF-8, a Bind cut short, an Execute with
+        // extra bytes, a Describe of neither statement nor portal, an unknown message type.
+        (b'Q', b"SELECT 1".to_vec(), "08P01"),
+        (b'Q', vec![0xff, 0xfe, 0], "08P01"),
+        (b'B', b"\0\0\0\x01".to_vec(), "08P01"),
+        (b'E', b"\0\0\0\0\0\xff".to_vec(), "08P01"),
+        (b'D', b"X\0".to_vec(), "08P01"),
+        (b'z', Vec::new(), "08P01"),
+    ];
+    for (tag, body, code) in cases {
+        let mut r = Raw::login(pg.addr).await;
+        r.msg(tag, &body).await;
+        let msgs = r.until(0).await;
+        assert_eq!(fatal_of(&msgs).0, code, "{}: {msgs:?}", tag as char);
+        assert!(r.closed().await);
+    }
+    // A length that lies: shorter than its own header.
+    let mut r = Raw::login(pg.addr).await;
+    r.send(&[b'Q', 0, 0, 0, 1]).await;
+    assert_eq!(fatal_of(&r.until(0).await).0, "08P01");
+    // Over the message limit (64 MiB by default): refused from the header, before the body.
+    let mut r = Raw::login(pg.addr).await;
+    r.send(&[&[b'Q'][..], &(1i32 << 30).to_be_bytes()].concat())
+        .await;
+    let (code, message) = fatal_of(&r.until(0).await);
+    assert_eq!(code, "54000");
+    assert!(message.contains("over the"), "{message}");
+    assert!(r.closed().await);
+    // The function-call message would bypass every decision: refused, the session goes on.
+    let mut r = Raw::login(pg.addr).await;
+    r.msg(b'F', &[0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0]).await;
+    let msgs = r.until(b'Z').await;
+    assert_eq!(fatal_of(&msgs).0, "0A000", "{msgs:?}");
+    r.msg(b'Q', b"SELECT 7\0").await;
+    let msgs = r.until(b'Z').await;
+    assert!(msgs.iter().any(|m| m.0 == b'D'), "{msgs:?}");
+    assert!(
+        pg.entries("submitted").await.len() == 1,
+        "only SELECT 7 was submitted"
+    );
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_while_held_withdraws_its_review() {
+    let pg = Pg::start().await;
+    let mut r = Raw::login(pg.addr).await;
+    r.msg(b'Q', format!("DELETE FROM {}\0", pg.table).as_bytes())
+        .await;
+    let review = pg.review().await;
+    let notice = r.read().await.unwrap();
+    assert_eq!(notice.0, b'N', "a notice while held");
+    drop(r);
+    let id = review["id"].as_str().unwrap().to_string();
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let (_, a) = pg.gw.get("bot", &format!("/v1/actions/{id}")).await;
+        status = a["status"].clone();
+        if status == "cancelled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "cancelled", "the review was withdrawn and recorded");
+    assert_eq!(pg.ids().await, [1, 2, 3]);
+    pg.drop_table().await;
+}
+
+async fn terminate(app: &str) {
+    let admin = admin().await;
+    for _ in 0..100 {
+        let n = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )
+            .await
+            .unwrap()
+            .len();
+        if n > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no upstream session named {app}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_dies_ends_the_session_clearly_and_withdraws_a_held_review() {
+    let pg = Pg::start().await;
+    let t = pg.table.clone();
+    // Killed while a statement is held: the review is withdrawn, the client told.
+    let app = format!("victim_{}", rand::random::<u32>());
+    let mut c = pg.psql("bot", &[&format!("DELETE FROM {t}")]);
+    c.env("PGAPPNAME", &app);
+    let child = c.spawn().unwrap();
+    let review = pg.review().await;
+    terminate(&app).await;
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("terminating connection"), "{stderr}");
+    let id = review["id"].as_str().unwrap().to_string();
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let (_, a) = pg.gw.get("bot", &format!("/v1/actions/{id}")).await;
+        status = a["status"].clone();
+        if status == "cancelled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "cancelled");
+    assert_eq!(pg.ids().await, [1, 2, 3]);
+
+    // Killed while a statement runs: the client gets the server's FATAL, the action a result.
+    let app = format!("victim_{}", rand::random::<u32>());
+    let mut c = pg.psql("bot", &["SELECT pg_sleep(30)"]);
+    c.env("PGAPPNAME", &app);
+    let child = c.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    terminate(&app).await;
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("terminating connection"), "{stderr}");
+    let actions = pg.settled().await;
+    let sleep = actions
+        .iter()
+        .find(|a| a["params"]["statement"] == "SELECT pg_sleep(30)")
+        .unwrap();
+    assert_eq!(sleep["status"], "failed", "{sleep}");
+    pg.drop_table().await;
+}
