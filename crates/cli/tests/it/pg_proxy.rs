@@ -1007,3 +1007,157 @@ async fn an_upstream_that_dies_ends_the_session_clearly_and_withdraws_a_held_rev
     assert_eq!(sleep["status"], "failed", "{sleep}");
     pg.drop_table().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_both_ways_and_unparsable_sql_is_refused() {
+    let pg = Pg::start().await;
+    let t = pg.table.clone();
+    let mut c = pg.psql("bot", &[&format!("COPY {t} FROM STDIN")]);
+    c.stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"4\td\n5\te\n\\.\n").await.unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "COPY 2\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, out, err) = pg.run("bot", &[&format!("COPY {t} TO STDOUT")]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1\ta\n2\tb\n3\tc\n4\td\n5\te\n");
+    // What PostgreSQL's parser rejects is never allowed by default.
+    let (_, _, err) = pg.run("bot", &["SELEC 1"]).await;
+    assert!(err.contains("permission denied"), "{err}");
+    let actions = pg.settled().await;
+    let copies: Vec<&Value> = actions
+        .iter()
+        .filter(|a| a["action"] == "sql.copy")
+        .collect();
+    assert_eq!(copies.len(), 2);
+    for (a, tag) in copies.iter().zip(["COPY 2", "COPY 5"]) {
+        assert_eq!(a["status"], "succeeded", "{a}");
+        let d: Value = serde_json::from_str(a["result"]["detail"].as_str().unwrap()).unwrap();
+        assert_eq!(d["command_tag"], tag);
+    }
+    let bad = actions.iter().find(|a| a["action"] == "sql.other").unwrap();
+    assert_eq!(bad["status"], "denied");
+    assert!(bad["analysis"]["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("sql:unparsed")));
+    pg.drop_table().await;
+}
+
+/// `countersign pg` as a user runs it: TLS from PEM files, the gateway over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pg_command_serves_tls_and_refuses_plain_text_off_loopback() {
+    let pg = Pg::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "1", "-subj", "/CN=localhost"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let bin = env!("CARGO_BIN_EXE_countersign");
+    // Off loopback without TLS: refused at start.
+    let out = tokio::process::Command::new(bin)
+        .args([
+            "pg",
+            "--listen",
+            "0.0.0.0:0",
+            "--server-name",
+            "prod-app",
+            "--gateway",
+            &pg.gw.url,
+        ])
+        .args(["--upstream", &admin_url()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-cert"));
+
+    let mut proxy = tokio::process::Command::new(bin)
+        .args([
+            "pg",
+            "--listen",
+            "127.0.0.1:0",
+            "--server-name",
+            "prod-app",
+            "--gateway",
+            &pg.gw.url,
+        ])
+        .env("COUNTERSIGN_PG_UPSTREAM", admin_url())
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(proxy.stderr.take().unwrap()));
+    let first = lines.next_line().await.unwrap().unwrap();
+    let addr = first
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let out = tokio::process::Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "bot",
+            "-d",
+            &database(),
+        ])
+        .args([
+            "-c",
+            "\\conninfo",
+            "-c",
+            &format!("SELECT count(*) FROM {}", pg.table),
+        ])
+        .env("PGPASSWORD", "tok-bot")
+        .env("PGSSLMODE", "require")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("SSL connection (protocol: TLSv1.3"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.ends_with("3\n"), "{stdout}");
+    let _ = proxy.kill().await;
+    pg.drop_table().await;
+}
