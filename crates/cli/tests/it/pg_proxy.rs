@@ -1161,3 +1161,110 @@ async fn the_pg_command_serves_tls_and_refuses_plain_text_off_loopback() {
     let _ = proxy.kill().await;
     pg.drop_table().await;
 }
+
+/// The embedded gate (`countersign pg --config`): the gateway in the proxy's process.
+async fn embedded() -> Pg {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(dir.path(), "");
+    std::fs::write(dir.path().join("policies/pg.cedar"), PG_POLICIES).unwrap();
+    let config = countersign_gateway::config::Config::load(&config).unwrap();
+    let options = countersign_server::Options {
+        record_loaded: false,
+        ..Default::default()
+    };
+    let server = countersign_server::Server::open_with(&config, options)
+        .await
+        .unwrap();
+    let gates: Arc<dyn Gates> = Arc::new(countersign_gateway::gate::EmbeddedGates(
+        server.gateway().clone(),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = server.serve(listener, std::future::pending()).await;
+    });
+    Pg::with_gates(Gw::from_parts(url, support::client(), dir, task), gates).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_embedded_gate_the_user_must_be_the_credentials_identity() {
+    let pg = embedded().await;
+    let (code, out, err) = pg
+        .run("bot", &[&format!("SELECT count(*) FROM {}", pg.table)])
+        .await;
+    assert_eq!((code, out.as_str()), (0, "3\n"), "{err}");
+    // alice's name with bot's token: refused before anything is submitted.
+    let mut c = pg.psql("alice", &["SELECT 1"]);
+    c.env("PGPASSWORD", "tok-bot");
+    let out = c.output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("password authentication failed for user \"alice\""),
+        "{err}"
+    );
+    assert_eq!(pg.entries("submitted").await.len(), 1);
+    pg.drop_table().await;
+}
+
+/// pgbench (Debian) through the proxy in all three query modes: simple, extended and prepared
+/// (named statements), with its default TPC-B-like script (BEGIN, UPDATE ... WHERE, SELECT,
+/// INSERT, END) and select-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_runs_through_the_proxy_in_every_query_mode() {
+    let pg = Pg::start().await;
+    let init = tokio::process::Command::new("pgbench")
+        .args(["-i", "-q", "-s", "1", &admin_url()])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    for mode in ["simple", "extended", "prepared"] {
+        for script in [&["-S"][..], &[][..]] {
+            let out = tokio::process::Command::new("pgbench")
+                .args(["-n", "-M", mode, "-c", "2", "-t", "5"])
+                .args(script)
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &pg.addr.port().to_string(),
+                    "-U",
+                    "bot",
+                    &database(),
+                ])
+                .env("PGPASSWORD", "tok-bot")
+                .output()
+                .await
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success()
+                    && stdout.contains("number of transactions actually processed: 10/10"),
+                "{mode} {script:?}: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let actions = pg.settled().await;
+    let updates = actions
+        .iter()
+        .filter(|a| a["action"] == "sql.update" && a["status"] == "succeeded")
+        .count();
+    assert_eq!(
+        updates,
+        3 * 3 * 10,
+        "three updates per TPC-B-like transaction, each reported"
+    );
+    let init = tokio::process::Command::new("pgbench")
+        .args(["-i", "-I", "d", &admin_url()])
+        .output()
+        .await
+        .unwrap();
+    assert!(init.status.success());
+    pg.drop_table().await;
+}
