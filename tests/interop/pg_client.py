@@ -70,6 +70,12 @@ def psycopg_held():
         say(step="rows", rows=[list(r) for r in rows])
 
 
+def psycopg_select():
+    with psycopg_conn() as conn:
+        rows = conn.execute(f"SELECT id, v FROM {table} WHERE id > %s ORDER BY id", (0,)).fetchall()
+        say(step="rows", rows=[list(r) for r in rows])
+
+
 async def asyncpg_basic():
     import asyncpg
 
@@ -136,6 +142,8 @@ if scenario == "psycopg_basic":
     psycopg_basic()
 elif scenario == "psycopg_held":
     psycopg_held()
+elif scenario == "psycopg_select":
+    psycopg_select()
 elif scenario == "asyncpg_basic":
     asyncio.run(asyncpg_basic())
 elif scenario == "asyncpg_held_in_transaction":

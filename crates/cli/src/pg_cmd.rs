@@ -48,6 +48,45 @@ pub struct PgArgs {
     /// Largest message accepted from a client, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_MESSAGE)]
     max_message: usize,
+    /// Mask this column in results sent to agents: TABLE.COLUMN or a column name, `*` for any
+    /// characters (e.g. `users.ssn`, `*email*`). Repeatable.
+    #[arg(long = "mask-column", value_name = "RULE")]
+    mask_column: Vec<String>,
+    /// Also mask what the masking detectors find (card numbers, emails, keys...) in every text
+    /// value of results.
+    #[arg(long)]
+    mask_values: bool,
+    /// The key of masking tags (a file of at least 32 bytes, e.g. the gateway's masking.key);
+    /// default: a fresh key per process (tags then match only within one run).
+    #[arg(long, value_name = "FILE")]
+    masking_key: Option<PathBuf>,
+}
+
+/// The result masking the arguments ask for, if any.
+fn result_mask(
+    args: &PgArgs,
+) -> Result<Option<Arc<countersign_pgproxy::mask::ResultMask>>, String> {
+    if args.mask_column.is_empty() && !args.mask_values {
+        return Ok(None);
+    }
+    let key = match &args.masking_key {
+        Some(path) => {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        }
+        None => {
+            use rand::RngCore;
+            let mut k = vec![0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut k);
+            k
+        }
+    };
+    let masker = countersign_mask::Masker::new(&countersign_mask::MaskingConfig::default(), &key)
+        .map_err(|e| e.to_string())?;
+    Ok(Some(Arc::new(countersign_pgproxy::mask::ResultMask::new(
+        masker,
+        &args.mask_column,
+        args.mask_values,
+    ))))
 }
 
 /// Runs `countersign pg`.
@@ -64,6 +103,7 @@ pub async fn run(args: PgArgs) -> u8 {
             .map_err(|_| "--progress-every must be a number of seconds ≥ 0".to_string())?
             .max(Duration::from_millis(50));
         opts.max_message = args.max_message;
+        opts.mask = result_mask(&args)?;
         if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
             opts.tls = Some(countersign_pgproxy::tls::server_config(cert, key)?);
         }

@@ -13,13 +13,14 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::mask::ResultMask;
 use crate::wire::{self, Diag, Msg};
 
 /// What the client half tells the relay.
 #[derive(Debug)]
 pub enum Down {
     /// The next responses answer this.
-    Expect(Expect),
+    Expect(Sent),
     /// Write this notice now (notices may come at any time).
     Notice(Msg),
     /// Write this fatal error now and end the session.
@@ -43,10 +44,15 @@ pub enum Expect {
     /// `Parse`, `Bind`, `Close`: one message (or an error).
     One,
     /// `Describe` of a statement (two messages; its parameter types are remembered under its
-    /// name) or of a portal (`None`, one message).
-    Describe { statement: Option<String> },
-    /// `Execute` of one statement.
-    Execute(Slot),
+    /// name) or of a portal (`None`, one message); `key` names its row description for
+    /// masking (`S:name`, `P:name`).
+    Describe {
+        statement: Option<String>,
+        key: String,
+    },
+    /// `Execute` of one statement, with what masking needs: the row descriptions to look up
+    /// (`P:portal`, then `S:statement`) and the result formats its `Bind` asked for.
+    Execute(Slot, Rows),
     /// Messages of the proxy's own (a reviewer's modified statement prepared and bound) that
     /// the client must not see: this many responses.
     Hidden(usize),
@@ -65,6 +71,25 @@ fn parameter_types(body: &Bytes) -> Option<Vec<u32>> {
     (0..n).map(|_| f.i32().ok().map(|t| t as u32)).collect()
 }
 
+/// How an `Execute`'s rows are described, for masking.
+#[derive(Debug, Default, Clone)]
+pub struct Rows {
+    /// Description keys to try, in order.
+    pub keys: Vec<String>,
+    /// The result formats of its `Bind`.
+    pub formats: Vec<i16>,
+}
+
+/// Result masking state of a session.
+pub struct Masking {
+    /// The rules, if masking is configured.
+    pub mask: Option<Arc<ResultMask>>,
+    /// Row descriptions by key, with the tables of their statement.
+    pub descriptions: std::collections::HashMap<String, (Bytes, Vec<String>)>,
+    /// The columns of the rows being relayed.
+    pub columns: Vec<(bool, bool)>,
+}
+
 /// Where results go: each statement's to its action, off the relay's path.
 pub type Reports = mpsc::UnboundedSender<(String, Report)>;
 
@@ -79,6 +104,7 @@ pub async fn reporter(gate: Arc<dyn Gate>, mut rx: mpsc::UnboundedReceiver<(Stri
 
 struct Current {
     expect: Expect,
+    tables: Vec<String>,
     started: Instant,
     /// Statements of a query answered so far.
     index: usize,
@@ -91,6 +117,13 @@ struct Current {
     failed: bool,
 }
 
+/// A forwarded message and the tables its statements name (for masking rules).
+#[derive(Debug)]
+pub struct Sent {
+    pub expect: Expect,
+    pub tables: Vec<String>,
+}
+
 /// Runs the relay until the upstream or the client half ends. Sets `ended` when it stops.
 pub async fn relay<U, C>(
     mut upstream: BufReader<U>,
@@ -98,6 +131,7 @@ pub async fn relay<U, C>(
     mut commands: mpsc::UnboundedReceiver<Down>,
     reports: Reports,
     described: Described,
+    mut masking: Masking,
     ended: watch::Sender<bool>,
 ) where
     U: AsyncRead + Unpin,
@@ -110,7 +144,7 @@ pub async fn relay<U, C>(
         tokio::select! {
             biased;
             cmd = commands.recv(), if open => match cmd {
-                Some(Down::Expect(e)) => queue.push_back(Current { expect: e, started: Instant::now(), index: 0, rows: 0, seen: 0, held: Vec::new(), failed: false }),
+                Some(Down::Expect(e)) => queue.push_back(Current { expect: e.expect, tables: e.tables, started: Instant::now(), index: 0, rows: 0, seen: 0, held: Vec::new(), failed: false }),
                 Some(Down::Notice(m)) => {
                     if write(&mut client, &m.frame()).await.is_err() || client.flush().await.is_err() {
                         break;
@@ -141,7 +175,7 @@ pub async fn relay<U, C>(
                     }
                 };
                 let fatal = m.tag == b'E' && is_fatal(&m.body);
-                let out = handle(&mut queue, m, &reports, &described);
+                let out = handle(&mut queue, m, &reports, &described, &mut masking);
                 if let Some(out) = out {
                     if write(&mut client, &out).await.is_err() {
                         break;
@@ -233,13 +267,69 @@ fn unanswered(c: Current, reports: &Reports, why: &str) {
                 not_run(reports, s, c.started, why);
             }
         }
-        Expect::Execute(s) => not_run(reports, &s, c.started, why),
+        Expect::Execute(s, _) => not_run(reports, &s, c.started, why),
         _ => {}
     }
 }
 
-/// Handles one upstream message: returns the bytes for the client, if any.
+/// Handles one upstream message: returns the bytes for the client, if any (a `DataRow` masked
+/// where masking is configured).
 fn handle(
+    queue: &mut VecDeque<Current>,
+    m: Msg,
+    reports: &Reports,
+    described: &Described,
+    masking: &mut Masking,
+) -> Option<Bytes> {
+    let masked = mask(queue, &m, masking);
+    let out = route(queue, m, reports, described);
+    match (out, masked) {
+        (Some(_), Some(masked)) => Some(masked),
+        (out, _) => out,
+    }
+}
+
+/// Keeps the row descriptions masking needs and masks a `DataRow`, if configured.
+fn mask(queue: &VecDeque<Current>, m: &Msg, masking: &mut Masking) -> Option<Bytes> {
+    let cur = queue.front()?;
+    if let Some(mask) = masking.mask.clone() {
+        match (&cur.expect, m.tag) {
+            (Expect::Query(_), b'T') => masking.columns = mask.columns(&m.body, &cur.tables),
+            (Expect::Describe { key, .. }, b'T') => {
+                masking
+                    .descriptions
+                    .insert(key.clone(), (m.body.clone(), cur.tables.clone()));
+            }
+            (Expect::Execute(_, rows), _) if cur.rows == 0 && m.tag == b'D' => {
+                masking.columns = rows
+                    .keys
+                    .iter()
+                    .find_map(|k| masking.descriptions.get(k))
+                    .map(|(d, t)| {
+                        let mut cols = mask.columns(d, t);
+                        for (i, c) in cols.iter_mut().enumerate() {
+                            let f = match rows.formats.len() {
+                                0 => 0,
+                                1 => rows.formats.first().copied().unwrap_or(0),
+                                _ => rows.formats.get(i).copied().unwrap_or(0),
+                            };
+                            c.1 = f == 0;
+                        }
+                        cols
+                    })
+                    .unwrap_or_default();
+            }
+            _ => {}
+        }
+        if m.tag == b'D' {
+            return mask.row(&m.body, &masking.columns).map(|r| r.frame());
+        }
+    }
+    None
+}
+
+/// Matches one upstream message to what was forwarded: returns the bytes for the client.
+fn route(
     queue: &mut VecDeque<Current>,
     m: Msg,
     reports: &Reports,
@@ -325,7 +415,7 @@ fn handle(
             }
             Some(m.frame())
         }
-        Expect::Describe { statement } => {
+        Expect::Describe { statement, .. } => {
             let err = m.tag == b'E';
             cur.seen += 1;
             if let (b't', Some(name)) = (m.tag, statement.as_ref()) {
@@ -359,7 +449,7 @@ fn handle(
             }
             None
         }
-        Expect::Execute(slot) => match m.tag {
+        Expect::Execute(slot, _) => match m.tag {
             b'D' => {
                 cur.rows += 1;
                 Some(m.frame())

@@ -20,6 +20,7 @@
 
 mod decide;
 mod down;
+pub mod mask;
 mod session;
 pub mod tls;
 pub mod upstream;
@@ -55,6 +56,8 @@ pub struct Options {
     pub startup_timeout: Duration,
     /// The wall clock (for "14m left").
     pub clock: Clock,
+    /// Result masking, if configured.
+    pub mask: Option<Arc<mask::ResultMask>>,
 }
 
 impl Options {
@@ -68,6 +71,7 @@ impl Options {
             max_message: DEFAULT_MAX_MESSAGE,
             startup_timeout: Duration::from_secs(30),
             clock,
+            mask: None,
         }
     }
 }

@@ -322,6 +322,11 @@ impl Started {
             down_rx,
             report_tx,
             described.clone(),
+            down::Masking {
+                mask: shared.opts.mask.clone(),
+                descriptions: HashMap::new(),
+                columns: Vec::new(),
+            },
             ended_tx,
         ));
         let reporter = tokio::spawn(down::reporter(gate.clone(), report_rx));
@@ -344,6 +349,7 @@ impl Started {
             refusal: format!("countersign_refused_{:016x}", rand::random::<u64>()),
             ended,
             described,
+            masking: shared.opts.mask.is_some(),
         };
         client.run().await;
         let _ = client.upstream.shutdown().await;
@@ -369,6 +375,8 @@ struct Client {
     refusal: String,
     ended: watch::Receiver<bool>,
     described: down::Described,
+    /// Whether results are masked (statements' tables are then worked out for the rules).
+    masking: bool,
 }
 
 /// Why the client half stops.
@@ -417,7 +425,26 @@ impl Client {
     }
 
     fn expect(&self, e: Expect) -> Result<(), Stop> {
-        self.down.send(Down::Expect(e)).map_err(|_| Stop::Quiet)
+        self.expect_on(e, Vec::new())
+    }
+
+    /// `e`, with the tables its statements name (used by masking rules).
+    fn expect_on(&self, e: Expect, tables: Vec<String>) -> Result<(), Stop> {
+        self.down
+            .send(Down::Expect(down::Sent { expect: e, tables }))
+            .map_err(|_| Stop::Quiet)
+    }
+
+    /// The tables a prepared statement names, when masking needs them.
+    fn tables_of(&self, statement: &str) -> Vec<String> {
+        if !self.masking {
+            return Vec::new();
+        }
+        self.statements
+            .get(statement)
+            .and_then(|p| pg_statements(&p.query).ok())
+            .map(|s| s.into_iter().flat_map(|s| s.tables).collect())
+            .unwrap_or_default()
     }
 
     async fn forward(&mut self, m: &Msg) -> Result<(), Stop> {
@@ -481,9 +508,22 @@ impl Client {
             }
             b'D' => {
                 let (kind, name) = wire::read_target(&m.body).map_err(malformed)?;
-                self.expect(Expect::Describe {
-                    statement: (kind == b'S').then_some(name),
-                })?;
+                let statement = match kind {
+                    b'S' => name.clone(),
+                    _ => self
+                        .portals
+                        .get(&name)
+                        .map(|p| p.statement.clone())
+                        .unwrap_or_default(),
+                };
+                let tables = self.tables_of(&statement);
+                self.expect_on(
+                    Expect::Describe {
+                        key: format!("{}:{name}", kind as char),
+                        statement: (kind == b'S').then_some(name),
+                    },
+                    tables,
+                )?;
                 self.forward(&m).await?;
             }
             b'C' => {
@@ -586,7 +626,15 @@ impl Client {
                 }
             }
         }
-        self.expect(Expect::Query(slots))?;
+        let tables = if self.masking {
+            statements
+                .iter()
+                .flat_map(|s| s.2.iter().cloned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.expect_on(Expect::Query(slots), tables)?;
         if rewritten {
             // Each statement on its own lines: a trailing `--` comment cannot swallow the next.
             let q = texts.join("\n;\n");
@@ -599,7 +647,7 @@ impl Client {
     async fn execute(&mut self, m: &Msg, portal: &str, max_rows: i32) -> Result<(), Stop> {
         let Some(p) = self.portals.get(portal) else {
             // The server answers "portal does not exist"; nothing runs.
-            self.expect(Expect::Execute(Slot::Run(None)))?;
+            self.expect(Expect::Execute(Slot::Run(None), down::Rows::default()))?;
             return self.forward(m).await;
         };
         let query = self
@@ -627,13 +675,17 @@ impl Client {
             parameters,
             tables: &tables,
         };
+        let rows = down::Rows {
+            keys: vec![format!("P:{portal}"), format!("S:{}", p.statement)],
+            formats: p.bind.results.clone(),
+        };
         match self.decider.decide(&st, &mut self.reader).await {
             Verdict::Run {
                 action_id,
                 statement: None,
                 parameters: None,
             } => {
-                self.expect(Expect::Execute(Slot::Run(Some(action_id))))?;
+                self.expect_on(Expect::Execute(Slot::Run(Some(action_id)), rows), tables)?;
                 self.forward(m).await
             }
             Verdict::Run {
@@ -669,7 +721,7 @@ impl Client {
                     .write_all(&buf)
                     .await
                     .map_err(|_| Stop::Quiet)?;
-                self.expect(Expect::Execute(Slot::Run(Some(action_id))))?;
+                self.expect_on(Expect::Execute(Slot::Run(Some(action_id)), rows), tables)?;
                 let mut e = BytesMut::new();
                 postgres_protocol::message::frontend::execute(&name, max_rows, &mut e)
                     .map_err(|_| Stop::Quiet)?;
@@ -678,7 +730,7 @@ impl Client {
             Verdict::Refuse(d) => {
                 // Execute of a portal that cannot exist: the server fails as for the client's
                 // statement and ignores the rest up to Sync; the client gets our error.
-                self.expect(Expect::Execute(Slot::Refused(d.to_msg())))?;
+                self.expect(Expect::Execute(Slot::Refused(d.to_msg()), rows))?;
                 let mut e = BytesMut::new();
                 postgres_protocol::message::frontend::execute(&self.refusal, 0, &mut e)
                     .map_err(|_| Stop::Quiet)?;

@@ -184,6 +184,8 @@ pub struct Bind {
     pub formats: Vec<i16>,
     /// Parameter values (`None`: NULL).
     pub values: Vec<Option<Bytes>>,
+    /// Result column format codes: none (all text), one (for all), or one each.
+    pub results: Vec<i16>,
 }
 
 impl Bind {
@@ -205,9 +207,7 @@ impl Bind {
             });
         }
         let n = f.count()?;
-        for _ in 0..n {
-            f.i16()?;
-        }
+        let results = (0..n).map(|_| f.i16()).collect::<Result<Vec<_>, _>>()?;
         if !f.done() {
             return Err(WireError::Malformed("bytes after Bind's fields"));
         }
@@ -216,6 +216,7 @@ impl Bind {
             statement,
             formats,
             values,
+            results,
         })
     }
 
