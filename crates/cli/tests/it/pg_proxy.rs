@@ -93,6 +93,7 @@ impl Pg {
         );
         opts.progress_every = Duration::from_millis(300);
         opts.mask = mask;
+        opts.startup_timeout = Duration::from_secs(2);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let proxy = tokio::spawn(countersign_pgproxy::serve(
@@ -1318,5 +1319,70 @@ async fn configured_columns_and_detected_values_are_masked_in_results() {
             .starts_with("[column:"),
         "{got:?}"
     );
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_review_fails_the_statement_and_a_silent_client_is_not_waited_for() {
+    let pg = Pg::start().await;
+    let t = pg.table.clone();
+    let child = pg
+        .psql("bot", &[&format!("DELETE FROM {t}"), "SELECT 5"])
+        .spawn()
+        .unwrap();
+    let review = pg.review().await;
+    pg.gw
+        .vote(
+            "alice",
+            review["id"].as_str().unwrap(),
+            json!({"verdict": "deny", "comment": "not today"}),
+        )
+        .await;
+    let out = child.wait_with_output().await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stderr.contains("the statement was not approved"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rejected"), "{stderr}");
+    assert!(stderr.contains("not today"), "{stderr}");
+    assert_eq!(stdout, "5\n", "the session goes on");
+    assert_eq!(pg.ids().await, [1, 2, 3]);
+    // A client that connects and says nothing is dropped after the startup timeout.
+    let mut r = Raw::connect(pg.addr).await;
+    let started = std::time::Instant::now();
+    assert!(r.closed().await);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_listen_and_notifications_are_relayed() {
+    let pg = Pg::start().await;
+    let (code, out, err) = pg
+        .run(
+            "bot",
+            &[
+                "SET application_name = 'agent-x'",
+                "SHOW application_name",
+                "LISTEN countersign_ch",
+                "NOTIFY countersign_ch, 'hello'",
+            ],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("agent-x"), "{out}");
+    assert!(
+        out.contains("Asynchronous notification \"countersign_ch\" with payload \"hello\""),
+        "{out} {err}"
+    );
+    let actions = pg.settled().await;
+    assert_eq!(actions.len(), 4);
+    assert!(actions
+        .iter()
+        .all(|a| a["action"] == "sql.other" && a["status"] == "succeeded"));
     pg.drop_table().await;
 }
