@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::mask::ResultMask;
-use crate::wire::{self, Diag, Msg};
+use crate::wire::{self, Diag, Msg, WireError};
 
 /// What the client half tells the relay.
 #[derive(Debug)]
@@ -126,7 +126,7 @@ pub struct Sent {
 
 /// Runs the relay until the upstream or the client half ends. Sets `ended` when it stops.
 pub async fn relay<U, C>(
-    mut upstream: BufReader<U>,
+    upstream: BufReader<U>,
     client: C,
     mut commands: mpsc::UnboundedReceiver<Down>,
     reports: Reports,
@@ -134,9 +134,13 @@ pub async fn relay<U, C>(
     mut masking: Masking,
     ended: watch::Sender<bool>,
 ) where
-    U: AsyncRead + Unpin,
+    U: AsyncRead + Unpin + Send + 'static,
     C: AsyncWrite + Unpin,
 {
+    // Reading a message is not cancel-safe (a partly read message would be lost if the select
+    // below chose a command meanwhile), so messages are read whole by their own task.
+    let (tx, mut incoming) = mpsc::channel(256);
+    let reader = tokio::spawn(read_upstream(upstream, tx));
     let mut client = BufWriter::with_capacity(64 * 1024, client);
     let mut queue: VecDeque<Current> = VecDeque::new();
     let mut open = true;
@@ -163,8 +167,8 @@ pub async fn relay<U, C>(
                     }
                 }
             },
-            m = wire::read_msg(&mut upstream, usize::MAX >> 1) => {
-                let m = match m {
+            m = incoming.recv() => {
+                let m = match m.unwrap_or(Err(WireError::Closed)) {
                     Ok(m) => m,
                     Err(e) => {
                         if open || !queue.is_empty() {
@@ -181,7 +185,7 @@ pub async fn relay<U, C>(
                         break;
                     }
                 }
-                if upstream.buffer().is_empty() && client.flush().await.is_err() {
+                if incoming.is_empty() && client.flush().await.is_err() {
                     break;
                 }
                 if fatal {
@@ -193,6 +197,7 @@ pub async fn relay<U, C>(
             }
         }
     }
+    reader.abort();
     let _ = client.flush().await;
     let _ = client.shutdown().await;
     // What never got an answer did not run (or its result is unknown): say so.
@@ -200,6 +205,23 @@ pub async fn relay<U, C>(
         unanswered(c, &reports, "the session ended before the server answered");
     }
     let _ = ended.send(true);
+}
+
+/// Largest message accepted from the upstream server (PostgreSQL's own limit).
+const MAX_UPSTREAM_MESSAGE: usize = 1 << 30;
+
+/// Reads the upstream's messages whole, until it ends or the relay does.
+async fn read_upstream<U: AsyncRead + Unpin>(
+    mut upstream: BufReader<U>,
+    tx: mpsc::Sender<Result<Msg, WireError>>,
+) {
+    loop {
+        let m = wire::read_msg(&mut upstream, MAX_UPSTREAM_MESSAGE).await;
+        let end = m.is_err();
+        if tx.send(m).await.is_err() || end {
+            return;
+        }
+    }
 }
 
 async fn write<C: AsyncWrite + Unpin>(
