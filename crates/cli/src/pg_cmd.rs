@@ -48,6 +48,9 @@ pub struct PgArgs {
     /// Largest message accepted from a client, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_MESSAGE)]
     max_message: usize,
+    /// Most client connections at once; more are refused (SQLSTATE 53300).
+    #[arg(long, default_value_t = 1000)]
+    max_connections: usize,
     /// Mask this column in results sent to agents: TABLE.COLUMN or a column name, `*` for any
     /// characters (e.g. `users.ssn`, `*email*`). Repeatable.
     #[arg(long = "mask-column", value_name = "RULE")]
@@ -104,6 +107,7 @@ pub async fn run(args: PgArgs) -> u8 {
             .max(Duration::from_millis(50));
         opts.max_message = args.max_message;
         opts.mask = result_mask(&args)?;
+        opts.max_connections = args.max_connections;
         if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
             opts.tls = Some(countersign_pgproxy::tls::server_config(cert, key)?);
         }

@@ -202,7 +202,11 @@ pub async fn relay<U, C>(
     let _ = client.shutdown().await;
     // What never got an answer did not run (or its result is unknown): say so.
     for c in queue.drain(..) {
-        unanswered(c, &reports, "the session ended before the server answered");
+        unanswered(
+            c,
+            &reports,
+            "the session ended before the server's answer was relayed; it may have run",
+        );
     }
     let _ = ended.send(true);
 }

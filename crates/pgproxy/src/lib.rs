@@ -58,6 +58,8 @@ pub struct Options {
     pub clock: Clock,
     /// Result masking, if configured.
     pub mask: Option<Arc<mask::ResultMask>>,
+    /// Most client connections at once; more are refused with SQLSTATE 53300.
+    pub max_connections: usize,
 }
 
 impl Options {
@@ -72,6 +74,7 @@ impl Options {
             startup_timeout: Duration::from_secs(30),
             clock,
             mask: None,
+            max_connections: 1000,
         }
     }
 }
@@ -107,6 +110,7 @@ pub async fn serve(
     opts: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
     let shared = Arc::new(Shared {
         gates,
         opts,
@@ -128,8 +132,13 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(session::too_many(stream));
+            continue;
+        };
         tokio::spawn(async move {
             session::run(stream, peer, shared).await;
+            drop(slot);
         });
     }
 }

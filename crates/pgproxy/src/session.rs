@@ -36,6 +36,14 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     s.serve(shared).await;
 }
 
+/// Refuses a connection over the limit (before reading anything: a cancel request over the
+/// limit is refused too).
+pub async fn too_many(stream: TcpStream) {
+    let mut io: Box<dyn Io> = Box::new(stream);
+    let d = Diag::fatal("53300", "sorry, too many clients already");
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), fatal(&mut io, d)).await;
+}
+
 /// A client that started up and authenticated, with its upstream session.
 struct Started {
     io: Box<dyn Io>,

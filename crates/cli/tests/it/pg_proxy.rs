@@ -77,13 +77,13 @@ impl Pg {
         let (url, server) = support::serve(&config).await;
         let gw = Gw::from_parts(url, support::client(), dir, server);
         let gates: Arc<dyn Gates> = Arc::new(RemoteGates::new(&gw.url).unwrap());
-        Pg::with_gates(gw, gates, None).await
+        Pg::with_gates(gw, gates, |_| {}).await
     }
 
     pub async fn with_gates(
         gw: Gw,
         gates: Arc<dyn Gates>,
-        mask: Option<Arc<countersign_pgproxy::mask::ResultMask>>,
+        configure: impl FnOnce(&mut Options),
     ) -> Pg {
         let upstream = Upstream::parse(&admin_url()).unwrap();
         let mut opts = Options::new(
@@ -92,8 +92,8 @@ impl Pg {
             countersign_gateway::system_clock(),
         );
         opts.progress_every = Duration::from_millis(300);
-        opts.mask = mask;
         opts.startup_timeout = Duration::from_secs(2);
+        configure(&mut opts);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let proxy = tokio::spawn(countersign_pgproxy::serve(
@@ -1192,7 +1192,7 @@ async fn embedded() -> Pg {
     Pg::with_gates(
         Gw::from_parts(url, support::client(), dir, task),
         gates,
-        None,
+        |_| {},
     )
     .await
 }
@@ -1294,7 +1294,7 @@ async fn configured_columns_and_detected_values_are_masked_in_results() {
     // The rule names the table: the fresh table's name is known once Pg made it, so the rule
     // is a column-name pattern here and the table rule is checked by the unit test.
     let mask = countersign_pgproxy::mask::ResultMask::new(masker, &["v".into()], true);
-    let pg = Pg::with_gates(gw, gates, Some(Arc::new(mask))).await;
+    let pg = Pg::with_gates(gw, gates, |o| o.mask = Some(Arc::new(mask))).await;
     let t = pg.table.clone();
     let (code, out, err) = pg
         .run(
@@ -1385,4 +1385,31 @@ async fn set_listen_and_notifications_are_relayed() {
         .iter()
         .all(|a| a["action"] == "sql.other" && a["status"] == "succeeded"));
     pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(dir.path(), "");
+    std::fs::write(dir.path().join("policies/pg.cedar"), PG_POLICIES).unwrap();
+    let (url, server) = support::serve(&config).await;
+    let gw = Gw::from_parts(url, support::client(), dir, server);
+    let gates: Arc<dyn Gates> = Arc::new(RemoteGates::new(&gw.url).unwrap());
+    let pg = Pg::with_gates(gw, gates, |o| o.max_connections = 1).await;
+    let _first = Raw::login(pg.addr).await;
+    let mut second = Raw::connect(pg.addr).await;
+    let msgs = second.until(0).await;
+    assert_eq!(fatal_of(&msgs).0, "53300", "{msgs:?}");
+    drop(_first);
+    // The slot is free again once the first session has ended.
+    for _ in 0..100 {
+        let mut r = Raw::connect(pg.addr).await;
+        r.startup("bot", &database()).await;
+        if r.read().await.map(|m| m.0) == Some(b'R') {
+            pg.drop_table().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the slot was not released");
 }
