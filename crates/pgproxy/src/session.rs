@@ -23,6 +23,10 @@ use crate::{Cancel, Shared};
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// How long a session that ended waits for the server's outstanding answers before it cancels
+/// what still runs.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Largest password message (an OIDC token can be large).
 const MAX_PASSWORD: usize = 64 << 10;
 
@@ -318,6 +322,7 @@ impl Started {
             return;
         }
         tracing::debug!(%user, %database, "session started");
+        let upstream_key = upstream.key;
         let (client_r, client_w) = tokio::io::split(io);
         let (up_r, up_w) = upstream.stream.into_inner().into_split();
         let (down_tx, down_rx) = mpsc::unbounded_channel();
@@ -362,7 +367,15 @@ impl Started {
         client.run().await;
         let _ = client.upstream.shutdown().await;
         drop(client);
-        let _ = relay.await;
+        // The relay ends once what was forwarded is answered. A statement still running for a
+        // client that left is cancelled upstream rather than waited for.
+        let mut relay = relay;
+        if tokio::time::timeout(LINGER, &mut relay).await.is_err() {
+            shared.opts.upstream.cancel(upstream_key).await;
+            if tokio::time::timeout(LINGER * 10, &mut relay).await.is_err() {
+                relay.abort();
+            }
+        }
         // Every result reported before the session is forgotten: nothing lost from the trail.
         let _ = reporter.await;
         shared.sessions().remove(&key);

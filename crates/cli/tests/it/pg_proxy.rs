@@ -1413,3 +1413,39 @@ async fn connections_over_the_limit_are_refused() {
     }
     panic!("the slot was not released");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_mid_statement_has_it_cancelled_and_reported() {
+    let pg = Pg::start().await;
+    let app = format!("orphan_{}", rand::random::<u32>());
+    let mut c = pg.psql("bot", &["SELECT pg_sleep(60)"]);
+    c.env("PGAPPNAME", &app);
+    let mut child = c.spawn().unwrap();
+    let admin = admin().await;
+    let running = || async {
+        admin
+            .query(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
+                &[&app],
+            )
+            .await
+            .unwrap()
+            .len()
+    };
+    for _ in 0..100 {
+        if running().await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().await.unwrap();
+    // Cancelled upstream within seconds, not after the minute.
+    let started = std::time::Instant::now();
+    while running().await > 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "still running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let actions = pg.settled().await;
+    assert_eq!(actions[0]["status"], "failed", "{actions:?}");
+    pg.drop_table().await;
+}
