@@ -3,16 +3,19 @@
 //! upstream session, then the client half of the relay: every message is read, `Query` and
 //! `Execute` are decided statement by statement, and what may run is forwarded.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use countersign_analyze::{pg_statements, SqlKind};
-use countersign_enforce::Gate;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+
+mod extended;
+mod startup;
+
+use startup::{fatal, startup, Started};
 
 use crate::decide::{Decider, Statement, Verdict};
 use crate::down::{self, Down, Expect, Slot};
@@ -26,9 +29,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// How long a session that ended waits for the server's outstanding answers before it cancels
 /// what still runs.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Largest password message (an OIDC token can be large).
-const MAX_PASSWORD: usize = 64 << 10;
 
 /// Runs one connection to its end.
 pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
@@ -46,235 +46,6 @@ pub async fn too_many(stream: TcpStream) {
     let mut io: Box<dyn Io> = Box::new(stream);
     let d = Diag::fatal("53300", "sorry, too many clients already");
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), fatal(&mut io, d)).await;
-}
-
-/// A client that started up and authenticated, with its upstream session.
-struct Started {
-    io: Box<dyn Io>,
-    user: String,
-    database: String,
-    gate: Arc<dyn Gate>,
-    upstream: crate::upstream::Session,
-}
-
-async fn fatal(io: &mut Box<dyn Io>, d: Diag) {
-    let _ = io.write_all(&d.to_msg().frame()).await;
-    let _ = io.flush().await;
-    let _ = io.shutdown().await;
-}
-
-async fn startup(stream: TcpStream, peer: SocketAddr, shared: &Shared) -> Option<Started> {
-    let opts = &shared.opts;
-    let mut io: Box<dyn Io> = Box::new(stream);
-    let mut encrypted = false;
-    let mut params = None;
-    for _ in 0..3 {
-        let (code, body) = match wire::read_startup(&mut io).await {
-            Ok(p) => p,
-            Err(WireError::Closed) => return None,
-            Err(e) => {
-                fatal(
-                    &mut io,
-                    Diag::fatal("08P01", format!("invalid startup packet: {e}")),
-                )
-                .await;
-                return None;
-            }
-        };
-        match code {
-            wire::SSL_REQUEST if !encrypted => match &opts.tls {
-                Some(config) => {
-                    io.write_all(b"S").await.ok()?;
-                    io.flush().await.ok()?;
-                    let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
-                    match acceptor.accept(io).await {
-                        Ok(t) => io = Box::new(t),
-                        Err(e) => {
-                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                            return None;
-                        }
-                    }
-                    encrypted = true;
-                }
-                None => io.write_all(b"N").await.ok()?,
-            },
-            wire::GSSENC_REQUEST if !encrypted => io.write_all(b"N").await.ok()?,
-            wire::CANCEL_REQUEST => {
-                let mut f = wire::Fields::new(&body);
-                if let (Ok(pid), Ok(secret)) = (f.i32(), f.i32()) {
-                    cancel(shared, (pid, secret)).await;
-                }
-                return None;
-            }
-            c if c >> 16 == 3 => {
-                let p = match wire::startup_params(&body) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        fatal(
-                            &mut io,
-                            Diag::fatal("08P01", format!("invalid startup packet: {e}")),
-                        )
-                        .await;
-                        return None;
-                    }
-                };
-                if c & 0xffff != 0 {
-                    // A newer minor version or protocol options: we speak 3.0 and none.
-                    let unsupported: Vec<String> = p
-                        .iter()
-                        .filter(|(k, _)| k.starts_with("_pq_."))
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    io.write_all(&wire::negotiate(0, &unsupported).frame())
-                        .await
-                        .ok()?;
-                }
-                params = Some(p);
-                break;
-            }
-            _ => {
-                fatal(
-                    &mut io,
-                    Diag::fatal("0A000", "unsupported frontend protocol"),
-                )
-                .await;
-                return None;
-            }
-        }
-    }
-    let Some(params) = params else {
-        fatal(&mut io, Diag::fatal("08P01", "no startup packet")).await;
-        return None;
-    };
-    if !encrypted && !peer.ip().is_loopback() {
-        fatal(
-            &mut io,
-            Diag::fatal(
-                "28000",
-                "countersign: TLS is required (connect with sslmode=require)",
-            ),
-        )
-        .await;
-        return None;
-    }
-    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let Some(user) = get("user").filter(|u| !u.is_empty()) else {
-        fatal(
-            &mut io,
-            Diag::fatal(
-                "28000",
-                "no PostgreSQL user name specified in startup packet",
-            ),
-        )
-        .await;
-        return None;
-    };
-    let database = get("database")
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| user.clone());
-    if get("replication").is_some_and(|r| r != "false" && r != "off" && r != "0") {
-        fatal(
-            &mut io,
-            Diag::fatal(
-                "0A000",
-                "countersign: replication connections are not relayed",
-            ),
-        )
-        .await;
-        return None;
-    }
-    if database != opts.upstream.database {
-        fatal(
-            &mut io,
-            Diag::fatal("3D000", format!("database \"{database}\" does not exist")).hint(format!(
-                "This proxy serves the database \"{}\".",
-                opts.upstream.database
-            )),
-        )
-        .await;
-        return None;
-    }
-    io.write_all(&wire::auth(3).frame()).await.ok()?;
-    io.flush().await.ok()?;
-    let password = match wire::read_msg(&mut io, MAX_PASSWORD).await {
-        Ok(m) if m.tag == b'p' => wire::Fields::new(&m.body).cstr().ok(),
-        Ok(_) => None,
-        Err(WireError::Closed) => return None,
-        Err(_) => None,
-    };
-    let Some(password) = password.filter(|p| !p.is_empty()) else {
-        fatal(&mut io, Diag::fatal("08P01", "expected a password message")).await;
-        return None;
-    };
-    let failed = || {
-        Diag::fatal(
-            "28P01",
-            format!("password authentication failed for user \"{user}\""),
-        )
-    };
-    let gate = match shared.gates.gate_for(&password).await {
-        Ok(g) => g,
-        Err(countersign_enforce::GateError::Unauthenticated(_)) => {
-            fatal(&mut io, failed()).await;
-            return None;
-        }
-        Err(e) => {
-            fatal(
-                &mut io,
-                Diag::fatal("08004", format!("countersign: cannot authenticate: {e}")),
-            )
-            .await;
-            return None;
-        }
-    };
-    if let Some(id) = gate.identity() {
-        if !countersign_core::same_id(&id, &user) {
-            fatal(
-                &mut io,
-                failed().detail("The credential is not the user's."),
-            )
-            .await;
-            return None;
-        }
-    }
-    let upstream = match opts.upstream.connect(&params).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot open an upstream session");
-            fatal(
-                &mut io,
-                Diag::fatal(
-                    "08006",
-                    format!("countersign: cannot reach the database: {e}"),
-                ),
-            )
-            .await;
-            return None;
-        }
-    };
-    Some(Started {
-        io,
-        user,
-        database,
-        gate,
-        upstream,
-    })
-}
-
-/// Handles a `CancelRequest`: withdraws the held statement's review, or else cancels what the
-/// session runs upstream.
-async fn cancel(shared: &Shared, key: (i32, i32)) {
-    let found = shared.sessions().get(&key).cloned();
-    let Some(c) = found else {
-        return;
-    };
-    let held = c.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    match held {
-        Some(tx) => {
-            let _ = tx.send(true);
-        }
-        None => shared.opts.upstream.cancel(c.upstream_key).await,
-    }
 }
 
 /// A prepared statement the client made.
@@ -664,143 +435,6 @@ impl Client {
             self.forward(m).await
         }
     }
-
-    async fn execute(&mut self, m: &Msg, portal: &str, max_rows: i32) -> Result<(), Stop> {
-        let Some(p) = self.portals.get(portal) else {
-            // The server answers "portal does not exist"; nothing runs.
-            self.expect(Expect::Execute(Slot::Run(None), down::Rows::default()))?;
-            return self.forward(m).await;
-        };
-        let query = self
-            .statements
-            .get(&p.statement)
-            .map(|s| s.query.clone())
-            .unwrap_or_default();
-        let parameters: Vec<Value> = p
-            .bind
-            .values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| parameter(v.as_ref(), p.bind.format(i), p.types.get(i).copied()))
-            .collect();
-        let (kind, text, tables) = match pg_statements(&query) {
-            Ok(s) if s.len() == 1 => {
-                let s = s.into_iter().next().map(|s| (s.kind, s.text, s.tables));
-                s.unwrap_or((SqlKind::Other, query.clone(), Vec::new()))
-            }
-            _ => (SqlKind::Other, query.clone(), Vec::new()),
-        };
-        let st = Statement {
-            kind: kind.as_str(),
-            text: &text,
-            parameters,
-            tables: &tables,
-        };
-        let rows = down::Rows {
-            keys: vec![format!("P:{portal}"), format!("S:{}", p.statement)],
-            formats: p.bind.results.clone(),
-        };
-        match self.decider.decide(&st, &mut self.reader).await {
-            Verdict::Run {
-                action_id,
-                statement: None,
-                parameters: None,
-            } => {
-                self.expect_on(Expect::Execute(Slot::Run(Some(action_id)), rows), tables)?;
-                self.forward(m).await
-            }
-            Verdict::Run {
-                action_id,
-                statement,
-                parameters,
-            } => {
-                // A reviewer's version: prepared and bound under the proxy's own names (text
-                // parameters), run in place of the client's portal.
-                let p = self.portals.get(portal);
-                let statement = statement.unwrap_or(text);
-                let values: Vec<Value> = match parameters {
-                    Some(v) => v,
-                    None => p
-                        .map(|p| {
-                            p.bind
-                                .values
-                                .iter()
-                                .enumerate()
-                                .map(|(i, v)| {
-                                    parameter(v.as_ref(), p.bind.format(i), p.types.get(i).copied())
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                };
-                let name = format!("{}_modified", self.refusal);
-                let mut buf = BytesMut::new();
-                let hidden = build_modified(&name, &statement, &values, &mut buf)
-                    .map_err(|e| Stop::Fatal(Diag::fatal("08P01", e)))?;
-                self.expect(Expect::Hidden(hidden))?;
-                self.upstream
-                    .write_all(&buf)
-                    .await
-                    .map_err(|_| Stop::Quiet)?;
-                self.expect_on(Expect::Execute(Slot::Run(Some(action_id)), rows), tables)?;
-                let mut e = BytesMut::new();
-                postgres_protocol::message::frontend::execute(&name, max_rows, &mut e)
-                    .map_err(|_| Stop::Quiet)?;
-                self.upstream.write_all(&e).await.map_err(|_| Stop::Quiet)
-            }
-            Verdict::Refuse(d) => {
-                // Execute of a portal that cannot exist: the server fails as for the client's
-                // statement and ignores the rest up to Sync; the client gets our error.
-                self.expect(Expect::Execute(Slot::Refused(d.to_msg()), rows))?;
-                let mut e = BytesMut::new();
-                postgres_protocol::message::frontend::execute(&self.refusal, 0, &mut e)
-                    .map_err(|_| Stop::Quiet)?;
-                self.upstream.write_all(&e).await.map_err(|_| Stop::Quiet)
-            }
-        }
-    }
-}
-
-/// Close, Parse and Bind of a reviewer's statement under `name` (text parameters); returns how
-/// many responses they get.
-fn build_modified(
-    name: &str,
-    statement: &str,
-    values: &[Value],
-    buf: &mut BytesMut,
-) -> Result<usize, String> {
-    use postgres_protocol::message::frontend;
-    let io = |e: std::io::Error| e.to_string();
-    frontend::close(b'S', name, buf).map_err(io)?;
-    frontend::parse(name, statement, std::iter::empty(), buf).map_err(io)?;
-    let texts: Vec<Option<String>> = values
-        .iter()
-        .map(|v| match v {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        })
-        .collect();
-    frontend::bind(
-        name,
-        name,
-        std::iter::empty::<i16>(),
-        texts.iter(),
-        |v, out| match v {
-            Some(s) => {
-                out.put_slice(s.as_bytes());
-                Ok(postgres_protocol::IsNull::No)
-            }
-            None => Ok(postgres_protocol::IsNull::Yes),
-        },
-        std::iter::empty::<i16>(),
-        buf,
-    )
-    .map_err(|e| match e {
-        frontend::BindError::Conversion(e) => e.to_string(),
-        frontend::BindError::Serialization(e) => e.to_string(),
-    })?;
-    Ok(3)
 }
 
 fn query_msg(q: &str) -> Msg {
@@ -808,45 +442,4 @@ fn query_msg(q: &str) -> Msg {
     b.put_slice(q.as_bytes());
     b.put_u8(0);
     wire::msg(b'Q', b.freeze())
-}
-
-/// A bound parameter as JSON: text as a string, binary of a known type as its value, other
-/// binary as `\x` hex (as PostgreSQL writes bytea), NULL as null.
-fn parameter(v: Option<&Bytes>, format: i16, oid: Option<u32>) -> Value {
-    let Some(v) = v else {
-        return Value::Null;
-    };
-    if format == 0 {
-        return match std::str::from_utf8(v) {
-            Ok(s) => Value::String(s.to_string()),
-            Err(_) => Value::String(format!("\\x{}", hex::encode(v))),
-        };
-    }
-    let be = |n: usize| -> Option<[u8; 8]> {
-        (v.len() == n).then(|| {
-            let mut a = [0u8; 8];
-            a[8 - n..].copy_from_slice(v);
-            a
-        })
-    };
-    let known = match oid {
-        Some(16) if v.len() == 1 => Some(Value::Bool(v[..] != [0])),
-        // Beyond 2^53 a JSON number is not exact (I-JSON): the decimal text instead.
-        Some(20) => be(8).map(i64::from_be_bytes).map(|n| {
-            if n.unsigned_abs() <= countersign_core::MAX_SAFE_INTEGER {
-                Value::from(n)
-            } else {
-                Value::String(n.to_string())
-            }
-        }),
-        Some(23) => {
-            be(4).map(|a| Value::from(i64::from(i32::from_be_bytes([a[4], a[5], a[6], a[7]]))))
-        }
-        Some(21) => be(2).map(|a| Value::from(i64::from(i16::from_be_bytes([a[6], a[7]])))),
-        Some(25 | 1043 | 19) => std::str::from_utf8(v)
-            .ok()
-            .map(|s| Value::String(s.to_string())),
-        _ => None,
-    };
-    known.unwrap_or_else(|| Value::String(format!("\\x{}", hex::encode(v))))
 }
