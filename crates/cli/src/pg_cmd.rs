@@ -15,8 +15,9 @@ pub struct PgArgs {
     /// Where agents connect (their database URL points here).
     #[arg(long, value_name = "ADDR")]
     listen: String,
-    /// The real server, as postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE: the proxy logs in
-    /// with these credentials; agents never see them.
+    /// The real server, as postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=MODE]: the
+    /// proxy logs in with these credentials; agents never see them. MODE: prefer (plain),
+    /// require (TLS, certificate not checked), verify-full (with sslrootcert=FILE).
     #[arg(
         long,
         value_name = "URL",

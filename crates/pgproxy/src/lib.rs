@@ -21,7 +21,7 @@
 mod decide;
 mod down;
 pub mod mask;
-mod session;
+pub(crate) mod session;
 pub mod tls;
 pub mod upstream;
 pub mod wire;

@@ -95,7 +95,7 @@ impl Started {
         tracing::debug!(%user, %database, "session started");
         let upstream_key = upstream.key;
         let (client_r, client_w) = tokio::io::split(io);
-        let (up_r, up_w) = upstream.stream.into_inner().into_split();
+        let (up_r, up_w) = tokio::io::split(upstream.stream.into_inner());
         let (down_tx, down_rx) = mpsc::unbounded_channel();
         let (report_tx, report_rx) = mpsc::unbounded_channel();
         let (ended_tx, ended) = watch::channel(false);
@@ -156,7 +156,7 @@ impl Started {
 /// The client half of a running session.
 struct Client {
     reader: BufReader<ReadHalf<Box<dyn Io>>>,
-    upstream: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    upstream: BufWriter<tokio::io::WriteHalf<Box<dyn Io>>>,
     down: mpsc::UnboundedSender<Down>,
     decider: Decider,
     max: usize,

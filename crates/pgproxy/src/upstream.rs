@@ -8,6 +8,7 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::session::Io;
 use crate::wire::{self, Fields, Msg, WireError};
 
 /// Where the upstream server is and how the proxy logs in.
@@ -21,6 +22,16 @@ pub struct Upstream {
     password: Option<String>,
     /// The one database served.
     pub database: String,
+    /// TLS to the server, if asked (`sslmode=require`, `verify-full`).
+    tls: Option<Tls>,
+}
+
+/// TLS to the upstream server.
+#[derive(Clone)]
+struct Tls {
+    config: std::sync::Arc<rustls::ClientConfig>,
+    /// The name checked against the server's certificate.
+    name: rustls_pki_types::ServerName<'static>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -29,6 +40,7 @@ impl std::fmt::Debug for Upstream {
             .field("addr", &self.addr)
             .field("user", &self.user)
             .field("database", &self.database)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -48,8 +60,10 @@ pub enum UpstreamError {
 }
 
 impl Upstream {
-    /// Reads `postgres://user[:password]@host[:port]/database`. Query options other than
-    /// `sslmode=disable|prefer|allow` are refused (TLS to the upstream is not supported yet).
+    /// Reads `postgres://user[:password]@host[:port]/database[?sslmode=...]`. `sslmode`:
+    /// `disable`, `allow`, `prefer` (plain), `require` (TLS without checking the certificate,
+    /// as libpq), `verify-full` (TLS, the certificate checked against `sslrootcert=FILE` and the
+    /// host name). Other options are refused.
     pub fn parse(url: &str) -> Result<Upstream, UpstreamError> {
         let bad = |m: &str| UpstreamError::Url(m.to_string());
         let u = url::Url::parse(url).map_err(|e| UpstreamError::Url(e.to_string()))?;
@@ -69,14 +83,43 @@ impl Upstream {
         if database.is_empty() {
             return Err(bad("no database (postgres://USER@HOST/DB)"));
         }
+        let mut mode = "prefer".to_string();
+        let mut root = None;
         for (k, v) in u.query_pairs() {
-            let ok = k == "sslmode" && matches!(&*v, "disable" | "prefer" | "allow");
-            if !ok {
-                return Err(UpstreamError::Url(format!(
-                    "the option {k}={v} is not supported (TLS to the upstream server is not supported yet)"
-                )));
+            match &*k {
+                "sslmode" => mode = v.into_owned(),
+                "sslrootcert" => root = Some(v.into_owned()),
+                _ => {
+                    return Err(UpstreamError::Url(format!(
+                        "the option {k} is not supported (sslmode and sslrootcert are)"
+                    )))
+                }
             }
         }
+        let server_name = rustls_pki_types::ServerName::try_from(
+            host.trim_matches(|c| c == '[' || c == ']').to_string(),
+        )
+        .map_err(|e| UpstreamError::Url(format!("host: {e}")))?;
+        let tls = match mode.as_str() {
+            "disable" | "allow" | "prefer" => None,
+            "require" => Some(Tls {
+                config: crate::tls::client_unverified().map_err(UpstreamError::Url)?,
+                name: server_name,
+            }),
+            "verify-full" => {
+                let root = root.ok_or_else(|| bad("sslmode=verify-full needs sslrootcert=FILE"))?;
+                Some(Tls {
+                    config: crate::tls::client_verified(std::path::Path::new(&root))
+                        .map_err(UpstreamError::Url)?,
+                    name: server_name,
+                })
+            }
+            other => {
+                return Err(UpstreamError::Url(format!(
+                    "sslmode={other} is not supported (disable, prefer, require, verify-full)"
+                )))
+            }
+        };
         let host = if host.contains(':') {
             format!("[{}]", host.trim_matches(|c| c == '[' || c == ']'))
         } else {
@@ -87,6 +130,7 @@ impl Upstream {
             user,
             password: u.password().map(decode),
             database,
+            tls,
         })
     }
 
@@ -97,6 +141,10 @@ impl Upstream {
             .await
             .map_err(|e| UpstreamError::Wire(WireError::Io(e)))?;
         let _ = stream.set_nodelay(true);
+        let stream: Box<dyn Io> = match &self.tls {
+            None => Box::new(stream),
+            Some(tls) => Box::new(self.encrypt(stream, tls).await?),
+        };
         let mut stream = BufReader::new(stream);
         let mut startup: Vec<(&str, &str)> =
             vec![("user", &self.user), ("database", &self.database)];
@@ -209,6 +257,28 @@ impl Upstream {
         }
     }
 
+    /// `SSLRequest`, then the TLS handshake.
+    async fn encrypt(
+        &self,
+        mut stream: TcpStream,
+        tls: &Tls,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = BytesMut::new();
+        frontend::ssl_request(&mut buf);
+        stream.write_all(&buf).await.map_err(wire_io)?;
+        let answer = stream.read_u8().await.map_err(wire_io)?;
+        if answer != b'S' {
+            return Err(UpstreamError::Refused(
+                "the server does not offer TLS".into(),
+            ));
+        }
+        tokio_rustls::TlsConnector::from(tls.config.clone())
+            .connect(tls.name.clone(), stream)
+            .await
+            .map_err(|e| UpstreamError::Refused(format!("TLS: {e}")))
+    }
+
     /// Asks the server to cancel what the session with `key` is running (best effort).
     pub async fn cancel(&self, key: (i32, i32)) {
         let mut buf = BytesMut::new();
@@ -235,7 +305,7 @@ pub const RELAYED_PARAMS: [&str; 6] = [
 /// An authenticated upstream session, ready for queries.
 pub struct Session {
     /// The connection.
-    pub stream: BufReader<TcpStream>,
+    pub stream: BufReader<Box<dyn Io>>,
     /// The server's `ParameterStatus` messages, for the client.
     pub status: Vec<Msg>,
     /// The server's cancellation key.
@@ -253,7 +323,10 @@ fn wire_io(e: std::io::Error) -> UpstreamError {
     UpstreamError::Wire(WireError::Io(e))
 }
 
-async fn send(stream: &mut BufReader<TcpStream>, buf: &mut BytesMut) -> Result<(), UpstreamError> {
+async fn send(
+    stream: &mut BufReader<Box<dyn Io>>,
+    buf: &mut BytesMut,
+) -> Result<(), UpstreamError> {
     stream.get_mut().write_all(buf).await.map_err(wire_io)?;
     buf.advance(buf.len());
     Ok(())
@@ -275,6 +348,12 @@ mod tests {
         assert!(Upstream::parse("postgres://db/app").is_err());
         assert!(Upstream::parse("postgres://svc@db").is_err());
         assert!(Upstream::parse("mysql://svc@db/app").is_err());
-        assert!(Upstream::parse("postgres://svc@db/app?sslmode=require").is_err());
+        assert!(Upstream::parse("postgres://svc@db/app?sslmode=require")
+            .unwrap()
+            .tls
+            .is_some());
+        assert!(Upstream::parse("postgres://svc@db/app?sslmode=verify-full").is_err());
+        assert!(Upstream::parse("postgres://svc@db/app?sslmode=verify-ca").is_err());
+        assert!(Upstream::parse("postgres://svc@db/app?options=-c%20x%3D1").is_err());
     }
 }

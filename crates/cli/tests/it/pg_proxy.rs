@@ -85,7 +85,16 @@ impl Pg {
         gates: Arc<dyn Gates>,
         configure: impl FnOnce(&mut Options),
     ) -> Pg {
-        let upstream = Upstream::parse(&admin_url()).unwrap();
+        Pg::with_upstream(gw, gates, &admin_url(), configure).await
+    }
+
+    pub async fn with_upstream(
+        gw: Gw,
+        gates: Arc<dyn Gates>,
+        upstream: &str,
+        configure: impl FnOnce(&mut Options),
+    ) -> Pg {
+        let upstream = Upstream::parse(upstream).unwrap();
         let mut opts = Options::new(
             "prod-app".into(),
             upstream,
@@ -1448,4 +1457,45 @@ async fn a_client_killed_mid_statement_has_it_cancelled_and_reported() {
     let actions = pg.settled().await;
     assert_eq!(actions[0]["status"], "failed", "{actions:?}");
     pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_session_can_be_tls() {
+    for (mode, works) in [
+        ("sslmode=require", true),
+        // The local server's certificate names its host, not 127.0.0.1: refused, clearly.
+        (
+            "sslmode=verify-full&sslrootcert=/etc/ssl/certs/ssl-cert-snakeoil.pem",
+            false,
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = support::write_config(dir.path(), "");
+        std::fs::write(dir.path().join("policies/pg.cedar"), PG_POLICIES).unwrap();
+        let (url, server) = support::serve(&config).await;
+        let gw = Gw::from_parts(url, support::client(), dir, server);
+        let gates: Arc<dyn Gates> = Arc::new(RemoteGates::new(&gw.url).unwrap());
+        let upstream = format!("{}?{mode}", admin_url());
+        let pg = Pg::with_upstream(gw, gates, &upstream, |_| {}).await;
+        let app = format!("tls_{}", rand::random::<u32>());
+        let mut c = pg.psql(
+            "bot",
+            &["SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"],
+        );
+        c.env("PGAPPNAME", &app);
+        let out = c.output().await.unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        if works {
+            assert_eq!(stdout, "t\n", "{stderr}");
+        } else {
+            assert!(
+                stderr.contains("cannot reach the database") && stderr.contains("TLS"),
+                "{stderr}"
+            );
+        }
+        pg.drop_table().await;
+    }
 }
