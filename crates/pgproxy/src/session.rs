@@ -22,6 +22,10 @@ use crate::down::{self, Down, Expect, Slot};
 use crate::wire::{self, Bind, Diag, Msg, WireError};
 use crate::{Cancel, Shared};
 
+/// Most prepared statements, and most portals, a session may hold (hostile clients could
+/// otherwise grow the proxy's memory without limit).
+const MAX_NAMED: usize = 10_000;
+
 /// A client connection, plain or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -257,6 +261,9 @@ impl Client {
             }
             b'P' => {
                 let (name, query, types) = wire::read_parse(&m.body).map_err(malformed)?;
+                if self.statements.len() >= MAX_NAMED && !self.statements.contains_key(&name) {
+                    return Err(over_limit("prepared statements"));
+                }
                 self.expect(Expect::One)?;
                 self.forward(&m).await?;
                 self.described
@@ -267,6 +274,9 @@ impl Client {
             }
             b'B' => {
                 let bind = Bind::read(&m.body).map_err(malformed)?;
+                if self.portals.len() >= MAX_NAMED && !self.portals.contains_key(&bind.portal) {
+                    return Err(over_limit("portals"));
+                }
                 let mut types = self
                     .statements
                     .get(&bind.statement)
@@ -435,6 +445,13 @@ impl Client {
             self.forward(m).await
         }
     }
+}
+
+fn over_limit(what: &str) -> Stop {
+    Stop::Fatal(Diag::fatal(
+        "54000",
+        format!("countersign: a session may hold at most {MAX_NAMED} {what}"),
+    ))
 }
 
 fn query_msg(q: &str) -> Msg {

@@ -1499,3 +1499,25 @@ async fn the_upstream_session_can_be_tls() {
         pg.drop_table().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_cannot_hold_prepared_statements_without_limit() {
+    let pg = Pg::start().await;
+    let mut r = Raw::login(pg.addr).await;
+    let mut batch = Vec::new();
+    for i in 0..10_001 {
+        let body = format!("s{i}\0SELECT 1\0\0\0");
+        batch.push(b'P');
+        batch.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+        batch.extend_from_slice(body.as_bytes());
+    }
+    r.send(&batch).await;
+    let msgs = r.until(0).await;
+    let (code, message) = fatal_of(&msgs);
+    assert_eq!(code, "54000", "{message}");
+    assert!(
+        message.contains("at most 10000 prepared statements"),
+        "{message}"
+    );
+    pg.drop_table().await;
+}
