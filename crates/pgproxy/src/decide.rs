@@ -106,7 +106,7 @@ impl Decider {
             .await
         };
         match ending {
-            Ending::Run { action_id, grant } => self.run(action_id, grant, &params).await,
+            Ending::Run { action_id, grant } => self.run(action_id, grant, &params, s.kind).await,
             Ending::Denied(t) => Verdict::Refuse(
                 Diag::error(
                     REFUSED,
@@ -192,7 +192,13 @@ impl Decider {
         ending
     }
 
-    async fn run(&self, action_id: String, grant: Option<String>, asked: &Value) -> Verdict {
+    async fn run(
+        &self,
+        action_id: String,
+        grant: Option<String>,
+        asked: &Value,
+        kind: &str,
+    ) -> Verdict {
         let Some(token) = grant else {
             return Verdict::Run {
                 action_id,
@@ -234,6 +240,27 @@ impl Decider {
         };
         let same_statement = asked.get("statement").and_then(Value::as_str) == Some(statement);
         let same_parameters = asked.get("parameters") == Some(&Value::Array(parameters.clone()));
+        // Policy judged the reviewer's version as this action, `sql.<kind>`: it must be one
+        // statement of that kind (not a second statement smuggled after the first).
+        if !same_statement {
+            let one = countersign_analyze::pg_statements(statement)
+                .is_ok_and(|s| s.len() == 1 && s.iter().all(|s| s.kind.as_str() == kind));
+            if !one {
+                let why = format!(
+                    "the reviewer's statement (action {action_id}) is not one sql.{kind} statement"
+                );
+                // Redeemed but not run: the action's result says so.
+                let mut r = countersign_enforce::Report::new(countersign_core::Outcome::Failed);
+                r.detail = Some(json!({ "not_run": why }).to_string());
+                if let Err(e) = self.gate.report(&action_id, r).await {
+                    tracing::warn!(action = %action_id, error = %e, "could not report a statement that was not run");
+                }
+                return Verdict::Refuse(
+                    Diag::error(REFUSED, format!("countersign: {why}"))
+                        .hint("The statement was not run."),
+                );
+            }
+        }
         if !same_statement || !same_parameters {
             let _ = self.down.send(Down::Notice(
                 Diag::notice(format!(

@@ -1521,3 +1521,34 @@ async fn a_session_cannot_hold_prepared_statements_without_limit() {
     );
     pg.drop_table().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modified_statement_must_stay_one_statement_of_its_kind() {
+    let pg = Pg::start().await;
+    let t = pg.table.clone();
+    let child = pg
+        .psql("bot", &[&format!("UPDATE {t} SET v = 'z'")])
+        .spawn()
+        .unwrap();
+    let review = pg.review().await;
+    let smuggled = format!("UPDATE {t} SET v = 'z' WHERE id = 1; DROP TABLE {t}");
+    pg.gw
+        .vote(
+            "alice",
+            review["id"].as_str().unwrap(),
+            json!({"verdict": "modify", "params": {"statement": smuggled, "parameters": [], "tables": [t]}}),
+        )
+        .await;
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is not one sql.update statement"),
+        "{stderr}"
+    );
+    assert_eq!(
+        pg.ids().await,
+        [1, 2, 3],
+        "the table is still there, unchanged"
+    );
+    pg.drop_table().await;
+}
