@@ -192,6 +192,18 @@ impl Decider {
         ending
     }
 
+    /// Refuses a redeemed action, reporting that it did not run (its trail ends there).
+    async fn not_run(&self, action_id: &str, code: &'static str, why: String) -> Verdict {
+        let mut r = countersign_enforce::Report::new(countersign_core::Outcome::Failed);
+        r.detail = Some(json!({ "not_run": why }).to_string());
+        if let Err(e) = self.gate.report(action_id, r).await {
+            tracing::warn!(action = %action_id, error = %e, "could not report a statement that was not run");
+        }
+        Verdict::Refuse(
+            Diag::error(code, format!("countersign: {why}")).hint("The statement was not run."),
+        )
+    }
+
     async fn run(
         &self,
         action_id: String,
@@ -221,21 +233,15 @@ impl Decider {
         };
         let statement = approved.params.get("statement").and_then(Value::as_str);
         let Some(statement) = statement else {
-            return Verdict::Refuse(Diag::error(
-                FAILED,
-                format!("countersign: the approved action {action_id} has no statement"),
-            ));
+            let why = format!("the approved action {action_id} has no statement");
+            return self.not_run(&action_id, FAILED, why).await;
         };
         let parameters = match approved.params.get("parameters") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(a)) => a.clone(),
             Some(_) => {
-                return Verdict::Refuse(Diag::error(
-                    FAILED,
-                    format!(
-                        "countersign: the approved parameters of action {action_id} are not a list"
-                    ),
-                ))
+                let why = format!("the approved parameters of action {action_id} are not a list");
+                return self.not_run(&action_id, FAILED, why).await;
             }
         };
         let same_statement = asked.get("statement").and_then(Value::as_str) == Some(statement);
@@ -249,16 +255,7 @@ impl Decider {
                 let why = format!(
                     "the reviewer's statement (action {action_id}) is not one sql.{kind} statement"
                 );
-                // Redeemed but not run: the action's result says so.
-                let mut r = countersign_enforce::Report::new(countersign_core::Outcome::Failed);
-                r.detail = Some(json!({ "not_run": why }).to_string());
-                if let Err(e) = self.gate.report(&action_id, r).await {
-                    tracing::warn!(action = %action_id, error = %e, "could not report a statement that was not run");
-                }
-                return Verdict::Refuse(
-                    Diag::error(REFUSED, format!("countersign: {why}"))
-                        .hint("The statement was not run."),
-                );
+                return self.not_run(&action_id, REFUSED, why).await;
             }
         }
         if !same_statement || !same_parameters {
