@@ -25,6 +25,8 @@ mod k8s;
 mod shell;
 mod sql;
 mod sql_pg;
+
+pub use sql_pg::{pg_statements, PgStatement, SqlKind, Unparsed};
 mod terraform;
 
 /// Largest parameter (a string's bytes, or a JSON document's approximate encoded size) an

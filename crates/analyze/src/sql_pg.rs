@@ -449,3 +449,184 @@ fn statement(node: NodeRef<'_>, s: &Statement<'_>, f: &mut Findings, summary: &m
         }
     }
 }
+
+/// What kind of statement a PostgreSQL statement is, for a front that names actions after it
+/// (the PostgreSQL wire proxy's `sql.<kind>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlKind {
+    /// Reads (`SELECT`, `TABLE`, `VALUES`, `SHOW` is `Other`).
+    Select,
+    /// `INSERT`.
+    Insert,
+    /// `UPDATE` and `MERGE`.
+    Update,
+    /// `DELETE`.
+    Delete,
+    /// Schema changes: `CREATE`, `ALTER`, `DROP`, `TRUNCATE`, `SELECT INTO`, maintenance.
+    Ddl,
+    /// Privileges and roles: `GRANT`, `REVOKE`, `CREATE ROLE`, `ALTER ROLE`, owners.
+    Grant,
+    /// `COPY`, either way.
+    Copy,
+    /// Everything else: session and transaction control, `DO`, `CALL`, `LISTEN`, `SET`...
+    Other,
+}
+
+impl SqlKind {
+    /// The lower-case name (`select`, `ddl`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SqlKind::Select => "select",
+            SqlKind::Insert => "insert",
+            SqlKind::Update => "update",
+            SqlKind::Delete => "delete",
+            SqlKind::Ddl => "ddl",
+            SqlKind::Grant => "grant",
+            SqlKind::Copy => "copy",
+            SqlKind::Other => "other",
+        }
+    }
+}
+
+/// One statement of a query string, as PostgreSQL's parser reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgStatement {
+    /// The statement's own text (trimmed, without the `;`).
+    pub text: String,
+    /// Byte offsets of the statement in the query string (`text` is `query[start..end]` trimmed).
+    pub start: usize,
+    /// See `start`.
+    pub end: usize,
+    /// What it does. A statement that writes anywhere (a data-modifying `WITH`) is its write.
+    pub kind: SqlKind,
+    /// The tables it names, in order, once each.
+    pub tables: Vec<String>,
+}
+
+/// PostgreSQL's parser rejects the query string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("PostgreSQL's parser rejects this SQL: {0}")]
+pub struct Unparsed(pub String);
+
+/// Splits a query string (a simple-query message may hold several statements) into its
+/// statements with PostgreSQL's own parser, each with its kind and tables. Empty statements
+/// (`;;`) are not statements, as for the server.
+pub fn pg_statements(query: &str) -> Result<Vec<PgStatement>, Unparsed> {
+    let parsed = std::panic::catch_unwind(|| pg_query::parse(query));
+    let result = match parsed {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => return Err(Unparsed(e.to_string())),
+        Err(_) => return Err(Unparsed("the parser failed".into())),
+    };
+    let mut out = Vec::new();
+    for raw in result.protobuf.stmts {
+        let start = usize::try_from(raw.stmt_location)
+            .unwrap_or(0)
+            .min(query.len());
+        let end = match usize::try_from(raw.stmt_len) {
+            Ok(0) | Err(_) => query.len(),
+            Ok(len) => start.saturating_add(len).min(query.len()),
+        };
+        let text = statement_text(query, &raw);
+        let Some(node) = raw.stmt.and_then(|n| n.node) else {
+            continue;
+        };
+        let tables = tables(&node);
+        let kind = std::panic::catch_unwind(|| kind_of(&node, &text, &tables))
+            .map_err(|_| Unparsed("the parser's tree could not be read".into()))?;
+        out.push(PgStatement {
+            text,
+            start,
+            end,
+            kind,
+            tables,
+        });
+    }
+    Ok(out)
+}
+
+/// The statement's kind: a write anywhere in it wins, then what the analyzer says of its top.
+fn kind_of(node: &NodeEnum, text: &str, tables: &[String]) -> SqlKind {
+    let top = match node {
+        NodeEnum::ExplainStmt(e) => e.query.as_ref().and_then(|q| q.node.as_ref()),
+        NodeEnum::PrepareStmt(p) => p.query.as_ref().and_then(|q| q.node.as_ref()),
+        NodeEnum::DeclareCursorStmt(d) => d.query.as_ref().and_then(|q| q.node.as_ref()),
+        other => Some(other),
+    };
+    let Some(top) = top else {
+        return SqlKind::Other;
+    };
+    if let NodeEnum::CopyStmt(_) = top {
+        return SqlKind::Copy;
+    }
+    let mut f = Findings::default();
+    let mut summary = Summary::default();
+    let s = Statement { text, tables };
+    statement(top.to_ref(), &s, &mut f, &mut summary);
+    if f.tags.contains("sql:grant") {
+        return SqlKind::Grant;
+    }
+    if f.tags.contains("sql:ddl") {
+        return SqlKind::Ddl;
+    }
+    let mut write = None;
+    for (n, ..) in top.nodes() {
+        let k = match n {
+            NodeRef::DeleteStmt(_) => SqlKind::Delete,
+            NodeRef::UpdateStmt(_) | NodeRef::MergeStmt(_) => SqlKind::Update,
+            NodeRef::InsertStmt(_) => SqlKind::Insert,
+            _ => continue,
+        };
+        // The most destructive write names the statement.
+        write = Some(match (write, k) {
+            (Some(SqlKind::Delete), _) | (_, SqlKind::Delete) => SqlKind::Delete,
+            (Some(SqlKind::Update), _) | (_, SqlKind::Update) => SqlKind::Update,
+            _ => SqlKind::Insert,
+        });
+    }
+    if let Some(w) = write {
+        return w;
+    }
+    if f.tags.contains("sql:read") {
+        return SqlKind::Select;
+    }
+    SqlKind::Other
+}
+
+#[cfg(test)]
+mod statements_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn kinds(q: &str) -> Vec<&'static str> {
+        pg_statements(q)
+            .unwrap()
+            .iter()
+            .map(|s| s.kind.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_query_string_splits_into_its_statements_with_their_kinds() {
+        let q = "SELECT * FROM a; delete from b where id = 1;;UPDATE c SET x = 1; DROP TABLE d";
+        let st = pg_statements(q).unwrap();
+        assert_eq!(kinds(q), ["select", "delete", "update", "ddl"]);
+        assert_eq!(st[1].text, "delete from b where id = 1");
+        assert_eq!(st[1].tables, ["b"]);
+        assert_eq!(&q[st[3].start..st[3].end].trim(), &"DROP TABLE d");
+        assert_eq!(
+            kinds("GRANT SELECT ON a TO x; COPY a TO STDOUT; BEGIN; SET x = 1; TRUNCATE a"),
+            ["grant", "copy", "other", "other", "ddl"]
+        );
+        assert_eq!(
+            kinds("WITH d AS (DELETE FROM a RETURNING *) SELECT * FROM d; INSERT INTO a VALUES (1); MERGE INTO a USING b ON true WHEN MATCHED THEN DELETE"),
+            ["delete", "insert", "update"]
+        );
+        assert_eq!(
+            kinds("EXPLAIN ANALYZE DELETE FROM a; CREATE ROLE r SUPERUSER"),
+            ["delete", "grant"]
+        );
+        assert_eq!(kinds("  ; -- nothing\n"), Vec::<&str>::new());
+        assert!(pg_statements("SELEC 1").is_err());
+    }
+}

@@ -11,6 +11,7 @@ mod logs;
 mod mcp_cmd;
 mod operator;
 mod output;
+mod pg_cmd;
 mod render;
 mod replicas_cmd;
 mod run_cmd;
@@ -59,6 +60,8 @@ enum Command {
     /// Put approvals in front of an MCP server.
     #[command(subcommand)]
     Mcp(mcp_cmd::McpCommand),
+    /// Put per-statement approvals in front of a PostgreSQL server (a wire protocol proxy).
+    Pg(pg_cmd::PgArgs),
     /// Put an approval in front of a command: submit it, wait for review, run exactly what was
     /// approved and report the result.
     Run(run_cmd::RunArgs),
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => runtime.block_on(audit_cmd::run(cmd)),
         Command::Mcp(cmd) => runtime.block_on(mcp_cmd::run(cmd)),
         Command::Run(args) => runtime.block_on(run_cmd::run(args)),
+        Command::Pg(args) => runtime.block_on(pg_cmd::run(args)),
         Command::Migrate(args) => runtime.block_on(replicas_cmd::migrate(args)),
         Command::Client(cmd) => runtime.block_on(client::run(
             cmd,

@@ -119,7 +119,7 @@ fn options(h: &HoldArgs) -> Result<Options, String> {
 
 /// Starts an embedded gateway through the one server bootstrap (any store, the start-up audit
 /// entries, the leased background work) and serves its API too, if asked.
-async fn embedded(
+pub(crate) async fn embedded(
     path: &std::path::Path,
     api_listen: &Option<String>,
 ) -> Result<Arc<Gateway>, String> {

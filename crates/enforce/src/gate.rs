@@ -218,6 +218,11 @@ pub trait Gate: Send + Sync {
     /// What policy would say about a tool called with no arguments, where the gateway can tell
     /// without recording anything (used to filter `tools/list`). `None`: unknown.
     fn preview(&self, spec: &ActionSpec) -> Option<Effect>;
+    /// The id of the identity this gate acts as, where the gate knows it without asking (the
+    /// embedded gate). `None`: unknown (the remote gate: API v1 has no "who am I").
+    fn identity(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Where a front serving many agents gets each request's gate: the request's bearer credential

@@ -216,6 +216,10 @@ impl Gate for Embedded {
         true
     }
 
+    fn identity(&self) -> Option<String> {
+        Some(self.last().id.clone())
+    }
+
     fn preview(&self, spec: &ActionSpec) -> Option<Effect> {
         self.gateway
             .decide(&self.last(), spec, "")

@@ -244,6 +244,7 @@ fn crates_depend_inwards() {
     let adapters = [
         "countersign-http",
         "countersign-mcp",
+        "countersign-pgproxy",
         "countersign-server",
         "countersign",
     ];
@@ -312,7 +313,7 @@ fn linked(krate: &str) -> BTreeSet<String> {
 /// MCP proxy) does not link the policy engine; only the embedded gate, in the gateway, does.
 #[test]
 fn a_remote_front_does_not_link_cedar() {
-    for krate in ["enforce", "mcp"] {
+    for krate in ["enforce", "mcp", "pgproxy"] {
         let linked = linked(krate);
         assert!(
             !linked.contains("countersign-policy")

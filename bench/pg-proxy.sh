@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# pgbench through the PostgreSQL proxy (`countersign pg`) side by side with pgbench straight to
+# the server, in one run, with every statement durably recorded (a local `countersign serve`,
+# durable SQLite: each statement is a submission and a result report).
+#   bench/pg-proxy.sh [SECONDS]
+# Env: COUNTERSIGN_TEST_POSTGRES (a superuser URL; default the local server), PROFILE=debug to
+# time a debug build (default release), CLIENTS (default 16).
+# Prints: select-only throughput direct and through the proxy at CLIENTS clients and the ratio;
+# p50 latency at 1 client direct and through the proxy and the added latency; the gateway's
+# mean durable commit time in the same run (from its /metrics).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-20}
+clients=${CLIENTS:-16}
+admin=${COUNTERSIGN_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
+gw_port=${GW_PORT:-18771}
+pg_port=${PG_PORT:-18772}
+db=countersign_bench
+for tool in pgbench psql curl python3; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing (Debian: postgresql-client, curl, python3)" >&2; exit 2; }
+done
+if [ "${PROFILE:-release}" = debug ]; then
+  cargo build --locked -p countersign --bins
+  bin=$PWD/target/debug/countersign
+else
+  cargo build --release --locked -p countersign --bins
+  bin=$PWD/target/release/countersign
+fi
+server_url=${admin%/*}
+psql -X -q "$admin" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+pgbench -i -q -s 1 "$server_url/$db" >/dev/null 2>&1
+
+work=$(mktemp -d)
+mkdir "$work/policies"
+token=bench-agent-token
+hash=$(printf %s "$token" | sha256sum | cut -d' ' -f1)
+cat >"$work/countersign.toml" <<TOML
+database = "sqlite://data/gw.db"
+policies = "policies"
+grants_for_allowed = false
+[[identities]]
+id = "bench-agent"
+kind = "agent"
+groups = ["automation"]
+api_key_sha256 = "$hash"
+TOML
+cat >"$work/policies/pg.cedar" <<'CEDAR'
+@id("reads") permit (principal, action == Action::"sql.select", resource);
+@id("session") permit (principal, action == Action::"sql.other", resource)
+when { context.tags.contains("sql:session") };
+CEDAR
+"$bin" serve --config "$work/countersign.toml" --listen "127.0.0.1:$gw_port" >"$work/serve.log" 2>&1 &
+server=$!
+proxy=
+cleanup() {
+  [ -n "$proxy" ] && kill "$proxy" 2>/dev/null && wait "$proxy" 2>/dev/null
+  kill "$server" 2>/dev/null; wait "$server" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gw_port/readyz" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$gw_port/readyz" >/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+"$bin" pg --listen "127.0.0.1:$pg_port" --upstream "$server_url/$db" --server-name bench \
+  --gateway "http://127.0.0.1:$gw_port" 2>"$work/pg.log" &
+proxy=$!
+for _ in $(seq 100); do grep -q listening "$work/pg.log" 2>/dev/null && break; sleep 0.1; done
+
+direct() { pgbench -n -S "$@" "$server_url/$db"; }
+proxied() { PGPASSWORD=$token pgbench -n -S "$@" "postgresql://bench-agent@127.0.0.1:$pg_port/$db"; }
+tps() { sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
+
+proxied -c 1 -t 10 >/dev/null   # it works before it is timed
+d_tps=$(direct -c "$clients" -j 2 -T "$secs" | tps)
+p_tps=$(proxied -c "$clients" -j 2 -T "$secs" | tps)
+# Per-transaction latencies at one client (pgbench -l: the 3rd field is the latency in µs).
+(cd "$work" && direct -c 1 -T "$secs" -l --log-prefix=direct >/dev/null)
+(cd "$work" && proxied -c 1 -T "$secs" -l --log-prefix=proxied >/dev/null)
+metrics=$(curl -sf "http://127.0.0.1:$gw_port/metrics")
+python3 - "$work" "$d_tps" "$p_tps" "$clients" "$metrics" <<'PY'
+import glob, sys
+work, d_tps, p_tps, clients, metrics = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+def p50(prefix):
+    ts = sorted(int(l.split()[2]) for f in glob.glob(f"{work}/{prefix}.*") for l in open(f))
+    return ts[len(ts) // 2] / 1000, len(ts)
+(d, dn), (p, pn) = p50("direct"), p50("proxied")
+vals = {}
+for line in metrics.splitlines():
+    for k in ("countersign_store_commit_duration_seconds_sum", "countersign_store_commit_duration_seconds_count"):
+        if line.startswith(k):
+            vals[k] = vals.get(k, 0) + float(line.split()[-1])
+commit = 1000 * vals.get("countersign_store_commit_duration_seconds_sum", 0) / max(1, vals.get("countersign_store_commit_duration_seconds_count", 1))
+print(f"pgbench -S, {clients} clients: direct {d_tps:.0f} tps, through the proxy {p_tps:.0f} tps: {100 * p_tps / d_tps:.1f} % (target >= 50 %)")
+print(f"1 client p50: direct {d:.3f} ms ({dn} tx), through the proxy {p:.3f} ms ({pn} tx): added {p - d:.3f} ms")
+print(f"mean durable commit in this run: {commit:.3f} ms; added p50 - commit = {p - d - commit:.3f} ms (target <= 0.2 ms)")
+PY
