@@ -12,8 +12,8 @@ duration="${1:-15}"
 for tool in wrk perf; do command -v "$tool" >/dev/null || { echo "install $tool" >&2; exit 2; }; done
 cargo build --release -p countersign --bins >/dev/null
 work=$(mktemp -d)
-trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
-cp -r examples/policies "$work/"
+# Each run() (a subshell) stops its own server; only the scratch directory is left to remove.
+trap 'rm -rf "$work"' EXIT
 
 run() { # $1 = on|off
   local mode=$1 dir="$work/$1"
@@ -22,7 +22,8 @@ run() { # $1 = on|off
   sed 's#^database = .*#database = "sqlite://data/bench.db"#' examples/countersign.toml > "$dir/countersign.toml"
   if [ "$mode" = off ]; then printf '\n[masking]\nenabled = false\n' >> "$dir/countersign.toml"; fi
   COUNTERSIGN_LOG=warn target/release/countersign serve --config "$dir/countersign.toml" --listen 127.0.0.1:8798 > "$dir/serve.log" 2>&1 &
-  pid=$!
+  local pid=$!
+  trap 'kill "$pid" 2>/dev/null || true' RETURN
   for _ in $(seq 100); do curl -fs http://127.0.0.1:8798/healthz >/dev/null 2>&1 && break; sleep 0.1; done
   wrk -t1 -c64 -d2s -s bench/allow.lua http://127.0.0.1:8798 >/dev/null # warm-up
   perf stat -x, -e task-clock -p "$pid" -o "$dir/perf.csv" -- sleep "$duration" &
@@ -40,12 +41,13 @@ run() { # $1 = on|off
   echo "$mode $rps $p99 $per_req"
 }
 
-on=$(run on)
-off=$(run off)
+# Four runs in the order on, off, off, on, so a drift of the machine's load over the run weighs
+# on both modes alike; each mode's figures are the mean of its two runs.
+results=()
+for mode in on off off on; do results+=("$(run "$mode")"); done
 echo "masking  requests/s  p99  server CPU µs/request"
-echo "$on"
-echo "$off"
-read -r _ rps_on _ cpu_on <<<"$on"
-read -r _ rps_off _ cpu_off <<<"$off"
-awk -v a="$rps_on" -v b="$rps_off" -v c="$cpu_on" -v d="$cpu_off" 'BEGIN {
-  printf "throughput on/off: %.3f   CPU per request on/off: %.3f\n", a / b, c / d }'
+printf '%s\n' "${results[@]}"
+printf '%s\n' "${results[@]}" | awk '
+  { rps[$1] += $2; cpu[$1] += $4 }
+  END { printf "mean on/off: throughput %.3f, server CPU per request %.3f\n",
+        rps["on"] / rps["off"], cpu["on"] / cpu["off"] }'
