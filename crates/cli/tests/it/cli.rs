@@ -24,15 +24,10 @@ impl Server {
 
     /// `countersign serve --config CONFIG` with `env` set and its stderr (the logs) to `stderr`.
     pub async fn serve(config: &Path, env: &[(&str, &str)], stderr: Stdio) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(config)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--listen", "127.0.0.1:0"])
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -45,9 +40,8 @@ impl Server {
             .expect("server started")
             .unwrap()
             .unwrap_or_default();
-        assert!(line.contains("listening on"), "{line}");
         Server {
-            url: format!("http://127.0.0.1:{port}"),
+            url: listening_url(&line),
             child,
         }
     }
@@ -56,6 +50,20 @@ impl Server {
         self.child.start_kill().unwrap(); // SIGKILL
         let _ = self.child.wait().await;
     }
+}
+
+/// The URL in `countersign serve`'s first line (`countersign listening on http://ADDR`). Servers
+/// under test listen on port 0 and say which port they got: a port picked by the test and
+/// released before the server binds it can be taken in between by another test.
+pub fn listening_url(line: &str) -> String {
+    let at = line
+        .find("listening on http://")
+        .unwrap_or_else(|| panic!("the server did not start: {line:?}"));
+    let url = &line[at + "listening on ".len()..];
+    url.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 pub async fn run(args: &[&str], url: &str, token: &str) -> (i32, String, String) {

@@ -56,15 +56,10 @@ struct Replica {
 
 impl Replica {
     async fn spawn(config: &Path) -> Replica {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(config)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -76,9 +71,8 @@ impl Replica {
             .expect("replica started")
             .unwrap()
             .unwrap_or_default();
-        assert!(line.contains("listening on"), "{line}");
         Replica {
-            url: format!("http://127.0.0.1:{port}"),
+            url: crate::cli::listening_url(&line),
             child,
         }
     }

@@ -100,15 +100,10 @@ pub(crate) async fn serve_traced(dir: &Path, otlp: &str) -> Traced {
     let mut text = std::fs::read_to_string(&config).unwrap();
     text += &format!("[telemetry]\notlp_endpoint = \"{otlp}\"\n");
     std::fs::write(&config, text).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let mut child = Command::new(crate::cli::BIN)
         .args(["serve", "--config"])
         .arg(&config)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .env("COUNTERSIGN_LOG_FORMAT", "json")
         .env("COUNTERSIGN_LOG", "info")
         // The SDK's batch delay (5 s by default), short for the test.
@@ -138,7 +133,7 @@ pub(crate) async fn serve_traced(dir: &Path, otlp: &str) -> Traced {
         logs.lock().unwrap()
     );
     Traced {
-        url: format!("http://127.0.0.1:{port}"),
+        url: crate::cli::listening_url(&line),
         logs,
         _child: child,
     }
