@@ -98,6 +98,10 @@ async def asyncpg_basic():
         except asyncpg.PostgresError as e:
             say(step="two-in-parse", sqlstate=e.sqlstate)
         say(step="after", v=await conn.fetchval("SELECT $1::int * 2", 21))
+        # A cursor fetches with a row limit: one decision for all its Executes.
+        async with conn.transaction():
+            ids = [r["id"] async for r in conn.cursor(f"SELECT id FROM {table} WHERE id > $1 ORDER BY id", 0, prefetch=2)]
+        say(step="cursor", ids=ids)
     finally:
         await conn.close()
 

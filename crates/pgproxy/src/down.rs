@@ -480,10 +480,15 @@ fn route(
                 cur.rows += 1;
                 Some(m.frame())
             }
-            b'C' | b'I' | b's' => {
+            // Suspended at its row limit: the portal's later Executes belong to the same action,
+            // which is reported when the portal completes.
+            b's' => {
+                queue.pop_front();
+                Some(m.frame())
+            }
+            b'C' | b'I' => {
                 let tag = (m.tag == b'C').then(|| wire::command_tag(&m.body));
                 let rows = tag.as_deref().and_then(tag_rows).unwrap_or(cur.rows);
-                let tag = tag.or_else(|| (m.tag == b's').then(|| "portal suspended".to_string()));
                 report(
                     reports,
                     slot,

@@ -669,7 +669,24 @@ async fn asyncpg_extended_protocol_throughout() {
         "the server refuses two statements in one Parse"
     );
     assert_eq!(got["after"]["v"], 42);
+    assert_eq!(got["cursor"]["ids"], json!([1, 2, 3, 4, 5]), "{got:?}");
     assert_eq!(pg.ids().await, [1, 2, 3, 4, 5]);
+    let actions = pg.settled().await;
+    let cursor: Vec<&Value> = actions
+        .iter()
+        .filter(|a| {
+            a["params"]["statement"]
+                .as_str()
+                .unwrap()
+                .contains("WHERE id > $1")
+        })
+        .collect();
+    assert_eq!(
+        cursor.len(),
+        1,
+        "one decision for the cursor's three fetches: {cursor:?}"
+    );
+    assert_eq!(cursor[0]["status"], "succeeded");
     pg.drop_table().await;
 }
 
