@@ -102,6 +102,11 @@ async def asyncpg_basic():
         async with conn.transaction():
             ids = [r["id"] async for r in conn.cursor(f"SELECT id FROM {table} WHERE id > $1 ORDER BY id", 0, prefetch=2)]
         say(step="cursor", ids=ids)
+        # A cursor left before its end: its action is reported when the transaction ends.
+        async with conn.transaction():
+            cur = await conn.cursor(f"SELECT v FROM {table} WHERE id < $1 ORDER BY id", 100)
+            first = await cur.fetch(2)
+        say(step="abandoned", vs=[r["v"] for r in first])
     finally:
         await conn.close()
 

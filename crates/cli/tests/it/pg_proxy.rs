@@ -687,6 +687,21 @@ async fn asyncpg_extended_protocol_throughout() {
         "one decision for the cursor's three fetches: {cursor:?}"
     );
     assert_eq!(cursor[0]["status"], "succeeded");
+    assert_eq!(got["abandoned"]["vs"], json!(["a", "b"]));
+    let left = actions
+        .iter()
+        .find(|a| {
+            a["params"]["statement"]
+                .as_str()
+                .unwrap()
+                .contains("WHERE id < $1")
+        })
+        .unwrap();
+    assert_eq!(left["status"], "succeeded", "{left}");
+    assert!(left["result"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("portal_closed_before_its_end"));
     pg.drop_table().await;
 }
 
