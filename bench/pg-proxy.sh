@@ -57,6 +57,7 @@ cleanup() {
   [ -n "$proxy" ] && kill "$proxy" 2>/dev/null && wait "$proxy" 2>/dev/null
   [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
   rm -rf "$work"
+  psql -X -q "$admin" -c "DROP DATABASE IF EXISTS $db" 2>/dev/null || true
 }
 trap cleanup EXIT
 if [ "${GATE:-remote}" = embedded ]; then
