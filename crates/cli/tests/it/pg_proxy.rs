@@ -62,6 +62,13 @@ pub struct Pg {
 impl Drop for Pg {
     fn drop(&mut self) {
         self.proxy.abort();
+        // Also when a test failed before its own clean-up: no table left behind.
+        let _ = std::process::Command::new("psql")
+            .args(["-X", "-q", &admin_url(), "-c"])
+            .arg(format!("DROP TABLE IF EXISTS {}", self.table))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
