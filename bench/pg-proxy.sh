@@ -4,7 +4,9 @@
 # durable SQLite: each statement is a submission and a result report).
 #   bench/pg-proxy.sh [SECONDS]
 # Env: COUNTERSIGN_TEST_POSTGRES (a superuser URL; default the local server), PROFILE=debug to
-# time a debug build (default release), CLIENTS (default 16).
+# time a debug build (default release), CLIENTS (default 16), GATE=embedded to run the gateway
+# inside the proxy (`countersign pg --config`, API on GW_PORT for /metrics) instead of a separate
+# `countersign serve` reached over HTTP (default).
 # Prints: select-only throughput direct and through the proxy at CLIENTS clients and the ratio;
 # p50 latency at 1 client direct and through the proxy and the added latency; the gateway's
 # mean durable commit time in the same run (from its /metrics).
@@ -49,21 +51,30 @@ cat >"$work/policies/pg.cedar" <<'CEDAR'
 @id("session") permit (principal, action == Action::"sql.other", resource)
 when { context.tags.contains("sql:session") };
 CEDAR
-"$bin" serve --config "$work/countersign.toml" --listen "127.0.0.1:$gw_port" >"$work/serve.log" 2>&1 &
-server=$!
+server=
 proxy=
 cleanup() {
   [ -n "$proxy" ] && kill "$proxy" 2>/dev/null && wait "$proxy" 2>/dev/null
-  kill "$server" 2>/dev/null; wait "$server" 2>/dev/null
+  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
   rm -rf "$work"
+  psql -X -q "$admin" -c "DROP DATABASE IF EXISTS $db" 2>/dev/null || true
 }
 trap cleanup EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gw_port/readyz" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$gw_port/readyz" >/dev/null || { cat "$work/serve.log" >&2; exit 1; }
-"$bin" pg --listen "127.0.0.1:$pg_port" --upstream "$server_url/$db" --server-name bench \
-  --gateway "http://127.0.0.1:$gw_port" 2>"$work/pg.log" &
-proxy=$!
+if [ "${GATE:-remote}" = embedded ]; then
+  "$bin" pg --listen "127.0.0.1:$pg_port" --upstream "$server_url/$db" --server-name bench \
+    --config "$work/countersign.toml" --api-listen "127.0.0.1:$gw_port" 2>"$work/pg.log" &
+  proxy=$!
+else
+  "$bin" serve --config "$work/countersign.toml" --listen "127.0.0.1:$gw_port" >"$work/serve.log" 2>&1 &
+  server=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gw_port/readyz" >/dev/null && break; sleep 0.1; done
+  "$bin" pg --listen "127.0.0.1:$pg_port" --upstream "$server_url/$db" --server-name bench \
+    --gateway "http://127.0.0.1:$gw_port" 2>"$work/pg.log" &
+  proxy=$!
+fi
 for _ in $(seq 100); do grep -q listening "$work/pg.log" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gw_port/readyz" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$gw_port/readyz" >/dev/null || { cat "$work"/*.log >&2; exit 1; }
 
 direct() { pgbench -n -S "$@" "$server_url/$db"; }
 proxied() { PGPASSWORD=$token pgbench -n -S "$@" "postgresql://bench-agent@127.0.0.1:$pg_port/$db"; }

@@ -98,6 +98,15 @@ async def asyncpg_basic():
         except asyncpg.PostgresError as e:
             say(step="two-in-parse", sqlstate=e.sqlstate)
         say(step="after", v=await conn.fetchval("SELECT $1::int * 2", 21))
+        # A cursor fetches with a row limit: one decision for all its Executes.
+        async with conn.transaction():
+            ids = [r["id"] async for r in conn.cursor(f"SELECT id FROM {table} WHERE id > $1 ORDER BY id", 0, prefetch=2)]
+        say(step="cursor", ids=ids)
+        # A cursor left before its end: its action is reported when the transaction ends.
+        async with conn.transaction():
+            cur = await conn.cursor(f"SELECT v FROM {table} WHERE id < $1 ORDER BY id", 100)
+            first = await cur.fetch(2)
+        say(step="abandoned", vs=[r["v"] for r in first])
     finally:
         await conn.close()
 

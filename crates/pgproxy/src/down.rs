@@ -143,6 +143,8 @@ pub async fn relay<U, C>(
     let reader = tokio::spawn(read_upstream(upstream, tx));
     let mut client = BufWriter::with_capacity(64 * 1024, client);
     let mut queue: VecDeque<Current> = VecDeque::new();
+    // Actions of portals suspended at their row limit and not run to their end yet.
+    let mut suspended: Vec<String> = Vec::new();
     let mut open = true;
     loop {
         tokio::select! {
@@ -179,7 +181,7 @@ pub async fn relay<U, C>(
                     }
                 };
                 let fatal = m.tag == b'E' && is_fatal(&m.body);
-                let out = handle(&mut queue, m, &reports, &described, &mut masking);
+                let out = handle(&mut queue, m, &reports, &described, &mut masking, &mut suspended);
                 if let Some(out) = out {
                     if write(&mut client, &out).await.is_err() {
                         break;
@@ -198,6 +200,7 @@ pub async fn relay<U, C>(
         }
     }
     reader.abort();
+    abandoned(&mut suspended, &reports);
     let _ = client.flush().await;
     let _ = client.shutdown().await;
     // What never got an answer did not run (or its result is unknown): say so.
@@ -306,9 +309,10 @@ fn handle(
     reports: &Reports,
     described: &Described,
     masking: &mut Masking,
+    suspended: &mut Vec<String>,
 ) -> Option<Bytes> {
     let masked = mask(queue, &m, masking);
-    let out = route(queue, m, reports, described);
+    let out = route(queue, m, reports, described, suspended);
     match (out, masked) {
         (Some(_), Some(masked)) => Some(masked),
         (out, _) => out,
@@ -360,6 +364,7 @@ fn route(
     m: Msg,
     reports: &Reports,
     described: &Described,
+    suspended: &mut Vec<String>,
 ) -> Option<Bytes> {
     // Messages that may come at any time.
     if matches!(m.tag, b'N' | b'A' | b'S') {
@@ -480,10 +485,23 @@ fn route(
                 cur.rows += 1;
                 Some(m.frame())
             }
-            b'C' | b'I' | b's' => {
+            // Suspended at its row limit: the portal's later Executes belong to the same action,
+            // which is reported when the portal completes.
+            b's' => {
+                if let Slot::Run(Some(id)) = slot {
+                    if !suspended.contains(id) {
+                        suspended.push(id.clone());
+                    }
+                }
+                queue.pop_front();
+                Some(m.frame())
+            }
+            b'C' | b'I' => {
+                if let Slot::Run(Some(id)) = slot {
+                    suspended.retain(|s| s != id);
+                }
                 let tag = (m.tag == b'C').then(|| wire::command_tag(&m.body));
                 let rows = tag.as_deref().and_then(tag_rows).unwrap_or(cur.rows);
-                let tag = tag.or_else(|| (m.tag == b's').then(|| "portal suspended".to_string()));
                 report(
                     reports,
                     slot,
@@ -494,6 +512,9 @@ fn route(
                 Some(m.frame())
             }
             b'E' => {
+                if let Slot::Run(Some(id)) = slot {
+                    suspended.retain(|s| s != id);
+                }
                 let out = match slot {
                     Slot::Refused(ours) => ours.frame(),
                     s => {
@@ -516,9 +537,23 @@ fn route(
         Expect::Sync => {
             if m.tag == b'Z' {
                 queue.pop_front();
+                // Out of any transaction, every portal is gone: those not run to their end
+                // are reported as they stand.
+                if m.body.first() == Some(&b'I') {
+                    abandoned(suspended, reports);
+                }
             }
             Some(m.frame())
         }
+    }
+}
+
+/// Reports the actions of portals closed before their last row.
+fn abandoned(suspended: &mut Vec<String>, reports: &Reports) {
+    for id in suspended.drain(..) {
+        let mut r = Report::new(Outcome::Succeeded);
+        r.detail = Some(serde_json::json!({"portal_closed_before_its_end": true}).to_string());
+        let _ = reports.send((id, r));
     }
 }
 

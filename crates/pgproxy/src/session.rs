@@ -63,6 +63,10 @@ struct Portal {
     statement: String,
     bind: Bind,
     types: Vec<u32>,
+    /// Once an `Execute` with a row limit was allowed: its action, and the portal the rows come
+    /// from (the client's, or the proxy's for a reviewer's version). Later `Execute`s of the
+    /// portal fetch more rows of the same decision.
+    decided: Option<(String, String)>,
 }
 
 impl Started {
@@ -305,6 +309,7 @@ impl Client {
                         statement: bind.statement.clone(),
                         bind,
                         types,
+                        decided: None,
                     },
                 );
             }

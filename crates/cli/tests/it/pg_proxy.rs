@@ -62,6 +62,13 @@ pub struct Pg {
 impl Drop for Pg {
     fn drop(&mut self) {
         self.proxy.abort();
+        // Also when a test failed before its own clean-up: no table left behind.
+        let _ = std::process::Command::new("psql")
+            .args(["-X", "-q", &admin_url(), "-c"])
+            .arg(format!("DROP TABLE IF EXISTS {}", self.table))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -669,7 +676,39 @@ async fn asyncpg_extended_protocol_throughout() {
         "the server refuses two statements in one Parse"
     );
     assert_eq!(got["after"]["v"], 42);
+    assert_eq!(got["cursor"]["ids"], json!([1, 2, 3, 4, 5]), "{got:?}");
     assert_eq!(pg.ids().await, [1, 2, 3, 4, 5]);
+    let actions = pg.settled().await;
+    let cursor: Vec<&Value> = actions
+        .iter()
+        .filter(|a| {
+            a["params"]["statement"]
+                .as_str()
+                .unwrap()
+                .contains("WHERE id > $1")
+        })
+        .collect();
+    assert_eq!(
+        cursor.len(),
+        1,
+        "one decision for the cursor's three fetches: {cursor:?}"
+    );
+    assert_eq!(cursor[0]["status"], "succeeded");
+    assert_eq!(got["abandoned"]["vs"], json!(["a", "b"]));
+    let left = actions
+        .iter()
+        .find(|a| {
+            a["params"]["statement"]
+                .as_str()
+                .unwrap()
+                .contains("WHERE id < $1")
+        })
+        .unwrap();
+    assert_eq!(left["status"], "succeeded", "{left}");
+    assert!(left["result"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("portal_closed_before_its_end"));
     pg.drop_table().await;
 }
 

@@ -23,6 +23,18 @@ impl Client {
             self.expect(Expect::Execute(Slot::Run(None), down::Rows::default()))?;
             return self.forward(m).await;
         };
+        if let Some((action_id, from)) = p.decided.clone() {
+            // More rows of a portal already decided (it was suspended at its row limit).
+            let rows = down::Rows {
+                keys: vec![format!("P:{portal}"), format!("S:{}", p.statement)],
+                formats: p.bind.results.clone(),
+            };
+            self.expect(Expect::Execute(Slot::Run(Some(action_id)), rows))?;
+            let mut e = BytesMut::new();
+            postgres_protocol::message::frontend::execute(&from, max_rows, &mut e)
+                .map_err(|_| Stop::Quiet)?;
+            return self.upstream.write_all(&e).await.map_err(|_| Stop::Quiet);
+        }
         let query = self
             .statements
             .get(&p.statement)
@@ -58,6 +70,11 @@ impl Client {
                 statement: None,
                 parameters: None,
             } => {
+                if max_rows > 0 {
+                    if let Some(p) = self.portals.get_mut(portal) {
+                        p.decided = Some((action_id.clone(), portal.to_string()));
+                    }
+                }
                 self.expect_on(Expect::Execute(Slot::Run(Some(action_id)), rows), tables)?;
                 self.forward(m).await
             }
@@ -94,6 +111,11 @@ impl Client {
                     .write_all(&buf)
                     .await
                     .map_err(|_| Stop::Quiet)?;
+                if max_rows > 0 {
+                    if let Some(p) = self.portals.get_mut(portal) {
+                        p.decided = Some((action_id.clone(), name.clone()));
+                    }
+                }
                 self.expect_on(Expect::Execute(Slot::Run(Some(action_id)), rows), tables)?;
                 let mut e = BytesMut::new();
                 postgres_protocol::message::frontend::execute(&name, max_rows, &mut e)
