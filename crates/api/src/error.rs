@@ -90,6 +90,8 @@ error_codes! {
     SelfApproval = "self_approval",
     /// The voter is not an approver of the review.
     NotAnApprover = "not_an_approver",
+    /// The review needs a multi-factor sign-in (`@require_mfa`): approve it in the web console.
+    MfaRequired = "mfa_required",
     /// An agent or service tried to vote.
     AgentsCannotApprove = "agents_cannot_approve",
     /// A requester-only operation by someone else.
@@ -175,7 +177,7 @@ impl ErrorCode {
             IdentityProviderUnavailable | StoreUnavailable | CredentialUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            SelfApproval | NotAnApprover | AgentsCannotApprove | NotRequester
+            SelfApproval | NotAnApprover | MfaRequired | AgentsCannotApprove | NotRequester
             | OnBehalfOfNotAllowed | ModificationDenied | GrantInvalid | Forbidden
             | NotRedeemer | RevealNotAllowed => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
@@ -227,6 +229,7 @@ impl From<&countersign_core::DomainError> for ErrorCode {
             D::AgentsCannotApprove => ErrorCode::AgentsCannotApprove,
             D::SelfApproval => ErrorCode::SelfApproval,
             D::NotAnApprover(_) => ErrorCode::NotAnApprover,
+            D::MfaRequired(_) => ErrorCode::MfaRequired,
             D::NotRequester => ErrorCode::NotRequester,
             D::NotPending(_) | D::ReviewExpired | D::NoOpenQuestion => ErrorCode::NotPending,
             D::AlreadyVoted => ErrorCode::AlreadyVoted,

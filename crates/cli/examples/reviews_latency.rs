@@ -65,6 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 policy: "deploy".into(),
                 approvers: "group:sre".parse()?,
                 quorum: Quorum::ONE,
+                require_mfa: false,
             }],
             review_ttl: None,
             executors: Vec::new(),

@@ -39,6 +39,10 @@ pub struct Requirement {
     pub approvers: Approvers,
     /// How many distinct people must.
     pub quorum: Quorum,
+    /// `@require_mfa`: approvals need a vote from a multi-factor sign-in (a console session
+    /// whose ID token showed MFA), never an API token or a chat click.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_mfa: bool,
 }
 
 /// A policy decision: the effect, the policy ids that produced it, a reason for people, and for

@@ -35,7 +35,7 @@ pub use masked::MaskedValue;
 pub use record::{
     ActionRecord, ActionResult, Ballot, Clarification, CredentialTerms, DomainError, GrantState,
     JudgedAs, Judgement, NewAction, Outcome, ReleasedCredential, ReviewState, RevokeReason, Status,
-    Verdict, Vote,
+    Verdict, Vote, VoteContext,
 };
 pub use submission::Submission;
 pub use time::Timestamp;

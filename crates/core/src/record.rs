@@ -135,6 +135,15 @@ pub enum Ballot {
     },
 }
 
+/// What the channel a vote comes through proves about how the voter signed in. The API and
+/// chat prove nothing beyond the identity ([`VoteContext::default`]); the web console proves
+/// multi-factor authentication when the session's ID token showed it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VoteContext {
+    /// The voter signed in with multi-factor authentication.
+    pub mfa: bool,
+}
+
 /// An accepted vote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vote {
@@ -527,6 +536,10 @@ pub enum DomainError {
         "the credentials for this action were already released; they are released once per grant"
     )]
     CredentialsAlreadyReleased,
+    /// An approval of a review that requires multi-factor authentication (`@require_mfa`)
+    /// without a vote context proving it (the action id, for the link to the console).
+    #[error("approving this action needs a multi-factor sign-in: approve it in the web console at /console/actions/{0}")]
+    MfaRequired(String),
     /// The credentials' lifetime, counted from the redemption, has passed.
     #[error("the credentials' lifetime for this action has ended; submit the action again")]
     CredentialsExpired,
@@ -564,6 +577,7 @@ impl DomainError {
             DomainError::CredentialsAlreadyReleased => "credentials_already_released",
             DomainError::CredentialsExpired => "credentials_expired",
             DomainError::RevealNotAllowed(_) => "reveal_not_allowed",
+            DomainError::MfaRequired(_) => "mfa_required",
         }
     }
 
@@ -587,6 +601,7 @@ impl DomainError {
                 | DomainError::CredentialsAlreadyReleased
                 | DomainError::CredentialsExpired
                 | DomainError::RevealNotAllowed(_)
+                | DomainError::MfaRequired(_)
         )
     }
 }
@@ -857,6 +872,40 @@ impl ActionRecord {
         grant_ttl: Duration,
         judge: impl FnOnce(&ActionSpec) -> J,
     ) -> Result<Vec<Event>, DomainError> {
+        self.vote_in(
+            VoteContext::default(),
+            voter,
+            ballot,
+            now,
+            grant_jti,
+            grant_ttl,
+            judge,
+        )
+    }
+
+    /// Whether approving this action needs a vote context proving multi-factor
+    /// authentication: one of its review's requirements came from a `@require_mfa` rule.
+    pub fn requires_mfa(&self) -> bool {
+        self.review
+            .as_ref()
+            .is_some_and(|r| r.requirements.iter().any(|q| q.require_mfa))
+    }
+
+    /// [`Self::vote`] with what the channel proves about how the voter signed in: an approval
+    /// (approve or modify) of a review that [`requires_mfa`](Self::requires_mfa) is refused
+    /// (`mfa_required`) unless `context.mfa`; a deny or a question is not (refusing is always
+    /// safe).
+    #[allow(clippy::too_many_arguments)]
+    pub fn vote_in<J: Into<Judgement>>(
+        &mut self,
+        context: VoteContext,
+        voter: &Identity,
+        ballot: Ballot,
+        now: Timestamp,
+        grant_jti: String,
+        grant_ttl: Duration,
+        judge: impl FnOnce(&ActionSpec) -> J,
+    ) -> Result<Vec<Event>, DomainError> {
         if !voter.kind.can_vote() {
             return Err(DomainError::AgentsCannotApprove);
         }
@@ -878,6 +927,12 @@ impl ActionRecord {
                 .flat_map(|r| r.approvers.entries())
                 .collect();
             return Err(DomainError::NotAnApprover(all.join(", ")));
+        }
+        if matches!(ballot, Ballot::Approve { .. } | Ballot::Modify { .. })
+            && self.requires_mfa()
+            && !context.mfa
+        {
+            return Err(DomainError::MfaRequired(self.id.clone()));
         }
         let voted_on_current = review.votes.iter().any(|v| {
             same_id(&v.voter, &voter.id)

@@ -188,6 +188,11 @@ impl AuditLog {
         Ok(Some(cp))
     }
 
+    /// How many entries the log holds.
+    pub async fn size(&self) -> Result<u64, GatewayError> {
+        Ok(self.store.audit_size().await?)
+    }
+
     /// The latest checkpoint.
     pub async fn latest(&self) -> Result<Option<StoredCheckpoint>, GatewayError> {
         Ok(self.store.latest_checkpoint().await?)

@@ -55,6 +55,9 @@ struct RawConfig {
     #[serde(default)]
     credentials: Vec<RawCredential>,
     telemetry: Option<RawTelemetry>,
+    console: Option<bool>,
+    console_url: Option<String>,
+    console_session_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -465,6 +468,21 @@ pub struct Config {
     pub secrets_key: PathBuf,
     /// `[telemetry]`: OpenTelemetry traces (off unless `otlp_endpoint` is set).
     pub telemetry: Telemetry,
+    /// The web console (`console`, `console_url`, `console_session_ttl`).
+    pub console: ConsoleSettings,
+}
+
+/// The web console's settings (issue #16).
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    /// Whether `serve` mounts the console at `/console` (`console = false` turns it off).
+    pub enabled: bool,
+    /// The URL browsers reach the gateway at (`console_url`, e.g. `https://gw.example.com`),
+    /// without a trailing slash: the sign-in redirect URI is `{url}/console/callback`. Default:
+    /// `http://{listen}`.
+    pub url: String,
+    /// How long a console session lasts from sign-in (`console_session_ttl`, default `8h`).
+    pub session_ttl: Duration,
 }
 
 fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, String> {
@@ -792,7 +810,33 @@ impl Config {
             }
             credentials.push(c);
         }
+        let console_url = match raw.console_url.as_deref() {
+            None => format!("http://{listen}"),
+            Some(u) => {
+                let ok = (u.starts_with("https://") || u.starts_with("http://"))
+                    && !u.chars().any(|c| c.is_whitespace() || c.is_control())
+                    && !u.contains(['?', '#']);
+                if !ok {
+                    return Err(err(format!(
+                        "`console_url` = \"{u}\" must be the http(s) URL browsers reach this \
+                         gateway at, like \"https://gw.example.com\""
+                    )));
+                }
+                u.trim_end_matches('/').to_string()
+            }
+        };
+        let console = ConsoleSettings {
+            enabled: raw.console.unwrap_or(true),
+            url: console_url,
+            session_ttl: duration(
+                "console_session_ttl",
+                raw.console_session_ttl.as_deref(),
+                "8h",
+            )
+            .map_err(err)?,
+        };
         Ok(Config {
+            console,
             credentials,
             secrets_key,
             server,

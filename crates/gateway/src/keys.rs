@@ -150,7 +150,8 @@ fn logged(event: &str, actor: &str, key: &ManagedKey) {
 }
 
 impl Gateway {
-    fn require_admin(&self, who: &Identity) -> Result<(), GatewayError> {
+    /// `Ok` for a person in the configured `admin_group`; `Forbidden` otherwise.
+    pub fn require_admin(&self, who: &Identity) -> Result<(), GatewayError> {
         let admin = who.kind == IdentityKind::Human
             && self
                 .admin_group

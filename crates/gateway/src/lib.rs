@@ -11,6 +11,7 @@ pub mod credentials;
 mod error;
 pub mod gate;
 pub mod grants;
+pub mod history;
 pub mod identities;
 pub mod keys;
 pub mod lookup;
@@ -18,13 +19,16 @@ pub mod masking;
 pub mod metrics;
 mod replicas;
 mod service;
+pub mod sessions;
 mod wakeups;
 
 pub use clock::{system_clock, Clock, TestClock};
 pub use countersign_core::Submission;
 pub use error::GatewayError;
+pub use history::{HistoryPage, HistoryQuery};
 pub use replicas::open_store;
 pub use service::{
     analyze, default_effect, ActionView, Gateway, Parts, Redeemed, Revealed, ReviewPage, Submitted,
     MAX_WAIT,
 };
+pub use sessions::Session;

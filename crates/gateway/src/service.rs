@@ -8,6 +8,7 @@
 use countersign_core::{
     ActionRecord, ActionSpec, Analysis, Ballot, Decision, DomainError, Effect, Event, Field,
     Identity, IdentityKind, JudgedAs, Judgement, NewAction, Outcome, Status, Submission, Timestamp,
+    VoteContext,
 };
 use countersign_identity::{AuthError, Authenticator, OidcVerifier};
 use countersign_policy::{DefaultEffect, PolicyEngine, PolicyRequest, Principal};
@@ -782,6 +783,18 @@ impl Gateway {
         id: &str,
         ballot: Ballot,
     ) -> Result<ActionView, GatewayError> {
+        self.vote_in(VoteContext::default(), who, id, ballot).await
+    }
+
+    /// [`Self::vote`] through a channel that proves more about how the voter signed in (the web
+    /// console: multi-factor authentication); the core decides what that allows.
+    pub async fn vote_in(
+        &self,
+        context: VoteContext,
+        who: &Identity,
+        id: &str,
+        ballot: Ballot,
+    ) -> Result<ActionView, GatewayError> {
         match &ballot {
             Ballot::Approve { comment }
             | Ballot::Deny { comment }
@@ -808,7 +821,7 @@ impl Gateway {
                         JudgedAs::Recorded(who) => Principal::new(who).map(Arc::new),
                         JudgedAs::Configured(id) => principals.get(id).cloned(),
                     };
-                    rec.vote(&voter, ballot, now, jti, ttl, |spec| {
+                    rec.vote_in(context, &voter, ballot, now, jti, ttl, |spec| {
                         // Judged as a fresh submission by the requester would be (analyzed
                         // afresh): the core refuses a denied edit and adds whatever review the
                         // new action needs.

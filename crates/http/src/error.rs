@@ -145,6 +145,7 @@ mod tests {
             DomainError::AgentsCannotApprove,
             DomainError::SelfApproval,
             DomainError::NotAnApprover("group:x".into()),
+            DomainError::MfaRequired("act_1".into()),
             DomainError::NotRequester,
             DomainError::NotPending(Status::Approved),
             DomainError::ReviewExpired,

@@ -185,15 +185,31 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     limits: ServerLimits,
 ) -> std::io::Result<()> {
+    serve_beside(gateway, listener, shutdown, limits, None).await
+}
+
+/// As [`serve_with`], with more routes served beside the API on the same listener and limits
+/// (the web console's, under `/console`). They must not overlap the API's.
+pub async fn serve_beside(
+    gateway: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: ServerLimits,
+    beside: Option<Router>,
+) -> std::io::Result<()> {
     // Background work (sweeper, checkpoint signer, change relay) is the server bootstrap's
     // (`countersign-server`), not the API's.
     let with_metrics = limits.metrics_listen.is_none();
-    let app = routes(
+    let api = routes(
         gateway,
         limits.metrics_token_sha256,
         with_metrics,
         limits.traces,
-    )
+    );
+    let app = match beside {
+        Some(more) => api.merge(more),
+        None => api,
+    }
     .layer(RequestBodyTimeoutLayer::new(limits.request_body_timeout));
     accept_loop(listener, app, shutdown, &limits).await;
     Ok(())

@@ -30,14 +30,50 @@ impl OneOrMany {
     }
 }
 
+/// A client secret from the configuration; its `Debug` prints no value.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    /// The secret, for the token request.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientSecret(…)")
+    }
+}
+
 /// One trusted OIDC issuer (`[[oidc]]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcIssuerConfig {
     /// The `iss` value, exactly; discovery is at `{issuer}/.well-known/openid-configuration`.
     pub issuer: String,
-    /// Accepted `aud` values (at least one).
+    /// Accepted `aud` values (at least one, counting `client_id`).
+    #[serde(default)]
     pub audience: OneOrMany,
+    /// The web console's OAuth client id at this issuer (issue #16): when set, people sign in to
+    /// the console here (authorization code flow with PKCE), and ID tokens issued to this client
+    /// (`aud` = `client_id`) are accepted like the `audience` values.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The console client's secret, for a confidential client (sent to the token endpoint with
+    /// HTTP Basic authentication); absent for a public client (PKCE alone).
+    #[serde(default)]
+    pub client_secret: Option<ClientSecret>,
+    /// The scopes the console asks for when people sign in (default `openid profile email`;
+    /// add the scope that puts groups in the ID token where the IdP has one, e.g. `groups`).
+    #[serde(default)]
+    pub scopes: OneOrMany,
+    /// `acr` values that prove multi-factor authentication at this issuer, for a console
+    /// session (besides `amr` containing `mfa`).
+    #[serde(default)]
+    pub mfa_acr: OneOrMany,
     /// Kind of identities from this issuer when no rule says otherwise (default `human`).
     #[serde(default)]
     pub kind: Option<IdentityKind>,
@@ -111,7 +147,19 @@ impl OidcIssuerConfig {
         if !(self.issuer.starts_with("https://") || self.issuer.starts_with("http://")) {
             return Err(format!("{at}: `issuer` must be an https:// URL"));
         }
-        let audience = self.audience.to_vec();
+        let mut audience = self.audience.to_vec();
+        if let Some(client_id) = &self.client_id {
+            if client_id.is_empty() || client_id.chars().any(char::is_control) {
+                return Err(format!("{at}: `client_id` must be the console's client id"));
+            }
+            if !audience.contains(client_id) {
+                audience.push(client_id.clone());
+            }
+        } else if self.client_secret.is_some() {
+            return Err(format!(
+                "{at}: `client_secret` needs the `client_id` it belongs to"
+            ));
+        }
         if audience.is_empty() || audience.iter().any(|a| a.is_empty()) {
             return Err(format!(
                 "{at}: `audience` is required (the client id or API audience tokens carry)"

@@ -338,6 +338,7 @@ impl PolicyEngine {
                     executors: named,
                     credentials: released,
                     reveal: revealers,
+                    require_mfa,
                 }) => {
                     add_reveal(revealers);
                     policies.push(id.to_string());
@@ -345,6 +346,7 @@ impl PolicyEngine {
                         policy: id.to_string(),
                         approvers: approvers.clone(),
                         quorum: *quorum,
+                        require_mfa: *require_mfa,
                     });
                     reasons.extend(reason.clone());
                     ttl = match (ttl, rule_ttl) {
@@ -398,6 +400,7 @@ impl PolicyEngine {
                     policy: "default".into(),
                     approvers: approvers.clone(),
                     quorum: *quorum,
+                    require_mfa: false,
                 }],
                 review_ttl: None,
                 executors: Vec::new(),

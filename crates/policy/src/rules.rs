@@ -20,6 +20,8 @@ pub(crate) enum Rule {
         executors: Vec<String>,
         credentials: Vec<String>,
         reveal: Option<Approvers>,
+        /// `@require_mfa`: approvals need a multi-factor sign-in.
+        require_mfa: bool,
     },
     Forbid {
         reason: Option<String>,
@@ -32,7 +34,7 @@ pub(crate) struct AnnotationProblem {
     pub message: String,
 }
 
-const KNOWN: [&str; 9] = [
+const KNOWN: [&str; 10] = [
     "id",
     "effect",
     "approvers",
@@ -42,6 +44,7 @@ const KNOWN: [&str; 9] = [
     "executor",
     "credentials",
     "reveal",
+    "require_mfa",
 ];
 
 /// `@reveal("group:data-owners, human:alice")`: the people who may see this action's masked
@@ -136,7 +139,7 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
             "@effect belongs on a permit; a forbid always denies".into(),
         )),
         (CedarEffect::Permit, None) => {
-            for key in ["approvers", "quorum", "ttl"] {
+            for key in ["approvers", "quorum", "ttl", "require_mfa"] {
                 if p.annotation(key).is_some() {
                     return Err(problem(
                         key,
@@ -179,6 +182,16 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
                 executors: executors(p).map_err(|m| problem("executor", m))?,
                 credentials: credentials(p).map_err(|m| problem("credentials", m))?,
                 reveal: reveal(p).map_err(|m| problem("reveal", m))?,
+                require_mfa: match p.annotation("require_mfa") {
+                    None => false,
+                    Some("" | "true") => true,
+                    Some(other) => {
+                        return Err(problem(
+                            "require_mfa",
+                            format!("@require_mfa takes no value (found \"{other}\")"),
+                        ))
+                    }
+                },
             })
         }
         (CedarEffect::Permit, Some(other)) => Err(problem(

@@ -3,7 +3,8 @@
 //! gateway around it checks the configured identities against the store and records
 //! `config_loaded`/`policy_loaded` in the audit log, the [`workers`] registry runs the leased
 //! background work (expiry sweeper, checkpoint signer; the next worker just registers), a relay
-//! wakes this replica's long polls on changes other processes commit, and the HTTP API serves.
+//! wakes this replica's long polls on changes other processes commit, and the HTTP API serves
+//! (with the web console beside it at `/console` unless `console = false`).
 //!
 //! **Architecture Invariant:** this is the only place a gateway process is put together; no
 //! front spawns background work of its own.
@@ -42,6 +43,9 @@ pub enum ServerError {
     /// The store, policies, keys or identities could not be loaded.
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    /// The web console's configuration cannot work.
+    #[error(transparent)]
+    Console(#[from] countersign_console::ConsoleError),
     /// The start-up entries could not be written.
     #[error("cannot record the configuration in the audit log: {0}")]
     Record(GatewayError),
@@ -52,6 +56,8 @@ pub struct Server {
     gateway: Arc<Gateway>,
     limits: ServerLimits,
     workers: Workers,
+    /// The web console's routes (`/console`), unless `console = false`.
+    console: Option<axum::Router>,
 }
 
 impl Server {
@@ -83,10 +89,12 @@ impl Server {
         workers.register("credential sweeper", move || {
             g.clone().run_credential_sweeper()
         });
+        let console = countersign_console::router(gateway.clone(), config)?;
         Ok(Server {
             gateway,
             limits: config.server.clone(),
             workers,
+            console,
         })
     }
 
@@ -112,6 +120,7 @@ impl Server {
         Running {
             gateway: self.gateway,
             limits: self.limits,
+            console: self.console,
             _tasks: tasks,
         }
     }
@@ -130,6 +139,7 @@ impl Server {
 pub struct Running {
     gateway: Arc<Gateway>,
     limits: ServerLimits,
+    console: Option<axum::Router>,
     _tasks: workers::AbortOnDrop,
 }
 
@@ -148,19 +158,26 @@ impl Running {
     ) -> std::io::Result<()> {
         let limits = self.limits.clone();
         let Some(addr) = limits.metrics_listen else {
-            return countersign_http::serve_with(self.gateway.clone(), listener, shutdown, limits)
-                .await;
+            return countersign_http::serve_beside(
+                self.gateway.clone(),
+                listener,
+                shutdown,
+                limits,
+                self.console,
+            )
+            .await;
         };
         // `/metrics` on its own address, stopped when the API stops.
         let metrics = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(%addr, "serving /metrics");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let api = async {
-            let r = countersign_http::serve_with(
+            let r = countersign_http::serve_beside(
                 self.gateway.clone(),
                 listener,
                 shutdown,
                 limits.clone(),
+                self.console,
             )
             .await;
             let _ = stop.send(());

@@ -17,6 +17,7 @@ mod migrate;
 mod op;
 mod postgres;
 mod secrets;
+mod sessions;
 mod sqlite;
 mod write;
 
@@ -26,12 +27,19 @@ pub use entry::rfc3339;
 pub use keys::ManagedKey;
 pub use migrate::SchemaError;
 pub use op::WriteQueue;
+pub use sessions::ConsoleSession;
+
+/// How long an ended or expired console session row is kept before a new session's write
+/// deletes it, in milliseconds.
+pub const fn sessions_keep_millis() -> i64 {
+    sessions::KEEP_ENDED_MILLIS
+}
 pub use postgres::{
     migrate as migrate_postgres, LeaderLease, PostgresStore, ANY_CHANGE,
     SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
 };
 pub use secrets::StoredSecret;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, SCHEMA_VERSION as SQLITE_SCHEMA_VERSION};
 
 use async_trait::async_trait;
 use countersign_core::{ActionRecord, DomainError, Event, Status, Timestamp};
@@ -354,6 +362,22 @@ pub trait Keys: Writes {
 
     /// The sealed static secret named `name`, if set.
     async fn stored_secret(&self, name: &str) -> Result<Option<StoredSecret>, StoreError>;
+
+    /// Starts a console session (its row, durable on return); ended and long-expired rows are
+    /// deleted in the same transaction.
+    async fn start_session(&self, session: ConsoleSession) -> Result<(), StoreError> {
+        op::start_session(self.writer(), session).await
+    }
+
+    /// Ends the console session whose secret hashes to `hash` (logout), on every replica at
+    /// once; ending an unknown or ended session does nothing.
+    async fn end_session(&self, hash: [u8; 32], at: Timestamp) -> Result<(), StoreError> {
+        op::end_session(self.writer(), hash, at).await
+    }
+
+    /// The console session whose secret hashes to `hash`, if any (live or not: the caller
+    /// checks [`ConsoleSession::live_at`]).
+    async fn session_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ConsoleSession>, StoreError>;
 }
 
 /// What processes sharing a store coordinate by: the change feed, the writer's health and the

@@ -59,6 +59,18 @@ pub(crate) enum Op {
         entry: EntryParts,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// A console session started (`identity` is its identity as JSON).
+    StartSession {
+        session: Box<crate::ConsoleSession>,
+        identity: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// A console session ended.
+    EndSession {
+        hash: [u8; 32],
+        at: Timestamp,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// A key revoked, and its audit entry.
     RevokeKey {
         id: String,
@@ -225,5 +237,29 @@ pub(crate) async fn set_secret(
         entry,
         reply,
     })?;
+    w.answer(rx).await
+}
+
+pub(crate) async fn start_session(
+    w: &WriteQueue,
+    session: crate::ConsoleSession,
+) -> Result<(), StoreError> {
+    let identity = encode(&session.identity)?;
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::StartSession {
+        session: Box::new(session),
+        identity,
+        reply,
+    })?;
+    w.answer(rx).await
+}
+
+pub(crate) async fn end_session(
+    w: &WriteQueue,
+    hash: [u8; 32],
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::EndSession { hash, at, reply })?;
     w.answer(rx).await
 }

@@ -171,6 +171,22 @@ CREATE TABLE stored_secrets (
 );
 ",
     },
+    // Console sessions (issue #16), as in SQLite's version 9. (Version 8: 6 and 7 are taken by
+    // work landing beside it.)
+    Migration {
+        version: 8,
+        add_columns: &[],
+        sql: "
+CREATE TABLE console_sessions (
+    hash BYTEA PRIMARY KEY,
+    identity TEXT NOT NULL,
+    mfa BOOLEAN NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    ended_at BIGINT
+);
+",
+    },
 ];
 
 /// The newest schema version this build knows (the last step's).
@@ -739,6 +755,40 @@ async fn write_batch(
     let a = &batch.audit;
     let size = batch.tree.size() as i64;
     let payloads = notify_payloads(&batch.changed());
+    if let Some(now) = batch.new_sessions.iter().map(|(s, _)| s.created_at).max() {
+        let before = now
+            .millis()
+            .saturating_sub(crate::sessions::KEEP_ENDED_MILLIS);
+        tx.execute(
+            "DELETE FROM console_sessions WHERE expires_at < $1 OR ended_at < $1",
+            &[&before],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    for (sess, identity) in &batch.new_sessions {
+        tx.execute(
+            "INSERT INTO console_sessions (hash, identity, mfa, created_at, expires_at, ended_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL)",
+            &[
+                &sess.hash.as_slice(),
+                identity,
+                &sess.mfa,
+                &sess.created_at.millis(),
+                &sess.expires_at.millis(),
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    for (hash, at) in &batch.ended_sessions {
+        tx.execute(
+            "UPDATE console_sessions SET ended_at = $2 WHERE hash = $1 AND ended_at IS NULL",
+            &[&hash.as_slice(), &at.millis()],
+        )
+        .await
+        .map_err(db_err)?;
+    }
     for b in &batch.new_bindings {
         tx.execute(
             "INSERT INTO identity_bindings (id_key, source, id, kind, first_seen) \
@@ -1239,6 +1289,33 @@ impl Keys for PostgresStore {
             set_by: r.get(2),
             set_at: Timestamp(r.get(3)),
         }))
+    }
+
+    async fn session_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<crate::ConsoleSession>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT hash, identity, mfa, created_at, expires_at, ended_at \
+                 FROM console_sessions WHERE hash = $1",
+                &[&hash.as_slice()],
+            )
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            crate::sessions::decode(
+                r.get::<_, &[u8]>(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+            )
+        })
+        .transpose()
     }
 }
 

@@ -168,7 +168,27 @@ CREATE TABLE IF NOT EXISTS stored_secrets (
 );
 ",
     },
+    // Console sessions (issue #16): the SHA-256 of each session's secret, the identity its ID
+    // token proved (JSON), whether it showed MFA, and its life. (Version 9: 7 and 8 are taken
+    // by work landing beside it.)
+    Migration {
+        version: 9,
+        add_columns: &[],
+        sql: "
+CREATE TABLE IF NOT EXISTS console_sessions (
+    hash BLOB PRIMARY KEY,
+    identity TEXT NOT NULL,
+    mfa INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    ended_at INTEGER
+);
+",
+    },
 ];
+
+/// The newest SQLite schema version this build knows (the last step's).
+pub const SCHEMA_VERSION: i32 = migrate::latest(MIGRATIONS);
 
 /// The oldest schema version a file can be migrated from (older ones were development builds).
 const OLDEST_MIGRATABLE: i32 = 3;
@@ -532,6 +552,15 @@ fn write(conn: &Connection, batch: &Batch) -> Result<(), StoreError> {
     for secret in &batch.secrets {
         crate::secrets::put(conn, secret)?;
     }
+    if let Some(now) = batch.new_sessions.iter().map(|(s, _)| s.created_at).max() {
+        crate::sessions::purge(conn, now)?;
+    }
+    for (session, identity) in &batch.new_sessions {
+        crate::sessions::insert(conn, session, identity)?;
+    }
+    for (hash, at) in &batch.ended_sessions {
+        crate::sessions::end(conn, hash, *at)?;
+    }
     Ok(())
 }
 
@@ -837,6 +866,13 @@ impl Keys for SqliteStore {
 
     async fn stored_secret(&self, name: &str) -> Result<Option<StoredSecret>, StoreError> {
         self.read(|c| crate::secrets::get(c, name))
+    }
+
+    async fn session_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<crate::ConsoleSession>, StoreError> {
+        self.read(|c| crate::sessions::get(c, hash))
     }
 }
 

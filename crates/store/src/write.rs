@@ -112,7 +112,11 @@ impl Needs {
                 }
                 Op::RevokeKey { id, .. } => needs.key_ids.push(id.clone()),
                 Op::BindIdentity { binding, .. } => needs.bindings.push(binding.id_key.clone()),
-                Op::Checkpoint { .. } | Op::Append { .. } | Op::SetSecret { .. } => {}
+                Op::Checkpoint { .. }
+                | Op::Append { .. }
+                | Op::SetSecret { .. }
+                | Op::StartSession { .. }
+                | Op::EndSession { .. } => {}
             }
         }
         needs
@@ -209,6 +213,9 @@ pub(crate) struct Batch {
     pub new_bindings: Vec<IdentityBinding>,
     /// Static secrets the batch sets, in order (a later one of a name replaces an earlier).
     pub secrets: Vec<StoredSecret>,
+    /// Console sessions the batch starts (each with its identity as JSON), and those it ends.
+    pub new_sessions: Vec<(crate::ConsoleSession, String)>,
+    pub ended_sessions: Vec<([u8; 32], Timestamp)>,
 }
 
 impl Batch {
@@ -234,6 +241,8 @@ impl Batch {
             bindings: HashMap::new(),
             new_bindings: Vec::new(),
             secrets: Vec::new(),
+            new_sessions: Vec::new(),
+            ended_sessions: Vec::new(),
         };
         for (requester, n) in loaded.open_reviews {
             batch.open.insert(requester, n);
@@ -441,7 +450,9 @@ pub(crate) fn fail_all(ops: Vec<Op>, done: &mut Vec<Done>, err: StoreError) -> S
             Op::Checkpoint { reply, .. } => done.push(Done::Checkpoint(reply)),
             Op::Append { reply, .. }
             | Op::CreateKey { reply, .. }
-            | Op::SetSecret { reply, .. } => done.push(Done::Append(reply, Ok(()))),
+            | Op::SetSecret { reply, .. }
+            | Op::StartSession { reply, .. }
+            | Op::EndSession { reply, .. } => done.push(Done::Append(reply, Ok(()))),
             Op::RevokeKey { reply, .. } => done.push(Done::KeyRevoked(
                 reply,
                 Err(StoreError::Database(err.to_string())),
@@ -617,6 +628,28 @@ pub(crate) fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 })
                 .clone();
             done.push(Done::Bound(reply, held));
+        }
+        Op::StartSession {
+            session,
+            identity,
+            reply,
+        } => {
+            // A fresh random secret: a clash means a broken random source, refused.
+            if batch
+                .new_sessions
+                .iter()
+                .any(|(s, _)| s.hash == session.hash)
+            {
+                let clash = "a console session with the same secret exists".to_string();
+                done.push(Done::Append(reply, Err(StoreError::Database(clash))));
+                return;
+            }
+            batch.new_sessions.push((*session, identity));
+            done.push(Done::Append(reply, Ok(())));
+        }
+        Op::EndSession { hash, at, reply } => {
+            batch.ended_sessions.push((hash, at));
+            done.push(Done::Append(reply, Ok(())));
         }
         Op::Checkpoint { checkpoint, reply } => {
             batch.checkpoints.push(checkpoint);

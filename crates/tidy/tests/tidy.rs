@@ -243,6 +243,7 @@ fn crates_depend_inwards() {
     // Adapters may depend on the use cases; nothing below them depends on an adapter.
     let adapters = [
         "countersign-http",
+        "countersign-console",
         "countersign-mcp",
         "countersign-pgproxy",
         "countersign-server",
@@ -670,6 +671,36 @@ fn every_view_and_every_entry_is_masked() {
             "entries reach `{call}` only after `{masking}`"
         );
     }
+}
+
+/// The web console is a front like the API: it reads actions only as the gateway's views
+/// (`Gateway::get`, `reviews`, `vote`: masked by `Gateway::view`), never the store, and it
+/// calls the core's rules rather than restating them (issue #16).
+#[test]
+fn the_console_reads_views_not_records() {
+    let deps = dependencies("console");
+    assert!(
+        !deps.contains("countersign-store") && !deps.contains("countersign-policy"),
+        "the console reads through the gateway, not the store or policy: {deps:?}"
+    );
+    for needle in [
+        ".store()",
+        "ActionView {",
+        "ActionRecord {",
+        "mask_record",
+        "SystemTime",
+    ] {
+        assert!(
+            uses("console", needle).is_empty(),
+            "`{needle}` in {:?}: the console shows the gateway's views",
+            uses("console", needle)
+        );
+    }
+    assert!(
+        !dependencies("http").contains("countersign-console")
+            && !dependencies("gateway").contains("countersign-console"),
+        "the console sits beside the API, mounted by the bootstrap"
+    );
 }
 
 /// Traces leave the process (`[telemetry] otlp_endpoint`), so what a span records is reviewed:

@@ -77,6 +77,7 @@ fn the_published_codes_keep_their_statuses() {
             &[
                 "self_approval",
                 "not_an_approver",
+                "mfa_required",
                 "agents_cannot_approve",
                 "not_requester",
                 "on_behalf_of_not_allowed",

@@ -132,3 +132,58 @@ fn an_approved_earlier_action_answers_before_a_newer_open_one() {
     .unwrap();
     assert!(ActionRecord::best_answer([&denied], &incoming).is_none());
 }
+
+/// `@require_mfa` (issue #16): approving needs a vote context proving multi-factor
+/// authentication (the web console's MFA sessions); a deny or a question does not, and the
+/// refusal is one auditors see.
+#[test]
+fn a_review_requiring_mfa_is_approved_only_with_mfa() {
+    use countersign_core::{Decision, DomainError, VoteContext};
+    let mut req = requirement("group:sre", 1);
+    req.require_mfa = true;
+    let mut r = submit(&agent("bot"), review_decision(vec![req]), None);
+    assert!(r.requires_mfa());
+    let t = r.created_at;
+    let alice = human("alice", &["sre"]);
+    let approve_in = |r: &mut ActionRecord, ctx: VoteContext, b: Ballot| {
+        r.vote_in(ctx, &alice, b, t, "g-1".into(), GRANT_TTL, |_| {
+            Decision::allow(Vec::new())
+        })
+        .map(|_| ())
+    };
+    // Through the API or chat (no context): refused, naming the action for the console link.
+    let refused = vote(&mut r, &alice, approve(), t).unwrap_err();
+    assert_eq!(refused, DomainError::MfaRequired(r.id.clone()));
+    assert_eq!(refused.code(), "mfa_required");
+    assert!(refused.is_security_relevant());
+    assert!(refused
+        .to_string()
+        .contains(&format!("/console/actions/{}", r.id)));
+    let modify = Ballot::Modify {
+        params: serde_json::json!({"replicas": 1}),
+        comment: None,
+    };
+    assert_eq!(
+        approve_in(&mut r, VoteContext::default(), modify),
+        Err(DomainError::MfaRequired(r.id.clone()))
+    );
+    assert_eq!(r.status, Status::Pending);
+    // With MFA: approved.
+    approve_in(&mut r, VoteContext { mfa: true }, approve()).unwrap();
+    assert_eq!(r.status, Status::Approved);
+
+    // A deny needs no MFA: refusing is always safe.
+    let mut req = requirement("group:sre", 1);
+    req.require_mfa = true;
+    let mut r = submit(&agent("bot"), review_decision(vec![req]), None);
+    vote(&mut r, &alice, Ballot::Deny { comment: None }, t).unwrap();
+    assert_eq!(r.status, Status::Rejected);
+
+    // Without the annotation nothing changes.
+    let r = submit(
+        &agent("bot"),
+        review_decision(vec![requirement("group:sre", 1)]),
+        None,
+    );
+    assert!(!r.requires_mfa());
+}

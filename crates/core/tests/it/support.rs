@@ -23,6 +23,7 @@ pub fn requirement(approvers: &str, quorum: u32) -> Requirement {
         policy: format!("p-{approvers}"),
         approvers: approvers.parse::<Approvers>().expect("test approvers"),
         quorum: Quorum::try_from(quorum).expect("test quorum"),
+        require_mfa: false,
     }
 }
 

@@ -336,3 +336,27 @@ fn the_examples_hold_sql_ddl_and_allow_selects() {
         (Effect::Deny, vec!["no-pipe-to-shell".to_string()])
     );
 }
+
+/// `@require_mfa` puts `require_mfa` on its rule's requirement only (issue #16).
+#[test]
+fn require_mfa_marks_its_rules_requirement() {
+    let e = engine(
+        r#"
+        @id("restart") @effect("review") @approvers("group:dba") @require_mfa
+        permit (principal, action == Action::"db.restart", resource);
+        @id("prod") @effect("review") @approvers("group:sre")
+        permit (principal, action == Action::"db.restart", resource);
+        "#,
+    );
+    let d = eval(&e, &agent(), "db.restart", "", json!({})).decision;
+    assert_eq!(d.effect, Effect::Review);
+    let mfa: Vec<(&str, bool)> = d
+        .requirements
+        .iter()
+        .map(|q| (q.policy.as_str(), q.require_mfa))
+        .collect();
+    assert!(
+        mfa.contains(&("restart", true)) && mfa.contains(&("prod", false)),
+        "{mfa:?}"
+    );
+}

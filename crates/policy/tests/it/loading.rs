@@ -29,6 +29,8 @@ fn review_rules_need_valid_annotations() {
         ("@effect(\"review\")\nforbid (principal, action, resource);", "forbid"),
         ("@approvers(\"group:a\")\npermit (principal, action, resource);", "only makes sense"),
         ("@colour(\"red\")\npermit (principal, action, resource);", "unknown annotation"),
+        ("@require_mfa\npermit (principal, action, resource);", "only makes sense"),
+        ("@effect(\"review\")\n@approvers(\"group:a\")\n@require_mfa(\"maybe\")\npermit (principal, action, resource);", "takes no value"),
     ];
     for (src, needle) in cases {
         let p = problems(src);

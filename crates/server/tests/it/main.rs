@@ -4,4 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on bad setup
 
 mod bootstrap;
+mod console;
+mod console_browser;
 mod workers;

@@ -97,6 +97,7 @@ both_suites!(
     concurrent_inserts_respect_the_open_review_cap,
     identity_bindings_first_claim_wins,
     static_secrets_are_set_replaced_and_audited,
+    console_sessions_start_end_and_expire,
 );
 
 /// Two stores on one SQLite file (a gateway, and `countersign keys create --config` run beside
@@ -186,7 +187,7 @@ async fn sqlite_upgrades_a_schema_4_file() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, i64::from(countersign_store::SQLITE_SCHEMA_VERSION));
 }
 
 /// A SQLite file's version and schema (every object's SQL, by name).
@@ -213,7 +214,7 @@ async fn sqlite_a_new_file_ends_at_the_newest_schema_and_reopening_changes_nothi
     let path = dir.path().join("t.db");
     drop(SqliteStore::open(&path).unwrap());
     let first = sqlite_schema(&path);
-    assert_eq!(first.0, 8);
+    assert_eq!(first.0, i64::from(countersign_store::SQLITE_SCHEMA_VERSION));
     for table in [
         "actions",
         "audit_entries",
@@ -255,7 +256,8 @@ async fn sqlite_refuses_a_file_newer_than_the_build_or_unmigratable() {
             .pragma_update(None, "user_version", v)
             .unwrap()
     };
-    set(9);
+    let latest = countersign_store::SQLITE_SCHEMA_VERSION;
+    set(i64::from(latest) + 1);
     let before = sqlite_schema(&path);
     let Err(refused) = SqliteStore::open(&path) else {
         panic!("a newer file was opened")
@@ -264,17 +266,17 @@ async fn sqlite_refuses_a_file_newer_than_the_build_or_unmigratable() {
         matches!(
             &refused,
             StoreError::Schema {
-                source: SchemaError::Newer {
-                    found: 9,
-                    latest: 8
-                },
+                source: SchemaError::Newer { found, latest: l },
                 ..
-            }
+            } if *found == latest + 1 && *l == latest
         ),
         "{refused:?}"
     );
     let text = refused.to_string();
-    assert!(text.contains('9') && text.contains('8'), "{text}");
+    assert!(
+        text.contains(&(latest + 1).to_string()) && text.contains(&latest.to_string()),
+        "{text}"
+    );
     assert_eq!(sqlite_schema(&path), before);
     set(2);
     let Err(refused) = SqliteStore::open(&path) else {
@@ -317,7 +319,10 @@ async fn sqlite_upgrades_a_schema_5_file_without_a_key_table() {
             .filter(|o| o.contains("api_keys") || o.contains("identity_bindings"))
             .collect::<Vec<_>>()
     };
-    assert_eq!(sqlite_schema(&path).0, 8);
+    assert_eq!(
+        sqlite_schema(&path).0,
+        i64::from(countersign_store::SQLITE_SCHEMA_VERSION)
+    );
     assert_eq!(keys(&path), keys(&fresh.path().join("t.db")));
 }
 
@@ -366,7 +371,7 @@ async fn sqlite_upgrades_a_schema_3_file() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, i64::from(countersign_store::SQLITE_SCHEMA_VERSION));
     // Schema 5 indexed the stored review's approver entries.
     let sre =
         countersign_core::Identity::new("alice", countersign_core::IdentityKind::Human, ["sre"]);

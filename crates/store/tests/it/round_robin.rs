@@ -119,6 +119,13 @@ impl Keys for RoundRobin {
     ) -> Result<Option<countersign_store::StoredSecret>, StoreError> {
         self.pick().stored_secret(name).await
     }
+
+    async fn session_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<countersign_store::ConsoleSession>, StoreError> {
+        self.pick().session_by_hash(hash).await
+    }
 }
 
 #[async_trait]

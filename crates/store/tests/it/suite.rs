@@ -34,6 +34,7 @@ fn record(
                 policy: "p".into(),
                 approvers: "group:sre".parse::<Approvers>().unwrap(),
                 quorum: Quorum::ONE,
+                require_mfa: false,
             }]
         } else {
             vec![]
@@ -1056,6 +1057,43 @@ pub async fn identity_bindings_first_claim_wins(store: Arc<dyn Store>) {
     assert_eq!(held.len(), 1, "one winner for all: {held:?}");
     let stored = store.identity_binding("bob").await.unwrap().unwrap();
     assert!(held.contains(&stored.source));
+}
+
+/// Console sessions: a started session is found by its hash on every store sharing the
+/// database (a replica, a restarted process), an ended one stays ended, and starting a session
+/// deletes rows ended or expired more than a day before.
+pub async fn console_sessions_start_end_and_expire(store: Arc<dyn Store>) {
+    let day = countersign_store::sessions_keep_millis();
+    let session = |byte: u8, at: i64| countersign_store::ConsoleSession {
+        hash: [byte; 32],
+        identity: Identity::new("alice", IdentityKind::Human, ["sre"]),
+        mfa: byte % 2 == 1,
+        created_at: Timestamp(at),
+        expires_at: Timestamp(at + 3_600_000),
+        ended_at: None,
+    };
+    assert_eq!(store.session_by_hash(&[1; 32]).await.unwrap(), None);
+    store.start_session(session(1, 1_000)).await.unwrap();
+    store.start_session(session(2, 1_000)).await.unwrap();
+    let found = store.session_by_hash(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(found, session(1, 1_000));
+    assert!(found.mfa && found.live_at(Timestamp(2_000)));
+    assert!(!found.live_at(Timestamp(1_000 + 3_600_000)));
+    store.end_session([1; 32], Timestamp(5_000)).await.unwrap();
+    // Ending again keeps the first end; an unknown hash is nothing.
+    store.end_session([1; 32], Timestamp(9_000)).await.unwrap();
+    store.end_session([9; 32], Timestamp(9_000)).await.unwrap();
+    let ended = store.session_by_hash(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(ended.ended_at, Some(Timestamp(5_000)));
+    assert!(!ended.live_at(Timestamp(6_000)));
+    // A day and more later, a new session's write removes both old rows.
+    store
+        .start_session(session(3, 1_000 + 3_600_000 + day + 1))
+        .await
+        .unwrap();
+    assert_eq!(store.session_by_hash(&[1; 32]).await.unwrap(), None);
+    assert_eq!(store.session_by_hash(&[2; 32]).await.unwrap(), None);
+    assert!(store.session_by_hash(&[3; 32]).await.unwrap().is_some());
 }
 
 async fn futures_join<T: Send + 'static>(
