@@ -68,7 +68,7 @@ pub(crate) struct Needs {
     pub idempotency: Vec<(String, String)>,
     /// `(requester, submitted digest)` of `reuse_open` inserts.
     pub reusable: Vec<(String, String)>,
-    /// Requesters of capped inserts, whose open reviews are counted.
+    /// Requesters of capped inserts that open a review, whose open reviews are counted.
     pub open_reviews: Vec<String>,
     /// Ids of records to update (locked where the backend locks rows).
     pub records: Vec<String>,
@@ -91,7 +91,10 @@ impl Needs {
                             .idempotency
                             .push((record.requester.clone(), k.clone()));
                     }
+                    // Only an insert that opens a review is checked against the cap (see
+                    // `decide`); an allowed action's batch counts nothing.
                     if rules.max_open_reviews.is_some()
+                        && record.status.is_open_review()
                         && !needs.open_reviews.contains(&record.requester)
                     {
                         needs.open_reviews.push(record.requester.clone());

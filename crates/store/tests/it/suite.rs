@@ -1015,6 +1015,31 @@ pub async fn concurrent_inserts_respect_the_open_review_cap(store: Arc<dyn Store
     let got = store.insert_ruled(over, vec![], capped).await.unwrap();
     assert!(matches!(got, Inserted::Refused(_)), "{got:?}");
     assert_eq!(store.get("over").await.unwrap(), None);
+    // At the cap, allowed actions and reviews of the requester racing (so sharing batches): the
+    // allowed ones are all created, the reviews all refused (the count is read for any batch
+    // with an insert that opens a review, whatever else the batch holds).
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let r = if i % 2 == 0 {
+                    record(&format!("mix{i}"), "flooder", Effect::Allow, None, T0)
+                } else {
+                    review_record(&format!("mix{i}"), "flooder")
+                };
+                (i, store.insert_ruled(r, vec![], capped).await.unwrap())
+            })
+        })
+        .collect();
+    for t in tasks {
+        match t.await.unwrap() {
+            (i, Inserted::Created(_)) if i % 2 == 0 => {}
+            (i, Inserted::Refused(DomainError::TooManyOpenReviews(5))) if i % 2 == 1 => {}
+            (i, other) => panic!("mix{i}: {other:?}"),
+        }
+    }
+    // The flooder's five, and the other requester's one.
+    assert_eq!(store.open_reviews().await.unwrap(), 6);
 }
 
 fn binding(key: &str, source: &str, id: &str) -> countersign_store::IdentityBinding {
