@@ -6,8 +6,10 @@
 //! that one lock gives the audit log a single total order and one Merkle tree, makes each
 //! read-modify-write of a record see the latest committed state (exactly-once redemption, one
 //! quorum count, one `expired`), and costs one lock per batch rather than per row. Inside a
-//! batch, every read and write is a set-based statement (`= ANY`, `unnest`), so a batch of
-//! hundreds of operations is a handful of round trips.
+//! batch, every read and write is a set-based statement (`= ANY`, `unnest`), prepared once per
+//! connection and sent together (pipelined): an allowed action's batch, however large, is four
+//! round trips (`BEGIN`; the head lock; the record, audit and `NOTIFY` statements together;
+//! `COMMIT`).
 //!
 //! Changes are announced with `NOTIFY` in the same transaction (delivered on commit), and
 //! [`PostgresStore::changes`] relays them from a dedicated `LISTEN` connection.
@@ -505,6 +507,28 @@ async fn writer_loop(
     }
 }
 
+/// Runs `sql` in `tx` as a statement prepared once per pooled connection (deadpool's statement
+/// cache): after a connection's first batch, each statement is one round trip (bind and
+/// execute), not two (prepare, then execute), and the server does not parse or plan it again.
+async fn exec(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let stmt = tx.prepare_cached(sql).await?;
+    tx.execute(&stmt, params).await
+}
+
+/// As [`exec`], for a statement that returns rows.
+async fn query(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let stmt = tx.prepare_cached(sql).await?;
+    tx.query(&stmt, params).await
+}
+
 /// Decides and commits one batch. Replies are collected in `done` and sent by the caller once
 /// the outcome of the commit is known.
 async fn run_batch(
@@ -541,11 +565,16 @@ async fn run_batch(
     let key_hashes: Vec<&[u8]> = needs.key_hashes.iter().map(|h| h.as_slice()).collect();
     let bind_ids = &needs.bindings;
     let prelude = async {
-        let size: i64 = tx
-            .query_one("SELECT size FROM audit_head WHERE id = 1 FOR UPDATE", &[])
-            .await
-            .map_err(db_err)?
-            .get(0);
+        let size: i64 = query(
+            &tx,
+            "SELECT size FROM audit_head WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(db_err)?
+        .first()
+        .ok_or_else(|| StoreError::Database("the audit_head row is missing".into()))?
+        .get(0);
         let size = size as u64;
         // The frontier this writer left, unless another replica appended since.
         let cached = head.frontier(size);
@@ -567,7 +596,8 @@ async fn run_batch(
                 if keys_r.is_empty() {
                     return Ok(Vec::new());
                 }
-                tx.query(
+                query(
+                    &tx,
                     "SELECT a.id, a.requester, a.idempotency_key, a.body FROM actions a \
                      JOIN unnest($1::text[], $2::text[]) AS k(r, key) \
                      ON a.requester = k.r AND a.idempotency_key = k.key",
@@ -579,13 +609,14 @@ async fn run_batch(
                 if reuse_r.is_empty() {
                     return Ok(Vec::new());
                 }
-                tx.query(&reuse_sql, &[&reuse_r, &reuse_d]).await
+                query(&tx, &reuse_sql, &[&reuse_r, &reuse_d]).await
             },
             async {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                tx.query(
+                query(
+                    &tx,
                     "SELECT id, body FROM actions WHERE id = ANY($1) FOR UPDATE",
                     &[ids],
                 )
@@ -595,7 +626,8 @@ async fn run_batch(
                 if frontier_idx.is_empty() {
                     return Ok(Vec::new());
                 }
-                tx.query(
+                query(
+                    &tx,
                     "SELECT idx, hashes FROM audit_entries WHERE idx = ANY($1)",
                     &[&frontier_idx],
                 )
@@ -605,7 +637,8 @@ async fn run_batch(
                 if key_ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                tx.query(
+                query(
+                    &tx,
                     &format!(
                         "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ANY($1) \
                          OR hash = ANY($2) FOR UPDATE"
@@ -618,7 +651,8 @@ async fn run_batch(
                 if open_r.is_empty() {
                     return Ok(Vec::new());
                 }
-                tx.query(
+                query(
+                    &tx,
                     "SELECT requester, count(*) FROM actions WHERE requester = ANY($1) \
                      AND status IN ('pending', 'needs_clarification') GROUP BY requester",
                     &[open_r],
@@ -629,7 +663,8 @@ async fn run_batch(
                 if bind_ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                tx.query(
+                query(
+                    &tx,
                     "SELECT id_key, source, id, kind, first_seen FROM identity_bindings \
                      WHERE id_key = ANY($1)",
                     &[bind_ids],
@@ -759,7 +794,8 @@ async fn write_batch(
         let before = now
             .millis()
             .saturating_sub(crate::sessions::KEEP_ENDED_MILLIS);
-        tx.execute(
+        exec(
+            tx,
             "DELETE FROM console_sessions WHERE expires_at < $1 OR ended_at < $1",
             &[&before],
         )
@@ -767,7 +803,8 @@ async fn write_batch(
         .map_err(db_err)?;
     }
     for (sess, identity) in &batch.new_sessions {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO console_sessions (hash, identity, mfa, created_at, expires_at, ended_at) \
              VALUES ($1, $2, $3, $4, $5, NULL)",
             &[
@@ -782,7 +819,8 @@ async fn write_batch(
         .map_err(db_err)?;
     }
     for (hash, at) in &batch.ended_sessions {
-        tx.execute(
+        exec(
+            tx,
             "UPDATE console_sessions SET ended_at = $2 WHERE hash = $1 AND ended_at IS NULL",
             &[&hash.as_slice(), &at.millis()],
         )
@@ -790,7 +828,8 @@ async fn write_batch(
         .map_err(db_err)?;
     }
     for b in &batch.new_bindings {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO identity_bindings (id_key, source, id, kind, first_seen) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id_key) DO NOTHING",
             &[
@@ -805,7 +844,8 @@ async fn write_batch(
         .map_err(db_err)?;
     }
     for secret in &batch.secrets {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO stored_secrets (name, sealed, set_by, set_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO UPDATE SET sealed = EXCLUDED.sealed, \
              set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at",
@@ -820,7 +860,7 @@ async fn write_batch(
         .map_err(db_err)?;
     }
     for key in batch.new_keys.iter().filter_map(|id| batch.keys.get(id)) {
-        tx.execute(
+        exec(tx,
             &format!(
                 "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ),
@@ -845,7 +885,8 @@ async fn write_batch(
         .iter()
         .filter_map(|id| batch.keys.get(id))
     {
-        tx.execute(
+        exec(
+            tx,
             "UPDATE api_keys SET revoked_at = $2 WHERE id = $1",
             &[&key.id, &key.revoked_at.map(|t| t.millis())],
         )
@@ -857,7 +898,8 @@ async fn write_batch(
             if ins.0.is_empty() {
                 return Ok(0);
             }
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO actions (id, requester, idempotency_key, digest, status, \
                  review_expires_at, created_at, updated_at, body) SELECT * FROM \
                  unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
@@ -872,7 +914,8 @@ async fn write_batch(
             if upd.0.is_empty() {
                 return Ok(0);
             }
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE actions AS a SET status = v.status, review_expires_at = v.exp, \
                  updated_at = v.upd, body = v.body FROM unnest($1::text[], $2::text[], \
                  $3::int8[], $4::int8[], $5::text[]) AS v(id, status, exp, upd, body) \
@@ -880,7 +923,8 @@ async fn write_batch(
                 &[&upd.0, &upd.1, &upd.2, &upd.3, &upd.4],
             )
             .await?;
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE review_approvers AS r SET status = v.status \
                  FROM unnest($1::text[], $2::text[]) AS v(id, status) \
                  WHERE r.id = v.id AND r.status <> v.status",
@@ -892,7 +936,8 @@ async fn write_batch(
             if appr.0.is_empty() {
                 return Ok(0);
             }
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO review_approvers \
                  (approver, status, created_at, id, requester, on_behalf_of) SELECT * FROM \
                  unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[]) \
@@ -905,18 +950,24 @@ async fn write_batch(
             if a.idx.is_empty() {
                 return Ok(0);
             }
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO audit_entries (idx, action_id, at, body, hashes) SELECT * FROM \
                  unnest($1::int8[], $2::text[], $3::int8[], $4::bytea[], $5::bytea[])",
                 &[&a.idx, &a.action_id, &a.at, &a.body, &a.hashes],
             )
-            .await?;
-            tx.execute("UPDATE audit_head SET size = $1 WHERE id = 1", &[&size])
-                .await
+            .await
+        },
+        async {
+            if a.idx.is_empty() {
+                return Ok(0);
+            }
+            exec(tx, "UPDATE audit_head SET size = $1 WHERE id = 1", &[&size]).await
         },
         async {
             for cp in &batch.checkpoints {
-                tx.execute(
+                exec(
+                    tx,
                     "INSERT INTO audit_checkpoints (size, at, note) VALUES ($1, $2, $3) \
                      ON CONFLICT (size) DO NOTHING",
                     &[&(cp.size as i64), &cp.at.millis(), &cp.note],
@@ -926,11 +977,15 @@ async fn write_batch(
             Ok(0)
         },
         async {
-            for p in &payloads {
-                tx.execute("SELECT pg_notify($1, $2)", &[&channel, p])
-                    .await?;
+            if payloads.is_empty() {
+                return Ok(0);
             }
-            Ok(0)
+            exec(
+                tx,
+                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+                &[&channel, &payloads],
+            )
+            .await
         },
     )
     .map_err(db_err)?;
