@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Issue #20's speed targets, each as a ratio to a limit measured in the same run (release build,
+# loopback, the server, PostgreSQL and the load generator sharing this machine's cores):
+#   (a) allow path: `POST /v1/actions` (bench/allow.lua, SQLite, durable) against the same
+#       server's do-nothing ceiling (`GET /healthz`), same wrk, same connections; and its p99;
+#   (c) PostgreSQL: the same allow path on a fresh PostgreSQL schema against (a)'s SQLite figure;
+#   (b) MCP stdio: the added latency of an allowed `tools/call` (bench/mcp-latency.sh's tool)
+#       against one durable SQLite commit measured alone, on the same disk, in the same run.
+#   bench/ratios.sh [DURATION_SECONDS] [MCP_CALLS] [ROUNDS]
+# Needs wrk, node and tests/node_modules (scripts/test installs them), python3, and PostgreSQL
+# (scripts/ensure-postgres finds or starts one). CONNECTIONS (default 64) sets wrk's -c.
+# COUNTERSIGN_SKIP_BUILD=1 uses target/release as it is. Each round runs (a) and (c) back to
+# back; (b) runs once, after the rounds. The verdict lines use the median over the rounds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-15}"
+calls="${2:-2000}"
+rounds="${3:-1}"
+conns="${CONNECTIONS:-64}"
+command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)" >&2; exit 2; }
+base=$(scripts/ensure-postgres)
+export PGOPTIONS="-c client_min_messages=warning"
+[ -d tests/node_modules ] || (cd tests && npm ci --no-audit --no-fund --loglevel=error)
+if [ -z "${COUNTERSIGN_SKIP_BUILD:-}" ]; then
+  # One invocation for every binary, so they share one feature set (bench/mcp-latency.sh's).
+  cargo build --release --locked -p countersign -p countersign-mcp --bins --examples >&2
+fi
+bin=$PWD/target/release/countersign
+work=$(mktemp -d)
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+cp -r examples/policies "$work/"
+echo "# $(date -u '+%F %T UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (modified)'), duration ${duration}s, ${conns} connections"
+
+serve() { # DATABASE_URL
+  sed "s#^database = .*#database = \"$1\"#" examples/countersign.toml > "$work/countersign.toml"
+  COUNTERSIGN_LOG=warn "$bin" serve --config "$work/countersign.toml" --listen 127.0.0.1:8798 \
+    >> "$work/serve.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do curl -fs http://127.0.0.1:8798/healthz >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "the server did not start" >&2; cat "$work/serve.log" >&2; exit 1
+}
+stop() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=; }
+# wrk -t1 (the server gets the other core); PATH_OR_SCRIPT: /healthz, or allow.lua's POSTs.
+load() { # OUT_FILE allow|healthz
+  if [ "$2" = allow ]; then
+    wrk -t1 -c"$conns" -d"${duration}s" --latency -s bench/allow.lua http://127.0.0.1:8798 > "$1"
+    local bad; bad=$(awk '/non-201/ {print $3}' "$1")
+    [ "$bad" = 0 ] || { echo "allow path: $bad answers were not 201" >&2; cat "$1" >&2; exit 1; }
+  else
+    wrk -t1 -c"$conns" -d"${duration}s" --latency http://127.0.0.1:8798/healthz > "$1"
+  fi
+  grep -q "Non-2xx" "$1" && { echo "non-2xx answers:" >&2; cat "$1" >&2; exit 1; }
+  true
+}
+rps() { awk '/^Requests\/sec/ {printf "%.0f", $2}' "$1"; }
+# p99 in ms from wrk's --latency distribution (units us, ms or s).
+p99() {
+  awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+       printf "%.2f", (u == "us" ? v / 1000 : (u == "s" ? v * 1000 : v)) }' "$1"
+}
+median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
+verdict() { awk -v ok="$1" 'BEGIN { print (ok ? "target met" : "target NOT met") }'; }
+
+for r in $(seq "$rounds"); do
+  echo "== round $r: SQLite server, GET /healthz then POST /v1/actions; PostgreSQL server, POST /v1/actions"
+  rm -rf "$work/data"
+  serve "sqlite://data/bench.db"
+  load "$work/ceiling.$r" healthz
+  load "$work/sqlite.$r" allow
+  rows=$("$PWD/target/release/examples/count_actions" "$work/data/bench.db")
+  stop
+  schema="bench_ratios_$r"
+  psql -q "$base" -c "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema;" >/dev/null
+  db="$base?options=-csearch_path%3D$schema"
+  serve "$db"
+  load "$work/pg.$r" allow
+  pgrows=$(psql -tA "$db" -c 'SELECT count(*) FROM actions')
+  stop
+  psql -q "$base" -c "DROP SCHEMA $schema CASCADE;" >/dev/null
+  printf '  GET /healthz         %8s req/s  p99 %7s ms\n' "$(rps "$work/ceiling.$r")" "$(p99 "$work/ceiling.$r")"
+  printf '  allow path, SQLite   %8s req/s  p99 %7s ms  (%s rows durably recorded)\n' \
+    "$(rps "$work/sqlite.$r")" "$(p99 "$work/sqlite.$r")" "$rows"
+  printf '  allow path, Postgres %8s req/s  p99 %7s ms  (%s rows durably recorded)\n' \
+    "$(rps "$work/pg.$r")" "$(p99 "$work/pg.$r")" "$pgrows"
+done
+med() { for r in $(seq "$rounds"); do "$1" "$work/$2.$r"; echo; done | median; }
+ceiling=$(med rps ceiling); sqlite=$(med rps sqlite); sqlite99=$(med p99 sqlite)
+pg=$(med rps pg); pg99=$(med p99 pg)
+
+echo "== (b) MCP stdio: one durable SQLite commit alone (WAL, synchronous=FULL; BEGIN IMMEDIATE,"
+echo "   an action row and an audit row, COMMIT), then $calls allowed tools/call, same disk"
+commit_probe() { # DIR N -> commit latencies, one per line, in ms
+  python3 - "$1" "$2" <<'PY'
+import os, sqlite3, sys, time
+d, n = sys.argv[1], int(sys.argv[2])
+c = sqlite3.connect(os.path.join(d, "probe.db"), isolation_level=None)
+c.execute("PRAGMA journal_mode=WAL"); c.execute("PRAGMA synchronous=FULL")
+c.execute("CREATE TABLE IF NOT EXISTS a (id TEXT PRIMARY KEY, requester TEXT, status TEXT, created_at INT, body TEXT)")
+c.execute("CREATE TABLE IF NOT EXISTS e (idx INTEGER PRIMARY KEY, action_id TEXT, at INT, body BLOB, hashes BLOB)")
+body, entry = "x" * 900, b"y" * 700
+start = c.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM e").fetchone()[0]
+for i in range(start, start + n + 50):
+    t = time.perf_counter()
+    c.execute("BEGIN IMMEDIATE")
+    c.execute("INSERT INTO a VALUES (?, 'bench-agent', 'allowed', ?, ?)", (f"act_{i:024}", i, body))
+    c.execute("INSERT INTO e VALUES (?, ?, ?, ?, ?)", (i, f"act_{i:024}", i, entry, os.urandom(64)))
+    c.execute("COMMIT")
+    if i >= start + 50:
+        print(f"{(time.perf_counter() - t) * 1000:.4f}")
+PY
+}
+mkdir -p "$work/mcp/policies"
+cat > "$work/mcp/policies/mcp.cedar" <<'CEDAR'
+@id("mcp-echo") permit (principal, action == Action::"mcp.tool_call", resource == Resource::"mcp://everything/echo");
+CEDAR
+hash=$(printf %s bench-agent-token | sha256sum | cut -d' ' -f1)
+cat > "$work/mcp/countersign.toml" <<TOML
+database = "sqlite://gw.db"
+policies = "policies"
+[[identities]]
+id = "bench-agent"
+kind = "agent"
+api_key_sha256 = "$hash"
+TOML
+commit_probe "$work/mcp" "$calls" > "$work/commits"
+server=(node tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js stdio)
+"$PWD/target/release/examples/stdio_latency" "$calls" -- "${server[@]}" -- \
+  "$bin" mcp stdio --config "$work/mcp/countersign.toml" --token bench-agent-token \
+  --server-name everything -- "${server[@]}" | tee "$work/mcp.txt" | sed 's/^/  /'
+commit_probe "$work/mcp" "$calls" >> "$work/commits"
+pctl() { sort -g "$1" | awk -v p="$2" '{ a[NR] = $1 } END { i = int((NR - 1) * p + 0.5) + 1; printf "%.3f", a[i] }'; }
+c50=$(pctl "$work/commits" 0.5); c99=$(pctl "$work/commits" 0.99)
+printf '  durable commit alone (%d, before and after): p50 %s ms, p99 %s ms\n' \
+  "$(wc -l < "$work/commits")" "$c50" "$c99"
+# The first "| added |" row is the allowed tools/call's (the second is ping's).
+read -r a50 a99 < <(awk -F'|' '/^\| added/ { gsub(/ /, ""); print $3, $5; exit }' "$work/mcp.txt")
+
+echo "== ratios (median of $rounds round(s) for the allow path)"
+awk -v a="$sqlite" -v c="$ceiling" -v p="$sqlite99" -v v1="$(verdict "$(awk -v a="$sqlite" -v c="$ceiling" 'BEGIN{print (a >= 0.30 * c)}')")" \
+  -v v2="$(verdict "$(awk -v p="$sqlite99" 'BEGIN{print (p <= 5)}')")" 'BEGIN {
+  printf "(a) allow path %d/s = %.1f%% of the /healthz ceiling %d/s (target >= 30%%): %s\n", a, 100 * a / c, c, v1
+  printf "(a) allow path p99 %.2f ms (target <= 5 ms): %s\n", p, v2 }'
+awk -v g="$pg" -v s="$sqlite" -v p="$pg99" -v v1="$(verdict "$(awk -v g="$pg" -v s="$sqlite" 'BEGIN{print (g >= 0.5 * s)}')")" \
+  -v v2="$(verdict "$(awk -v p="$pg99" 'BEGIN{print (p <= 15)}')")" 'BEGIN {
+  printf "(c) PostgreSQL allow path %d/s = %.1f%% of SQLite %d/s (target >= 50%%): %s\n", g, 100 * g / s, s, v1
+  printf "(c) PostgreSQL allow path p99 %.2f ms (target <= 15 ms): %s\n", p, v2 }'
+awk -v a="$a50" -v c="$c50" -v q="$a99" -v v1="$(verdict "$(awk -v a="$a50" -v c="$c50" 'BEGIN{print (a <= c + 0.15)}')")" \
+  -v v2="$(verdict "$(awk -v q="$a99" 'BEGIN{print (q <= 2)}')")" 'BEGIN {
+  printf "(b) MCP added p50 %.3f ms = commit alone %.3f ms + %.3f ms (target <= commit + 0.150 ms): %s\n", a, c, a - c, v1
+  printf "(b) MCP added p99 %.3f ms (target <= 2 ms): %s\n", q, v2 }'
+echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
