@@ -9,7 +9,8 @@
 #   bench/ratios.sh [DURATION_SECONDS] [MCP_CALLS] [ROUNDS]
 # Needs wrk, node and tests/node_modules (scripts/test installs them), python3, and PostgreSQL
 # (scripts/ensure-postgres finds or starts one). CONNECTIONS (default 64) sets wrk's -c.
-# COUNTERSIGN_SKIP_BUILD=1 uses target/release as it is. Each round runs (a) and (c) back to
+# COUNTERSIGN_SKIP_BUILD=1 uses target/release as it is; COUNTERSIGN_BIN=PATH measures another
+# build of the server (the bench tools still come from target/release). Each round runs (a) and (c) back to
 # back; (b) runs once, after the rounds. The verdict lines use the median over the rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,13 +26,13 @@ if [ -z "${COUNTERSIGN_SKIP_BUILD:-}" ]; then
   # One invocation for every binary, so they share one feature set (bench/mcp-latency.sh's).
   cargo build --release --locked -p countersign -p countersign-mcp --bins --examples >&2
 fi
-bin=$PWD/target/release/countersign
+bin=${COUNTERSIGN_BIN:-$PWD/target/release/countersign}
 work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 cp -r examples/policies "$work/"
 echo "# $(date -u '+%F %T UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (modified)'), duration ${duration}s, ${conns} connections"
+echo "# commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (modified)'), server $bin, duration ${duration}s, ${conns} connections"
 
 serve() { # DATABASE_URL
   sed "s#^database = .*#database = \"$1\"#" examples/countersign.toml > "$work/countersign.toml"
