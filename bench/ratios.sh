@@ -5,9 +5,10 @@
 #       server's do-nothing ceiling (`GET /healthz`), same wrk, same connections; and its p99;
 #   (c) PostgreSQL: the same allow path on a fresh PostgreSQL schema against (a)'s SQLite figure;
 #   (b) MCP stdio: the added latency of an allowed `tools/call` (bench/mcp-latency.sh's tool)
-#       against one durable SQLite commit measured alone, on the same disk, in the same run.
+#       against one durable SQLite commit measured alone, on the same disk, interleaved with
+#       the calls (the tool's COMMIT_PROBE).
 #   bench/ratios.sh [DURATION_SECONDS] [MCP_CALLS] [ROUNDS]
-# Needs wrk, node and tests/node_modules (scripts/test installs them), python3, and PostgreSQL
+# Needs wrk, node and tests/node_modules (scripts/test installs them), and PostgreSQL
 # (scripts/ensure-postgres finds or starts one). CONNECTIONS (default 64) sets wrk's -c.
 # COUNTERSIGN_SKIP_BUILD=1 uses target/release as it is; COUNTERSIGN_BIN=PATH measures another
 # build of the server (the bench tools still come from target/release). Each round runs (a) and (c) back to
@@ -90,28 +91,8 @@ med() { for r in $(seq "$rounds"); do "$1" "$work/$2.$r"; echo; done | median; }
 ceiling=$(med rps ceiling); sqlite=$(med rps sqlite); sqlite99=$(med p99 sqlite)
 pg=$(med rps pg); pg99=$(med p99 pg)
 
-echo "== (b) MCP stdio: one durable SQLite commit alone (WAL, synchronous=FULL; BEGIN IMMEDIATE,"
-echo "   an action row and an audit row, COMMIT), then $calls allowed tools/call, same disk"
-commit_probe() { # DIR N -> commit latencies, one per line, in ms
-  python3 - "$1" "$2" <<'PY'
-import os, sqlite3, sys, time
-d, n = sys.argv[1], int(sys.argv[2])
-c = sqlite3.connect(os.path.join(d, "probe.db"), isolation_level=None)
-c.execute("PRAGMA journal_mode=WAL"); c.execute("PRAGMA synchronous=FULL")
-c.execute("CREATE TABLE IF NOT EXISTS a (id TEXT PRIMARY KEY, requester TEXT, status TEXT, created_at INT, body TEXT)")
-c.execute("CREATE TABLE IF NOT EXISTS e (idx INTEGER PRIMARY KEY, action_id TEXT, at INT, body BLOB, hashes BLOB)")
-body, entry = "x" * 900, b"y" * 700
-start = c.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM e").fetchone()[0]
-for i in range(start, start + n + 50):
-    t = time.perf_counter()
-    c.execute("BEGIN IMMEDIATE")
-    c.execute("INSERT INTO a VALUES (?, 'bench-agent', 'allowed', ?, ?)", (f"act_{i:024}", i, body))
-    c.execute("INSERT INTO e VALUES (?, ?, ?, ?, ?)", (i, f"act_{i:024}", i, entry, os.urandom(64)))
-    c.execute("COMMIT")
-    if i >= start + 50:
-        print(f"{(time.perf_counter() - t) * 1000:.4f}")
-PY
-}
+echo "== (b) MCP stdio: $calls allowed tools/call direct and through countersign, each followed by"
+echo "   one durable SQLite commit alone on the same disk (stdio_latency's COMMIT_PROBE)"
 mkdir -p "$work/mcp/policies"
 cat > "$work/mcp/policies/mcp.cedar" <<'CEDAR'
 @id("mcp-echo") permit (principal, action == Action::"mcp.tool_call", resource == Resource::"mcp://everything/echo");
@@ -125,18 +106,13 @@ id = "bench-agent"
 kind = "agent"
 api_key_sha256 = "$hash"
 TOML
-commit_probe "$work/mcp" "$calls" > "$work/commits"
 server=(node tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js stdio)
-"$PWD/target/release/examples/stdio_latency" "$calls" -- "${server[@]}" -- \
+COMMIT_PROBE="$work/mcp/probe.db" "$PWD/target/release/examples/stdio_latency" "$calls" -- "${server[@]}" -- \
   "$bin" mcp stdio --config "$work/mcp/countersign.toml" --token bench-agent-token \
   --server-name everything -- "${server[@]}" | tee "$work/mcp.txt" | sed 's/^/  /'
-commit_probe "$work/mcp" "$calls" >> "$work/commits"
-pctl() { sort -g "$1" | awk -v p="$2" '{ a[NR] = $1 } END { i = int((NR - 1) * p + 0.5) + 1; printf "%.3f", a[i] }'; }
-c50=$(pctl "$work/commits" 0.5); c99=$(pctl "$work/commits" 0.99)
-printf '  durable commit alone (%d, before and after): p50 %s ms, p99 %s ms\n' \
-  "$(wc -l < "$work/commits")" "$c50" "$c99"
 # The first "| added |" row is the allowed tools/call's (the second is ping's).
 read -r a50 a99 < <(awk -F'|' '/^\| added/ { gsub(/ /, ""); print $3, $5; exit }' "$work/mcp.txt")
+read -r c50 c99 < <(awk -F'|' '/^\| durable commit alone/ { gsub(/ /, ""); print $3, $5; exit }' "$work/mcp.txt")
 
 echo "== ratios (median of $rounds round(s) for the allow path)"
 awk -v a="$sqlite" -v c="$ceiling" -v p="$sqlite99" -v v1="$(verdict "$(awk -v a="$sqlite" -v c="$ceiling" 'BEGIN{print (a >= 0.30 * c)}')")" \

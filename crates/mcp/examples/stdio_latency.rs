@@ -3,6 +3,12 @@
 //!
 //! Usage: stdio_latency CALLS -- DIRECT_CMD... -- PROXIED_CMD...
 //! (bench/mcp-latency.sh builds everything and runs it.)
+//!
+//! With `COMMIT_PROBE=PATH` it also times, interleaved with the calls so that all three see the
+//! same machine state, one durable SQLite commit alone on a database at PATH (WAL,
+//! `synchronous=FULL`, the proxy's SQLite library: `BEGIN IMMEDIATE`, an action-sized row and an
+//! audit-entry-sized row, `COMMIT`): the floor under an allowed call, which the proxy must record
+//! durably before forwarding it (bench/ratios.sh).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
 use serde_json::{json, Value};
@@ -92,6 +98,57 @@ impl Peer {
     }
 }
 
+/// One durable commit alone, the shape of an allowed call's record (see the module note).
+struct Probe {
+    conn: rusqlite::Connection,
+    next: i64,
+    body: String,
+    entry: Vec<u8>,
+}
+
+impl Probe {
+    fn open(path: &str) -> Probe {
+        let conn = rusqlite::Connection::open(path).expect("probe database");
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .expect("WAL");
+        assert_eq!(mode, "wal");
+        conn.pragma_update(None, "synchronous", "FULL")
+            .expect("FULL");
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS a (id TEXT PRIMARY KEY, requester TEXT, status TEXT, \
+             created_at INTEGER, body TEXT);
+             CREATE TABLE IF NOT EXISTS e (idx INTEGER PRIMARY KEY, action_id TEXT, at INTEGER, \
+             body BLOB, hashes BLOB);",
+        )
+        .expect("probe tables");
+        Probe {
+            conn,
+            next: 0,
+            body: "x".repeat(900),
+            entry: vec![b'y'; 700],
+        }
+    }
+
+    fn commit(&mut self) -> Duration {
+        let i = self.next;
+        self.next += 1;
+        let id = format!("act_{i:024}");
+        let t = Instant::now();
+        self.conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        self.conn
+            .prepare_cached("INSERT INTO a VALUES (?1, 'bench-agent', 'allowed', ?2, ?3)")
+            .and_then(|mut s| s.execute(rusqlite::params![id, i, self.body]))
+            .expect("insert");
+        self.conn
+            .prepare_cached("INSERT INTO e VALUES (?1, ?2, ?3, ?4, ?5)")
+            .and_then(|mut s| s.execute(rusqlite::params![i, id, i, self.entry, [7u8; 64]]))
+            .expect("insert");
+        self.conn.execute_batch("COMMIT").expect("commit");
+        t.elapsed()
+    }
+}
+
 fn table(what: &str, calls: usize, d: &mut [Duration], p: &mut [Duration]) {
     d.sort();
     p.sort();
@@ -127,16 +184,32 @@ async fn main() {
     let split = rest.iter().position(|a| a == "--").expect("two commands");
     let mut direct = Peer::start(&rest[..split]).await;
     let mut proxied = Peer::start(&rest[split + 1..]).await;
+    let mut probe = std::env::var("COMMIT_PROBE").ok().map(|p| Probe::open(&p));
     for i in 0..50 {
         direct.call(i).await;
         proxied.call(i).await;
+        if let Some(probe) = &mut probe {
+            probe.commit();
+        }
     }
-    let (mut d, mut p) = (Vec::new(), Vec::new());
+    let (mut d, mut p, mut c) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..calls {
         d.push(direct.call(i).await);
         p.push(proxied.call(i).await);
+        if let Some(probe) = &mut probe {
+            c.push(probe.commit());
+        }
     }
     table("allowed tools/call (echo)", calls, &mut d, &mut p);
+    if !c.is_empty() {
+        c.sort();
+        println!(
+            "| durable commit alone | {:.3} | {:.3} | {:.3} |",
+            pct(&c, 0.5),
+            pct(&c, 0.9),
+            pct(&c, 0.99)
+        );
+    }
     // The same processes, `ping` instead: what the relay alone adds (no decision, no record).
     for _ in 0..50 {
         direct.ping().await;
