@@ -91,8 +91,8 @@ med() { for r in $(seq "$rounds"); do "$1" "$work/$2.$r"; echo; done | median; }
 ceiling=$(med rps ceiling); sqlite=$(med rps sqlite); sqlite99=$(med p99 sqlite)
 pg=$(med rps pg); pg99=$(med p99 pg)
 
-echo "== (b) MCP stdio: $calls allowed tools/call direct and through countersign, each followed by"
-echo "   one durable SQLite commit alone on the same disk (stdio_latency's COMMIT_PROBE)"
+echo "== (b) MCP stdio: $calls allowed tools/call direct and through countersign, and between the two"
+echo "   calls of each pair one durable SQLite commit alone on the same disk (stdio_latency's COMMIT_PROBE)"
 mkdir -p "$work/mcp/policies"
 cat > "$work/mcp/policies/mcp.cedar" <<'CEDAR'
 @id("mcp-echo") permit (principal, action == Action::"mcp.tool_call", resource == Resource::"mcp://everything/echo");

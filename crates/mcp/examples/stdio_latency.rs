@@ -4,11 +4,11 @@
 //! Usage: stdio_latency CALLS -- DIRECT_CMD... -- PROXIED_CMD...
 //! (bench/mcp-latency.sh builds everything and runs it.)
 //!
-//! With `COMMIT_PROBE=PATH` it also times, interleaved with the calls so that all three see the
-//! same machine state, one durable SQLite commit alone on a database at PATH (WAL,
-//! `synchronous=FULL`, the proxy's SQLite library: `BEGIN IMMEDIATE`, an action-sized row and an
-//! audit-entry-sized row, `COMMIT`): the floor under an allowed call, which the proxy must record
-//! durably before forwarding it (bench/ratios.sh).
+//! With `COMMIT_PROBE=PATH` it also times, between the direct and the proxied call of each pair
+//! (so that all three see the same machine state), one durable SQLite commit alone on a database
+//! at PATH (WAL, `synchronous=FULL`, the proxy's SQLite library: `BEGIN IMMEDIATE`, an
+//! action-sized row and an audit-entry-sized row, `COMMIT`): the floor under an allowed call,
+//! which the proxy must record durably before forwarding it (bench/ratios.sh).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
 use serde_json::{json, Value};
@@ -187,18 +187,20 @@ async fn main() {
     let mut probe = std::env::var("COMMIT_PROBE").ok().map(|p| Probe::open(&p));
     for i in 0..50 {
         direct.call(i).await;
-        proxied.call(i).await;
         if let Some(probe) = &mut probe {
             probe.commit();
         }
+        proxied.call(i).await;
     }
     let (mut d, mut p, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    // The probe goes between the direct and the proxied call: right after a proxied call, the
+    // proxy is still committing that call's result report, and the two fsyncs would overlap.
     for i in 0..calls {
         d.push(direct.call(i).await);
-        p.push(proxied.call(i).await);
         if let Some(probe) = &mut probe {
             c.push(probe.commit());
         }
+        p.push(proxied.call(i).await);
     }
     table("allowed tools/call (echo)", calls, &mut d, &mut p);
     if !c.is_empty() {
