@@ -69,6 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             review_ttl: None,
             executors: Vec::new(),
             credentials: Vec::new(),
+            notify: Vec::new(),
         };
         for chunk in (0..reviews).collect::<Vec<_>>().chunks(2_000) {
             let mut tasks = Vec::with_capacity(chunk.len());

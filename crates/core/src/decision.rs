@@ -66,6 +66,38 @@ pub struct Decision {
     /// (`@credentials("prod-db")`), sorted. Empty: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<String>,
+    /// For `review`: where its notifications go (`@notify("slack:#ops, webhook:pagerduty")`,
+    /// else the configuration's defaults, resolved by the gateway at submission). Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<Route>,
+}
+
+/// One destination of an action's notifications: a channel (`webhook:NAME`, `slack:#CHANNEL`,
+/// `teams:NAME`) and, if not empty, the only notification kinds it wants
+/// ([`crate::Event::notification`]). Recorded with the decision at submission, so every later
+/// event of the action goes to the same places on every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// `kind:name`.
+    pub channel: String,
+    /// Notification kinds wanted; empty: every kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+}
+
+impl Route {
+    /// A route for every kind of notification.
+    pub fn all(channel: impl Into<String>) -> Route {
+        Route {
+            channel: channel.into(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Whether notifications of `kind` go this way.
+    pub fn wants(&self, kind: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == kind)
+    }
 }
 
 impl Decision {
@@ -79,6 +111,7 @@ impl Decision {
             review_ttl: None,
             executors: Vec::new(),
             credentials: Vec::new(),
+            notify: Vec::new(),
         }
     }
 
@@ -92,6 +125,7 @@ impl Decision {
             review_ttl: None,
             executors: Vec::new(),
             credentials: Vec::new(),
+            notify: Vec::new(),
         }
     }
 }

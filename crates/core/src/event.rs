@@ -230,6 +230,50 @@ impl Event {
         }
     }
 
+    /// The notification this event is for reviewers and the requester, if any: the kinds the
+    /// outbox writes (`review_opened`, `voted`, `modified`, `question_asked`,
+    /// `question_answered`, `decided`, `expired`, `cancelled`, `result_reported`) and a
+    /// webhook's `events` list names. Grants, credentials, refusals and loads notify nobody.
+    pub fn notification(&self) -> Option<&'static str> {
+        match self {
+            Event::ReviewOpened { .. } => Some("review_opened"),
+            Event::Voted { verdict, .. } => Some(match verdict.as_str() {
+                "modify" => "modified",
+                "clarify" => "question_asked",
+                _ => "voted",
+            }),
+            Event::ClarificationAnswered { .. } => Some("question_answered"),
+            Event::Approved { .. } | Event::Rejected { .. } => Some("decided"),
+            Event::Expired => Some("expired"),
+            Event::Cancelled { .. } => Some("cancelled"),
+            Event::ResultReported { .. } => Some("result_reported"),
+            Event::Submitted { .. }
+            | Event::ReviewWidened { .. }
+            | Event::GrantIssued { .. }
+            | Event::GrantRedeemed { .. }
+            | Event::CredentialReleased { .. }
+            | Event::CredentialRevoked { .. }
+            | Event::Refused { .. }
+            | Event::PolicyLoaded { .. }
+            | Event::ConfigLoaded { .. }
+            | Event::KeyCreated { .. }
+            | Event::KeyRevoked { .. } => None,
+        }
+    }
+
+    /// Every kind [`Event::notification`] returns (what a webhook's `events` list may name).
+    pub const NOTIFICATIONS: [&'static str; 9] = [
+        "review_opened",
+        "voted",
+        "modified",
+        "question_asked",
+        "question_answered",
+        "decided",
+        "expired",
+        "cancelled",
+        "result_reported",
+    ];
+
     /// Who caused it: a person or agent, or `None` when the gateway itself did (a review opened
     /// by policy, a quorum reached, a deadline passed, a grant issued).
     pub fn actor(&self) -> Option<&str> {

@@ -54,6 +54,9 @@ struct RawConfig {
     #[serde(default)]
     credentials: Vec<RawCredential>,
     telemetry: Option<RawTelemetry>,
+    #[serde(default)]
+    webhooks: Vec<crate::notify::RawWebhook>,
+    outbox: Option<crate::notify::RawOutbox>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -400,6 +403,10 @@ pub struct Config {
     pub credentials: Vec<CredentialConfig>,
     /// `[telemetry]`: OpenTelemetry traces (off unless `otlp_endpoint` is set).
     pub telemetry: Telemetry,
+    /// `[[webhooks]]`: Standard Webhooks receivers of review notifications.
+    pub webhooks: Vec<crate::notify::WebhookConfig>,
+    /// `[outbox]`: how notifications are retried.
+    pub outbox: crate::notify::OutboxConfig,
 }
 
 fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, String> {
@@ -723,7 +730,12 @@ impl Config {
             }
             credentials.push(c);
         }
+        let webhooks =
+            crate::notify::webhooks(raw.webhooks, &|var| std::env::var(var).ok()).map_err(err)?;
+        let outbox = crate::notify::outbox(raw.outbox).map_err(err)?;
         Ok(Config {
+            webhooks,
+            outbox,
             credentials,
             server,
             telemetry,

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod lookup;
 pub mod masking;
 pub mod metrics;
+pub mod notify;
 mod replicas;
 mod service;
 mod wakeups;

@@ -95,6 +95,7 @@ pub struct Gateway {
     analysis_names: Arc<countersign_analyze::Names>,
     masker: Arc<countersign_mask::Masker>,
     pub(crate) credentials: crate::credentials::Credentials,
+    notify_defaults: Vec<countersign_core::Route>,
     /// Identities already refused (and audited) by this process: each claimer is recorded once,
     /// so a valid token replayed in a loop cannot grow the audit log.
     refused_identities: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -132,6 +133,8 @@ pub struct Parts {
     pub masker: Arc<countersign_mask::Masker>,
     /// Credentials released by approval (`[[credentials]]`).
     pub credentials: crate::credentials::Credentials,
+    /// Where a review goes when its policies name no `@notify` channel.
+    pub notify_defaults: Vec<countersign_core::Route>,
 }
 
 /// The policy engine's default effect for a config.
@@ -174,6 +177,8 @@ impl Gateway {
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
         crate::credentials::check_policy_names(&policy.credential_names(), &config.credentials)
             .map_err(|e| GatewayError::Startup(format!("{}: {e}", config.policies.display())))?;
+        crate::notify::check_policy_channels(&policy.notify_channels(), &config.webhooks)
+            .map_err(|e| GatewayError::Startup(format!("{}: {e}", config.policies.display())))?;
         let credentials = crate::credentials::Credentials::from_config(&config.credentials)
             .map_err(GatewayError::Startup)?;
         let signer = GrantSigner::load_or_create(&config.signing_key)
@@ -200,6 +205,7 @@ impl Gateway {
             max_open_reviews_per_requester: config.max_open_reviews_per_requester,
             analysis: config.analysis.clone(),
             credentials,
+            notify_defaults: crate::notify::default_routes(&config.webhooks),
         }))
     }
 
@@ -245,6 +251,7 @@ impl Gateway {
             analysis_names: Arc::new(parts.analysis),
             masker: parts.masker,
             credentials: parts.credentials,
+            notify_defaults: parts.notify_defaults,
             refused_identities: Default::default(),
         })
     }
@@ -451,7 +458,10 @@ impl Gateway {
         let on_behalf_of = sub.on_behalf_of.clone();
         // Analyzed once, here: policy sees it, the record and its `submitted` entry keep it.
         let analysis = analyze(&spec, &self.analysis_names);
-        let decision = self.decide_analyzed(who, &spec, &justification, analysis.as_ref())?;
+        let mut decision = self.decide_analyzed(who, &spec, &justification, analysis.as_ref())?;
+        if decision.effect == Effect::Review && decision.notify.is_empty() {
+            decision.notify = self.notify_defaults.clone();
+        }
         let now = self.now();
         let submitted = ActionRecord::submit(
             who,
@@ -937,6 +947,21 @@ impl Gateway {
                 self.metrics.reviews_open.set(n as i64);
             }
             Err(e) => tracing::warn!(error = %e, "cannot count open reviews for the metrics"),
+        }
+        match self.store.outbox_counts().await {
+            Ok(counts) => {
+                self.metrics.outbox_notifications.clear();
+                for (state, channel, n) in counts {
+                    self.metrics
+                        .outbox_notifications
+                        .get_or_create(&crate::metrics::OutboxLabels {
+                            channel,
+                            state: state.as_str().to_string(),
+                        })
+                        .set(n as i64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count outbox notifications"),
         }
         self.metrics.render()
     }

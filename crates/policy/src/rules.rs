@@ -18,6 +18,8 @@ pub(crate) enum Rule {
         reason: Option<String>,
         executors: Vec<String>,
         credentials: Vec<String>,
+        /// `@notify` channels, in order.
+        notify: Vec<String>,
     },
     Forbid {
         reason: Option<String>,
@@ -30,7 +32,7 @@ pub(crate) struct AnnotationProblem {
     pub message: String,
 }
 
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 9] = [
     "id",
     "effect",
     "approvers",
@@ -39,7 +41,35 @@ const KNOWN: [&str; 8] = [
     "reason",
     "executor",
     "credentials",
+    "notify",
 ];
+
+/// `@notify("slack:#prod-approvals, teams:sre-approvals, webhook:pagerduty")`: where a review
+/// rule's notifications go. Whether each channel is configured is checked where the
+/// configuration is known ([`crate::PolicyEngine::notify_channels`]).
+fn notify(p: &Policy) -> Result<Vec<String>, String> {
+    let Some(text) = p.annotation("notify") else {
+        return Ok(Vec::new());
+    };
+    let mut channels = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        let ok = entry.split_once(':').is_some_and(|(kind, name)| {
+            matches!(kind, "slack" | "teams" | "webhook")
+                && !name.is_empty()
+                && name.len() <= 80
+                && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+        });
+        if !ok {
+            return Err(format!(
+                "`{entry}` is not a channel; write @notify(\"slack:#CHANNEL, teams:NAME, webhook:NAME\") (comma-separated)"
+            ));
+        }
+        if !channels.iter().any(|c| c == entry) {
+            channels.push(entry.to_string());
+        }
+    }
+    Ok(channels)
+}
 
 /// `@credentials("prod-db, deploy-ssh")`: the configured credentials released to the redeemer
 /// of the grant. Whether each name is configured is checked where the configuration is known
@@ -112,13 +142,17 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
             "credentials",
             "@credentials belongs on a permit; a forbid releases nothing".into(),
         )),
+        (CedarEffect::Forbid, None) if p.annotation("notify").is_some() => Err(problem(
+            "notify",
+            "@notify belongs on a review rule; a forbid opens no review".into(),
+        )),
         (CedarEffect::Forbid, None) => Ok(Rule::Forbid { reason }),
         (CedarEffect::Forbid, Some(_)) => Err(problem(
             "effect",
             "@effect belongs on a permit; a forbid always denies".into(),
         )),
         (CedarEffect::Permit, None) => {
-            for key in ["approvers", "quorum", "ttl"] {
+            for key in ["approvers", "quorum", "ttl", "notify"] {
                 if p.annotation(key).is_some() {
                     return Err(problem(
                         key,
@@ -159,6 +193,7 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
                 reason,
                 executors: executors(p).map_err(|m| problem("executor", m))?,
                 credentials: credentials(p).map_err(|m| problem("credentials", m))?,
+                notify: notify(p).map_err(|m| problem("notify", m))?,
             })
         }
         (CedarEffect::Permit, Some(other)) => Err(problem(

@@ -82,6 +82,11 @@ impl Server {
         workers.register("credential sweeper", move || {
             g.clone().run_credential_sweeper()
         });
+        let channels = countersign_channels::Channels::from_config(config)
+            .map_err(|e| ServerError::Gateway(GatewayError::Startup(e)))?;
+        let outbox =
+            countersign_channels::Deliverer::new(gateway.clone(), channels, config.outbox.clone());
+        workers.register("outbox delivery", move || outbox.clone().deliver_forever());
         Ok(Server {
             gateway,
             limits: config.server.clone(),

@@ -121,8 +121,8 @@ mod tests {
     fn both_backends_histories_are_strictly_increasing() {
         assert!(well_ordered(crate::sqlite::MIGRATIONS));
         assert!(well_ordered(crate::postgres::MIGRATIONS));
-        assert_eq!(latest(crate::sqlite::MIGRATIONS), 6);
-        assert_eq!(crate::postgres::SCHEMA_VERSION, 5);
+        assert_eq!(latest(crate::sqlite::MIGRATIONS), 7);
+        assert_eq!(crate::postgres::SCHEMA_VERSION, 6);
         assert!(!well_ordered(&[STEPS[1], STEPS[0]]));
         assert!(!well_ordered(&[STEPS[0], STEPS[0]]));
     }

@@ -11,8 +11,8 @@ use tracing::Instrument;
 
 use crate::entry::EntryParts;
 use crate::{
-    IdentityBinding, InsertRules, Inserted, KeyEvent, ManagedKey, StoreError, StoredCheckpoint,
-    Transition, UpdateError,
+    IdentityBinding, InsertRules, Inserted, KeyEvent, ManagedKey, OutboxChange, StoreError,
+    StoredCheckpoint, Transition, UpdateError,
 };
 
 /// One queued write and where its answer goes once the batch holding it is durable.
@@ -24,6 +24,8 @@ pub(crate) enum Op {
         /// `record` as JSON.
         body: String,
         events: Vec<EntryParts>,
+        /// `(position in events, notification kind)` of the events reviewers hear of.
+        notes: Vec<(usize, &'static str)>,
         reply: oneshot::Sender<Result<Inserted, StoreError>>,
     },
     Update {
@@ -52,6 +54,11 @@ pub(crate) enum Op {
     BindIdentity {
         binding: IdentityBinding,
         reply: oneshot::Sender<Result<IdentityBinding, StoreError>>,
+    },
+    /// What happened to outbox notifications.
+    Outbox {
+        changes: Vec<OutboxChange>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// A key revoked, and its audit entry.
     RevokeKey {
@@ -120,6 +127,11 @@ pub(crate) async fn insert(
     rules: InsertRules,
 ) -> Result<Inserted, StoreError> {
     let body = encode(&record)?;
+    let notes = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.notification().map(|k| (i, k)))
+        .collect();
     let events = events
         .iter()
         .map(|e| EntryParts::new(Some(&record.id), record.created_at, e))
@@ -130,6 +142,7 @@ pub(crate) async fn insert(
         rules,
         body,
         events,
+        notes,
         reply,
     })?;
     w.answer(rx).await
@@ -204,5 +217,14 @@ pub(crate) async fn bind_identity(
 ) -> Result<IdentityBinding, StoreError> {
     let (reply, rx) = oneshot::channel();
     w.send(Op::BindIdentity { binding, reply })?;
+    w.answer(rx).await
+}
+
+pub(crate) async fn outbox_record(
+    w: &WriteQueue,
+    changes: Vec<OutboxChange>,
+) -> Result<(), StoreError> {
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::Outbox { changes, reply })?;
     w.answer(rx).await
 }

@@ -16,7 +16,10 @@ use tokio::sync::oneshot;
 use crate::entry::EntryParts;
 use crate::health::WriteHealth;
 use crate::op::Op;
-use crate::{IdentityBinding, Inserted, ManagedKey, StoreError, StoredCheckpoint, UpdateError};
+use crate::outbox::NewNotification;
+use crate::{
+    IdentityBinding, Inserted, ManagedKey, OutboxChange, StoreError, StoredCheckpoint, UpdateError,
+};
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -110,7 +113,7 @@ impl Needs {
                 }
                 Op::RevokeKey { id, .. } => needs.key_ids.push(id.clone()),
                 Op::BindIdentity { binding, .. } => needs.bindings.push(binding.id_key.clone()),
-                Op::Checkpoint { .. } | Op::Append { .. } => {}
+                Op::Checkpoint { .. } | Op::Append { .. } | Op::Outbox { .. } => {}
             }
         }
         needs
@@ -205,6 +208,10 @@ pub(crate) struct Batch {
     /// Identity bindings as the batch has left them, and those it adds, in order.
     bindings: HashMap<String, IdentityBinding>,
     pub new_bindings: Vec<IdentityBinding>,
+    /// Notifications the batch's changes queue, in order (the outbox rows of their events).
+    pub outbox: Vec<NewNotification>,
+    /// What the delivery worker recorded about queued notifications.
+    pub outbox_changes: Vec<OutboxChange>,
 }
 
 impl Batch {
@@ -229,6 +236,8 @@ impl Batch {
             revoked_keys: Vec::new(),
             bindings: HashMap::new(),
             new_bindings: Vec::new(),
+            outbox: Vec::new(),
+            outbox_changes: Vec::new(),
         };
         for (requester, n) in loaded.open_reviews {
             batch.open.insert(requester, n);
@@ -285,6 +294,33 @@ impl Batch {
             self.audit.hashes.push(hashes.concat());
         }
         Ok(())
+    }
+
+    /// Queues the notifications of a reviewed action's events just appended from log index
+    /// `first` on: one row per event reviewers hear of (`notes`: position among the events and
+    /// kind) and per route of the decision that wants it. An action without a review (allowed
+    /// or denied outright) notifies nobody.
+    fn notify(
+        &mut self,
+        record: &ActionRecord,
+        first: u64,
+        notes: &[(usize, &'static str)],
+        at: Timestamp,
+    ) {
+        if record.review.is_none() {
+            return;
+        }
+        for &(i, kind) in notes {
+            for route in record.decision.notify.iter().filter(|r| r.wants(kind)) {
+                self.outbox.push(NewNotification {
+                    action_id: record.id.clone(),
+                    channel: route.channel.clone(),
+                    kind,
+                    audit_index: first + i as u64,
+                    at,
+                });
+            }
+        }
     }
 
     /// The records the batch inserts, each with its encoded body.
@@ -434,7 +470,7 @@ pub(crate) fn fail_all(ops: Vec<Op>, done: &mut Vec<Done>, err: StoreError) -> S
                 Err(UpdateError::Store(StoreError::Closed)),
             )),
             Op::Checkpoint { reply, .. } => done.push(Done::Checkpoint(reply)),
-            Op::Append { reply, .. } | Op::CreateKey { reply, .. } => {
+            Op::Append { reply, .. } | Op::CreateKey { reply, .. } | Op::Outbox { reply, .. } => {
                 done.push(Done::Append(reply, Ok(())))
             }
             Op::RevokeKey { reply, .. } => done.push(Done::KeyRevoked(
@@ -471,6 +507,7 @@ pub(crate) fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
             rules,
             body,
             events,
+            notes,
             reply,
         } => {
             let key = record
@@ -524,11 +561,13 @@ pub(crate) fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 }
             }
             let start = (batch.tree.clone(), batch.audit.idx.len());
+            let first = batch.tree.size();
             if let Err(e) = batch.append(Some(&record.id), record.created_at, &events) {
                 rollback_audit(batch, start);
                 done.push(Done::Insert(reply, Err(e)));
                 return;
             }
+            batch.notify(&record, first, &notes, record.created_at);
             if let Some(n) = batch.open.get_mut(&record.requester).filter(|_| opens) {
                 *n += 1;
             }
@@ -581,11 +620,18 @@ pub(crate) fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 }
             };
             let start = (batch.tree.clone(), batch.audit.idx.len());
+            let first = batch.tree.size();
             if let Err(e) = batch.append(Some(&id), now, &parts) {
                 rollback_audit(batch, start);
                 done.push(Done::Update(reply, Err(UpdateError::Store(e))));
                 return;
             }
+            let notes: Vec<(usize, &'static str)> = events
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| e.notification().map(|k| (i, k)))
+                .collect();
+            batch.notify(&record, first, &notes, now);
             let (was, is) = (was_open, record.status.is_open_review());
             if let Some(n) = batch.open.get_mut(&record.requester) {
                 match (was, is) {
@@ -612,6 +658,10 @@ pub(crate) fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 })
                 .clone();
             done.push(Done::Bound(reply, held));
+        }
+        Op::Outbox { changes, reply } => {
+            batch.outbox_changes.extend(changes);
+            done.push(Done::Append(reply, Ok(())));
         }
         Op::Checkpoint { checkpoint, reply } => {
             batch.checkpoints.push(checkpoint);

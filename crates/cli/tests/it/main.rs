@@ -25,6 +25,7 @@ mod mcp_pending;
 mod mcp_rmcp;
 mod mcp_tasks;
 mod mcp_v2;
+mod outbox;
 mod policy_bypass;
 mod replicas;
 mod run;

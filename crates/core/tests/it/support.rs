@@ -35,6 +35,7 @@ pub fn review_decision(reqs: Vec<Requirement>) -> Decision {
         review_ttl: None,
         executors: Vec::new(),
         credentials: Vec::new(),
+        notify: Vec::new(),
     }
 }
 

@@ -96,6 +96,7 @@ both_suites!(
     reviews_for_pages_a_reviewers_reviews_newest_first,
     concurrent_inserts_respect_the_open_review_cap,
     identity_bindings_first_claim_wins,
+    outbox_rows_are_written_with_the_change,
 );
 
 /// Two stores on one SQLite file (a gateway, and `countersign keys create --config` run beside
@@ -185,7 +186,7 @@ async fn sqlite_upgrades_a_schema_4_file() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
 }
 
 /// A SQLite file's version and schema (every object's SQL, by name).
@@ -212,7 +213,7 @@ async fn sqlite_a_new_file_ends_at_the_newest_schema_and_reopening_changes_nothi
     let path = dir.path().join("t.db");
     drop(SqliteStore::open(&path).unwrap());
     let first = sqlite_schema(&path);
-    assert_eq!(first.0, 6);
+    assert_eq!(first.0, 7);
     for table in [
         "actions",
         "audit_entries",
@@ -253,7 +254,7 @@ async fn sqlite_refuses_a_file_newer_than_the_build_or_unmigratable() {
             .pragma_update(None, "user_version", v)
             .unwrap()
     };
-    set(7);
+    set(8);
     let before = sqlite_schema(&path);
     let Err(refused) = SqliteStore::open(&path) else {
         panic!("a newer file was opened")
@@ -263,8 +264,8 @@ async fn sqlite_refuses_a_file_newer_than_the_build_or_unmigratable() {
             &refused,
             StoreError::Schema {
                 source: SchemaError::Newer {
-                    found: 7,
-                    latest: 6
+                    found: 8,
+                    latest: 7
                 },
                 ..
             }
@@ -272,7 +273,7 @@ async fn sqlite_refuses_a_file_newer_than_the_build_or_unmigratable() {
         "{refused:?}"
     );
     let text = refused.to_string();
-    assert!(text.contains('7') && text.contains('6'), "{text}");
+    assert!(text.contains('8') && text.contains('7'), "{text}");
     assert_eq!(sqlite_schema(&path), before);
     set(2);
     let Err(refused) = SqliteStore::open(&path) else {
@@ -315,7 +316,7 @@ async fn sqlite_upgrades_a_schema_5_file_without_a_key_table() {
             .filter(|o| o.contains("api_keys") || o.contains("identity_bindings"))
             .collect::<Vec<_>>()
     };
-    assert_eq!(sqlite_schema(&path).0, 6);
+    assert_eq!(sqlite_schema(&path).0, 7);
     assert_eq!(keys(&path), keys(&fresh.path().join("t.db")));
 }
 
@@ -364,7 +365,7 @@ async fn sqlite_upgrades_a_schema_3_file() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     // Schema 5 indexed the stored review's approver entries.
     let sre =
         countersign_core::Identity::new("alice", countersign_core::IdentityKind::Human, ["sre"]);

@@ -1,0 +1,272 @@
+//! The delivery worker: reads due notifications, hands each to its channel with the action's
+//! masked view and audit entry, and records the outcome (delivered, retry at, dead) through the
+//! store's writer. Registered by the server among its leased workers, so one replica delivers.
+//!
+//! At least once: an outcome is recorded after the send, so a crash between the two sends the
+//! notification again after restart (receivers deduplicate by `webhook-id`, the row's id; a chat
+//! message already posted is updated in place, its id being stored with the delivery).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use countersign_core::Timestamp;
+use countersign_gateway::metrics::ChannelLabel;
+use countersign_gateway::notify::OutboxConfig;
+use countersign_gateway::{ActionView, Gateway};
+use countersign_store::{Notification, OutboxChange};
+
+/// Most notifications handled per round.
+const BATCH: usize = 64;
+
+/// The longest the worker sleeps without looking for due notifications (the change feed wakes
+/// it sooner; other replicas' commits reach it through PostgreSQL's feed).
+const IDLE: Duration = Duration::from_secs(1);
+
+/// What a channel is given to send.
+pub struct Message<'a> {
+    /// The notification (id, kind, channel, attempts so far).
+    pub notification: &'a Notification,
+    /// The action as a channel may show it (masked).
+    pub view: &'a ActionView,
+    /// The audit entry the notification tells of (canonical JSON, masked).
+    pub entry: &'a [u8],
+    /// The gateway's time now.
+    pub now: Timestamp,
+    /// The channel's id of the message it made for this action earlier, if any.
+    pub earlier: Option<String>,
+}
+
+/// What a delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted; with the channel's id of the message made, if it has one.
+    Sent(Option<String>),
+    /// Failed for now (network, 5xx, 429): try again, not before `after` if the channel said.
+    Retry {
+        /// Why (no secret, no payload).
+        error: String,
+        /// The channel's `Retry-After`.
+        after: Option<Duration>,
+    },
+    /// Refused for good (a 4xx other than 408/429): no retry will help.
+    Refused(String),
+}
+
+/// A destination kind (webhooks; Slack and Teams later).
+#[async_trait]
+pub trait Channel: Send + Sync {
+    /// Sends one notification.
+    async fn deliver(&self, message: Message<'_>) -> Outcome;
+}
+
+/// The configured channels by `kind:name`.
+#[derive(Default, Clone)]
+pub struct Channels(HashMap<String, Arc<dyn Channel>>);
+
+impl Channels {
+    /// No channels.
+    pub fn new() -> Channels {
+        Channels::default()
+    }
+
+    /// Adds `channel` as `name` (`webhook:NAME`).
+    pub fn add(&mut self, name: String, channel: Arc<dyn Channel>) {
+        self.0.insert(name, channel);
+    }
+
+    /// The channels a configuration describes.
+    pub fn from_config(config: &countersign_gateway::config::Config) -> Result<Channels, String> {
+        let mut out = Channels::new();
+        for w in &config.webhooks {
+            out.add(
+                format!("webhook:{}", w.name),
+                Arc::new(crate::webhook::Webhook::new(w, config.outbox.timeout)?),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Whether none is configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The delivery worker.
+pub struct Deliverer {
+    gateway: Arc<Gateway>,
+    channels: Channels,
+    config: OutboxConfig,
+}
+
+impl Deliverer {
+    /// A worker delivering `gateway`'s outbox to `channels`.
+    pub fn new(gateway: Arc<Gateway>, channels: Channels, config: OutboxConfig) -> Arc<Deliverer> {
+        Arc::new(Deliverer {
+            gateway,
+            channels,
+            config,
+        })
+    }
+
+    /// Delivers due notifications until dropped: after each round it sleeps until the next
+    /// is due (at most [`IDLE`]) or a commit is announced.
+    pub async fn deliver_forever(self: Arc<Self>) {
+        let mut changes = self.gateway.store().changes();
+        loop {
+            let delivered = match self.round().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox delivery round failed; trying again");
+                    0
+                }
+            };
+            if delivered >= BATCH {
+                continue;
+            }
+            let now = self.gateway.time();
+            let wait = match self.gateway.store().outbox_next_due().await {
+                Ok(Some(at)) => {
+                    Duration::from_millis(at.millis().saturating_sub(now.millis()).max(0) as u64)
+                        .min(IDLE)
+                }
+                Ok(None) => IDLE,
+                Err(_) => IDLE,
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            match changes.as_mut() {
+                Some(rx) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        r = rx.recv() => {
+                            if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
+                                changes = None;
+                            }
+                        }
+                    }
+                }
+                None => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// One round: every due notification (one per action and channel) sent concurrently, the
+    /// outcomes recorded in one write. Returns how many were handled.
+    pub async fn round(&self) -> Result<usize, countersign_store::StoreError> {
+        let now = self.gateway.time();
+        let due = self.gateway.store().outbox_due(now, BATCH).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let n = due.len();
+        let attempts = due.into_iter().map(|d| async move {
+            let outcome = self.attempt(&d).await;
+            self.change(&d, outcome)
+        });
+        let changes = futures_util::future::join_all(attempts).await;
+        self.gateway.store().outbox_record(changes).await?;
+        Ok(n)
+    }
+
+    async fn attempt(&self, n: &Notification) -> Outcome {
+        let Some(channel) = self.channels.0.get(&n.channel) else {
+            return Outcome::Refused(format!(
+                "channel `{}` is not configured on this replica",
+                n.channel
+            ));
+        };
+        let view = match self.gateway.notification_view(&n.action_id).await {
+            Ok(Some(v)) => v,
+            Ok(None) => return Outcome::Refused("the action does not exist".into()),
+            Err(e) => return retry(format!("reading the action: {e}")),
+        };
+        let store = self.gateway.store();
+        let entry = match store.audit_entries(n.audit_index, 1).await {
+            Ok(mut e) if e.first().is_some_and(|e| e.index == n.audit_index) => e.remove(0).body,
+            Ok(_) => return Outcome::Refused("the audit entry does not exist".into()),
+            Err(e) => return retry(format!("reading the audit entry: {e}")),
+        };
+        let earlier = match store.channel_message(&n.action_id, &n.channel).await {
+            Ok(m) => m,
+            Err(e) => return retry(format!("reading the channel's message id: {e}")),
+        };
+        channel
+            .deliver(Message {
+                notification: n,
+                view: &view,
+                entry: &entry,
+                now: self.gateway.time(),
+                earlier,
+            })
+            .await
+    }
+
+    /// The record of an attempt's outcome, and its metrics.
+    fn change(&self, n: &Notification, outcome: Outcome) -> OutboxChange {
+        let metrics = self.gateway.metrics();
+        let label = ChannelLabel {
+            channel: n.channel.clone(),
+        };
+        let now = self.gateway.time();
+        let attempts = n.attempts + 1;
+        match outcome {
+            Outcome::Sent(message) => {
+                metrics.outbox_delivered.get_or_create(&label).inc();
+                let latency = now.millis().saturating_sub(n.created_at.millis()).max(0);
+                metrics
+                    .outbox_delivery_latency
+                    .get_or_create(&label)
+                    .observe(latency as f64 / 1000.0);
+                OutboxChange::Delivered {
+                    id: n.id,
+                    at: now,
+                    message,
+                }
+            }
+            Outcome::Retry { error, after } if attempts < self.config.max_attempts => {
+                metrics.outbox_failed.get_or_create(&label).inc();
+                let wait = crate::backoff::delay(
+                    attempts,
+                    self.config.backoff_base,
+                    self.config.backoff_max,
+                    after,
+                    rand::random::<f64>(),
+                );
+                tracing::info!(
+                    id = n.id,
+                    channel = %n.channel,
+                    attempts,
+                    wait_ms = wait.as_millis() as u64,
+                    error = %error,
+                    "notification not delivered; will retry"
+                );
+                OutboxChange::Retry {
+                    id: n.id,
+                    next_at: Timestamp(now.millis().saturating_add(wait.as_millis() as i64)),
+                    error,
+                }
+            }
+            Outcome::Retry { error, .. } | Outcome::Refused(error) => {
+                metrics.outbox_failed.get_or_create(&label).inc();
+                metrics.outbox_dead.get_or_create(&label).inc();
+                tracing::warn!(
+                    id = n.id,
+                    channel = %n.channel,
+                    attempts,
+                    error = %error,
+                    "notification dead-lettered; `countersign outbox retry {}` sends it again",
+                    n.id
+                );
+                OutboxChange::Dead { id: n.id, error }
+            }
+        }
+    }
+}
+
+fn retry(error: String) -> Outcome {
+    Outcome::Retry { error, after: None }
+}

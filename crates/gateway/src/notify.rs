@@ -1,0 +1,311 @@
+//! Where reviews are announced (issue #15): the `[[webhooks]]` and `[outbox]` configuration,
+//! the routes a review gets when its policy names none (`@notify`), the start-up check that
+//! every channel a policy names is configured, and what the delivery worker needs from the
+//! gateway (the masked view a message is built from). Delivery itself (HTTP, signatures,
+//! retries) is the adapter crate `countersign-channels`'; the outbox rows are written by the
+//! store's write path in the transaction of each change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use countersign_core::{Event, Identity, IdentityKind, Route};
+use serde::Deserialize;
+
+use crate::credentials::Secret;
+use crate::{ActionView, Gateway, GatewayError};
+
+/// One `[[webhooks]]` entry: a Standard Webhooks receiver.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// What `@notify("webhook:NAME")` names.
+    pub name: String,
+    /// Where events are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// The signing key: the bytes of the base64 after `whsec_`.
+    pub key: Secret,
+    /// Only these notification kinds (empty: all), for reviews routed by default.
+    pub events: Vec<String>,
+}
+
+/// `[outbox]`: how the delivery worker retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxConfig {
+    /// Attempts before a notification is dead-lettered.
+    pub max_attempts: u32,
+    /// The first retry's delay; each later one doubles, up to `backoff_max`, with jitter.
+    pub backoff_base: Duration,
+    /// The longest delay between attempts (a `Retry-After` may ask for more, up to an hour).
+    pub backoff_max: Duration,
+    /// How long one delivery request may take.
+    pub timeout: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            max_attempts: 8,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWebhook {
+    name: String,
+    url: String,
+    secret: Option<String>,
+    secret_env: Option<String>,
+    events: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutbox {
+    max_attempts: Option<u32>,
+    backoff_base: Option<String>,
+    backoff_max: Option<String>,
+    timeout: Option<String>,
+}
+
+fn plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Validates the `[[webhooks]]` entries; `lookup` reads `secret_env`. No message quotes a secret.
+pub(crate) fn webhooks(
+    raw: Vec<RawWebhook>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<WebhookConfig>, String> {
+    let mut out: Vec<WebhookConfig> = Vec::new();
+    for w in raw {
+        let at = format!("[[webhooks]] \"{}\"", w.name);
+        if !plain_name(&w.name) {
+            return Err(format!(
+                "{at}: `name` must be 1-64 of letters, digits, `-`, `_` and `.` (it is what @notify(\"webhook:NAME\") names)"
+            ));
+        }
+        if out.iter().any(|o| o.name == w.name) {
+            return Err(format!("{at}: two webhooks have this name"));
+        }
+        let url = url::Url::parse(&w.url)
+            .map_err(|e| format!("{at}: `url` = \"{}\" is not a URL ({e})", w.url))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(format!("{at}: `url` must be an http:// or https:// URL"));
+        }
+        let secret = match (w.secret, w.secret_env) {
+            (Some(s), None) => s,
+            (None, Some(var)) => lookup(&var).ok_or_else(|| {
+                format!("{at}: `secret_env` = \"{var}\" is not set in the environment")
+            })?,
+            _ => {
+                return Err(format!(
+                    "{at}: give exactly one of `secret` and `secret_env` (a Standard Webhooks secret, \"whsec_\" and base64)"
+                ))
+            }
+        };
+        let key = secret
+            .strip_prefix("whsec_")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .filter(|k| (24..=64).contains(&k.len()))
+            .ok_or_else(|| {
+                format!(
+                    "{at}: the secret must be \"whsec_\" followed by the base64 of 24 to 64 random bytes"
+                )
+            })?;
+        let events = w.events.unwrap_or_default();
+        if let Some(e) = events
+            .iter()
+            .find(|e| !Event::NOTIFICATIONS.contains(&e.as_str()))
+        {
+            return Err(format!(
+                "{at}: `events` names `{e}`; known: {}",
+                Event::NOTIFICATIONS.join(", ")
+            ));
+        }
+        out.push(WebhookConfig {
+            name: w.name,
+            url: w.url,
+            // Kept as base64 text inside `Secret` so it never prints.
+            key: Secret::new(base64::engine::general_purpose::STANDARD.encode(key)),
+            events,
+        });
+    }
+    Ok(out)
+}
+
+/// Validates `[outbox]`.
+pub(crate) fn outbox(raw: Option<RawOutbox>) -> Result<OutboxConfig, String> {
+    let d = OutboxConfig::default();
+    let Some(raw) = raw else { return Ok(d) };
+    let dur = |key: &str, v: Option<String>, default: Duration| match v {
+        None => Ok(default),
+        Some(t) => humantime::parse_duration(&t)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("[outbox] `{key}` = \"{t}\" is not a duration like \"1s\"")),
+    };
+    let c = OutboxConfig {
+        max_attempts: match raw.max_attempts {
+            Some(0) => return Err("[outbox] `max_attempts` must be at least 1".into()),
+            Some(n) => n,
+            None => d.max_attempts,
+        },
+        backoff_base: dur("backoff_base", raw.backoff_base, d.backoff_base)?,
+        backoff_max: dur("backoff_max", raw.backoff_max, d.backoff_max)?,
+        timeout: dur("timeout", raw.timeout, d.timeout)?,
+    };
+    if c.backoff_max < c.backoff_base {
+        return Err("[outbox] `backoff_max` must be at least `backoff_base`".into());
+    }
+    Ok(c)
+}
+
+/// The routes of a review whose policies name none: every webhook (with its `events` list).
+pub fn default_routes(webhooks: &[WebhookConfig]) -> Vec<Route> {
+    webhooks
+        .iter()
+        .map(|w| Route {
+            channel: format!("webhook:{}", w.name),
+            events: w.events.clone(),
+        })
+        .collect()
+}
+
+/// The start-up (and `policy validate`) check that every channel a policy's `@notify` names
+/// is configured: `named` is `(channel, first policy naming it)`.
+pub fn check_policy_channels(
+    named: &[(String, String)],
+    webhooks: &[WebhookConfig],
+) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for (channel, policy) in named {
+        match channel.split_once(':') {
+            Some(("webhook", name)) if webhooks.iter().any(|w| w.name == name) => {}
+            Some(("webhook", _)) => problems.push(format!(
+                "`{channel}` (policy `{policy}`) is not configured; add a [[webhooks]] entry with that name"
+            )),
+            _ => problems.push(format!(
+                "`{channel}` (policy `{policy}`): Slack and Teams channels are not available in this build; use webhook:NAME"
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "@notify names unknown channels: {}",
+            problems.join("; ")
+        ))
+    }
+}
+
+/// Who a notification is written for: a service that reviews nothing and requested nothing, so
+/// its view of an action is the masked view any reviewer gets, with no grant token.
+fn channel_reader() -> Identity {
+    Identity::new("countersign:channels", IdentityKind::Service, [""; 0])
+}
+
+impl Gateway {
+    /// An action as a channel shows it: the masked view ([`Gateway::view`]) a message or an
+    /// event is built from. `None` if the action does not exist.
+    pub async fn notification_view(
+        self: &Arc<Self>,
+        action_id: &str,
+    ) -> Result<Option<ActionView>, GatewayError> {
+        let record = self.store.get(action_id).await?;
+        Ok(record.map(|r| self.view(&channel_reader(), r)))
+    }
+}
+
+impl Gateway {
+    /// The gateway's clock's time (what the delivery worker dates attempts and backoffs by).
+    pub fn time(&self) -> countersign_core::Timestamp {
+        self.now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use crate::config::Config;
+    use std::path::Path;
+
+    const HOOK: &str = r#"
+[[webhooks]]
+name = "pagerduty"
+url = "https://events.example.com/hook"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+events = ["decided", "expired"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/tmp/countersign.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn webhooks_and_the_outbox_are_configured_and_secrets_never_printed() {
+        let c = parse(&format!(
+            "{HOOK}\n[outbox]\nmax_attempts = 3\nbackoff_base = \"50ms\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.webhooks.len(), 1);
+        assert_eq!(c.webhooks[0].events, ["decided", "expired"]);
+        assert_eq!(c.outbox.max_attempts, 3);
+        assert_eq!(c.outbox.backoff_base, std::time::Duration::from_millis(50));
+        assert!(!format!("{c:?}").contains("MfKQ9r8GKYqr"));
+        let routes = super::default_routes(&c.webhooks);
+        assert_eq!(routes[0].channel, "webhook:pagerduty");
+        assert!(routes[0].wants("decided") && !routes[0].wants("voted"));
+        assert_eq!(parse("").unwrap().outbox, super::OutboxConfig::default());
+    }
+
+    #[test]
+    fn bad_webhooks_are_refused_without_quoting_the_secret() {
+        for (toml, needle) in [
+            (HOOK.replace("whsec_MfKQ9r8GKYqr", "MfKQ9r8GKYqr"), "whsec_"),
+            (HOOK.replace("LaSw\"", "La!!\""), "whsec_"),
+            (HOOK.replace("https://events", "ftp://events"), "http://"),
+            (
+                HOOK.replace("\"decided\"", "\"approved\""),
+                "`events` names `approved`",
+            ),
+            (HOOK.replace("pagerduty", "pager duty"), "`name`"),
+            (format!("{HOOK}{HOOK}"), "two webhooks"),
+            (
+                HOOK.replace("secret =", "secret_env = \"X\"\nsecret ="),
+                "exactly one",
+            ),
+            (
+                HOOK.replace("events =", "colour = \"red\"\nevents ="),
+                "unknown field",
+            ),
+            ("[outbox]\nmax_attempts = 0\n".to_string(), "max_attempts"),
+            (
+                "[outbox]\nbackoff_base = \"1m\"\nbackoff_max = \"1s\"\n".to_string(),
+                "backoff_max",
+            ),
+        ] {
+            let e = parse(&toml).expect_err(needle);
+            assert!(e.contains(needle), "{needle}: {e}");
+            assert!(!e.contains("MfKQ9r8GKYqr"), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_channel_a_policy_names_must_be_configured() {
+        let c = parse(HOOK).unwrap();
+        let named = |c: &str| vec![(c.to_string(), "p1".to_string())];
+        assert!(super::check_policy_channels(&named("webhook:pagerduty"), &c.webhooks).is_ok());
+        let e = super::check_policy_channels(&named("webhook:opsgenie"), &c.webhooks).unwrap_err();
+        assert!(e.contains("`webhook:opsgenie` (policy `p1`)"), "{e}");
+        let e = super::check_policy_channels(&named("slack:#ops"), &c.webhooks).unwrap_err();
+        assert!(e.contains("not available"), "{e}");
+    }
+}
