@@ -20,8 +20,9 @@ use countersign_store::{Notification, OutboxChange};
 /// Most notifications handled per round.
 const BATCH: usize = 64;
 
-/// The longest the worker sleeps without looking for due notifications (the change feed wakes
-/// it sooner; other replicas' commits reach it through PostgreSQL's feed).
+/// The longest the worker sleeps without looking for due notifications (this process's commits
+/// and other processes' announced ones wake it sooner; `countersign outbox retry` on SQLite is
+/// seen within this).
 const IDLE: Duration = Duration::from_secs(1);
 
 /// What a channel is given to send.
@@ -114,7 +115,14 @@ impl Deliverer {
     /// Delivers due notifications until dropped: after each round it sleeps until the next
     /// is due (at most [`IDLE`]) or a commit is announced.
     pub async fn deliver_forever(self: Arc<Self>) {
-        let mut changes = self.gateway.store().changes();
+        // Other processes' commits (PostgreSQL replicas, `countersign outbox retry`) announce
+        // themselves on the feed; this process's own commits wake the worker directly, so the
+        // allow path on SQLite, which notifies nobody, never subscribes to its feed.
+        let store = self.gateway.store();
+        let mut changes = store
+            .changes_from_other_processes()
+            .then(|| store.changes())
+            .flatten();
         loop {
             let delivered = match self.round().await {
                 Ok(n) => n,
@@ -127,29 +135,38 @@ impl Deliverer {
                 continue;
             }
             let now = self.gateway.time();
-            let wait = match self.gateway.store().outbox_next_due().await {
+            let wait = match store.outbox_next_due().await {
                 Ok(Some(at)) => {
                     Duration::from_millis(at.millis().saturating_sub(now.millis()).max(0) as u64)
                         .min(IDLE)
                 }
-                Ok(None) => IDLE,
-                Err(_) => IDLE,
+                Ok(None) | Err(_) => IDLE,
             };
             if wait.is_zero() {
                 continue;
             }
-            match changes.as_mut() {
-                Some(rx) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        r = rx.recv() => {
-                            if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
-                                changes = None;
-                            }
-                        }
+            let feed = async {
+                match changes.as_mut() {
+                    Some(rx) => {
+                        let open = !matches!(
+                            rx.recv().await,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed)
+                        );
+                        // One round for a burst of commits, not one per announced id.
+                        while !matches!(
+                            rx.try_recv(),
+                            Err(tokio::sync::broadcast::error::TryRecvError::Empty
+                                | tokio::sync::broadcast::error::TryRecvError::Closed)
+                        ) {}
+                        open
                     }
+                    None => std::future::pending().await,
                 }
-                None => tokio::time::sleep(wait).await,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.gateway.notifications_queued() => {}
+                open = feed => if !open { changes = None },
             }
         }
     }

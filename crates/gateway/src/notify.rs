@@ -225,6 +225,13 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Returns when this process next commits a change that queued notifications (at once if
+    /// one did since the last call): what wakes the delivery worker without a poll. Other
+    /// processes' commits reach it through the store's change feed.
+    pub async fn notifications_queued(&self) {
+        self.outbox.notified().await
+    }
+
     /// The gateway's clock's time (what the delivery worker dates attempts and backoffs by).
     pub fn time(&self) -> countersign_core::Timestamp {
         self.now()

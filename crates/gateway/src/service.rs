@@ -86,6 +86,8 @@ pub struct Gateway {
     audit: AuditLog,
     pub(crate) wakeups: Wakeups,
     sweeper: Notify,
+    /// Told when this process committed a change that queued notifications.
+    pub(crate) outbox: Notify,
     metrics: Metrics,
     clock: Clock,
     review_ttl: Duration,
@@ -242,6 +244,7 @@ impl Gateway {
             audit: parts.audit,
             wakeups: Wakeups::default(),
             sweeper: Notify::new(),
+            outbox: Notify::new(),
             metrics,
             clock: parts.clock,
             review_ttl: parts.review_ttl,
@@ -506,6 +509,9 @@ impl Gateway {
                     .inc();
                 if record.decision.effect == Effect::Review {
                     self.sweeper.notify_one();
+                    if !record.decision.notify.is_empty() {
+                        self.outbox.notify_one();
+                    }
                 }
                 Ok((self.view(who, record), Submitted::Created))
             }
@@ -712,6 +718,11 @@ impl Gateway {
         if !events.is_empty() {
             self.observe(&record, &events, now);
             self.wakeups.wake(id);
+            if !record.decision.notify.is_empty()
+                && events.iter().any(|e| e.notification().is_some())
+            {
+                self.outbox.notify_one();
+            }
         }
         Ok((record, events))
     }

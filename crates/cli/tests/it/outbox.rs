@@ -14,17 +14,17 @@ use tokio::process::Command;
 
 use crate::cli::{Server, BIN};
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A receiver answering `status` (shared, changeable), recording `(webhook-id, type, status)`.
 #[derive(Clone)]
-struct Receiver {
+pub struct Receiver {
     status: Arc<Mutex<u16>>,
     got: Arc<Mutex<Vec<(String, String, u16)>>>,
 }
 
 impl Receiver {
-    async fn start(status: u16) -> (Receiver, String) {
+    pub async fn start(status: u16) -> (Receiver, String) {
         let r = Receiver {
             status: Arc::new(Mutex::new(status)),
             got: Arc::default(),
@@ -59,7 +59,7 @@ impl Receiver {
     }
 
     /// Accepted deliveries: webhook-id → (action:type, times).
-    fn accepted(&self) -> HashMap<String, (String, usize)> {
+    pub fn accepted(&self) -> HashMap<String, (String, usize)> {
         let mut out: HashMap<String, (String, usize)> = HashMap::new();
         for (id, kind, status) in self.got.lock().unwrap().iter() {
             if *status == 200 {
