@@ -32,6 +32,7 @@ impl Received {
 struct State {
     script: VecDeque<(u16, Option<&'static str>)>,
     always: Option<u16>,
+    delay: Option<std::time::Duration>,
     got: Vec<Received>,
 }
 
@@ -52,6 +53,11 @@ impl Receiver {
     /// Answers every request with `status` (until `None`).
     pub fn always(&self, status: Option<u16>) {
         self.0.lock().unwrap().always = status;
+    }
+
+    /// Answers only after `delay` (until `None`).
+    pub fn delay(&self, delay: Option<std::time::Duration>) {
+        self.0.lock().unwrap().delay = delay;
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -75,7 +81,13 @@ impl Receiver {
             "/hook",
             axum::routing::post(move |headers: HeaderMap, body: Bytes| {
                 let me = me.clone();
-                async move { me.answer(headers, body) }
+                async move {
+                    let delay = me.0.lock().unwrap().delay;
+                    if let Some(d) = delay {
+                        tokio::time::sleep(d).await;
+                    }
+                    me.answer(headers, body)
+                }
             }),
         );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -98,6 +110,9 @@ impl Receiver {
             status,
         });
         let code = StatusCode::from_u16(status).unwrap();
+        if (300..400).contains(&status) {
+            return (code, [("location", "/elsewhere")]).into_response();
+        }
         match retry_after {
             Some(r) => (code, [("retry-after", r)]).into_response(),
             None => code.into_response(),

@@ -366,3 +366,82 @@ async fn notifications_dead_letter_after_max_attempts_and_a_requeue_delivers_the
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed_and_slow_or_unreachable_receivers_are_retried() {
+    let s = setup("backoff_base = \"10ms\"\nbackoff_max = \"20ms\"\ntimeout = \"200ms\"").await;
+    // A redirect is not followed (the signed event goes only where configured): dead at once.
+    s.receiver.always(Some(302));
+    let g = &s.gateway;
+    submit(g, "deploy").await;
+    let start = Instant::now();
+    let row = loop {
+        let r = rows(g).await;
+        if r.first().is_some_and(|r| r.state == OutboxState::Dead) {
+            break r[0].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "302 not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(row.attempts, 1);
+    assert_eq!(
+        s.receiver.received().len(),
+        1,
+        "the Location was not fetched"
+    );
+    // A receiver slower than `timeout` is retried, then delivered once it answers in time.
+    s.receiver.always(None);
+    s.receiver.delay(Some(Duration::from_millis(600)));
+    submit(g, "deploy").await;
+    let start = Instant::now();
+    loop {
+        let r = rows(g).await;
+        if r.len() == 2 && r[1].attempts >= 2 {
+            assert_eq!(r[1].state, OutboxState::Queued);
+            assert!(
+                r[1].last_error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("request failed"),
+                "{r:?}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timeout not retried"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.receiver.delay(None);
+    until("the slow one delivered", || {
+        s.receiver.accepted().len() >= 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_receivers_error_names_no_url_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "http://127.0.0.1:1/hook?token=sekret-in-query";
+    let config = Config::load(&config(dir.path(), url, "backoff_base = \"10ms\"")).unwrap();
+    let store = countersign_gateway::open_store(&config.database)
+        .await
+        .unwrap();
+    let gateway = Gateway::with_store(&config, store, countersign_gateway::system_clock()).unwrap();
+    let deliverer = Deliverer::new(
+        gateway.clone(),
+        Channels::from_config(&config).unwrap(),
+        config.outbox.clone(),
+    );
+    submit(&gateway, "deploy").await;
+    assert_eq!(deliverer.round().await.unwrap(), 1);
+    let row = rows(&gateway).await.remove(0);
+    assert_eq!((row.state, row.attempts), (OutboxState::Queued, 1));
+    let error = row.last_error.unwrap();
+    assert!(error.starts_with("request failed"), "{error}");
+    assert!(!error.contains("sekret"), "{error}");
+}

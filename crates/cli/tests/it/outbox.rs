@@ -204,3 +204,46 @@ async fn kill_dash_nine_with_undelivered_notifications_loses_none() {
     assert!(err.contains("--state lost"), "{err}");
     drop(server);
 }
+
+/// A channel a policy names but the configuration lacks is a load error, in `policy validate
+/// --config` and at `serve`, not a silent drop; so is a Slack channel in this build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_notify_channel_is_a_load_error() {
+    for (channel, needle) in [
+        (
+            "webhook:nope",
+            "`webhook:nope` (policy `routed`) is not configured",
+        ),
+        ("slack:#ops", "not available in this build"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::support::write_config(dir.path(), "");
+        std::fs::write(
+            dir.path().join("policies/routed.cedar"),
+            format!(
+                "@id(\"routed\") @effect(\"review\") @approvers(\"group:sre\") @notify(\"{channel}\")\n\
+                 permit (principal, action == Action::\"routed\", resource);\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::new(BIN)
+            .args(["policy", "validate", "--config"])
+            .arg(&config)
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle), "{err}");
+        let out = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(needle), "{err}");
+    }
+}
