@@ -25,6 +25,9 @@ const BATCH: usize = 64;
 /// seen within this).
 const IDLE: Duration = Duration::from_secs(1);
 
+/// How long past the request timeout a claim lasts.
+const CLAIM_MARGIN: Duration = Duration::from_secs(1);
+
 /// What a channel is given to send.
 pub struct Message<'a> {
     /// The notification (id, kind, channel, attempts so far).
@@ -176,6 +179,25 @@ impl Deliverer {
     pub async fn round(&self) -> Result<usize, countersign_store::StoreError> {
         let now = self.gateway.time();
         let due = self.gateway.store().outbox_due(now, BATCH).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        // Claimed first, so no other worker (a process sharing a SQLite file, a replica that
+        // lost its lease mid-round) sends the same row meanwhile; a worker that dies
+        // mid-attempt leaves its claim to expire after the request's timeout.
+        let until = Timestamp(
+            now.millis()
+                .saturating_add((self.config.timeout + CLAIM_MARGIN).as_millis() as i64),
+        );
+        let claimed = self
+            .gateway
+            .store()
+            .outbox_claim(due.iter().map(|d| d.id).collect(), now, until)
+            .await?;
+        let due: Vec<Notification> = due
+            .into_iter()
+            .filter(|d| claimed.contains(&d.id))
+            .collect();
         if due.is_empty() {
             return Ok(0);
         }

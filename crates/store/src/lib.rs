@@ -381,6 +381,18 @@ pub trait Outbox: Writes {
         channel: &str,
     ) -> Result<Option<String>, StoreError>;
 
+    /// Claims due notifications for one delivery attempt each: of `ids`, those still queued
+    /// and due at `now` are made not due before `until` and returned. Two workers (processes
+    /// sharing a SQLite file, a replica losing its lease mid-round) never claim one row at once.
+    async fn outbox_claim(
+        &self,
+        ids: Vec<i64>,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<i64>, StoreError> {
+        op::outbox_claim(self.writer(), ids, now, until).await
+    }
+
     /// Records what happened to notifications (durably, like every write).
     async fn outbox_record(&self, changes: Vec<OutboxChange>) -> Result<(), StoreError> {
         op::outbox_record(self.writer(), changes).await

@@ -60,6 +60,13 @@ pub(crate) enum Op {
         changes: Vec<OutboxChange>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Due notifications claimed for one delivery attempt.
+    OutboxClaim {
+        ids: Vec<i64>,
+        now: Timestamp,
+        until: Timestamp,
+        reply: oneshot::Sender<Result<Vec<i64>, StoreError>>,
+    },
     /// A key revoked, and its audit entry.
     RevokeKey {
         id: String,
@@ -226,5 +233,21 @@ pub(crate) async fn outbox_record(
 ) -> Result<(), StoreError> {
     let (reply, rx) = oneshot::channel();
     w.send(Op::Outbox { changes, reply })?;
+    w.answer(rx).await
+}
+
+pub(crate) async fn outbox_claim(
+    w: &WriteQueue,
+    ids: Vec<i64>,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<i64>, StoreError> {
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::OutboxClaim {
+        ids,
+        now,
+        until,
+        reply,
+    })?;
     w.answer(rx).await
 }

@@ -111,6 +111,15 @@ pub enum OutboxChange {
         /// Why.
         error: String,
     },
+    /// Claimed by a delivery worker for one attempt: not due again before `until` (a worker
+    /// that dies mid-attempt leaves it to be tried again then). Decided by `write.rs` only
+    /// ([`crate::Outbox::outbox_claim`]).
+    Claim {
+        /// The notification.
+        id: i64,
+        /// Not due before.
+        until: Timestamp,
+    },
     /// Queued again from any state, attempts reset (`countersign outbox retry ID`).
     Requeue {
         /// The notification.
@@ -265,6 +274,10 @@ pub(crate) fn apply(conn: &Connection, change: &OutboxChange) -> Result<(), Stor
             "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 \
              WHERE id = ?1 AND state = 'queued'",
             &[id, error],
+        ),
+        OutboxChange::Claim { id, until } => run(
+            "UPDATE outbox SET next_at = ?2 WHERE id = ?1",
+            &[id, &until.millis()],
         ),
         OutboxChange::Requeue { id, at } => run(
             "UPDATE outbox SET state = 'queued', attempts = 0, next_at = ?2, \

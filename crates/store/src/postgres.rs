@@ -646,7 +646,24 @@ async fn run_batch(
                 Frontier::load(size, &RowHashes(owners)).map_err(tree_err)?
             }
         };
+        let outbox_rows = if needs.outbox.is_empty() {
+            Vec::new()
+        } else {
+            tx.query(
+                &format!(
+                    "SELECT {} FROM outbox WHERE id = ANY($1) FOR UPDATE",
+                    crate::outbox::COLUMNS
+                ),
+                &[&needs.outbox],
+            )
+            .await
+            .map_err(db_err)?
+        };
         let loaded = Loaded {
+            outbox: outbox_rows
+                .iter()
+                .map(notification_row)
+                .collect::<Result<_, _>>()?,
             idempotent: existing
                 .iter()
                 .map(|r| decode(r.get(0), r.get(3)))
@@ -948,6 +965,14 @@ async fn write_outbox(
                     "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = $2 \
                      WHERE id = $1 AND state = 'queued'",
                     &[id, error],
+                )
+                .await
+                .map_err(db_err)?;
+            }
+            OutboxChange::Claim { id, until } => {
+                tx.execute(
+                    "UPDATE outbox SET next_at = $2 WHERE id = $1",
+                    &[id, &until.millis()],
                 )
                 .await
                 .map_err(db_err)?;

@@ -444,6 +444,9 @@ fn load(conn: &Connection, needs: &Needs) -> Result<Loaded, StoreError> {
     for id_key in &needs.bindings {
         loaded.bindings.extend(crate::bindings::get(conn, id_key)?);
     }
+    for id in &needs.outbox {
+        loaded.outbox.extend(crate::outbox::get(conn, *id)?);
+    }
     Ok(loaded)
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use crate::entry::EntryParts;
 use crate::health::WriteHealth;
 use crate::op::Op;
-use crate::outbox::NewNotification;
+use crate::outbox::{NewNotification, Notification, OutboxState};
 use crate::{
     IdentityBinding, Inserted, ManagedKey, OutboxChange, StoreError, StoredCheckpoint, UpdateError,
 };
@@ -78,6 +78,8 @@ pub(crate) struct Needs {
     pub key_hashes: Vec<[u8; 32]>,
     /// Normalised ids to bind.
     pub bindings: Vec<String>,
+    /// Outbox notifications to claim.
+    pub outbox: Vec<i64>,
 }
 
 impl Needs {
@@ -113,6 +115,7 @@ impl Needs {
                 }
                 Op::RevokeKey { id, .. } => needs.key_ids.push(id.clone()),
                 Op::BindIdentity { binding, .. } => needs.bindings.push(binding.id_key.clone()),
+                Op::OutboxClaim { ids, .. } => needs.outbox.extend(ids.iter().copied()),
                 Op::Checkpoint { .. } | Op::Append { .. } | Op::Outbox { .. } => {}
             }
         }
@@ -136,6 +139,8 @@ pub(crate) struct Loaded {
     pub keys: Vec<ManagedKey>,
     /// Bindings of the ids asked for that exist.
     pub bindings: Vec<IdentityBinding>,
+    /// The outbox notifications asked for that exist.
+    pub outbox: Vec<Notification>,
 }
 
 /// The writer's frontier of the log between batches, trusted only after [`Head::frontier`]
@@ -212,6 +217,8 @@ pub(crate) struct Batch {
     pub outbox: Vec<NewNotification>,
     /// What the delivery worker recorded about queued notifications.
     pub outbox_changes: Vec<OutboxChange>,
+    /// Notifications to claim, read under the lock, as the batch has left them.
+    outbox_rows: HashMap<i64, Notification>,
 }
 
 impl Batch {
@@ -238,7 +245,11 @@ impl Batch {
             new_bindings: Vec::new(),
             outbox: Vec::new(),
             outbox_changes: Vec::new(),
+            outbox_rows: HashMap::new(),
         };
+        for n in loaded.outbox {
+            batch.outbox_rows.insert(n.id, n);
+        }
         for (requester, n) in loaded.open_reviews {
             batch.open.insert(requester, n);
         }
@@ -417,6 +428,7 @@ pub(crate) enum Done {
         oneshot::Sender<Result<IdentityBinding, StoreError>>,
         IdentityBinding,
     ),
+    Claimed(oneshot::Sender<Result<Vec<i64>, StoreError>>, Vec<i64>),
 }
 
 impl Done {
@@ -452,6 +464,10 @@ impl Done {
                 other => other,
             })),
             (Done::Bound(tx, b), Ok(())) => drop(tx.send(Ok(b))),
+            (Done::Claimed(tx, ids), Ok(())) => drop(tx.send(Ok(ids))),
+            (Done::Claimed(tx, _), Err(e)) => {
+                drop(tx.send(Err(StoreError::Database(format!("{}: {e}", failed())))))
+            }
             (Done::Bound(tx, _), Err(e)) => {
                 drop(tx.send(Err(StoreError::Database(format!("{}: {e}", failed())))))
             }
@@ -480,6 +496,7 @@ pub(crate) fn fail_all(ops: Vec<Op>, done: &mut Vec<Done>, err: StoreError) -> S
             Op::BindIdentity { reply, .. } => {
                 drop(reply.send(Err(StoreError::Database(err.to_string()))))
             }
+            Op::OutboxClaim { reply, .. } => done.push(Done::Claimed(reply, Vec::new())),
         }
     }
     // Every reply above is overridden by the failed commit's error in `Done::send`, except the
@@ -659,7 +676,55 @@ pub(crate) fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 .clone();
             done.push(Done::Bound(reply, held));
         }
+        Op::OutboxClaim {
+            ids,
+            now,
+            until,
+            reply,
+        } => {
+            // Only what is still queued and due: another worker's claim (or a delivery
+            // recorded since the read) wins.
+            let mut claimed = Vec::new();
+            for id in ids {
+                if let Some(row) = batch
+                    .outbox_rows
+                    .get_mut(&id)
+                    .filter(|r| r.state == OutboxState::Queued && r.next_at <= now)
+                {
+                    row.next_at = until;
+                    batch.outbox_changes.push(OutboxChange::Claim { id, until });
+                    claimed.push(id);
+                }
+            }
+            done.push(Done::Claimed(reply, claimed));
+        }
         Op::Outbox { changes, reply } => {
+            for change in &changes {
+                match change {
+                    OutboxChange::Delivered { id, .. } => {
+                        if let Some(r) = batch.outbox_rows.get_mut(id) {
+                            r.state = OutboxState::Delivered;
+                        }
+                    }
+                    OutboxChange::Dead { id, .. } => {
+                        if let Some(r) = batch.outbox_rows.get_mut(id) {
+                            r.state = OutboxState::Dead;
+                        }
+                    }
+                    OutboxChange::Retry { id, next_at, .. }
+                    | OutboxChange::Claim { id, until: next_at } => {
+                        if let Some(r) = batch.outbox_rows.get_mut(id) {
+                            r.next_at = *next_at;
+                        }
+                    }
+                    OutboxChange::Requeue { id, at } => {
+                        if let Some(r) = batch.outbox_rows.get_mut(id) {
+                            r.state = OutboxState::Queued;
+                            r.next_at = *at;
+                        }
+                    }
+                }
+            }
             batch.outbox_changes.extend(changes);
             done.push(Done::Append(reply, Ok(())));
         }

@@ -445,3 +445,35 @@ async fn an_unreachable_receivers_error_names_no_url_secret() {
     assert!(error.starts_with("request failed"), "{error}");
     assert!(!error.contains("sekret"), "{error}");
 }
+
+/// Two processes on one SQLite file (two gateways, two writers, two delivery workers, each
+/// with the lease SQLite always grants) send each notification once: rows are claimed before
+/// they are sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_sharing_a_database_send_each_notification_once() {
+    let s = setup("backoff_base = \"10ms\"").await;
+    let config = Config::load(&s._dir.path().join("countersign.toml")).unwrap();
+    let store = countersign_gateway::open_store(&config.database)
+        .await
+        .unwrap();
+    let other = Gateway::with_store(&config, store, countersign_gateway::system_clock()).unwrap();
+    let _second = tokio::spawn(
+        Deliverer::new(
+            other.clone(),
+            Channels::from_config(&config).unwrap(),
+            config.outbox.clone(),
+        )
+        .deliver_forever(),
+    );
+    for i in 0..20 {
+        let g = if i % 2 == 0 { &s.gateway } else { &other };
+        submit(g, "deploy").await;
+    }
+    until("20 accepted", || s.receiver.accepted().len() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = s.receiver.accepted();
+    let mut ids: Vec<&str> = got.iter().filter_map(|r| r.header("webhook-id")).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((got.len(), ids.len()), (20, 20));
+}

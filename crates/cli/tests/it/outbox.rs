@@ -92,7 +92,7 @@ async fn kill_dash_nine_with_undelivered_notifications_loses_none() {
     let (receiver, url) = Receiver::start(503).await;
     let extra = format!(
         "[[webhooks]]\nname = \"ops\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n\n\
-         [outbox]\nmax_attempts = 1000\nbackoff_base = \"20ms\"\nbackoff_max = \"100ms\"\n"
+         [outbox]\nmax_attempts = 1000\nbackoff_base = \"20ms\"\nbackoff_max = \"100ms\"\ntimeout = \"1s\"\n"
     );
     let config = crate::support::write_config(dir.path(), &extra);
     let mut server = Server::serve(&config, &[], std::process::Stdio::null()).await;

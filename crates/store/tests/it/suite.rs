@@ -1327,6 +1327,33 @@ pub async fn outbox_rows_are_written_with_the_change(store: Arc<dyn Store>) {
         .unwrap();
     let again = store.outbox_get(rows[3].id).await.unwrap().unwrap();
     assert_eq!((again.state, again.attempts), (OutboxState::Queued, 0));
+    // Claims: of concurrent claims of the same due rows each row goes to one; a claimed row
+    // is not due again before the claim's end, a row not due is not claimed.
+    let due: Vec<i64> = store
+        .outbox_due(T0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(due.len(), 2, "{due:?}");
+    let until = Timestamp(T0.millis() + 10_000);
+    let (a, b) = tokio::join!(
+        store.outbox_claim(due.clone(), T0, until),
+        store.outbox_claim(due.clone(), T0, until)
+    );
+    let (mut a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.iter().all(|id| !b.contains(id)), "{a:?} {b:?}");
+    a.extend(b);
+    a.sort();
+    assert_eq!(a, due);
+    assert!(store.outbox_due(T0, 10).await.unwrap().is_empty());
+    assert!(store
+        .outbox_claim(due.clone(), T0, until)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.outbox_due(until, 10).await.unwrap().len(), 2);
     let counts = store.outbox_counts().await.unwrap();
     assert!(counts.contains(&(OutboxState::Delivered, "webhook:ops".into(), 1)));
     assert!(counts.contains(&(OutboxState::Queued, "webhook:ops".into(), 2)));
