@@ -300,3 +300,78 @@ impl Event {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn reviewers_hear_of_review_changes_only_and_every_kind_is_listed() {
+        let digest = crate::ActionSpec::new("a", "r", "", None).unwrap().digest();
+        let voted = |verdict: &str| Event::Voted {
+            voter: "alice".into(),
+            voter_source: None,
+            verdict: verdict.into(),
+            digest: digest.clone(),
+            params: None,
+            analysis: None,
+            comment: None,
+            masked: Vec::new(),
+        };
+        let cases = [
+            (voted("approve"), Some("voted")),
+            (voted("deny"), Some("voted")),
+            (voted("modify"), Some("modified")),
+            (voted("clarify"), Some("question_asked")),
+            (
+                Event::ClarificationAnswered { by: "bot".into() },
+                Some("question_answered"),
+            ),
+            (
+                Event::Approved {
+                    digest: digest.clone(),
+                },
+                Some("decided"),
+            ),
+            (Event::Rejected { by: "bob".into() }, Some("decided")),
+            (Event::Expired, Some("expired")),
+            (Event::Cancelled { by: "bot".into() }, Some("cancelled")),
+            (
+                Event::ResultReported {
+                    outcome: "succeeded".into(),
+                    by: "bot".into(),
+                },
+                Some("result_reported"),
+            ),
+            (
+                Event::GrantIssued {
+                    jti: "j".into(),
+                    digest: digest.clone(),
+                    expires_at: Timestamp(0),
+                },
+                None,
+            ),
+            (
+                Event::Refused {
+                    by: "bot".into(),
+                    attempted: "vote".into(),
+                    code: "self_approval".into(),
+                },
+                None,
+            ),
+        ];
+        for (event, kind) in &cases {
+            assert_eq!(event.notification(), *kind, "{event:?}");
+            if let Some(k) = kind {
+                assert!(Event::NOTIFICATIONS.contains(k));
+            }
+        }
+        let opened = Event::ReviewOpened {
+            approvers: Vec::new(),
+            quorum: Vec::new(),
+            expires_at: Timestamp(0),
+        };
+        assert_eq!(opened.notification(), Some("review_opened"));
+    }
+}

@@ -477,3 +477,61 @@ async fn two_workers_sharing_a_database_send_each_notification_once() {
     ids.dedup();
     assert_eq!((got.len(), ids.len()), (20, 20));
 }
+
+/// Every kind along a review's life reaches the receiver, in order: opened, a question asked
+/// and answered, the vote, the decision, the reported result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_its_answer_the_decision_and_the_result_are_notified() {
+    let s = setup("backoff_base = \"10ms\"").await;
+    let g = &s.gateway;
+    let (bot, alice) = (who(g, "tok-bot"), who(g, "tok-alice"));
+    let id = submit(g, "deploy").await;
+    g.vote(
+        &alice,
+        &id,
+        Ballot::Clarify {
+            question: "which cluster?".into(),
+        },
+    )
+    .await
+    .unwrap();
+    g.answer(&bot, &id, "eu-1".into()).await.unwrap();
+    g.vote(&alice, &id, Ballot::Approve { comment: None })
+        .await
+        .unwrap();
+    let token = g.get(&bot, &id).await.unwrap().grant_token.unwrap();
+    g.redeem(&bot, &token).await.unwrap();
+    g.report(
+        &bot,
+        &id,
+        countersign_core::Outcome::Succeeded,
+        Some(0),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    until("6 accepted", || s.receiver.accepted().len() == 6).await;
+    let kinds: Vec<String> = s
+        .receiver
+        .accepted()
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "review_opened",
+            "question_asked",
+            "question_answered",
+            "voted",
+            "decided",
+            "result_reported"
+        ]
+    );
+}
