@@ -313,7 +313,7 @@ mod tests {
             voter: "alice".into(),
             voter_source: None,
             verdict: verdict.into(),
-            digest: digest.clone(),
+            digest,
             params: None,
             analysis: None,
             comment: None,
@@ -328,12 +328,7 @@ mod tests {
                 Event::ClarificationAnswered { by: "bot".into() },
                 Some("question_answered"),
             ),
-            (
-                Event::Approved {
-                    digest: digest.clone(),
-                },
-                Some("decided"),
-            ),
+            (Event::Approved { digest }, Some("decided")),
             (Event::Rejected { by: "bob".into() }, Some("decided")),
             (Event::Expired, Some("expired")),
             (Event::Cancelled { by: "bot".into() }, Some("cancelled")),
@@ -347,7 +342,7 @@ mod tests {
             (
                 Event::GrantIssued {
                     jti: "j".into(),
-                    digest: digest.clone(),
+                    digest,
                     expires_at: Timestamp(0),
                 },
                 None,
