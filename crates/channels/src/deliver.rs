@@ -38,7 +38,8 @@ pub struct Message<'a> {
     pub entry: &'a [u8],
     /// The gateway's time now.
     pub now: Timestamp,
-    /// The channel's id of the message it made for this action earlier, if any.
+    /// The channel's id of the message it made for this action earlier, if any (read only for
+    /// a channel that [updates in place](Channel::updates_in_place)).
     pub earlier: Option<String>,
 }
 
@@ -63,6 +64,12 @@ pub enum Outcome {
 pub trait Channel: Send + Sync {
     /// Sends one notification.
     async fn deliver(&self, message: Message<'_>) -> Outcome;
+
+    /// Whether it updates an earlier message in place (chat channels), so the worker reads the
+    /// stored message id for it ([`Message::earlier`]); webhooks do not.
+    fn updates_in_place(&self) -> bool {
+        false
+    }
 }
 
 /// The configured channels by `kind:name`.
@@ -229,9 +236,13 @@ impl Deliverer {
             Ok(_) => return Outcome::Refused("the audit entry does not exist".into()),
             Err(e) => return retry(format!("reading the audit entry: {e}")),
         };
-        let earlier = match store.channel_message(&n.action_id, &n.channel).await {
-            Ok(m) => m,
-            Err(e) => return retry(format!("reading the channel's message id: {e}")),
+        let earlier = if channel.updates_in_place() {
+            match store.channel_message(&n.action_id, &n.channel).await {
+                Ok(m) => m,
+                Err(e) => return retry(format!("reading the channel's message id: {e}")),
+            }
+        } else {
+            None
         };
         channel
             .deliver(Message {
