@@ -19,8 +19,8 @@ pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// A receiver answering `status` (shared, changeable), recording `(webhook-id, type, status)`.
 #[derive(Clone)]
 pub struct Receiver {
-    status: Arc<Mutex<u16>>,
-    got: Arc<Mutex<Vec<(String, String, u16)>>>,
+    pub status: Arc<Mutex<u16>>,
+    pub got: Arc<Mutex<Vec<(String, String, u16)>>>,
 }
 
 impl Receiver {
