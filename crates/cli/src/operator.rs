@@ -225,6 +225,7 @@ pub fn policy(cmd: PolicyCommand) -> u8 {
                             if let Err(e) = countersign_gateway::notify::check_policy_channels(
                                 &engine.notify_channels(),
                                 &c.webhooks,
+                                c.slack.as_ref(),
                             ) {
                                 eprintln!("{}: {e}", dir.display());
                                 return 1;

@@ -57,6 +57,7 @@ struct RawConfig {
     #[serde(default)]
     webhooks: Vec<crate::notify::RawWebhook>,
     outbox: Option<crate::notify::RawOutbox>,
+    slack: Option<crate::notify::RawSlack>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,6 +209,7 @@ struct RawIdentity {
     email: Option<String>,
     api_key_sha256: String,
     oidc_subject: Option<String>,
+    slack_user_id: Option<String>,
 }
 
 /// A configured identity with the SHA-256 of its bearer token.
@@ -226,6 +228,8 @@ pub struct ConfiguredIdentity {
     /// `issuer#subject` of the OIDC user who is this (human) identity: signing in through the
     /// identity provider as that subject is acting as this identity, one person.
     pub oidc_subject: Option<String>,
+    /// The Slack user (`U0123ABCD`) who is this (human) identity when clicking in Slack.
+    pub slack_user_id: Option<String>,
 }
 
 impl ConfiguredIdentity {
@@ -407,6 +411,8 @@ pub struct Config {
     pub webhooks: Vec<crate::notify::WebhookConfig>,
     /// `[outbox]`: how notifications are retried.
     pub outbox: crate::notify::OutboxConfig,
+    /// `[slack]`: the Slack app reviews are posted by and clicked in.
+    pub slack: Option<crate::notify::SlackConfig>,
 }
 
 fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, String> {
@@ -533,6 +539,7 @@ impl Config {
         }
         let mut ids = std::collections::HashMap::new();
         let mut subjects = HashSet::new();
+        let mut slack_users = HashSet::new();
         let mut keys = HashSet::new();
         let mut identities = Vec::new();
         for (n, ident) in raw.identities.into_iter().enumerate() {
@@ -575,6 +582,29 @@ impl Config {
                     )));
                 }
             }
+            if let Some(user) = &ident.slack_user_id {
+                if ident.kind != IdentityKind::Human {
+                    return Err(err(format!(
+                        "{at}: `slack_user_id` maps a Slack user who clicks to a person; \
+                         only `kind = \"human\"` identities may have one"
+                    )));
+                }
+                let well_formed = (2..=32).contains(&user.len())
+                    && user.starts_with(['U', 'W'])
+                    && user
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+                if !well_formed {
+                    return Err(err(format!(
+                        "{at}: `slack_user_id` = \"{user}\" must be a Slack user id like \"U0123ABCD\""
+                    )));
+                }
+                if !slack_users.insert(user.clone()) {
+                    return Err(err(format!(
+                        "{at}: `slack_user_id` = \"{user}\" is mapped to another identity"
+                    )));
+                }
+            }
             if let Some(g) = ident.groups.iter().find(|g| !valid_name(g)) {
                 return Err(err(format!("{at}: group `{g}` must have no spaces")));
             }
@@ -600,6 +630,7 @@ impl Config {
                 email: ident.email,
                 api_key_sha256: hash,
                 oidc_subject: ident.oidc_subject,
+                slack_user_id: ident.slack_user_id,
             });
         }
         for o in &raw.oidc {
@@ -733,7 +764,13 @@ impl Config {
         let webhooks =
             crate::notify::webhooks(raw.webhooks, &|var| std::env::var(var).ok()).map_err(err)?;
         let outbox = crate::notify::outbox(raw.outbox).map_err(err)?;
+        let slack = raw
+            .slack
+            .map(|s| crate::notify::slack(s, &|var| std::env::var(var).ok()))
+            .transpose()
+            .map_err(err)?;
         Ok(Config {
+            slack,
             webhooks,
             outbox,
             credentials,

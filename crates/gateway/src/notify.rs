@@ -71,6 +71,118 @@ pub(crate) struct RawOutbox {
     timeout: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlack {
+    mode: Option<String>,
+    bot_token: Option<String>,
+    bot_token_env: Option<String>,
+    signing_secret: Option<String>,
+    signing_secret_env: Option<String>,
+    app_token: Option<String>,
+    app_token_env: Option<String>,
+    api_base_url: Option<String>,
+    default_channel: Option<String>,
+}
+
+/// `[slack]`: the Slack app that posts review messages (Web API, bot token) and receives their
+/// clicks (HTTP interactivity at `POST /v1/channels/slack/interactions`, signing secret).
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    /// The bot token (`xoxb-...`) the Web API is called with.
+    pub bot_token: Secret,
+    /// The signing secret interactivity requests are verified with.
+    pub signing_secret: Secret,
+    /// The Web API's base URL, ending in `/` (`https://slack.com/api/`).
+    pub api_base_url: String,
+    /// Where reviews go when no policy's `@notify` names a channel (`#approvals` or an id).
+    pub default_channel: Option<String>,
+}
+
+/// Whether `name` is a Slack channel as `@notify("slack:...")` may name it: `#name` (lowercase
+/// letters, digits, `-`, `_`, at most 80) or a channel id (`C0123ABCD`).
+pub fn slack_channel_name(name: &str) -> bool {
+    match name.strip_prefix('#') {
+        Some(n) => {
+            !n.is_empty()
+                && n.len() <= 80
+                && n.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
+                })
+        }
+        None => {
+            (2..=32).contains(&name.len())
+                && name.starts_with(['C', 'G', 'D'])
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        }
+    }
+}
+
+/// Validates `[slack]`; `lookup` reads the `*_env` keys. No message quotes a secret.
+pub(crate) fn slack(
+    raw: RawSlack,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<SlackConfig, String> {
+    match raw.mode.as_deref().unwrap_or("http") {
+        "http" => {}
+        "socket" => {
+            return Err(
+                "[slack] `mode = \"socket\"` (Socket Mode) is not available in this build yet; use `mode = \"http\"` with the interactivity URL POST /v1/channels/slack/interactions".into(),
+            )
+        }
+        other => {
+            return Err(format!(
+                "[slack] `mode` = \"{other}\": expected \"http\" or \"socket\""
+            ))
+        }
+    }
+    let secret = |key: &str, value: Option<String>, env: Option<String>| match (value, env) {
+        (Some(v), None) if !v.is_empty() => Ok(v),
+        (None, Some(var)) => lookup(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
+            format!("[slack] `{key}_env` = \"{var}\" is not set in the environment")
+        }),
+        _ => Err(format!(
+            "[slack] give exactly one of `{key}` and `{key}_env`"
+        )),
+    };
+    let bot_token = secret("bot_token", raw.bot_token, raw.bot_token_env)?;
+    if !bot_token.starts_with("xoxb-") {
+        return Err("[slack] the bot token must be a bot token (it starts with \"xoxb-\")".into());
+    }
+    let signing_secret = secret("signing_secret", raw.signing_secret, raw.signing_secret_env)?;
+    if raw.app_token.is_some() || raw.app_token_env.is_some() {
+        return Err(
+            "[slack] `app_token` is for Socket Mode (`mode = \"socket\"`), which is not available in this build yet".into(),
+        );
+    }
+    let mut api_base_url = raw
+        .api_base_url
+        .unwrap_or_else(|| "https://slack.com/api/".into());
+    let url = url::Url::parse(&api_base_url)
+        .map_err(|e| format!("[slack] `api_base_url` = \"{api_base_url}\" is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("[slack] `api_base_url` must be an http:// or https:// URL".into());
+    }
+    if !api_base_url.ends_with('/') {
+        api_base_url.push('/');
+    }
+    if let Some(c) = &raw.default_channel {
+        if !slack_channel_name(c) {
+            return Err(format!(
+                "[slack] `default_channel` = \"{c}\" must be \"#name\" (lowercase) or a channel id like \"C0123ABCD\""
+            ));
+        }
+    }
+    Ok(SlackConfig {
+        bot_token: Secret::new(bot_token),
+        signing_secret: Secret::new(signing_secret),
+        api_base_url,
+        default_channel: raw.default_channel,
+    })
+}
+
 fn plain_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -167,14 +279,20 @@ pub(crate) fn outbox(raw: Option<RawOutbox>) -> Result<OutboxConfig, String> {
     Ok(c)
 }
 
-/// The routes of a review whose policies name none: every webhook (with its `events` list).
-pub fn default_routes(webhooks: &[WebhookConfig]) -> Vec<Route> {
-    webhooks
-        .iter()
-        .map(|w| Route {
+/// The routes of a review whose policies name none: `[slack] default_channel` if set, and
+/// every webhook (with its `events` list).
+pub fn default_routes(webhooks: &[WebhookConfig], slack: Option<&SlackConfig>) -> Vec<Route> {
+    slack
+        .and_then(|s| s.default_channel.as_ref())
+        .map(|c| Route {
+            channel: format!("slack:{c}"),
+            events: Vec::new(),
+        })
+        .into_iter()
+        .chain(webhooks.iter().map(|w| Route {
             channel: format!("webhook:{}", w.name),
             events: w.events.clone(),
-        })
+        }))
         .collect()
 }
 
@@ -183,16 +301,24 @@ pub fn default_routes(webhooks: &[WebhookConfig]) -> Vec<Route> {
 pub fn check_policy_channels(
     named: &[(String, String)],
     webhooks: &[WebhookConfig],
+    slack: Option<&SlackConfig>,
 ) -> Result<(), String> {
     let mut problems = Vec::new();
     for (channel, policy) in named {
         match channel.split_once(':') {
+            Some(("slack", name)) if !slack_channel_name(name) => problems.push(format!(
+                "`{channel}` (policy `{policy}`): a Slack channel is \"slack:#name\" (lowercase) or \"slack:C0123ABCD\""
+            )),
+            Some(("slack", _)) if slack.is_some() => {}
+            Some(("slack", _)) => problems.push(format!(
+                "`{channel}` (policy `{policy}`) needs the Slack app configured; add a [slack] section"
+            )),
             Some(("webhook", name)) if webhooks.iter().any(|w| w.name == name) => {}
             Some(("webhook", _)) => problems.push(format!(
                 "`{channel}` (policy `{policy}`) is not configured; add a [[webhooks]] entry with that name"
             )),
             _ => problems.push(format!(
-                "`{channel}` (policy `{policy}`): Slack and Teams channels are not available in this build; use webhook:NAME"
+                "`{channel}` (policy `{policy}`): Teams channels are not available in this build; use slack:#CHANNEL or webhook:NAME"
             )),
         }
     }
@@ -267,7 +393,7 @@ events = ["decided", "expired"]
         assert_eq!(c.outbox.max_attempts, 3);
         assert_eq!(c.outbox.backoff_base, std::time::Duration::from_millis(50));
         assert!(!format!("{c:?}").contains("MfKQ9r8GKYqr"));
-        let routes = super::default_routes(&c.webhooks);
+        let routes = super::default_routes(&c.webhooks, None);
         assert_eq!(routes[0].channel, "webhook:pagerduty");
         assert!(routes[0].wants("decided") && !routes[0].wants("voted"));
         assert_eq!(parse("").unwrap().outbox, super::OutboxConfig::default());
@@ -309,10 +435,83 @@ events = ["decided", "expired"]
     fn every_channel_a_policy_names_must_be_configured() {
         let c = parse(HOOK).unwrap();
         let named = |c: &str| vec![(c.to_string(), "p1".to_string())];
-        assert!(super::check_policy_channels(&named("webhook:pagerduty"), &c.webhooks).is_ok());
-        let e = super::check_policy_channels(&named("webhook:opsgenie"), &c.webhooks).unwrap_err();
+        let check = |c: &Config, n: &str| {
+            super::check_policy_channels(&named(n), &c.webhooks, c.slack.as_ref())
+        };
+        assert!(check(&c, "webhook:pagerduty").is_ok());
+        let e = check(&c, "webhook:opsgenie").unwrap_err();
         assert!(e.contains("`webhook:opsgenie` (policy `p1`)"), "{e}");
-        let e = super::check_policy_channels(&named("slack:#ops"), &c.webhooks).unwrap_err();
+        let e = check(&c, "slack:#ops").unwrap_err();
+        assert!(e.contains("add a [slack] section"), "{e}");
+        let e = check(&c, "teams:sre").unwrap_err();
         assert!(e.contains("not available"), "{e}");
+        let s = parse(&format!("{HOOK}{SLACK}")).unwrap();
+        assert!(check(&s, "slack:#ops").is_ok());
+        assert!(check(&s, "slack:C0123ABCD").is_ok());
+        let e = check(&s, "slack:#Ops Room").unwrap_err();
+        assert!(e.contains("a Slack channel is"), "{e}");
+    }
+
+    const SLACK: &str = r##"
+[slack]
+mode = "http"
+bot_token = "xoxb-1111-2222-SeCrEtToKeN"
+signing_secret = "8f742231b10e8888abcd99yyyzzz85a5"
+api_base_url = "http://127.0.0.1:9/api"
+default_channel = "#approvals"
+"##;
+
+    #[test]
+    fn slack_is_configured_and_its_secrets_never_printed() {
+        let c = parse(SLACK).unwrap();
+        let s = c.slack.as_ref().unwrap();
+        assert_eq!(s.api_base_url, "http://127.0.0.1:9/api/");
+        assert_eq!(s.bot_token.expose(), "xoxb-1111-2222-SeCrEtToKeN");
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("SeCrEtToKeN") && !printed.contains("abcd99yyy"));
+        let routes = super::default_routes(&c.webhooks, c.slack.as_ref());
+        assert_eq!(routes[0].channel, "slack:#approvals");
+        // The default is Slack's own API.
+        let d = parse(&SLACK.replace("api_base_url = \"http://127.0.0.1:9/api\"\n", "")).unwrap();
+        assert_eq!(d.slack.unwrap().api_base_url, "https://slack.com/api/");
+    }
+
+    #[test]
+    fn bad_slack_configs_are_refused_without_quoting_secrets() {
+        for (toml, needle) in [
+            (SLACK.replace("\"http\"", "\"socket\""), "not available in this build"),
+            (SLACK.replace("\"http\"", "\"smoke\""), "expected \"http\""),
+            (SLACK.replace("xoxb-", "xoxp-"), "bot token"),
+            (
+                SLACK.replace("signing_secret =", "signing_secret_env = \"X\"\nsigning_secret ="),
+                "exactly one of `signing_secret`",
+            ),
+            (
+                SLACK.replace("mode =", "colour = \"red\"\nmode ="),
+                "unknown field",
+            ),
+            (
+                SLACK.replace("mode = \"http\"\n", "app_token = \"xapp-1\"\n"),
+                "Socket Mode",
+            ),
+            (
+                SLACK.replace("signing_secret =", "signing_secret_env = \"COUNTERSIGN_UNSET_SLACK_VAR\"\n#"),
+                "is not set in the environment",
+            ),
+            (SLACK.replace("#approvals", "#Approvals Room"), "default_channel"),
+            (SLACK.replace("http://127.0.0.1:9/api", "ftp://x"), "api_base_url"),
+            (
+                format!("{SLACK}\n[[identities]]\nid = \"bot\"\nkind = \"agent\"\napi_key_sha256 = \"{}\"\nslack_user_id = \"U0123ABCD\"\n", "ab".repeat(32)),
+                "only `kind = \"human\"`",
+            ),
+            (
+                format!("{SLACK}\n[[identities]]\nid = \"al\"\nkind = \"human\"\napi_key_sha256 = \"{}\"\nslack_user_id = \"alice\"\n", "ab".repeat(32)),
+                "Slack user id",
+            ),
+        ] {
+            let e = parse(&toml).expect_err(needle);
+            assert!(e.contains(needle), "{needle}: {e}");
+            assert!(!e.contains("SeCrEtToKeN") && !e.contains("abcd99yyy"), "{e}");
+        }
     }
 }

@@ -179,8 +179,12 @@ impl Gateway {
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
         crate::credentials::check_policy_names(&policy.credential_names(), &config.credentials)
             .map_err(|e| GatewayError::Startup(format!("{}: {e}", config.policies.display())))?;
-        crate::notify::check_policy_channels(&policy.notify_channels(), &config.webhooks)
-            .map_err(|e| GatewayError::Startup(format!("{}: {e}", config.policies.display())))?;
+        crate::notify::check_policy_channels(
+            &policy.notify_channels(),
+            &config.webhooks,
+            config.slack.as_ref(),
+        )
+        .map_err(|e| GatewayError::Startup(format!("{}: {e}", config.policies.display())))?;
         let credentials = crate::credentials::Credentials::from_config(&config.credentials)
             .map_err(GatewayError::Startup)?;
         let signer = GrantSigner::load_or_create(&config.signing_key)
@@ -207,7 +211,7 @@ impl Gateway {
             max_open_reviews_per_requester: config.max_open_reviews_per_requester,
             analysis: config.analysis.clone(),
             credentials,
-            notify_defaults: crate::notify::default_routes(&config.webhooks),
+            notify_defaults: crate::notify::default_routes(&config.webhooks, config.slack.as_ref()),
         }))
     }
 

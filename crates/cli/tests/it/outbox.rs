@@ -214,7 +214,8 @@ async fn an_unknown_notify_channel_is_a_load_error() {
             "webhook:nope",
             "`webhook:nope` (policy `routed`) is not configured",
         ),
-        ("slack:#ops", "not available in this build"),
+        ("slack:#ops", "needs the Slack app configured; add a [slack] section"),
+        ("teams:sre", "not available in this build"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::support::write_config(dir.path(), "");
