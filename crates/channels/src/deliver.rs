@@ -72,9 +72,12 @@ pub trait Channel: Send + Sync {
     }
 }
 
-/// The configured channels by `kind:name`.
+/// The configured channels by `kind:name` (`slack:*` for every Slack channel).
 #[derive(Default, Clone)]
-pub struct Channels(HashMap<String, Arc<dyn Channel>>);
+pub struct Channels {
+    by_name: HashMap<String, Arc<dyn Channel>>,
+    slack: Option<Arc<crate::slack::SlackApi>>,
+}
 
 impl Channels {
     /// No channels.
@@ -84,12 +87,19 @@ impl Channels {
 
     /// Adds `channel` as `name` (`webhook:NAME`).
     pub fn add(&mut self, name: String, channel: Arc<dyn Channel>) {
-        self.0.insert(name, channel);
+        self.by_name.insert(name, channel);
     }
 
     /// The channels a configuration describes.
     pub fn from_config(config: &countersign_gateway::config::Config) -> Result<Channels, String> {
         let mut out = Channels::new();
+        if let Some(s) = &config.slack {
+            let api = std::sync::Arc::new(crate::slack::SlackApi::new(s, config.outbox.timeout)?);
+            out.slack = Some(api.clone());
+            let channel: Arc<dyn Channel> = Arc::new(crate::slack::Slack::new(api));
+            // Every `slack:...` route goes to the one app.
+            out.add("slack:*".into(), channel);
+        }
         for w in &config.webhooks {
             out.add(
                 format!("webhook:{}", w.name),
@@ -101,7 +111,20 @@ impl Channels {
 
     /// Whether none is configured.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.by_name.is_empty()
+    }
+
+    /// The channel a notification's route names.
+    fn get(&self, name: &str) -> Option<&Arc<dyn Channel>> {
+        if name.starts_with("slack:") {
+            return self.by_name.get("slack:*");
+        }
+        self.by_name.get(name)
+    }
+
+    /// The Slack Web API client, when `[slack]` is configured (the interactions route uses it).
+    pub fn slack_api(&self) -> Option<Arc<crate::slack::SlackApi>> {
+        self.slack.clone()
     }
 }
 
@@ -219,7 +242,7 @@ impl Deliverer {
     }
 
     async fn attempt(&self, n: &Notification) -> Outcome {
-        let Some(channel) = self.channels.0.get(&n.channel) else {
+        let Some(channel) = self.channels.get(&n.channel) else {
             return Outcome::Refused(format!(
                 "channel `{}` is not configured on this replica",
                 n.channel

@@ -6,10 +6,12 @@
 //!
 //! **Architecture Invariant:** a channel builds what it sends only from the action's masked
 //! view (`Gateway::notification_view`) and its masked audit entry; it holds no rule and never
-//! reads a record itself. Chat clicks (later) go through `Gateway::vote` like the API's.
+//! reads a record itself. Chat clicks ([`slack::interactions`]) go through `Gateway::vote` like
+//! the API's.
 
 pub mod backoff;
 mod deliver;
+pub mod slack;
 pub mod webhook;
 
 pub use deliver::{Channel, Channels, Deliverer, Message, Outcome};

@@ -669,6 +669,18 @@ impl Gateway {
         self.refused(who, attempted, None, code, true).await;
     }
 
+    /// Records an attempt on action `action` that a chat channel refused or saw refused (an
+    /// unmapped Slack user's click, a double click): an audit entry `refused` by `who`.
+    pub async fn record_refused_on(
+        &self,
+        who: &Identity,
+        attempted: &'static str,
+        action: &str,
+        code: &str,
+    ) {
+        self.refused(who, attempted, Some(action), code, true).await;
+    }
+
     /// Records in the audit log which configuration and policy set this process runs with.
     pub async fn record_loaded(&self, config_sha256: &str) -> Result<(), GatewayError> {
         let identities = self

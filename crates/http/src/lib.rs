@@ -184,6 +184,18 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     limits: ServerLimits,
 ) -> std::io::Result<()> {
+    serve_with_routes(gateway, listener, shutdown, limits, None).await
+}
+
+/// [`serve_with`], with more routes beside the API's (a chat channel's own endpoint, such as
+/// Slack's interactivity URL, which authenticates its requests itself).
+pub async fn serve_with_routes(
+    gateway: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: ServerLimits,
+    extra: Option<Router>,
+) -> std::io::Result<()> {
     // Background work (sweeper, checkpoint signer, change relay) is the server bootstrap's
     // (`countersign-server`), not the API's.
     let with_metrics = limits.metrics_listen.is_none();
@@ -192,7 +204,11 @@ pub async fn serve_with(
         limits.metrics_token_sha256,
         with_metrics,
         limits.traces,
-    )
+    );
+    let app = match extra {
+        Some(extra) => extra.layer(DefaultBodyLimit::max(MAX_BODY)).merge(app),
+        None => app,
+    }
     .layer(RequestBodyTimeoutLayer::new(limits.request_body_timeout));
     accept_loop(listener, app, shutdown, &limits).await;
     Ok(())

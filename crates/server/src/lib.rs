@@ -52,6 +52,7 @@ pub struct Server {
     gateway: Arc<Gateway>,
     limits: ServerLimits,
     workers: Workers,
+    channel_routes: Option<axum::Router>,
 }
 
 impl Server {
@@ -84,6 +85,15 @@ impl Server {
         });
         let channels = countersign_channels::Channels::from_config(config)
             .map_err(|e| ServerError::Gateway(GatewayError::Startup(e)))?;
+        // Slack's interactivity route (HTTP mode), served beside the API.
+        let channel_routes = match (&config.slack, channels.slack_api()) {
+            (Some(slack), Some(api)) => Some(countersign_channels::slack::interactions_router(
+                gateway.clone(),
+                slack,
+                api,
+            )),
+            _ => None,
+        };
         let outbox =
             countersign_channels::Deliverer::new(gateway.clone(), channels, config.outbox.clone());
         workers.register("outbox delivery", move || outbox.clone().deliver_forever());
@@ -91,6 +101,7 @@ impl Server {
             gateway,
             limits: config.server.clone(),
             workers,
+            channel_routes,
         })
     }
 
@@ -116,6 +127,7 @@ impl Server {
         Running {
             gateway: self.gateway,
             limits: self.limits,
+            channel_routes: self.channel_routes,
             _tasks: tasks,
         }
     }
@@ -134,6 +146,7 @@ impl Server {
 pub struct Running {
     gateway: Arc<Gateway>,
     limits: ServerLimits,
+    channel_routes: Option<axum::Router>,
     _tasks: workers::AbortOnDrop,
 }
 
@@ -151,20 +164,28 @@ impl Running {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let limits = self.limits.clone();
+        let extra = self.channel_routes.clone();
         let Some(addr) = limits.metrics_listen else {
-            return countersign_http::serve_with(self.gateway.clone(), listener, shutdown, limits)
-                .await;
+            return countersign_http::serve_with_routes(
+                self.gateway.clone(),
+                listener,
+                shutdown,
+                limits,
+                extra,
+            )
+            .await;
         };
         // `/metrics` on its own address, stopped when the API stops.
         let metrics = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(%addr, "serving /metrics");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let api = async {
-            let r = countersign_http::serve_with(
+            let r = countersign_http::serve_with_routes(
                 self.gateway.clone(),
                 listener,
                 shutdown,
                 limits.clone(),
+                extra,
             )
             .await;
             let _ = stop.send(());

@@ -214,7 +214,10 @@ async fn an_unknown_notify_channel_is_a_load_error() {
             "webhook:nope",
             "`webhook:nope` (policy `routed`) is not configured",
         ),
-        ("slack:#ops", "needs the Slack app configured; add a [slack] section"),
+        (
+            "slack:#ops",
+            "needs the Slack app configured; add a [slack] section",
+        ),
         ("teams:sre", "not available in this build"),
     ] {
         let dir = tempfile::tempdir().unwrap();
