@@ -31,6 +31,7 @@ mod replicas;
 mod run;
 mod run_context;
 mod run_questions;
+mod slack;
 mod store_health;
 mod support;
 mod traces;
