@@ -66,16 +66,36 @@ impl SlackApi {
         })
     }
 
-    /// Calls `method` with a JSON body; the reply's fields when `ok`.
+    /// Calls `method` with a JSON body (Slack's write methods); the reply's fields when `ok`.
     pub async fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
-        let sent = self
+        let request = self
             .http
             .post(format!("{}{method}", self.base))
-            .bearer_auth(self.token.expose())
             .header("content-type", "application/json; charset=utf-8")
-            .body(body.to_string())
-            .send()
-            .await;
+            .body(body.to_string());
+        self.send(method, request).await
+    }
+
+    /// Calls `method` with form-encoded arguments (Slack's read methods, such as `users.info`,
+    /// take no JSON).
+    pub async fn call_form(&self, method: &str, args: &[(&str, &str)]) -> Result<Value, ApiError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(args)
+            .finish();
+        let request = self
+            .http
+            .post(format!("{}{method}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(method, request).await
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, ApiError> {
+        let sent = request.bearer_auth(self.token.expose()).send().await;
         let response = match sent {
             Ok(r) => r,
             Err(e) => {

@@ -167,17 +167,51 @@ async fn handle(State(s): State<Arc<Interactions>>, headers: HeaderMap, body: By
     }
 }
 
-/// The human a Slack user is, or the refusal (ephemeral text) and its audit entry.
+/// The human a Slack user is: the identity whose `slack_user_id` it is, else the configured
+/// human whose email is the Slack profile's confirmed email (`users.info`); or the refusal
+/// (ephemeral text) and its audit entry. Bots and deactivated users are refused.
 async fn who(s: &Interactions, user: &str, action: &str) -> Result<Identity, String> {
     if let Some(i) = s.gateway.identities().by_slack_user(user) {
         return Ok((**i).clone());
     }
+    let (code, text) = match s.api.call_form("users.info", &[("user", user)]).await {
+        Ok(reply) => {
+            let u = &reply["user"];
+            let email = u["profile"]["email"]
+                .as_str()
+                .filter(|_| u["is_email_confirmed"] == true);
+            if u["is_bot"] == true || u["is_app_user"] == true {
+                (
+                    "chat_user_is_a_bot",
+                    "a bot or app user may not vote".to_string(),
+                )
+            } else if u["deleted"] == true {
+                (
+                    "chat_user_deactivated",
+                    "a deactivated Slack user may not vote".to_string(),
+                )
+            } else if let Some(i) = email.and_then(|e| s.gateway.identities().human_by_email(e)) {
+                return Ok((**i).clone());
+            } else {
+                (
+                    "unmapped_chat_user",
+                    "your Slack user is not mapped to a countersign human identity (an identity's `slack_user_id`, or its `email` equal to your confirmed Slack email)".to_string(),
+                )
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = ?e, "users.info failed; the Slack user is treated as unmapped");
+            (
+                "unmapped_chat_user",
+                "your Slack user is not mapped to a countersign human identity (an identity's `slack_user_id`)".to_string(),
+            )
+        }
+    };
     s.gateway
-        .record_refused_on(&unmapped(user), "vote", action, "unmapped_chat_user")
+        .record_refused_on(&unmapped(user), "vote", action, code)
         .await;
     Err(format!(
-        "Refused: your Slack user ({}) is not mapped to a countersign human identity (an identity's `slack_user_id`); only mapped reviewers may vote.",
-        super::escape(user)
+        "Refused ({code}): {text}; only mapped reviewers may vote."
     ))
 }
 

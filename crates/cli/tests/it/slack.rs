@@ -76,6 +76,31 @@ impl SlackDouble {
         if auth != format!("Bearer {BOT_TOKEN}") {
             return axum::Json(json!({"ok": false, "error": "not_authed"})).into_response();
         }
+        if method == "users.info" {
+            // A read method: form-encoded arguments, as Slack documents.
+            let user = url::form_urlencoded::parse(body)
+                .find(|(k, _)| k == "user")
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default();
+            self.calls
+                .lock()
+                .unwrap()
+                .push((method.to_string(), json!({"user": user})));
+            let reply = match user.as_str() {
+                "UDAVE" => json!({"ok": true, "user": {
+                    "id": "UDAVE", "name": "dave", "deleted": false, "is_bot": false,
+                    "is_app_user": false, "is_email_confirmed": true,
+                    "profile": {"email": "DAVE@example.com", "real_name": "Dave"}}}),
+                "UUNCONFIRMED" => json!({"ok": true, "user": {
+                    "id": "UUNCONFIRMED", "deleted": false, "is_bot": false,
+                    "is_email_confirmed": false, "profile": {"email": "dave@example.com"}}}),
+                "BOTUSER" => json!({"ok": true, "user": {
+                    "id": "BOTUSER", "deleted": false, "is_bot": true,
+                    "is_email_confirmed": true, "profile": {"email": "dave@example.com"}}}),
+                _ => json!({"ok": false, "error": "user_not_found"}),
+            };
+            return axum::Json(reply).into_response();
+        }
         let Ok(v) = serde_json::from_slice::<Value>(body) else {
             return axum::Json(json!({"ok": false, "error": "invalid_json"})).into_response();
         };
@@ -260,6 +285,10 @@ async fn start(double: &str) -> Gw {
     std::env::set_var("COUNTERSIGN_TEST_SLACK_TOKEN", BOT_TOKEN);
     let path = write_config(dir.path(), &extra);
     let mut toml = std::fs::read_to_string(&path).unwrap();
+    toml = toml.replace(
+        "id = \"dave\"\nkind = \"human\"\n",
+        "id = \"dave\"\nkind = \"human\"\nemail = \"dave@example.com\"\n",
+    );
     for (who, user) in [("alice", "UALICE"), ("bob", "UBOB"), ("carol", "UCAROL")] {
         toml = toml.replace(
             &format!("id = \"{who}\"\nkind = \"human\"\n"),
