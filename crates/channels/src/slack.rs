@@ -382,7 +382,12 @@ impl Channel for Slack {
         if let Some((id, ts)) = message.earlier.as_deref().and_then(|e| e.split_once('/')) {
             let body = json!({"channel": id, "ts": ts, "text": fallback, "blocks": blocks});
             match self.api.call("chat.update", &body).await {
-                Ok(_) => return Outcome::Sent(Some(format!("{id}/{ts}"))),
+                Ok(_) => {
+                    if let Err(e) = self.answer_in_thread(&message, id, ts).await {
+                        return outcome(e);
+                    }
+                    return Outcome::Sent(Some(format!("{id}/{ts}")));
+                }
                 // Deleted in Slack: post it again below.
                 Err(ApiError::Refused(e))
                     if e.ends_with("message_not_found") || e.ends_with("cant_update_message") => {}
@@ -404,6 +409,44 @@ impl Channel for Slack {
 
     fn updates_in_place(&self) -> bool {
         true
+    }
+}
+
+impl Slack {
+    /// On `question_answered`, the requester's latest answer as a reply in the message's thread
+    /// (the rewritten message shows it too). At least once, like every notification: a crash
+    /// between this reply and its record repeats the reply.
+    async fn answer_in_thread(
+        &self,
+        message: &Message<'_>,
+        channel: &str,
+        ts: &str,
+    ) -> Result<(), ApiError> {
+        if message.notification.kind != "question_answered" {
+            return Ok(());
+        }
+        let Some(c) = message.view.record.review.as_ref().and_then(|r| {
+            r.clarifications
+                .iter()
+                .filter(|c| c.answer.is_some())
+                .max_by_key(|c| c.answered_at.map(|t| t.millis()))
+        }) else {
+            return Ok(());
+        };
+        let text = format!(
+            "*{}* asked: {}\n*{}* answered: {}",
+            escape(&c.asked_by),
+            escape(&clip(&c.question, 1000)),
+            escape(&message.view.record.requester),
+            escape(&clip(c.answer.as_deref().unwrap_or(""), 2000))
+        );
+        self.api
+            .call(
+                "chat.postMessage",
+                &json!({"channel": channel, "thread_ts": ts, "text": text}),
+            )
+            .await
+            .map(|_| ())
     }
 }
 

@@ -115,7 +115,7 @@ impl SlackDouble {
         calls.push((method.to_string(), v.clone()));
         match method {
             "chat.postMessage" => {
-                if v["channel"] != "#approvals" {
+                if v["channel"] != "#approvals" && v["channel"] != "C0APPROVALS" {
                     return axum::Json(json!({"ok": false, "error": "channel_not_found"}))
                         .into_response();
                 }
@@ -588,13 +588,135 @@ async fn slack_refuses_self_approval_and_double_clicks_and_votes_through_modals(
     assert_eq!((status, answer), (200, Value::Null));
     let (_, got) = gw.get("bot", &format!("/v1/actions/{export}")).await;
     assert_eq!(got["params"]["rows"], 1, "{got}");
-    let refused = refusals(&gw).await;
+
+    // Deny through its modal, with a reason; Ask through its modal (an empty question is
+    // refused in the modal).
+    let modal = |user: &str, callback: &str, action: &str, block: &str, value: &str| {
+        json!({
+            "type": "view_submission",
+            "user": {"id": user},
+            "view": {
+                "id": "V0124", "type": "modal", "callback_id": callback,
+                "private_metadata": action,
+                "state": {"values": {block: {"value": {"type": "plain_text_input", "value": value}}}},
+            },
+        })
+    };
+    let d2 = id(&gw
+        .submit(
+            "bot",
+            json!({"action": "deploy", "resource": "svc/b", "justification": "b"}),
+        )
+        .await);
+    let (b, t, s) = signed(
+        &click("UBOB", "countersign_deny", &d2, "d2", &durl),
+        now_secs(),
+    );
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let opened = double.wait_for("views.open", 2).await.remove(1);
+    assert_eq!(opened["view"]["callback_id"], "countersign_deny");
+    slack_sdk("blocks", &json!([opened["view"]["blocks"]]));
+    let (b, t, s) = signed(
+        &modal("UBOB", "countersign_deny", &d2, "comment", "not now"),
+        now_secs(),
+    );
+    assert_eq!(post_signed(&gw, b, &t, &s).await, (200, Value::Null));
+    let (_, got) = gw.get("bot", &format!("/v1/actions/{d2}")).await;
+    assert_eq!(got["status"], "rejected", "{got}");
+    let d3 = id(&gw
+        .submit(
+            "bot",
+            json!({"action": "deploy", "resource": "svc/c", "justification": "c"}),
+        )
+        .await);
+    let (b, t, s) = signed(
+        &modal("UBOB", "countersign_ask", &d3, "question", "  "),
+        now_secs(),
+    );
+    let (_, answer) = post_signed(&gw, b, &t, &s).await;
+    assert_eq!(answer["response_action"], "errors", "{answer}");
+    let (b, t, s) = signed(
+        &modal("UBOB", "countersign_ask", &d3, "question", "which region?"),
+        now_secs(),
+    );
+    assert_eq!(post_signed(&gw, b, &t, &s).await, (200, Value::Null));
+    let (_, got) = gw.get("bot", &format!("/v1/actions/{d3}")).await;
+    assert_eq!(got["status"], "needs_clarification", "{got}");
+    let start = Instant::now();
+    while !double
+        .calls("chat.update")
+        .iter()
+        .any(|u| u["blocks"].to_string().contains("which region?"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the question is not shown"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The requester's answer appears in the message's thread (and in the rewritten message).
+    let (status, _) = gw
+        .post(
+            "bot",
+            &format!("/v1/actions/{d3}/answer"),
+            json!({"answer": "eu-west-1"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let start = Instant::now();
+    let reply = loop {
+        if let Some(r) = double
+            .calls("chat.postMessage")
+            .into_iter()
+            .find(|p| p.get("thread_ts").is_some())
+        {
+            break r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no thread reply");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(reply["channel"], "C0APPROVALS");
+    let text = reply["text"].as_str().unwrap();
     assert!(
-        refused.iter().any(|e| e["event"]["by"] == "alice"),
+        text.contains("which region?") && text.contains("eu-west-1"),
+        "{text}"
+    );
+
+    // Mapping by the Slack profile's confirmed email (users.info): dave is mapped (and then
+    // refused by the core: not an approver); an unconfirmed email and a bot are not.
+    for (user, hook) in [
+        ("UDAVE", "dave"),
+        ("UUNCONFIRMED", "unconfirmed"),
+        ("BOTUSER", "botuser"),
+    ] {
+        let (b, t, s) = signed(
+            &click(user, "countersign_approve", &d3, hook, &durl),
+            now_secs(),
+        );
+        assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+        let got = double.wait_for(&format!("hook:{hook}"), 1).await.remove(0);
+        assert!(
+            got["text"].as_str().unwrap().starts_with("Refused"),
+            "{got}"
+        );
+    }
+
+    let refused = refusals(&gw).await;
+    let by = |who: &str, code: Option<&str>| {
+        refused
+            .iter()
+            .any(|e| e["event"]["by"] == who && code.is_none_or(|c| e["event"]["code"] == c))
+    };
+    assert!(by("alice", None), "{refused:?}");
+    assert!(by("bob", None), "{refused:?}");
+    assert!(by("dave", None), "mapped by email: {refused:?}");
+    assert!(
+        by("slack:UUNCONFIRMED", Some("unmapped_chat_user")),
         "{refused:?}"
     );
     assert!(
-        refused.iter().any(|e| e["event"]["by"] == "bob"),
+        by("slack:BOTUSER", Some("chat_user_is_a_bot")),
         "{refused:?}"
     );
 }
