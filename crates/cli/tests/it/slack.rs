@@ -702,6 +702,53 @@ async fn slack_refuses_self_approval_and_double_clicks_and_votes_through_modals(
         );
     }
 
+    // A cancellation from the API rewrites the message too: final state, no buttons.
+    let (status, _) = gw
+        .post("bot", &format!("/v1/actions/{d3}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let start = Instant::now();
+    let cancelled = loop {
+        if let Some(u) = double.calls("chat.update").into_iter().find(|u| {
+            let b = u["blocks"].to_string();
+            b.contains("svc/c") && b.contains("Final state: cancelled")
+        }) {
+            break u;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no cancelled update"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!cancelled["blocks"]
+        .to_string()
+        .contains("countersign_approve"));
+
+    // Hostile requests: no signature headers; a signed body that is not a payload.
+    let resp = gw
+        .http
+        .post(format!("{}/v1/channels/slack/interactions", gw.url))
+        .body("payload=%7B%7D")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "slack_signature_missing");
+    let ts = now_secs();
+    let body = "token=x&payload=not-json";
+    let sig = slack_sdk(
+        "sign",
+        &json!({"secret": SIGNING_SECRET, "requests": [{"timestamp": ts, "body": body}]}),
+    )
+    .remove(0);
+    let (status, v) = post_signed(&gw, body.to_string(), &ts.to_string(), &sig).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
     let refused = refusals(&gw).await;
     let by = |who: &str, code: Option<&str>| {
         refused
