@@ -193,6 +193,32 @@ pub fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// `s` escaped, cut so that the escaped text is at most `max` characters; with how many of
+/// `s`'s characters it shows.
+fn escape_within(s: &str, max: usize) -> (String, usize) {
+    let mut out = String::new();
+    let mut len = 0;
+    for (shown, c) in s.chars().enumerate() {
+        let e = match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            _ => "",
+        };
+        let n = if e.is_empty() { 1 } else { e.len() };
+        if len + n > max {
+            return (out, shown);
+        }
+        len += n;
+        if e.is_empty() {
+            out.push(c);
+        } else {
+            out.push_str(e);
+        }
+    }
+    (out, s.chars().count())
+}
+
 fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
@@ -233,10 +259,14 @@ pub fn blocks(view: &ActionView, now: Timestamp) -> (String, Vec<Value>) {
     let resource = s(&a["resource"]);
     let environment = s(&a["environment"]);
     let headline = clip(&format!("Review: {action} on {resource}"), 150);
-    let fallback = format!(
-        "countersign review {}: {} on {} ({}) is {}",
-        view.record.id, action, resource, environment, status
-    );
+    // Top-level text is shown in notifications and parsed as mrkdwn: escaped too.
+    let fallback = escape(&clip(
+        &format!(
+            "countersign review {}: {} on {} ({}) is {}",
+            view.record.id, action, resource, environment, status
+        ),
+        1000,
+    ));
     let mut out = vec![json!({
         "type": "header",
         "text": {"type": "plain_text", "text": headline, "emoji": false},
@@ -255,9 +285,9 @@ pub fn blocks(view: &ActionView, now: Timestamp) -> (String, Vec<Value>) {
     }
     fields.push(text(format!("*Status*\n{}", escape(&status))));
     out.push(json!({"type": "section", "fields": fields}));
+    let (justification, _) = escape_within(&s(&a["justification"]), 2500);
     out.push(json!({"type": "section", "text": text(format!(
-        "*Justification*\n{}",
-        escape(&clip(&s(&a["justification"]), 2000))
+        "*Justification*\n{justification}"
     ))}));
     let policies: Vec<String> = a["decision"]["policies"]
         .as_array()
@@ -287,19 +317,15 @@ pub fn blocks(view: &ActionView, now: Timestamp) -> (String, Vec<Value>) {
     }
     let pretty = serde_json::to_string_pretty(&a["params"]).unwrap_or_default();
     let total = pretty.chars().count();
-    let mut params = if total > PARAMS_MAX {
-        let shown: String = pretty.chars().take(PARAMS_MAX).collect();
+    let (shown, n) = escape_within(&pretty, PARAMS_MAX);
+    let params = if n < total {
         format!(
-            "*Parameters*\n```{}```\n_Truncated: {PARAMS_MAX} of {total} characters shown; `countersign get {}` shows all._",
-            escape(&shown),
+            "*Parameters*\n```{shown}```\n_Truncated: {n} of {total} characters shown; `countersign get {}` shows all._",
             view.record.id
         )
     } else {
-        format!("*Parameters*\n```{}```", escape(&pretty))
+        format!("*Parameters*\n```{shown}```")
     };
-    if params.is_empty() {
-        params = "*Parameters* none".into();
-    }
     out.push(json!({"type": "section", "text": text(params)}));
     if let Some(review) = a.get("review").filter(|r| r.is_object()) {
         let mut lines = Vec::new();
@@ -459,3 +485,23 @@ fn outcome(e: ApiError) -> Outcome {
 
 pub mod interactions;
 pub use interactions::interactions_router;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn escaping_never_pushes_a_text_past_its_limit_or_splits_an_entity() {
+        let (e, n) = escape_within(&"<".repeat(3000), 2500);
+        assert_eq!((e.len(), n), (2500 / 4 * 4, 625));
+        assert!(e.ends_with("&lt;"));
+        let (e, n) = escape_within("a&b", 4);
+        assert_eq!((e.as_str(), n), ("a", 1));
+        assert_eq!(escape_within("plain", 10), ("plain".to_string(), 5));
+        assert_eq!(
+            escape("<!channel> & <@U1>"),
+            "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+        );
+    }
+}
