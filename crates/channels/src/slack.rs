@@ -90,12 +90,38 @@ impl SlackApi {
         self.send(method, request).await
     }
 
+    /// `apps.connections.open` with the app-level token: a Socket Mode WebSocket URL.
+    pub async fn connections_open(
+        &self,
+        app_token: &countersign_gateway::credentials::Secret,
+    ) -> Result<String, ApiError> {
+        let method = "apps.connections.open";
+        let request = self
+            .http
+            .post(format!("{}{method}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded");
+        let reply = self.send_as(method, request, app_token.expose()).await?;
+        reply["url"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::Retry(format!("{method}: the reply has no url"), None))
+    }
+
     async fn send(
         &self,
         method: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Value, ApiError> {
-        let sent = request.bearer_auth(self.token.expose()).send().await;
+        self.send_as(method, request, self.token.expose()).await
+    }
+
+    async fn send_as(
+        &self,
+        method: &str,
+        request: reqwest::RequestBuilder,
+        token: &str,
+    ) -> Result<Value, ApiError> {
+        let sent = request.bearer_auth(token).send().await;
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -484,6 +510,7 @@ fn outcome(e: ApiError) -> Outcome {
 }
 
 pub mod interactions;
+pub mod socket;
 pub use interactions::interactions_router;
 
 #[cfg(test)]

@@ -85,14 +85,28 @@ pub(crate) struct RawSlack {
     default_channel: Option<String>,
 }
 
+/// How the Slack app receives clicks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlackMode {
+    /// Interactivity requests at `POST /v1/channels/slack/interactions` (signing secret).
+    Http,
+    /// Socket Mode: a WebSocket the gateway opens (`apps.connections.open`, app token), for
+    /// gateways with no inbound URL.
+    Socket,
+}
+
 /// `[slack]`: the Slack app that posts review messages (Web API, bot token) and receives their
-/// clicks (HTTP interactivity at `POST /v1/channels/slack/interactions`, signing secret).
+/// clicks (HTTP interactivity, signing secret; or Socket Mode, app token).
 #[derive(Debug, Clone)]
 pub struct SlackConfig {
+    /// HTTP or Socket Mode.
+    pub mode: SlackMode,
     /// The bot token (`xoxb-...`) the Web API is called with.
     pub bot_token: Secret,
-    /// The signing secret interactivity requests are verified with.
+    /// The signing secret interactivity requests are verified with (HTTP mode).
     pub signing_secret: Secret,
+    /// The app-level token (`xapp-...`) Socket Mode connects with.
+    pub app_token: Option<Secret>,
     /// The Web API's base URL, ending in `/` (`https://slack.com/api/`).
     pub api_base_url: String,
     /// Where reviews go when no policy's `@notify` names a channel (`#approvals` or an id).
@@ -125,38 +139,61 @@ pub(crate) fn slack(
     raw: RawSlack,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<SlackConfig, String> {
-    match raw.mode.as_deref().unwrap_or("http") {
-        "http" => {}
-        "socket" => {
-            return Err(
-                "[slack] `mode = \"socket\"` (Socket Mode) is not available in this build yet; use `mode = \"http\"` with the interactivity URL POST /v1/channels/slack/interactions".into(),
-            )
-        }
+    let mode = match raw.mode.as_deref().unwrap_or("http") {
+        "http" => SlackMode::Http,
+        "socket" => SlackMode::Socket,
         other => {
             return Err(format!(
                 "[slack] `mode` = \"{other}\": expected \"http\" or \"socket\""
             ))
         }
-    }
+    };
     let secret = |key: &str, value: Option<String>, env: Option<String>| match (value, env) {
-        (Some(v), None) if !v.is_empty() => Ok(v),
-        (None, Some(var)) => lookup(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
-            format!("[slack] `{key}_env` = \"{var}\" is not set in the environment")
-        }),
+        (Some(v), None) if !v.is_empty() => Ok(Some(v)),
+        (None, Some(var)) => lookup(&var)
+            .filter(|v| !v.is_empty())
+            .map(Some)
+            .ok_or_else(|| {
+                format!("[slack] `{key}_env` = \"{var}\" is not set in the environment")
+            }),
+        (None, None) => Ok(None),
         _ => Err(format!(
             "[slack] give exactly one of `{key}` and `{key}_env`"
         )),
     };
-    let bot_token = secret("bot_token", raw.bot_token, raw.bot_token_env)?;
+    let bot_token = secret("bot_token", raw.bot_token, raw.bot_token_env)?
+        .ok_or("[slack] give exactly one of `bot_token` and `bot_token_env`")?;
     if !bot_token.starts_with("xoxb-") {
         return Err("[slack] the bot token must be a bot token (it starts with \"xoxb-\")".into());
     }
     let signing_secret = secret("signing_secret", raw.signing_secret, raw.signing_secret_env)?;
-    if raw.app_token.is_some() || raw.app_token_env.is_some() {
-        return Err(
-            "[slack] `app_token` is for Socket Mode (`mode = \"socket\"`), which is not available in this build yet".into(),
-        );
-    }
+    let app_token = secret("app_token", raw.app_token, raw.app_token_env)?;
+    let signing_secret = match (mode, signing_secret, &app_token) {
+        (SlackMode::Http, Some(s), None) => s,
+        (SlackMode::Http, None, _) => {
+            return Err(
+                "[slack] give exactly one of `signing_secret` and `signing_secret_env` (HTTP mode verifies every click with it)".into(),
+            )
+        }
+        (SlackMode::Http, Some(_), Some(_)) => {
+            return Err(
+                "[slack] `app_token` is for Socket Mode (`mode = \"socket\"`); HTTP mode does not use it".into(),
+            )
+        }
+        (SlackMode::Socket, s, Some(t)) => {
+            if !t.starts_with("xapp-") {
+                return Err(
+                    "[slack] the app token must be an app-level token (it starts with \"xapp-\")".into(),
+                );
+            }
+            s.unwrap_or_default()
+        }
+        (SlackMode::Socket, _, None) => {
+            return Err(
+                "[slack] Socket Mode needs an app-level token with connections:write: give exactly one of `app_token` and `app_token_env`".into(),
+            )
+        }
+    };
     let mut api_base_url = raw
         .api_base_url
         .unwrap_or_else(|| "https://slack.com/api/".into());
@@ -176,8 +213,10 @@ pub(crate) fn slack(
         }
     }
     Ok(SlackConfig {
+        mode,
         bot_token: Secret::new(bot_token),
         signing_secret: Secret::new(signing_secret),
+        app_token: app_token.map(Secret::new),
         api_base_url,
         default_channel: raw.default_channel,
     })
@@ -474,12 +513,25 @@ default_channel = "#approvals"
         // The default is Slack's own API.
         let d = parse(&SLACK.replace("api_base_url = \"http://127.0.0.1:9/api\"\n", "")).unwrap();
         assert_eq!(d.slack.unwrap().api_base_url, "https://slack.com/api/");
+        // Socket Mode: an app token, no signing secret needed.
+        let sock = parse(&SLACK.replace(
+            "mode = \"http\"",
+            "mode = \"socket\"\napp_token = \"xapp-1-A0-SeCrEtToKeN\"",
+        ))
+        .unwrap();
+        let s = sock.slack.unwrap();
+        assert_eq!(s.mode, super::SlackMode::Socket);
+        assert_eq!(s.app_token.unwrap().expose(), "xapp-1-A0-SeCrEtToKeN");
     }
 
     #[test]
     fn bad_slack_configs_are_refused_without_quoting_secrets() {
         for (toml, needle) in [
-            (SLACK.replace("\"http\"", "\"socket\""), "not available in this build"),
+            (SLACK.replace("\"http\"", "\"socket\""), "needs an app-level token"),
+            (
+                SLACK.replace("mode = \"http\"", "mode = \"socket\"\napp_token = \"xoxb-nope\""),
+                "app-level token",
+            ),
             (SLACK.replace("\"http\"", "\"smoke\""), "expected \"http\""),
             (SLACK.replace("xoxb-", "xoxp-"), "bot token"),
             (
@@ -492,7 +544,7 @@ default_channel = "#approvals"
             ),
             (
                 SLACK.replace("mode = \"http\"\n", "app_token = \"xapp-1\"\n"),
-                "Socket Mode",
+                "is for Socket Mode",
             ),
             (
                 SLACK.replace("signing_secret =", "signing_secret_env = \"COUNTERSIGN_UNSET_SLACK_VAR\"\n#"),

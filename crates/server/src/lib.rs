@@ -86,14 +86,29 @@ impl Server {
         let channels = countersign_channels::Channels::from_config(config)
             .map_err(|e| ServerError::Gateway(GatewayError::Startup(e)))?;
         // Slack's interactivity route (HTTP mode), served beside the API.
-        let channel_routes = match (&config.slack, channels.slack_api()) {
-            (Some(slack), Some(api)) => Some(countersign_channels::slack::interactions_router(
-                gateway.clone(),
-                slack,
-                api,
-            )),
-            _ => None,
-        };
+        // Socket Mode instead: a leased worker holds the connection (one replica answers
+        // Slack's envelopes; the route is not served, there being no signing secret to check).
+        let mut channel_routes = None;
+        if let (Some(slack), Some(api)) = (&config.slack, channels.slack_api()) {
+            match slack.mode {
+                countersign_gateway::notify::SlackMode::Http => {
+                    channel_routes = Some(countersign_channels::slack::interactions_router(
+                        gateway.clone(),
+                        slack,
+                        api,
+                    ));
+                }
+                countersign_gateway::notify::SlackMode::Socket => {
+                    let socket = countersign_channels::slack::socket::SocketMode::new(
+                        gateway.clone(),
+                        slack,
+                        api,
+                    )
+                    .map_err(|e| ServerError::Gateway(GatewayError::Startup(e)))?;
+                    workers.register("slack socket mode", move || socket.clone().run_forever());
+                }
+            }
+        }
         let outbox =
             countersign_channels::Deliverer::new(gateway.clone(), channels, config.outbox.clone());
         workers.register("outbox delivery", move || outbox.clone().deliver_forever());

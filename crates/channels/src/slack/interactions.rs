@@ -33,10 +33,24 @@ use super::{SlackApi, APPROVE, ASK, DENY, MODIFY};
 pub const MAX_SKEW_SECS: i64 = 300;
 
 /// The interactivity route's state.
-struct Interactions {
+pub(crate) struct Interactions {
     gateway: Arc<Gateway>,
     api: Arc<SlackApi>,
     signing_secret: Secret,
+}
+
+impl Interactions {
+    pub(crate) fn new(gateway: Arc<Gateway>, config: &SlackConfig, api: Arc<SlackApi>) -> Self {
+        Interactions {
+            gateway,
+            api,
+            signing_secret: config.signing_secret.clone(),
+        }
+    }
+
+    pub(crate) fn api(&self) -> &Arc<SlackApi> {
+        &self.api
+    }
 }
 
 /// The route `POST /v1/channels/slack/interactions`.
@@ -47,11 +61,7 @@ pub fn interactions_router(
 ) -> Router {
     Router::new()
         .route("/v1/channels/slack/interactions", post(handle))
-        .with_state(Arc::new(Interactions {
-            gateway,
-            api,
-            signing_secret: config.signing_secret.clone(),
-        }))
+        .with_state(Arc::new(Interactions::new(gateway, config, api)))
 }
 
 /// Why a request's signature is refused.
@@ -159,11 +169,20 @@ async fn handle(State(s): State<Arc<Interactions>>, headers: HeaderMap, body: By
             "the body must be form-encoded with a JSON `payload`",
         );
     };
+    match dispatch(&s, &p).await {
+        Some(answer) => Json(answer).into_response(),
+        None => StatusCode::OK.into_response(),
+    }
+}
+
+/// Handles a verified interaction payload (from the HTTP route or a Socket Mode envelope);
+/// what to answer Slack with, if anything beyond an empty acknowledgement.
+pub(crate) async fn dispatch(s: &Interactions, p: &Value) -> Option<Value> {
     match p["type"].as_str() {
-        Some("block_actions") => block_actions(&s, &p).await,
-        Some("view_submission") => view_submission(&s, &p).await,
+        Some("block_actions") => block_actions(s, p).await,
+        Some("view_submission") => view_submission(s, p).await,
         // Other interactions (view_closed, shortcuts) are acknowledged and ignored.
-        _ => StatusCode::OK.into_response(),
+        _ => None,
     }
 }
 
@@ -256,20 +275,18 @@ fn ephemeral(s: &Interactions, response_url: Option<&str>, text: String) {
     });
 }
 
-async fn block_actions(s: &Interactions, p: &Value) -> Response {
+async fn block_actions(s: &Interactions, p: &Value) -> Option<Value> {
     let user = p["user"]["id"].as_str().unwrap_or("");
     let response_url = p["response_url"].as_str();
-    let Some(a) = p["actions"].as_array().and_then(|a| a.first()) else {
-        return StatusCode::OK.into_response();
-    };
+    let a = p["actions"].as_array().and_then(|a| a.first())?;
     let (Some(kind), Some(action)) = (a["action_id"].as_str(), a["value"].as_str()) else {
-        return StatusCode::OK.into_response();
+        return None;
     };
     let who = match who(s, user, action).await {
         Ok(w) => w,
         Err(text) => {
             ephemeral(s, response_url, text);
-            return StatusCode::OK.into_response();
+            return None;
         }
     };
     match kind {
@@ -279,14 +296,12 @@ async fn block_actions(s: &Interactions, p: &Value) -> Response {
             }
         }
         DENY | MODIFY | ASK => {
-            let Some(trigger) = p["trigger_id"].as_str() else {
-                return StatusCode::OK.into_response();
-            };
+            let trigger = p["trigger_id"].as_str()?;
             let view = match modal(s, kind, action).await {
                 Ok(v) => v,
                 Err(text) => {
                     ephemeral(s, response_url, text);
-                    return StatusCode::OK.into_response();
+                    return None;
                 }
             };
             if let Err(e) = s
@@ -304,7 +319,7 @@ async fn block_actions(s: &Interactions, p: &Value) -> Response {
         }
         _ => {}
     }
-    StatusCode::OK.into_response()
+    None
 }
 
 fn input(
@@ -381,12 +396,12 @@ async fn modal(s: &Interactions, kind: &str, action: &str) -> Result<Value, Stri
     }))
 }
 
-fn errors(block: &str, text: &str) -> Response {
+fn errors(block: &str, text: &str) -> Option<Value> {
     let clipped: String = text.chars().take(150).collect();
-    Json(json!({"response_action": "errors", "errors": {block: clipped}})).into_response()
+    Some(json!({"response_action": "errors", "errors": {block: clipped}}))
 }
 
-async fn view_submission(s: &Interactions, p: &Value) -> Response {
+async fn view_submission(s: &Interactions, p: &Value) -> Option<Value> {
     let user = p["user"]["id"].as_str().unwrap_or("");
     let view = &p["view"];
     let kind = view["callback_id"].as_str().unwrap_or("");
@@ -402,7 +417,7 @@ async fn view_submission(s: &Interactions, p: &Value) -> Response {
         DENY => "comment",
         ASK => "question",
         MODIFY => "params",
-        _ => return StatusCode::OK.into_response(),
+        _ => return None,
     };
     let who = match who(s, user, action).await {
         Ok(w) => w,
@@ -430,7 +445,7 @@ async fn view_submission(s: &Interactions, p: &Value) -> Response {
     };
     match vote(s, &who, action, ballot).await {
         // An empty 200 closes the modal.
-        Ok(()) => StatusCode::OK.into_response(),
+        Ok(()) => None,
         Err(text) => errors(first, &text),
     }
 }

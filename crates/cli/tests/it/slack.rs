@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use crate::support::{client, id, serve, write_config, Gw};
 
 const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const APP_TOKEN: &str = "xapp-1-A0APP-1234-abcdef";
 const BOT_TOKEN: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
 
 /// Every call the double got: (method, JSON body).
@@ -27,6 +28,7 @@ const BOT_TOKEN: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
 struct SlackDouble {
     calls: Arc<Mutex<Vec<(String, Value)>>>,
     rate_limit_first_post: Arc<Mutex<bool>>,
+    socket_url: Arc<Mutex<String>>,
 }
 
 impl SlackDouble {
@@ -73,6 +75,18 @@ impl SlackDouble {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
+        if method == "apps.connections.open" {
+            // Called with the app-level token (connections:write), as documented.
+            if auth != format!("Bearer {APP_TOKEN}") {
+                return axum::Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
+            }
+            self.calls
+                .lock()
+                .unwrap()
+                .push((method.to_string(), Value::Null));
+            let url = self.socket_url.lock().unwrap().clone();
+            return axum::Json(json!({"ok": true, "url": url})).into_response();
+        }
         if auth != format!("Bearer {BOT_TOKEN}") {
             return axum::Json(json!({"ok": false, "error": "not_authed"})).into_response();
         }
@@ -278,9 +292,18 @@ async fn refusals(gw: &Gw) -> Vec<Value> {
 }
 
 async fn start(double: &str) -> Gw {
+    start_mode(double, "mode = \"http\"").await
+}
+
+async fn start_mode(double: &str, mode: &str) -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
-        "[slack]\nmode = \"http\"\nbot_token_env = \"COUNTERSIGN_TEST_SLACK_TOKEN\"\nsigning_secret = \"{SIGNING_SECRET}\"\napi_base_url = \"{double}/api/\"\ndefault_channel = \"#approvals\"\n\n[outbox]\nbackoff_base = \"50ms\"\n"
+        "[slack]\n{mode}\nbot_token_env = \"COUNTERSIGN_TEST_SLACK_TOKEN\"\n{}api_base_url = \"{double}/api/\"\ndefault_channel = \"#approvals\"\n\n[outbox]\nbackoff_base = \"50ms\"\n",
+        if mode.contains("socket") {
+            format!("app_token = \"{APP_TOKEN}\"\n")
+        } else {
+            format!("signing_secret = \"{SIGNING_SECRET}\"\n")
+        }
     );
     std::env::set_var("COUNTERSIGN_TEST_SLACK_TOKEN", BOT_TOKEN);
     let path = write_config(dir.path(), &extra);
@@ -766,4 +789,146 @@ async fn slack_refuses_self_approval_and_double_clicks_and_votes_through_modals(
         by("slack:BOTUSER", Some("chat_user_is_a_bot")),
         "{refused:?}"
     );
+}
+
+/// Socket Mode: the gateway opens the connection (`apps.connections.open` with the app token),
+/// answers `interactive` envelopes with acks after voting like the HTTP route, and opens a new
+/// connection when Slack sends a `disconnect` envelope; the HTTP route is not served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_votes_acks_envelopes_and_reconnects_on_disconnect() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+
+    let (double, durl) = SlackDouble::start().await;
+    *double.rate_limit_first_post.lock().unwrap() = false;
+    let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    *double.socket_url.lock().unwrap() = format!(
+        "ws://{}/link/?ticket=0123-secret-ticket&app_id=A0APP",
+        ws.local_addr().unwrap()
+    );
+    let (conns, mut next_conn) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = ws.accept().await.unwrap();
+            let conns = conns.clone();
+            tokio::spawn(async move {
+                if let Ok(s) = tokio_tungstenite::accept_async(tcp).await {
+                    let _ = conns.send(s);
+                }
+            });
+        }
+    });
+    let gw = start_mode(&durl, "mode = \"socket\"").await;
+    let hello = json!({"type": "hello", "num_connections": 1,
+        "debug_info": {"host": "applink-1", "approximate_connection_time": 18060},
+        "connection_info": {"app_id": "A0APP"}});
+    let mut conn = tokio::time::timeout(Duration::from_secs(20), next_conn.recv())
+        .await
+        .expect("the gateway connects")
+        .unwrap();
+    conn.send(Frame::Text(hello.to_string().into()))
+        .await
+        .unwrap();
+    // No HTTP interactivity route in Socket Mode.
+    let resp = gw
+        .http
+        .post(format!("{}/v1/channels/slack/interactions", gw.url))
+        .body("payload=%7B%7D")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    let action = id(&gw
+        .submit(
+            "bot",
+            json!({"action": "deploy", "resource": "svc/s", "justification": "s"}),
+        )
+        .await);
+    double.wait_for("chat.postMessage", 1).await;
+    let envelope = |eid: &str, payload: Value| json!({"envelope_id": eid, "type": "interactive", "accepts_response_payload": true, "payload": payload});
+    conn.send(Frame::Text(
+        envelope(
+            "e1",
+            click("UBOB", "countersign_approve", &action, "s1", &durl),
+        )
+        .to_string()
+        .into(),
+    ))
+    .await
+    .unwrap();
+    let ack = loop {
+        match tokio::time::timeout(Duration::from_secs(10), conn.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Frame::Text(t))) => break serde_json::from_str::<Value>(&t).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(ack, json!({"envelope_id": "e1"}));
+    let (_, got) = gw.get("bot", &format!("/v1/actions/{action}")).await;
+    assert_eq!(got["status"], "approved", "{got}");
+
+    // Slack refreshes the connection: a new one is opened and works.
+    conn.send(Frame::Text(
+        json!({"type": "disconnect", "reason": "refresh_requested", "debug_info": {"host": "applink-1"}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let mut conn2 = tokio::time::timeout(Duration::from_secs(20), next_conn.recv())
+        .await
+        .expect("the gateway reconnects")
+        .unwrap();
+    assert_eq!(double.calls("apps.connections.open").len(), 2);
+    conn2
+        .send(Frame::Text(hello.to_string().into()))
+        .await
+        .unwrap();
+    let second = id(&gw
+        .submit(
+            "bot",
+            json!({"action": "deploy", "resource": "svc/t", "justification": "t"}),
+        )
+        .await);
+    conn2
+        .send(Frame::Text(
+            envelope(
+                "e2",
+                click("UNOBODY", "countersign_approve", &second, "s2", &durl),
+            )
+            .to_string()
+            .into(),
+        ))
+        .await
+        .unwrap();
+    let ack = loop {
+        match tokio::time::timeout(Duration::from_secs(10), conn2.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Frame::Text(t))) => break serde_json::from_str::<Value>(&t).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(ack["envelope_id"], "e2");
+    let hook = double.wait_for("hook:s2", 1).await.remove(0);
+    assert!(
+        hook["text"].as_str().unwrap().contains("not mapped"),
+        "{hook}"
+    );
+    let refused = refusals(&gw).await;
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["event"]["by"] == "slack:UNOBODY"
+                && e["event"]["code"] == "unmapped_chat_user"),
+        "{refused:?}"
+    );
+    let (_, got) = gw.get("bot", &format!("/v1/actions/{second}")).await;
+    assert_eq!(got["status"], "pending", "{got}");
 }
