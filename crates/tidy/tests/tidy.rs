@@ -242,6 +242,7 @@ fn the_gateway_knows_no_wire_format() {
 fn crates_depend_inwards() {
     // Adapters may depend on the use cases; nothing below them depends on an adapter.
     let adapters = [
+        "countersign-channels",
         "countersign-http",
         "countersign-console",
         "countersign-mcp",
@@ -526,6 +527,7 @@ fn one_server_bootstrap_starts_the_background_work() {
             "run_checkpointer()",
             "run_credential_sweeper()",
             "run_change_relay()",
+            "deliver_forever()",
             "Workers::new()",
         ] {
             assert!(
@@ -737,6 +739,30 @@ fn spans_are_opened_in_reviewed_places() {
                         n + 1
                     );
                 }
+            }
+        }
+    }
+}
+
+/// ARCHITECTURE.md, `crates/store`: a notification is queued only by the write path, in the
+/// transaction of the change it tells of. `write.rs` alone decides outbox rows
+/// (`NewNotification`), and only the backends' row writers insert them.
+#[test]
+fn outbox_rows_are_decided_in_the_write_path_only() {
+    for krate in crates() {
+        for (path, text) in sources(&krate) {
+            let file = rel(&path);
+            if text.contains("NewNotification {") {
+                assert!(
+                    file == "store/src/write.rs" || file == "store/src/outbox.rs",
+                    "{file} makes an outbox row: rows are decided in store/src/write.rs"
+                );
+            }
+            if text.contains("INSERT INTO outbox") {
+                assert!(
+                    file == "store/src/outbox.rs" || file == "store/src/postgres.rs",
+                    "{file} inserts outbox rows outside the store backends' row writers"
+                );
             }
         }
     }

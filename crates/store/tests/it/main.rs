@@ -98,6 +98,7 @@ both_suites!(
     identity_bindings_first_claim_wins,
     static_secrets_are_set_replaced_and_audited,
     console_sessions_start_end_and_expire,
+    outbox_rows_are_written_with_the_change,
 );
 
 /// Two stores on one SQLite file (a gateway, and `countersign keys create --config` run beside

@@ -1,0 +1,18 @@
+//! Where reviewers hear of reviews (issue #15). The store's write path queues one outbox row
+//! per notification and channel in the transaction of each change; this crate delivers them:
+//! [`Deliverer::deliver_forever`] is the delivery worker (one replica at a time: the server
+//! registers it among its leased workers), [`backoff`] says when to try again, and each channel
+//! ([`webhook`]: Standard Webhooks; [`slack`]: the Block Kit review message, its clicks over HTTP
+//! interactivity or Socket Mode) turns a notification into a request.
+//!
+//! **Architecture Invariant:** a channel builds what it sends only from the action's masked
+//! view (`Gateway::notification_view`) and its masked audit entry; it holds no rule and never
+//! reads a record itself. Chat clicks ([`slack::interactions`], [`slack::socket`]) go through
+//! `Gateway::vote` like the API's.
+
+pub mod backoff;
+mod deliver;
+pub mod slack;
+pub mod webhook;
+
+pub use deliver::{Channel, Channels, Deliverer, Message, Outcome};
