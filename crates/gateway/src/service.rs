@@ -845,6 +845,8 @@ impl Gateway {
         let policy = self.policy.clone();
         let principals = self.principals.clone();
         let names = self.analysis_names.clone();
+        let masker = self.masker.clone();
+        let mut ballot = ballot;
         let (record, _) = self
             .attempt(
                 who,
@@ -852,6 +854,8 @@ impl Gateway {
                 id,
                 now,
                 Box::new(move |rec| {
+                    // A change was written on the masked view: what it left as shown is real.
+                    crate::masking::restore_shown(&masker, rec, &mut ballot);
                     let justification = rec.justification.clone();
                     // As the requester (the core's rule says which form of them).
                     let requester = match rec.modify_judged_as() {

@@ -16,11 +16,13 @@ use crate::cli::{Server, BIN};
 
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// A receiver answering `status` (shared, changeable), recording `(webhook-id, type, status)`.
+/// A receiver answering `status` (shared, changeable), recording `(webhook-id, type, status)`
+/// and every request's headers and body as text.
 #[derive(Clone)]
 pub struct Receiver {
     pub status: Arc<Mutex<u16>>,
     pub got: Arc<Mutex<Vec<(String, String, u16)>>>,
+    pub raw: Arc<Mutex<Vec<String>>>,
 }
 
 impl Receiver {
@@ -28,6 +30,7 @@ impl Receiver {
         let r = Receiver {
             status: Arc::new(Mutex::new(status)),
             got: Arc::default(),
+            raw: Arc::default(),
         };
         let me = r.clone();
         let app = axum::Router::new().route(
@@ -41,6 +44,10 @@ impl Receiver {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("")
                         .to_string();
+                    me.raw
+                        .lock()
+                        .unwrap()
+                        .push(format!("{headers:?}\n{}", String::from_utf8_lossy(&body)));
                     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                     let kind = format!(
                         "{}:{}",
@@ -70,7 +77,7 @@ impl Receiver {
     }
 }
 
-async fn outbox_cli(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
+pub async fn outbox_cli(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
     let out = Command::new(BIN)
         .arg("outbox")
         .args(args)

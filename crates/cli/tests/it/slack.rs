@@ -23,16 +23,17 @@ const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const APP_TOKEN: &str = "xapp-1-A0APP-1234-abcdef";
 const BOT_TOKEN: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
 
-/// Every call the double got: (method, JSON body).
+/// Every call the double got: (method, JSON body); and every request as it came, (path, body).
 #[derive(Clone, Default)]
-struct SlackDouble {
+pub(crate) struct SlackDouble {
     calls: Arc<Mutex<Vec<(String, Value)>>>,
-    rate_limit_first_post: Arc<Mutex<bool>>,
+    pub(crate) raw: Arc<Mutex<Vec<(String, String)>>>,
+    pub(crate) rate_limit_first_post: Arc<Mutex<bool>>,
     socket_url: Arc<Mutex<String>>,
 }
 
 impl SlackDouble {
-    async fn start() -> (SlackDouble, String) {
+    pub(crate) async fn start() -> (SlackDouble, String) {
         let d = SlackDouble {
             rate_limit_first_post: Arc::new(Mutex::new(true)),
             ..Default::default()
@@ -44,7 +45,13 @@ impl SlackDouble {
                 axum::routing::post(
                     move |UrlPath(method): UrlPath<String>, headers: HeaderMap, body: Bytes| {
                         let me = me.clone();
-                        async move { me.api(&method, &headers, &body) }
+                        async move {
+                            me.raw.lock().unwrap().push((
+                                format!("/api/{method}"),
+                                String::from_utf8_lossy(&body).into_owned(),
+                            ));
+                            me.api(&method, &headers, &body)
+                        }
                     },
                 ),
             )
@@ -55,6 +62,10 @@ impl SlackDouble {
                     move |UrlPath(name): UrlPath<String>, body: Bytes| {
                         let me = me.clone();
                         async move {
+                            me.raw.lock().unwrap().push((
+                                format!("/hooks/{name}"),
+                                String::from_utf8_lossy(&body).into_owned(),
+                            ));
                             let v: Value = serde_json::from_slice(&body).unwrap_or_default();
                             me.calls.lock().unwrap().push((format!("hook:{name}"), v));
                             StatusCode::OK
@@ -166,7 +177,7 @@ impl SlackDouble {
         }
     }
 
-    fn calls(&self, method: &str) -> Vec<Value> {
+    pub(crate) fn calls(&self, method: &str) -> Vec<Value> {
         self.calls
             .lock()
             .unwrap()
@@ -176,7 +187,7 @@ impl SlackDouble {
             .collect()
     }
 
-    async fn wait_for(&self, method: &str, n: usize) -> Vec<Value> {
+    pub(crate) async fn wait_for(&self, method: &str, n: usize) -> Vec<Value> {
         let start = Instant::now();
         loop {
             let got = self.calls(method);
@@ -201,7 +212,7 @@ fn python() -> String {
 }
 
 /// Runs tests/interop/slack_check.py (slack_sdk) in `mode` over `input`; its output lines.
-fn slack_sdk(mode: &str, input: &Value) -> Vec<String> {
+pub(crate) fn slack_sdk(mode: &str, input: &Value) -> Vec<String> {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), serde_json::to_vec(input).unwrap()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/slack_check.py");
@@ -224,7 +235,7 @@ fn slack_sdk(mode: &str, input: &Value) -> Vec<String> {
         .collect()
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -232,7 +243,7 @@ fn now_secs() -> i64 {
 }
 
 /// An interactivity request: the form body, its timestamp and slack_sdk's signature of it.
-fn signed(payload: &Value, timestamp: i64) -> (String, String, String) {
+pub(crate) fn signed(payload: &Value, timestamp: i64) -> (String, String, String) {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("payload", &payload.to_string())
         .finish();
@@ -244,7 +255,7 @@ fn signed(payload: &Value, timestamp: i64) -> (String, String, String) {
     (body, timestamp.to_string(), sig)
 }
 
-fn click(user: &str, action_id: &str, action: &str, hook: &str, double: &str) -> Value {
+pub(crate) fn click(user: &str, action_id: &str, action: &str, hook: &str, double: &str) -> Value {
     json!({
         "type": "block_actions",
         "user": {"id": user, "username": user.to_lowercase(), "team_id": "T0TEAM"},
@@ -262,7 +273,7 @@ fn click(user: &str, action_id: &str, action: &str, hook: &str, double: &str) ->
     })
 }
 
-async fn post_signed(gw: &Gw, body: String, ts: &str, sig: &str) -> (u16, Value) {
+pub(crate) async fn post_signed(gw: &Gw, body: String, ts: &str, sig: &str) -> (u16, Value) {
     let resp = gw
         .http
         .post(format!("{}/v1/channels/slack/interactions", gw.url))
@@ -296,9 +307,15 @@ async fn start(double: &str) -> Gw {
 }
 
 async fn start_mode(double: &str, mode: &str) -> Gw {
+    start_with(double, mode, "", "").await
+}
+
+/// A gateway whose Slack app talks to the double at `double`, in `mode`, with `extra` TOML
+/// (tables written before `[slack]`) and `policy` (Cedar) beside the test policies.
+pub(crate) async fn start_with(double: &str, mode: &str, extra: &str, policy: &str) -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
-        "[slack]\n{mode}\nbot_token_env = \"COUNTERSIGN_TEST_SLACK_TOKEN\"\n{}api_base_url = \"{double}/api/\"\ndefault_channel = \"#approvals\"\n\n[outbox]\nbackoff_base = \"50ms\"\n",
+        "{extra}\n[slack]\n{mode}\nbot_token_env = \"COUNTERSIGN_TEST_SLACK_TOKEN\"\n{}api_base_url = \"{double}/api/\"\ndefault_channel = \"#approvals\"\n\n[outbox]\nbackoff_base = \"50ms\"\n",
         if mode.contains("socket") {
             format!("app_token = \"{APP_TOKEN}\"\n")
         } else {
@@ -319,6 +336,9 @@ async fn start_mode(double: &str, mode: &str) -> Gw {
         );
     }
     std::fs::write(&path, toml).unwrap();
+    if !policy.is_empty() {
+        std::fs::write(dir.path().join("policies/extra.cedar"), policy).unwrap();
+    }
     let (url, server) = serve(&path).await;
     Gw::from_parts(url, client(), dir, server)
 }
