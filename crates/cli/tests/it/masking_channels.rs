@@ -2,10 +2,11 @@
 //! resource, parameters and justification are routed by `@notify` to Slack and to a webhook,
 //! asked about, answered, approved with a click and approved with changes carrying a new secret.
 //! Every request the Slack Web API double and the webhook receiver got (messages posted and
-//! updated, the thread reply, the modal opened, the ephemeral replies, the signed events) and
-//! `countersign outbox list` show no canary in any common encoding, while the executor's
-//! redeemed grant carries the real values: the submitted ones, and for the change, the
-//! reviewer's edit with every value the reviewer left as shown restored to the real one.
+//! updated, the thread reply, the modal opened, the ephemeral replies, the signed events),
+//! `countersign outbox list` and the server's debug log show no canary in any common encoding,
+//! while the executor's redeemed grant carries the real values: the submitted ones, and for the
+//! change, the reviewer's edit with every value the reviewer left as shown restored to the real
+//! one.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::canaries::{assert_clean, params, CANARIES, REVIEWER_CANARY};
 use crate::outbox::{outbox_cli, Receiver, SECRET};
-use crate::slack::{click, now_secs, post_signed, signed, slack_sdk, start_with, SlackDouble};
+use crate::slack::{click, config_with, now_secs, post_signed, signed, slack_sdk, SlackDouble};
 use crate::support::{id, Gw};
 
 const POLICY: &str = r#"@id("canary") @effect("review") @approvers("group:sre") @reason("exports need an SRE")
@@ -69,7 +70,21 @@ async fn no_canary_reaches_slack_or_a_webhook_and_the_executor_gets_real_values(
         "[masking]\nfields = [\"params.customer.ssn\"]\n\n\
          [[webhooks]]\nname = \"ops\"\nurl = \"{hook}\"\nsecret = \"{SECRET}\"\n"
     );
-    let gw = start_with(&durl, "mode = \"http\"", &extra, POLICY).await;
+    // The server as an operator runs it, logging at debug level.
+    let (dir, config) = config_with(&durl, "mode = \"http\"", &extra, POLICY);
+    let log_path = dir.path().join("server.log");
+    let mut server = crate::cli::Server::serve(
+        &config,
+        &[("COUNTERSIGN_LOG", "debug")],
+        std::process::Stdio::from(std::fs::File::create(&log_path).unwrap()),
+    )
+    .await;
+    let gw = Gw::from_parts(
+        server.url.clone(),
+        crate::support::client(),
+        dir,
+        tokio::spawn(async {}),
+    );
 
     // The first action: a question asked in a modal (carrying a phone number) and answered by
     // the requester (carrying an AWS key), then approved with a click; a reviewer the policy
@@ -224,7 +239,6 @@ async fn no_canary_reaches_slack_or_a_webhook_and_the_executor_gets_real_values(
     assert!(hooks.iter().any(|b| b.contains("[email:")), "{hooks:?}");
 
     // The operator's view of the outbox.
-    let config = gw.dir.path().join("countersign.toml");
     let (code, out, err) = outbox_cli(&["list"], &config).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("webhook:ops"), "{out}");
@@ -240,4 +254,8 @@ async fn no_canary_reaches_slack_or_a_webhook_and_the_executor_gets_real_values(
         "`outbox list --output json`",
         &String::from_utf8_lossy(&listed.stdout),
     );
+    server.kill9().await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("DEBUG"), "logging at debug level: {log}");
+    assert_clean("the server's debug log", &log);
 }

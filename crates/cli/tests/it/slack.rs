@@ -313,6 +313,18 @@ async fn start_mode(double: &str, mode: &str) -> Gw {
 /// A gateway whose Slack app talks to the double at `double`, in `mode`, with `extra` TOML
 /// (tables written before `[slack]`) and `policy` (Cedar) beside the test policies.
 pub(crate) async fn start_with(double: &str, mode: &str, extra: &str, policy: &str) -> Gw {
+    let (dir, path) = config_with(double, mode, extra, policy);
+    let (url, server) = serve(&path).await;
+    Gw::from_parts(url, client(), dir, server)
+}
+
+/// [`start_with`]'s directory and configuration file, for a test that starts the server itself.
+pub(crate) fn config_with(
+    double: &str,
+    mode: &str,
+    extra: &str,
+    policy: &str,
+) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
         "{extra}\n[slack]\n{mode}\nbot_token_env = \"COUNTERSIGN_TEST_SLACK_TOKEN\"\n{}api_base_url = \"{double}/api/\"\ndefault_channel = \"#approvals\"\n\n[outbox]\nbackoff_base = \"50ms\"\n",
@@ -339,8 +351,7 @@ pub(crate) async fn start_with(double: &str, mode: &str, extra: &str, policy: &s
     if !policy.is_empty() {
         std::fs::write(dir.path().join("policies/extra.cedar"), policy).unwrap();
     }
-    let (url, server) = serve(&path).await;
-    Gw::from_parts(url, client(), dir, server)
+    (dir, path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
