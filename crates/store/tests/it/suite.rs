@@ -18,6 +18,10 @@ pub fn review_record(id: &str, requester: &str) -> ActionRecord {
     record(id, requester, Effect::Review, None, T0)
 }
 
+pub fn allowed_record(id: &str, requester: &str) -> ActionRecord {
+    record(id, requester, Effect::Allow, None, T0)
+}
+
 fn record(
     id: &str,
     requester: &str,
