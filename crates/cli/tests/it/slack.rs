@@ -446,8 +446,9 @@ async fn a_slack_click_approves_a_held_action_and_the_message_shows_the_final_st
         now_secs(),
     );
     let started = Instant::now();
-    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    assert_eq!(post_signed(&gw, b.clone(), &t, &s).await.0, 200);
     assert!(started.elapsed() < Duration::from_secs(3));
+    let replay = (b, t, s);
     let done = tokio::time::timeout(Duration::from_secs(20), poll)
         .await
         .unwrap()
@@ -494,6 +495,18 @@ async fn a_slack_click_approves_a_held_action_and_the_message_shows_the_final_st
         hook["text"].as_str().unwrap().starts_with("Refused"),
         "{hook}"
     );
+    // The very same signed request replayed (within the 5 minutes) counts nothing twice.
+    assert_eq!(
+        post_signed(&gw, replay.0, &replay.1, &replay.2).await.0,
+        200
+    );
+    let hook = double.wait_for("hook:bob", 1).await.remove(0);
+    assert!(
+        hook["text"].as_str().unwrap().starts_with("Refused"),
+        "{hook}"
+    );
+    let (_, got) = gw.get("bot", &format!("/v1/actions/{action}")).await;
+    assert_eq!(got["review"]["votes"].as_array().unwrap().len(), 1, "{got}");
 
     let refused = refusals(&gw).await;
     let by = |who: &str, code: &str| {
@@ -515,8 +528,12 @@ async fn a_slack_click_approves_a_held_action_and_the_message_shows_the_final_st
         "{refused:?}"
     );
     assert!(
-        refused.iter().filter(|e| e["event"]["by"] == "bob").count() == 1,
-        "the click after the decision: {refused:?}"
+        refused
+            .iter()
+            .filter(|e| e["event"]["by"] == "bob" && e["event"]["code"] == "not_pending")
+            .count()
+            == 2,
+        "the click after the decision and the replay: {refused:?}"
     );
     // No secret reached the audit log.
     let (_, log) = gw
@@ -611,6 +628,27 @@ async fn slack_refuses_self_approval_and_double_clicks_and_votes_through_modals(
     assert_eq!((status, answer), (200, Value::Null));
     let (_, got) = gw.get("bot", &format!("/v1/actions/{export}")).await;
     assert_eq!(got["params"]["rows"], 1, "{got}");
+
+    // A click after expiry (the `quick` rule's review lasts 1 s) is refused and audited.
+    let quick = id(&gw
+        .submit(
+            "bot",
+            json!({"action": "quick", "resource": "svc/q", "justification": "q"}),
+        )
+        .await);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (b, t, s) = signed(
+        &click("UBOB", "countersign_approve", &quick, "expired", &durl),
+        now_secs(),
+    );
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let hook = double.wait_for("hook:expired", 1).await.remove(0);
+    assert!(
+        hook["text"].as_str().unwrap().starts_with("Refused"),
+        "{hook}"
+    );
+    let (_, got) = gw.get("bot", &format!("/v1/actions/{quick}")).await;
+    assert_eq!(got["status"], "expired", "{got}");
 
     // Deny through its modal, with a reason; Ask through its modal (an empty question is
     // refused in the modal).
@@ -781,6 +819,12 @@ async fn slack_refuses_self_approval_and_double_clicks_and_votes_through_modals(
     assert!(by("alice", None), "{refused:?}");
     assert!(by("bob", None), "{refused:?}");
     assert!(by("dave", None), "mapped by email: {refused:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["action_id"] == quick.as_str() && e["event"]["by"] == "bob"),
+        "the click after expiry: {refused:?}"
+    );
     assert!(
         by("slack:UUNCONFIRMED", Some("unmapped_chat_user")),
         "{refused:?}"
