@@ -1,0 +1,192 @@
+//! Bot Framework tokens: what the Bot Connector service signs each request to a bot with
+//! (Microsoft's "Authenticate requests from the Bot Connector service to your bot").
+//!
+//! A token is accepted only if it is a JWT signed with an algorithm the OpenID metadata lists
+//! (`id_token_signing_alg_values_supported`, RS256 in practice) by a key its JWKS publishes (the
+//! same [`KeyCache`] the OIDC issuers use), its `iss` is `https://api.botframework.com`, its
+//! `aud` is the bot's app id, it is within its `nbf`/`exp` (5 minutes of skew, Microsoft's
+//! documented tolerance), and it carries a `serviceUrl` claim. Then
+//! [`ConnectorToken::check_activity`] holds it to the activity it came with: the claim equals
+//! the activity's `serviceUrl`, and the signing key is endorsed for the activity's `channelId`.
+
+use countersign_core::Timestamp;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::Value;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::AuthError;
+use crate::jwks::{family_of, KeyCache};
+use crate::oidc::{check_times, decode_part, Header, MAX_TOKEN};
+
+/// The `iss` of every token the Bot Connector service sends.
+pub const ISSUER: &str = "https://api.botframework.com";
+/// Where the Bot Connector service's OpenID metadata is.
+pub const METADATA_URL: &str = "https://login.botframework.com/v1/.well-known/openidconfiguration";
+/// Clock skew allowed on `exp` and `nbf` ("industry-standard clock-skew is 5 minutes").
+pub const LEEWAY_SECS: u64 = 300;
+
+/// Why a Bot Framework request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BotAuthError {
+    /// The token itself (missing, malformed, unsigned, wrong issuer or audience, expired, bad
+    /// signature, keys unavailable).
+    #[error(transparent)]
+    Token(#[from] AuthError),
+    /// The token's `serviceUrl` claim is not the activity's `serviceUrl`.
+    #[error("the token was issued for another serviceUrl than the activity's")]
+    ServiceUrlMismatch,
+    /// The signing key is not endorsed for the activity's `channelId`.
+    #[error("the token's signing key is not endorsed for the activity's channel")]
+    ChannelNotEndorsed,
+}
+
+impl BotAuthError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BotAuthError::Token(e) => e.code(),
+            BotAuthError::ServiceUrlMismatch => "token_service_url_mismatch",
+            BotAuthError::ChannelNotEndorsed => "token_channel_not_endorsed",
+        }
+    }
+
+    /// Whether the fault is the key service's, not the request's (retry later).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, BotAuthError::Token(e) if e.is_unavailable())
+    }
+}
+
+/// Verifies the tokens the Bot Connector service sends one bot.
+pub struct BotFrameworkVerifier {
+    keys: KeyCache,
+    app_id: String,
+}
+
+/// A verified Bot Connector token, not yet held to its activity.
+#[derive(Debug)]
+pub struct ConnectorToken {
+    service_url: String,
+    endorsements: Vec<String>,
+}
+
+impl ConnectorToken {
+    /// The `serviceUrl` the token was issued for.
+    pub fn service_url(&self) -> &str {
+        &self.service_url
+    }
+
+    /// Holds the token to the activity it came with: its `serviceUrl` (compared exactly) and
+    /// its `channelId` (which the signing key must be endorsed for).
+    pub fn check_activity(&self, service_url: &str, channel_id: &str) -> Result<(), BotAuthError> {
+        if self.service_url != service_url {
+            return Err(BotAuthError::ServiceUrlMismatch);
+        }
+        if !self.endorsements.iter().any(|e| e == channel_id) {
+            return Err(BotAuthError::ChannelNotEndorsed);
+        }
+        Ok(())
+    }
+}
+
+impl BotFrameworkVerifier {
+    /// A verifier for the bot `app_id`, reading the metadata at `metadata_url`
+    /// ([`METADATA_URL`] but in tests). Keys are fetched on first use and refetched for an
+    /// unknown `kid` at most once a minute.
+    pub fn new(metadata_url: String, app_id: String) -> Result<Self, String> {
+        crate::crypto::install();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .map_err(|e| format!("[teams]: cannot build the HTTP client: {e}"))?;
+        Ok(BotFrameworkVerifier {
+            keys: KeyCache::new(
+                metadata_url,
+                ISSUER.to_string(),
+                Duration::from_secs(60),
+                http,
+            ),
+            app_id,
+        })
+    }
+
+    /// How many times the keys were fetched.
+    pub fn fetches(&self) -> u64 {
+        self.keys.fetches()
+    }
+
+    /// Verifies `token` (the `Authorization: Bearer` value) at `now`.
+    pub async fn verify(&self, token: &str, now: Timestamp) -> Result<ConnectorToken, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Unknown);
+        }
+        if token.len() > MAX_TOKEN {
+            return Err(AuthError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed);
+        };
+        let header: Header = decode_part(h)?;
+        if header.alg.eq_ignore_ascii_case("none") {
+            return Err(AuthError::AlgNone);
+        }
+        if header.alg.to_ascii_uppercase().starts_with("HS") {
+            return Err(AuthError::AlgHmac);
+        }
+        let alg = Algorithm::from_str(&header.alg).map_err(|_| AuthError::AlgUnsupported)?;
+        let family = family_of(alg).ok_or(AuthError::AlgUnsupported)?;
+        let payload: Value = decode_part(p)?;
+        // Nobody else's tokens cost a key fetch.
+        if payload.get("iss").and_then(Value::as_str) != Some(ISSUER) {
+            return Err(AuthError::IssuerUnknown);
+        }
+        let key = self.keys.key(header.kid.as_deref()).await?;
+        // The metadata's list; RS256 alone if it lists none.
+        let allowed = self.keys.algorithms().unwrap_or(&[]);
+        let listed = if allowed.is_empty() {
+            header.alg == "RS256"
+        } else {
+            allowed.iter().any(|a| a == &header.alg)
+        };
+        if !listed {
+            return Err(AuthError::AlgUnsupported);
+        }
+        if key.family != family || key.alg.is_some_and(|a| a != alg) {
+            return Err(AuthError::AlgMismatch);
+        }
+        let mut validation = Validation::new(alg);
+        // Times are checked against the caller's `now` below, not the system clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_audience(&[self.app_id.as_str()]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let data = jsonwebtoken::decode::<Value>(token, &key.decoding, &validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::InvalidAudience => AuthError::AudienceInvalid,
+                ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::AudienceInvalid,
+                ErrorKind::InvalidIssuer => AuthError::IssuerUnknown,
+                ErrorKind::InvalidSignature => AuthError::SignatureInvalid,
+                ErrorKind::InvalidAlgorithm => AuthError::AlgMismatch,
+                _ => AuthError::Malformed,
+            },
+        )?;
+        check_times(&data.claims, now, LEEWAY_SECS)?;
+        let service_url = data
+            .claims
+            .get("serviceUrl")
+            .and_then(Value::as_str)
+            .ok_or(AuthError::ClaimMissing)?
+            .to_string();
+        Ok(ConnectorToken {
+            service_url,
+            endorsements: key.endorsements.clone(),
+        })
+    }
+}
