@@ -11,8 +11,10 @@
 //! `Gateway::vote` like the API's.
 
 pub mod backoff;
+mod chat;
 mod deliver;
 pub mod slack;
+pub mod teams;
 pub mod webhook;
 
 pub use deliver::{Channel, Channels, Deliverer, Message, Outcome};

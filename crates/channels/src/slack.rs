@@ -18,6 +18,7 @@ use countersign_gateway::notify::SlackConfig;
 use countersign_gateway::ActionView;
 use serde_json::{json, Value};
 
+use crate::chat::{clip, left};
 use crate::deliver::{Channel, Message, Outcome};
 
 /// Longest parameters shown (pretty-printed), in characters; Slack's section text is at most
@@ -243,30 +244,6 @@ fn escape_within(s: &str, max: usize) -> (String, usize) {
         }
     }
     (out, s.chars().count())
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
-}
-
-/// Human-readable time left until `at`.
-fn left(at: i64, now: Timestamp) -> String {
-    let secs = (at - now.millis()).max(0) / 1000;
-    if secs == 0 {
-        "no time left".into()
-    } else if secs < 120 {
-        format!("{secs}s left")
-    } else if secs < 7200 {
-        format!("{}m left", secs / 60)
-    } else {
-        format!("{}h {}m left", secs / 3600, (secs % 3600) / 60)
-    }
 }
 
 /// The review message's blocks (and its fallback text) for `view` at `now`: what, who, why,
