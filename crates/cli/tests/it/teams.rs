@@ -72,6 +72,10 @@ struct MsDouble {
     calls: Arc<Mutex<Vec<(String, Value)>>>,
     throttle_first_post: Arc<Mutex<bool>>,
     unavailable_first_put: Arc<Mutex<bool>>,
+    /// Answer the next send 401 (a revoked token), once.
+    unauthorized_next_send: Arc<Mutex<bool>>,
+    /// When the 429 was answered and when the first send then succeeded.
+    throttled: Arc<Mutex<(Option<Instant>, Option<Instant>)>>,
 }
 
 impl MsDouble {
@@ -206,6 +210,9 @@ impl MsDouble {
         if auth != Some(&format!("Bearer {ACCESS_TOKEN}")) {
             return error(StatusCode::UNAUTHORIZED, "Unauthorized");
         }
+        if route == "send" && std::mem::take(&mut *self.unauthorized_next_send.lock().unwrap()) {
+            return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+        }
         if conversation != CONVERSATION {
             return error(StatusCode::NOT_FOUND, "ConversationNotFound");
         }
@@ -214,9 +221,12 @@ impl MsDouble {
         };
         if route == "send" {
             let mut first = self.throttle_first_post.lock().unwrap();
+            let mut throttled = self.throttled.lock().unwrap();
             if std::mem::take(&mut *first) {
+                throttled.0 = Some(Instant::now());
                 return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")]).into_response();
             }
+            throttled.1.get_or_insert_with(Instant::now);
         }
         if route == "update" {
             let mut first = self.unavailable_first_put.lock().unwrap();
@@ -345,10 +355,15 @@ struct Teams {
 
 impl Teams {
     async fn start() -> Teams {
+        Teams::start_with("app_password_env = \"COUNTERSIGN_TEST_TEAMS_PASSWORD\"").await
+    }
+
+    /// With `password` the `[teams]` line giving the client secret.
+    async fn start_with(password: &str) -> Teams {
         let (double, durl) = MsDouble::start().await;
         let dir = tempfile::tempdir().unwrap();
         let extra = format!(
-            "[teams]\napp_id = \"{APP_ID}\"\napp_password_env = \"COUNTERSIGN_TEST_TEAMS_PASSWORD\"\ntenant_id = \"{TENANT}\"\ntoken_url = \"{durl}/{TENANT}/oauth2/v2.0/token\"\nopenid_metadata_url = \"{durl}/v1/.well-known/openidconfiguration\"\nservice_url = \"{durl}/teams/\"\ndefault_channel = \"sre-approvals\"\n\n[teams.conversations]\nsre-approvals = \"{CONVERSATION}\"\n\n[outbox]\nbackoff_base = \"50ms\"\n"
+            "[teams]\napp_id = \"{APP_ID}\"\n{password}\ntenant_id = \"{TENANT}\"\ntoken_url = \"{durl}/{TENANT}/oauth2/v2.0/token\"\nopenid_metadata_url = \"{durl}/v1/.well-known/openidconfiguration\"\nservice_url = \"{durl}/teams/\"\ndefault_channel = \"sre-approvals\"\n\n[teams.conversations]\nsre-approvals = \"{CONVERSATION}\"\n\n[outbox]\nbackoff_base = \"50ms\"\n"
         );
         std::env::set_var("COUNTERSIGN_TEST_TEAMS_PASSWORD", APP_PASSWORD);
         let path = write_config(dir.path(), &extra);
@@ -465,7 +480,13 @@ async fn a_teams_click_approves_a_held_action_and_the_card_shows_the_final_state
     // Posted once the Bot Connector's 429 (Retry-After: 1) has passed, with a token from the
     // client-credentials grant.
     let sent = t.double.wait_for("send", |_| true).await;
-    assert!(!*t.double.throttle_first_post.lock().unwrap());
+    let (throttled, ok) = *t.double.throttled.lock().unwrap();
+    let waited = ok.unwrap() - throttled.unwrap();
+    // The outbox's own backoff here is 50 ms; the Bot Connector asked for 1 s.
+    assert!(
+        waited >= Duration::from_millis(950),
+        "Retry-After not honoured: {waited:?}"
+    );
     let grant = t.double.calls("token").remove(0);
     assert_eq!(
         grant["form"]["scope"],
@@ -778,9 +799,11 @@ async fn the_teams_endpoint_refuses_forged_expired_misaddressed_and_malformed_re
         c.as_object_mut().unwrap().remove(k);
         c
     };
-    let mut tampered = t.good_token();
-    let last = tampered.pop().unwrap();
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    // One signature byte changed (a character in the middle: every bit of it is data).
+    let mut tampered = t.good_token().into_bytes();
+    let at = tampered.len() - 10;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
     let b64 = |v: &Value| {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
@@ -968,4 +991,56 @@ fn the_teams_app_package_is_complete() {
         let h = u32::from_be_bytes(png[20..24].try_into().unwrap());
         assert_eq!((w, h), (size, size), "{icon}");
     }
+}
+
+/// A token the Bot Connector no longer accepts is dropped and a new one fetched; a client
+/// secret Entra ID refuses dead-letters the notification with the OAuth error code only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_renewed_and_a_wrong_secret_dead_letters_without_leaking() {
+    let t = Teams::start().await;
+    *t.double.throttle_first_post.lock().unwrap() = false;
+    *t.double.unauthorized_next_send.lock().unwrap() = true;
+    t.gw.submit(
+        "bot",
+        json!({"action": "deploy", "resource": "svc/t", "justification": "t"}),
+    )
+    .await;
+    t.double.wait_for("send", |_| true).await;
+    assert_eq!(t.double.calls("token").len(), 2, "renewed after the 401");
+
+    let t = Teams::start_with("app_password = \"not-the-secret-Xy9\"").await;
+    t.gw.submit(
+        "bot",
+        json!({"action": "deploy", "resource": "svc/w", "justification": "w"}),
+    )
+    .await;
+    let config = t.gw.dir.path().join("countersign.toml");
+    let start = Instant::now();
+    let dead = loop {
+        let out = tokio::process::Command::new(crate::cli::BIN)
+            .args([
+                "--output", "json", "outbox", "list", "--state", "dead", "--config",
+            ])
+            .arg(&config)
+            .output()
+            .await
+            .unwrap();
+        let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if let Some(d) = listed.into_iter().next() {
+            break d;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead["channel"], "teams:sre-approvals", "{dead}");
+    let text = dead.to_string();
+    assert!(text.contains("invalid_client"), "{dead}");
+    assert!(
+        !text.contains("not-the-secret") && !text.contains("AADSTS"),
+        "{dead}"
+    );
+    assert!(t.double.calls("send").is_empty());
 }
