@@ -3,8 +3,9 @@
 //! security-relevant audited too, since they came from a click), the stand-in identity an
 //! unmapped chat user is audited as, and the text helpers their messages use.
 
-use countersign_core::{Ballot, Identity, IdentityKind, Timestamp};
-use countersign_gateway::{Gateway, GatewayError};
+use crate::deliver::Message;
+use countersign_core::{Ballot, Clarification, Identity, IdentityKind, Timestamp};
+use countersign_gateway::{ActionView, Gateway, GatewayError};
 
 /// Why a click counted nothing: a stable code and the sentence shown to the clicker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,4 +115,51 @@ pub(crate) fn left(at: i64, now: Timestamp) -> String {
     } else {
         format!("{}h {}m left", secs / 3600, (secs % 3600) / 60)
     }
+}
+
+/// On a `question_answered` notification, the question answered last (what a chat channel
+/// posts as a reply to its message); `None` for any other notification.
+pub(crate) fn answered<'a>(message: &'a Message<'_>) -> Option<&'a Clarification> {
+    if message.notification.kind != "question_answered" {
+        return None;
+    }
+    message.view.record.review.as_ref().and_then(|r| {
+        r.clarifications
+            .iter()
+            .filter(|c| c.answer.is_some())
+            .max_by_key(|c| c.answered_at.map(|t| t.millis()))
+    })
+}
+
+/// When the review of `view` ends (milliseconds), or 0 if it has none.
+pub(crate) fn deadline(view: &ActionView) -> i64 {
+    view.record
+        .review
+        .as_ref()
+        .map(|r| r.expires_at.millis())
+        .unwrap_or(0)
+}
+
+/// The quorum progress of a review as the API shows it (`review` of an action's JSON view):
+/// "1 of 2 from group:sre (policy)" per requirement, each name passed through `esc`.
+pub(crate) fn quorum_lines(review: &serde_json::Value, esc: fn(&str) -> String) -> Vec<String> {
+    let s = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
+    review["requirements"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let approvers: Vec<String> = r["approvers"]
+                .as_array()
+                .map(|p| p.iter().map(s).collect())
+                .unwrap_or_default();
+            format!(
+                "{} of {} from {} ({})",
+                r["approvals"].as_u64().unwrap_or(0),
+                r["quorum"].as_u64().unwrap_or(0),
+                approvers.join(" or "),
+                s(&r["policy"])
+            )
+        })
+        .collect()
 }

@@ -331,20 +331,7 @@ pub fn blocks(view: &ActionView, now: Timestamp) -> (String, Vec<Value>) {
     };
     out.push(json!({"type": "section", "text": text(params)}));
     if let Some(review) = a.get("review").filter(|r| r.is_object()) {
-        let mut lines = Vec::new();
-        for r in review["requirements"].as_array().into_iter().flatten() {
-            let approvers: Vec<String> = r["approvers"]
-                .as_array()
-                .map(|p| p.iter().map(|x| escape(&s(x))).collect())
-                .unwrap_or_default();
-            lines.push(format!(
-                "{} of {} from {} ({})",
-                r["approvals"].as_u64().unwrap_or(0),
-                r["quorum"].as_u64().unwrap_or(0),
-                approvers.join(" or "),
-                escape(&s(&r["policy"]))
-            ));
-        }
+        let lines = crate::chat::quorum_lines(review, escape);
         let mut t = format!("*Approvals* {}", lines.join("; "));
         for v in review["votes"].as_array().into_iter().flatten() {
             let mut line = format!("\n• {} — {}", escape(&s(&v["voter"])), s(&v["verdict"]));
@@ -365,14 +352,8 @@ pub fn blocks(view: &ActionView, now: Timestamp) -> (String, Vec<Value>) {
         }
         out.push(json!({"type": "section", "text": text(clip(&t, 2900))}));
         if pending {
-            let expires = view
-                .record
-                .review
-                .as_ref()
-                .map(|r| r.expires_at.millis())
-                .unwrap_or(0);
             out.push(json!({"type": "context", "elements": [
-                text(format!("⏳ {} · action `{}`", left(expires, now), view.record.id)),
+                text(format!("⏳ {} · action `{}`", left(crate::chat::deadline(view), now), view.record.id)),
             ]}));
         }
     }
@@ -451,15 +432,7 @@ impl Slack {
         channel: &str,
         ts: &str,
     ) -> Result<(), ApiError> {
-        if message.notification.kind != "question_answered" {
-            return Ok(());
-        }
-        let Some(c) = message.view.record.review.as_ref().and_then(|r| {
-            r.clarifications
-                .iter()
-                .filter(|c| c.answer.is_some())
-                .max_by_key(|c| c.answered_at.map(|t| t.millis()))
-        }) else {
+        let Some(c) = crate::chat::answered(message) else {
             return Ok(());
         };
         let text = format!(

@@ -257,15 +257,7 @@ impl Teams {
         conversation: &str,
         activity: &str,
     ) -> Result<(), Failure> {
-        if message.notification.kind != "question_answered" {
-            return Ok(());
-        }
-        let Some(c) = message.view.record.review.as_ref().and_then(|r| {
-            r.clarifications
-                .iter()
-                .filter(|c| c.answer.is_some())
-                .max_by_key(|c| c.answered_at.map(|t| t.millis()))
-        }) else {
+        let Some(c) = crate::chat::answered(message) else {
             return Ok(());
         };
         let text = format!(

@@ -124,25 +124,12 @@ impl OidcVerifier {
     /// Verifies `token` at `now` and maps its claims to an identity. `exp`, `nbf` and `iat` are
     /// checked against the `now` passed in (the caller's clock), never the system clock.
     pub async fn verify(&self, token: &str, now: Timestamp) -> Result<Identity, AuthError> {
-        if token.len() > MAX_TOKEN {
-            return Err(AuthError::TooLarge);
-        }
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(_), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(AuthError::Malformed);
-        };
-        let header: Header = decode_part(h)?;
-        if header.alg.eq_ignore_ascii_case("none") {
-            return Err(AuthError::AlgNone);
-        }
-        if header.alg.to_ascii_uppercase().starts_with("HS") {
-            return Err(AuthError::AlgHmac);
-        }
-        let alg = Algorithm::from_str(&header.alg).map_err(|_| AuthError::AlgUnsupported)?;
-        let family = family_of(alg).ok_or(AuthError::AlgUnsupported)?;
-        let payload: Value = decode_part(p)?;
+        let Unverified {
+            header,
+            alg,
+            family,
+            payload,
+        } = read_unverified(token)?;
         let iss = payload
             .get("iss")
             .and_then(Value::as_str)
@@ -177,7 +164,45 @@ impl OidcVerifier {
     }
 }
 
-pub(crate) fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, AuthError> {
+/// A JWT as read before anything in it is trusted: its header, its algorithm (never `none` or
+/// HMAC) with the key family that algorithm needs, and its payload.
+pub(crate) struct Unverified {
+    pub(crate) header: Header,
+    pub(crate) alg: Algorithm,
+    pub(crate) family: crate::jwks::Family,
+    pub(crate) payload: Value,
+}
+
+/// Reads `token`'s parts (at most [`MAX_TOKEN`] bytes, three segments) without verifying it.
+pub(crate) fn read_unverified(token: &str) -> Result<Unverified, AuthError> {
+    if token.len() > MAX_TOKEN {
+        return Err(AuthError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Malformed);
+    };
+    let header: Header = decode_part(h)?;
+    if header.alg.eq_ignore_ascii_case("none") {
+        return Err(AuthError::AlgNone);
+    }
+    if header.alg.to_ascii_uppercase().starts_with("HS") {
+        return Err(AuthError::AlgHmac);
+    }
+    let alg = Algorithm::from_str(&header.alg).map_err(|_| AuthError::AlgUnsupported)?;
+    let family = family_of(alg).ok_or(AuthError::AlgUnsupported)?;
+    let payload: Value = decode_part(p)?;
+    Ok(Unverified {
+        header,
+        alg,
+        family,
+        payload,
+    })
+}
+
+fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, AuthError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| AuthError::Malformed)?;

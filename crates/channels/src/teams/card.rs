@@ -138,20 +138,7 @@ pub fn card(view: &ActionView, now: Timestamp) -> Value {
         }]}));
     }
     if let Some(review) = a.get("review").filter(|r| r.is_object()) {
-        let mut lines = Vec::new();
-        for r in review["requirements"].as_array().into_iter().flatten() {
-            let approvers: Vec<String> = r["approvers"]
-                .as_array()
-                .map(|p| p.iter().map(&s).collect())
-                .unwrap_or_default();
-            lines.push(format!(
-                "{} of {} from {} ({})",
-                r["approvals"].as_u64().unwrap_or(0),
-                r["quorum"].as_u64().unwrap_or(0),
-                approvers.join(" or "),
-                s(&r["policy"])
-            ));
-        }
+        let lines = crate::chat::quorum_lines(review, str::to_string);
         body.push(line("Approvals", lines.join("; ")));
         for v in review["votes"].as_array().into_iter().flatten() {
             let mut t = format!("• {} — {}", s(&v["voter"]), s(&v["verdict"]));
@@ -173,15 +160,9 @@ pub fn card(view: &ActionView, now: Timestamp) -> Value {
             }
         }
         if pending {
-            let expires = view
-                .record
-                .review
-                .as_ref()
-                .map(|r| r.expires_at.millis())
-                .unwrap_or(0);
             body.push(rich(vec![run(format!(
                 "⏳ {} · action {id}",
-                left(expires, now)
+                left(crate::chat::deadline(view), now)
             ))]));
         }
     }
