@@ -7,6 +7,7 @@
 //! so a flood of made-up `kid`s costs the provider one request; a known `kid` never causes a
 //! fetch. Symmetric keys and encryption keys are never accepted.
 
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
@@ -54,6 +55,49 @@ pub(crate) struct Key {
     /// The Bot Framework's `endorsements` (the channel ids this key may sign for); empty for
     /// an ordinary JWK.
     pub(crate) endorsements: Vec<String>,
+}
+
+impl Key {
+    /// Verifies `token` (read as `unverified`) with this key: the algorithm must fit the key,
+    /// the signature verify, `iss` be `issuer`, `aud` one of `audience`; `exp` (required),
+    /// `nbf` and `iat` are checked against `now` with `leeway` seconds, never the system clock.
+    /// The claims.
+    pub(crate) fn verify(
+        &self,
+        token: &str,
+        unverified: &crate::oidc::Unverified,
+        audience: &[&str],
+        issuer: &str,
+        now: countersign_core::Timestamp,
+        leeway: u64,
+    ) -> Result<Value, AuthError> {
+        let alg = unverified.alg;
+        if self.family != unverified.family || self.alg.is_some_and(|a| a != alg) {
+            return Err(AuthError::AlgMismatch);
+        }
+        let mut validation = jsonwebtoken::Validation::new(alg);
+        // Times are checked below against the caller's `now`; jsonwebtoken would read the
+        // system clock. `exp` must still be present (a number).
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_audience(audience);
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let data = jsonwebtoken::decode::<Value>(token, &self.decoding, &validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidAudience => AuthError::AudienceInvalid,
+                ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::AudienceInvalid,
+                ErrorKind::InvalidIssuer => AuthError::IssuerUnknown,
+                ErrorKind::InvalidSignature => AuthError::SignatureInvalid,
+                ErrorKind::InvalidAlgorithm => AuthError::AlgMismatch,
+                _ => AuthError::Malformed,
+            },
+        )?;
+        crate::oidc::check_times(&data.claims, now, leeway)?;
+        Ok(data.claims)
+    }
 }
 
 #[derive(Default)]
