@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
 
-use crate::support::{client, id, serve, write_config, Gw};
+use crate::support::{client, id, now_secs, serve, write_config, Calls, Gw};
 
 const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const APP_TOKEN: &str = "xapp-1-A0APP-1234-abcdef";
@@ -26,7 +26,7 @@ const BOT_TOKEN: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
 /// Every call the double got: (method, JSON body).
 #[derive(Clone, Default)]
 struct SlackDouble {
-    calls: Arc<Mutex<Vec<(String, Value)>>>,
+    calls: Calls,
     rate_limit_first_post: Arc<Mutex<bool>>,
     socket_url: Arc<Mutex<String>>,
 }
@@ -56,7 +56,7 @@ impl SlackDouble {
                         let me = me.clone();
                         async move {
                             let v: Value = serde_json::from_slice(&body).unwrap_or_default();
-                            me.calls.lock().unwrap().push((format!("hook:{name}"), v));
+                            me.calls.push(&format!("hook:{name}"), v);
                             StatusCode::OK
                         }
                     }
@@ -80,10 +80,7 @@ impl SlackDouble {
             if auth != format!("Bearer {APP_TOKEN}") {
                 return axum::Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
             }
-            self.calls
-                .lock()
-                .unwrap()
-                .push((method.to_string(), Value::Null));
+            self.calls.push(method, Value::Null);
             let url = self.socket_url.lock().unwrap().clone();
             return axum::Json(json!({"ok": true, "url": url})).into_response();
         }
@@ -96,10 +93,7 @@ impl SlackDouble {
                 .find(|(k, _)| k == "user")
                 .map(|(_, v)| v.to_string())
                 .unwrap_or_default();
-            self.calls
-                .lock()
-                .unwrap()
-                .push((method.to_string(), json!({"user": user})));
+            self.calls.push(method, json!({"user": user}));
             let reply = match user.as_str() {
                 "UDAVE" => json!({"ok": true, "user": {
                     "id": "UDAVE", "name": "dave", "deleted": false, "is_bot": false,
@@ -125,7 +119,7 @@ impl SlackDouble {
                 return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")]).into_response();
             }
         }
-        let mut calls = self.calls.lock().unwrap();
+        let mut calls = self.calls.lock();
         calls.push((method.to_string(), v.clone()));
         match method {
             "chat.postMessage" => {
@@ -167,29 +161,11 @@ impl SlackDouble {
     }
 
     fn calls(&self, method: &str) -> Vec<Value> {
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(m, _)| m == method)
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.calls.of(method)
     }
 
     async fn wait_for(&self, method: &str, n: usize) -> Vec<Value> {
-        let start = Instant::now();
-        loop {
-            let got = self.calls(method);
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "timed out waiting for {n} {method}: {:?}",
-                self.calls.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.calls.wait_until(method, |got| got.len() >= n).await
     }
 }
 
@@ -222,13 +198,6 @@ fn slack_sdk(mode: &str, input: &Value) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 /// An interactivity request: the form body, its timestamp and slack_sdk's signature of it.
@@ -276,19 +245,6 @@ async fn post_signed(gw: &Gw, body: String, ts: &str, sig: &str) -> (u16, Value)
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn refusals(gw: &Gw) -> Vec<Value> {
-    let (_, log) = gw
-        .get("alice", "/v1/audit/entries?start=0&limit=1000")
-        .await;
-    log["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["entry"].clone())
-        .filter(|e| e["type"] == "refused")
-        .collect()
 }
 
 async fn start(double: &str) -> Gw {
@@ -340,14 +296,7 @@ async fn a_slack_click_approves_a_held_action_and_the_message_shows_the_final_st
         .await;
     let action = id(&v);
     // The agent's long poll.
-    let poll = {
-        let http = gw.http.clone();
-        let url = format!("{}/v1/actions/{action}?wait=30", gw.url);
-        tokio::spawn(async move {
-            let r = http.get(url).bearer_auth("tok-bot").send().await.unwrap();
-            r.json::<Value>().await.unwrap()
-        })
-    };
+    let poll = gw.long_poll("bot", &action);
     // Posted once Slack's 429 (Retry-After: 1) has passed.
     let posted = double.wait_for("chat.postMessage", 1).await.remove(0);
     assert_eq!(posted["channel"], "#approvals");
@@ -508,7 +457,7 @@ async fn a_slack_click_approves_a_held_action_and_the_message_shows_the_final_st
     let (_, got) = gw.get("bot", &format!("/v1/actions/{action}")).await;
     assert_eq!(got["review"]["votes"].as_array().unwrap().len(), 1, "{got}");
 
-    let refused = refusals(&gw).await;
+    let refused = gw.refusals().await;
     let by = |who: &str, code: &str| {
         refused
             .iter()
@@ -810,7 +759,7 @@ async fn slack_refuses_self_approval_and_double_clicks_and_votes_through_modals(
         (400, Some("invalid_request"))
     );
 
-    let refused = refusals(&gw).await;
+    let refused = gw.refusals().await;
     let by = |who: &str, code: Option<&str>| {
         refused
             .iter()
@@ -965,7 +914,7 @@ async fn socket_mode_votes_acks_envelopes_and_reconnects_on_disconnect() {
         hook["text"].as_str().unwrap().contains("not mapped"),
         "{hook}"
     );
-    let refused = refusals(&gw).await;
+    let refused = gw.refusals().await;
     assert!(
         refused
             .iter()

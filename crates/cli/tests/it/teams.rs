@@ -22,7 +22,7 @@ use axum::response::IntoResponse;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-use crate::support::{client, id, serve, write_config, Gw};
+use crate::support::{client, id, now_secs, serve, write_config, Calls, Gw};
 
 const APP_ID: &str = "6f1c2b6e-0d1a-4c59-9d7e-2b1f3c4d5e6f";
 const APP_PASSWORD: &str = "Zq8~TeStSeCrEt.aBcDeFgHiJkLmNoPqRsT";
@@ -69,7 +69,7 @@ const KEY_E: &str = "AQAB";
 /// The doubles: every call they got, as (route, JSON body).
 #[derive(Clone, Default)]
 struct MsDouble {
-    calls: Arc<Mutex<Vec<(String, Value)>>>,
+    calls: Calls,
     throttle_first_post: Arc<Mutex<bool>>,
     unavailable_first_put: Arc<Mutex<bool>>,
     /// Answer the next send 401 (a revoked token), once.
@@ -163,7 +163,7 @@ impl MsDouble {
     }
 
     fn record(&self, route: &str, v: Value) {
-        self.calls.lock().unwrap().push((route.to_string(), v));
+        self.calls.push(route, v);
     }
 
     /// `POST /{tenant}/oauth2/v2.0/token`: the form of a client-credentials grant; an OAuth
@@ -234,7 +234,7 @@ impl MsDouble {
                 return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]).into_response();
             }
         }
-        let mut calls = self.calls.lock().unwrap();
+        let mut calls = self.calls.lock();
         let sent = calls.iter().filter(|(r, _)| r == "send").count();
         let known = activity.is_none_or(|a| (1..=sent).any(|n| a == format!("1:act{n}")));
         if !known {
@@ -253,36 +253,16 @@ impl MsDouble {
     }
 
     fn calls(&self, route: &str) -> Vec<Value> {
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(r, _)| r == route)
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.calls.of(route)
     }
 
     async fn wait_for(&self, route: &str, what: impl Fn(&Value) -> bool) -> Value {
-        let start = Instant::now();
-        loop {
-            if let Some(v) = self.calls(route).into_iter().find(|v| what(v)) {
-                return v;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "timed out waiting for {route}: {:?}",
-                self.calls.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let got = self
+            .calls
+            .wait_until(route, |got| got.iter().any(&what))
+            .await;
+        got.into_iter().find(|v| what(v)).unwrap()
     }
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 /// A Bot Connector token for `claims`, signed with the test key under `kid`.
@@ -432,19 +412,6 @@ impl Teams {
     }
 }
 
-async fn refusals(gw: &Gw) -> Vec<Value> {
-    let (_, log) = gw
-        .get("alice", "/v1/audit/entries?start=0&limit=1000")
-        .await;
-    log["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["entry"].clone())
-        .filter(|e| e["type"] == "refused")
-        .collect()
-}
-
 fn refused_code(answer: &Value) -> &str {
     assert_eq!(answer["statusCode"], 400, "{answer}");
     assert_eq!(
@@ -469,14 +436,7 @@ async fn a_teams_click_approves_a_held_action_and_the_card_shows_the_final_state
         )
         .await;
     let action = id(&v);
-    let poll = {
-        let http = gw.http.clone();
-        let url = format!("{}/v1/actions/{action}?wait=30", gw.url);
-        tokio::spawn(async move {
-            let r = http.get(url).bearer_auth("tok-bot").send().await.unwrap();
-            r.json::<Value>().await.unwrap()
-        })
-    };
+    let poll = gw.long_poll("bot", &action);
     // Posted once the Bot Connector's 429 (Retry-After: 1) has passed, with a token from the
     // client-credentials grant.
     let sent = t.double.wait_for("send", |_| true).await;
@@ -587,7 +547,7 @@ async fn a_teams_click_approves_a_held_action_and_the_card_shows_the_final_state
     // One token for all of it (cached).
     assert_eq!(t.double.calls("token").len(), 1);
 
-    let refused = refusals(gw).await;
+    let refused = gw.refusals().await;
     let by = |who: &str, code: &str| {
         refused
             .iter()
@@ -671,14 +631,7 @@ async fn teams_modify_ask_answer_self_approval_and_expiry() {
     // Approve with changes: the input holds the parameters; bad JSON is refused; a JSON object
     // approves the changed action, and the agent's long poll is released with it.
     // The agent waits again, now that its answer reopened the review.
-    let poll = {
-        let http = gw.http.clone();
-        let url = format!("{}/v1/actions/{d}?wait=30", gw.url);
-        tokio::spawn(async move {
-            let r = http.get(url).bearer_auth("tok-bot").send().await.unwrap();
-            r.json::<Value>().await.unwrap()
-        })
-    };
+    let poll = gw.long_poll("bot", &d);
     let card = card_of(
         &t.double
             .wait_for("send", |s| s.to_string().contains("svc/q"))
@@ -762,7 +715,7 @@ async fn teams_modify_ask_answer_self_approval_and_expiry() {
         "invalid_request"
     );
 
-    let refused = refusals(gw).await;
+    let refused = gw.refusals().await;
     assert!(
         refused
             .iter()
@@ -961,7 +914,7 @@ async fn the_teams_endpoint_refuses_forged_expired_misaddressed_and_malformed_re
         t.double.calls("keys")
     );
     // Every refused token is in the audit log.
-    let refused = refusals(gw).await;
+    let refused = gw.refusals().await;
     let unverified = refused
         .iter()
         .filter(|e| e["event"]["by"] == "teams:unverified")
