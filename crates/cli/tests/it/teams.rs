@@ -35,36 +35,18 @@ const BOB_OID: &str = "00000000-0000-0000-0000-000000000b0b";
 const CAROL_OID: &str = "00000000-0000-0000-0000-0000000ca201";
 const STRANGER_OID: &str = "00000000-0000-0000-0000-00000000dead";
 
-/// A test-only RSA key (2048 bits), the Bot Connector's signing key in these tests.
-const SIGNING_KEY: &str = "-----BEGIN RSA PRIVATE KEY-----\n\
-MIIEpAIBAAKCAQEAps5EumaC+3VtULwl2RehytVkgiPx8pFDMPe6AM+KA6bQLi5D\n\
-F0DaDMt7o6aoi8Lj0ZNKOpvF/iBpTZYKRkHD4K0hOd/9YwHpTvVdMNcXxSr0LqI2\n\
-Tj65MCCSKvV7oh+XO13WleWcp+fuLhEQHBMsgAshnSvjspuGO78LyLodeCqcSRoh\n\
-f5GmvqFxaul78O7Fa9yfomd2O0rd6Afy+MnmJXJQNslMxV9v2yHdurOqA/MuEgWJ\n\
-HMi68PhG5a56zLvC/nd2B5+912Rak5ctkhFWLob+rw3jlE7Hj2wqzrneMKkDgbKO\n\
-3Q3RA9IRIHpldTk7QGYcj/RzfOiG9gJe/TESMwIDAQABAoIBAE8a8y0TAHsQLU9k\n\
-au6RboEqwgeV1GAc06idUvCfe+xPZ9r+xYJ5lu8KcRAjMTtWqYPyPfmddkAWTtok\n\
-larL9YDPmjpAJ4KUnXh8lD1dRECVJkgXVXm19U0FpUwKLx+rq6TT07gytCBMtX/T\n\
-R7iIv0nZ/Y70CX/ikb4z0/rViLQ7e5zr37iHqwama2oJQUr7oSHa5Um3XtNTRhp3\n\
-yqwvctInzNKYTkTvJDkEMHrCdqtk7waEcYnKKo68NT5rmbT7Grq6gyh1M6YJeY5I\n\
-Bk1n9JfF1Dx7dd09ajkmU9733u9XTt1Z7VzfodO1huXgfFQxtsCnK33+Ww/63zfM\n\
-G8tvpcECgYEA6DSaJSzbVK5QNGvtXxu5DsHAMpt0IDObPWhLBhyMWkhEkesMikBT\n\
-/4cOuS9Km2ZubfVasBjXH/8p3wo0AZ9JI39KMZLItr+k10lHl43q3hE0Q1RJxO3U\n\
-GYN4NrgOBETBEKANZENvnpqDIG4533ioI+v21LLA4spBFTNCUsDLjyUCgYEAt+YM\n\
-bzTu1Cc8mKbHkTvEV1X/HCL7sz+c95BtN2uLHMCw0Nu9iyAMv0TIq3Bvb+Snp5Ig\n\
-7h2+b3JgZSJO2aRp3Ihsvb5gDetLA8lXpzxfYrN6Ca8dDtRyUNFeRApzMwRu6le4\n\
-tvcUwHPKeIrrCkOd+2/dKJZqYXcaPTiKxoX46HcCgYEAzpP9jpUZi3yIXhqmUraX\n\
-LEmyc1NZPEytDzR5ijZbpvYkCqzRuyz/jZTZxGYOObInDCv7Qi7XM+ANoB+zpL3Q\n\
-k4Pqva+YYPyd6emHh4z6JhWoKT4TYt8ykoAjsoqL7cA9Ak1hnJFh+/f6MB/f3K+6\n\
-5jpGnXNpplnJDNNNbdGXRwECgYAwXswqfAvNtbxUkpmvc78DEdWWOwVlcngBDfYM\n\
-O7dNisl3RjUm4Pk5XghCP8Kv9b67bs5Gk4BBpB4Cu/FtgbdukFu51NdDEf6bMlxh\n\
-2plkRrz0yyCjg/HFnCxlTTJb2vCppwUo6viEXnCFIFUOUBa/yf6r7FRy6nb2X2bx\n\
-LM/5pQKBgQDhoLul0mr0L+p8bBLo7Mf2dp1fuM0Eqs3b92Vyoo/Kk9BMw9WVvYw+\n\
-f4hjra8FYI3oUTaLd/x6FjpCbAeReXfttsTiJE2eia0BSSQLYQDrZZeQgxMZOSQ2\n\
-dDVOqNnU5VpoqmCFoHnlUs0fABTEjErOGBdfQmU4wUN918TDkus4Ig==\n\
------END RSA PRIVATE KEY-----";
-const KEY_N: &str = "ps5EumaC-3VtULwl2RehytVkgiPx8pFDMPe6AM-KA6bQLi5DF0DaDMt7o6aoi8Lj0ZNKOpvF_iBpTZYKRkHD4K0hOd_9YwHpTvVdMNcXxSr0LqI2Tj65MCCSKvV7oh-XO13WleWcp-fuLhEQHBMsgAshnSvjspuGO78LyLodeCqcSRohf5GmvqFxaul78O7Fa9yfomd2O0rd6Afy-MnmJXJQNslMxV9v2yHdurOqA_MuEgWJHMi68PhG5a56zLvC_nd2B5-912Rak5ctkhFWLob-rw3jlE7Hj2wqzrneMKkDgbKO3Q3RA9IRIHpldTk7QGYcj_RzfOiG9gJe_TESMw";
-const KEY_E: &str = "AQAB";
+/// A test-only RSA key (2048 bits), the Bot Connector's signing key in these tests (and in
+/// `examples/teams_latency.rs`), and its public JWK.
+const SIGNING_KEY: &str = include_str!("../data/botframework-test-key.pem");
+const PUBLIC_JWK: &str = include_str!("../data/botframework-test-key.jwk.json");
+
+fn public_key() -> (String, String) {
+    let v: Value = serde_json::from_str(PUBLIC_JWK).unwrap();
+    (
+        v["n"].as_str().unwrap().into(),
+        v["e"].as_str().unwrap().into(),
+    )
+}
 
 /// The doubles: every call they got, as (route, JSON body).
 #[derive(Clone, Default)]
@@ -112,11 +94,12 @@ impl MsDouble {
                 "/v1/.well-known/keys",
                 axum::routing::get(move || {
                     m1.record("keys", Value::Null);
+                    let (n, e) = public_key();
                     async move {
                         axum::Json(json!({"keys": [
-                            {"kty": "RSA", "use": "sig", "kid": "k1", "x5t": "k1", "n": KEY_N, "e": KEY_E,
+                            {"kty": "RSA", "use": "sig", "kid": "k1", "x5t": "k1", "n": n, "e": e,
                              "endorsements": ["msteams", "webchat"]},
-                            {"kty": "RSA", "use": "sig", "kid": "k2", "x5t": "k2", "n": KEY_N, "e": KEY_E,
+                            {"kty": "RSA", "use": "sig", "kid": "k2", "x5t": "k2", "n": n, "e": e,
                              "endorsements": ["skype"]},
                         ]}))
                     }
@@ -769,7 +752,12 @@ async fn the_teams_endpoint_refuses_forged_expired_misaddressed_and_malformed_re
     let hmac = {
         let mut h = Header::new(Algorithm::HS256);
         h.kid = Some("k1".into());
-        jsonwebtoken::encode(&h, &good, &EncodingKey::from_secret(KEY_N.as_bytes())).unwrap()
+        jsonwebtoken::encode(
+            &h,
+            &good,
+            &EncodingKey::from_secret(public_key().0.as_bytes()),
+        )
+        .unwrap()
     };
     let now = now_secs();
     let cases: Vec<(&str, Option<String>, u16, &str)> = vec![
