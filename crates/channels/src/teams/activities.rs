@@ -13,7 +13,8 @@
 //! the card as it is after the vote; a refusal as `{"statusCode": 400 (500 when the fault is
 //! ours), "type": "application/vnd.microsoft.error", "value": {"code", "message"}}`, which
 //! Teams shows to the clicking user only. The clicking user (`from.aadObjectId`) is mapped to
-//! the identity whose `teams_aad_object_id` it is; the vote goes through `Gateway::vote`.
+//! the identity whose `teams_aad_object_id` it is, and must come from the bot's tenant (when
+//! `tenant_id` is a tenant id: `channelData.tenant.id`); the vote goes through `Gateway::vote`.
 //! An invoke's activity id is remembered for 75 minutes (a token's lifetime and skew), so a
 //! captured request replayed meanwhile counts nothing (`teams_activity_replayed`, audited).
 //! Other activities (messages, conversation updates) are acknowledged and ignored.
@@ -50,6 +51,9 @@ struct Activities {
     verifier: BotFrameworkVerifier,
     /// Invoke activity ids seen within [`REPLAY_WINDOW`] (this process's).
     seen: Mutex<HashMap<String, Instant>>,
+    /// The bot's tenant, lowercase, when `tenant_id` is a tenant id (a GUID): clicks from
+    /// another tenant are refused.
+    tenant: Option<String>,
 }
 
 impl Activities {
@@ -84,6 +88,8 @@ pub fn activities_router(gateway: Arc<Gateway>, config: &TeamsConfig) -> Result<
             gateway,
             verifier,
             seen: Mutex::new(HashMap::new()),
+            tenant: countersign_gateway::notify::is_guid(&config.tenant_id)
+                .then(|| config.tenant_id.to_ascii_lowercase()),
         })))
 }
 
@@ -172,8 +178,27 @@ fn text(data: &Value, input: &str) -> Option<String> {
 }
 
 /// The clicking user's identity, or the refusal (audited).
-async fn who(s: &Activities, from: &Value, action: &str) -> Result<Identity, Refusal> {
+async fn who(s: &Activities, activity: &Value, action: &str) -> Result<Identity, Refusal> {
+    let from = &activity["from"];
     let oid = from["aadObjectId"].as_str();
+    if let Some(tenant) = &s.tenant {
+        let theirs = activity["channelData"]["tenant"]["id"]
+            .as_str()
+            .or(activity["conversation"]["tenantId"].as_str())
+            .map(str::to_ascii_lowercase);
+        if theirs.as_deref() != Some(tenant.as_str()) {
+            let user = oid.or(from["id"].as_str()).unwrap_or("unknown");
+            return Err(refuse_unmapped(
+                &s.gateway,
+                "teams",
+                user,
+                action,
+                "teams_tenant_mismatch",
+                "this click comes from another Microsoft Entra tenant than the bot's (`[teams] tenant_id`)",
+            )
+            .await);
+        }
+    }
     if let Some(i) = oid.and_then(|o| s.gateway.identities().by_teams_user(o)) {
         return Ok((**i).clone());
     }
@@ -199,7 +224,7 @@ async fn invoke(s: &Activities, activity: &Value) -> Value {
     if ![APPROVE, DENY, MODIFY, ASK].contains(&verb) {
         return invalid("unknown card action");
     }
-    let who = match who(s, &activity["from"], action).await {
+    let who = match who(s, activity, action).await {
         Ok(w) => w,
         Err(r) => return error(r),
     };

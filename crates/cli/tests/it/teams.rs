@@ -481,6 +481,17 @@ async fn a_teams_click_approves_a_held_action_and_the_card_shows_the_final_state
         refused_code(&t.click(CAROL_OID, "approve", a.clone()).await),
         "not_an_approver"
     );
+    // bob, but from another tenant (another organisation's Teams): refused.
+    let mut foreign: Value =
+        serde_json::from_slice(&t.invoke(BOB_OID, "approve", a.clone())).unwrap();
+    foreign["channelData"]["tenant"]["id"] = json!("11111111-2222-3333-4444-555555555555");
+    let (status, answer) = t
+        .post_raw(Some(&t.good_token()), foreign.to_string().into_bytes())
+        .await;
+    assert_eq!(
+        (status, refused_code(&answer)),
+        (200, "teams_tenant_mismatch")
+    );
 
     // bob approves: the answer is the updated card, final, with no actions.
     let good = t.invoke(BOB_OID, "approve", a.clone());
@@ -543,6 +554,11 @@ async fn a_teams_click_approves_a_held_action_and_the_card_shows_the_final_state
         "{refused:?}"
     );
     assert_eq!(by("carol", "not_an_approver"), 1, "{refused:?}");
+    assert_eq!(
+        by(&format!("teams:{BOB_OID}"), "teams_tenant_mismatch"),
+        1,
+        "{refused:?}"
+    );
     assert_eq!(by("bob", "not_pending"), 1, "{refused:?}");
     assert_eq!(by("bob", "teams_activity_replayed"), 1, "{refused:?}");
     // No secret reached the audit log.
