@@ -59,7 +59,7 @@ pub enum Outcome {
     Refused(String),
 }
 
-/// A destination kind (webhooks; Slack and Teams later).
+/// A destination kind (webhooks, Slack, Teams).
 #[async_trait]
 pub trait Channel: Send + Sync {
     /// Sends one notification.
@@ -72,7 +72,8 @@ pub trait Channel: Send + Sync {
     }
 }
 
-/// The configured channels by `kind:name` (`slack:*` for every Slack channel).
+/// The configured channels by `kind:name` (`slack:*` for every Slack channel, `teams:*` for
+/// every Teams conversation).
 #[derive(Default, Clone)]
 pub struct Channels {
     by_name: HashMap<String, Arc<dyn Channel>>,
@@ -100,6 +101,12 @@ impl Channels {
             // Every `slack:...` route goes to the one app.
             out.add("slack:*".into(), channel);
         }
+        if let Some(t) = &config.teams {
+            let api = Arc::new(crate::teams::TeamsApi::new(t, config.outbox.timeout)?);
+            let channel: Arc<dyn Channel> = Arc::new(crate::teams::Teams::new(api, t));
+            // Every `teams:...` route goes to the one bot.
+            out.add("teams:*".into(), channel);
+        }
         for w in &config.webhooks {
             out.add(
                 format!("webhook:{}", w.name),
@@ -118,6 +125,9 @@ impl Channels {
     fn get(&self, name: &str) -> Option<&Arc<dyn Channel>> {
         if name.starts_with("slack:") {
             return self.by_name.get("slack:*");
+        }
+        if name.starts_with("teams:") {
+            return self.by_name.get("teams:*");
         }
         self.by_name.get(name)
     }

@@ -18,6 +18,7 @@ use countersign_gateway::notify::SlackConfig;
 use countersign_gateway::ActionView;
 use serde_json::{json, Value};
 
+use crate::chat::{clip, left};
 use crate::deliver::{Channel, Message, Outcome};
 
 /// Longest parameters shown (pretty-printed), in characters; Slack's section text is at most
@@ -245,30 +246,6 @@ fn escape_within(s: &str, max: usize) -> (String, usize) {
     (out, s.chars().count())
 }
 
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
-}
-
-/// Human-readable time left until `at`.
-fn left(at: i64, now: Timestamp) -> String {
-    let secs = (at - now.millis()).max(0) / 1000;
-    if secs == 0 {
-        "no time left".into()
-    } else if secs < 120 {
-        format!("{secs}s left")
-    } else if secs < 7200 {
-        format!("{}m left", secs / 60)
-    } else {
-        format!("{}h {}m left", secs / 3600, (secs % 3600) / 60)
-    }
-}
-
 /// The review message's blocks (and its fallback text) for `view` at `now`: what, who, why,
 /// policy and reason, analysis, parameters, approvers and quorum progress, votes, time left;
 /// the buttons while the action is pending review, the final state once it is not.
@@ -354,20 +331,7 @@ pub fn blocks(view: &ActionView, now: Timestamp) -> (String, Vec<Value>) {
     };
     out.push(json!({"type": "section", "text": text(params)}));
     if let Some(review) = a.get("review").filter(|r| r.is_object()) {
-        let mut lines = Vec::new();
-        for r in review["requirements"].as_array().into_iter().flatten() {
-            let approvers: Vec<String> = r["approvers"]
-                .as_array()
-                .map(|p| p.iter().map(|x| escape(&s(x))).collect())
-                .unwrap_or_default();
-            lines.push(format!(
-                "{} of {} from {} ({})",
-                r["approvals"].as_u64().unwrap_or(0),
-                r["quorum"].as_u64().unwrap_or(0),
-                approvers.join(" or "),
-                escape(&s(&r["policy"]))
-            ));
-        }
+        let lines = crate::chat::quorum_lines(review, escape);
         let mut t = format!("*Approvals* {}", lines.join("; "));
         for v in review["votes"].as_array().into_iter().flatten() {
             let mut line = format!("\n• {} — {}", escape(&s(&v["voter"])), s(&v["verdict"]));
@@ -388,14 +352,8 @@ pub fn blocks(view: &ActionView, now: Timestamp) -> (String, Vec<Value>) {
         }
         out.push(json!({"type": "section", "text": text(clip(&t, 2900))}));
         if pending {
-            let expires = view
-                .record
-                .review
-                .as_ref()
-                .map(|r| r.expires_at.millis())
-                .unwrap_or(0);
             out.push(json!({"type": "context", "elements": [
-                text(format!("⏳ {} · action `{}`", left(expires, now), view.record.id)),
+                text(format!("⏳ {} · action `{}`", left(crate::chat::deadline(view), now), view.record.id)),
             ]}));
         }
     }
@@ -474,15 +432,7 @@ impl Slack {
         channel: &str,
         ts: &str,
     ) -> Result<(), ApiError> {
-        if message.notification.kind != "question_answered" {
-            return Ok(());
-        }
-        let Some(c) = message.view.record.review.as_ref().and_then(|r| {
-            r.clarifications
-                .iter()
-                .filter(|c| c.answer.is_some())
-                .max_by_key(|c| c.answered_at.map(|t| t.millis()))
-        }) else {
+        let Some(c) = crate::chat::answered(message) else {
             return Ok(());
         };
         let text = format!(

@@ -226,6 +226,7 @@ pub fn policy(cmd: PolicyCommand) -> u8 {
                                 &engine.notify_channels(),
                                 &c.webhooks,
                                 c.slack.as_ref(),
+                                c.teams.as_ref(),
                             ) {
                                 eprintln!("{}: {e}", dir.display());
                                 return 1;

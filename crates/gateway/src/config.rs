@@ -62,6 +62,7 @@ struct RawConfig {
     webhooks: Vec<crate::notify::RawWebhook>,
     outbox: Option<crate::notify::RawOutbox>,
     slack: Option<crate::notify::RawSlack>,
+    teams: Option<crate::notify::RawTeams>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +276,7 @@ struct RawIdentity {
     api_key_sha256: String,
     oidc_subject: Option<String>,
     slack_user_id: Option<String>,
+    teams_aad_object_id: Option<String>,
 }
 
 /// A configured identity with the SHA-256 of its bearer token.
@@ -295,6 +297,9 @@ pub struct ConfiguredIdentity {
     pub oidc_subject: Option<String>,
     /// The Slack user (`U0123ABCD`) who is this (human) identity when clicking in Slack.
     pub slack_user_id: Option<String>,
+    /// The Entra ID object id (`from.aadObjectId`, lowercase) who is this (human) identity when
+    /// clicking in Teams.
+    pub teams_aad_object_id: Option<String>,
 }
 
 impl ConfiguredIdentity {
@@ -481,6 +486,8 @@ pub struct Config {
     pub outbox: crate::notify::OutboxConfig,
     /// `[slack]`: the Slack app reviews are posted by and clicked in.
     pub slack: Option<crate::notify::SlackConfig>,
+    /// `[teams]`: the Teams bot reviews are posted by and clicked in.
+    pub teams: Option<crate::notify::TeamsConfig>,
     /// The web console (`console`, `console_url`, `console_session_ttl`).
     pub console: ConsoleSettings,
 }
@@ -627,6 +634,7 @@ impl Config {
         let mut ids = std::collections::HashMap::new();
         let mut subjects = HashSet::new();
         let mut slack_users = HashSet::new();
+        let mut teams_users = HashSet::new();
         let mut keys = HashSet::new();
         let mut identities = Vec::new();
         for (n, ident) in raw.identities.into_iter().enumerate() {
@@ -692,6 +700,24 @@ impl Config {
                     )));
                 }
             }
+            if let Some(oid) = &ident.teams_aad_object_id {
+                if ident.kind != IdentityKind::Human {
+                    return Err(err(format!(
+                        "{at}: `teams_aad_object_id` maps a Teams user who clicks to a person; \
+                         only `kind = \"human\"` identities may have one"
+                    )));
+                }
+                if !crate::notify::is_guid(oid) {
+                    return Err(err(format!(
+                        "{at}: `teams_aad_object_id` = \"{oid}\" must be an Entra ID object id (a GUID)"
+                    )));
+                }
+                if !teams_users.insert(oid.to_ascii_lowercase()) {
+                    return Err(err(format!(
+                        "{at}: `teams_aad_object_id` = \"{oid}\" is mapped to another identity"
+                    )));
+                }
+            }
             if let Some(g) = ident.groups.iter().find(|g| !valid_name(g)) {
                 return Err(err(format!("{at}: group `{g}` must have no spaces")));
             }
@@ -718,6 +744,7 @@ impl Config {
                 api_key_sha256: hash,
                 oidc_subject: ident.oidc_subject,
                 slack_user_id: ident.slack_user_id,
+                teams_aad_object_id: ident.teams_aad_object_id.map(|o| o.to_ascii_lowercase()),
             });
         }
         for o in &raw.oidc {
@@ -881,9 +908,15 @@ impl Config {
             .map(|s| crate::notify::slack(s, &|var| std::env::var(var).ok()))
             .transpose()
             .map_err(err)?;
+        let teams = raw
+            .teams
+            .map(|t| crate::notify::teams(t, &|var| std::env::var(var).ok()))
+            .transpose()
+            .map_err(err)?;
         Ok(Config {
             console,
             slack,
+            teams,
             webhooks,
             outbox,
             credentials,

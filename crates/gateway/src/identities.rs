@@ -17,6 +17,7 @@ pub struct Identities {
     by_id: HashMap<String, Arc<Identity>>,
     linked: HashMap<String, Arc<Identity>>,
     slack: HashMap<String, Arc<Identity>>,
+    teams: HashMap<String, Arc<Identity>>,
 }
 
 impl Identities {
@@ -30,6 +31,9 @@ impl Identities {
             }
             if let Some(user) = &c.slack_user_id {
                 me.slack.insert(user.clone(), ident.clone());
+            }
+            if let Some(oid) = &c.teams_aad_object_id {
+                me.teams.insert(oid.to_ascii_lowercase(), ident.clone());
             }
             me.by_key.insert(c.api_key_sha256, ident.clone());
             me.by_id.insert(c.id.clone(), ident);
@@ -67,6 +71,11 @@ impl Identities {
     /// The (human) identity whose `slack_user_id` is `user`.
     pub fn by_slack_user(&self, user: &str) -> Option<&Arc<Identity>> {
         self.slack.get(user)
+    }
+
+    /// The (human) identity whose `teams_aad_object_id` is `oid` (case ignored).
+    pub fn by_teams_user(&self, oid: &str) -> Option<&Arc<Identity>> {
+        self.teams.get(&oid.to_ascii_lowercase())
     }
 
     /// The configured human identity whose `email` is `email` (ASCII case ignored), if exactly

@@ -15,6 +15,10 @@ use serde::Deserialize;
 use crate::credentials::Secret;
 use crate::{ActionView, Gateway, GatewayError};
 
+mod teams;
+pub use teams::{is_guid, TeamsConfig};
+pub(crate) use teams::{teams, RawTeams};
+
 /// One `[[webhooks]]` entry: a Standard Webhooks receiver.
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -318,16 +322,26 @@ pub(crate) fn outbox(raw: Option<RawOutbox>) -> Result<OutboxConfig, String> {
     Ok(c)
 }
 
-/// The routes of a review whose policies name none: `[slack] default_channel` if set, and
-/// every webhook (with its `events` list).
-pub fn default_routes(webhooks: &[WebhookConfig], slack: Option<&SlackConfig>) -> Vec<Route> {
+/// The routes of a review whose policies name none: `[slack] default_channel` and
+/// `[teams] default_channel` if set, and every webhook (with its `events` list).
+pub fn default_routes(
+    webhooks: &[WebhookConfig],
+    slack: Option<&SlackConfig>,
+    teams: Option<&TeamsConfig>,
+) -> Vec<Route> {
+    let chat = |channel: String| Route {
+        channel,
+        events: Vec::new(),
+    };
     slack
         .and_then(|s| s.default_channel.as_ref())
-        .map(|c| Route {
-            channel: format!("slack:{c}"),
-            events: Vec::new(),
-        })
+        .map(|c| chat(format!("slack:{c}")))
         .into_iter()
+        .chain(
+            teams
+                .and_then(|t| t.default_channel.as_ref())
+                .map(|c| chat(format!("teams:{c}"))),
+        )
         .chain(webhooks.iter().map(|w| Route {
             channel: format!("webhook:{}", w.name),
             events: w.events.clone(),
@@ -341,6 +355,7 @@ pub fn check_policy_channels(
     named: &[(String, String)],
     webhooks: &[WebhookConfig],
     slack: Option<&SlackConfig>,
+    teams: Option<&TeamsConfig>,
 ) -> Result<(), String> {
     let mut problems = Vec::new();
     for (channel, policy) in named {
@@ -356,8 +371,17 @@ pub fn check_policy_channels(
             Some(("webhook", _)) => problems.push(format!(
                 "`{channel}` (policy `{policy}`) is not configured; add a [[webhooks]] entry with that name"
             )),
+            Some(("teams", name)) => match teams {
+                Some(t) if t.conversation(name).is_some() => {}
+                Some(_) => problems.push(format!(
+                    "`{channel}` (policy `{policy}`) is not configured; add `{name} = \"CONVERSATION_ID\"` under [teams.conversations]"
+                )),
+                None => problems.push(format!(
+                    "`{channel}` (policy `{policy}`) needs the Teams bot configured; add a [teams] section"
+                )),
+            },
             _ => problems.push(format!(
-                "`{channel}` (policy `{policy}`): Teams channels are not available in this build; use slack:#CHANNEL or webhook:NAME"
+                "`{channel}` (policy `{policy}`): a channel is slack:#CHANNEL, teams:NAME or webhook:NAME"
             )),
         }
     }
@@ -432,7 +456,7 @@ events = ["decided", "expired"]
         assert_eq!(c.outbox.max_attempts, 3);
         assert_eq!(c.outbox.backoff_base, std::time::Duration::from_millis(50));
         assert!(!format!("{c:?}").contains("MfKQ9r8GKYqr"));
-        let routes = super::default_routes(&c.webhooks, None);
+        let routes = super::default_routes(&c.webhooks, None, None);
         assert_eq!(routes[0].channel, "webhook:pagerduty");
         assert!(routes[0].wants("decided") && !routes[0].wants("voted"));
         assert_eq!(parse("").unwrap().outbox, super::OutboxConfig::default());
@@ -475,7 +499,7 @@ events = ["decided", "expired"]
         let c = parse(HOOK).unwrap();
         let named = |c: &str| vec![(c.to_string(), "p1".to_string())];
         let check = |c: &Config, n: &str| {
-            super::check_policy_channels(&named(n), &c.webhooks, c.slack.as_ref())
+            super::check_policy_channels(&named(n), &c.webhooks, c.slack.as_ref(), c.teams.as_ref())
         };
         assert!(check(&c, "webhook:pagerduty").is_ok());
         let e = check(&c, "webhook:opsgenie").unwrap_err();
@@ -483,12 +507,150 @@ events = ["decided", "expired"]
         let e = check(&c, "slack:#ops").unwrap_err();
         assert!(e.contains("add a [slack] section"), "{e}");
         let e = check(&c, "teams:sre").unwrap_err();
-        assert!(e.contains("not available"), "{e}");
+        assert!(e.contains("add a [teams] section"), "{e}");
+        let e = check(&c, "msteams:sre").unwrap_err();
+        assert!(e.contains("a channel is"), "{e}");
         let s = parse(&format!("{HOOK}{SLACK}")).unwrap();
         assert!(check(&s, "slack:#ops").is_ok());
         assert!(check(&s, "slack:C0123ABCD").is_ok());
         let e = check(&s, "slack:#Ops Room").unwrap_err();
         assert!(e.contains("a Slack channel is"), "{e}");
+    }
+
+    const TEAMS: &str = r#"
+[teams]
+app_id = "6f1c2b6e-0d1a-4c59-9d7e-2b1f3c4d5e6f"
+app_password = "Zq8~TeStSeCrEt.aBcDeF"
+tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+default_channel = "sre-approvals"
+
+[teams.conversations]
+sre-approvals = "19:4a1b2c3d5e6f@thread.tacv2"
+"#;
+
+    #[test]
+    fn teams_is_configured_routed_and_its_secret_never_printed() {
+        let c = parse(TEAMS).unwrap();
+        let t = c.teams.as_ref().unwrap();
+        assert_eq!(
+            t.token_url,
+            "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            t.openid_metadata_url,
+            "https://login.botframework.com/v1/.well-known/openidconfiguration"
+        );
+        assert_eq!(t.service_url, "https://smba.trafficmanager.net/teams/");
+        assert_eq!(
+            t.conversation("sre-approvals"),
+            Some("19:4a1b2c3d5e6f@thread.tacv2")
+        );
+        assert!(!format!("{c:?}").contains("TeStSeCrEt"));
+        let routes = super::default_routes(&c.webhooks, None, c.teams.as_ref());
+        assert_eq!(routes[0].channel, "teams:sre-approvals");
+        let check = |n: &str| {
+            super::check_policy_channels(
+                &[(n.to_string(), "p1".to_string())],
+                &c.webhooks,
+                None,
+                c.teams.as_ref(),
+            )
+        };
+        assert!(check("teams:sre-approvals").is_ok());
+        let e = check("teams:ops").unwrap_err();
+        assert!(e.contains("under [teams.conversations]"), "{e}");
+        // An identity's Teams user: a GUID, a person's, one identity's.
+        let oid = "00000000-0000-0000-0000-0000000A11CE";
+        let ident = |id: &str, kind: &str, key: &str| {
+            format!("[[identities]]\nid = \"{id}\"\nkind = \"{kind}\"\napi_key_sha256 = \"{}\"\nteams_aad_object_id = \"{oid}\"\n", key.repeat(32))
+        };
+        let c = parse(&format!("{TEAMS}\n{}", ident("alice", "human", "ab"))).unwrap();
+        assert_eq!(
+            c.identities[0].teams_aad_object_id.as_deref(),
+            Some("00000000-0000-0000-0000-0000000a11ce")
+        );
+        for (toml, needle) in [
+            (
+                format!("{TEAMS}\n{}", ident("bot", "agent", "ab")),
+                "only `kind = \"human\"`",
+            ),
+            (
+                format!(
+                    "{TEAMS}\n{}",
+                    ident("al", "human", "ab").replace(oid, "alice")
+                ),
+                "a GUID",
+            ),
+            (
+                format!(
+                    "{TEAMS}\n{}{}",
+                    ident("al", "human", "ab"),
+                    ident("bo", "human", "cd")
+                ),
+                "mapped to another identity",
+            ),
+        ] {
+            let e = parse(&toml).expect_err(needle);
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_teams_configs_are_refused_without_quoting_the_secret() {
+        for (toml, needle) in [
+            (
+                TEAMS.replace("app_id = \"6f1c2b6e-0d1a-4c59-9d7e-2b1f3c4d5e6f\"\n", ""),
+                "`app_id`",
+            ),
+            (
+                TEAMS.replace(
+                    "tenant_id = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"",
+                    "tenant_id = \"a/b\"",
+                ),
+                "`tenant_id`",
+            ),
+            (
+                TEAMS.replace("app_password =", "app_password_env = \"X\"\napp_password ="),
+                "exactly one of `app_password`",
+            ),
+            (
+                TEAMS.replace(
+                    "app_password = \"Zq8~TeStSeCrEt.aBcDeF\"",
+                    "app_password_env = \"COUNTERSIGN_UNSET_TEAMS_VAR\"",
+                ),
+                "is not set in the environment",
+            ),
+            (
+                TEAMS.replace(
+                    "default_channel = \"sre-approvals\"",
+                    "default_channel = \"ops\"",
+                ),
+                "default_channel",
+            ),
+            (
+                TEAMS.replace("sre-approvals = \"19:", "\"sre approvals\" = \"19:"),
+                "a name is",
+            ),
+            (
+                TEAMS.replace("19:4a1b2c3d5e6f@thread.tacv2", "19:a/../b"),
+                "conversation id",
+            ),
+            (
+                TEAMS.replace(
+                    "default_channel =",
+                    "service_url = \"ftp://x\"\ndefault_channel =",
+                ),
+                "service_url",
+            ),
+            (
+                TEAMS.replace("default_channel =", "colour = \"red\"\ndefault_channel ="),
+                "unknown field",
+            ),
+        ] {
+            let e = parse(&toml).expect_err(needle);
+            assert!(e.contains(needle), "{needle}: {e}");
+            assert!(!e.contains("TeStSeCrEt"), "{e}");
+        }
     }
 
     const SLACK: &str = r##"
@@ -508,7 +670,7 @@ default_channel = "#approvals"
         assert_eq!(s.bot_token.expose(), "xoxb-1111-2222-SeCrEtToKeN");
         let printed = format!("{c:?}");
         assert!(!printed.contains("SeCrEtToKeN") && !printed.contains("abcd99yyy"));
-        let routes = super::default_routes(&c.webhooks, c.slack.as_ref());
+        let routes = super::default_routes(&c.webhooks, c.slack.as_ref(), None);
         assert_eq!(routes[0].channel, "slack:#approvals");
         // The default is Slack's own API.
         let d = parse(&SLACK.replace("api_base_url = \"http://127.0.0.1:9/api\"\n", "")).unwrap();

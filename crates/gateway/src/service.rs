@@ -194,6 +194,7 @@ impl Gateway {
             &policy.notify_channels(),
             &config.webhooks,
             config.slack.as_ref(),
+            config.teams.as_ref(),
         )
         .map_err(|e| GatewayError::Startup(format!("{}: {e}", config.policies.display())))?;
         let credentials = crate::credentials::Credentials::from_config(
@@ -226,7 +227,11 @@ impl Gateway {
             max_open_reviews_per_requester: config.max_open_reviews_per_requester,
             analysis: config.analysis.clone(),
             credentials,
-            notify_defaults: crate::notify::default_routes(&config.webhooks, config.slack.as_ref()),
+            notify_defaults: crate::notify::default_routes(
+                &config.webhooks,
+                config.slack.as_ref(),
+                config.teams.as_ref(),
+            ),
         }))
     }
 

@@ -117,6 +117,15 @@ impl Server {
                 }
             }
         }
+        // Teams' messaging endpoint, beside Slack's route if both are configured.
+        if let Some(teams) = &config.teams {
+            let route = countersign_channels::teams::activities_router(gateway.clone(), teams)
+                .map_err(|e| ServerError::Gateway(GatewayError::Startup(e)))?;
+            channel_routes = Some(match channel_routes {
+                Some(r) => r.merge(route),
+                None => route,
+            });
+        }
         let outbox =
             countersign_channels::Deliverer::new(gateway.clone(), channels, config.outbox.clone());
         workers.register("outbox delivery", move || outbox.clone().deliver_forever());

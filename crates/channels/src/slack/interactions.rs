@@ -19,10 +19,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use countersign_core::{Ballot, Identity, IdentityKind};
+use countersign_core::{Ballot, Identity};
 use countersign_gateway::credentials::Secret;
 use countersign_gateway::notify::SlackConfig;
-use countersign_gateway::{Gateway, GatewayError};
+use countersign_gateway::Gateway;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -112,16 +112,6 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Stands for a Slack user no identity is mapped to, in the audit log.
-fn unmapped(user: &str) -> Identity {
-    let clean: String = user
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(32)
-        .collect();
-    Identity::new(format!("slack:{clean}"), IdentityKind::Service, [""; 0])
-}
-
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
@@ -155,7 +145,11 @@ async fn handle(State(s): State<Arc<Interactions>>, headers: HeaderMap, body: By
             ),
         };
         s.gateway
-            .record_refused(&unmapped("unverified"), "slack_interaction", code)
+            .record_refused(
+                &crate::chat::unmapped("slack", "unverified"),
+                "slack_interaction",
+                code,
+            )
             .await;
         return refuse(StatusCode::UNAUTHORIZED, code, message);
     }
@@ -226,38 +220,23 @@ async fn who(s: &Interactions, user: &str, action: &str) -> Result<Identity, Str
             )
         }
     };
-    s.gateway
-        .record_refused_on(&unmapped(user), "vote", action, code)
-        .await;
-    Err(format!(
-        "Refused ({code}): {text}; only mapped reviewers may vote."
-    ))
+    Err(
+        crate::chat::refuse_unmapped(&s.gateway, "slack", user, action, code, &text)
+            .await
+            .text,
+    )
 }
 
-/// Votes, auditing a refusal the core does not count as security-relevant (a double click, a
-/// click after the decision) too, since it came from a chat click.
+/// Votes through the shared chat path (`Gateway::vote`); the refusal's text if refused.
 async fn vote(
     s: &Interactions,
     who: &Identity,
     action: &str,
     ballot: Ballot,
 ) -> Result<(), String> {
-    match s.gateway.vote(who, action, ballot).await {
-        Ok(_) => Ok(()),
-        Err(GatewayError::Domain(e)) => {
-            if !e.is_security_relevant() {
-                s.gateway
-                    .record_refused_on(who, "vote", action, e.code())
-                    .await;
-            }
-            Err(format!("Refused ({}): {e}", e.code()))
-        }
-        Err(GatewayError::NotFound) => Err("Refused: no such action.".into()),
-        Err(e) => {
-            tracing::warn!(error = %e, "a Slack vote failed");
-            Err(format!("Not recorded ({}); try again.", e.code()))
-        }
-    }
+    crate::chat::vote(&s.gateway, who, action, ballot)
+        .await
+        .map_err(|r| r.text)
 }
 
 fn ephemeral(s: &Interactions, response_url: Option<&str>, text: String) {

@@ -37,4 +37,5 @@ mod run_questions;
 mod slack;
 mod store_health;
 mod support;
+mod teams;
 mod traces;

@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use crate::canaries::{assert_clean, params, CANARIES, REVIEWER_CANARY};
 use crate::outbox::{outbox_cli, Receiver, SECRET};
-use crate::slack::{click, config_with, now_secs, post_signed, signed, slack_sdk, SlackDouble};
-use crate::support::{id, Gw};
+use crate::slack::{click, config_with, post_signed, signed, slack_sdk, SlackDouble};
+use crate::support::{id, now_secs, Gw};
 
 const POLICY: &str = r#"@id("canary") @effect("review") @approvers("group:sre") @reason("exports need an SRE")
 @notify("slack:#approvals, webhook:ops")

@@ -225,7 +225,10 @@ async fn an_unknown_notify_channel_is_a_load_error() {
             "slack:#ops",
             "needs the Slack app configured; add a [slack] section",
         ),
-        ("teams:sre", "not available in this build"),
+        (
+            "teams:sre",
+            "needs the Teams bot configured; add a [teams] section",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::support::write_config(dir.path(), "");

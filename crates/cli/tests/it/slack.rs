@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
 
-use crate::support::{client, id, serve, write_config, Gw};
+use crate::support::{client, id, now_secs, serve, write_config, Calls, Gw};
 
 const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const APP_TOKEN: &str = "xapp-1-A0APP-1234-abcdef";
@@ -26,7 +26,7 @@ const BOT_TOKEN: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
 /// Every call the double got: (method, JSON body); and every request as it came, (path, body).
 #[derive(Clone, Default)]
 pub(crate) struct SlackDouble {
-    calls: Arc<Mutex<Vec<(String, Value)>>>,
+    calls: Calls,
     pub(crate) raw: Arc<Mutex<Vec<(String, String)>>>,
     pub(crate) rate_limit_first_post: Arc<Mutex<bool>>,
     socket_url: Arc<Mutex<String>>,
@@ -67,7 +67,7 @@ impl SlackDouble {
                                 String::from_utf8_lossy(&body).into_owned(),
                             ));
                             let v: Value = serde_json::from_slice(&body).unwrap_or_default();
-                            me.calls.lock().unwrap().push((format!("hook:{name}"), v));
+                            me.calls.push(&format!("hook:{name}"), v);
                             StatusCode::OK
                         }
                     }
@@ -91,10 +91,7 @@ impl SlackDouble {
             if auth != format!("Bearer {APP_TOKEN}") {
                 return axum::Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
             }
-            self.calls
-                .lock()
-                .unwrap()
-                .push((method.to_string(), Value::Null));
+            self.calls.push(method, Value::Null);
             let url = self.socket_url.lock().unwrap().clone();
             return axum::Json(json!({"ok": true, "url": url})).into_response();
         }
@@ -107,10 +104,7 @@ impl SlackDouble {
                 .find(|(k, _)| k == "user")
                 .map(|(_, v)| v.to_string())
                 .unwrap_or_default();
-            self.calls
-                .lock()
-                .unwrap()
-                .push((method.to_string(), json!({"user": user})));
+            self.calls.push(method, json!({"user": user}));
             let reply = match user.as_str() {
                 "UDAVE" => json!({"ok": true, "user": {
                     "id": "UDAVE", "name": "dave", "deleted": false, "is_bot": false,
@@ -136,7 +130,7 @@ impl SlackDouble {
                 return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")]).into_response();
             }
         }
-        let mut calls = self.calls.lock().unwrap();
+        let mut calls = self.calls.lock();
         calls.push((method.to_string(), v.clone()));
         match method {
             "chat.postMessage" => {
@@ -178,29 +172,11 @@ impl SlackDouble {
     }
 
     pub(crate) fn calls(&self, method: &str) -> Vec<Value> {
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(m, _)| m == method)
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.calls.of(method)
     }
 
     pub(crate) async fn wait_for(&self, method: &str, n: usize) -> Vec<Value> {
-        let start = Instant::now();
-        loop {
-            let got = self.calls(method);
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "timed out waiting for {n} {method}: {:?}",
-                self.calls.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.calls.wait_until(method, |got| got.len() >= n).await
     }
 }
 
@@ -233,13 +209,6 @@ pub(crate) fn slack_sdk(mode: &str, input: &Value) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
-}
-
-pub(crate) fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 /// An interactivity request: the form body, its timestamp and slack_sdk's signature of it.
@@ -287,19 +256,6 @@ pub(crate) async fn post_signed(gw: &Gw, body: String, ts: &str, sig: &str) -> (
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn refusals(gw: &Gw) -> Vec<Value> {
-    let (_, log) = gw
-        .get("alice", "/v1/audit/entries?start=0&limit=1000")
-        .await;
-    log["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["entry"].clone())
-        .filter(|e| e["type"] == "refused")
-        .collect()
 }
 
 async fn start(double: &str) -> Gw {
@@ -371,14 +327,7 @@ async fn a_slack_click_approves_a_held_action_and_the_message_shows_the_final_st
         .await;
     let action = id(&v);
     // The agent's long poll.
-    let poll = {
-        let http = gw.http.clone();
-        let url = format!("{}/v1/actions/{action}?wait=30", gw.url);
-        tokio::spawn(async move {
-            let r = http.get(url).bearer_auth("tok-bot").send().await.unwrap();
-            r.json::<Value>().await.unwrap()
-        })
-    };
+    let poll = gw.long_poll("bot", &action);
     // Posted once Slack's 429 (Retry-After: 1) has passed.
     let posted = double.wait_for("chat.postMessage", 1).await.remove(0);
     assert_eq!(posted["channel"], "#approvals");
@@ -477,8 +426,9 @@ async fn a_slack_click_approves_a_held_action_and_the_message_shows_the_final_st
         now_secs(),
     );
     let started = Instant::now();
-    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    assert_eq!(post_signed(&gw, b.clone(), &t, &s).await.0, 200);
     assert!(started.elapsed() < Duration::from_secs(3));
+    let replay = (b, t, s);
     let done = tokio::time::timeout(Duration::from_secs(20), poll)
         .await
         .unwrap()
@@ -525,8 +475,20 @@ async fn a_slack_click_approves_a_held_action_and_the_message_shows_the_final_st
         hook["text"].as_str().unwrap().starts_with("Refused"),
         "{hook}"
     );
+    // The very same signed request replayed (within the 5 minutes) counts nothing twice.
+    assert_eq!(
+        post_signed(&gw, replay.0, &replay.1, &replay.2).await.0,
+        200
+    );
+    let hook = double.wait_for("hook:bob", 1).await.remove(0);
+    assert!(
+        hook["text"].as_str().unwrap().starts_with("Refused"),
+        "{hook}"
+    );
+    let (_, got) = gw.get("bot", &format!("/v1/actions/{action}")).await;
+    assert_eq!(got["review"]["votes"].as_array().unwrap().len(), 1, "{got}");
 
-    let refused = refusals(&gw).await;
+    let refused = gw.refusals().await;
     let by = |who: &str, code: &str| {
         refused
             .iter()
@@ -546,8 +508,12 @@ async fn a_slack_click_approves_a_held_action_and_the_message_shows_the_final_st
         "{refused:?}"
     );
     assert!(
-        refused.iter().filter(|e| e["event"]["by"] == "bob").count() == 1,
-        "the click after the decision: {refused:?}"
+        refused
+            .iter()
+            .filter(|e| e["event"]["by"] == "bob" && e["event"]["code"] == "not_pending")
+            .count()
+            == 2,
+        "the click after the decision and the replay: {refused:?}"
     );
     // No secret reached the audit log.
     let (_, log) = gw
@@ -642,6 +608,27 @@ async fn slack_refuses_self_approval_and_double_clicks_and_votes_through_modals(
     assert_eq!((status, answer), (200, Value::Null));
     let (_, got) = gw.get("bot", &format!("/v1/actions/{export}")).await;
     assert_eq!(got["params"]["rows"], 1, "{got}");
+
+    // A click after expiry (the `quick` rule's review lasts 1 s) is refused and audited.
+    let quick = id(&gw
+        .submit(
+            "bot",
+            json!({"action": "quick", "resource": "svc/q", "justification": "q"}),
+        )
+        .await);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (b, t, s) = signed(
+        &click("UBOB", "countersign_approve", &quick, "expired", &durl),
+        now_secs(),
+    );
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let hook = double.wait_for("hook:expired", 1).await.remove(0);
+    assert!(
+        hook["text"].as_str().unwrap().starts_with("Refused"),
+        "{hook}"
+    );
+    let (_, got) = gw.get("bot", &format!("/v1/actions/{quick}")).await;
+    assert_eq!(got["status"], "expired", "{got}");
 
     // Deny through its modal, with a reason; Ask through its modal (an empty question is
     // refused in the modal).
@@ -803,7 +790,7 @@ async fn slack_refuses_self_approval_and_double_clicks_and_votes_through_modals(
         (400, Some("invalid_request"))
     );
 
-    let refused = refusals(&gw).await;
+    let refused = gw.refusals().await;
     let by = |who: &str, code: Option<&str>| {
         refused
             .iter()
@@ -812,6 +799,12 @@ async fn slack_refuses_self_approval_and_double_clicks_and_votes_through_modals(
     assert!(by("alice", None), "{refused:?}");
     assert!(by("bob", None), "{refused:?}");
     assert!(by("dave", None), "mapped by email: {refused:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["action_id"] == quick.as_str() && e["event"]["by"] == "bob"),
+        "the click after expiry: {refused:?}"
+    );
     assert!(
         by("slack:UUNCONFIRMED", Some("unmapped_chat_user")),
         "{refused:?}"
@@ -952,7 +945,7 @@ async fn socket_mode_votes_acks_envelopes_and_reconnects_on_disconnect() {
         hook["text"].as_str().unwrap().contains("not mapped"),
         "{hook}"
     );
-    let refused = refusals(&gw).await;
+    let refused = gw.refusals().await;
     assert!(
         refused
             .iter()
