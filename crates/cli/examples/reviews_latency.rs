@@ -71,6 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             executors: Vec::new(),
             credentials: Vec::new(),
             reveal: None,
+            notify: Vec::new(),
         };
         for chunk in (0..reviews).collect::<Vec<_>>().chunks(2_000) {
             let mut tasks = Vec::with_capacity(chunk.len());

@@ -56,7 +56,7 @@ pub struct RevokeArgs {
     id: String,
 }
 
-async fn open(args: &StoreArgs) -> Result<std::sync::Arc<dyn Store>, String> {
+pub(crate) async fn open(args: &StoreArgs) -> Result<std::sync::Arc<dyn Store>, String> {
     open_with_config(args).await.map(|(store, _)| store)
 }
 

@@ -10,6 +10,7 @@ mod keys_cmd;
 mod logs;
 mod mcp_cmd;
 mod operator;
+mod outbox_cmd;
 mod output;
 mod pg_cmd;
 mod render;
@@ -54,6 +55,9 @@ enum Command {
     /// Check and try policies.
     #[command(subcommand)]
     Policy(operator::PolicyCommand),
+    /// See and retry review notifications (the outbox).
+    #[command(subcommand)]
+    Outbox(outbox_cmd::OutboxCommand),
     /// Export and verify the audit log offline.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => operator::keys(cmd, output, countersign_gateway::system_clock()),
         Command::Credentials(cmd) => secrets_cmd::run(cmd, countersign_gateway::system_clock()),
         Command::Policy(cmd) => operator::policy(cmd),
+        Command::Outbox(cmd) => outbox_cmd::run(cmd, output, countersign_gateway::system_clock()),
         Command::Audit(cmd) => runtime.block_on(audit_cmd::run(cmd)),
         Command::Mcp(cmd) => runtime.block_on(mcp_cmd::run(cmd)),
         Command::Run(args) => runtime.block_on(run_cmd::run(args)),

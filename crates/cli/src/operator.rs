@@ -222,6 +222,15 @@ pub fn policy(cmd: PolicyCommand) -> u8 {
                                 eprintln!("{}: {e}", dir.display());
                                 return 1;
                             }
+                            if let Err(e) = countersign_gateway::notify::check_policy_channels(
+                                &engine.notify_channels(),
+                                &c.webhooks,
+                                c.slack.as_ref(),
+                                c.teams.as_ref(),
+                            ) {
+                                eprintln!("{}: {e}", dir.display());
+                                return 1;
+                            }
                         }
                         None if !named.is_empty() => {
                             let names: Vec<&str> = named.iter().map(|(n, _)| n.as_str()).collect();

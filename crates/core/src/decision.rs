@@ -74,6 +74,38 @@ pub struct Decision {
     /// union over the matching policies); each reveal is an audit entry. `None`: nobody.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reveal: Option<Approvers>,
+    /// For `review`: where its notifications go (`@notify("slack:#ops, webhook:pagerduty")`,
+    /// else the configuration's defaults, resolved by the gateway at submission). Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<Route>,
+}
+
+/// One destination of an action's notifications: a channel (`webhook:NAME`, `slack:#CHANNEL`,
+/// `teams:NAME`) and, if not empty, the only notification kinds it wants
+/// ([`crate::Event::notification`]). Recorded with the decision at submission, so every later
+/// event of the action goes to the same places on every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// `kind:name`.
+    pub channel: String,
+    /// Notification kinds wanted; empty: every kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+}
+
+impl Route {
+    /// A route for every kind of notification.
+    pub fn all(channel: impl Into<String>) -> Route {
+        Route {
+            channel: channel.into(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Whether notifications of `kind` go this way.
+    pub fn wants(&self, kind: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == kind)
+    }
 }
 
 impl Decision {
@@ -88,6 +120,7 @@ impl Decision {
             executors: Vec::new(),
             credentials: Vec::new(),
             reveal: None,
+            notify: Vec::new(),
         }
     }
 
@@ -102,6 +135,7 @@ impl Decision {
             executors: Vec::new(),
             credentials: Vec::new(),
             reveal: None,
+            notify: Vec::new(),
         }
     }
 }

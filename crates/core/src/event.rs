@@ -248,6 +248,52 @@ impl Event {
         }
     }
 
+    /// The notification this event is for reviewers and the requester, if any: the kinds the
+    /// outbox writes (`review_opened`, `voted`, `modified`, `question_asked`,
+    /// `question_answered`, `decided`, `expired`, `cancelled`, `result_reported`) and a
+    /// webhook's `events` list names. Grants, credentials, refusals and loads notify nobody.
+    pub fn notification(&self) -> Option<&'static str> {
+        match self {
+            Event::ReviewOpened { .. } => Some("review_opened"),
+            Event::Voted { verdict, .. } => Some(match verdict.as_str() {
+                "modify" => "modified",
+                "clarify" => "question_asked",
+                _ => "voted",
+            }),
+            Event::ClarificationAnswered { .. } => Some("question_answered"),
+            Event::Approved { .. } | Event::Rejected { .. } => Some("decided"),
+            Event::Expired => Some("expired"),
+            Event::Cancelled { .. } => Some("cancelled"),
+            Event::ResultReported { .. } => Some("result_reported"),
+            Event::Submitted { .. }
+            | Event::ReviewWidened { .. }
+            | Event::GrantIssued { .. }
+            | Event::GrantRedeemed { .. }
+            | Event::CredentialReleased { .. }
+            | Event::CredentialRevoked { .. }
+            | Event::Refused { .. }
+            | Event::PolicyLoaded { .. }
+            | Event::ConfigLoaded { .. }
+            | Event::KeyCreated { .. }
+            | Event::KeyRevoked { .. }
+            | Event::Revealed { .. }
+            | Event::SecretSet { .. } => None,
+        }
+    }
+
+    /// Every kind [`Event::notification`] returns (what a webhook's `events` list may name).
+    pub const NOTIFICATIONS: [&'static str; 9] = [
+        "review_opened",
+        "voted",
+        "modified",
+        "question_asked",
+        "question_answered",
+        "decided",
+        "expired",
+        "cancelled",
+        "result_reported",
+    ];
+
     /// Who caused it: a person or agent, or `None` when the gateway itself did (a review opened
     /// by policy, a quorum reached, a deadline passed, a grant issued).
     pub fn actor(&self) -> Option<&str> {
@@ -274,5 +320,75 @@ impl Event {
             | Event::PolicyLoaded { .. }
             | Event::ConfigLoaded { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn reviewers_hear_of_review_changes_only_and_every_kind_is_listed() {
+        let digest = crate::ActionSpec::new("a", "r", "", None).unwrap().digest();
+        let voted = |verdict: &str| Event::Voted {
+            voter: "alice".into(),
+            voter_source: None,
+            verdict: verdict.into(),
+            digest,
+            params: None,
+            analysis: None,
+            comment: None,
+            masked: Vec::new(),
+        };
+        let cases = [
+            (voted("approve"), Some("voted")),
+            (voted("deny"), Some("voted")),
+            (voted("modify"), Some("modified")),
+            (voted("clarify"), Some("question_asked")),
+            (
+                Event::ClarificationAnswered { by: "bot".into() },
+                Some("question_answered"),
+            ),
+            (Event::Approved { digest }, Some("decided")),
+            (Event::Rejected { by: "bob".into() }, Some("decided")),
+            (Event::Expired, Some("expired")),
+            (Event::Cancelled { by: "bot".into() }, Some("cancelled")),
+            (
+                Event::ResultReported {
+                    outcome: "succeeded".into(),
+                    by: "bot".into(),
+                },
+                Some("result_reported"),
+            ),
+            (
+                Event::GrantIssued {
+                    jti: "j".into(),
+                    digest,
+                    expires_at: Timestamp(0),
+                },
+                None,
+            ),
+            (
+                Event::Refused {
+                    by: "bot".into(),
+                    attempted: "vote".into(),
+                    code: "self_approval".into(),
+                },
+                None,
+            ),
+        ];
+        for (event, kind) in &cases {
+            assert_eq!(event.notification(), *kind, "{event:?}");
+            if let Some(k) = kind {
+                assert!(Event::NOTIFICATIONS.contains(k));
+            }
+        }
+        let opened = Event::ReviewOpened {
+            approvers: Vec::new(),
+            quorum: Vec::new(),
+            expires_at: Timestamp(0),
+        };
+        assert_eq!(opened.notification(), Some("review_opened"));
     }
 }

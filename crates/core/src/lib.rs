@@ -25,7 +25,7 @@ pub use action::{
 };
 pub use analysis::{Analysis, Risk};
 pub use approvers::{Approvers, ApproversParseError, Quorum, QuorumParseError};
-pub use decision::{Decision, Effect, Requirement};
+pub use decision::{Decision, Effect, Requirement, Route};
 pub use event::Event;
 pub use identity::{
     check_id, id_key, may_be_on_behalf_of, same_id, IdError, Identity, IdentityKind,

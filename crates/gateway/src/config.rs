@@ -58,6 +58,11 @@ struct RawConfig {
     console: Option<bool>,
     console_url: Option<String>,
     console_session_ttl: Option<String>,
+    #[serde(default)]
+    webhooks: Vec<crate::notify::RawWebhook>,
+    outbox: Option<crate::notify::RawOutbox>,
+    slack: Option<crate::notify::RawSlack>,
+    teams: Option<crate::notify::RawTeams>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,6 +275,8 @@ struct RawIdentity {
     email: Option<String>,
     api_key_sha256: String,
     oidc_subject: Option<String>,
+    slack_user_id: Option<String>,
+    teams_aad_object_id: Option<String>,
 }
 
 /// A configured identity with the SHA-256 of its bearer token.
@@ -288,6 +295,11 @@ pub struct ConfiguredIdentity {
     /// `issuer#subject` of the OIDC user who is this (human) identity: signing in through the
     /// identity provider as that subject is acting as this identity, one person.
     pub oidc_subject: Option<String>,
+    /// The Slack user (`U0123ABCD`) who is this (human) identity when clicking in Slack.
+    pub slack_user_id: Option<String>,
+    /// The Entra ID object id (`from.aadObjectId`, lowercase) who is this (human) identity when
+    /// clicking in Teams.
+    pub teams_aad_object_id: Option<String>,
 }
 
 impl ConfiguredIdentity {
@@ -468,6 +480,14 @@ pub struct Config {
     pub secrets_key: PathBuf,
     /// `[telemetry]`: OpenTelemetry traces (off unless `otlp_endpoint` is set).
     pub telemetry: Telemetry,
+    /// `[[webhooks]]`: Standard Webhooks receivers of review notifications.
+    pub webhooks: Vec<crate::notify::WebhookConfig>,
+    /// `[outbox]`: how notifications are retried.
+    pub outbox: crate::notify::OutboxConfig,
+    /// `[slack]`: the Slack app reviews are posted by and clicked in.
+    pub slack: Option<crate::notify::SlackConfig>,
+    /// `[teams]`: the Teams bot reviews are posted by and clicked in.
+    pub teams: Option<crate::notify::TeamsConfig>,
     /// The web console (`console`, `console_url`, `console_session_ttl`).
     pub console: ConsoleSettings,
 }
@@ -613,6 +633,8 @@ impl Config {
         }
         let mut ids = std::collections::HashMap::new();
         let mut subjects = HashSet::new();
+        let mut slack_users = HashSet::new();
+        let mut teams_users = HashSet::new();
         let mut keys = HashSet::new();
         let mut identities = Vec::new();
         for (n, ident) in raw.identities.into_iter().enumerate() {
@@ -655,6 +677,47 @@ impl Config {
                     )));
                 }
             }
+            if let Some(user) = &ident.slack_user_id {
+                if ident.kind != IdentityKind::Human {
+                    return Err(err(format!(
+                        "{at}: `slack_user_id` maps a Slack user who clicks to a person; \
+                         only `kind = \"human\"` identities may have one"
+                    )));
+                }
+                let well_formed = (2..=32).contains(&user.len())
+                    && user.starts_with(['U', 'W'])
+                    && user
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+                if !well_formed {
+                    return Err(err(format!(
+                        "{at}: `slack_user_id` = \"{user}\" must be a Slack user id like \"U0123ABCD\""
+                    )));
+                }
+                if !slack_users.insert(user.clone()) {
+                    return Err(err(format!(
+                        "{at}: `slack_user_id` = \"{user}\" is mapped to another identity"
+                    )));
+                }
+            }
+            if let Some(oid) = &ident.teams_aad_object_id {
+                if ident.kind != IdentityKind::Human {
+                    return Err(err(format!(
+                        "{at}: `teams_aad_object_id` maps a Teams user who clicks to a person; \
+                         only `kind = \"human\"` identities may have one"
+                    )));
+                }
+                if !crate::notify::is_guid(oid) {
+                    return Err(err(format!(
+                        "{at}: `teams_aad_object_id` = \"{oid}\" must be an Entra ID object id (a GUID)"
+                    )));
+                }
+                if !teams_users.insert(oid.to_ascii_lowercase()) {
+                    return Err(err(format!(
+                        "{at}: `teams_aad_object_id` = \"{oid}\" is mapped to another identity"
+                    )));
+                }
+            }
             if let Some(g) = ident.groups.iter().find(|g| !valid_name(g)) {
                 return Err(err(format!("{at}: group `{g}` must have no spaces")));
             }
@@ -680,6 +743,8 @@ impl Config {
                 email: ident.email,
                 api_key_sha256: hash,
                 oidc_subject: ident.oidc_subject,
+                slack_user_id: ident.slack_user_id,
+                teams_aad_object_id: ident.teams_aad_object_id.map(|o| o.to_ascii_lowercase()),
             });
         }
         for o in &raw.oidc {
@@ -835,8 +900,25 @@ impl Config {
             )
             .map_err(err)?,
         };
+        let webhooks =
+            crate::notify::webhooks(raw.webhooks, &|var| std::env::var(var).ok()).map_err(err)?;
+        let outbox = crate::notify::outbox(raw.outbox).map_err(err)?;
+        let slack = raw
+            .slack
+            .map(|s| crate::notify::slack(s, &|var| std::env::var(var).ok()))
+            .transpose()
+            .map_err(err)?;
+        let teams = raw
+            .teams
+            .map(|t| crate::notify::teams(t, &|var| std::env::var(var).ok()))
+            .transpose()
+            .map_err(err)?;
         Ok(Config {
             console,
+            slack,
+            teams,
+            webhooks,
+            outbox,
             credentials,
             secrets_key,
             server,

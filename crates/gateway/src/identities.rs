@@ -16,6 +16,8 @@ pub struct Identities {
     by_key: HashMap<[u8; 32], Arc<Identity>>,
     by_id: HashMap<String, Arc<Identity>>,
     linked: HashMap<String, Arc<Identity>>,
+    slack: HashMap<String, Arc<Identity>>,
+    teams: HashMap<String, Arc<Identity>>,
 }
 
 impl Identities {
@@ -26,6 +28,12 @@ impl Identities {
             let ident = Arc::new(c.identity());
             if let Some(subject) = &c.oidc_subject {
                 me.linked.insert(subject.clone(), ident.clone());
+            }
+            if let Some(user) = &c.slack_user_id {
+                me.slack.insert(user.clone(), ident.clone());
+            }
+            if let Some(oid) = &c.teams_aad_object_id {
+                me.teams.insert(oid.to_ascii_lowercase(), ident.clone());
             }
             me.by_key.insert(c.api_key_sha256, ident.clone());
             me.by_id.insert(c.id.clone(), ident);
@@ -58,6 +66,31 @@ impl Identities {
         self.by_id
             .values()
             .find(|i| countersign_core::id_key(&i.id) == key)
+    }
+
+    /// The (human) identity whose `slack_user_id` is `user`.
+    pub fn by_slack_user(&self, user: &str) -> Option<&Arc<Identity>> {
+        self.slack.get(user)
+    }
+
+    /// The (human) identity whose `teams_aad_object_id` is `oid` (case ignored).
+    pub fn by_teams_user(&self, oid: &str) -> Option<&Arc<Identity>> {
+        self.teams.get(&oid.to_ascii_lowercase())
+    }
+
+    /// The configured human identity whose `email` is `email` (ASCII case ignored), if exactly
+    /// one has it.
+    pub fn human_by_email(&self, email: &str) -> Option<&Arc<Identity>> {
+        let mut found = self.by_id.values().filter(|i| {
+            i.kind == countersign_core::IdentityKind::Human
+                && i.email
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        });
+        match (found.next(), found.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
     }
 
     /// The identity with this id.

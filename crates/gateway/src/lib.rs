@@ -17,6 +17,7 @@ pub mod keys;
 pub mod lookup;
 pub mod masking;
 pub mod metrics;
+pub mod notify;
 mod replicas;
 mod service;
 pub mod sessions;

@@ -4,7 +4,7 @@
 //! caller). The record itself keeps the real values: the digest covers them and the redeemed
 //! grant returns them to the executor.
 
-use countersign_core::{ActionRecord, Event, MaskedValue};
+use countersign_core::{ActionRecord, Ballot, Event, MaskedValue};
 use countersign_mask::Masker;
 use rand::RngCore;
 use std::path::Path;
@@ -69,6 +69,16 @@ pub fn mask_events(m: &Masker, events: &mut [Event]) {
             }
             _ => {}
         }
+    }
+}
+
+/// A reviewer's change ("approve with changes") is written on the masked view of `record`:
+/// every value it leaves as that view showed it becomes the real value again
+/// ([`Masker::restore_shown`], against the same masking `mask_record` applies), so the executor
+/// receives real values, not tags, for what nobody changed.
+pub fn restore_shown(m: &Masker, record: &ActionRecord, ballot: &mut Ballot) {
+    if let Ballot::Modify { params, .. } = ballot {
+        m.restore_shown("params", &record.spec.params, params);
     }
 }
 

@@ -28,6 +28,22 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Label set for the outbox: the channel (`webhook:NAME`, from the configuration: bounded).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    /// `kind:name`.
+    pub channel: String,
+}
+
+/// Label set for outbox notifications by state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutboxLabels {
+    /// `kind:name`.
+    pub channel: String,
+    /// queued, delivered or dead.
+    pub state: String,
+}
+
 /// All of the gateway's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -43,6 +59,16 @@ pub struct Metrics {
     pub refusals: Counter,
     /// Seconds each store write waited for its durable commit (queue, batch, fsync).
     pub store_commit_duration: Histogram,
+    /// Outbox notifications per channel and state, read from the store at scrape time.
+    pub outbox_notifications: Family<OutboxLabels, Gauge>,
+    /// Notifications delivered, per channel.
+    pub outbox_delivered: Family<ChannelLabel, Counter>,
+    /// Failed delivery attempts (each retried or dead-lettered), per channel.
+    pub outbox_failed: Family<ChannelLabel, Counter>,
+    /// Notifications dead-lettered, per channel.
+    pub outbox_dead: Family<ChannelLabel, Counter>,
+    /// Seconds from the change's commit to its notification's delivery, per channel.
+    pub outbox_delivery_latency: Family<ChannelLabel, Histogram>,
 }
 
 impl Default for Metrics {
@@ -85,7 +111,45 @@ impl Metrics {
             "Seconds a store write waits for its durable commit (queued, batched, committed)",
             store_commit_duration.clone(),
         );
+        let outbox_notifications = Family::<OutboxLabels, Gauge>::default();
+        registry.register(
+            "outbox_notifications",
+            "Outbox notifications by channel and state (queued, delivered, dead)",
+            outbox_notifications.clone(),
+        );
+        let outbox_delivered = Family::<ChannelLabel, Counter>::default();
+        registry.register(
+            "outbox_delivered",
+            "Notifications delivered by this replica",
+            outbox_delivered.clone(),
+        );
+        let outbox_failed = Family::<ChannelLabel, Counter>::default();
+        registry.register(
+            "outbox_failed",
+            "Failed delivery attempts (retried or dead-lettered)",
+            outbox_failed.clone(),
+        );
+        let outbox_dead = Family::<ChannelLabel, Counter>::default();
+        registry.register(
+            "outbox_dead",
+            "Notifications dead-lettered after their last attempt",
+            outbox_dead.clone(),
+        );
+        let outbox_delivery_latency =
+            Family::<ChannelLabel, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 20))
+            });
+        registry.register(
+            "outbox_delivery_latency_seconds",
+            "Seconds from a change's commit to its notification's delivery",
+            outbox_delivery_latency.clone(),
+        );
         Metrics {
+            outbox_notifications,
+            outbox_delivered,
+            outbox_failed,
+            outbox_dead,
+            outbox_delivery_latency,
             registry,
             store_commit_duration,
             refusals,

@@ -97,6 +97,8 @@ pub struct Gateway {
     audit: AuditLog,
     pub(crate) wakeups: Wakeups,
     sweeper: Notify,
+    /// Told when this process committed a change that queued notifications.
+    pub(crate) outbox: Notify,
     metrics: Metrics,
     clock: Clock,
     review_ttl: Duration,
@@ -106,6 +108,7 @@ pub struct Gateway {
     analysis_names: Arc<countersign_analyze::Names>,
     masker: Arc<countersign_mask::Masker>,
     pub(crate) credentials: crate::credentials::Credentials,
+    notify_defaults: Vec<countersign_core::Route>,
     /// Identities already refused (and audited) by this process: each claimer is recorded once,
     /// so a valid token replayed in a loop cannot grow the audit log.
     refused_identities: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -143,6 +146,8 @@ pub struct Parts {
     pub masker: Arc<countersign_mask::Masker>,
     /// Credentials released by approval (`[[credentials]]`).
     pub credentials: crate::credentials::Credentials,
+    /// Where a review goes when its policies name no `@notify` channel.
+    pub notify_defaults: Vec<countersign_core::Route>,
 }
 
 /// The policy engine's default effect for a config.
@@ -185,6 +190,13 @@ impl Gateway {
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
         crate::credentials::check_policy_names(&policy.credential_names(), &config.credentials)
             .map_err(|e| GatewayError::Startup(format!("{}: {e}", config.policies.display())))?;
+        crate::notify::check_policy_channels(
+            &policy.notify_channels(),
+            &config.webhooks,
+            config.slack.as_ref(),
+            config.teams.as_ref(),
+        )
+        .map_err(|e| GatewayError::Startup(format!("{}: {e}", config.policies.display())))?;
         let credentials = crate::credentials::Credentials::from_config(
             &config.credentials,
             &store,
@@ -215,6 +227,11 @@ impl Gateway {
             max_open_reviews_per_requester: config.max_open_reviews_per_requester,
             analysis: config.analysis.clone(),
             credentials,
+            notify_defaults: crate::notify::default_routes(
+                &config.webhooks,
+                config.slack.as_ref(),
+                config.teams.as_ref(),
+            ),
         }))
     }
 
@@ -251,6 +268,7 @@ impl Gateway {
             audit: parts.audit,
             wakeups: Wakeups::default(),
             sweeper: Notify::new(),
+            outbox: Notify::new(),
             metrics,
             clock: parts.clock,
             review_ttl: parts.review_ttl,
@@ -260,6 +278,7 @@ impl Gateway {
             analysis_names: Arc::new(parts.analysis),
             masker: parts.masker,
             credentials: parts.credentials,
+            notify_defaults: parts.notify_defaults,
             refused_identities: Default::default(),
         })
     }
@@ -466,7 +485,10 @@ impl Gateway {
         let on_behalf_of = sub.on_behalf_of.clone();
         // Analyzed once, here: policy sees it, the record and its `submitted` entry keep it.
         let analysis = analyze(&spec, &self.analysis_names);
-        let decision = self.decide_analyzed(who, &spec, &justification, analysis.as_ref())?;
+        let mut decision = self.decide_analyzed(who, &spec, &justification, analysis.as_ref())?;
+        if decision.effect == Effect::Review && decision.notify.is_empty() {
+            decision.notify = self.notify_defaults.clone();
+        }
         let now = self.now();
         let submitted = ActionRecord::submit(
             who,
@@ -511,6 +533,9 @@ impl Gateway {
                     .inc();
                 if record.decision.effect == Effect::Review {
                     self.sweeper.notify_one();
+                    if !record.decision.notify.is_empty() {
+                        self.outbox.notify_one();
+                    }
                 }
                 Ok((self.view(who, record), Submitted::Created))
             }
@@ -702,6 +727,18 @@ impl Gateway {
         self.refused(who, attempted, None, code, true).await;
     }
 
+    /// Records an attempt on action `action` that a chat channel refused or saw refused (an
+    /// unmapped Slack user's click, a double click): an audit entry `refused` by `who`.
+    pub async fn record_refused_on(
+        &self,
+        who: &Identity,
+        attempted: &'static str,
+        action: &str,
+        code: &str,
+    ) {
+        self.refused(who, attempted, Some(action), code, true).await;
+    }
+
     /// Records in the audit log which configuration and policy set this process runs with.
     pub async fn record_loaded(&self, config_sha256: &str) -> Result<(), GatewayError> {
         let identities = self
@@ -755,6 +792,11 @@ impl Gateway {
         if !events.is_empty() {
             self.observe(&record, &events, now);
             self.wakeups.wake(id);
+            if !record.decision.notify.is_empty()
+                && events.iter().any(|e| e.notification().is_some())
+            {
+                self.outbox.notify_one();
+            }
         }
         Ok((record, events))
     }
@@ -808,6 +850,8 @@ impl Gateway {
         let policy = self.policy.clone();
         let principals = self.principals.clone();
         let names = self.analysis_names.clone();
+        let masker = self.masker.clone();
+        let mut ballot = ballot;
         let (record, _) = self
             .attempt(
                 who,
@@ -815,6 +859,8 @@ impl Gateway {
                 id,
                 now,
                 Box::new(move |rec| {
+                    // A change was written on the masked view: what it left as shown is real.
+                    crate::masking::restore_shown(&masker, rec, &mut ballot);
                     let justification = rec.justification.clone();
                     // As the requester (the core's rule says which form of them).
                     let requester = match rec.modify_judged_as() {
@@ -1002,6 +1048,21 @@ impl Gateway {
                 self.metrics.reviews_open.set(n as i64);
             }
             Err(e) => tracing::warn!(error = %e, "cannot count open reviews for the metrics"),
+        }
+        match self.store.outbox_counts().await {
+            Ok(counts) => {
+                self.metrics.outbox_notifications.clear();
+                for (state, channel, n) in counts {
+                    self.metrics
+                        .outbox_notifications
+                        .get_or_create(&crate::metrics::OutboxLabels {
+                            channel,
+                            state: state.as_str().to_string(),
+                        })
+                        .set(n as i64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count outbox notifications"),
         }
         self.metrics.render()
     }

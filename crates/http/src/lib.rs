@@ -185,17 +185,18 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     limits: ServerLimits,
 ) -> std::io::Result<()> {
-    serve_beside(gateway, listener, shutdown, limits, None).await
+    serve_with_routes(gateway, listener, shutdown, limits, None).await
 }
 
-/// As [`serve_with`], with more routes served beside the API on the same listener and limits
-/// (the web console's, under `/console`). They must not overlap the API's.
-pub async fn serve_beside(
+/// [`serve_with`], with more routes beside the API's on the same listener and limits: the web
+/// console's (under `/console`) and a chat channel's own endpoint (such as Slack's interactivity
+/// URL, which authenticates its requests itself). They must not overlap the API's.
+pub async fn serve_with_routes(
     gateway: Arc<Gateway>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     limits: ServerLimits,
-    beside: Option<Router>,
+    extra: Option<Router>,
 ) -> std::io::Result<()> {
     // Background work (sweeper, checkpoint signer, change relay) is the server bootstrap's
     // (`countersign-server`), not the API's.
@@ -206,8 +207,8 @@ pub async fn serve_beside(
         with_metrics,
         limits.traces,
     );
-    let app = match beside {
-        Some(more) => api.merge(more),
+    let app = match extra {
+        Some(extra) => extra.layer(DefaultBodyLimit::max(MAX_BODY)).merge(api),
         None => api,
     }
     .layer(RequestBodyTimeoutLayer::new(limits.request_body_timeout));

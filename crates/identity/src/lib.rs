@@ -7,10 +7,12 @@
 //! who may do what (that is `countersign_core::record`), and it never logs a credential: only key
 //! ids and `issuer#subject` appear in logs and in [`Identity::source`].
 
+pub mod botframework;
 pub mod claims;
 pub mod config;
 pub mod crypto;
 mod error;
+pub mod jwks;
 pub mod keys;
 pub mod lookup;
 pub mod oidc;

@@ -399,6 +399,24 @@ impl Masker {
         }
     }
 
+    /// Undoes masking where an edit of a masked object left it as shown: `edited` was written
+    /// on the masked form of `real` (what [`Masker::object`] with `rule_root` shows), and
+    /// every part of it still exactly as shown, at the same place, becomes the real value
+    /// there. Compared from the root down, so an unchanged subtree is restored whole; a string
+    /// edited around a tag, or a tag moved elsewhere, stays as written (a real value never
+    /// goes where it was not shown). A reviewer's "approve with changes" is written this way:
+    /// the values the reviewer did not touch must reach the executor real, not as tags.
+    pub fn restore_shown(&self, rule_root: &str, real: &Map<String, Value>, edited: &mut Value) {
+        if !self.enabled {
+            return;
+        }
+        let mut shown = real.clone();
+        self.object(rule_root, "", &mut shown, &mut Vec::new());
+        if let Value::Object(e) = edited {
+            restore_children(&shown, real, e);
+        }
+    }
+
     /// Masks any JSON value in place (rules rooted at `rule_root`).
     pub fn value(
         &self,
@@ -581,6 +599,39 @@ fn high_entropy(s: &str) -> bool {
         })
         .sum();
     bits >= 3.0
+}
+
+/// [`Masker::restore_shown`] below an object: each key present in all three.
+fn restore_children(
+    shown: &Map<String, Value>,
+    real: &Map<String, Value>,
+    edited: &mut Map<String, Value>,
+) {
+    for (k, v) in edited.iter_mut() {
+        if let (Some(s), Some(r)) = (shown.get(k), real.get(k)) {
+            restore(s, r, v);
+        }
+    }
+}
+
+fn restore(shown: &Value, real: &Value, edited: &mut Value) {
+    if edited == shown {
+        if shown != real {
+            edited.clone_from(real);
+        }
+        return;
+    }
+    match (shown, real, edited) {
+        (Value::Object(s), Value::Object(r), Value::Object(e)) => restore_children(s, r, e),
+        // Index by index only while the length is as shown: after an insertion or a removal,
+        // an element at index i is not the one shown there.
+        (Value::Array(s), Value::Array(r), Value::Array(e)) if s.len() == e.len() => {
+            for ((s, r), v) in s.iter().zip(r).zip(e.iter_mut()) {
+                restore(s, r, v);
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

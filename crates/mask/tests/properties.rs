@@ -91,3 +91,60 @@ proptest! {
         prop_assert_eq!(twice, None, "{} -> {}", s, once);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// An edit of the masked form that changes one top-level value gets back every other real
+    /// value, and the changed one as written; an edit that changes nothing is the original.
+    #[test]
+    fn restoring_what_was_left_as_shown_gives_back_the_real_values(
+        doc in prop::collection::btree_map("[a-z_]{1,10}", json(), 1..6),
+        new in json(),
+    ) {
+        let m = masker();
+        let real: serde_json::Map<String, Value> = doc.into_iter().collect();
+        let mut shown = real.clone();
+        m.object("params", "", &mut shown, &mut Vec::new());
+        let mut untouched = Value::Object(shown.clone());
+        m.restore_shown("params", &real, &mut untouched);
+        prop_assert_eq!(&untouched, &Value::Object(real.clone()));
+
+        let key = real.keys().next().unwrap().clone();
+        let mut edited = shown.clone();
+        edited.insert(key.clone(), new.clone());
+        let mut edited = Value::Object(edited);
+        m.restore_shown("params", &real, &mut edited);
+        let mut want = real.clone();
+        if new != shown[&key] {
+            want.insert(key, new);
+        }
+        prop_assert_eq!(edited, Value::Object(want));
+    }
+}
+
+/// A tag moved to another place, or kept inside edited text, is not turned back into the real
+/// value: a real value goes only where it was shown.
+#[test]
+fn a_moved_or_edited_tag_stays_a_tag() {
+    let m = masker();
+    let real: serde_json::Map<String, Value> = serde_json::from_str(
+        r#"{"to": "jane@example.com", "cc": "ops@example.com", "list": ["a@example.com", "b@example.com"]}"#,
+    )
+    .unwrap();
+    let mut shown = real.clone();
+    m.object("params", "", &mut shown, &mut Vec::new());
+    let tag = shown["to"].as_str().unwrap().to_string();
+    assert!(tag.starts_with("[email:"), "{tag}");
+    let mut edited = serde_json::json!({
+        "to": shown["to"],
+        "cc": tag,
+        "note": format!("was {tag}"),
+        "list": [shown["list"][1]],
+    });
+    m.restore_shown("params", &real, &mut edited);
+    assert_eq!(
+        edited,
+        serde_json::json!({"to": "jane@example.com", "cc": tag, "note": format!("was {tag}"), "list": [shown["list"][1]]})
+    );
+}

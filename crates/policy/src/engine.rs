@@ -5,7 +5,7 @@ use cedar_policy::{
     EntityUid, PolicyId, PolicySet, Request,
 };
 use countersign_core::{
-    ActionSpec, Analysis, Approvers, Decision, Effect, Identity, Quorum, Requirement,
+    ActionSpec, Analysis, Approvers, Decision, Effect, Identity, Quorum, Requirement, Route,
 };
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
@@ -194,6 +194,23 @@ impl PolicyEngine {
         seen.into_iter().collect()
     }
 
+    /// Every channel a review rule's `@notify` annotation names, with the id of the first
+    /// policy naming it: the gateway refuses to start (and `policy validate` reports) when one
+    /// is not configured.
+    pub fn notify_channels(&self) -> Vec<(String, String)> {
+        let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+        let mut ids: Vec<&PolicyId> = self.rules.keys().collect();
+        ids.sort();
+        for id in ids {
+            if let Some(Rule::Review { notify, .. }) = self.rules.get(id) {
+                for c in notify {
+                    seen.entry(c.clone()).or_insert_with(|| id.to_string());
+                }
+            }
+        }
+        seen.into_iter().collect()
+    }
+
     /// Number of policies.
     pub fn len(&self) -> usize {
         self.count
@@ -328,6 +345,7 @@ impl PolicyEngine {
                 }
             }
         };
+        let mut notify: Vec<String> = Vec::new();
         for id in matched {
             match self.rules.get(*id) {
                 Some(Rule::Review {
@@ -339,9 +357,15 @@ impl PolicyEngine {
                     credentials: released,
                     reveal: revealers,
                     require_mfa,
+                    notify: channels,
                 }) => {
                     add_reveal(revealers);
                     policies.push(id.to_string());
+                    for c in channels {
+                        if !notify.contains(c) {
+                            notify.push(c.clone());
+                        }
+                    }
                     requirements.push(Requirement {
                         policy: id.to_string(),
                         approvers: approvers.clone(),
@@ -386,6 +410,7 @@ impl PolicyEngine {
             executors,
             credentials,
             reveal,
+            notify: notify.into_iter().map(Route::all).collect(),
         }
     }
 
@@ -406,6 +431,7 @@ impl PolicyEngine {
                 executors: Vec::new(),
                 credentials: Vec::new(),
                 reveal: None,
+                notify: Vec::new(),
             },
         }
     }

@@ -22,6 +22,8 @@ pub(crate) enum Rule {
         reveal: Option<Approvers>,
         /// `@require_mfa`: approvals need a multi-factor sign-in.
         require_mfa: bool,
+        /// `@notify` channels, in order.
+        notify: Vec<String>,
     },
     Forbid {
         reason: Option<String>,
@@ -34,7 +36,7 @@ pub(crate) struct AnnotationProblem {
     pub message: String,
 }
 
-const KNOWN: [&str; 10] = [
+const KNOWN: [&str; 11] = [
     "id",
     "effect",
     "approvers",
@@ -45,6 +47,7 @@ const KNOWN: [&str; 10] = [
     "credentials",
     "reveal",
     "require_mfa",
+    "notify",
 ];
 
 /// `@reveal("group:data-owners, human:alice")`: the people who may see this action's masked
@@ -56,6 +59,33 @@ fn reveal(p: &Policy) -> Result<Option<Approvers>, String> {
                 .map_err(|e| format!("{e}; write @reveal(\"group:NAME, human:ID\")"))
         })
         .transpose()
+}
+
+/// `@notify("slack:#prod-approvals, teams:sre-approvals, webhook:pagerduty")`: where a review
+/// rule's notifications go. Whether each channel is configured is checked where the
+/// configuration is known ([`crate::PolicyEngine::notify_channels`]).
+fn notify(p: &Policy) -> Result<Vec<String>, String> {
+    let Some(text) = p.annotation("notify") else {
+        return Ok(Vec::new());
+    };
+    let mut channels = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        let ok = entry.split_once(':').is_some_and(|(kind, name)| {
+            matches!(kind, "slack" | "teams" | "webhook")
+                && !name.is_empty()
+                && name.len() <= 80
+                && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+        });
+        if !ok {
+            return Err(format!(
+                "`{entry}` is not a channel; write @notify(\"slack:#CHANNEL, teams:NAME, webhook:NAME\") (comma-separated)"
+            ));
+        }
+        if !channels.iter().any(|c| c == entry) {
+            channels.push(entry.to_string());
+        }
+    }
+    Ok(channels)
 }
 
 /// `@credentials("prod-db, deploy-ssh")`: the configured credentials released to the redeemer
@@ -133,13 +163,17 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
             "reveal",
             "@reveal belongs on a permit; a forbidden action has nothing to review".into(),
         )),
+        (CedarEffect::Forbid, None) if p.annotation("notify").is_some() => Err(problem(
+            "notify",
+            "@notify belongs on a review rule; a forbid opens no review".into(),
+        )),
         (CedarEffect::Forbid, None) => Ok(Rule::Forbid { reason }),
         (CedarEffect::Forbid, Some(_)) => Err(problem(
             "effect",
             "@effect belongs on a permit; a forbid always denies".into(),
         )),
         (CedarEffect::Permit, None) => {
-            for key in ["approvers", "quorum", "ttl", "require_mfa"] {
+            for key in ["approvers", "quorum", "ttl", "require_mfa", "notify"] {
                 if p.annotation(key).is_some() {
                     return Err(problem(
                         key,
@@ -192,6 +226,7 @@ pub(crate) fn classify(p: &Policy) -> Result<Rule, AnnotationProblem> {
                         ))
                     }
                 },
+                notify: notify(p).map_err(|m| problem("notify", m))?,
             })
         }
         (CedarEffect::Permit, Some(other)) => Err(problem(

@@ -4,6 +4,9 @@
 //! - a vote made through the API reaching an open console page's event stream: p50 and p99 of
 //!   the time from sending the vote to the `change` event's arrival.
 //!
+//! - the allow path's throughput with no console page open and with `SSE` (default 200) open
+//!   event streams, alternated (off, on, off, on; `ALLOW_SECS` seconds each, 32 agents).
+//!
 //! A session is started directly through the gateway (the sign-in flow is not what is timed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -34,7 +37,9 @@ async fn main() {
     std::fs::write(
         dir.path().join("policies/p.cedar"),
         r#"@id("deploy") @effect("review") @approvers("group:sre") @reason("deploys need an SRE")
-permit (principal, action == Action::"deploy", resource);"#,
+permit (principal, action == Action::"deploy", resource);
+@id("read")
+permit (principal, action == Action::"read", resource);"#,
     )
     .unwrap();
     let toml = format!(
@@ -168,5 +173,70 @@ client_id = "console"
         "API vote -> console event stream: p50 {:.2} ms, p99 {:.2} ms ({votes} votes)",
         pct(&times, 0.5).as_secs_f64() * 1e3,
         pct(&times, 0.99).as_secs_f64() * 1e3
+    );
+
+    // Open event streams against the allow path.
+    let sse: usize = std::env::var("SSE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let secs: u64 = std::env::var("ALLOW_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mut rates = [Vec::new(), Vec::new()];
+    for round in 0..4 {
+        let open = round % 2 == 1;
+        let mut readers = Vec::new();
+        if open {
+            for _ in 0..sse {
+                let mut s = http
+                    .get(format!("{url}/console/events"))
+                    .header("cookie", &cookie)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(s.status(), 200);
+                readers.push(tokio::spawn(async move {
+                    while let Ok(Some(_)) = s.chunk().await {}
+                }));
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut agents = Vec::new();
+        for _ in 0..32 {
+            let (http, url) = (http.clone(), url.clone());
+            agents.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let r = http
+                        .post(format!("{url}/v1/actions"))
+                        .bearer_auth("tok-bot")
+                        .json(&serde_json::json!({"action": "read", "resource": "doc"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(r.status().is_success(), "{}", r.status());
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for a in agents {
+            total += a.await.unwrap();
+        }
+        for r in readers {
+            r.abort();
+        }
+        rates[usize::from(open)].push(total as f64 / secs as f64);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (off, on) = (mean(&rates[0]), mean(&rates[1]));
+    println!(
+        "allow path, 32 agents: {off:.0}/s with no console page open, {on:.0}/s with {sse} open event streams (ratio {:.3}; rounds off {:?}, on {:?})",
+        on / off,
+        rates[0].iter().map(|r| r.round()).collect::<Vec<_>>(),
+        rates[1].iter().map(|r| r.round()).collect::<Vec<_>>()
     );
 }

@@ -56,8 +56,9 @@ pub struct Server {
     gateway: Arc<Gateway>,
     limits: ServerLimits,
     workers: Workers,
-    /// The web console's routes (`/console`), unless `console = false`.
-    console: Option<axum::Router>,
+    /// Routes served beside the API: the web console's (`/console`, unless `console = false`)
+    /// and a chat channel's own endpoint (Slack's interactivity URL in HTTP mode).
+    extra_routes: Option<axum::Router>,
 }
 
 impl Server {
@@ -90,11 +91,53 @@ impl Server {
             g.clone().run_credential_sweeper()
         });
         let console = countersign_console::router(gateway.clone(), config)?;
+        let channels = countersign_channels::Channels::from_config(config)
+            .map_err(|e| ServerError::Gateway(GatewayError::Startup(e)))?;
+        // Slack's interactivity route (HTTP mode), served beside the API.
+        // Socket Mode instead: a leased worker holds the connection (one replica answers
+        // Slack's envelopes; the route is not served, there being no signing secret to check).
+        let mut channel_routes = None;
+        if let (Some(slack), Some(api)) = (&config.slack, channels.slack_api()) {
+            match slack.mode {
+                countersign_gateway::notify::SlackMode::Http => {
+                    channel_routes = Some(countersign_channels::slack::interactions_router(
+                        gateway.clone(),
+                        slack,
+                        api,
+                    ));
+                }
+                countersign_gateway::notify::SlackMode::Socket => {
+                    let socket = countersign_channels::slack::socket::SocketMode::new(
+                        gateway.clone(),
+                        slack,
+                        api,
+                    )
+                    .map_err(|e| ServerError::Gateway(GatewayError::Startup(e)))?;
+                    workers.register("slack socket mode", move || socket.clone().run_forever());
+                }
+            }
+        }
+        // Teams' messaging endpoint, beside Slack's route if both are configured.
+        if let Some(teams) = &config.teams {
+            let route = countersign_channels::teams::activities_router(gateway.clone(), teams)
+                .map_err(|e| ServerError::Gateway(GatewayError::Startup(e)))?;
+            channel_routes = Some(match channel_routes {
+                Some(r) => r.merge(route),
+                None => route,
+            });
+        }
+        let outbox =
+            countersign_channels::Deliverer::new(gateway.clone(), channels, config.outbox.clone());
+        workers.register("outbox delivery", move || outbox.clone().deliver_forever());
+        let extra_routes = match (console, channel_routes) {
+            (Some(c), Some(r)) => Some(c.merge(r)),
+            (c, r) => c.or(r),
+        };
         Ok(Server {
             gateway,
             limits: config.server.clone(),
             workers,
-            console,
+            extra_routes,
         })
     }
 
@@ -120,7 +163,7 @@ impl Server {
         Running {
             gateway: self.gateway,
             limits: self.limits,
-            console: self.console,
+            extra_routes: self.extra_routes,
             _tasks: tasks,
         }
     }
@@ -139,7 +182,7 @@ impl Server {
 pub struct Running {
     gateway: Arc<Gateway>,
     limits: ServerLimits,
-    console: Option<axum::Router>,
+    extra_routes: Option<axum::Router>,
     _tasks: workers::AbortOnDrop,
 }
 
@@ -157,13 +200,14 @@ impl Running {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let limits = self.limits.clone();
+        let extra = self.extra_routes.clone();
         let Some(addr) = limits.metrics_listen else {
-            return countersign_http::serve_beside(
+            return countersign_http::serve_with_routes(
                 self.gateway.clone(),
                 listener,
                 shutdown,
                 limits,
-                self.console,
+                extra,
             )
             .await;
         };
@@ -172,12 +216,12 @@ impl Running {
         tracing::info!(%addr, "serving /metrics");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let api = async {
-            let r = countersign_http::serve_beside(
+            let r = countersign_http::serve_with_routes(
                 self.gateway.clone(),
                 listener,
                 shutdown,
                 limits.clone(),
-                self.console,
+                extra,
             )
             .await;
             let _ = stop.send(());

@@ -1,6 +1,7 @@
 //! Persistence for action records and their events.
 //!
-//! One store, [`Store`] (its aspects [`Actions`], [`AuditLog`], [`Keys`] and [`Coordination`]),
+//! One store, [`Store`] (its aspects [`Actions`], [`AuditLog`], [`Keys`], [`Outbox`] and
+//! [`Coordination`]),
 //! that every backend implements and one shared test suite runs against. Mutations go through
 //! [`Actions::update`], which hands the current record to a *pure* domain
 //! function and persists the result atomically with the events it produced: the store decides
@@ -15,6 +16,7 @@ mod health;
 mod keys;
 mod migrate;
 mod op;
+mod outbox;
 mod postgres;
 mod secrets;
 mod sessions;
@@ -34,6 +36,7 @@ pub use sessions::ConsoleSession;
 pub const fn sessions_keep_millis() -> i64 {
     sessions::KEEP_ENDED_MILLIS
 }
+pub use outbox::{Notification, OutboxChange, OutboxFilter, OutboxState};
 pub use postgres::{
     migrate as migrate_postgres, LeaderLease, PostgresStore, ANY_CHANGE,
     SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
@@ -191,9 +194,9 @@ pub struct StoredCheckpoint {
 /// Every write goes to the store's single writer ([`Writes::writer`]) and means the same on
 /// every backend (`write.rs`); a backend implements the reads and how its writer reads and
 /// writes rows. The write methods are provided.
-pub trait Store: Actions + AuditLog + Keys + Coordination {}
+pub trait Store: Actions + AuditLog + Keys + Outbox + Coordination {}
 
-impl<T: Actions + AuditLog + Keys + Coordination + ?Sized> Store for T {}
+impl<T: Actions + AuditLog + Keys + Outbox + Coordination + ?Sized> Store for T {}
 
 /// The way to a store's single writer, which every provided write method takes.
 pub trait Writes: Send + Sync + 'static {
@@ -378,6 +381,57 @@ pub trait Keys: Writes {
     /// The console session whose secret hashes to `hash`, if any (live or not: the caller
     /// checks [`ConsoleSession::live_at`]).
     async fn session_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ConsoleSession>, StoreError>;
+}
+
+/// The notification outbox: rows are queued by the write path itself (`write.rs`), in the
+/// transaction of the change they tell of; the delivery worker reads what is due and records
+/// each attempt's outcome through the single writer.
+#[async_trait]
+pub trait Outbox: Writes {
+    /// Queued notifications due at `now`, oldest first, at most one per action and channel
+    /// (the next one of each, so a channel hears of an action's changes in order).
+    async fn outbox_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError>;
+
+    /// The earliest time a queued notification is due.
+    async fn outbox_next_due(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// A page of notifications, oldest first.
+    async fn outbox_list(&self, filter: OutboxFilter) -> Result<Vec<Notification>, StoreError>;
+
+    /// One notification.
+    async fn outbox_get(&self, id: i64) -> Result<Option<Notification>, StoreError>;
+
+    /// How many notifications there are per state and channel (across every replica).
+    async fn outbox_counts(&self) -> Result<Vec<(OutboxState, String, u64)>, StoreError>;
+
+    /// The channel's id of the message it made for an action (recorded at delivery), to
+    /// update it in place.
+    async fn channel_message(
+        &self,
+        action_id: &str,
+        channel: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Claims due notifications for one delivery attempt each: of `ids`, those still queued
+    /// and due at `now` are made not due before `until` and returned. Two workers (processes
+    /// sharing a SQLite file, a replica losing its lease mid-round) never claim one row at once.
+    async fn outbox_claim(
+        &self,
+        ids: Vec<i64>,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<i64>, StoreError> {
+        op::outbox_claim(self.writer(), ids, now, until).await
+    }
+
+    /// Records what happened to notifications (durably, like every write).
+    async fn outbox_record(&self, changes: Vec<OutboxChange>) -> Result<(), StoreError> {
+        op::outbox_record(self.writer(), changes).await
+    }
 }
 
 /// What processes sharing a store coordinate by: the change feed, the writer's health and the

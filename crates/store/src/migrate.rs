@@ -121,7 +121,7 @@ mod tests {
     fn both_backends_histories_are_strictly_increasing() {
         assert!(well_ordered(crate::sqlite::MIGRATIONS));
         assert!(well_ordered(crate::postgres::MIGRATIONS));
-        // Static secrets (issue #18) are SQLite 8 / PostgreSQL 7, console sessions (#16) 9 / 8.
+        // Outbox (#15) is SQLite 7 / PostgreSQL 6, static secrets (#18) 8 / 7, console sessions (#16) 9 / 8.
         assert_eq!(latest(crate::sqlite::MIGRATIONS), 9);
         assert_eq!(crate::postgres::SCHEMA_VERSION, 8);
         assert!(!well_ordered(&[STEPS[1], STEPS[0]]));

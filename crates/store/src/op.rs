@@ -11,8 +11,8 @@ use tracing::Instrument;
 
 use crate::entry::EntryParts;
 use crate::{
-    IdentityBinding, InsertRules, Inserted, KeyEvent, ManagedKey, StoreError, StoredCheckpoint,
-    StoredSecret, Transition, UpdateError,
+    IdentityBinding, InsertRules, Inserted, KeyEvent, ManagedKey, OutboxChange, StoreError,
+    StoredCheckpoint, StoredSecret, Transition, UpdateError,
 };
 
 /// One queued write and where its answer goes once the batch holding it is durable.
@@ -24,6 +24,8 @@ pub(crate) enum Op {
         /// `record` as JSON.
         body: String,
         events: Vec<EntryParts>,
+        /// `(position in events, notification kind)` of the events reviewers hear of.
+        notes: Vec<(usize, &'static str)>,
         reply: oneshot::Sender<Result<Inserted, StoreError>>,
     },
     Update {
@@ -70,6 +72,18 @@ pub(crate) enum Op {
         hash: [u8; 32],
         at: Timestamp,
         reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// What happened to outbox notifications.
+    Outbox {
+        changes: Vec<OutboxChange>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Due notifications claimed for one delivery attempt.
+    OutboxClaim {
+        ids: Vec<i64>,
+        now: Timestamp,
+        until: Timestamp,
+        reply: oneshot::Sender<Result<Vec<i64>, StoreError>>,
     },
     /// A key revoked, and its audit entry.
     RevokeKey {
@@ -138,6 +152,11 @@ pub(crate) async fn insert(
     rules: InsertRules,
 ) -> Result<Inserted, StoreError> {
     let body = encode(&record)?;
+    let notes = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.notification().map(|k| (i, k)))
+        .collect();
     let events = events
         .iter()
         .map(|e| EntryParts::new(Some(&record.id), record.created_at, e))
@@ -148,6 +167,7 @@ pub(crate) async fn insert(
         rules,
         body,
         events,
+        notes,
         reply,
     })?;
     w.answer(rx).await
@@ -235,6 +255,31 @@ pub(crate) async fn set_secret(
     w.send(Op::SetSecret {
         secret,
         entry,
+        reply,
+    })?;
+    w.answer(rx).await
+}
+
+pub(crate) async fn outbox_record(
+    w: &WriteQueue,
+    changes: Vec<OutboxChange>,
+) -> Result<(), StoreError> {
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::Outbox { changes, reply })?;
+    w.answer(rx).await
+}
+
+pub(crate) async fn outbox_claim(
+    w: &WriteQueue,
+    ids: Vec<i64>,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<i64>, StoreError> {
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::OutboxClaim {
+        ids,
+        now,
+        until,
         reply,
     })?;
     w.answer(rx).await

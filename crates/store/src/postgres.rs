@@ -33,8 +33,8 @@ use crate::write::{
     Head, Loaded, Needs,
 };
 use crate::{
-    Actions, AuditEntry, AuditLog, Coordination, Keys, ListFilter, ReviewQuery, StoreError,
-    StoredCheckpoint, Writes,
+    Actions, AuditEntry, AuditLog, Coordination, Keys, ListFilter, Notification, Outbox,
+    OutboxChange, OutboxFilter, OutboxState, ReviewQuery, StoreError, StoredCheckpoint, Writes,
 };
 
 /// The PostgreSQL schema's history, oldest first (see `migrate.rs`), each step applied once and
@@ -156,6 +156,34 @@ CREATE TABLE identity_bindings (
     id TEXT NOT NULL,
     kind TEXT NOT NULL,
     first_seen BIGINT NOT NULL
+);
+",
+    },
+    Migration {
+        version: 6,
+        add_columns: &[],
+        sql: "
+-- The notification outbox and each chat channel's message per action (see the SQLite schema 7).
+CREATE TABLE outbox (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    action_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    audit_index BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    created_at BIGINT NOT NULL,
+    next_at BIGINT NOT NULL,
+    delivered_at BIGINT,
+    last_error TEXT
+);
+CREATE INDEX outbox_queued ON outbox(next_at, id) WHERE state = 'queued';
+CREATE INDEX outbox_queued_action ON outbox(action_id, channel, id) WHERE state = 'queued';
+CREATE TABLE channel_messages (
+    action_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (action_id, channel)
 );
 ",
     },
@@ -683,7 +711,24 @@ async fn run_batch(
                 Frontier::load(size, &RowHashes(owners)).map_err(tree_err)?
             }
         };
+        let outbox_rows = if needs.outbox.is_empty() {
+            Vec::new()
+        } else {
+            tx.query(
+                &format!(
+                    "SELECT {} FROM outbox WHERE id = ANY($1) FOR UPDATE",
+                    crate::outbox::COLUMNS
+                ),
+                &[&needs.outbox],
+            )
+            .await
+            .map_err(db_err)?
+        };
         let loaded = Loaded {
+            outbox: outbox_rows
+                .iter()
+                .map(notification_row)
+                .collect::<Result<_, _>>()?,
             idempotent: existing
                 .iter()
                 .map(|r| decode(r.get(0), r.get(3)))
@@ -827,6 +872,7 @@ async fn write_batch(
         .await
         .map_err(db_err)?;
     }
+    write_outbox(tx, batch).await?;
     for b in &batch.new_bindings {
         exec(
             tx,
@@ -990,6 +1036,109 @@ async fn write_batch(
     )
     .map_err(db_err)?;
     Ok(())
+}
+
+/// `outbox` rows: action_id, channel, kind, audit_index, created_at (= next_at).
+type OutboxColumns<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>, Vec<i64>, Vec<i64>);
+
+/// The batch's new notifications (one set-based insert) and the worker's records of attempts.
+async fn write_outbox(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &Batch,
+) -> Result<(), StoreError> {
+    if !batch.outbox.is_empty() {
+        let mut cols: OutboxColumns = Default::default();
+        for n in &batch.outbox {
+            cols.0.push(&n.action_id);
+            cols.1.push(&n.channel);
+            cols.2.push(n.kind);
+            cols.3.push(n.audit_index as i64);
+            cols.4.push(n.at.millis());
+        }
+        tx.execute(
+            "INSERT INTO outbox (action_id, channel, kind, audit_index, state, attempts, \
+             created_at, next_at) SELECT a, c, k, i, 'queued', 0, t, t FROM \
+             unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[]) AS v(a, c, k, i, t)",
+            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    for change in &batch.outbox_changes {
+        match change {
+            OutboxChange::Delivered { id, at, message } => {
+                tx.execute(
+                    "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, \
+                     delivered_at = $2, last_error = NULL WHERE id = $1",
+                    &[id, &at.millis()],
+                )
+                .await
+                .map_err(db_err)?;
+                if let Some(m) = message {
+                    tx.execute(
+                        "INSERT INTO channel_messages (action_id, channel, message) \
+                         SELECT action_id, channel, $2 FROM outbox WHERE id = $1 \
+                         ON CONFLICT (action_id, channel) DO UPDATE SET message = excluded.message",
+                        &[id, m],
+                    )
+                    .await
+                    .map_err(db_err)?;
+                }
+            }
+            OutboxChange::Retry { id, next_at, error } => {
+                tx.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, next_at = $2, last_error = $3 \
+                     WHERE id = $1 AND state = 'queued'",
+                    &[id, &next_at.millis(), error],
+                )
+                .await
+                .map_err(db_err)?;
+            }
+            OutboxChange::Dead { id, error } => {
+                tx.execute(
+                    "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = $2 \
+                     WHERE id = $1 AND state = 'queued'",
+                    &[id, error],
+                )
+                .await
+                .map_err(db_err)?;
+            }
+            OutboxChange::Claim { id, until } => {
+                tx.execute(
+                    "UPDATE outbox SET next_at = $2 WHERE id = $1",
+                    &[id, &until.millis()],
+                )
+                .await
+                .map_err(db_err)?;
+            }
+            OutboxChange::Requeue { id, at } => {
+                tx.execute(
+                    "UPDATE outbox SET state = 'queued', attempts = 0, next_at = $2, \
+                     delivered_at = NULL WHERE id = $1",
+                    &[id, &at.millis()],
+                )
+                .await
+                .map_err(db_err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn notification_row(r: &tokio_postgres::Row) -> Result<Notification, StoreError> {
+    crate::outbox::from_columns(
+        r.get(0),
+        r.get(1),
+        r.get(2),
+        r.get(3),
+        r.get(4),
+        r.get(5),
+        i64::from(r.get::<_, i32>(6)),
+        r.get(7),
+        r.get(8),
+        r.get(9),
+        r.get(10),
+    )
 }
 
 /// Comma-joined ids, each payload under PostgreSQL's 8000-byte limit.
@@ -1371,6 +1520,114 @@ impl Keys for PostgresStore {
             )
         })
         .transpose()
+    }
+}
+
+#[async_trait]
+impl Outbox for PostgresStore {
+    async fn outbox_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM outbox o WHERE {} ORDER BY o.id LIMIT $2",
+            crate::outbox::COLUMNS,
+            crate::outbox::DUE_WHERE.replace("?1", "$1")
+        );
+        let rows = self
+            .client()
+            .await?
+            .query(&sql, &[&now.millis(), &(limit as i64)])
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(notification_row).collect()
+    }
+
+    async fn outbox_next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT MIN(next_at) FROM outbox WHERE state = 'queued'",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row.get::<_, Option<i64>>(0).map(Timestamp))
+    }
+
+    async fn outbox_list(&self, filter: OutboxFilter) -> Result<Vec<Notification>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {} FROM outbox WHERE ($1::text IS NULL OR state = $1) AND id > $2 \
+                     ORDER BY id LIMIT $3",
+                    crate::outbox::COLUMNS
+                ),
+                &[
+                    &filter.state.map(OutboxState::as_str),
+                    &filter.after.unwrap_or(0),
+                    &(filter.limit as i64),
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(notification_row).collect()
+    }
+
+    async fn outbox_get(&self, id: i64) -> Result<Option<Notification>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &format!(
+                    "SELECT {} FROM outbox WHERE id = $1",
+                    crate::outbox::COLUMNS
+                ),
+                &[&id],
+            )
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(notification_row).transpose()
+    }
+
+    async fn outbox_counts(&self) -> Result<Vec<(OutboxState, String, u64)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT state, channel, count(*) FROM outbox GROUP BY state, channel",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                OutboxState::parse(r.get(0))
+                    .map(|s| (s, r.get::<_, String>(1), r.get::<_, i64>(2) as u64))
+            })
+            .collect())
+    }
+
+    async fn channel_message(
+        &self,
+        action_id: &str,
+        channel: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT message FROM channel_messages WHERE action_id = $1 AND channel = $2",
+                &[&action_id, &channel],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| r.get(0)))
     }
 }
 

@@ -26,7 +26,8 @@ use crate::write::{
 };
 use crate::{
     Actions, AuditEntry, AuditLog, Coordination, IdentityBinding, Keys, ListFilter, ManagedKey,
-    ReviewQuery, StoreError, StoredCheckpoint, StoredSecret, Writes,
+    Notification, Outbox, OutboxFilter, OutboxState, ReviewQuery, StoreError, StoredCheckpoint,
+    StoredSecret, Writes,
 };
 
 /// The SQLite schema's history, oldest first (see `migrate.rs`). Version 3 is the first release
@@ -151,6 +152,38 @@ CREATE TABLE IF NOT EXISTS identity_bindings (
     id TEXT NOT NULL,
     kind TEXT NOT NULL,
     first_seen INTEGER NOT NULL
+);
+",
+    },
+    // The notification outbox (issue #15): one row per notification and channel, written in
+    // the transaction of the change it tells of; ids never reused (`AUTOINCREMENT`), since a
+    // row's id is the `webhook-id` receivers deduplicate by. And the message each chat channel
+    // made for an action, to update it in place.
+    Migration {
+        version: 7,
+        add_columns: &[],
+        sql: "
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    action_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    audit_index INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    next_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_queued ON outbox(next_at, id) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS outbox_queued_action ON outbox(action_id, channel, id)
+    WHERE state = 'queued';
+CREATE TABLE IF NOT EXISTS channel_messages (
+    action_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (action_id, channel)
 );
 ",
     },
@@ -445,6 +478,9 @@ fn load(conn: &Connection, needs: &Needs) -> Result<Loaded, StoreError> {
     for id_key in &needs.bindings {
         loaded.bindings.extend(crate::bindings::get(conn, id_key)?);
     }
+    for id in &needs.outbox {
+        loaded.outbox.extend(crate::outbox::get(conn, *id)?);
+    }
     Ok(loaded)
 }
 
@@ -560,6 +596,12 @@ fn write(conn: &Connection, batch: &Batch) -> Result<(), StoreError> {
     }
     for (hash, at) in &batch.ended_sessions {
         crate::sessions::end(conn, hash, *at)?;
+    }
+    for n in &batch.outbox {
+        crate::outbox::insert(conn, n)?;
+    }
+    for change in &batch.outbox_changes {
+        crate::outbox::apply(conn, change)?;
     }
     Ok(())
 }
@@ -873,6 +915,41 @@ impl Keys for SqliteStore {
         hash: &[u8; 32],
     ) -> Result<Option<crate::ConsoleSession>, StoreError> {
         self.read(|c| crate::sessions::get(c, hash))
+    }
+}
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn outbox_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.read(|c| crate::outbox::due(c, now, limit))
+    }
+
+    async fn outbox_next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(crate::outbox::next_due)
+    }
+
+    async fn outbox_list(&self, filter: OutboxFilter) -> Result<Vec<Notification>, StoreError> {
+        self.read(|c| crate::outbox::list(c, &filter))
+    }
+
+    async fn outbox_get(&self, id: i64) -> Result<Option<Notification>, StoreError> {
+        self.read(|c| crate::outbox::get(c, id))
+    }
+
+    async fn outbox_counts(&self) -> Result<Vec<(OutboxState, String, u64)>, StoreError> {
+        self.read(crate::outbox::counts)
+    }
+
+    async fn channel_message(
+        &self,
+        action_id: &str,
+        channel: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.read(|c| crate::outbox::message(c, action_id, channel))
     }
 }
 

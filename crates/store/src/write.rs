@@ -16,8 +16,10 @@ use tokio::sync::oneshot;
 use crate::entry::EntryParts;
 use crate::health::WriteHealth;
 use crate::op::Op;
+use crate::outbox::{NewNotification, Notification, OutboxState};
 use crate::{
-    IdentityBinding, Inserted, ManagedKey, StoreError, StoredCheckpoint, StoredSecret, UpdateError,
+    IdentityBinding, Inserted, ManagedKey, OutboxChange, StoreError, StoredCheckpoint,
+    StoredSecret, UpdateError,
 };
 
 /// Most operations committed in one transaction.
@@ -77,6 +79,8 @@ pub(crate) struct Needs {
     pub key_hashes: Vec<[u8; 32]>,
     /// Normalised ids to bind.
     pub bindings: Vec<String>,
+    /// Outbox notifications to claim.
+    pub outbox: Vec<i64>,
 }
 
 impl Needs {
@@ -115,8 +119,10 @@ impl Needs {
                 }
                 Op::RevokeKey { id, .. } => needs.key_ids.push(id.clone()),
                 Op::BindIdentity { binding, .. } => needs.bindings.push(binding.id_key.clone()),
+                Op::OutboxClaim { ids, .. } => needs.outbox.extend(ids.iter().copied()),
                 Op::Checkpoint { .. }
                 | Op::Append { .. }
+                | Op::Outbox { .. }
                 | Op::SetSecret { .. }
                 | Op::StartSession { .. }
                 | Op::EndSession { .. } => {}
@@ -142,6 +148,8 @@ pub(crate) struct Loaded {
     pub keys: Vec<ManagedKey>,
     /// Bindings of the ids asked for that exist.
     pub bindings: Vec<IdentityBinding>,
+    /// The outbox notifications asked for that exist.
+    pub outbox: Vec<Notification>,
 }
 
 /// The writer's frontier of the log between batches, trusted only after [`Head::frontier`]
@@ -219,6 +227,12 @@ pub(crate) struct Batch {
     /// Console sessions the batch starts (each with its identity as JSON), and those it ends.
     pub new_sessions: Vec<(crate::ConsoleSession, String)>,
     pub ended_sessions: Vec<([u8; 32], Timestamp)>,
+    /// Notifications the batch's changes queue, in order (the outbox rows of their events).
+    pub outbox: Vec<NewNotification>,
+    /// What the delivery worker recorded about queued notifications.
+    pub outbox_changes: Vec<OutboxChange>,
+    /// Notifications to claim, read under the lock, as the batch has left them.
+    outbox_rows: HashMap<i64, Notification>,
 }
 
 impl Batch {
@@ -246,7 +260,13 @@ impl Batch {
             secrets: Vec::new(),
             new_sessions: Vec::new(),
             ended_sessions: Vec::new(),
+            outbox: Vec::new(),
+            outbox_changes: Vec::new(),
+            outbox_rows: HashMap::new(),
         };
+        for n in loaded.outbox {
+            batch.outbox_rows.insert(n.id, n);
+        }
         for (requester, n) in loaded.open_reviews {
             batch.open.insert(requester, n);
         }
@@ -304,6 +324,33 @@ impl Batch {
         Ok(())
     }
 
+    /// Queues the notifications of a reviewed action's events just appended from log index
+    /// `first` on: one row per event reviewers hear of (`notes`: position among the events and
+    /// kind) and per route of the decision that wants it. An action without a review (allowed
+    /// or denied outright) notifies nobody.
+    fn notify(
+        &mut self,
+        record: &ActionRecord,
+        first: u64,
+        notes: &[(usize, &'static str)],
+        at: Timestamp,
+    ) {
+        if record.review.is_none() {
+            return;
+        }
+        for &(i, kind) in notes {
+            for route in record.decision.notify.iter().filter(|r| r.wants(kind)) {
+                self.outbox.push(NewNotification {
+                    action_id: record.id.clone(),
+                    channel: route.channel.clone(),
+                    kind,
+                    audit_index: first + i as u64,
+                    at,
+                });
+            }
+        }
+    }
+
     /// The records the batch inserts, each with its encoded body.
     pub(crate) fn inserted(&self) -> Result<Vec<(&ActionRecord, String)>, StoreError> {
         self.new
@@ -328,11 +375,16 @@ impl Batch {
             .collect()
     }
 
-    /// Ids of the actions the batch inserts or changes (to announce once committed).
+    /// Ids of the actions to announce on the change feed once committed: those the batch
+    /// changes, and those it inserts with a review. An action inserted without one (allowed or
+    /// denied at once) is left out: nothing can be watching it yet (no long poll waits on it,
+    /// no review lists it), and the allow path then wakes no listener — with 200 console pages
+    /// open, announcing every allowed action halved the allow path's throughput.
     pub(crate) fn changed(&self) -> Vec<&str> {
+        let reviewed = |id: &&String| self.records.get(*id).is_some_and(|r| r.review.is_some());
         self.dirty
             .iter()
-            .chain(&self.new)
+            .chain(self.new.iter().filter(reviewed))
             .map(String::as_str)
             .collect()
     }
@@ -398,6 +450,7 @@ pub(crate) enum Done {
         oneshot::Sender<Result<IdentityBinding, StoreError>>,
         IdentityBinding,
     ),
+    Claimed(oneshot::Sender<Result<Vec<i64>, StoreError>>, Vec<i64>),
 }
 
 impl Done {
@@ -433,6 +486,10 @@ impl Done {
                 other => other,
             })),
             (Done::Bound(tx, b), Ok(())) => drop(tx.send(Ok(b))),
+            (Done::Claimed(tx, ids), Ok(())) => drop(tx.send(Ok(ids))),
+            (Done::Claimed(tx, _), Err(e)) => {
+                drop(tx.send(Err(StoreError::Database(format!("{}: {e}", failed())))))
+            }
             (Done::Bound(tx, _), Err(e)) => {
                 drop(tx.send(Err(StoreError::Database(format!("{}: {e}", failed())))))
             }
@@ -453,6 +510,7 @@ pub(crate) fn fail_all(ops: Vec<Op>, done: &mut Vec<Done>, err: StoreError) -> S
             Op::Checkpoint { reply, .. } => done.push(Done::Checkpoint(reply)),
             Op::Append { reply, .. }
             | Op::CreateKey { reply, .. }
+            | Op::Outbox { reply, .. }
             | Op::SetSecret { reply, .. }
             | Op::StartSession { reply, .. }
             | Op::EndSession { reply, .. } => done.push(Done::Append(reply, Ok(()))),
@@ -463,6 +521,7 @@ pub(crate) fn fail_all(ops: Vec<Op>, done: &mut Vec<Done>, err: StoreError) -> S
             Op::BindIdentity { reply, .. } => {
                 drop(reply.send(Err(StoreError::Database(err.to_string()))))
             }
+            Op::OutboxClaim { reply, .. } => done.push(Done::Claimed(reply, Vec::new())),
         }
     }
     // Every reply above is overridden by the failed commit's error in `Done::send`, except the
@@ -490,6 +549,7 @@ pub(crate) fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
             rules,
             body,
             events,
+            notes,
             reply,
         } => {
             let key = record
@@ -543,11 +603,13 @@ pub(crate) fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 }
             }
             let start = (batch.tree.clone(), batch.audit.idx.len());
+            let first = batch.tree.size();
             if let Err(e) = batch.append(Some(&record.id), record.created_at, &events) {
                 rollback_audit(batch, start);
                 done.push(Done::Insert(reply, Err(e)));
                 return;
             }
+            batch.notify(&record, first, &notes, record.created_at);
             if let Some(n) = batch.open.get_mut(&record.requester).filter(|_| opens) {
                 *n += 1;
             }
@@ -600,11 +662,18 @@ pub(crate) fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 }
             };
             let start = (batch.tree.clone(), batch.audit.idx.len());
+            let first = batch.tree.size();
             if let Err(e) = batch.append(Some(&id), now, &parts) {
                 rollback_audit(batch, start);
                 done.push(Done::Update(reply, Err(UpdateError::Store(e))));
                 return;
             }
+            let notes: Vec<(usize, &'static str)> = events
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| e.notification().map(|k| (i, k)))
+                .collect();
+            batch.notify(&record, first, &notes, now);
             let (was, is) = (was_open, record.status.is_open_review());
             if let Some(n) = batch.open.get_mut(&record.requester) {
                 match (was, is) {
@@ -652,6 +721,58 @@ pub(crate) fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
         }
         Op::EndSession { hash, at, reply } => {
             batch.ended_sessions.push((hash, at));
+            done.push(Done::Append(reply, Ok(())));
+        }
+        Op::OutboxClaim {
+            ids,
+            now,
+            until,
+            reply,
+        } => {
+            // Only what is still queued and due: another worker's claim (or a delivery
+            // recorded since the read) wins.
+            let mut claimed = Vec::new();
+            for id in ids {
+                if let Some(row) = batch
+                    .outbox_rows
+                    .get_mut(&id)
+                    .filter(|r| r.state == OutboxState::Queued && r.next_at <= now)
+                {
+                    row.next_at = until;
+                    batch.outbox_changes.push(OutboxChange::Claim { id, until });
+                    claimed.push(id);
+                }
+            }
+            done.push(Done::Claimed(reply, claimed));
+        }
+        Op::Outbox { changes, reply } => {
+            for change in &changes {
+                match change {
+                    OutboxChange::Delivered { id, .. } => {
+                        if let Some(r) = batch.outbox_rows.get_mut(id) {
+                            r.state = OutboxState::Delivered;
+                        }
+                    }
+                    OutboxChange::Dead { id, .. } => {
+                        if let Some(r) = batch.outbox_rows.get_mut(id) {
+                            r.state = OutboxState::Dead;
+                        }
+                    }
+                    OutboxChange::Retry { id, next_at, .. }
+                    | OutboxChange::Claim { id, until: next_at } => {
+                        if let Some(r) = batch.outbox_rows.get_mut(id) {
+                            r.next_at = *next_at;
+                        }
+                    }
+                    OutboxChange::Requeue { id, at } => {
+                        if let Some(r) = batch.outbox_rows.get_mut(id) {
+                            r.state = OutboxState::Queued;
+                            r.next_at = *at;
+                        }
+                    }
+                }
+            }
+            batch.outbox_changes.extend(changes);
             done.push(Done::Append(reply, Ok(())));
         }
         Op::Checkpoint { checkpoint, reply } => {

@@ -242,6 +242,7 @@ fn the_gateway_knows_no_wire_format() {
 fn crates_depend_inwards() {
     // Adapters may depend on the use cases; nothing below them depends on an adapter.
     let adapters = [
+        "countersign-channels",
         "countersign-http",
         "countersign-console",
         "countersign-mcp",
@@ -503,13 +504,25 @@ fn time_is_passed_in_below_the_gateway() {
             );
         }
     }
-    let oidc = std::fs::read_to_string(crates_dir().join("identity/src/oidc.rs")).unwrap();
-    for off in ["validate_exp = false", "validate_nbf = false"] {
-        assert!(
-            oidc.contains(off),
-            "identity/src/oidc.rs must set `{off}`: jsonwebtoken would check times against the \
-             system clock instead of the `now` passed in"
-        );
+    // Every place that validates a JWT with jsonwebtoken (`jwks.rs::Key::verify`, shared by
+    // OIDC and Bot Framework tokens) turns its time checks off.
+    let validating: Vec<(std::path::PathBuf, String)> = sources("identity")
+        .into_iter()
+        .filter(|(_, text)| text.contains("Validation::new"))
+        .collect();
+    assert!(
+        !validating.is_empty(),
+        "no JWT validation found in crates/identity"
+    );
+    for (path, text) in validating {
+        for off in ["validate_exp = false", "validate_nbf = false"] {
+            assert!(
+                text.contains(off),
+                "{} must set `{off}`: jsonwebtoken would check times against the system clock \
+                 instead of the `now` passed in",
+                rel(&path)
+            );
+        }
     }
 }
 
@@ -526,6 +539,7 @@ fn one_server_bootstrap_starts_the_background_work() {
             "run_checkpointer()",
             "run_credential_sweeper()",
             "run_change_relay()",
+            "deliver_forever()",
             "Workers::new()",
         ] {
             assert!(
@@ -737,6 +751,30 @@ fn spans_are_opened_in_reviewed_places() {
                         n + 1
                     );
                 }
+            }
+        }
+    }
+}
+
+/// ARCHITECTURE.md, `crates/store`: a notification is queued only by the write path, in the
+/// transaction of the change it tells of. `write.rs` alone decides outbox rows
+/// (`NewNotification`), and only the backends' row writers insert them.
+#[test]
+fn outbox_rows_are_decided_in_the_write_path_only() {
+    for krate in crates() {
+        for (path, text) in sources(&krate) {
+            let file = rel(&path);
+            if text.contains("NewNotification {") {
+                assert!(
+                    file == "store/src/write.rs" || file == "store/src/outbox.rs",
+                    "{file} makes an outbox row: rows are decided in store/src/write.rs"
+                );
+            }
+            if text.contains("INSERT INTO outbox") {
+                assert!(
+                    file == "store/src/outbox.rs" || file == "store/src/postgres.rs",
+                    "{file} inserts outbox rows outside the store backends' row writers"
+                );
             }
         }
     }

@@ -64,10 +64,35 @@ fn metric_names(promql: &str) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_dashboard_queries_is_one_metrics_exposes() {
-    let gw = Gw::start().await;
+    // A webhook that fails once, then accepts: the outbox families get series too.
+    let (receiver, url) = crate::outbox::Receiver::start(500).await;
+    let gw = Gw::start_with(&format!(
+        "[[webhooks]]\nname = \"ops\"\nurl = \"{url}\"\nsecret = \"{}\"\n\n\
+         [outbox]\nbackoff_base = \"10ms\"\n",
+        crate::outbox::SECRET
+    ))
+    .await;
     // A decision and a request, so that labelled families have series too.
     gw.submit("bot", json!({"action": "logs.read", "resource": "app"}))
         .await;
+    gw.submit("bot", json!({"action": "deploy", "resource": "app"}))
+        .await;
+    let start = std::time::Instant::now();
+    while receiver.got.lock().unwrap().is_empty() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no attempt"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    *receiver.status.lock().unwrap() = 200;
+    while receiver.accepted().is_empty() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "not delivered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let text = get_text(&gw.http, format!("{}/metrics", gw.url)).await;
     let exposed = exposed(&text);
 

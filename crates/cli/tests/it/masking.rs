@@ -8,47 +8,8 @@ use serde_json::{json, Value};
 use std::process::Stdio;
 use tokio::process::Command;
 
+use crate::canaries::{assert_clean, params, CANARIES};
 use crate::cli::{run, BIN};
-
-/// One canary per detector, plus values caught by key names and a field rule.
-const CANARIES: &[&str] = &[
-    "AKIAQYLPMN5HHHFPZAM2",
-    "ghp_R2d4X7qLmN8pQ3sT6vW9yZ1bC5eF0hJkLmNo",
-    "xoxb-1234567890123-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
-    "sk_live_51H8xYzAbCdEfGhIjKlMnOpQr",
-    "sk-proj-Abc123Def456Ghi789Jkl012Mno345Pqr678",
-    "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
-    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
-    "jane.doe+billing@example-corp.com",
-    "4111 1111 1111 1111",
-    "GB82 WEST 1234 5698 7654 32",
-    "+44 20 7946 0958",
-    "Tr0ub4dor-and-3",
-    "q8Zt2LmX9vB4nR7kW1pY",
-    "078-05-1120",
-    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
-];
-
-fn params() -> Value {
-    json!({
-        "aws": {"access_key_id": CANARIES[0]},
-        "env": [format!("GITHUB_TOKEN={}", CANARIES[1]), format!("SLACK={}", CANARIES[2])],
-        "note": format!("charge with {} or {} / {}", CANARIES[3], CANARIES[4], CANARIES[5]),
-        "session": CANARIES[6],
-        "customer": {"email": CANARIES[7], "card": CANARIES[8], "iban": CANARIES[9],
-                     "phone": CANARIES[10], "ssn": CANARIES[13]},
-        "db": {"url": format!("postgres://admin:{}@db.internal/app", CANARIES[11])},
-        "api_key": CANARIES[12],
-        "tls": {"private_key": format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----", CANARIES[14])},
-        "rows": 3,
-    })
-}
-
-fn assert_clean(what: &str, text: &str) {
-    for c in CANARIES {
-        assert!(!text.contains(c), "{what} shows the canary {c}:\n{text}");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_canary_reaches_a_person_or_another_system_and_the_executor_gets_real_values() {

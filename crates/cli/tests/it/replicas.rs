@@ -40,7 +40,12 @@ async fn fresh_database(test: &str) -> String {
 
 /// The shared config of all replicas, pointing at `db`.
 fn write_config(dir: &Path, db: &str) -> std::path::PathBuf {
-    let path = crate::support::write_config(dir, "");
+    write_config_with(dir, db, "")
+}
+
+/// The shared config of all replicas, pointing at `db`, with `extra` TOML.
+fn write_config_with(dir: &Path, db: &str, extra: &str) -> std::path::PathBuf {
+    let path = crate::support::write_config(dir, extra);
     let text = std::fs::read_to_string(&path).unwrap().replace(
         "database = \"sqlite://data/gw.db\"",
         &format!("database = \"{db}\""),
@@ -95,9 +100,14 @@ impl Cluster {
     /// Three replicas; the first is started alone (it creates the shared key files and takes
     /// the background-work lease), then the other two.
     async fn start(test: &str) -> Cluster {
+        Cluster::start_with(test, "").await
+    }
+
+    /// [`Cluster::start`] with `extra` TOML in the shared config.
+    async fn start_with(test: &str, extra: &str) -> Cluster {
         let db = fresh_database(test).await;
         let dir = tempfile::tempdir().unwrap();
-        let config = write_config(dir.path(), &db);
+        let config = write_config_with(dir.path(), &db, extra);
         let first = Replica::spawn(&config).await;
         // Let the first replica take the lease before the others compete for it.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -307,6 +317,53 @@ async fn the_sweeper_moves_to_another_replica_when_the_leader_is_killed() {
         .filter(|e| e["entry"]["action_id"] == id.as_str() && e["entry"]["type"] == "expired")
         .count();
     assert_eq!(expired, 1);
+}
+
+/// The outbox on three replicas: only the lease holder delivers (each notification is
+/// accepted once, whichever replica committed it), and when it is killed another takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_delivers_the_outbox_and_another_takes_over_after_kill_dash_nine() {
+    use crate::outbox::{Receiver, SECRET};
+    let (receiver, url) = Receiver::start(200).await;
+    let extra = format!(
+        "[[webhooks]]\nname = \"ops\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n\n\
+         [outbox]\nbackoff_base = \"20ms\"\n"
+    );
+    let mut c = Cluster::start_with("outbox", &extra).await;
+    let mut expected = Vec::new();
+    for i in 0..9 {
+        let v = c.submit(i % 3, "deploy", &format!("svc/{i}")).await;
+        expected.push(format!("{}:review_opened", v["id"].as_str().unwrap()));
+    }
+    let wait_for = |n: usize| {
+        let receiver = receiver.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while receiver.accepted().len() < n {
+                assert!(
+                    Instant::now() < deadline,
+                    "delivered {} of {n}",
+                    receiver.accepted().len()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_for(9).await;
+    // The leader (the first replica) dies; the next notifications still go out, once.
+    c.replicas[0].kill9().await;
+    for i in 9..15 {
+        let v = c.submit(1 + i % 2, "deploy", &format!("svc/{i}")).await;
+        expected.push(format!("{}:review_opened", v["id"].as_str().unwrap()));
+    }
+    wait_for(15).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let accepted = receiver.accepted();
+    let mut kinds: Vec<String> = accepted.values().map(|(k, _)| k.clone()).collect();
+    kinds.sort();
+    expected.sort();
+    assert_eq!(kinds, expected);
+    assert!(accepted.values().all(|(_, n)| *n == 1), "{accepted:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

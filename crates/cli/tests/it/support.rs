@@ -195,3 +195,81 @@ pub fn code(v: &Value) -> &str {
 pub fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_string()
 }
+
+/// What a local double of an outside service (Slack's Web API, the Bot Connector) got, in
+/// order: (method or route, JSON body). Shared by the chat channels' e2e tests.
+#[derive(Clone, Default)]
+pub struct Calls(std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>);
+
+impl Calls {
+    /// Every call so far, for a double that looks back at them.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Value)>> {
+        self.0.lock().unwrap()
+    }
+
+    /// Records one call.
+    pub fn push(&self, route: &str, body: Value) {
+        self.lock().push((route.to_string(), body));
+    }
+
+    /// The bodies of the calls to `route`.
+    pub fn of(&self, route: &str) -> Vec<Value> {
+        self.lock()
+            .iter()
+            .filter(|(r, _)| r == route)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Waits (30 s at most) until `done` holds for the calls to `route`; their bodies.
+    pub async fn wait_until(&self, route: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let start = std::time::Instant::now();
+        loop {
+            let got = self.of(route);
+            if done(&got) {
+                return got;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "timed out waiting for {route}: {:?}",
+                self.lock()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The wall clock in seconds (what an outside service stamps its requests with).
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+impl Gw {
+    /// `who`'s long poll of action `id` (30 s), running until the action's next change.
+    pub fn long_poll(&self, who: &str, id: &str) -> tokio::task::JoinHandle<Value> {
+        let http = self.http.clone();
+        let url = format!("{}/v1/actions/{id}?wait=30", self.url);
+        let token = format!("tok-{who}");
+        tokio::spawn(async move {
+            let r = http.get(url).bearer_auth(token).send().await.unwrap();
+            r.json::<Value>().await.unwrap()
+        })
+    }
+
+    /// The `refused` entries of the audit log (read by alice).
+    pub async fn refusals(&self) -> Vec<Value> {
+        let (_, log) = self
+            .get("alice", "/v1/audit/entries?start=0&limit=1000")
+            .await;
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["entry"].clone())
+            .filter(|e| e["type"] == "refused")
+            .collect()
+    }
+}

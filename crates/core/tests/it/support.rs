@@ -37,6 +37,7 @@ pub fn review_decision(reqs: Vec<Requirement>) -> Decision {
         executors: Vec::new(),
         credentials: Vec::new(),
         reveal: None,
+        notify: Vec::new(),
     }
 }
 

@@ -5,6 +5,7 @@ mod credentials;
 mod decisions;
 mod fail_closed;
 mod loading;
+mod notify;
 mod reveal;
 mod slicing;
 

@@ -77,7 +77,12 @@ async fn records_start_entries_and_registers_the_workers(database: &str, dir: &P
     let mut server = server;
     assert_eq!(
         server.workers().names(),
-        ["expiry sweeper", "checkpoint signer", "credential sweeper"]
+        [
+            "expiry sweeper",
+            "checkpoint signer",
+            "credential sweeper",
+            "outbox delivery"
+        ]
     );
 }
 

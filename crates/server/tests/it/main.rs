@@ -4,6 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on bad setup
 
 mod bootstrap;
+// The masking canaries, shared with the CLI's test binary (one corpus for every path).
+#[path = "../../../cli/tests/it/canaries.rs"]
+mod canaries;
 mod console;
 mod console_browser;
+mod console_masking;
 mod workers;

@@ -98,6 +98,7 @@ both_suites!(
     identity_bindings_first_claim_wins,
     static_secrets_are_set_replaced_and_audited,
     console_sessions_start_end_and_expire,
+    outbox_rows_are_written_with_the_change,
 );
 
 /// Two stores on one SQLite file (a gateway, and `countersign keys create --config` run beside
@@ -448,12 +449,17 @@ async fn sqlite_appends_after_reopening_extend_the_same_tree() {
     assert_eq!(store.audit_hashes(&all).await.unwrap(), tree.hashes());
 }
 
-/// The SQLite writer announces the ids of the actions each batch inserted or changed once the
-/// batch is durable, so long polls and live pages wake without polling.
+/// The SQLite writer announces the ids of the actions each batch inserted with a review or
+/// changed once the batch is durable, so long polls and live pages wake without polling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_announces_committed_changes() {
     let (_dir, store) = sqlite();
     let mut changes = store.changes().expect("SQLite has a change feed");
+    // An action inserted without a review (allowed at once) has no watcher: not announced.
+    store
+        .insert(suite::allowed_record("a0", "bot"), vec![])
+        .await
+        .unwrap();
     let rec = suite::review_record("c1", "bot");
     store.insert(rec, vec![]).await.unwrap();
     // Durable before announced: the record is readable when its id arrives.

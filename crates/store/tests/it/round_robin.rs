@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use countersign_core::{ActionRecord, Timestamp};
 use countersign_store::{
     Actions, AuditEntry, AuditLog, Coordination, Hash, Keys, Lease, ListFilter, ManagedKey,
-    ReviewQuery, Store, StoreError, StoredCheckpoint, Writes,
+    Notification, Outbox, OutboxFilter, OutboxState, ReviewQuery, Store, StoreError,
+    StoredCheckpoint, Writes,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -125,6 +126,41 @@ impl Keys for RoundRobin {
         hash: &[u8; 32],
     ) -> Result<Option<countersign_store::ConsoleSession>, StoreError> {
         self.pick().session_by_hash(hash).await
+    }
+}
+
+#[async_trait]
+impl Outbox for RoundRobin {
+    async fn outbox_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.pick().outbox_due(now, limit).await
+    }
+
+    async fn outbox_next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.pick().outbox_next_due().await
+    }
+
+    async fn outbox_list(&self, filter: OutboxFilter) -> Result<Vec<Notification>, StoreError> {
+        self.pick().outbox_list(filter).await
+    }
+
+    async fn outbox_get(&self, id: i64) -> Result<Option<Notification>, StoreError> {
+        self.pick().outbox_get(id).await
+    }
+
+    async fn outbox_counts(&self) -> Result<Vec<(OutboxState, String, u64)>, StoreError> {
+        self.pick().outbox_counts().await
+    }
+
+    async fn channel_message(
+        &self,
+        action_id: &str,
+        channel: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.pick().channel_message(action_id, channel).await
     }
 }
 

@@ -18,6 +18,10 @@ pub fn review_record(id: &str, requester: &str) -> ActionRecord {
     record(id, requester, Effect::Review, None, T0)
 }
 
+pub fn allowed_record(id: &str, requester: &str) -> ActionRecord {
+    record(id, requester, Effect::Allow, None, T0)
+}
+
 fn record(
     id: &str,
     requester: &str,
@@ -43,6 +47,7 @@ fn record(
         executors: Vec::new(),
         credentials: Vec::new(),
         reveal: None,
+        notify: Vec::new(),
     };
     ActionRecord::submit(
         &bot(requester),
@@ -1270,4 +1275,204 @@ pub async fn static_secrets_are_set_replaced_and_audited(store: Arc<dyn Store>) 
         !shown.contains("115") && shown.contains("10 bytes"),
         "{shown}"
     );
+}
+
+/// A review routed to two channels (one wanting only `decided`), with its events.
+fn routed(id: &str, effect: Effect) -> (ActionRecord, Vec<countersign_core::Event>) {
+    let mut decision = record(id, "bot", effect, None, T0).decision;
+    decision.notify = vec![
+        countersign_core::Route::all("webhook:ops"),
+        countersign_core::Route {
+            channel: "webhook:pager".into(),
+            events: vec!["decided".into()],
+        },
+    ];
+    ActionRecord::submit(
+        &bot("bot"),
+        NewAction {
+            id: id.into(),
+            grant_jti: format!("jti-{id}"),
+            spec: ActionSpec::new("db.export", "pg://x", "prod", None).unwrap(),
+            justification: "j".into(),
+            on_behalf_of: None,
+            idempotency_key: None,
+            decision,
+            default_review_ttl: Duration::from_secs(60),
+            grant_ttl: Duration::from_secs(60),
+            grant_on_allow: true,
+            analysis: None,
+        },
+        T0,
+    )
+    .unwrap()
+}
+
+/// The outbox is written by the write path, in the transaction of the change: a review opened
+/// and decided queues one row per event and route that wants it, each naming its audit entry; a
+/// refused transition and an allowed action queue nothing; delivery outcomes, the message id and
+/// a requeue are recorded through the writer; due rows come one per action and channel, in order.
+pub async fn outbox_rows_are_written_with_the_change(store: Arc<dyn Store>) {
+    use countersign_store::{OutboxChange, OutboxFilter, OutboxState};
+    let all = |store: Arc<dyn Store>| async move {
+        store
+            .outbox_list(OutboxFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    };
+    let (allowed, events) = routed("o-allow", Effect::Allow);
+    store.insert(allowed, events).await.unwrap();
+    assert!(
+        all(store.clone()).await.is_empty(),
+        "an allowed action notifies nobody"
+    );
+
+    let (rec, events) = routed("o1", Effect::Review);
+    store.insert(rec, events).await.unwrap();
+    let rows = all(store.clone()).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (
+            rows[0].channel.as_str(),
+            rows[0].kind.as_str(),
+            rows[0].state
+        ),
+        ("webhook:ops", "review_opened", OutboxState::Queued)
+    );
+    let entry = store
+        .audit_entries(rows[0].audit_index, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(String::from_utf8(entry.body)
+        .unwrap()
+        .contains("\"type\":\"review_opened\""));
+
+    // A refused vote writes no row.
+    let refused = store
+        .update(
+            "o1",
+            T0,
+            Box::new(|r: &mut ActionRecord| {
+                r.vote(
+                    &bot("bot2"),
+                    Ballot::Approve { comment: None },
+                    T0,
+                    "g".into(),
+                    Duration::from_secs(1),
+                    |_| Decision::allow(Vec::new()),
+                )
+            }),
+        )
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(all(store.clone()).await.len(), 1);
+
+    store.update("o1", T0, approve_as("alice")).await.unwrap();
+    let rows = all(store.clone()).await;
+    let kinds: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.channel.as_str(), r.kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("webhook:ops", "review_opened"),
+            ("webhook:ops", "voted"),
+            ("webhook:ops", "decided"),
+            ("webhook:pager", "decided"),
+        ]
+    );
+    // One due per action and channel, the oldest first.
+    let due = store.outbox_due(T0, 10).await.unwrap();
+    let due_ids: Vec<i64> = due.iter().map(|n| n.id).collect();
+    assert_eq!(due_ids, [rows[0].id, rows[3].id]);
+    assert!(store
+        .outbox_due(Timestamp(T0.millis() - 1), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    store
+        .outbox_record(vec![
+            OutboxChange::Delivered {
+                id: rows[0].id,
+                at: T0,
+                message: Some("m-1".into()),
+            },
+            OutboxChange::Retry {
+                id: rows[3].id,
+                next_at: Timestamp(T0.millis() + 5_000),
+                error: "500".into(),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.channel_message("o1", "webhook:ops").await.unwrap(),
+        Some("m-1".into())
+    );
+    let due: Vec<i64> = store
+        .outbox_due(T0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(due, [rows[1].id], "the retried row waits for its backoff");
+    assert_eq!(
+        store.outbox_next_due().await.unwrap(),
+        Some(T0),
+        "the ops channel's next row"
+    );
+    store
+        .outbox_record(vec![OutboxChange::Dead {
+            id: rows[3].id,
+            error: "gone".into(),
+        }])
+        .await
+        .unwrap();
+    let dead = store.outbox_get(rows[3].id).await.unwrap().unwrap();
+    assert_eq!((dead.state, dead.attempts), (OutboxState::Dead, 2));
+    assert_eq!(dead.last_error.as_deref(), Some("gone"));
+    store
+        .outbox_record(vec![OutboxChange::Requeue {
+            id: rows[3].id,
+            at: T0,
+        }])
+        .await
+        .unwrap();
+    let again = store.outbox_get(rows[3].id).await.unwrap().unwrap();
+    assert_eq!((again.state, again.attempts), (OutboxState::Queued, 0));
+    // Claims: of concurrent claims of the same due rows each row goes to one; a claimed row
+    // is not due again before the claim's end, a row not due is not claimed.
+    let due: Vec<i64> = store
+        .outbox_due(T0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(due.len(), 2, "{due:?}");
+    let until = Timestamp(T0.millis() + 10_000);
+    let (a, b) = tokio::join!(
+        store.outbox_claim(due.clone(), T0, until),
+        store.outbox_claim(due.clone(), T0, until)
+    );
+    let (mut a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.iter().all(|id| !b.contains(id)), "{a:?} {b:?}");
+    a.extend(b);
+    a.sort();
+    assert_eq!(a, due);
+    assert!(store.outbox_due(T0, 10).await.unwrap().is_empty());
+    assert!(store
+        .outbox_claim(due.clone(), T0, until)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.outbox_due(until, 10).await.unwrap().len(), 2);
+    let counts = store.outbox_counts().await.unwrap();
+    assert!(counts.contains(&(OutboxState::Delivered, "webhook:ops".into(), 1)));
+    assert!(counts.contains(&(OutboxState::Queued, "webhook:ops".into(), 2)));
 }
