@@ -997,6 +997,52 @@ async fn an_admin_creates_and_revokes_a_key() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }
 
+/// The admin page lists every loaded policy read-only: id, effect and Cedar text, escaped;
+/// a signed-in person outside the admin group sees none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_lists_the_loaded_policies() {
+    let c = Console::start("admin_group = \"admins\"").await;
+    let mut carol = Browser::new();
+    carol.sign_in(&format!("{}/console", c.url), "carol").await;
+    let page = carol.get(&format!("{}/console/admin", c.url)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let list = page
+        .body
+        .split("id=\"policies\"")
+        .nth(1)
+        .expect("a policy list");
+    let list = list.split("</ul>").next().unwrap();
+    for (id, effect) in [
+        ("deploy", "review"),
+        ("no-big-replicas", "forbid"),
+        ("restart", "review"),
+    ] {
+        let item = list
+            .split(&format!("data-id=\"{id}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{id} not listed: {list}"));
+        let item = item.split("</li>").next().unwrap();
+        assert!(
+            item.contains(&format!("<span class=\"badge\">{effect}</span>")),
+            "{item}"
+        );
+        assert!(item.contains("<pre class=\"cedar\">"), "{item}");
+    }
+    // The Cedar text as loaded, auto-escaped in a <pre>.
+    assert!(
+        list.contains("context.params.replicas &gt; 10") && !list.contains("replicas > 10"),
+        "{list}"
+    );
+    assert!(list.contains("@require_mfa"), "{list}");
+    assert!(!list.contains("<form"), "read-only: {list}");
+
+    let mut bob = Browser::new();
+    bob.sign_in(&format!("{}/console", c.url), "bob").await;
+    let page = bob.get(&format!("{}/console/admin", c.url)).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(!page.body.contains("replicas &gt; 10") && !page.body.contains("id=\"policies\""));
+}
+
 /// Without an `[[oidc]]` issuer (so nothing installed a TLS provider before the console), the
 /// server starts, and `/console` explains how to set it up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
