@@ -116,6 +116,7 @@ fn routes(console: State) -> Router {
         .route("/console/admin/eval", post(admin::eval))
         .route("/console/audit", get(audit::page))
         .route("/console/audit/proof", get(audit::proof))
+        .route("/console/audit/export", get(audit::export))
         .route("/console/assets/{name}", get(assets::serve))
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),

@@ -360,6 +360,35 @@ impl Gateway {
         Ok(self.store.audit_entries(start, limit.min(1000)).await?)
     }
 
+    /// The whole log up to its latest checkpoint as an export (`crate::export`, the same writer
+    /// as `countersign audit export`), for the people who may read the whole log
+    /// (`audit_entries`' rule). Entries are as stored, masked when written.
+    pub async fn export_audit(
+        &self,
+        who: &Identity,
+        format: crate::export::ExportFormat,
+    ) -> Result<Vec<u8>, GatewayError> {
+        if !who.may_read_audit_log() {
+            return Err(GatewayError::Forbidden(
+                "only people may export the whole audit log".into(),
+            ));
+        }
+        let failed = |e: crate::export::ExportError| match e {
+            crate::export::ExportError::Store(e) => GatewayError::from(e),
+            crate::export::ExportError::NoCheckpoint => GatewayError::NotFound,
+            other => GatewayError::Invalid(other.to_string()),
+        };
+        let store: &dyn countersign_store::AuditLog = self.store.as_ref();
+        let window = crate::export::window(store, self.audit.verifier(), None, None)
+            .await
+            .map_err(failed)?;
+        let mut out = Vec::new();
+        crate::export::write(store, &window, format, &mut out)
+            .await
+            .map_err(failed)?;
+        Ok(out)
+    }
+
     /// Signs a checkpoint at least every second while entries arrive, until the process ends.
     pub async fn run_checkpointer(self: Arc<Self>) {
         loop {

@@ -1043,6 +1043,95 @@ async fn the_admin_page_lists_the_loaded_policies() {
     assert!(!page.body.contains("replicas &gt; 10") && !page.body.contains("id=\"policies\""));
 }
 
+/// The audit page's download: the log up to the latest checkpoint as `countersign audit export`
+/// writes it, an attachment that verifies offline against the log's key; CSV and OCSF too;
+/// signed-out browsers go to sign in, and an unknown format is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_page_downloads_an_export_that_verifies() {
+    let c = Console::start("").await;
+    c.submit(json!({"action": "deploy", "resource": "api-service", "params": {"replicas": 1}}))
+        .await;
+    c.gateway
+        .audit()
+        .checkpoint_if_grown(c.gateway.current_time())
+        .await
+        .unwrap();
+    let size = c.gateway.audit().size().await.unwrap();
+    let mut dave = Browser::new();
+    dave.sign_in(&format!("{}/console", c.url), "dave").await;
+    let page = dave.get(&format!("{}/console/audit", c.url)).await;
+    assert!(
+        page.body
+            .contains("href=\"/console/audit/export?format=jsonl\""),
+        "{}",
+        page.body
+    );
+
+    let bundle = dave
+        .get_once(&format!("{}/console/audit/export?format=jsonl", c.url))
+        .await;
+    assert_eq!(bundle.status, StatusCode::OK, "{}", bundle.body);
+    assert_eq!(
+        bundle.headers[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"countersign-audit.jsonl\""
+    );
+    assert!(bundle.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    let verified =
+        countersign_audit::verify::verify_bundle(&bundle.body, c.gateway.audit().verifier(), None)
+            .unwrap_or_else(|t| panic!("the bundle does not verify: {t}\n{}", bundle.body));
+    assert_eq!(verified.tree_size, size);
+    assert_eq!(verified.entries as u64, size);
+    // (`verify_bundle` is what `countersign audit verify BUNDLE` runs.)
+    // A tampered copy does not.
+    let tampered = bundle.body.replacen("api-service", "api-servicf", 1);
+    assert!(countersign_audit::verify::verify_bundle(
+        &tampered,
+        c.gateway.audit().verifier(),
+        None
+    )
+    .is_err());
+
+    let csv = dave
+        .get_once(&format!("{}/console/audit/export?format=csv", c.url))
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert_eq!(csv.body.lines().count() as u64, size + 1, "{}", csv.body);
+    let ocsf = dave
+        .get_once(&format!("{}/console/audit/export?format=ocsf", c.url))
+        .await;
+    assert_eq!(ocsf.status, StatusCode::OK);
+    for line in ocsf.body.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(v["class_uid"].is_number(), "{v}");
+    }
+
+    // Hostile or absent: an unknown format, a signed-out browser.
+    for bad in ["xml", "jsonl%0d%0aX-Evil:%201", "../../etc/passwd", ""] {
+        let refused = dave
+            .get_once(&format!("{}/console/audit/export?format={bad}", c.url))
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(!refused.headers.contains_key(header::CONTENT_DISPOSITION));
+    }
+    let anonymous = client()
+        .get(format!("{}/console/audit/export?format=jsonl", c.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(anonymous.status().is_redirection());
+    assert!(anonymous.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .starts_with("/console/login"));
+}
+
 /// Without an `[[oidc]]` issuer (so nothing installed a TLS provider before the console), the
 /// server starts, and `/console` explains how to set it up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
