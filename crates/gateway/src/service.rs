@@ -49,6 +49,9 @@ pub struct ActionView {
     pub record: ActionRecord,
     /// The grant token, shown only to the requester while the grant is usable.
     pub grant_token: Option<String>,
+    /// Where masking hid values in `record` (JSON pointers: `/params/...`, `/justification`,
+    /// ...); empty when it hid none.
+    pub masked: Vec<String>,
 }
 
 /// An action as a person `@reveal` names sees it: the record with its real values, and the
@@ -429,10 +432,14 @@ impl Gateway {
         let grant_token = record
             .usable_grant(who, self.now())
             .map(|g| self.signer.sign(&record.id, g));
-        let _masked = crate::masking::mask_record(&self.masker, &mut record);
+        let masked = crate::masking::mask_record(&self.masker, &mut record)
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
         ActionView {
             record,
             grant_token,
+            masked,
         }
     }
 
