@@ -3,15 +3,14 @@
 //! running gateway.
 
 use clap::{Args, Subcommand};
-use countersign_audit::checkpoint::Checkpoint;
-use countersign_audit::merkle::{prove_record, stored_hash_index, stored_hash_owner};
-use countersign_audit::note::{self, Signer, Verifier};
+use countersign_audit::merkle::{stored_hash_index, stored_hash_owner};
+use countersign_audit::note::{Signer, Verifier};
 use countersign_audit::verify::{self, Verified};
 use countersign_audit::Hash;
-use countersign_evidence::{render_html, write_csv, write_ocsf, Anchor, Entry, Evidence};
+use countersign_evidence::{render_html, Anchor, Entry, Evidence};
 use countersign_gateway::config::{parse_database_url, Config, DatabaseUrl};
+use countersign_gateway::export::{self, ExportFormat};
 use countersign_store::AuditLog;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Where the log is.
@@ -191,70 +190,21 @@ fn summary(v: &Verified) -> String {
 }
 
 /// The entries of a time window (or all) up to the latest checkpoint, with that checkpoint.
-struct Window {
-    note: String,
-    checkpoint: Checkpoint,
-    entries: Vec<countersign_store::AuditEntry>,
-    partial: bool,
-}
-
 async fn load_window(
     store: &dyn AuditLog,
     key: &Verifier,
     since: Option<&str>,
     until: Option<&str>,
-) -> Result<Window, String> {
-    let cp = store
-        .latest_checkpoint()
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or(
-            "the log has no checkpoint yet: run the gateway for a second after the first action",
-        )?;
-    let opened = note::open(&cp.note, std::slice::from_ref(key)).map_err(|e| e.to_string())?;
-    let checkpoint = Checkpoint::parse(&opened.text).map_err(|e| e.to_string())?;
-    let size = checkpoint.size();
+) -> Result<export::Window, String> {
     let since = since.map(|s| parse_time("--since", s)).transpose()?;
     let until = until.map(|s| parse_time("--until", s)).transpose()?;
-    let partial = since.is_some() || until.is_some();
-
-    let mut entries = Vec::new();
-    let mut start = 0;
-    while start < size {
-        let page = store
-            .audit_entries(start, 10_000)
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(last) = page.last() else { break };
-        start = last.index + 1;
-        entries.extend(page.into_iter().filter(|e| e.index < size).filter(|e| {
-            since.is_none_or(|s| e.at.millis() >= s) && until.is_none_or(|u| e.at.millis() <= u)
-        }));
-    }
-    let (first, end) = match (entries.first(), entries.last()) {
-        (Some(f), Some(l)) => (f.index, l.index + 1),
-        _ => (0, 0),
-    };
-    // A time window is one contiguous index range: entries are numbered as they commit.
-    if partial && end > first && (end - first) as usize != entries.len() {
-        entries = store
-            .audit_entries(first, (end - first) as usize)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(Window {
-        note: cp.note,
-        checkpoint,
-        entries,
-        partial,
-    })
+    export::window(store, key, since, until)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn parsed(entries: &[countersign_store::AuditEntry]) -> Result<Vec<Entry>, String> {
-    entries
-        .iter()
-        .map(|e| Entry::parse(e.index, e.at.millis(), e.body.clone()).map_err(|e| e.to_string()))
-        .collect()
+    export::parsed(entries).map_err(|e| e.to_string())
 }
 
 async fn export(
@@ -264,9 +214,9 @@ async fn export(
     until: Option<&str>,
     store_args: &StoreArgs,
 ) -> Result<String, String> {
-    if !matches!(format, "jsonl" | "csv" | "ocsf") {
+    let Some(format) = ExportFormat::parse(format) else {
         return Err(format!("--format {format}: use jsonl, csv or ocsf"));
-    }
+    };
     let at = locate(store_args)?;
     let key = load_key(None, Some(&at.key_file))?;
     let store = countersign_gateway::open_store(&at.db)
@@ -275,63 +225,13 @@ async fn export(
     let window = load_window(&*store, &key, since, until).await?;
     let size = window.checkpoint.size();
     let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let mut w = std::io::BufWriter::new(file);
-    let io = |e: std::io::Error| format!("{}: {e}", out.display());
-    let done = |n: usize| {
-        format!(
-            "exported {n} entries (tree size {size}) to {}",
-            out.display()
-        )
-    };
-    match format {
-        "csv" => {
-            let n = write_csv(&parsed(&window.entries)?, w).map_err(io)?;
-            return Ok(done(n));
-        }
-        "ocsf" => {
-            let origin = window.checkpoint.origin().to_string();
-            let n = write_ocsf(&parsed(&window.entries)?, &origin, w).map_err(io)?;
-            return Ok(done(n));
-        }
-        _ => {}
-    }
-    let entries = &window.entries;
-    let (first, end) = match (entries.first(), entries.last()) {
-        (Some(f), Some(l)) => (f.index, l.index + 1),
-        _ => (0, 0),
-    };
-    writeln!(
-        w,
-        "{}",
-        verify::header_line(
-            window.checkpoint.origin(),
-            size,
-            if window.partial { first } else { 0 },
-            if window.partial { end } else { size }
-        )
-    )
-    .map_err(io)?;
-    writeln!(w, "{}", verify::checkpoint_line(&window.note)).map_err(io)?;
-    for e in entries {
-        let proof: Option<Vec<Hash>> = if window.partial {
-            let index = e.index;
-            Some(
-                countersign_gateway::audit::with_hashes(&*store, |r| prove_record(size, index, r))
-                    .await
-                    .map_err(|e| e.to_string())?,
-            )
-        } else {
-            None
-        };
-        writeln!(
-            w,
-            "{}",
-            verify::entry_line(e.index, &e.body, proof.as_deref())
-        )
-        .map_err(io)?;
-    }
-    w.flush().map_err(io)?;
-    Ok(done(entries.len()))
+    let n = export::write(&*store, &window, format, std::io::BufWriter::new(file))
+        .await
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(format!(
+        "exported {n} entries (tree size {size}) to {}",
+        out.display()
+    ))
 }
 
 /// `audit evidence`: verifies the stored log, then reports on a window of it.

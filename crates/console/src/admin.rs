@@ -105,6 +105,12 @@ async fn render(
             identities => identities,
             policy_count => gateway.policy().len(),
             policy_hash => gateway.policy().hash(),
+            policies => gateway
+                .policy()
+                .listing()
+                .into_iter()
+                .map(|p| context! { id => p.id, effect => p.effect, text => p.text })
+                .collect::<Vec<_>>(),
             eval => evaluated.unwrap_or_default(),
             user => crate::pages::user_of(signed),
             csrf => &signed.csrf,

@@ -4,13 +4,16 @@
 //! bytes, its inclusion proof and the checkpoint note; the script recomputes the leaf hash and
 //! the root with WebCrypto's SHA-256 (RFC 9162 §2.1.3.2) and compares it with the checkpoint's,
 //! so the check does not trust this server's arithmetic, only its signed checkpoint.
+//! `GET /console/audit/export` downloads the log as `countersign audit export` writes it.
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use countersign_gateway::export::ExportFormat;
+use countersign_gateway::GatewayError;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -181,5 +184,60 @@ pub(crate) async fn proof(
             Json(serde_json::json!({"error": e.to_string()})),
         )
             .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ExportQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /console/audit/export?format=jsonl|csv|ocsf`: the whole log up to its latest checkpoint
+/// as `countersign audit export` writes it (`Gateway::export_audit`, the same writer), as an
+/// attachment. Whoever may read the whole log may download it (people; the gateway says so).
+pub(crate) async fn export(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Query(q): Query<ExportQuery>,
+) -> Response {
+    let signed = match session::authenticate(&console, &headers).await {
+        Ok(Auth::Signed(s)) => s,
+        Ok(Auth::SignedOut) => {
+            return axum::response::Redirect::to("/console/login?to=%2Fconsole%2Faudit")
+                .into_response()
+        }
+        Err(e) => return e.into_response(),
+    };
+    let name = q.format.as_deref().unwrap_or("jsonl");
+    let Some(format) = ExportFormat::parse(name) else {
+        return ConsoleError::BadRequest("format: use jsonl, csv or ocsf".into()).into_response();
+    };
+    match console
+        .gateway
+        .export_audit(&signed.session.identity, format)
+        .await
+    {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, format.content_type().to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"countersign-audit.{}\"",
+                        format.as_str()
+                    ),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(GatewayError::NotFound) => ConsoleError::BadRequest(
+            "no checkpoint has been signed yet: the first is signed within a second of the first entry"
+                .into(),
+        )
+        .into_response(),
+        Err(GatewayError::Forbidden(why)) => ConsoleError::Forbidden(why).into_response(),
+        Err(e) => unavailable(e).into_response(),
     }
 }

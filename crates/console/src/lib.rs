@@ -109,6 +109,7 @@ fn routes(console: State) -> Router {
         .route("/console/signed-out", get(oidc::signed_out))
         .route("/console/actions/{id}", get(pages::action))
         .route("/console/actions/{id}/vote", post(pages::vote))
+        .route("/console/actions/{id}/reveal", post(pages::reveal))
         .route("/console/events", get(pages::events))
         .route("/console/history", get(history::page))
         .route("/console/admin", get(admin::page))
@@ -116,6 +117,7 @@ fn routes(console: State) -> Router {
         .route("/console/admin/eval", post(admin::eval))
         .route("/console/audit", get(audit::page))
         .route("/console/audit/proof", get(audit::proof))
+        .route("/console/audit/export", get(audit::export))
         .route("/console/assets/{name}", get(assets::serve))
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),

@@ -1,5 +1,6 @@
 //! The pages: the queue (`GET /console`), an action (`GET /console/actions/{id}`), a vote
-//! (`POST /console/actions/{id}/vote`) and the live-update stream (`GET /console/events`).
+//! (`POST /console/actions/{id}/vote`), a reveal of the masked values
+//! (`POST /console/actions/{id}/reveal`) and the live-update stream (`GET /console/events`).
 //! Each reads through one gateway use case as the signed-in person and shapes its view; who may
 //! see, review or decide is the core's answer, never the console's.
 
@@ -295,6 +296,8 @@ struct Extra {
     notice: Option<(String, &'static str)>,
     params_text: Option<String>,
     params_error: Option<String>,
+    /// The page shows the real values (`Gateway::reveal`): where masking would hide them.
+    revealed: Option<Vec<String>>,
 }
 
 async fn render_action(
@@ -312,7 +315,12 @@ async fn render_action(
         .audit_indexes(view)
         .await
         .unwrap_or_default();
-    let changed = before.as_ref().map(|b| diff(b, &r.spec.params));
+    // The submitted parameters come from the (masked) audit log: beside revealed values every
+    // masked one would look changed, so a revealed page shows no diff.
+    let changed = before
+        .as_ref()
+        .filter(|_| extra.revealed.is_none())
+        .map(|b| diff(b, &r.spec.params));
     let (notice, notice_kind) = extra.notice.map_or((None, ""), |(n, k)| (Some(n), k));
     let params_text = extra
         .params_text
@@ -337,9 +345,12 @@ async fn render_action(
             params_error => extra.params_error,
             notice => notice,
             notice_kind => notice_kind,
+            can_reveal => !view.masked.is_empty() && extra.revealed.is_none(),
+            revealed => extra.revealed,
             user => user_of(signed),
             csrf => &signed.csrf,
-            live => "action",
+            // A revealed page is not re-read live: the re-read would be the masked view.
+            live => extra.revealed.is_none().then_some("action"),
         },
     )
 }
@@ -544,6 +555,75 @@ async fn cast(
         }
         Err(e) => Err(gateway_error(e)),
     }
+}
+
+/// A reveal form: only the CSRF token.
+#[derive(Deserialize)]
+pub(crate) struct RevealForm {
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+/// `POST /console/actions/{id}/reveal`: the action page once with the values masking hides,
+/// for a person a policy names with `@reveal` (`Gateway::reveal`, which records a `revealed`
+/// entry); anyone else gets the masked page with the refusal (403), recorded as `refused`.
+/// Never cached, never re-read live.
+pub(crate) async fn reveal(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    match show_revealed(&console, &headers, &id, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn show_revealed(
+    console: &Console,
+    headers: &HeaderMap,
+    id: &str,
+    body: &[u8],
+) -> Result<Response, ConsoleError> {
+    let form: RevealForm = serde_urlencoded::from_bytes(body)
+        .map_err(|_| ConsoleError::BadRequest("unreadable form".into()))?;
+    let signed = session::check_form(console, headers, form.csrf.as_deref()).await?;
+    let who = &signed.session.identity;
+    let mut view = console.gateway.get(who, id).await.map_err(gateway_error)?;
+    let (extra, status) = match console.gateway.reveal(who, id).await {
+        Ok(revealed) => {
+            let count = revealed.values.len();
+            let extra = Extra {
+                notice: Some((
+                    format!(
+                        "Revealed: this page shows the real values masking hides ({count}                          value{}). Your reveal is recorded in the audit log. This page is not                          kept; reload it to mask them again.",
+                        if count == 1 { "" } else { "s" }
+                    ),
+                    "warn",
+                )),
+                revealed: Some(revealed.values),
+                ..Extra::default()
+            };
+            view.record = revealed.record;
+            (extra, StatusCode::OK)
+        }
+        Err(GatewayError::Domain(e @ DomainError::RevealNotAllowed(_))) => (
+            Extra {
+                notice: Some((format!("Refused ({}): {e}", e.code()), "error")),
+                ..Extra::default()
+            },
+            StatusCode::FORBIDDEN,
+        ),
+        Err(e) => return Err(gateway_error(e)),
+    };
+    let html = render_action(console, &signed, &view, extra).await?;
+    let mut resp = (status, Html(html)).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
 }
 
 /// `GET /console/events`: one `change` event whenever actions change (several changes close

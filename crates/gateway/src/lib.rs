@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 mod error;
+pub mod export;
 pub mod gate;
 pub mod grants;
 pub mod history;

@@ -49,6 +49,9 @@ pub struct ActionView {
     pub record: ActionRecord,
     /// The grant token, shown only to the requester while the grant is usable.
     pub grant_token: Option<String>,
+    /// Where masking hid values in `record` (JSON pointers: `/params/...`, `/justification`,
+    /// ...); empty when it hid none.
+    pub masked: Vec<String>,
 }
 
 /// An action as a person `@reveal` names sees it: the record with its real values, and the
@@ -360,6 +363,35 @@ impl Gateway {
         Ok(self.store.audit_entries(start, limit.min(1000)).await?)
     }
 
+    /// The whole log up to its latest checkpoint as an export (`crate::export`, the same writer
+    /// as `countersign audit export`), for the people who may read the whole log
+    /// (`audit_entries`' rule). Entries are as stored, masked when written.
+    pub async fn export_audit(
+        &self,
+        who: &Identity,
+        format: crate::export::ExportFormat,
+    ) -> Result<Vec<u8>, GatewayError> {
+        if !who.may_read_audit_log() {
+            return Err(GatewayError::Forbidden(
+                "only people may export the whole audit log".into(),
+            ));
+        }
+        let failed = |e: crate::export::ExportError| match e {
+            crate::export::ExportError::Store(e) => GatewayError::from(e),
+            crate::export::ExportError::NoCheckpoint => GatewayError::NotFound,
+            other => GatewayError::Invalid(other.to_string()),
+        };
+        let store: &dyn countersign_store::AuditLog = self.store.as_ref();
+        let window = crate::export::window(store, self.audit.verifier(), None, None)
+            .await
+            .map_err(failed)?;
+        let mut out = Vec::new();
+        crate::export::write(store, &window, format, &mut out)
+            .await
+            .map_err(failed)?;
+        Ok(out)
+    }
+
     /// Signs a checkpoint at least every second while entries arrive, until the process ends.
     pub async fn run_checkpointer(self: Arc<Self>) {
         loop {
@@ -400,10 +432,14 @@ impl Gateway {
         let grant_token = record
             .usable_grant(who, self.now())
             .map(|g| self.signer.sign(&record.id, g));
-        let _masked = crate::masking::mask_record(&self.masker, &mut record);
+        let masked = crate::masking::mask_record(&self.masker, &mut record)
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
         ActionView {
             record,
             grant_token,
+            masked,
         }
     }
 

@@ -73,6 +73,17 @@ pub struct Evaluation {
     pub errors: Vec<String>,
 }
 
+/// One loaded policy, as [`PolicyEngine::listing`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedPolicy {
+    /// The policy's id (its `@id` annotation, or the generated one).
+    pub id: String,
+    /// `permit`, `review` or `forbid`.
+    pub effect: &'static str,
+    /// The Cedar text as loaded.
+    pub text: String,
+}
+
 /// A loaded, validated policy set.
 #[derive(Debug)]
 pub struct PolicyEngine {
@@ -209,6 +220,30 @@ impl PolicyEngine {
             }
         }
         seen.into_iter().collect()
+    }
+
+    /// The loaded policies, sorted by id, for read-only display: each one's id, its effect as
+    /// this gateway applies it (`permit`, `review` or `forbid`) and its Cedar text as loaded.
+    pub fn listing(&self) -> Vec<LoadedPolicy> {
+        let mut out: Vec<LoadedPolicy> = self
+            .full
+            .policies()
+            .map(|p| LoadedPolicy {
+                id: p.id().to_string(),
+                effect: match self.rules.get(p.id()) {
+                    Some(Rule::Permit { .. }) => "permit",
+                    Some(Rule::Review { .. }) => "review",
+                    Some(Rule::Forbid { .. }) => "forbid",
+                    None => match p.effect() {
+                        cedar_policy::Effect::Permit => "permit",
+                        cedar_policy::Effect::Forbid => "forbid",
+                    },
+                },
+                text: p.to_string(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
     }
 
     /// Number of policies.

@@ -18,5 +18,5 @@ mod engine;
 mod load;
 mod rules;
 
-pub use engine::{DefaultEffect, Evaluation, PolicyEngine, PolicyRequest, Principal};
+pub use engine::{DefaultEffect, Evaluation, LoadedPolicy, PolicyEngine, PolicyRequest, Principal};
 pub use load::{LoadError, Problem};

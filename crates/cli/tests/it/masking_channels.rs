@@ -6,7 +6,9 @@
 //! `countersign outbox list` and the server's debug log show no canary in any common encoding,
 //! while the executor's redeemed grant carries the real values: the submitted ones, and for the
 //! change, the reviewer's edit with every value the reviewer left as shown restored to the real
-//! one.
+//! one. The same for Microsoft Teams: every request body the Bot Connector double got (cards
+//! sent and rewritten, the reply with the question and answer) and every answer to an
+//! `adaptiveCard/action` invoke.
 
 use std::time::{Duration, Instant};
 
@@ -258,4 +260,159 @@ async fn no_canary_reaches_slack_or_a_webhook_and_the_executor_gets_real_values(
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("DEBUG"), "logging at debug level: {log}");
     assert_clean("the server's debug log", &log);
+}
+
+const TEAMS_POLICY: &str = r#"@id("canary") @effect("review") @approvers("group:sre") @reason("exports need an SRE")
+@notify("teams:sre-approvals")
+permit (principal, action == Action::"customer.export", resource);"#;
+
+/// The Teams channel: the canaries' action posted as an Adaptive Card, refused to a reviewer
+/// the policy does not name, approved with an `adaptiveCard/action` invoke; a second one asked
+/// about (the question and the agent's answer carrying canaries, replied to the card) and
+/// approved with changes carrying a new secret. No request body the Bot Connector double got
+/// (sends, updates, replies, the ones it answered 429 or 503 too) and no invoke response shows
+/// a canary; the executor gets the real values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_canary_reaches_teams_and_the_executor_gets_real_values() {
+    use crate::teams::{card_of, refused_code, Teams, BOB_OID, CAROL_OID};
+    let t = Teams::start_configured(
+        "app_password_env = \"COUNTERSIGN_TEST_TEAMS_PASSWORD\"",
+        "[masking]\nfields = [\"params.customer.ssn\"]\n",
+        Some(TEAMS_POLICY),
+    )
+    .await;
+    let gw = &t.gw;
+    let mut invokes = Vec::new();
+
+    // The first action: carol (not an SRE) is refused, bob approves with a click.
+    let first = submit(gw).await;
+    let sent = t
+        .double
+        .wait_for("send", |s| s.to_string().contains(first.as_str()))
+        .await;
+    assert!(
+        card_of(&sent).to_string().contains("[email:"),
+        "the card shows masked values: {sent}"
+    );
+    let answer = t
+        .click(CAROL_OID, "approve", json!({"action": first}))
+        .await;
+    assert_eq!(refused_code(&answer), "not_an_approver");
+    invokes.push(answer.to_string());
+    let answer = t.click(BOB_OID, "approve", json!({"action": first})).await;
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    invokes.push(answer.to_string());
+    assert_eq!(
+        redeem(gw, &first).await,
+        params(),
+        "the executor gets the real values"
+    );
+
+    // The second action: bob asks (with a phone number), the agent answers (with an AWS key),
+    // then bob approves with changes: the masked parameters shown, a new secret added.
+    let second = submit(gw).await;
+    let sent = t
+        .double
+        .wait_for("send", |s| s.to_string().contains(second.as_str()))
+        .await;
+    let answer = t
+        .click(
+            BOB_OID,
+            "ask",
+            json!({"action": second, "question": format!("is {} the customer's phone?", CANARIES[10])}),
+        )
+        .await;
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    invokes.push(answer.to_string());
+    let (status, answered) = gw
+        .post(
+            "bot",
+            &format!("/v1/actions/{second}/answer"),
+            json!({"answer": format!("yes; the export runs as {}", CANARIES[0])}),
+        )
+        .await;
+    assert!(status.is_success(), "{answered}");
+    let reply = t.double.wait_for("reply", |_| true).await;
+    assert!(
+        reply["body"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("[aws-access-key:"),
+        "{reply}"
+    );
+    let card = card_of(&sent);
+    let modify = card["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["title"] == "Approve with changes")
+        .unwrap()
+        .clone();
+    let shown = modify["card"]["body"][0]["value"].as_str().unwrap();
+    let mut edited: Value = serde_json::from_str(shown).unwrap();
+    assert!(
+        edited["customer"]["email"]
+            .as_str()
+            .unwrap()
+            .starts_with("[email:"),
+        "the card's input shows masked values: {shown}"
+    );
+    edited["note"] = json!(format!("charge with {REVIEWER_CANARY} instead"));
+    let answer = t
+        .click(
+            BOB_OID,
+            "modify",
+            json!({"action": second, "modify_params": edited.to_string(),
+                   "modify_comment": format!("bill {} instead", CANARIES[7])}),
+        )
+        .await;
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    invokes.push(answer.to_string());
+    let mut want = params();
+    want["note"] = json!(format!("charge with {REVIEWER_CANARY} instead"));
+    assert_eq!(
+        redeem(gw, &second).await,
+        want,
+        "the executor gets the reviewer's change with the real values it left as shown"
+    );
+
+    // Both cards are rewritten in place with the final state.
+    // The double names its nth accepted send `1:act{n}`.
+    let activities: Vec<Value> = t
+        .double
+        .calls("send")
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            let s = s.to_string();
+            s.contains(first.as_str()) || s.contains(second.as_str())
+        })
+        .map(|(n, _)| json!(format!("1:act{}", n + 1)))
+        .collect();
+    assert_eq!(activities.len(), 2, "{activities:?}");
+    until("the final cards", || {
+        let updates = t.double.calls("update");
+        activities.iter().all(|a| {
+            updates
+                .iter()
+                .any(|u| u["activity"] == *a && u.to_string().contains("Final state"))
+        })
+    })
+    .await;
+
+    // What the Bot Connector and Teams got: masked, and the masking is visible.
+    let raw = t.double.raw.lock().unwrap().clone();
+    for route in ["send", "update", "reply"] {
+        assert!(raw.iter().any(|(r, _)| r == route), "{route}: {raw:?}");
+    }
+    for (route, body) in &raw {
+        assert_clean(&format!("the Bot Connector's {route}"), body);
+    }
+    for answer in &invokes {
+        assert_clean("an invoke's answer", answer);
+    }
+    let all: String = raw.iter().map(|(_, b)| b.as_str()).collect();
+    for tag in ["[email:", "[card:", "[phone:", "[aws-access-key:"] {
+        assert!(all.contains(tag), "{tag} in {all}");
+    }
 }

@@ -24,15 +24,15 @@ use serde_json::{json, Value};
 
 use crate::support::{client, id, now_secs, serve, write_config, Calls, Gw};
 
-const APP_ID: &str = "6f1c2b6e-0d1a-4c59-9d7e-2b1f3c4d5e6f";
+pub(crate) const APP_ID: &str = "6f1c2b6e-0d1a-4c59-9d7e-2b1f3c4d5e6f";
 const APP_PASSWORD: &str = "Zq8~TeStSeCrEt.aBcDeFgHiJkLmNoPqRsT";
-const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+pub(crate) const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const ACCESS_TOKEN: &str = "eyJ0eXAiOiJKV1QifQ.ConnectorAccessTokenSecret.sig";
-const CONVERSATION: &str = "19:4a1b2c3d5e6f@thread.tacv2";
+pub(crate) const CONVERSATION: &str = "19:4a1b2c3d5e6f@thread.tacv2";
 const ISSUER: &str = "https://api.botframework.com";
-const ALICE_OID: &str = "00000000-0000-0000-0000-0000000a11ce";
-const BOB_OID: &str = "00000000-0000-0000-0000-000000000b0b";
-const CAROL_OID: &str = "00000000-0000-0000-0000-0000000ca201";
+pub(crate) const ALICE_OID: &str = "00000000-0000-0000-0000-0000000a11ce";
+pub(crate) const BOB_OID: &str = "00000000-0000-0000-0000-000000000b0b";
+pub(crate) const CAROL_OID: &str = "00000000-0000-0000-0000-0000000ca201";
 const STRANGER_OID: &str = "00000000-0000-0000-0000-00000000dead";
 
 /// A test-only RSA key (2048 bits), the Bot Connector's signing key in these tests (and in
@@ -50,9 +50,12 @@ fn public_key() -> (String, String) {
 
 /// The doubles: every call they got, as (route, JSON body).
 #[derive(Clone, Default)]
-struct MsDouble {
+pub(crate) struct MsDouble {
     calls: Calls,
-    throttle_first_post: Arc<Mutex<bool>>,
+    /// Every request to the Bot Connector's conversation routes as it arrived (the ones answered
+    /// 429 or 503 too): (route, body).
+    pub(crate) raw: Arc<Mutex<Vec<(String, String)>>>,
+    pub(crate) throttle_first_post: Arc<Mutex<bool>>,
     unavailable_first_put: Arc<Mutex<bool>>,
     /// Answer the next send 401 (a revoked token), once.
     unauthorized_next_send: Arc<Mutex<bool>>,
@@ -182,6 +185,10 @@ impl MsDouble {
         headers: &HeaderMap,
         body: &[u8],
     ) -> axum::response::Response {
+        self.raw.lock().unwrap().push((
+            route.to_string(),
+            String::from_utf8_lossy(body).into_owned(),
+        ));
         let error = |status: StatusCode, code: &str| {
             (
                 status,
@@ -235,11 +242,11 @@ impl MsDouble {
         }
     }
 
-    fn calls(&self, route: &str) -> Vec<Value> {
+    pub(crate) fn calls(&self, route: &str) -> Vec<Value> {
         self.calls.of(route)
     }
 
-    async fn wait_for(&self, route: &str, what: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_for(&self, route: &str, what: impl Fn(&Value) -> bool) -> Value {
         let got = self
             .calls
             .wait_until(route, |got| got.iter().any(&what))
@@ -274,7 +281,7 @@ fn claims(service_url: &str) -> Value {
 }
 
 /// The card of the first (or `n`th) attachment of a sent activity.
-fn card_of(call: &Value) -> Value {
+pub(crate) fn card_of(call: &Value) -> Value {
     let a = &call["body"]["attachments"][0];
     assert_eq!(
         a["contentType"], "application/vnd.microsoft.card.adaptive",
@@ -310,9 +317,9 @@ fn adaptivecards(cards: &[Value]) -> Vec<String> {
         .collect()
 }
 
-struct Teams {
-    gw: Gw,
-    double: MsDouble,
+pub(crate) struct Teams {
+    pub(crate) gw: Gw,
+    pub(crate) double: MsDouble,
     service_url: String,
 }
 
@@ -323,13 +330,26 @@ impl Teams {
 
     /// With `password` the `[teams]` line giving the client secret.
     async fn start_with(password: &str) -> Teams {
+        Teams::start_configured(password, "", None).await
+    }
+
+    /// With `password` the `[teams]` line giving the client secret, `extra` more TOML and
+    /// `policies` (Cedar) instead of the shared test policies.
+    pub(crate) async fn start_configured(
+        password: &str,
+        extra: &str,
+        policies: Option<&str>,
+    ) -> Teams {
         let (double, durl) = MsDouble::start().await;
         let dir = tempfile::tempdir().unwrap();
         let extra = format!(
-            "[teams]\napp_id = \"{APP_ID}\"\n{password}\ntenant_id = \"{TENANT}\"\ntoken_url = \"{durl}/{TENANT}/oauth2/v2.0/token\"\nopenid_metadata_url = \"{durl}/v1/.well-known/openidconfiguration\"\nservice_url = \"{durl}/teams/\"\ndefault_channel = \"sre-approvals\"\n\n[teams.conversations]\nsre-approvals = \"{CONVERSATION}\"\n\n[outbox]\nbackoff_base = \"50ms\"\n"
+            "[teams]\napp_id = \"{APP_ID}\"\n{password}\ntenant_id = \"{TENANT}\"\ntoken_url = \"{durl}/{TENANT}/oauth2/v2.0/token\"\nopenid_metadata_url = \"{durl}/v1/.well-known/openidconfiguration\"\nservice_url = \"{durl}/teams/\"\ndefault_channel = \"sre-approvals\"\n\n[teams.conversations]\nsre-approvals = \"{CONVERSATION}\"\n\n[outbox]\nbackoff_base = \"50ms\"\n\n{extra}"
         );
         std::env::set_var("COUNTERSIGN_TEST_TEAMS_PASSWORD", APP_PASSWORD);
         let path = write_config(dir.path(), &extra);
+        if let Some(p) = policies {
+            std::fs::write(dir.path().join("policies/test.cedar"), p).unwrap();
+        }
         let mut toml = std::fs::read_to_string(&path).unwrap();
         for (who, oid) in [("alice", ALICE_OID), ("bob", BOB_OID), ("carol", CAROL_OID)] {
             toml = toml.replace(
@@ -383,7 +403,7 @@ impl Teams {
         .into_bytes()
     }
 
-    async fn click(&self, oid: &str, verb: &str, data: Value) -> Value {
+    pub(crate) async fn click(&self, oid: &str, verb: &str, data: Value) -> Value {
         let body = self.invoke(oid, verb, data);
         let (status, answer) = self.post_raw(Some(&self.good_token()), body).await;
         assert_eq!(status, 200, "{answer}");
@@ -395,7 +415,7 @@ impl Teams {
     }
 }
 
-fn refused_code(answer: &Value) -> &str {
+pub(crate) fn refused_code(answer: &Value) -> &str {
     assert_eq!(answer["statusCode"], 400, "{answer}");
     assert_eq!(
         answer["type"], "application/vnd.microsoft.error",

@@ -20,6 +20,8 @@ forbid (principal, action == Action::"deploy", resource)
 when { context.params has replicas && context.params.replicas > 10 };
 @id("restart") @effect("review") @approvers("group:sre") @require_mfa
 permit (principal, action == Action::"db.restart", resource);
+@id("pii-export") @effect("review") @approvers("group:sre") @reveal("human:alice")
+permit (principal, action == Action::"customer.export", resource);
 "#;
 
 fn repo() -> PathBuf {
@@ -997,6 +999,141 @@ async fn an_admin_creates_and_revokes_a_key() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }
 
+/// The admin page lists every loaded policy read-only: id, effect and Cedar text, escaped;
+/// a signed-in person outside the admin group sees none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_lists_the_loaded_policies() {
+    let c = Console::start("admin_group = \"admins\"").await;
+    let mut carol = Browser::new();
+    carol.sign_in(&format!("{}/console", c.url), "carol").await;
+    let page = carol.get(&format!("{}/console/admin", c.url)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let list = page
+        .body
+        .split("id=\"policies\"")
+        .nth(1)
+        .expect("a policy list");
+    let list = list.split("</ul>").next().unwrap();
+    for (id, effect) in [
+        ("deploy", "review"),
+        ("no-big-replicas", "forbid"),
+        ("restart", "review"),
+    ] {
+        let item = list
+            .split(&format!("data-id=\"{id}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{id} not listed: {list}"));
+        let item = item.split("</li>").next().unwrap();
+        assert!(
+            item.contains(&format!("<span class=\"badge\">{effect}</span>")),
+            "{item}"
+        );
+        assert!(item.contains("<pre class=\"cedar\">"), "{item}");
+    }
+    // The Cedar text as loaded, auto-escaped in a <pre>.
+    assert!(
+        list.contains("context.params.replicas &gt; 10") && !list.contains("replicas > 10"),
+        "{list}"
+    );
+    assert!(list.contains("@require_mfa"), "{list}");
+    assert!(!list.contains("<form"), "read-only: {list}");
+
+    let mut bob = Browser::new();
+    bob.sign_in(&format!("{}/console", c.url), "bob").await;
+    let page = bob.get(&format!("{}/console/admin", c.url)).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(!page.body.contains("replicas &gt; 10") && !page.body.contains("id=\"policies\""));
+}
+
+/// The audit page's download: the log up to the latest checkpoint as `countersign audit export`
+/// writes it, an attachment that verifies offline against the log's key; CSV and OCSF too;
+/// signed-out browsers go to sign in, and an unknown format is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_page_downloads_an_export_that_verifies() {
+    let c = Console::start("").await;
+    c.submit(json!({"action": "deploy", "resource": "api-service", "params": {"replicas": 1}}))
+        .await;
+    c.gateway
+        .audit()
+        .checkpoint_if_grown(c.gateway.current_time())
+        .await
+        .unwrap();
+    let size = c.gateway.audit().size().await.unwrap();
+    let mut dave = Browser::new();
+    dave.sign_in(&format!("{}/console", c.url), "dave").await;
+    let page = dave.get(&format!("{}/console/audit", c.url)).await;
+    assert!(
+        page.body
+            .contains("href=\"/console/audit/export?format=jsonl\""),
+        "{}",
+        page.body
+    );
+
+    let bundle = dave
+        .get_once(&format!("{}/console/audit/export?format=jsonl", c.url))
+        .await;
+    assert_eq!(bundle.status, StatusCode::OK, "{}", bundle.body);
+    assert_eq!(
+        bundle.headers[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"countersign-audit.jsonl\""
+    );
+    assert!(bundle.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    let verified =
+        countersign_audit::verify::verify_bundle(&bundle.body, c.gateway.audit().verifier(), None)
+            .unwrap_or_else(|t| panic!("the bundle does not verify: {t}\n{}", bundle.body));
+    assert_eq!(verified.tree_size, size);
+    assert_eq!(verified.entries as u64, size);
+    // (`verify_bundle` is what `countersign audit verify BUNDLE` runs.)
+    // A tampered copy does not.
+    let tampered = bundle.body.replacen("api-service", "api-servicf", 1);
+    assert!(countersign_audit::verify::verify_bundle(
+        &tampered,
+        c.gateway.audit().verifier(),
+        None
+    )
+    .is_err());
+
+    let csv = dave
+        .get_once(&format!("{}/console/audit/export?format=csv", c.url))
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert_eq!(csv.body.lines().count() as u64, size + 1, "{}", csv.body);
+    let ocsf = dave
+        .get_once(&format!("{}/console/audit/export?format=ocsf", c.url))
+        .await;
+    assert_eq!(ocsf.status, StatusCode::OK);
+    for line in ocsf.body.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(v["class_uid"].is_number(), "{v}");
+    }
+
+    // Hostile or absent: an unknown format, a signed-out browser.
+    for bad in ["xml", "jsonl%0d%0aX-Evil:%201", "../../etc/passwd", ""] {
+        let refused = dave
+            .get_once(&format!("{}/console/audit/export?format={bad}", c.url))
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(!refused.headers.contains_key(header::CONTENT_DISPOSITION));
+    }
+    let anonymous = client()
+        .get(format!("{}/console/audit/export?format=jsonl", c.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(anonymous.status().is_redirection());
+    assert!(anonymous.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .starts_with("/console/login"));
+}
+
 /// Without an `[[oidc]]` issuer (so nothing installed a TLS provider before the console), the
 /// server starts, and `/console` explains how to set it up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1021,4 +1158,139 @@ async fn without_a_client_id_the_console_explains_itself() {
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.text().await.unwrap().contains("client_id"));
     task.abort();
+}
+
+/// `@reveal` in the console (#17): the action page offers "Reveal masked values" when masking
+/// hid some; alice, whom the policy names, gets the page once with the real values (marked as
+/// revealed, never cached, not re-read live) and a `revealed` entry is recorded; bob, an
+/// approver the policy does not name, gets the masked page with the refusal (403, audited); a
+/// post without the CSRF token is refused before anything is shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_revealer_sees_the_real_values_and_others_are_refused() {
+    use crate::canaries::{assert_clean, params, CANARIES};
+    let c = Console::start("\n[masking]\nfields = [\"params.customer.ssn\"]\n").await;
+    let id = c
+        .submit(json!({
+            "action": "customer.export",
+            "resource": "crm://customers",
+            "justification": format!("customer {} asked", CANARIES[0]),
+            "params": params(),
+        }))
+        .await;
+    let page_url = format!("{}/console/actions/{id}", c.url);
+    let reveal_url = format!("{page_url}/reveal");
+
+    // bob reads the masked page, which offers the reveal; his reveal is refused.
+    let mut bob = Browser::new();
+    bob.sign_in(&format!("{}/console", c.url), "bob").await;
+    let page = bob.get(&page_url).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("id=\"reveal\""), "{}", page.body);
+    assert_clean("the masked action page", &page.body);
+    let token = csrf(&page.body);
+    let refused = bob.post(&reveal_url, &[("csrf", &token)], None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(
+        refused.body.contains("Refused (reveal_not_allowed)"),
+        "{}",
+        refused.body
+    );
+    assert!(!refused.body.contains("id=\"revealed\""));
+    assert_clean("the refused reveal's page", &refused.body);
+
+    // alice, without the CSRF token: refused, nothing shown.
+    let mut alice = Browser::new();
+    alice.sign_in(&format!("{}/console", c.url), "alice").await;
+    let missing = alice.post(&reveal_url, &[], None).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN, "{}", missing.body);
+    assert_clean("a reveal without a CSRF token", &missing.body);
+
+    // alice, with another session's token, or naming an action that does not exist: refused.
+    let page = alice.get(&page_url).await;
+    let token = csrf(&page.body);
+    let wrong = alice
+        .post(&reveal_url, &[("csrf", &dave_token(&token))], None)
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN, "{}", wrong.body);
+    assert_clean("a reveal with a wrong CSRF token", &wrong.body);
+    let unknown = alice
+        .post(
+            &format!("{}/console/actions/nope/reveal", c.url),
+            &[("csrf", &token)],
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
+
+    // alice, with it: the real values, once.
+    let shown = alice.post(&reveal_url, &[("csrf", &token)], None).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert_eq!(shown.headers[header::CACHE_CONTROL], "no-store");
+    let csp = shown.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("style-src 'self'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        !shown.body.contains("<script>") && !shown.body.contains(" style="),
+        "no inline script or style: {}",
+        shown.body
+    );
+    for real in [CANARIES[0], CANARIES[12], CANARIES[13]] {
+        assert!(
+            shown.body.contains(real),
+            "{real} not revealed: {}",
+            shown.body
+        );
+    }
+    assert!(shown.body.contains("id=\"revealed\""), "{}", shown.body);
+    assert!(shown.body.contains("Revealed: "), "{}", shown.body);
+    // The pointers of the revealed values, HTML-escaped like every value on the page.
+    assert!(
+        shown
+            .body
+            .contains("<code>&#x2f;params&#x2f;customer&#x2f;ssn</code>"),
+        "{}",
+        shown.body
+    );
+    assert!(!shown.body.contains("id=\"reveal-form\""), "{}", shown.body);
+    assert!(!shown.body.contains("data-live"), "{}", shown.body);
+    // Read again, the page is masked.
+    let again = alice.get(&page_url).await;
+    assert_clean("the action page after a reveal", &again.body);
+
+    // The log: one `revealed` entry, by alice, naming the values (not showing them); bob's and
+    // the token-less refusals.
+    let entries = c.gateway.store().audit_entries(0, 1000).await.unwrap();
+    let revealed: Vec<Value> = entries
+        .iter()
+        .map(|e| serde_json::from_slice::<Value>(&e.body).unwrap())
+        .filter(|v| v["type"] == "revealed")
+        .collect();
+    assert_eq!(revealed.len(), 1, "{revealed:?}");
+    assert_eq!(revealed[0]["event"]["by"], "alice", "{}", revealed[0]);
+    assert_eq!(revealed[0]["action_id"], id.as_str(), "{}", revealed[0]);
+    assert!(
+        revealed[0]["event"]["values"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/params/customer/ssn")),
+        "{}",
+        revealed[0]
+    );
+    assert_clean("the revealed entry", &revealed[0].to_string());
+    let refusals = c.refusals().await;
+    for (who, code) in [
+        ("bob", "reveal_not_allowed"),
+        ("alice", "csrf_missing"),
+        ("alice", "csrf_invalid"),
+    ] {
+        assert!(
+            refusals.iter().any(|(w, c)| w == who && c == code),
+            "{who} {code} audited: {refusals:?}"
+        );
+    }
 }

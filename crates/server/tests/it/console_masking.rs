@@ -2,7 +2,8 @@
 //! as the CLI's canary test, `crates/cli/tests/it/canaries.rs`) in their resource, parameters
 //! and justification are read, asked about, approved and approved with changes carrying a new
 //! secret in the console. Every page a reviewer reads (the queue, the action pages before and
-//! after the decisions, the history, the audit page and each entry's proof) and the event
+//! after the decisions, the history, the audit page, its export downloads and each entry's
+//! proof) and the event
 //! stream show no canary in any common encoding, while the executor's redeemed grant carries the
 //! real values.
 
@@ -202,6 +203,9 @@ async fn no_canary_reaches_a_console_page_or_its_event_stream() {
         "/console/history?status=approved&reviewer=alice".to_string(),
         "/console/audit".to_string(),
         "/console/audit?start=0".to_string(),
+        "/console/audit/export?format=jsonl".to_string(),
+        "/console/audit/export?format=csv".to_string(),
+        "/console/audit/export?format=ocsf".to_string(),
     ] {
         let page = alice.get(&format!("{}{path}", c.url)).await;
         assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
