@@ -213,8 +213,9 @@ def main():
         alice.get(URL + "/console/actions/" + ARGS["mine"])
         assert not alice.find_elements(By.ID, "approve"), "no buttons on one's own action"
         csrf = alice.find_element(By.NAME, "csrf").get_attribute("value")
+        seen = alice.find_element(By.XPATH, "//dt[text()='Digest']/following-sibling::dd[1]/code").text
         status, text = post_from_page(alice, "/console/actions/" + ARGS["mine"] + "/vote",
-                                      {"csrf": csrf, "decision": "approve"})
+                                      {"csrf": csrf, "digest": seen, "decision": "approve"})
         assert status == 403 and "self_approval" in text, (status, text[:500])
 
         # CSRF: a form without the token is refused.

@@ -112,6 +112,8 @@ error_codes! {
     NotPending = "not_pending",
     /// The voter already voted on this version of the action.
     AlreadyVoted = "already_voted",
+    /// The vote named a digest the action no longer has: it changed since the voter read it.
+    DigestMismatch = "digest_mismatch",
     /// The grant was already redeemed.
     GrantAlreadyUsed = "grant_already_used",
     /// The action was withdrawn after its grant was issued.
@@ -184,6 +186,7 @@ impl ErrorCode {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NotPending
             | AlreadyVoted
+            | DigestMismatch
             | GrantAlreadyUsed
             | GrantRevoked
             | GrantNotRedeemed
@@ -233,6 +236,7 @@ impl From<&countersign_core::DomainError> for ErrorCode {
             D::NotRequester => ErrorCode::NotRequester,
             D::NotPending(_) | D::ReviewExpired | D::NoOpenQuestion => ErrorCode::NotPending,
             D::AlreadyVoted => ErrorCode::AlreadyVoted,
+            D::DigestMismatch(_) => ErrorCode::DigestMismatch,
             D::BadModification(_) | D::ModificationUnchanged => ErrorCode::InvalidRequest,
             D::ModificationDenied(_) => ErrorCode::ModificationDenied,
             D::GrantMismatch => ErrorCode::GrantInvalid,

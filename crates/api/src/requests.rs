@@ -1,7 +1,7 @@
 //! Request bodies and queries of API v1, and the small answers that are not an action.
 //! Bodies reject unknown fields; the server checks lengths and shapes beyond these types.
 
-use countersign_core::{Outcome, Verdict};
+use countersign_core::{ActionDigest, Outcome, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -83,6 +83,10 @@ pub struct VoteRequest {
     /// The question (`clarify` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub question: Option<String>,
+    /// The digest the voter reviewed: when given, the vote is refused (409 `digest_mismatch`)
+    /// unless the action still has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<ActionDigest>,
 }
 
 impl VoteRequest {
@@ -113,7 +117,14 @@ impl VoteRequest {
             comment,
             params,
             question,
+            digest: None,
         }
+    }
+
+    /// The same vote, bound to the digest the voter reviewed.
+    pub fn on(mut self, digest: ActionDigest) -> Self {
+        self.digest = Some(digest);
+        self
     }
 }
 

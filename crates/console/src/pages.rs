@@ -453,21 +453,24 @@ async fn cast(
     if !view.record.status.is_open_review() {
         return page(&view, already(&view), StatusCode::CONFLICT).await;
     }
-    if form
+    // The digest the page showed is required and binds the vote inside the core's transition
+    // (a form without one is not one this console rendered).
+    let seen: countersign_core::ActionDigest = form
         .digest
         .as_deref()
-        .is_some_and(|d| d != view.record.digest.to_string())
-    {
-        let extra = Extra {
-            notice: Some((
-                "The action changed while you were reading it (another reviewer modified it). \
-                 Review it again; your vote was not recorded."
-                    .into(),
-                "info",
-            )),
-            ..Extra::default()
-        };
-        return page(&view, extra, StatusCode::CONFLICT).await;
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| ConsoleError::BadRequest("the vote names no digest".into()))?;
+    let changed = || Extra {
+        notice: Some((
+            "The action changed while you were reading it (another reviewer modified it). \
+             Review it again; your vote was not recorded."
+                .into(),
+            "info",
+        )),
+        ..Extra::default()
+    };
+    if seen != view.record.digest {
+        return page(&view, changed(), StatusCode::CONFLICT).await;
     }
     let comment = non_empty(form.comment);
     let ballot = match form.decision.as_str() {
@@ -502,6 +505,7 @@ async fn cast(
     };
     let context = countersign_core::VoteContext {
         mfa: signed.session.mfa,
+        seen: Some(seen),
     };
     match console.gateway.vote_in(context, who, id, ballot).await {
         Ok(_) => Ok((
@@ -518,6 +522,10 @@ async fn cast(
         Err(GatewayError::Domain(DomainError::NotPending(_) | DomainError::ReviewExpired)) => {
             let view = console.gateway.get(who, id).await.map_err(gateway_error)?;
             page(&view, already(&view), StatusCode::CONFLICT).await
+        }
+        Err(GatewayError::Domain(DomainError::DigestMismatch(_))) => {
+            let view = console.gateway.get(who, id).await.map_err(gateway_error)?;
+            page(&view, changed(), StatusCode::CONFLICT).await
         }
         Err(GatewayError::Domain(DomainError::MfaRequired(_))) => {
             let extra = Extra {

@@ -142,6 +142,11 @@ pub enum Ballot {
 pub struct VoteContext {
     /// The voter signed in with multi-factor authentication.
     pub mfa: bool,
+    /// The digest the voter was shown, when the channel knows it (the console's form, the API's
+    /// `digest`): the vote is refused (`digest_mismatch`) unless it is still the action's digest.
+    /// Decided inside the transition, so a modification landing between reading and voting is
+    /// never approved unseen.
+    pub seen: Option<ActionDigest>,
 }
 
 /// An accepted vote.
@@ -546,6 +551,10 @@ pub enum DomainError {
     /// The caller is not among the people the policy lets see masked values.
     #[error("you may not see this action's masked values; {0}")]
     RevealNotAllowed(String),
+    /// The vote was cast on a view of the action that is out of date: another reviewer changed
+    /// it since (its current digest).
+    #[error("the action changed since you read it (it is now {0}); review it again")]
+    DigestMismatch(ActionDigest),
 }
 
 impl DomainError {
@@ -578,6 +587,7 @@ impl DomainError {
             DomainError::CredentialsExpired => "credentials_expired",
             DomainError::RevealNotAllowed(_) => "reveal_not_allowed",
             DomainError::MfaRequired(_) => "mfa_required",
+            DomainError::DigestMismatch(_) => "digest_mismatch",
         }
     }
 
@@ -927,6 +937,9 @@ impl ActionRecord {
                 .flat_map(|r| r.approvers.entries())
                 .collect();
             return Err(DomainError::NotAnApprover(all.join(", ")));
+        }
+        if context.seen.is_some_and(|seen| seen != self.digest) {
+            return Err(DomainError::DigestMismatch(self.digest));
         }
         if matches!(ballot, Ballot::Approve { .. } | Ballot::Modify { .. })
             && self.requires_mfa()

@@ -186,7 +186,11 @@ pub(crate) async fn vote(
                 .ok_or_else(|| ApiError::invalid("`clarify` needs a `question`"))?,
         },
     };
-    let view = state.gateway.vote(&who, &id, ballot).await?;
+    let context = countersign_core::VoteContext {
+        seen: body.digest,
+        ..Default::default()
+    };
+    let view = state.gateway.vote_in(context, &who, &id, ballot).await?;
     Ok(action_response(StatusCode::OK, &view))
 }
 

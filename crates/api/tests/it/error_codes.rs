@@ -96,6 +96,7 @@ fn the_published_codes_keep_their_statuses() {
             &[
                 "not_pending",
                 "already_voted",
+                "digest_mismatch",
                 "grant_already_used",
                 "grant_revoked",
                 "grant_not_redeemed",

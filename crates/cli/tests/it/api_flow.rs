@@ -272,6 +272,70 @@ async fn modify_binds_the_grant_to_the_new_digest() {
     assert_eq!(voted["digest"], r["digest"]);
 }
 
+/// A vote that names the digest its voter read is refused (409 `digest_mismatch`, nothing
+/// counted) when another reviewer modified the action since; a malformed digest is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vote_on_a_digest_the_action_no_longer_has_is_refused() {
+    let gw = Gw::start().await;
+    let v = gw
+        .submit(
+            "bot",
+            json!({"action": "db.export", "resource": "pg://prod/orders", "params": {"rows": 10}}),
+        )
+        .await;
+    let action = id(&v);
+    let read_by_bob = v["digest"].clone();
+    let (s, r) = gw
+        .vote(
+            "carol",
+            &action,
+            json!({"verdict": "modify", "params": {"rows": 1000000}}),
+        )
+        .await;
+    assert_eq!(
+        (s, r["status"].as_str()),
+        (StatusCode::OK, Some("pending")),
+        "{r}"
+    );
+    let (s, r) = gw
+        .vote(
+            "bob",
+            &action,
+            json!({"verdict": "approve", "digest": read_by_bob}),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::CONFLICT, "digest_mismatch"),
+        "{r}"
+    );
+    let (_, now) = gw.get("bot", &format!("/v1/actions/{action}")).await;
+    assert_eq!(now["status"], "pending");
+    assert_eq!(now["review"]["votes"].as_array().unwrap().len(), 1, "{now}");
+    for bad in [json!("sha256:zz"), json!(7), json!("")] {
+        let (s, r) = gw
+            .vote("bob", &action, json!({"verdict": "approve", "digest": bad}))
+            .await;
+        assert_eq!(
+            (s, code(&r)),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{r}"
+        );
+    }
+    let (s, r) = gw
+        .vote(
+            "bob",
+            &action,
+            json!({"verdict": "approve", "digest": now["digest"]}),
+        )
+        .await;
+    assert_eq!(
+        (s, r["status"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{r}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modification_that_policy_forbids_is_refused() {
     let gw = Gw::start().await;

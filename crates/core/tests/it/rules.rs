@@ -133,6 +133,54 @@ fn an_approved_earlier_action_answers_before_a_newer_open_one() {
     assert!(ActionRecord::best_answer([&denied], &incoming).is_none());
 }
 
+/// A vote bound to the digest the voter read (the console's form, the API's `digest`) is refused
+/// inside the transition when another reviewer's modification changed the action since: nothing
+/// is recorded, and the same voter's vote on the current digest counts.
+#[test]
+fn a_vote_on_an_out_of_date_view_is_refused_and_records_nothing() {
+    use countersign_core::{Decision, DomainError, VoteContext};
+    let mut r = submit(
+        &agent("bot"),
+        review_decision(vec![requirement("group:sre", 2)]),
+        None,
+    );
+    let t = r.created_at;
+    let (alice, bob) = (human("alice", &["sre"]), human("bob", &["sre"]));
+    let read_by_bob = r.digest;
+    let modify = Ballot::Modify {
+        params: serde_json::json!({"replicas": 1}),
+        comment: None,
+    };
+    vote(&mut r, &alice, modify, t).unwrap();
+    assert_ne!(r.digest, read_by_bob);
+    let before = r.clone();
+    let bob_votes = |r: &mut ActionRecord, seen, b: Ballot| {
+        r.vote_in(
+            VoteContext {
+                seen: Some(seen),
+                ..Default::default()
+            },
+            &bob,
+            b,
+            t,
+            "g-1".into(),
+            GRANT_TTL,
+            |_| Decision::allow(Vec::new()),
+        )
+        .map(|_| ())
+    };
+    for ballot in [approve(), Ballot::Deny { comment: None }] {
+        let refused = bob_votes(&mut r, read_by_bob, ballot).unwrap_err();
+        assert_eq!(refused, DomainError::DigestMismatch(r.digest));
+        assert_eq!(refused.code(), "digest_mismatch");
+        assert!(!refused.is_security_relevant(), "a race, not an attack");
+        assert_eq!(r, before, "nothing recorded");
+    }
+    let current = r.digest;
+    bob_votes(&mut r, current, approve()).unwrap();
+    assert_eq!(r.status, Status::Approved);
+}
+
 /// `@require_mfa` (issue #16): approving needs a vote context proving multi-factor
 /// authentication (the web console's MFA sessions); a deny or a question does not, and the
 /// refusal is one auditors see.
@@ -169,7 +217,15 @@ fn a_review_requiring_mfa_is_approved_only_with_mfa() {
     );
     assert_eq!(r.status, Status::Pending);
     // With MFA: approved.
-    approve_in(&mut r, VoteContext { mfa: true }, approve()).unwrap();
+    approve_in(
+        &mut r,
+        VoteContext {
+            mfa: true,
+            ..Default::default()
+        },
+        approve(),
+    )
+    .unwrap();
     assert_eq!(r.status, Status::Approved);
 
     // A deny needs no MFA: refusing is always safe.

@@ -354,6 +354,14 @@ impl Browser {
     }
 }
 
+/// The digest an action page shows (`<dt>Digest</dt><dd><code>…</code>`): what a vote binds to.
+pub fn digest(body: &str) -> String {
+    let mark = "<dt>Digest</dt><dd><code>";
+    let at = body.find(mark).expect("an action page with its digest");
+    let rest = &body[at + mark.len()..];
+    rest[..rest.find('<').unwrap()].to_string()
+}
+
 /// The value of `<input type="hidden" name="csrf" value="…">`.
 pub fn csrf(body: &str) -> String {
     let at = body
@@ -427,6 +435,7 @@ async fn sign_in_queue_approve_with_changes_and_the_agents_long_poll_is_released
         assert!(page.body.contains(shown), "{shown} in {}", page.body);
     }
     let token = csrf(&page.body);
+    let seen = digest(&page.body);
 
     // Approve with changes: invalid JSON is shown back, not sent.
     let url = format!("{}/console/actions/{id}/vote", c.url);
@@ -435,6 +444,7 @@ async fn sign_in_queue_approve_with_changes_and_the_agents_long_poll_is_released
             &url,
             &[
                 ("csrf", &token),
+                ("digest", &seen),
                 ("decision", "modify"),
                 ("params", "{\"replicas\": "),
             ],
@@ -449,6 +459,7 @@ async fn sign_in_queue_approve_with_changes_and_the_agents_long_poll_is_released
             &url,
             &[
                 ("csrf", &token),
+                ("digest", &seen),
                 ("decision", "modify"),
                 ("params", r#"{"version": "1.2.3", "replicas": 2}"#),
                 ("comment", "two is enough"),
@@ -480,7 +491,11 @@ async fn sign_in_queue_approve_with_changes_and_the_agents_long_poll_is_released
 
     // A stale page's submit is told "already decided", not an error page.
     let stale = alice
-        .post(&url, &[("csrf", &token), ("decision", "approve")], None)
+        .post(
+            &url,
+            &[("csrf", &token), ("digest", &seen), ("decision", "approve")],
+            None,
+        )
         .await;
     assert_eq!(stale.status, StatusCode::CONFLICT);
     assert!(stale.body.contains("Already decided"), "{}", stale.body);
@@ -536,9 +551,14 @@ async fn refusals_are_refused_and_audited() {
     let page = dave.get(&format!("{}/console/actions/{id}", c.url)).await;
     assert!(!page.body.contains("id=\"approve\""));
     let token = csrf(&page.body);
+    let seen = digest(&page.body);
     let url = format!("{}/console/actions/{id}/vote", c.url);
     let no = dave
-        .post(&url, &[("csrf", &token), ("decision", "approve")], None)
+        .post(
+            &url,
+            &[("csrf", &token), ("digest", &seen), ("decision", "approve")],
+            None,
+        )
         .await;
     assert_eq!(no.status, StatusCode::FORBIDDEN, "{}", no.body);
     assert!(no.body.contains("not_an_approver"), "{}", no.body);
@@ -548,12 +568,19 @@ async fn refusals_are_refused_and_audited() {
     bob.sign_in(&format!("{}/console", c.url), "bob").await;
     let page = bob.get(&format!("{}/console/actions/{id}", c.url)).await;
     let token = csrf(&page.body);
-    let missing = bob.post(&url, &[("decision", "approve")], None).await;
+    let seen = digest(&page.body);
+    let missing = bob
+        .post(&url, &[("digest", &seen), ("decision", "approve")], None)
+        .await;
     assert_eq!(missing.status, StatusCode::FORBIDDEN, "{}", missing.body);
     let wrong = bob
         .post(
             &url,
-            &[("csrf", &dave_token(&token)), ("decision", "approve")],
+            &[
+                ("csrf", &dave_token(&token)),
+                ("digest", &seen),
+                ("decision", "approve"),
+            ],
             None,
         )
         .await;
@@ -561,11 +588,37 @@ async fn refusals_are_refused_and_audited() {
     let cross = bob
         .post(
             &url,
-            &[("csrf", &token), ("decision", "approve")],
+            &[("csrf", &token), ("digest", &seen), ("decision", "approve")],
             Some("http://evil.example"),
         )
         .await;
     assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    // A vote must name the digest the page showed: none (or a malformed one) is a bad request,
+    // another one (the action changed since) is told so; neither is cast.
+    for form in [vec![], vec![("digest", "sha256:nothex")]] {
+        let mut fields = vec![("csrf", token.as_str()), ("decision", "approve")];
+        fields.extend(form);
+        let bad = bob.post(&url, &fields, None).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    }
+    let other = format!("sha256:{}", "0".repeat(64));
+    let stale = bob
+        .post(
+            &url,
+            &[
+                ("csrf", &token),
+                ("digest", &other),
+                ("decision", "approve"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
+    assert!(
+        stale.body.contains("changed while you were reading"),
+        "{}",
+        stale.body
+    );
     // Nothing was recorded as a vote.
     let view = c
         .http
@@ -584,7 +637,11 @@ async fn refusals_are_refused_and_audited() {
     let r = forger.get_once(&format!("{}/console", c.url)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let r = forger
-        .post(&url, &[("csrf", &token), ("decision", "approve")], None)
+        .post(
+            &url,
+            &[("csrf", &token), ("digest", &seen), ("decision", "approve")],
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
@@ -622,10 +679,15 @@ async fn an_expired_session_is_refused_and_audited() {
     bob.sign_in(&format!("{}/console", c.url), "bob").await;
     let page = bob.get(&format!("{}/console/actions/{id}", c.url)).await;
     let token = csrf(&page.body);
+    let seen = digest(&page.body);
     tokio::time::sleep(std::time::Duration::from_millis(4300)).await;
     let url = format!("{}/console/actions/{id}/vote", c.url);
     let late = bob
-        .post(&url, &[("csrf", &token), ("decision", "approve")], None)
+        .post(
+            &url,
+            &[("csrf", &token), ("digest", &seen), ("decision", "approve")],
+            None,
+        )
         .await;
     assert_eq!(late.status, StatusCode::UNAUTHORIZED, "{}", late.body);
     assert!(late.body.contains("session has ended"));
@@ -662,10 +724,11 @@ async fn a_decision_elsewhere_reaches_an_open_event_stream() {
     alice.sign_in(&format!("{}/console", c.url), "alice").await;
     let page = alice.get(&format!("{}/console/actions/{id}", c.url)).await;
     let token = csrf(&page.body);
+    let seen = digest(&page.body);
     alice
         .post(
             &format!("{}/console/actions/{id}/vote", c.url),
-            &[("csrf", &token), ("decision", "approve")],
+            &[("csrf", &token), ("digest", &seen), ("decision", "approve")],
             None,
         )
         .await;
@@ -722,8 +785,13 @@ async fn a_step_up_review_is_approved_only_from_an_mfa_session() {
     let page = bob.get(&format!("{}/console/actions/{id}", c.url)).await;
     assert!(page.body.contains("id=\"mfa-notice\""), "{}", page.body);
     let token = csrf(&page.body);
+    let seen = digest(&page.body);
     let refused = bob
-        .post(&url, &[("csrf", &token), ("decision", "approve")], None)
+        .post(
+            &url,
+            &[("csrf", &token), ("digest", &seen), ("decision", "approve")],
+            None,
+        )
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     assert!(refused.body.contains("mfa_required"), "{}", refused.body);
@@ -753,8 +821,13 @@ async fn a_step_up_review_is_approved_only_from_an_mfa_session() {
     alice.sign_in(&format!("{}/console", c.url), "alice").await;
     let page = alice.get(&format!("{}/console/actions/{id}", c.url)).await;
     let token = csrf(&page.body);
+    let seen = digest(&page.body);
     let done = alice
-        .post(&url, &[("csrf", &token), ("decision", "approve")], None)
+        .post(
+            &url,
+            &[("csrf", &token), ("digest", &seen), ("decision", "approve")],
+            None,
+        )
         .await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     assert!(done.body.contains("status-approved"), "{}", done.body);
@@ -792,11 +865,13 @@ async fn history_filters_and_pages() {
         .await;
     assert!(page.body.contains("id=\"audit-entries\""), "{}", page.body);
     let token = csrf(&page.body);
+    let seen = digest(&page.body);
     alice
         .post(
             &format!("{}/console/actions/{}/vote", c.url, ids[0]),
             &[
                 ("csrf", &token),
+                ("digest", &seen),
                 ("decision", "deny"),
                 ("comment", "not now"),
             ],

@@ -14,7 +14,7 @@ use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 
 use crate::canaries::{assert_clean, params, CANARIES, REVIEWER_CANARY};
-use crate::console::{csrf, Browser, Console};
+use crate::console::{csrf, digest, Browser, Console};
 
 /// The text of the `params` editor, as the reviewer's browser has it.
 fn params_editor(body: &str) -> String {
@@ -112,6 +112,7 @@ async fn no_canary_reaches_a_console_page_or_its_event_stream() {
 
     // A question carrying a phone number, answered with an AWS key.
     let token = csrf(&page.body);
+    let seen = digest(&page.body);
     let vote = |id: &str| format!("{}/console/actions/{id}/vote", c.url);
     let question = format!("is {} the customer's phone?", CANARIES[10]);
     let asked = alice
@@ -119,6 +120,7 @@ async fn no_canary_reaches_a_console_page_or_its_event_stream() {
             &vote(&changed),
             &[
                 ("csrf", &token),
+                ("digest", &seen),
                 ("decision", "clarify"),
                 ("question", &question),
             ],
@@ -158,6 +160,7 @@ async fn no_canary_reaches_a_console_page_or_its_event_stream() {
             &vote(&changed),
             &[
                 ("csrf", &token),
+                ("digest", &seen),
                 ("decision", "modify"),
                 ("params", &edited.to_string()),
                 ("comment", &comment),
@@ -181,7 +184,7 @@ async fn no_canary_reaches_a_console_page_or_its_event_stream() {
     let done = alice
         .post(
             &vote(&approved),
-            &[("csrf", &token), ("decision", "approve")],
+            &[("csrf", &token), ("digest", &seen), ("decision", "approve")],
             Some(&c.url),
         )
         .await;
