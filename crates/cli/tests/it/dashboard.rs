@@ -93,7 +93,19 @@ async fn every_metric_the_dashboard_queries_is_one_metrics_exposes() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let text = get_text(&gw.http, format!("{}/metrics", gw.url)).await;
+    // The worker records the delivery (and its latency) just after the receiver answers: wait
+    // for that record rather than race it.
+    let text = loop {
+        let text = get_text(&gw.http, format!("{}/metrics", gw.url)).await;
+        if text.contains("countersign_outbox_delivery_latency_seconds_bucket") {
+            break text;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the delivery was never recorded:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     let exposed = exposed(&text);
 
     let dashboard: Value = serde_json::from_str(DASHBOARD).unwrap();
