@@ -4,7 +4,9 @@
 //! unmapped chat user is audited as, and the text helpers their messages use.
 
 use crate::deliver::Message;
-use countersign_core::{Ballot, Clarification, Identity, IdentityKind, Timestamp};
+use countersign_core::{
+    ActionDigest, Ballot, Clarification, Identity, IdentityKind, Timestamp, VoteContext,
+};
 use countersign_gateway::{ActionView, Gateway, GatewayError};
 
 /// Why a click counted nothing: a stable code and the sentence shown to the clicker.
@@ -58,16 +60,22 @@ pub(crate) async fn refuse_unmapped(
     )
 }
 
-/// `who`'s click as a vote through `Gateway::vote`. A refusal the core does not count as
-/// security-relevant (a double click, a click after the decision) is audited here too, since it
-/// came from a chat click.
+/// `who`'s click as a vote through `Gateway::vote`, bound to `seen` (the digest of the version
+/// the clicked message or card showed) when it names one. A refusal the core does not count as
+/// security-relevant (a double click, a click after the decision, a click on an out-of-date
+/// message) is audited here too, since it came from a chat click.
 pub(crate) async fn vote(
     gateway: &std::sync::Arc<Gateway>,
     who: &Identity,
     action: &str,
+    seen: Option<ActionDigest>,
     ballot: Ballot,
 ) -> Result<(), Refusal> {
-    match gateway.vote(who, action, ballot).await {
+    let context = VoteContext {
+        seen,
+        ..VoteContext::default()
+    };
+    match gateway.vote_in(context, who, action, ballot).await {
         Ok(_) => Ok(()),
         Err(GatewayError::Domain(e)) => {
             if !e.is_security_relevant() {
@@ -162,4 +170,19 @@ pub(crate) fn quorum_lines(review: &serde_json::Value, esc: fn(&str) -> String) 
             )
         })
         .collect()
+}
+
+/// What a chat button or modal carries: the action's id and, after a space, the digest of the
+/// version it showed (`"<id> sha256:<hex>"`). A value with no digest (a message posted before
+/// buttons carried one) binds nothing; a malformed digest is `Err`.
+pub(crate) fn split_value(value: &str) -> Result<(&str, Option<ActionDigest>), ()> {
+    match value.split_once(' ') {
+        None => Ok((value, None)),
+        Some((id, digest)) => digest.parse().map(|d| (id, Some(d))).map_err(|_| ()),
+    }
+}
+
+/// The value a button or modal carries for `view` (see [`split_value`]).
+pub(crate) fn button_value(view: &ActionView) -> String {
+    format!("{} {}", view.record.id, view.record.digest)
 }

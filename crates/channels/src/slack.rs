@@ -358,7 +358,10 @@ pub fn blocks(view: &ActionView, now: Timestamp) -> (String, Vec<Value>) {
         }
     }
     if pending {
-        let id = view.record.id.clone();
+        // Each button carries the version this message shows: a click on it after another
+        // reviewer's change (before the rewrite arrives) is refused, never counted for what the
+        // clicker did not see.
+        let id = crate::chat::button_value(view);
         out.push(json!({
             "type": "actions",
             "block_id": "countersign_vote",

@@ -232,9 +232,10 @@ async fn vote(
     s: &Interactions,
     who: &Identity,
     action: &str,
+    seen: Option<countersign_core::ActionDigest>,
     ballot: Ballot,
 ) -> Result<(), String> {
-    crate::chat::vote(&s.gateway, who, action, ballot)
+    crate::chat::vote(&s.gateway, who, action, seen, ballot)
         .await
         .map_err(|r| r.text)
 }
@@ -258,7 +259,12 @@ async fn block_actions(s: &Interactions, p: &Value) -> Option<Value> {
     let user = p["user"]["id"].as_str().unwrap_or("");
     let response_url = p["response_url"].as_str();
     let a = p["actions"].as_array().and_then(|a| a.first())?;
-    let (Some(kind), Some(action)) = (a["action_id"].as_str(), a["value"].as_str()) else {
+    let (Some(kind), Some(value)) = (a["action_id"].as_str(), a["value"].as_str()) else {
+        return None;
+    };
+    // The value is what our own message carried (Slack signs the payload): the action's id
+    // and the digest of the version the message showed.
+    let Ok((action, seen)) = crate::chat::split_value(value) else {
         return None;
     };
     let who = match who(s, user, action).await {
@@ -270,13 +276,14 @@ async fn block_actions(s: &Interactions, p: &Value) -> Option<Value> {
     };
     match kind {
         APPROVE => {
-            if let Err(text) = vote(s, &who, action, Ballot::Approve { comment: None }).await {
+            if let Err(text) = vote(s, &who, action, seen, Ballot::Approve { comment: None }).await
+            {
                 ephemeral(s, response_url, text);
             }
         }
         DENY | MODIFY | ASK => {
             let trigger = p["trigger_id"].as_str()?;
-            let view = match modal(s, kind, action).await {
+            let view = match modal(s, kind, action, seen).await {
                 Ok(v) => v,
                 Err(text) => {
                     ephemeral(s, response_url, text);
@@ -320,8 +327,18 @@ fn input(
     })
 }
 
-/// The modal a button opens (its `private_metadata` is the action's id).
-async fn modal(s: &Interactions, kind: &str, action: &str) -> Result<Value, String> {
+/// The modal a button opens (its `private_metadata` is the action's id and the digest its vote
+/// binds to: the button's for a deny or a question, the version the modal shows for a modify).
+async fn modal(
+    s: &Interactions,
+    kind: &str,
+    action: &str,
+    seen: Option<countersign_core::ActionDigest>,
+) -> Result<Value, String> {
+    let mut metadata = match seen {
+        Some(d) => format!("{action} {d}"),
+        None => action.to_string(),
+    };
     let (title, submit, blocks) = match kind {
         DENY => (
             "Deny",
@@ -348,6 +365,7 @@ async fn modal(s: &Interactions, kind: &str, action: &str) -> Result<Value, Stri
                 .ok_or_else(|| "Refused: no such action.".to_string())?;
             let params = serde_json::to_string_pretty(&view.record.spec.params)
                 .unwrap_or_else(|_| "{}".into());
+            metadata = crate::chat::button_value(&view);
             (
                 "Approve with changes",
                 "Approve",
@@ -367,7 +385,7 @@ async fn modal(s: &Interactions, kind: &str, action: &str) -> Result<Value, Stri
     Ok(json!({
         "type": "modal",
         "callback_id": kind,
-        "private_metadata": action,
+        "private_metadata": metadata,
         "title": {"type": "plain_text", "text": title},
         "submit": {"type": "plain_text", "text": submit},
         "close": {"type": "plain_text", "text": "Cancel"},
@@ -384,7 +402,11 @@ async fn view_submission(s: &Interactions, p: &Value) -> Option<Value> {
     let user = p["user"]["id"].as_str().unwrap_or("");
     let view = &p["view"];
     let kind = view["callback_id"].as_str().unwrap_or("");
-    let action = view["private_metadata"].as_str().unwrap_or("");
+    let Ok((action, seen)) =
+        crate::chat::split_value(view["private_metadata"].as_str().unwrap_or(""))
+    else {
+        return None;
+    };
     let value = |block: &str| {
         view["state"]["values"][block]["value"]["value"]
             .as_str()
@@ -422,7 +444,7 @@ async fn view_submission(s: &Interactions, p: &Value) -> Option<Value> {
             }
         }
     };
-    match vote(s, &who, action, ballot).await {
+    match vote(s, &who, action, seen, ballot).await {
         // An empty 200 closes the modal.
         Ok(()) => None,
         Err(text) => errors(first, &text),

@@ -220,6 +220,14 @@ async fn invoke(s: &Activities, activity: &Value) -> Value {
     let Some(action) = data["action"].as_str().filter(|a| a.len() <= 128) else {
         return invalid("the card action names no review");
     };
+    // The version the card showed (absent on a card sent before cards carried it).
+    let seen = match data["digest"].as_str() {
+        None => None,
+        Some(d) => match d.parse() {
+            Ok(d) => Some(d),
+            Err(_) => return invalid("the card action names a malformed digest"),
+        },
+    };
     let verb = execute["verb"].as_str().unwrap_or("");
     if ![APPROVE, DENY, MODIFY, ASK].contains(&verb) {
         return invalid("unknown card action");
@@ -267,7 +275,7 @@ async fn invoke(s: &Activities, activity: &Value) -> Value {
             }
         }
     };
-    if let Err(r) = crate::chat::vote(&s.gateway, &who, action, ballot).await {
+    if let Err(r) = crate::chat::vote(&s.gateway, &who, action, seen, ballot).await {
         return error(r);
     }
     match s.gateway.notification_view(action).await {

@@ -60,9 +60,11 @@ fn input(id: &str, label: &str, required: bool, value: Option<String>) -> Value 
     i
 }
 
-fn execute(title: &str, verb: &str, action: &str, style: Option<&str>) -> Value {
+fn execute(title: &str, verb: &str, view: &ActionView, style: Option<&str>) -> Value {
+    // The version this card shows, which the vote binds to.
+    let data = json!({"action": view.record.id, "digest": view.record.digest.to_string()});
     let mut a = json!({
-        "type": "Action.Execute", "title": title, "verb": verb, "data": {"action": action},
+        "type": "Action.Execute", "title": title, "verb": verb, "data": data,
     });
     if let Some(s) = style {
         a["style"] = json!(s);
@@ -176,11 +178,11 @@ pub fn card(view: &ActionView, now: Timestamp) -> Value {
         let params =
             serde_json::to_string_pretty(&view.record.spec.params).unwrap_or_else(|_| "{}".into());
         let mut actions = vec![
-            execute("Approve", APPROVE, &id, Some("positive")),
+            execute("Approve", APPROVE, view, Some("positive")),
             show(
                 "Deny",
                 vec![input("deny_comment", "Reason (optional)", false, None)],
-                execute("Deny", DENY, &id, Some("destructive")),
+                execute("Deny", DENY, view, Some("destructive")),
             ),
         ];
         if params.chars().count() <= EDIT_MAX {
@@ -195,7 +197,7 @@ pub fn card(view: &ActionView, now: Timestamp) -> Value {
                     ),
                     input("modify_comment", "Comment (optional)", false, None),
                 ],
-                execute("Approve with changes", MODIFY, &id, None),
+                execute("Approve with changes", MODIFY, view, None),
             ));
         }
         actions.push(show(
@@ -206,7 +208,7 @@ pub fn card(view: &ActionView, now: Timestamp) -> Value {
                 true,
                 None,
             )],
-            execute("Ask", ASK, &id, None),
+            execute("Ask", ASK, view, None),
         ));
         card["actions"] = Value::Array(actions);
     } else {

@@ -575,7 +575,13 @@ async fn slack_refuses_self_approval_and_double_clicks_and_votes_through_modals(
     );
     assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
     let opened = double.wait_for("views.open", 1).await.remove(0);
-    assert_eq!(opened["view"]["private_metadata"], export.as_str());
+    // The modal carries the action and the version it shows, which its vote binds to.
+    let (_, before) = gw.get("bot", &format!("/v1/actions/{export}")).await;
+    let old_digest = before["digest"].as_str().unwrap().to_string();
+    assert_eq!(
+        opened["view"]["private_metadata"],
+        format!("{export} {old_digest}").as_str()
+    );
     assert!(
         opened["view"]["blocks"].to_string().contains("rows"),
         "{opened}"
@@ -587,7 +593,7 @@ async fn slack_refuses_self_approval_and_double_clicks_and_votes_through_modals(
             "user": {"id": "UCAROL"},
             "view": {
                 "id": "V0123", "type": "modal", "callback_id": "countersign_modify",
-                "private_metadata": export,
+                "private_metadata": opened["view"]["private_metadata"],
                 "state": {"values": {
                     "params": {"value": {"type": "plain_text_input", "value": params}},
                     "comment": {"value": {"type": "plain_text_input", "value": "fewer rows"}},
@@ -608,6 +614,46 @@ async fn slack_refuses_self_approval_and_double_clicks_and_votes_through_modals(
     assert_eq!((status, answer), (200, Value::Null));
     let (_, got) = gw.get("bot", &format!("/v1/actions/{export}")).await;
     assert_eq!(got["params"]["rows"], 1, "{got}");
+    assert_eq!(got["status"], "pending", "{got}");
+    // bob's click on the message as it was before carol's change (its button carries the old
+    // version's digest, as every posted button does) is refused and audited, not counted for a
+    // version he did not see; the same click on the rewritten message counts (his first
+    // approval was of the old version).
+    let posted = double.calls("chat.update");
+    let buttons = posted.last().unwrap()["blocks"].to_string();
+    assert!(buttons.contains(&format!("{export} sha256:")), "{buttons}");
+    let (b, t, s) = signed(
+        &click(
+            "UBOB",
+            "countersign_approve",
+            &format!("{export} {old_digest}"),
+            "stale",
+            &durl,
+        ),
+        now_secs(),
+    );
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let hook = double.wait_for("hook:stale", 1).await.remove(0);
+    assert!(
+        hook["text"].as_str().unwrap().contains("digest_mismatch"),
+        "{hook}"
+    );
+    let (_, got) = gw.get("bot", &format!("/v1/actions/{export}")).await;
+    assert_eq!(got["status"], "pending", "{got}");
+    let current = got["digest"].as_str().unwrap();
+    let (b, t, s) = signed(
+        &click(
+            "UBOB",
+            "countersign_approve",
+            &format!("{export} {current}"),
+            "fresh",
+            &durl,
+        ),
+        now_secs(),
+    );
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let (_, got) = gw.get("bot", &format!("/v1/actions/{export}")).await;
+    assert_eq!(got["status"], "approved", "{got}");
 
     // A click after expiry (the `quick` rule's review lasts 1 s) is refused and audited.
     let quick = id(&gw

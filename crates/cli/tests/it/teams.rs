@@ -1021,3 +1021,68 @@ async fn a_refused_token_is_renewed_and_a_wrong_secret_dead_letters_without_leak
     );
     assert!(t.double.calls("send").is_empty());
 }
+
+/// Every card action carries the version the card shows; a click carrying another version (a
+/// card not yet rewritten after another reviewer's change) is refused with `digest_mismatch` and
+/// audited, a malformed one is an invalid request, and the click on the current version counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_on_an_out_of_date_card_is_refused() {
+    let t = Teams::start().await;
+    let gw = &t.gw;
+    let v = gw
+        .submit(
+            "bot",
+            json!({"action": "deploy", "resource": "svc/stale", "justification": "v2", "params": {"version": "2"}}),
+        )
+        .await;
+    let action = id(&v);
+    let digest = v["digest"].as_str().unwrap().to_string();
+    let sent = t
+        .double
+        .wait_for("send", |s| s.to_string().contains("svc/stale"))
+        .await;
+    let card = card_of(&sent).to_string();
+    assert!(card.contains(&format!("\"digest\":\"{digest}\"")), "{card}");
+    let other = format!("sha256:{}", "0".repeat(64));
+    assert_eq!(
+        refused_code(
+            &t.click(
+                BOB_OID,
+                "approve",
+                json!({"action": action, "digest": other})
+            )
+            .await
+        ),
+        "digest_mismatch"
+    );
+    assert_eq!(
+        refused_code(
+            &t.click(
+                BOB_OID,
+                "approve",
+                json!({"action": action, "digest": "sha256:nope"})
+            )
+            .await
+        ),
+        "invalid_request"
+    );
+    let (_, got) = gw.get("bot", &format!("/v1/actions/{action}")).await;
+    assert_eq!(got["status"], "pending", "{got}");
+    let answer = t
+        .click(
+            BOB_OID,
+            "approve",
+            json!({"action": action, "digest": digest}),
+        )
+        .await;
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let (_, got) = gw.get("bot", &format!("/v1/actions/{action}")).await;
+    assert_eq!(got["status"], "approved", "{got}");
+    let (_, log) = gw.get("alice", "/v1/audit/entries?start=0&limit=100").await;
+    assert!(
+        log["entries"].as_array().unwrap().iter().any(|e| {
+            e["entry"]["type"] == "refused" && e["entry"]["event"]["code"] == "digest_mismatch"
+        }),
+        "{log}"
+    );
+}
