@@ -9,47 +9,22 @@
 //! `teams_latency URL DOUBLE_PORT APP_ID N CONCURRENCY`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
-use std::collections::HashMap;
+#[path = "common/latency.rs"]
+mod latency;
+use latency::{pct, until_seen, Seen};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::Path;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 
 /// The tests' Bot Connector signing key (crates/cli/tests/data).
 const SIGNING_KEY: &str = include_str!("../tests/data/botframework-test-key.pem");
 const PUBLIC_JWK: &str = include_str!("../tests/data/botframework-test-key.jwk.json");
 const CONVERSATION: &str = "19:bench@thread.tacv2";
 const ALICE_OID: &str = "00000000-0000-0000-0000-0000000a11ce";
-
-type Seen = Arc<(Mutex<HashMap<String, Instant>>, Notify)>;
-
-async fn until_seen(seen: &Seen, key: &str) -> Instant {
-    loop {
-        let notified = seen.1.notified();
-        if let Some(t) = seen.0.lock().unwrap().get(key) {
-            return *t;
-        }
-        tokio::time::timeout(Duration::from_secs(30), notified)
-            .await
-            .expect("Bot Connector call within 30 s");
-    }
-}
-
-fn pct(mut v: Vec<Duration>, label: &str) {
-    v.sort();
-    let p = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1e3;
-    println!(
-        "{label}, {} samples: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        v.len(),
-        p(0.5),
-        p(0.9),
-        p(0.99),
-        p(1.0)
-    );
-}
 
 /// The action id a card is about (its "action ID" line).
 fn action_of(activity: &Value) -> String {

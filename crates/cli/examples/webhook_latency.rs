@@ -7,40 +7,15 @@
 //! `http://127.0.0.1:RECEIVER_PORT/hook`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools may panic on bad setup
 
-use std::collections::HashMap;
+#[path = "common/latency.rs"]
+mod latency;
+use latency::{pct, until_seen, Seen};
+
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Bytes;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
-
-type Seen = Arc<(Mutex<HashMap<String, Instant>>, Notify)>;
-
-async fn until_seen(seen: &Seen, key: &str) -> Instant {
-    loop {
-        let notified = seen.1.notified();
-        if let Some(t) = seen.0.lock().unwrap().get(key) {
-            return *t;
-        }
-        tokio::time::timeout(Duration::from_secs(30), notified)
-            .await
-            .expect("notification within 30 s");
-    }
-}
-
-fn pct(mut v: Vec<Duration>, label: &str) {
-    v.sort();
-    let p = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1e3;
-    println!(
-        "{label}, {} samples: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        v.len(),
-        p(0.5),
-        p(0.9),
-        p(0.99),
-        p(1.0)
-    );
-}
 
 #[tokio::main]
 async fn main() {
