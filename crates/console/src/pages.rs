@@ -469,9 +469,6 @@ async fn cast(
         )),
         ..Extra::default()
     };
-    if seen != view.record.digest {
-        return page(&view, changed(), StatusCode::CONFLICT).await;
-    }
     let comment = non_empty(form.comment);
     let ballot = match form.decision.as_str() {
         "approve" => Ballot::Approve { comment },
