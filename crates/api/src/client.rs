@@ -457,6 +457,13 @@ impl Client {
         self.json(self.request(Method::GET, &["readyz"])).await
     }
 
+    /// `GET /v1/whoami`: the identity this client's token proves now (a 401 for an unknown,
+    /// revoked or expired credential).
+    pub async fn whoami(&self) -> Result<crate::WhoAmI, ClientError> {
+        self.json(self.request(Method::GET, &["v1", "whoami"]))
+            .await
+    }
+
     /// Whether the gateway accepts this client's token now: any answer but a 401 to a read of
     /// an action that does not exist. A revoked key or an expired token (401 `key_revoked`,
     /// `token_expired`) does not authenticate. `false` when the gateway cannot be reached.

@@ -19,6 +19,7 @@ mod error;
 mod keys;
 mod requests;
 pub mod time;
+mod whoami;
 
 #[cfg(feature = "client")]
 pub mod client;
@@ -39,6 +40,7 @@ pub use requests::{
     AnswerRequest, GetQuery, Health, RedeemRequest, Redeemed, ResultRequest, ReviewList,
     ReviewsQuery, SubmitRequest, VoteRequest,
 };
+pub use whoami::WhoAmI;
 
 #[cfg(feature = "client")]
 pub use client::{Client, ClientError, SubmitAnswer, Timeouts};

@@ -36,11 +36,12 @@ fn read_value() -> Result<Vec<u8>, String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
-        eprint!("Value (not shown), then Enter: ");
         let before = tcgetattr(&stdin).map_err(|e| format!("the terminal: {e}"))?;
         let mut quiet = before.clone();
         quiet.local_flags.remove(LocalFlags::ECHO);
         tcsetattr(&stdin, SetArg::TCSANOW, &quiet).map_err(|e| format!("the terminal: {e}"))?;
+        // Asked only once echo is off: whatever is typed after the prompt is never shown.
+        eprint!("Value (not shown), then Enter: ");
         let mut line = String::new();
         let read = stdin.read_line(&mut line);
         let restored = tcsetattr(&stdin, SetArg::TCSANOW, &before);

@@ -218,8 +218,9 @@ pub trait Gate: Send + Sync {
     /// What policy would say about a tool called with no arguments, where the gateway can tell
     /// without recording anything (used to filter `tools/list`). `None`: unknown.
     fn preview(&self, spec: &ActionSpec) -> Option<Effect>;
-    /// The id of the identity this gate acts as, where the gate knows it without asking (the
-    /// embedded gate). `None`: unknown (the remote gate: API v1 has no "who am I").
+    /// The id of the identity this gate acts as, where the gate knows it: the embedded gate
+    /// always, a remote gate once `Gates::gate_for` checked its token (`GET /v1/whoami`).
+    /// `None`: not known (a front that needs it refuses).
     fn identity(&self) -> Option<String> {
         None
     }

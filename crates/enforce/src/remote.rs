@@ -102,13 +102,18 @@ fn tracked_action(a: &Action<'_>) -> Tracked {
 /// one token's identity.
 pub struct Remote {
     client: Client,
+    /// The identity the token proved at the last [`Remote::check`].
+    me: std::sync::OnceLock<String>,
 }
 
 impl Remote {
     /// A client for the gateway at `url`, authenticating with `token`.
     pub fn new(url: &str, token: String) -> Result<Self, GateError> {
         let client = Client::new(url, &token, Timeouts::default()).map_err(gate_error)?;
-        Ok(Remote { client })
+        Ok(Remote {
+            client,
+            me: std::sync::OnceLock::new(),
+        })
     }
 
     /// Whether the gateway knows this token (any answer but a 401).
@@ -116,25 +121,31 @@ impl Remote {
         self.check().await.is_ok()
     }
 
-    /// Asks the gateway whether it knows this token: `Unauthenticated` on any 401 (unknown,
-    /// revoked or expired), `Unreachable` if it does not answer.
+    /// Asks the gateway who this token is (`GET /v1/whoami`) and remembers the answer for
+    /// [`Gate::identity`]: `Unauthenticated` on any 401 (unknown, revoked or expired),
+    /// `Unreachable` if it does not answer, and any other refusal (a gateway without the
+    /// endpoint) is an error too: a front that cannot learn who the token is does not guess.
     async fn check(&self) -> Result<(), GateError> {
-        match self
-            .client
-            .get("00000000-0000-0000-0000-000000000000")
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match gate_error(e) {
-                GateError::Refused { .. } => Ok(()),
-                other => Err(other),
-            },
+        let me = self.client.whoami().await.map_err(gate_error)?;
+        if let Some(known) = self.me.get() {
+            if *known != me.id {
+                return Err(GateError::Unauthenticated(format!(
+                    "the credential was `{known}` and is now `{}`",
+                    me.id
+                )));
+            }
         }
+        let _ = self.me.set(me.id);
+        Ok(())
     }
 }
 
 #[async_trait]
 impl Gate for Remote {
+    fn identity(&self) -> Option<String> {
+        self.me.get().cloned()
+    }
+
     async fn submit(&self, sub: Submission) -> Result<Tracked, GateError> {
         let key = sub.idempotency_key.as_deref();
         let answer = self

@@ -303,6 +303,17 @@ pub(crate) async fn report(
     Ok(action_response(StatusCode::OK, &view))
 }
 
+/// `GET /v1/whoami`: who the bearer credential proves (a front checks that the name a client
+/// gave is its credential's identity; an operator checks a key or token).
+pub(crate) async fn whoami(Caller(who): Caller) -> Response {
+    Json(countersign_api::WhoAmI {
+        id: who.id.clone(),
+        kind: who.kind,
+        groups: who.groups.clone(),
+    })
+    .into_response()
+}
+
 pub(crate) async fn keys(State(state): State<AppState>) -> Response {
     Json(state.gateway.signer().jwks()).into_response()
 }

@@ -130,6 +130,7 @@ fn routes(
         .route("/v1/reviews/{id}/votes", post(handlers::vote))
         .route("/v1/grants/redeem", post(handlers::redeem))
         .route("/v1/keys", get(handlers::keys))
+        .route("/v1/whoami", get(handlers::whoami))
         .route(
             "/v1/admin/api-keys",
             get(admin::list_keys).post(admin::create_key),

@@ -26,6 +26,7 @@ fn every_route_is_described() {
         ("post", "/v1/reviews/{id}/votes"),
         ("post", "/v1/grants/redeem"),
         ("get", "/v1/keys"),
+        ("get", "/v1/whoami"),
         ("get", "/v1/admin/api-keys"),
         ("post", "/v1/admin/api-keys"),
         ("post", "/v1/admin/api-keys/{id}/revoke"),

@@ -45,6 +45,20 @@ async fn every_endpoint_reads_back_into_the_wire_types() {
             .await
     );
     assert!(bot.grant_keys().await.unwrap()["keys"].is_array());
+    // Who a credential is: its id, kind and groups; an unknown one is a 401 like any call.
+    let me = bot.whoami().await.unwrap();
+    assert_eq!((me.id.as_str(), me.kind), ("bot", IdentityKind::Agent));
+    assert_eq!(alice.whoami().await.unwrap().id, "alice");
+    match Client::new(&gw.url, "nope", Timeouts::default())
+        .unwrap()
+        .whoami()
+        .await
+    {
+        Err(countersign_api::ClientError::Api { status, code, .. }) => {
+            assert_eq!((status.as_u16(), code.as_str()), (401, "unauthenticated"));
+        }
+        other => panic!("{other:?}"),
+    }
 
     // Submit with an idempotency key; the retry is a replay of the same action.
     let first = bot.submit(&deploy("k8s://a"), Some("k1")).await.unwrap();

@@ -869,6 +869,100 @@ async fn set_static(config: &Path, name: &str, value: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// `countersign run` (trace logs) of the allowed `api.call` whose command writes the
+/// `API_TOKEN` it was given to a file: its working directory, what it received, its stderr.
+async fn run_api_call(url: &str) -> (tempfile::TempDir, String, String) {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["run", "--gateway", url, "--token", "tok-bot"])
+        .args(["--action", "api.call", "--resource", "api://payments"])
+        .args(["--", "sh", "-c", r#"printf %s "$API_TOKEN" > received"#])
+        .current_dir(cwd.path())
+        .env_remove("API_TOKEN")
+        .env("COUNTERSIGN_LOG", "trace")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let received = std::fs::read_to_string(cwd.path().join("received")).unwrap();
+    (cwd, received, stderr)
+}
+
+/// On a terminal, `credentials set` reads one line with echo off: the typed value never appears
+/// on the screen (the prompt comes only once echo is off, so nothing typed after it can be
+/// echoed), the terminal's echo is restored afterwards, and the line is the value stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_set_on_a_terminal_does_not_echo_the_value() {
+    use nix::sys::termios::{tcgetattr, LocalFlags};
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let (_dir, config) = static_gateway_dir();
+    let secret = canary();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = |fd: &std::os::fd::OwnedFd| std::process::Stdio::from(fd.try_clone().unwrap());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["credentials", "set", "api-token", "--config"])
+        .arg(&config)
+        .stdin(slave(&pty.slave))
+        .stdout(slave(&pty.slave))
+        .stderr(slave(&pty.slave))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(
+        tcgetattr(&pty.slave)
+            .unwrap()
+            .local_flags
+            .contains(LocalFlags::ECHO),
+        "a new terminal echoes"
+    );
+    let mut master = std::fs::File::from(pty.master);
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut reader = master.try_clone().unwrap();
+    let seen = screen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let text = move || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !text().contains("Value (not shown), then Enter: ") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no prompt: {}",
+            text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    master.write_all(format!("{secret}\n").as_bytes()).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("credentials set did not finish")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await; // the last output reaches the reader
+    let shown = text();
+    assert_eq!(status.code(), Some(0), "{shown}");
+    assert!(!shown.contains(&secret), "the value was echoed: {shown}");
+    assert!(
+        tcgetattr(&pty.slave)
+            .unwrap()
+            .local_flags
+            .contains(LocalFlags::ECHO),
+        "echo was not restored"
+    );
+    // The typed line (without its newline) is the value a run receives.
+    let server = crate::cli::Server::serve(&config, &[], std::process::Stdio::null()).await;
+    let (_cwd, received, _) = run_api_call(&server.url).await;
+    assert_eq!(received, secret);
+}
+
 /// A fresh canary secret value.
 fn canary() -> String {
     let mut b = [0u8; 16];
@@ -911,23 +1005,9 @@ async fn a_static_secret_is_set_from_stdin_sealed_at_rest_and_released_once() {
         tempfile::tempdir().unwrap(),
         tokio::spawn(async {}),
     );
-    let cwd = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["run", "--gateway", &gw.url, "--token", "tok-bot"])
-        .args(["--action", "api.call", "--resource", "api://payments"])
-        .args(["--", "sh", "-c", r#"printf %s "$API_TOKEN" > received"#])
-        .current_dir(cwd.path())
-        .env_remove("API_TOKEN")
-        .env("COUNTERSIGN_LOG", "trace")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    let run_stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{run_stderr}");
+    let (cwd, received, run_stderr) = run_api_call(&gw.url).await;
     assert_eq!(
-        std::fs::read_to_string(cwd.path().join("received")).unwrap(),
-        secret,
+        received, secret,
         "the command did not receive the stored value"
     );
 

@@ -1245,13 +1245,21 @@ async fn embedded() -> Pg {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_embedded_gate_the_user_must_be_the_credentials_identity() {
-    let pg = embedded().await;
+/// The user name must be the credential's identity: bot's token works as `bot` (compared
+/// normalised, as ids are), and as `alice` it is refused before anything is submitted.
+async fn the_user_must_be_the_credentials_identity(pg: Pg) {
     let (code, out, err) = pg
         .run("bot", &[&format!("SELECT count(*) FROM {}", pg.table)])
         .await;
     assert_eq!((code, out.as_str()), (0, "3\n"), "{err}");
+    let mut c = pg.psql("BOT", &[&format!("SELECT count(*) FROM {}", pg.table)]);
+    c.env("PGPASSWORD", "tok-bot");
+    let out = c.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // alice's name with bot's token: refused before anything is submitted.
     let mut c = pg.psql("alice", &["SELECT 1"]);
     c.env("PGPASSWORD", "tok-bot");
@@ -1262,8 +1270,19 @@ async fn with_the_embedded_gate_the_user_must_be_the_credentials_identity() {
         err.contains("password authentication failed for user \"alice\""),
         "{err}"
     );
-    assert_eq!(pg.entries("submitted").await.len(), 1);
+    assert_eq!(pg.entries("submitted").await.len(), 2);
     pg.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_embedded_gate_the_user_must_be_the_credentials_identity() {
+    the_user_must_be_the_credentials_identity(embedded().await).await;
+}
+
+/// With `--gateway URL` the proxy learns the token's identity from `GET /v1/whoami`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_remote_gateway_the_user_must_be_the_credentials_identity() {
+    the_user_must_be_the_credentials_identity(Pg::start().await).await;
 }
 
 /// pgbench (Debian) through the proxy in all three query modes: simple, extended and prepared

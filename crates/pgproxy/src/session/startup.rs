@@ -199,15 +199,18 @@ pub(super) async fn startup(
             return None;
         }
     };
-    if let Some(id) = gate.identity() {
-        if !countersign_core::same_id(&id, &user) {
-            fatal(
-                &mut io,
-                failed().detail("The credential is not the user's."),
-            )
-            .await;
-            return None;
-        }
+    // The user name must be the credential's identity, whichever gate proved it; a gate that
+    // cannot say who the credential is is refused too (fail closed).
+    if !gate
+        .identity()
+        .is_some_and(|id| countersign_core::same_id(&id, &user))
+    {
+        fatal(
+            &mut io,
+            failed().detail("The credential is not the user's."),
+        )
+        .await;
+        return None;
     }
     let upstream = match opts.upstream.connect(&params).await {
         Ok(s) => s,
