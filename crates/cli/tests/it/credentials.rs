@@ -896,67 +896,36 @@ async fn run_api_call(url: &str) -> (tempfile::TempDir, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_set_on_a_terminal_does_not_echo_the_value() {
     use nix::sys::termios::{tcgetattr, LocalFlags};
-    use std::io::{Read, Write};
-    use std::sync::{Arc, Mutex};
     let (_dir, config) = static_gateway_dir();
     let secret = canary();
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave = |fd: &std::os::fd::OwnedFd| std::process::Stdio::from(fd.try_clone().unwrap());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["credentials", "set", "api-token", "--config"])
-        .arg(&config)
-        .stdin(slave(&pty.slave))
-        .stdout(slave(&pty.slave))
-        .stderr(slave(&pty.slave))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    assert!(
-        tcgetattr(&pty.slave)
+    let term = crate::support::Terminal::open();
+    let echoes = || {
+        tcgetattr(&term.slave)
             .unwrap()
             .local_flags
-            .contains(LocalFlags::ECHO),
-        "a new terminal echoes"
-    );
-    let mut master = std::fs::File::from(pty.master);
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    let mut reader = master.try_clone().unwrap();
-    let seen = screen.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            seen.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let text = move || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !text().contains("Value (not shown), then Enter: ") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no prompt: {}",
-            text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    master.write_all(format!("{secret}\n").as_bytes()).unwrap();
+            .contains(LocalFlags::ECHO)
+    };
+    assert!(echoes(), "a new terminal echoes");
+    let mut child = term
+        .attach(
+            Command::new(env!("CARGO_BIN_EXE_countersign"))
+                .args(["credentials", "set", "api-token", "--config"])
+                .arg(&config)
+                .kill_on_drop(true),
+        )
+        .spawn()
+        .unwrap();
+    term.until("Value (not shown), then Enter: ").await;
+    term.type_in(format!("{secret}\n").as_bytes());
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("credentials set did not finish")
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await; // the last output reaches the reader
-    let shown = text();
+    let shown = term.text();
     assert_eq!(status.code(), Some(0), "{shown}");
     assert!(!shown.contains(&secret), "the value was echoed: {shown}");
-    assert!(
-        tcgetattr(&pty.slave)
-            .unwrap()
-            .local_flags
-            .contains(LocalFlags::ECHO),
-        "echo was not restored"
-    );
+    assert!(echoes(), "echo was not restored");
     // The typed line (without its newline) is the value a run receives.
     let server = crate::cli::Server::serve(&config, &[], std::process::Stdio::null()).await;
     let (_cwd, received, _) = run_api_call(&server.url).await;

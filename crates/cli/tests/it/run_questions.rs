@@ -5,7 +5,6 @@
 use crate::run::{action, gateway_with, pending_review};
 use reqwest::StatusCode;
 use serde_json::json;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,29 +82,12 @@ fn run_cmd(url: &str, cwd: &Path) -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_on_a_terminal_shows_the_question_and_sends_the_typed_answer() {
     let (gw, cwd) = gateway_with("").await;
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave = |fd: &std::os::fd::OwnedFd| std::process::Stdio::from(fd.try_clone().unwrap());
-    let child = run_cmd(&gw.url, cwd.path())
-        .stdin(slave(&pty.slave))
-        .stdout(slave(&pty.slave))
-        .stderr(slave(&pty.slave))
+    let term = crate::support::Terminal::open();
+    let child = term
+        .attach(&mut run_cmd(&gw.url, cwd.path()))
         .spawn()
         .unwrap();
-    drop(pty.slave);
-    let mut master = std::fs::File::from(pty.master);
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    let mut reader = master.try_clone().unwrap();
-    let seen = screen.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            seen.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let text = move || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    let text = || term.text();
 
     let id = pending_review(&gw).await;
     until("the terminal", "approvals 0/1", &text).await;
@@ -116,7 +98,7 @@ async fn run_on_a_terminal_shows_the_question_and_sends_the_typed_answer() {
         shown.contains("alice asks") && shown.contains("Which region does this touch?"),
         "{shown}"
     );
-    master.write_all(b"eu-west-1 only\n").unwrap();
+    term.type_in(b"eu-west-1 only\n");
     assert_eq!(answered(&gw, &id).await, "eu-west-1 only");
     until("the terminal", "answer sent", &text).await;
     assert!(!cwd.path().join("marker").exists(), "ran before approval");

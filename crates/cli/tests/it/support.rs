@@ -273,3 +273,72 @@ impl Gw {
             .collect()
     }
 }
+
+/// A pseudo-terminal (`openpty`) for a child: its three standard streams go to the terminal,
+/// and what the terminal shows is read on a thread.
+pub struct Terminal {
+    /// The child's side, kept open (its settings can be read after the child is gone).
+    pub slave: std::os::fd::OwnedFd,
+    master: std::fs::File,
+    shown: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Terminal {
+    pub fn open() -> Terminal {
+        use std::io::Read;
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let master = std::fs::File::from(pty.master);
+        let shown = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut reader = master.try_clone().unwrap();
+        let seen = shown.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Terminal {
+            slave: pty.slave,
+            master,
+            shown,
+        }
+    }
+
+    /// Runs `c` with stdin, stdout and stderr on this terminal.
+    pub fn attach<'a>(
+        &self,
+        c: &'a mut tokio::process::Command,
+    ) -> &'a mut tokio::process::Command {
+        let slave = || std::process::Stdio::from(self.slave.try_clone().unwrap());
+        c.stdin(slave()).stdout(slave()).stderr(slave())
+    }
+
+    /// Everything the terminal has shown so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.shown.lock().unwrap()).into_owned()
+    }
+
+    /// Types `bytes`.
+    pub fn type_in(&self, bytes: &[u8]) {
+        std::io::Write::write_all(&mut &self.master, bytes).unwrap();
+    }
+
+    /// Waits (up to 30 s) until the terminal shows `want`; returns what it shows.
+    pub async fn until(&self, want: &str) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let t = self.text();
+            if t.contains(want) {
+                return t;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "no {want:?} on the terminal: {t}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
