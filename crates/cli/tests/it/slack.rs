@@ -116,6 +116,17 @@ impl SlackDouble {
                 "BOTUSER" => json!({"ok": true, "user": {
                     "id": "BOTUSER", "deleted": false, "is_bot": true,
                     "is_email_confirmed": true, "profile": {"email": "dave@example.com"}}}),
+                // People from the identity provider (`people_from_the_identity_provider_...`).
+                "UFRANK" | "UGINA" | "USHARED" | "UROBOT" | "USTRANGER" => {
+                    let name = match user.as_str() {
+                        "USTRANGER" => "nobody".to_string(),
+                        u => u[1..].to_lowercase(),
+                    };
+                    json!({"ok": true, "user": {
+                        "id": user, "name": name, "deleted": false, "is_bot": false,
+                        "is_app_user": false, "is_email_confirmed": true,
+                        "profile": {"email": format!("{}@Example.com", name.to_uppercase())}}})
+                }
                 _ => json!({"ok": false, "error": "user_not_found"}),
             };
             return axum::Json(reply).into_response();
@@ -1001,4 +1012,133 @@ async fn socket_mode_votes_acks_envelopes_and_reconnects_on_disconnect() {
     );
     let (_, got) = gw.get("bot", &format!("/v1/actions/{second}")).await;
     assert_eq!(got["status"], "pending", "{got}");
+}
+
+/// Issue #15: a person from the identity provider who signed in before (here, one API call with
+/// their OIDC token) is mapped from Slack by the verified email their token carried, and votes
+/// with the groups it had. Refused, each with an ephemeral reply and an audit entry: someone
+/// never seen; a person whose token said the email was not verified; an agent whose token
+/// carries the email (verified); an email two people signed in with; an email a configured
+/// human has and a person from the identity provider signed in with; and, once a later
+/// sign-in no longer proves it, the email recorded before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_from_the_identity_provider_are_mapped_by_their_verified_email() {
+    use crate::identity::{call, Idp};
+    use reqwest::Method;
+    let (double, durl) = SlackDouble::start().await;
+    let idp = Idp::start().await;
+    let gw = start_with(&durl, "mode = \"http\"", &idp.oidc_table(), "").await;
+    let verified = |email: &str| json!({"email": email, "email_verified": true});
+    let signs_in = |token: String| {
+        let gw = &gw;
+        async move {
+            let (s, v) = call(gw, &token, Method::GET, "/v1/reviews", None).await;
+            assert_eq!(s, 200, "{v}");
+        }
+    };
+    signs_in(idp.token("frank", &["sre"], verified("Frank@example.COM"))).await;
+    signs_in(idp.token(
+        "gina",
+        &["sre"],
+        json!({"email": "gina@example.com", "email_verified": false}),
+    ))
+    .await;
+    signs_in(idp.token("sam", &["sre"], verified("shared@example.com"))).await;
+    signs_in(idp.token(
+        "sam2",
+        &["sre"],
+        json!({"sub": "sub-sam-2", "email": "shared@example.com", "email_verified": "true"}),
+    ))
+    .await;
+    // The rule makes this token an agent: its verified email maps nobody.
+    signs_in(idp.token(
+        "whatever",
+        &["sre"],
+        json!({"azp": "agent-client", "email": "robot@example.com", "email_verified": true}),
+    ))
+    .await;
+    // The configured dave's email, signed in with by someone else at the identity provider.
+    signs_in(idp.token("dave-idp", &["sre"], verified("dave@example.com"))).await;
+
+    let deploy = |resource: &str| json!({"action": "deploy", "resource": resource, "environment": "prod", "justification": "ship"});
+    let action = id(&gw.submit("bot", deploy("svc/a")).await);
+    for (user, hook) in [
+        ("USTRANGER", "stranger"),
+        ("UGINA", "gina"),
+        ("UROBOT", "robot"),
+        ("USHARED", "shared"),
+        ("UDAVE", "dave"),
+    ] {
+        let (b, t, s) = signed(
+            &click(user, "countersign_approve", &action, hook, &durl),
+            now_secs(),
+        );
+        assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+        let got = double.wait_for(&format!("hook:{hook}"), 1).await.remove(0);
+        let text = got["text"].as_str().unwrap();
+        assert!(text.starts_with("Refused"), "{user}: {got}");
+        let (_, v) = gw.get("alice", &format!("/v1/actions/{action}")).await;
+        assert_eq!(v["status"], "pending", "{user}: {v}");
+    }
+    // frank, an SRE at the identity provider, approves from Slack.
+    let (b, t, s) = signed(
+        &click("UFRANK", "countersign_approve", &action, "frank", &durl),
+        now_secs(),
+    );
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let start = Instant::now();
+    let approved = loop {
+        let (_, v) = gw.get("alice", &format!("/v1/actions/{action}")).await;
+        if v["status"] != "pending" {
+            break v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not approved: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(approved["status"], "approved", "{approved}");
+    assert!(approved.to_string().contains("frank"), "{approved}");
+    assert!(
+        double.calls("hook:frank").is_empty(),
+        "no refusal for frank"
+    );
+
+    // frank signs in again and the token no longer says the email is verified: the email
+    // recorded before maps him no more.
+    signs_in(idp.token(
+        "frank",
+        &["sre"],
+        json!({"email": "frank@example.com", "email_verified": false}),
+    ))
+    .await;
+    let second = id(&gw.submit("bot", deploy("svc/b")).await);
+    let (b, t, s) = signed(
+        &click("UFRANK", "countersign_approve", &second, "frank2", &durl),
+        now_secs(),
+    );
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let got = double.wait_for("hook:frank2", 1).await.remove(0);
+    assert!(
+        got["text"].as_str().unwrap().starts_with("Refused"),
+        "{got}"
+    );
+
+    let refused = gw.refusals().await;
+    let by = |who: &str, code: &str| {
+        refused
+            .iter()
+            .any(|e| e["event"]["by"] == who && e["event"]["code"] == code)
+    };
+    for (who, code) in [
+        ("slack:USTRANGER", "unmapped_chat_user"),
+        ("slack:UGINA", "unmapped_chat_user"),
+        ("slack:UROBOT", "unmapped_chat_user"),
+        ("slack:USHARED", "chat_user_ambiguous"),
+        ("slack:UDAVE", "chat_user_ambiguous"),
+        ("slack:UFRANK", "unmapped_chat_user"),
+    ] {
+        assert!(by(who, code), "{who} {code}: {refused:?}");
+    }
 }
