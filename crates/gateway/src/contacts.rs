@@ -81,15 +81,12 @@ impl Gateway {
     }
 
     /// Adds the people `recorded` names to `found` (by normalised id): humans only, from an
-    /// issuer the configuration still trusts; one whose subject the config links to a
-    /// configured human (`oidc_subject`) is that human.
+    /// issuer the configuration still trusts (a removed issuer's people map no more); one
+    /// whose subject the config has since linked to a configured human (`oidc_subject`) is that
+    /// human.
     fn add_recorded(&self, found: &mut BTreeMap<String, Identity>, recorded: Vec<IdentityContact>) {
         let linked = self.identities().linked();
         for c in recorded {
-            if let Some(person) = c.source.strip_prefix("oidc:").and_then(|s| linked.get(s)) {
-                found.insert(id_key(&person.id), (**person).clone());
-                continue;
-            }
             let trusted = c
                 .identity
                 .issuer
@@ -97,6 +94,10 @@ impl Gateway {
                 .is_some_and(|iss| self.auth.oidc().trusts(iss));
             let own = c.identity.stable_key.as_deref() == Some(c.source.as_str());
             if c.identity.kind != IdentityKind::Human || !trusted || !own {
+                continue;
+            }
+            if let Some(person) = c.source.strip_prefix("oidc:").and_then(|s| linked.get(s)) {
+                found.insert(id_key(&person.id), (**person).clone());
                 continue;
             }
             // An id the config has since taken (not by linking) is the configured identity's:

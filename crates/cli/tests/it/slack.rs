@@ -117,7 +117,7 @@ impl SlackDouble {
                     "id": "BOTUSER", "deleted": false, "is_bot": true,
                     "is_email_confirmed": true, "profile": {"email": "dave@example.com"}}}),
                 // People from the identity provider (`people_from_the_identity_provider_...`).
-                "UFRANK" | "UGINA" | "USHARED" | "UROBOT" | "USTRANGER" => {
+                "UFRANK" | "UGINA" | "USHARED" | "UROBOT" | "USTRANGER" | "UHENRY" => {
                     let name = match user.as_str() {
                         "USTRANGER" => "nobody".to_string(),
                         u => u[1..].to_lowercase(),
@@ -1141,4 +1141,86 @@ async fn people_from_the_identity_provider_are_mapped_by_their_verified_email() 
     ] {
         assert!(by(who, code), "{who} {code}: {refused:?}");
     }
+}
+
+/// Issue #15, across restarts with another configuration: a person recorded from an issuer the
+/// config later links (`oidc_subject`) votes from Slack as the configured person; once the
+/// config no longer trusts that issuer, their recorded email maps nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_people_follow_the_configuration_of_their_issuer() {
+    use crate::identity::{call, Idp};
+    let (double, durl) = SlackDouble::start().await;
+    let idp = Idp::start().await;
+    let other = Idp::start().await;
+    let (dir, path) = config_with(&durl, "mode = \"http\"", &idp.oidc_table(), "");
+    let base = std::fs::read_to_string(&path).unwrap();
+    let restart = |toml: String| {
+        std::fs::write(&path, toml).unwrap();
+        let path = path.clone();
+        async move {
+            let (url, server) = serve(&path).await;
+            Gw::from_parts(url, client(), tempfile::tempdir().unwrap(), server)
+        }
+    };
+    let gw = restart(base.clone()).await;
+    let henry = idp.token(
+        "henry",
+        &["sre"],
+        json!({"email": "henry@example.com", "email_verified": true}),
+    );
+    let (s, v) = call(&gw, &henry, reqwest::Method::GET, "/v1/reviews", None).await;
+    assert_eq!(s, 200, "{v}");
+    drop(gw);
+
+    // Linked: henry's account is now the configured `henry-c` (an SRE).
+    let linked = format!(
+        "{base}\n[[identities]]\nid = \"henry-c\"\nkind = \"human\"\ngroups = [\"sre\"]\n\
+         api_key_sha256 = \"{}\"\noidc_subject = \"{}#sub-henry\"\n",
+        "ab".repeat(32),
+        idp.url
+    );
+    let gw = restart(linked).await;
+    let (action, b, t, s) = click_as_henry(&gw, "linked", &durl).await;
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let (_, v) = gw.get("alice", &format!("/v1/actions/{action}")).await;
+    assert_eq!(v["status"], "approved", "{v}");
+    assert!(v.to_string().contains("henry-c"), "{v}");
+    assert!(double.calls("hook:linked").is_empty());
+    drop(gw);
+
+    // The issuer is no longer trusted (another one is): henry maps nobody.
+    let gw = restart(base.replace(&idp.url, &other.url)).await;
+    let (action, b, t, s) = click_as_henry(&gw, "untrusted", &durl).await;
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let got = double.wait_for("hook:untrusted", 1).await.remove(0);
+    assert!(
+        got["text"].as_str().unwrap().starts_with("Refused"),
+        "{got}"
+    );
+    let (_, v) = gw.get("alice", &format!("/v1/actions/{action}")).await;
+    assert_eq!(v["status"], "pending", "{v}");
+    let refused = gw.refusals().await;
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["event"]["by"] == "slack:UHENRY"
+                && e["event"]["code"] == "unmapped_chat_user"),
+        "{refused:?}"
+    );
+    drop(dir);
+}
+
+/// A new `deploy` held for review (by `bot`) and UHENRY's signed click approving it.
+async fn click_as_henry(gw: &Gw, hook: &str, durl: &str) -> (String, String, String, String) {
+    let action = id(&gw
+        .submit(
+            "bot",
+            json!({"action": "deploy", "resource": "svc/h", "environment": "prod"}),
+        )
+        .await);
+    let (b, t, s) = signed(
+        &click("UHENRY", "countersign_approve", &action, hook, durl),
+        now_secs(),
+    );
+    (action, b, t, s)
 }
