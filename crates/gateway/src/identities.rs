@@ -78,21 +78,6 @@ impl Identities {
         self.teams.get(&oid.to_ascii_lowercase())
     }
 
-    /// The configured human identity whose `email` is `email` (ASCII case ignored), if exactly
-    /// one has it.
-    pub fn human_by_email(&self, email: &str) -> Option<&Arc<Identity>> {
-        let mut found = self.by_id.values().filter(|i| {
-            i.kind == countersign_core::IdentityKind::Human
-                && i.email
-                    .as_deref()
-                    .is_some_and(|e| e.eq_ignore_ascii_case(email))
-        });
-        match (found.next(), found.next()) {
-            (Some(one), None) => Some(one),
-            _ => None,
-        }
-    }
-
     /// The identity with this id.
     pub fn get(&self, id: &str) -> Option<&Arc<Identity>> {
         self.by_id.get(id)

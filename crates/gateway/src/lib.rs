@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod contacts;
 pub mod credentials;
 mod error;
 pub mod export;
@@ -25,6 +26,7 @@ pub mod sessions;
 mod wakeups;
 
 pub use clock::{system_clock, Clock, TestClock};
+pub use contacts::ChatHuman;
 pub use countersign_core::Submission;
 pub use error::GatewayError;
 pub use history::{HistoryPage, HistoryQuery};

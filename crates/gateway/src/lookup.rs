@@ -1,13 +1,14 @@
-//! The store as the identity crate's [`KeyLookup`]: managed keys and id bindings, and nothing
-//! else of the store (identity does not depend on it).
+//! The store as the identity crate's [`KeyLookup`]: managed keys, id bindings and the contact
+//! facts of people from the identity provider, and nothing else of the store (identity does not
+//! depend on it).
 
 use async_trait::async_trait;
-use countersign_identity::{Binding, KeyLookup, KeyRecord, LookupError};
-use countersign_store::{IdentityBinding, Keys, StoreError};
+use countersign_identity::{Binding, Contact, KeyLookup, KeyRecord, LookupError};
+use countersign_store::{Contacts, IdentityBinding, IdentityContact, Keys, StoreError};
 
-/// The store's keys and bindings, for authentication: over anything that points to a
-/// [`Keys`] (an `Arc<dyn Store>`, a `&dyn Store`, a `&dyn Keys`), the one aspect of the store
-/// it needs.
+/// The store's keys, bindings and contacts, for authentication: over anything that points to
+/// a [`Keys`] and [`Contacts`] (an `Arc<dyn Store>`, a `&dyn Store`), the two aspects of the
+/// store it needs.
 pub struct StoreLookup<S>(pub S);
 
 fn lookup_error(e: StoreError) -> LookupError {
@@ -36,7 +37,7 @@ fn binding(b: IdentityBinding) -> Binding {
 impl<S> KeyLookup for StoreLookup<S>
 where
     S: std::ops::Deref + Send + Sync,
-    S::Target: Keys,
+    S::Target: Keys + Contacts,
 {
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>, LookupError> {
         let key = self.0.key_by_hash(hash).await.map_err(lookup_error)?;
@@ -73,5 +74,23 @@ where
             .await
             .map_err(lookup_error)?;
         Ok(b.map(binding))
+    }
+
+    async fn record_contact(&self, c: Contact) -> Result<(), LookupError> {
+        let (entra_oid, entra_tid) = match c.facts.entra {
+            Some(e) => (Some(e.oid), Some(e.tid)),
+            None => (None, None),
+        };
+        self.0
+            .record_contact(IdentityContact {
+                source: c.source,
+                identity: c.identity,
+                email: c.facts.email,
+                entra_oid,
+                entra_tid,
+                recorded_at: c.recorded_at,
+            })
+            .await
+            .map_err(lookup_error)
     }
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{valid_name, ClaimRule, Issuer};
 use crate::error::AuthError;
+use crate::lookup::{ContactFacts, EntraObject};
 
 /// The claim at `path`: a literal key first (URLs as claim names contain dots), then a dotted path.
 pub fn claim<'a>(claims: &'a Value, path: &str) -> Option<&'a Value> {
@@ -139,4 +140,150 @@ pub fn identity(issuer: &Issuer, iss: &str, claims: &Value) -> Result<Identity, 
         sponsor: None,
         stable_key: Some(stable_key),
     })
+}
+
+/// Longest email address recorded (RFC 5321's path limit).
+const MAX_EMAIL: usize = 254;
+
+/// What verified claims prove about how their subject is reached in chat, for
+/// [`crate::Registry::record_contact`]:
+/// - the `email` claim, lowercased, only when `email_verified` is `true` (a JSON boolean, or the
+///   string `"true"` some providers send): the OpenID Connect flag speaks of `email` alone, so
+///   the issuer's `email_claim` setting does not change which claim this is;
+/// - the Entra object id (`oid`) with its tenant (`tid`), lowercased, only when the tenant is a
+///   path segment of the issuer (Entra's issuers are `https://login.microsoftonline.com/{tid}/v2.0`
+///   and `https://sts.windows.net/{tid}/`): another provider that lets users or admins set
+///   claims named `oid` and `tid` cannot speak for an Entra tenant.
+pub fn contact(iss: &str, claims: &Value) -> ContactFacts {
+    let verified = match claims.get("email_verified") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    };
+    let email = claims
+        .get("email")
+        .and_then(Value::as_str)
+        .filter(|_| verified)
+        .map(str::to_lowercase)
+        .filter(|e| plausible_email(e));
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase)
+            .filter(|v| valid_name(v) && v.len() <= 128)
+    };
+    let entra = match (text("oid"), text("tid")) {
+        (Some(oid), Some(tid)) if issuer_names_tenant(iss, &tid) => Some(EntraObject { oid, tid }),
+        _ => None,
+    };
+    ContactFacts { email, entra }
+}
+
+/// Whether `e` looks like one address: `local@domain`, no spaces or controls, not too long.
+fn plausible_email(e: &str) -> bool {
+    e.len() <= MAX_EMAIL
+        && valid_name(e)
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        })
+}
+
+/// Whether the tenant `tid` is a whole path segment of the issuer URL `iss`.
+fn issuer_names_tenant(iss: &str, tid: &str) -> bool {
+    let path = iss
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map_or("", |(_, path)| path);
+    path.split('/').any(|seg| seg.eq_ignore_ascii_case(tid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ENTRA: &str =
+        "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0";
+    const TID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+    #[test]
+    fn an_email_is_recorded_only_when_the_token_says_it_is_verified() {
+        let with = |v: Value| {
+            contact(
+                "https://idp.example",
+                &json!({"email": "Dave@Example.COM", "email_verified": v}),
+            )
+        };
+        assert_eq!(with(json!(true)).email.as_deref(), Some("dave@example.com"));
+        assert_eq!(
+            with(json!("true")).email.as_deref(),
+            Some("dave@example.com")
+        );
+        for no in [
+            json!(false),
+            json!("false"),
+            json!("yes"),
+            json!(1),
+            Value::Null,
+        ] {
+            assert_eq!(with(no.clone()).email, None, "{no}");
+        }
+        assert_eq!(
+            contact("https://idp.example", &json!({"email": "dave@example.com"})).email,
+            None
+        );
+        // Only `email`: the flag says nothing of any other claim.
+        let other = json!({"upn": "dave@example.com", "email_verified": true});
+        assert_eq!(contact("https://idp.example", &other).email, None);
+        for bad in [
+            "",
+            "dave",
+            "@example.com",
+            "dave@",
+            "da ve@example.com",
+            "a@b@c",
+        ] {
+            let c = contact(
+                "https://idp.example",
+                &json!({"email": bad, "email_verified": true}),
+            );
+            assert_eq!(c.email, None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_entra_object_id_is_recorded_only_from_its_tenants_issuer() {
+        let oid = "0A1B2C3D-0000-4000-8000-000000000001";
+        let c = contact(ENTRA, &json!({"oid": oid, "tid": TID.to_uppercase()}));
+        assert_eq!(
+            c.entra,
+            Some(EntraObject {
+                oid: oid.to_ascii_lowercase(),
+                tid: TID.into()
+            })
+        );
+        let v1 = format!("https://sts.windows.net/{TID}/");
+        assert!(contact(&v1, &json!({"oid": oid, "tid": TID}))
+            .entra
+            .is_some());
+        // Another provider's claims named like Entra's, or another tenant's, or half of them.
+        for (iss, claims) in [
+            ("https://idp.example", json!({"oid": oid, "tid": TID})),
+            (
+                ENTRA,
+                json!({"oid": oid, "tid": "00000000-0000-0000-0000-000000000000"}),
+            ),
+            (
+                "https://72f988bf-86f1-41af-91ab-2d7cd011db47.evil.example/x",
+                json!({"oid": oid, "tid": TID}),
+            ),
+            (ENTRA, json!({"oid": oid})),
+            (ENTRA, json!({"tid": TID})),
+            (ENTRA, json!({"oid": "", "tid": TID})),
+            (ENTRA, json!({"oid": oid, "tid": ""})),
+        ] {
+            assert_eq!(contact(iss, &claims).entra, None, "{iss} {claims}");
+        }
+    }
 }

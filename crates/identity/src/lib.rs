@@ -20,7 +20,7 @@ pub mod registry;
 
 pub use config::{ClaimRule, OidcIssuerConfig};
 pub use error::AuthError;
-pub use lookup::{Binding, KeyLookup, KeyRecord, LookupError};
+pub use lookup::{Binding, Contact, ContactFacts, EntraObject, KeyLookup, KeyRecord, LookupError};
 pub use oidc::{OidcVerifier, MAX_TOKEN};
 pub use registry::{BindError, Registry};
 
@@ -116,8 +116,10 @@ impl Authenticator {
             return self.registry.admit(ident, now).await.map(Arc::new);
         }
         if token.bytes().filter(|b| *b == b'.').count() == 2 && !self.oidc.is_empty() {
-            let ident = self.oidc.verify(token, now).await?;
-            return self.registry.admit(ident, now).await.map(Arc::new);
+            let (ident, facts) = self.oidc.verify_with_contact(token, now).await?;
+            let ident = self.registry.admit(ident, now).await?;
+            self.registry.record_contact(&ident, facts, now).await?;
+            return Ok(Arc::new(ident));
         }
         Err(AuthError::Unknown)
     }

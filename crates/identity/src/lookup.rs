@@ -3,7 +3,7 @@
 //! implements [`KeyLookup`] over its store; this crate does not depend on the store.
 
 use async_trait::async_trait;
-use countersign_core::{IdentityKind, Timestamp};
+use countersign_core::{Identity, IdentityKind, Timestamp};
 use std::collections::BTreeSet;
 
 /// A managed API key, as authentication needs it (never the secret: it is looked up by hash).
@@ -40,6 +40,39 @@ pub struct Binding {
     pub first_seen: Timestamp,
 }
 
+/// An Entra ID user: object id and tenant id, lowercase.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EntraObject {
+    /// The user's object id (`oid`; Teams' `aadObjectId`).
+    pub oid: String,
+    /// The tenant the object id is in (`tid`).
+    pub tid: String,
+}
+
+/// What an identity provider's token proved about how a person is reached in chat (see
+/// [`crate::claims::contact`]). Empty when it proved nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactFacts {
+    /// The verified email address, lowercase.
+    pub email: Option<String>,
+    /// The Entra object id and tenant.
+    pub entra: Option<EntraObject>,
+}
+
+/// A person from the identity provider as last admitted, with the [`ContactFacts`] their token
+/// proved: what the chat channels map a Slack email or a Teams object id to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// The stable key of the source, `oidc:<issuer>#<subject>`: one row per person.
+    pub source: String,
+    /// The identity as admitted (id, groups as the token had them).
+    pub identity: Identity,
+    /// The facts.
+    pub facts: ContactFacts,
+    /// When these facts were recorded.
+    pub recorded_at: Timestamp,
+}
+
 /// A storage failure behind a [`KeyLookup`] (the implementation's own error, boxed).
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
@@ -55,4 +88,10 @@ pub trait KeyLookup: Send + Sync {
     async fn bind_identity(&self, binding: Binding) -> Result<Binding, LookupError>;
     /// The binding of a normalised id, if any.
     async fn identity_binding(&self, id_key: &str) -> Result<Option<Binding>, LookupError>;
+    /// Records (replaces) the contact facts of `contact.source`. The default records nothing,
+    /// for lookups without a place to keep them.
+    async fn record_contact(&self, contact: Contact) -> Result<(), LookupError> {
+        let _ = contact;
+        Ok(())
+    }
 }

@@ -21,6 +21,7 @@ use crate::claims;
 use crate::config::{Issuer, OidcIssuerConfig};
 use crate::error::AuthError;
 use crate::jwks::{family_of, KeyCache};
+use crate::lookup::ContactFacts;
 
 struct IssuerState {
     issuer: Issuer,
@@ -120,9 +121,26 @@ impl OidcVerifier {
         self.issuers.get(issuer).map_or(0, |s| s.keys.fetches())
     }
 
+    /// Whether `issuer` is one of the configured issuers (exactly).
+    pub fn trusts(&self, issuer: &str) -> bool {
+        self.issuers.contains_key(issuer)
+    }
+
     /// Verifies `token` at `now` and maps its claims to an identity. `exp`, `nbf` and `iat` are
     /// checked against the `now` passed in (the caller's clock), never the system clock.
     pub async fn verify(&self, token: &str, now: Timestamp) -> Result<Identity, AuthError> {
+        self.verify_with_contact(token, now)
+            .await
+            .map(|(identity, _)| identity)
+    }
+
+    /// As [`OidcVerifier::verify`], with what the token proves about how its subject is reached
+    /// in chat ([`claims::contact`]: a verified email, an Entra object id in its tenant).
+    pub async fn verify_with_contact(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(Identity, ContactFacts), AuthError> {
         let unverified = read_unverified(token)?;
         let iss = unverified
             .payload
@@ -133,7 +151,8 @@ impl OidcVerifier {
         let key = state.keys.key(unverified.header.kid.as_deref()).await?;
         let audience: Vec<&str> = state.issuer.audience.iter().map(String::as_str).collect();
         let claims = key.verify(token, &unverified, &audience, iss, now, LEEWAY_SECS)?;
-        claims::identity(&state.issuer, iss, &claims)
+        let identity = claims::identity(&state.issuer, iss, &claims)?;
+        Ok((identity, claims::contact(iss, &claims)))
     }
 }
 

@@ -7,7 +7,7 @@
 //! refused (`identity_conflict`), unless the config links it (`oidc_subject` on a configured
 //! human, which makes that OIDC subject the configured person).
 
-use crate::lookup::{Binding, KeyLookup, LookupError};
+use crate::lookup::{Binding, Contact, ContactFacts, KeyLookup, LookupError};
 use countersign_core::{check_id, id_key, may_be_on_behalf_of, Identity, IdentityKind, Timestamp};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -80,7 +80,14 @@ pub struct Registry {
     configured: HashMap<String, Arc<Identity>>,
     linked: HashMap<String, Arc<Identity>>,
     seen: Mutex<HashMap<String, String>>,
+    /// The contact facts last recorded per OIDC source by this process, with the identity they
+    /// were recorded with: a sign-in writes only when they changed.
+    contacts: Mutex<HashMap<String, (Identity, ContactFacts)>>,
 }
+
+/// Most sources whose last recorded contact facts are remembered; past it, the cache starts
+/// over (each person's facts are then written once more).
+const MAX_REMEMBERED_CONTACTS: usize = 10_000;
 
 impl Registry {
     /// `configured`: the config's identities; `linked`: `issuer#subject` → the configured
@@ -95,6 +102,7 @@ impl Registry {
             configured: configured.into_iter().map(|i| (id_key(&i.id), i)).collect(),
             linked,
             seen: Mutex::new(HashMap::new()),
+            contacts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -154,6 +162,51 @@ impl Registry {
             m.insert(key, stable);
         }
         Ok(ident)
+    }
+
+    /// Records what `ident`'s token proved about how they are reached in chat (`facts`), for
+    /// a person from the identity provider admitted as such (`oidc:<issuer>#<subject>`, a
+    /// human, not linked to a configured one: a configured identity's email and chat ids are
+    /// the config's). Written only when the facts, or the identity they map to, changed since
+    /// this process last recorded them, so a sign-in or API call costs no write in the steady
+    /// state; a token proving no facts any more clears what an earlier one recorded.
+    pub async fn record_contact(
+        &self,
+        ident: &Identity,
+        facts: ContactFacts,
+        now: Timestamp,
+    ) -> Result<(), AuthError> {
+        let Some(source) = ident.stable_key.as_deref() else {
+            return Ok(());
+        };
+        if ident.kind != IdentityKind::Human
+            || !source.starts_with("oidc:")
+            || source.contains("#rule:")
+        {
+            return Ok(());
+        }
+        let unchanged = self.contacts.lock().ok().is_some_and(|m| {
+            m.get(source)
+                .is_some_and(|(i, f)| i == ident && *f == facts)
+        });
+        if unchanged {
+            return Ok(());
+        }
+        self.store
+            .record_contact(Contact {
+                source: source.to_string(),
+                identity: ident.clone(),
+                facts: facts.clone(),
+                recorded_at: now,
+            })
+            .await?;
+        if let Ok(mut m) = self.contacts.lock() {
+            if m.len() >= MAX_REMEMBERED_CONTACTS {
+                m.clear();
+            }
+            m.insert(source.to_string(), (ident.clone(), facts));
+        }
+        Ok(())
     }
 
     /// Whether `id` names a human the gateway knows: a configured human, or a person from the

@@ -1,7 +1,7 @@
 //! Persistence for action records and their events.
 //!
-//! One store, [`Store`] (its aspects [`Actions`], [`AuditLog`], [`Keys`], [`Outbox`] and
-//! [`Coordination`]),
+//! One store, [`Store`] (its aspects [`Actions`], [`AuditLog`], [`Keys`], [`Contacts`],
+//! [`Outbox`] and [`Coordination`]),
 //! that every backend implements and one shared test suite runs against. Mutations go through
 //! [`Actions::update`], which hands the current record to a *pure* domain
 //! function and persists the result atomically with the events it produced: the store decides
@@ -11,6 +11,7 @@
 //! response sent after a store call never reports a decision a crash could lose.
 
 mod bindings;
+mod contacts;
 mod entry;
 mod health;
 mod keys;
@@ -24,6 +25,7 @@ mod sqlite;
 mod write;
 
 pub use bindings::IdentityBinding;
+pub use contacts::{ContactQuery, IdentityContact};
 pub use countersign_audit::Hash;
 pub use entry::rfc3339;
 pub use keys::ManagedKey;
@@ -194,9 +196,9 @@ pub struct StoredCheckpoint {
 /// Every write goes to the store's single writer ([`Writes::writer`]) and means the same on
 /// every backend (`write.rs`); a backend implements the reads and how its writer reads and
 /// writes rows. The write methods are provided.
-pub trait Store: Actions + AuditLog + Keys + Outbox + Coordination {}
+pub trait Store: Actions + AuditLog + Keys + Contacts + Outbox + Coordination {}
 
-impl<T: Actions + AuditLog + Keys + Outbox + Coordination + ?Sized> Store for T {}
+impl<T: Actions + AuditLog + Keys + Contacts + Outbox + Coordination + ?Sized> Store for T {}
 
 /// The way to a store's single writer, which every provided write method takes.
 pub trait Writes: Send + Sync + 'static {
@@ -381,6 +383,19 @@ pub trait Keys: Writes {
     /// The console session whose secret hashes to `hash`, if any (live or not: the caller
     /// checks [`ConsoleSession::live_at`]).
     async fn session_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ConsoleSession>, StoreError>;
+}
+
+/// How people from the identity provider are reached in chat (issue #15): the verified email
+/// and Entra object id their last sign-in proved, per OIDC source.
+#[async_trait]
+pub trait Contacts: Writes {
+    /// Records `contact`, replacing its source's row unless that one was recorded later.
+    async fn record_contact(&self, contact: IdentityContact) -> Result<(), StoreError> {
+        op::record_contact(self.writer(), contact).await
+    }
+
+    /// The recorded contacts `query` names (at most 16; more is an ambiguity anyway).
+    async fn contacts(&self, query: &ContactQuery) -> Result<Vec<IdentityContact>, StoreError>;
 }
 
 /// The notification outbox: rows are queued by the write path itself (`write.rs`), in the

@@ -67,6 +67,12 @@ pub(crate) enum Op {
         identity: String,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// A person's contact facts recorded (`identity` is their identity as JSON).
+    RecordContact {
+        contact: Box<crate::IdentityContact>,
+        identity: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// A console session ended.
     EndSession {
         hash: [u8; 32],
@@ -280,6 +286,24 @@ pub(crate) async fn outbox_claim(
         ids,
         now,
         until,
+        reply,
+    })?;
+    w.answer(rx).await
+}
+
+pub(crate) async fn record_contact(
+    w: &WriteQueue,
+    mut contact: crate::IdentityContact,
+) -> Result<(), StoreError> {
+    // Compared lowercase by every reader: stored lowercase.
+    contact.email = contact.email.map(|e| e.to_lowercase());
+    contact.entra_oid = contact.entra_oid.map(|o| o.to_ascii_lowercase());
+    contact.entra_tid = contact.entra_tid.map(|t| t.to_ascii_lowercase());
+    let identity = encode(&contact.identity)?;
+    let (reply, rx) = oneshot::channel();
+    w.send(Op::RecordContact {
+        contact: Box::new(contact),
+        identity,
         reply,
     })?;
     w.answer(rx).await

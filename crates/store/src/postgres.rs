@@ -217,6 +217,25 @@ CREATE TABLE console_sessions (
 );
 ",
     },
+    // How people from the identity provider are reached in chat (issue #15), as in SQLite's
+    // version 10.
+    Migration {
+        version: 9,
+        add_columns: &[],
+        sql: "
+CREATE TABLE identity_contacts (
+    source TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    email TEXT,
+    entra_oid TEXT,
+    entra_tid TEXT,
+    recorded_at BIGINT NOT NULL
+);
+CREATE INDEX identity_contacts_email ON identity_contacts(email) WHERE email IS NOT NULL;
+CREATE INDEX identity_contacts_entra_oid ON identity_contacts(entra_oid)
+    WHERE entra_oid IS NOT NULL;
+",
+    },
 ];
 
 /// The newest schema version this build knows (the last step's).
@@ -872,6 +891,28 @@ async fn write_batch(
         .await
         .map_err(db_err)?;
     }
+    for (c, identity) in &batch.contacts {
+        exec(
+            tx,
+            "INSERT INTO identity_contacts \
+             (source, identity, email, entra_oid, entra_tid, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (source) DO UPDATE SET identity = EXCLUDED.identity, \
+             email = EXCLUDED.email, entra_oid = EXCLUDED.entra_oid, \
+             entra_tid = EXCLUDED.entra_tid, recorded_at = EXCLUDED.recorded_at \
+             WHERE EXCLUDED.recorded_at >= identity_contacts.recorded_at",
+            &[
+                &c.source,
+                identity,
+                &c.email,
+                &c.entra_oid,
+                &c.entra_tid,
+                &c.recorded_at.millis(),
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+    }
     write_outbox(tx, batch).await?;
     for b in &batch.new_bindings {
         exec(
@@ -1520,6 +1561,34 @@ impl Keys for PostgresStore {
             )
         })
         .transpose()
+    }
+}
+
+#[async_trait]
+impl crate::Contacts for PostgresStore {
+    async fn contacts(
+        &self,
+        query: &crate::ContactQuery,
+    ) -> Result<Vec<crate::IdentityContact>, StoreError> {
+        let (column, value) = query.column_and_value();
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {} FROM identity_contacts WHERE {column} = $1 \
+                     ORDER BY source LIMIT $2",
+                    crate::contacts::COLUMNS
+                ),
+                &[&value, &crate::contacts::MAX_MATCHES],
+            )
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                crate::contacts::decode(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
+            })
+            .collect()
     }
 }
 

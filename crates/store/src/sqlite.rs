@@ -25,9 +25,9 @@ use crate::write::{
     Head, Loaded, Needs,
 };
 use crate::{
-    Actions, AuditEntry, AuditLog, Coordination, IdentityBinding, Keys, ListFilter, ManagedKey,
-    Notification, Outbox, OutboxFilter, OutboxState, ReviewQuery, StoreError, StoredCheckpoint,
-    StoredSecret, Writes,
+    Actions, AuditEntry, AuditLog, ContactQuery, Contacts, Coordination, IdentityBinding,
+    IdentityContact, Keys, ListFilter, ManagedKey, Notification, Outbox, OutboxFilter, OutboxState,
+    ReviewQuery, StoreError, StoredCheckpoint, StoredSecret, Writes,
 };
 
 /// The SQLite schema's history, oldest first (see `migrate.rs`). Version 3 is the first release
@@ -216,6 +216,27 @@ CREATE TABLE IF NOT EXISTS console_sessions (
     expires_at INTEGER NOT NULL,
     ended_at INTEGER
 );
+",
+    },
+    // How people from the identity provider are reached in chat (issue #15): per OIDC source,
+    // the identity as last admitted (JSON), its verified email and Entra object id and tenant,
+    // all lowercase.
+    Migration {
+        version: 10,
+        add_columns: &[],
+        sql: "
+CREATE TABLE IF NOT EXISTS identity_contacts (
+    source TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    email TEXT,
+    entra_oid TEXT,
+    entra_tid TEXT,
+    recorded_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS identity_contacts_email ON identity_contacts(email)
+    WHERE email IS NOT NULL;
+CREATE INDEX IF NOT EXISTS identity_contacts_entra_oid ON identity_contacts(entra_oid)
+    WHERE entra_oid IS NOT NULL;
 ",
     },
 ];
@@ -597,6 +618,9 @@ fn write(conn: &Connection, batch: &Batch) -> Result<(), StoreError> {
     for (hash, at) in &batch.ended_sessions {
         crate::sessions::end(conn, hash, *at)?;
     }
+    for (contact, identity) in &batch.contacts {
+        crate::contacts::put(conn, contact, identity)?;
+    }
     for n in &batch.outbox {
         crate::outbox::insert(conn, n)?;
     }
@@ -915,6 +939,13 @@ impl Keys for SqliteStore {
         hash: &[u8; 32],
     ) -> Result<Option<crate::ConsoleSession>, StoreError> {
         self.read(|c| crate::sessions::get(c, hash))
+    }
+}
+
+#[async_trait]
+impl Contacts for SqliteStore {
+    async fn contacts(&self, query: &ContactQuery) -> Result<Vec<IdentityContact>, StoreError> {
+        self.read(|c| crate::contacts::find(c, query))
     }
 }
 

@@ -125,6 +125,7 @@ impl Needs {
                 | Op::Outbox { .. }
                 | Op::SetSecret { .. }
                 | Op::StartSession { .. }
+                | Op::RecordContact { .. }
                 | Op::EndSession { .. } => {}
             }
         }
@@ -227,6 +228,9 @@ pub(crate) struct Batch {
     /// Console sessions the batch starts (each with its identity as JSON), and those it ends.
     pub new_sessions: Vec<(crate::ConsoleSession, String)>,
     pub ended_sessions: Vec<([u8; 32], Timestamp)>,
+    /// Contact facts the batch records (each with its identity as JSON), in order: a later one
+    /// of a source replaces an earlier one.
+    pub contacts: Vec<(crate::IdentityContact, String)>,
     /// Notifications the batch's changes queue, in order (the outbox rows of their events).
     pub outbox: Vec<NewNotification>,
     /// What the delivery worker recorded about queued notifications.
@@ -260,6 +264,7 @@ impl Batch {
             secrets: Vec::new(),
             new_sessions: Vec::new(),
             ended_sessions: Vec::new(),
+            contacts: Vec::new(),
             outbox: Vec::new(),
             outbox_changes: Vec::new(),
             outbox_rows: HashMap::new(),
@@ -513,6 +518,7 @@ pub(crate) fn fail_all(ops: Vec<Op>, done: &mut Vec<Done>, err: StoreError) -> S
             | Op::Outbox { reply, .. }
             | Op::SetSecret { reply, .. }
             | Op::StartSession { reply, .. }
+            | Op::RecordContact { reply, .. }
             | Op::EndSession { reply, .. } => done.push(Done::Append(reply, Ok(()))),
             Op::RevokeKey { reply, .. } => done.push(Done::KeyRevoked(
                 reply,
@@ -717,6 +723,15 @@ pub(crate) fn decide(batch: &mut Batch, op: Op, done: &mut Vec<Done>) {
                 return;
             }
             batch.new_sessions.push((*session, identity));
+            done.push(Done::Append(reply, Ok(())));
+        }
+        Op::RecordContact {
+            contact,
+            identity,
+            reply,
+        } => {
+            // Recording facts always succeeds; the backends keep the newest per source.
+            batch.contacts.push((*contact, identity));
             done.push(Done::Append(reply, Ok(())));
         }
         Op::EndSession { hash, at, reply } => {

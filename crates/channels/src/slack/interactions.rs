@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use countersign_core::{Ballot, Identity};
 use countersign_gateway::credentials::Secret;
 use countersign_gateway::notify::SlackConfig;
-use countersign_gateway::Gateway;
+use countersign_gateway::{ChatHuman, Gateway};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -180,13 +180,18 @@ pub(crate) async fn dispatch(s: &Interactions, p: &Value) -> Option<Value> {
     }
 }
 
-/// The human a Slack user is: the identity whose `slack_user_id` it is, else the configured
-/// human whose email is the Slack profile's confirmed email (`users.info`); or the refusal
-/// (ephemeral text) and its audit entry. Bots and deactivated users are refused.
+/// The human a Slack user is: the identity whose `slack_user_id` it is, else the one human
+/// whose email is the Slack profile's confirmed email (`users.info`) — a configured human's
+/// `email`, or the verified email a person from the identity provider signed in with
+/// (`Gateway::chat_human_by_email`); or the refusal (ephemeral text) and its audit entry. Bots,
+/// deactivated users and an email that names more than one identity are refused.
 async fn who(s: &Interactions, user: &str, action: &str) -> Result<Identity, String> {
     if let Some(i) = s.gateway.identities().by_slack_user(user) {
         return Ok((**i).clone());
     }
+    const UNMAPPED: &str = "your Slack user is not mapped to a countersign human identity (an \
+        identity's `slack_user_id`, or your confirmed Slack email equal to a human's configured \
+        `email` or to the verified email they signed in with)";
     let (code, text) = match s.api.call_form("users.info", &[("user", user)]).await {
         Ok(reply) => {
             let u = &reply["user"];
@@ -203,13 +208,31 @@ async fn who(s: &Interactions, user: &str, action: &str) -> Result<Identity, Str
                     "chat_user_deactivated",
                     "a deactivated Slack user may not vote".to_string(),
                 )
-            } else if let Some(i) = email.and_then(|e| s.gateway.identities().human_by_email(e)) {
-                return Ok((**i).clone());
+            } else if let Some(email) = email {
+                match s.gateway.chat_human_by_email(email).await {
+                    Ok(ChatHuman::Mapped(i)) => return Ok(i),
+                    Ok(ChatHuman::Unmapped) => ("unmapped_chat_user", UNMAPPED.to_string()),
+                    Ok(ChatHuman::Ambiguous(ids)) => {
+                        tracing::warn!(
+                            slack_user = user,
+                            ?ids,
+                            "a Slack user's email is the email of more than one identity; \
+                             refused (set `slack_user_id` on the right one)"
+                        );
+                        (
+                            "chat_user_ambiguous",
+                            "your confirmed Slack email is the email of more than one countersign \
+                             identity; an administrator can map you with `slack_user_id`"
+                                .to_string(),
+                        )
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading recorded contacts failed; the Slack user is treated as unmapped");
+                        ("unmapped_chat_user", UNMAPPED.to_string())
+                    }
+                }
             } else {
-                (
-                    "unmapped_chat_user",
-                    "your Slack user is not mapped to a countersign human identity (an identity's `slack_user_id`, or its `email` equal to your confirmed Slack email)".to_string(),
-                )
+                ("unmapped_chat_user", UNMAPPED.to_string())
             }
         }
         Err(e) => {

@@ -13,8 +13,10 @@
 //! the card as it is after the vote; a refusal as `{"statusCode": 400 (500 when the fault is
 //! ours), "type": "application/vnd.microsoft.error", "value": {"code", "message"}}`, which
 //! Teams shows to the clicking user only. The clicking user (`from.aadObjectId`) is mapped to
-//! the identity whose `teams_aad_object_id` it is, and must come from the bot's tenant (when
-//! `tenant_id` is a tenant id: `channelData.tenant.id`); the vote goes through `Gateway::vote`.
+//! the identity whose `teams_aad_object_id` it is, else to the person from the identity provider
+//! whose Entra sign-in carried that object id in the bot's tenant (`Gateway::chat_human_by_entra`),
+//! and must come from the bot's tenant (when `tenant_id` is a tenant id:
+//! `channelData.tenant.id`); the vote goes through `Gateway::vote`.
 //! An invoke's activity id is remembered for 75 minutes (a token's lifetime and skew), so a
 //! captured request replayed meanwhile counts nothing (`teams_activity_replayed`, audited).
 //! Other activities (messages, conversation updates) are acknowledged and ignored.
@@ -31,7 +33,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use countersign_core::{Ballot, Identity};
 use countersign_gateway::notify::TeamsConfig;
-use countersign_gateway::Gateway;
+use countersign_gateway::{ChatHuman, Gateway};
 use countersign_identity::botframework::{BotAuthError, BotFrameworkVerifier};
 use serde_json::{json, Value};
 
@@ -203,15 +205,36 @@ async fn who(s: &Activities, activity: &Value, action: &str) -> Result<Identity,
         return Ok((**i).clone());
     }
     let user = oid.or(from["id"].as_str()).unwrap_or("unknown");
-    Err(refuse_unmapped(
-        &s.gateway,
-        "teams",
-        user,
-        action,
+    let mut refusal = (
         "unmapped_chat_user",
-        "your Teams user is not mapped to a countersign human identity (an identity's `teams_aad_object_id`)",
-    )
-    .await)
+        "your Teams user is not mapped to a countersign human identity (an identity's \
+         `teams_aad_object_id`, or the object id a person signed in with from the bot's tenant)",
+    );
+    // A person who signed in through Entra ID in the bot's tenant: the same object id. Only
+    // when the bot's tenant is an id (a verified domain names no `tid` to compare).
+    if let (Some(oid), Some(tenant)) = (oid, &s.tenant) {
+        match s.gateway.chat_human_by_entra(oid, tenant).await {
+            Ok(ChatHuman::Mapped(i)) => return Ok(i),
+            Ok(ChatHuman::Unmapped) => {}
+            Ok(ChatHuman::Ambiguous(ids)) => {
+                tracing::warn!(
+                    teams_user = oid,
+                    ?ids,
+                    "a Teams user's object id is that of more than one identity; refused (set \
+                     `teams_aad_object_id` on the right one)"
+                );
+                refusal = (
+                    "chat_user_ambiguous",
+                    "your Teams user is the object id of more than one countersign identity; an \
+                     administrator can map you with `teams_aad_object_id`",
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading recorded contacts failed; the Teams user is treated as unmapped");
+            }
+        }
+    }
+    Err(refuse_unmapped(&s.gateway, "teams", user, action, refusal.0, refusal.1).await)
 }
 
 async fn invoke(s: &Activities, activity: &Value) -> Value {

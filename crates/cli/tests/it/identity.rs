@@ -13,27 +13,35 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::support::{code, id, Gw};
 
 /// An Ed25519 OIDC issuer on loopback.
-struct Idp {
-    url: String,
+pub(crate) struct Idp {
+    pub(crate) url: String,
     der: Vec<u8>,
     _server: tokio::task::JoinHandle<()>,
 }
 
 impl Idp {
-    async fn start() -> Idp {
+    pub(crate) async fn start() -> Idp {
+        Idp::start_at("").await
+    }
+
+    /// An issuer whose URL ends in `path` (e.g. `/{tenant}/v2.0`, as Entra ID's do).
+    pub(crate) async fn start_at(path: &str) -> Idp {
         use ed25519_dalek::pkcs8::EncodePrivateKey;
         let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let url = format!("http://{}{path}", listener.local_addr().unwrap());
         let discovery = json!({"issuer": url, "jwks_uri": format!("{url}/jwks")});
         let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
             "x": URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes())}]});
         let app = Router::new()
             .route(
-                "/.well-known/openid-configuration",
+                &format!("{path}/.well-known/openid-configuration"),
                 get(move || async move { Json(discovery) }),
             )
-            .route("/jwks", get(move || async move { Json(jwks) }));
+            .route(
+                &format!("{path}/jwks"),
+                get(move || async move { Json(jwks) }),
+            );
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -45,9 +53,14 @@ impl Idp {
     }
 
     fn config(&self) -> String {
+        format!("admin_group = \"sec\"\n{}", self.oidc_table())
+    }
+
+    /// The `[[oidc]]` table trusting this issuer: people by `preferred_username`, groups from
+    /// `groups`, and tokens with `azp = "agent-client"` an agent (fixed id `oidc-bot`).
+    pub(crate) fn oidc_table(&self) -> String {
         format!(
-            r#"admin_group = "sec"
-[[oidc]]
+            r#"[[oidc]]
 issuer = "{}"
 audience = "countersign"
 id_claim = "preferred_username"
@@ -62,7 +75,7 @@ groups = ["automation"]
         )
     }
 
-    fn token(&self, user: &str, groups: &[&str], extra: Value) -> String {
+    pub(crate) fn token(&self, user: &str, groups: &[&str], extra: Value) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -78,7 +91,7 @@ groups = ["automation"]
     }
 }
 
-async fn call(
+pub(crate) async fn call(
     gw: &Gw,
     token: &str,
     method: Method,

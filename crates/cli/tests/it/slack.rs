@@ -116,6 +116,17 @@ impl SlackDouble {
                 "BOTUSER" => json!({"ok": true, "user": {
                     "id": "BOTUSER", "deleted": false, "is_bot": true,
                     "is_email_confirmed": true, "profile": {"email": "dave@example.com"}}}),
+                // People from the identity provider (`people_from_the_identity_provider_...`).
+                "UFRANK" | "UGINA" | "USHARED" | "UROBOT" | "USTRANGER" | "UHENRY" => {
+                    let name = match user.as_str() {
+                        "USTRANGER" => "nobody".to_string(),
+                        u => u[1..].to_lowercase(),
+                    };
+                    json!({"ok": true, "user": {
+                        "id": user, "name": name, "deleted": false, "is_bot": false,
+                        "is_app_user": false, "is_email_confirmed": true,
+                        "profile": {"email": format!("{}@Example.com", name.to_uppercase())}}})
+                }
                 _ => json!({"ok": false, "error": "user_not_found"}),
             };
             return axum::Json(reply).into_response();
@@ -1001,4 +1012,215 @@ async fn socket_mode_votes_acks_envelopes_and_reconnects_on_disconnect() {
     );
     let (_, got) = gw.get("bot", &format!("/v1/actions/{second}")).await;
     assert_eq!(got["status"], "pending", "{got}");
+}
+
+/// Issue #15: a person from the identity provider who signed in before (here, one API call with
+/// their OIDC token) is mapped from Slack by the verified email their token carried, and votes
+/// with the groups it had. Refused, each with an ephemeral reply and an audit entry: someone
+/// never seen; a person whose token said the email was not verified; an agent whose token
+/// carries the email (verified); an email two people signed in with; an email a configured
+/// human has and a person from the identity provider signed in with; and, once a later
+/// sign-in no longer proves it, the email recorded before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_from_the_identity_provider_are_mapped_by_their_verified_email() {
+    use crate::identity::{call, Idp};
+    use reqwest::Method;
+    let (double, durl) = SlackDouble::start().await;
+    let idp = Idp::start().await;
+    let gw = start_with(&durl, "mode = \"http\"", &idp.oidc_table(), "").await;
+    let verified = |email: &str| json!({"email": email, "email_verified": true});
+    let signs_in = |token: String| {
+        let gw = &gw;
+        async move {
+            let (s, v) = call(gw, &token, Method::GET, "/v1/reviews", None).await;
+            assert_eq!(s, 200, "{v}");
+        }
+    };
+    signs_in(idp.token("frank", &["sre"], verified("Frank@example.COM"))).await;
+    signs_in(idp.token(
+        "gina",
+        &["sre"],
+        json!({"email": "gina@example.com", "email_verified": false}),
+    ))
+    .await;
+    signs_in(idp.token("sam", &["sre"], verified("shared@example.com"))).await;
+    signs_in(idp.token(
+        "sam2",
+        &["sre"],
+        json!({"sub": "sub-sam-2", "email": "shared@example.com", "email_verified": "true"}),
+    ))
+    .await;
+    // The rule makes this token an agent: its verified email maps nobody.
+    signs_in(idp.token(
+        "whatever",
+        &["sre"],
+        json!({"azp": "agent-client", "email": "robot@example.com", "email_verified": true}),
+    ))
+    .await;
+    // The configured dave's email, signed in with by someone else at the identity provider.
+    signs_in(idp.token("dave-idp", &["sre"], verified("dave@example.com"))).await;
+
+    let deploy = |resource: &str| json!({"action": "deploy", "resource": resource, "environment": "prod", "justification": "ship"});
+    let action = id(&gw.submit("bot", deploy("svc/a")).await);
+    for (user, hook) in [
+        ("USTRANGER", "stranger"),
+        ("UGINA", "gina"),
+        ("UROBOT", "robot"),
+        ("USHARED", "shared"),
+        ("UDAVE", "dave"),
+    ] {
+        let (b, t, s) = signed(
+            &click(user, "countersign_approve", &action, hook, &durl),
+            now_secs(),
+        );
+        assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+        let got = double.wait_for(&format!("hook:{hook}"), 1).await.remove(0);
+        let text = got["text"].as_str().unwrap();
+        assert!(text.starts_with("Refused"), "{user}: {got}");
+        let (_, v) = gw.get("alice", &format!("/v1/actions/{action}")).await;
+        assert_eq!(v["status"], "pending", "{user}: {v}");
+    }
+    // frank, an SRE at the identity provider, approves from Slack.
+    let (b, t, s) = signed(
+        &click("UFRANK", "countersign_approve", &action, "frank", &durl),
+        now_secs(),
+    );
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let start = Instant::now();
+    let approved = loop {
+        let (_, v) = gw.get("alice", &format!("/v1/actions/{action}")).await;
+        if v["status"] != "pending" {
+            break v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not approved: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(approved["status"], "approved", "{approved}");
+    assert!(approved.to_string().contains("frank"), "{approved}");
+    assert!(
+        double.calls("hook:frank").is_empty(),
+        "no refusal for frank"
+    );
+
+    // frank signs in again and the token no longer says the email is verified: the email
+    // recorded before maps him no more.
+    signs_in(idp.token(
+        "frank",
+        &["sre"],
+        json!({"email": "frank@example.com", "email_verified": false}),
+    ))
+    .await;
+    let second = id(&gw.submit("bot", deploy("svc/b")).await);
+    let (b, t, s) = signed(
+        &click("UFRANK", "countersign_approve", &second, "frank2", &durl),
+        now_secs(),
+    );
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let got = double.wait_for("hook:frank2", 1).await.remove(0);
+    assert!(
+        got["text"].as_str().unwrap().starts_with("Refused"),
+        "{got}"
+    );
+
+    let refused = gw.refusals().await;
+    let by = |who: &str, code: &str| {
+        refused
+            .iter()
+            .any(|e| e["event"]["by"] == who && e["event"]["code"] == code)
+    };
+    for (who, code) in [
+        ("slack:USTRANGER", "unmapped_chat_user"),
+        ("slack:UGINA", "unmapped_chat_user"),
+        ("slack:UROBOT", "unmapped_chat_user"),
+        ("slack:USHARED", "chat_user_ambiguous"),
+        ("slack:UDAVE", "chat_user_ambiguous"),
+        ("slack:UFRANK", "unmapped_chat_user"),
+    ] {
+        assert!(by(who, code), "{who} {code}: {refused:?}");
+    }
+}
+
+/// Issue #15, across restarts with another configuration: a person recorded from an issuer the
+/// config later links (`oidc_subject`) votes from Slack as the configured person; once the
+/// config no longer trusts that issuer, their recorded email maps nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_people_follow_the_configuration_of_their_issuer() {
+    use crate::identity::{call, Idp};
+    let (double, durl) = SlackDouble::start().await;
+    let idp = Idp::start().await;
+    let other = Idp::start().await;
+    let (dir, path) = config_with(&durl, "mode = \"http\"", &idp.oidc_table(), "");
+    let base = std::fs::read_to_string(&path).unwrap();
+    let restart = |toml: String| {
+        std::fs::write(&path, toml).unwrap();
+        let path = path.clone();
+        async move {
+            let (url, server) = serve(&path).await;
+            Gw::from_parts(url, client(), tempfile::tempdir().unwrap(), server)
+        }
+    };
+    let gw = restart(base.clone()).await;
+    let henry = idp.token(
+        "henry",
+        &["sre"],
+        json!({"email": "henry@example.com", "email_verified": true}),
+    );
+    let (s, v) = call(&gw, &henry, reqwest::Method::GET, "/v1/reviews", None).await;
+    assert_eq!(s, 200, "{v}");
+    drop(gw);
+
+    // Linked: henry's account is now the configured `henry-c` (an SRE).
+    let linked = format!(
+        "{base}\n[[identities]]\nid = \"henry-c\"\nkind = \"human\"\ngroups = [\"sre\"]\n\
+         api_key_sha256 = \"{}\"\noidc_subject = \"{}#sub-henry\"\n",
+        "ab".repeat(32),
+        idp.url
+    );
+    let gw = restart(linked).await;
+    let (action, b, t, s) = click_as_henry(&gw, "linked", &durl).await;
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let (_, v) = gw.get("alice", &format!("/v1/actions/{action}")).await;
+    assert_eq!(v["status"], "approved", "{v}");
+    assert!(v.to_string().contains("henry-c"), "{v}");
+    assert!(double.calls("hook:linked").is_empty());
+    drop(gw);
+
+    // The issuer is no longer trusted (another one is): henry maps nobody.
+    let gw = restart(base.replace(&idp.url, &other.url)).await;
+    let (action, b, t, s) = click_as_henry(&gw, "untrusted", &durl).await;
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let got = double.wait_for("hook:untrusted", 1).await.remove(0);
+    assert!(
+        got["text"].as_str().unwrap().starts_with("Refused"),
+        "{got}"
+    );
+    let (_, v) = gw.get("alice", &format!("/v1/actions/{action}")).await;
+    assert_eq!(v["status"], "pending", "{v}");
+    let refused = gw.refusals().await;
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["event"]["by"] == "slack:UHENRY"
+                && e["event"]["code"] == "unmapped_chat_user"),
+        "{refused:?}"
+    );
+    drop(dir);
+}
+
+/// A new `deploy` held for review (by `bot`) and UHENRY's signed click approving it.
+async fn click_as_henry(gw: &Gw, hook: &str, durl: &str) -> (String, String, String, String) {
+    let action = id(&gw
+        .submit(
+            "bot",
+            json!({"action": "deploy", "resource": "svc/h", "environment": "prod"}),
+        )
+        .await);
+    let (b, t, s) = signed(
+        &click("UHENRY", "countersign_approve", &action, hook, durl),
+        now_secs(),
+    );
+    (action, b, t, s)
 }

@@ -1086,3 +1086,91 @@ async fn a_click_on_an_out_of_date_card_is_refused() {
         "{log}"
     );
 }
+
+/// Issue #15: a person who signed in through Entra ID (here, one API call with an ID token from
+/// a double of the tenant's issuer, `…/{tenant}/v2.0`) is mapped from Teams by the object id
+/// their token carried (`oid`, the `aadObjectId` of a click) in the bot's tenant (`tid`), and
+/// approves. Refused (`unmapped_chat_user`, audited): a person with the same claims from
+/// another tenant's issuer; a person whose token claims the bot's tenant from an issuer that is
+/// not that tenant's (another provider that lets claims be set); someone never seen. And
+/// (`chat_user_ambiguous`) an object id two people signed in with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_who_signed_in_through_entra_id_are_mapped_by_object_id() {
+    use crate::identity::{call, Idp};
+    const OTHER_TENANT: &str = "11111111-2222-3333-4444-555555555555";
+    const OLGA_OID: &str = "00000000-0000-0000-0000-00000000014a";
+    const WALLY_OID: &str = "00000000-0000-0000-0000-0000000000a1";
+    const MALLORY_OID: &str = "00000000-0000-0000-0000-0000000000ba";
+    const IVAN_OID: &str = "00000000-0000-0000-0000-00000000014b";
+    let entra = Idp::start_at(&format!("/{TENANT}/v2.0")).await;
+    let foreign = Idp::start_at(&format!("/{OTHER_TENANT}/v2.0")).await;
+    let plain = Idp::start().await;
+    // A second issuer of the bot's tenant (as Entra's v1 and v2 endpoints are).
+    let entra_again = Idp::start_at(&format!("/{TENANT}/v1")).await;
+    let extra = [&entra, &foreign, &plain, &entra_again]
+        .iter()
+        .map(|i| i.oidc_table())
+        .collect::<String>();
+    let t = Teams::start_configured(
+        "app_password_env = \"COUNTERSIGN_TEST_TEAMS_PASSWORD\"",
+        &extra,
+        None,
+    )
+    .await;
+    let gw = &t.gw;
+    for (idp, user, oid, tid) in [
+        (&entra, "olga", OLGA_OID.to_uppercase(), TENANT),
+        (&foreign, "wally", WALLY_OID.to_string(), OTHER_TENANT),
+        (&plain, "mallory", MALLORY_OID.to_string(), TENANT),
+        // Two people with one object id in the tenant: neither is mapped.
+        (&entra, "ivan", IVAN_OID.to_string(), TENANT),
+        (&entra_again, "ivan2", IVAN_OID.to_string(), TENANT),
+    ] {
+        let token = idp.token(user, &["sre"], json!({"oid": oid, "tid": tid}));
+        let (s, v) = call(gw, &token, reqwest::Method::GET, "/v1/reviews", None).await;
+        assert_eq!(s, 200, "{user}: {v}");
+    }
+    let v = gw
+        .submit(
+            "bot",
+            json!({"action": "deploy", "resource": "svc/olga", "environment": "prod"}),
+        )
+        .await;
+    let action = id(&v);
+    let a = json!({"action": action});
+    for oid in [WALLY_OID, MALLORY_OID, STRANGER_OID] {
+        assert_eq!(
+            refused_code(&t.click(oid, "approve", a.clone()).await),
+            "unmapped_chat_user",
+            "{oid}"
+        );
+    }
+    assert_eq!(
+        refused_code(&t.click(IVAN_OID, "approve", a.clone()).await),
+        "chat_user_ambiguous"
+    );
+    let (_, got) = gw.get("alice", &format!("/v1/actions/{action}")).await;
+    assert_eq!(got["status"], "pending", "{got}");
+    let answer = t.click(OLGA_OID, "approve", a.clone()).await;
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let (_, got) = gw.get("alice", &format!("/v1/actions/{action}")).await;
+    assert_eq!(got["status"], "approved", "{got}");
+    assert!(got.to_string().contains("olga"), "{got}");
+    let refused = gw.refusals().await;
+    for oid in [WALLY_OID, MALLORY_OID, STRANGER_OID] {
+        assert!(
+            refused
+                .iter()
+                .any(|e| e["event"]["by"] == format!("teams:{oid}")
+                    && e["event"]["code"] == "unmapped_chat_user"),
+            "{oid}: {refused:?}"
+        );
+    }
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["event"]["by"] == format!("teams:{IVAN_OID}")
+                && e["event"]["code"] == "chat_user_ambiguous"),
+        "{refused:?}"
+    );
+}

@@ -98,6 +98,7 @@ both_suites!(
     identity_bindings_first_claim_wins,
     static_secrets_are_set_replaced_and_audited,
     console_sessions_start_end_and_expire,
+    contact_facts_are_replaced_by_newer_ones_only,
     outbox_rows_are_written_with_the_change,
 );
 

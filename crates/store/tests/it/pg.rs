@@ -146,7 +146,7 @@ async fn migration_3_fills_the_digest_of_existing_actions() {
              DROP TABLE identity_bindings; ALTER TABLE api_keys DROP COLUMN sponsor; \
              DROP TABLE outbox; DROP TABLE channel_messages; \
              DROP TABLE stored_secrets; \
-             DROP TABLE console_sessions; \
+             DROP TABLE console_sessions; DROP TABLE identity_contacts; \
              DELETE FROM countersign_migrations WHERE version >= 3;",
         )
         .await

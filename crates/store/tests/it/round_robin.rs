@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use countersign_core::{ActionRecord, Timestamp};
 use countersign_store::{
-    Actions, AuditEntry, AuditLog, Coordination, Hash, Keys, Lease, ListFilter, ManagedKey,
-    Notification, Outbox, OutboxFilter, OutboxState, ReviewQuery, Store, StoreError,
+    Actions, AuditEntry, AuditLog, Contacts, Coordination, Hash, Keys, Lease, ListFilter,
+    ManagedKey, Notification, Outbox, OutboxFilter, OutboxState, ReviewQuery, Store, StoreError,
     StoredCheckpoint, Writes,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -126,6 +126,16 @@ impl Keys for RoundRobin {
         hash: &[u8; 32],
     ) -> Result<Option<countersign_store::ConsoleSession>, StoreError> {
         self.pick().session_by_hash(hash).await
+    }
+}
+
+#[async_trait]
+impl Contacts for RoundRobin {
+    async fn contacts(
+        &self,
+        query: &countersign_store::ContactQuery,
+    ) -> Result<Vec<countersign_store::IdentityContact>, StoreError> {
+        self.pick().contacts(query).await
     }
 }
 

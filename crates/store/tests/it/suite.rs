@@ -1126,6 +1126,100 @@ pub async fn console_sessions_start_end_and_expire(store: Arc<dyn Store>) {
     assert!(store.session_by_hash(&[3; 32]).await.unwrap().is_some());
 }
 
+/// Contact facts (issue #15): found by email and by Entra object id (compared lowercase), one
+/// row per source replaced by newer facts and never by older ones, cleared facts no longer
+/// found, and two sources sharing an email both returned (the caller refuses the ambiguity).
+pub async fn contact_facts_are_replaced_by_newer_ones_only(store: Arc<dyn Store>) {
+    use countersign_store::{ContactQuery, IdentityContact};
+    let contact =
+        |source: &str, id: &str, email: Option<&str>, oid: Option<&str>, at: i64| IdentityContact {
+            source: source.into(),
+            identity: Identity::new(id, IdentityKind::Human, ["sre"]),
+            email: email.map(str::to_string),
+            entra_oid: oid.map(str::to_string),
+            entra_tid: oid.map(|_| "TENANT-1".to_string()),
+            recorded_at: Timestamp(at),
+        };
+    let by_email = |e: &str| {
+        let store = store.clone();
+        let e = e.to_string();
+        async move { store.contacts(&ContactQuery::Email(e)).await.unwrap() }
+    };
+    assert!(by_email("dave@example.com").await.is_empty());
+    store
+        .record_contact(contact(
+            "oidc:https://idp#dave",
+            "dave",
+            Some("Dave@Example.com"),
+            Some("0A-B"),
+            1_000,
+        ))
+        .await
+        .unwrap();
+    let found = by_email("DAVE@example.COM").await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].identity.id, "dave");
+    assert_eq!(found[0].identity.groups.len(), 1);
+    assert_eq!(found[0].email.as_deref(), Some("dave@example.com"));
+    assert_eq!(found[0].entra_tid.as_deref(), Some("tenant-1"));
+    let by_oid = store
+        .contacts(&ContactQuery::EntraObject("0a-b".into()))
+        .await
+        .unwrap();
+    assert_eq!(by_oid.len(), 1);
+    assert_eq!(by_oid[0].entra_oid.as_deref(), Some("0a-b"));
+    // Older facts (a slower replica) do not replace newer ones.
+    store
+        .record_contact(contact(
+            "oidc:https://idp#dave",
+            "dave",
+            Some("old@example.com"),
+            None,
+            500,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(by_email("dave@example.com").await.len(), 1);
+    assert!(by_email("old@example.com").await.is_empty());
+    // Newer ones do: the email changed, the object id is gone.
+    store
+        .record_contact(contact(
+            "oidc:https://idp#dave",
+            "dave",
+            Some("d2@example.com"),
+            None,
+            2_000,
+        ))
+        .await
+        .unwrap();
+    assert!(by_email("dave@example.com").await.is_empty());
+    assert_eq!(by_email("d2@example.com").await.len(), 1);
+    assert!(store
+        .contacts(&ContactQuery::EntraObject("0a-b".into()))
+        .await
+        .unwrap()
+        .is_empty());
+    // A second person with the same email: both are returned.
+    store
+        .record_contact(contact(
+            "oidc:https://other#x",
+            "dave2",
+            Some("D2@example.com"),
+            None,
+            3_000,
+        ))
+        .await
+        .unwrap();
+    let both: Vec<String> = by_email("d2@example.com")
+        .await
+        .into_iter()
+        .map(|c| c.identity.id)
+        .collect();
+    assert_eq!(both, ["dave", "dave2"]);
+    // A quote in a query is a value, not SQL.
+    assert!(by_email("x' OR '1'='1").await.is_empty());
+}
+
 async fn futures_join<T: Send + 'static>(
     handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
 ) -> Vec<T> {
