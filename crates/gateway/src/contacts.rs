@@ -6,7 +6,8 @@
 //!
 //! The facts are recorded by `countersign_identity::Registry::record_contact` when a person is
 //! admitted (an API call with their token, a console sign-in), through the store's one write
-//! path; here they are only read.
+//! path, and refreshed hourly while they keep signing in; here they are only read, and facts
+//! older than `countersign_identity::CONTACT_MAX_AGE_MS` (a day) map nobody.
 
 use countersign_core::{id_key, Identity, IdentityKind};
 use countersign_store::{ContactQuery, IdentityContact};
@@ -86,7 +87,15 @@ impl Gateway {
     /// human.
     fn add_recorded(&self, found: &mut BTreeMap<String, Identity>, recorded: Vec<IdentityContact>) {
         let linked = self.identities().linked();
+        let now = self.now();
         for c in recorded {
+            // A sign-in older than a day maps nobody (groups or an email taken away since
+            // would otherwise count forever): the person signs in again.
+            if now.millis().saturating_sub(c.recorded_at.millis())
+                > countersign_identity::CONTACT_MAX_AGE_MS
+            {
+                continue;
+            }
             let trusted = c
                 .identity
                 .issuer

@@ -22,7 +22,7 @@ pub use config::{ClaimRule, OidcIssuerConfig};
 pub use error::AuthError;
 pub use lookup::{Binding, Contact, ContactFacts, EntraObject, KeyLookup, KeyRecord, LookupError};
 pub use oidc::{OidcVerifier, MAX_TOKEN};
-pub use registry::{BindError, Registry};
+pub use registry::{BindError, Registry, CONTACT_MAX_AGE_MS, CONTACT_REFRESH_MS};
 
 use countersign_core::{Identity, Timestamp};
 use sha2::{Digest, Sha256};

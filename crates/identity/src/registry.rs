@@ -82,12 +82,21 @@ pub struct Registry {
     seen: Mutex<HashMap<String, String>>,
     /// The contact facts last recorded per OIDC source by this process, with the identity they
     /// were recorded with: a sign-in writes only when they changed.
-    contacts: Mutex<HashMap<String, (Identity, ContactFacts)>>,
+    contacts: Mutex<HashMap<String, (Identity, ContactFacts, Timestamp)>>,
 }
 
 /// Most sources whose last recorded contact facts are remembered; past it, the cache starts
 /// over (each person's facts are then written once more).
 const MAX_REMEMBERED_CONTACTS: usize = 10_000;
+
+/// How long recorded contact facts map a chat user to a person: a sign-in (API call or
+/// console) older than this no longer does, so groups or an email the identity provider took
+/// away stop counting within a day even for someone who only ever clicks in chat.
+pub const CONTACT_MAX_AGE_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Unchanged facts are written again after this long, so someone who keeps signing in keeps
+/// being mapped ([`CONTACT_MAX_AGE_MS`] counts from the last write).
+pub const CONTACT_REFRESH_MS: i64 = 60 * 60 * 1000;
 
 impl Registry {
     /// `configured`: the config's identities; `linked`: `issuer#subject` → the configured
@@ -186,8 +195,11 @@ impl Registry {
             return Ok(());
         }
         let unchanged = self.contacts.lock().ok().is_some_and(|m| {
-            m.get(source)
-                .is_some_and(|(i, f)| i == ident && *f == facts)
+            m.get(source).is_some_and(|(i, f, at)| {
+                i == ident
+                    && *f == facts
+                    && now.millis().saturating_sub(at.millis()) < CONTACT_REFRESH_MS
+            })
         });
         if unchanged {
             return Ok(());
@@ -204,7 +216,7 @@ impl Registry {
             if m.len() >= MAX_REMEMBERED_CONTACTS {
                 m.clear();
             }
-            m.insert(source.to_string(), (ident.clone(), facts));
+            m.insert(source.to_string(), (ident.clone(), facts, now));
         }
         Ok(())
     }

@@ -1014,6 +1014,61 @@ async fn socket_mode_votes_acks_envelopes_and_reconnects_on_disconnect() {
     assert_eq!(got["status"], "pending", "{got}");
 }
 
+/// A sign-in older than a day maps nobody from chat (the groups or email it proved may have been
+/// taken away since): the recorded row is aged in the database, and the person's click is
+/// refused as unmapped, audited, and the review stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_older_than_a_day_maps_nobody_from_chat() {
+    use crate::identity::{call, Idp};
+    use reqwest::Method;
+    let (double, durl) = SlackDouble::start().await;
+    let idp = Idp::start().await;
+    let gw = start_with(&durl, "mode = \"http\"", &idp.oidc_table(), "").await;
+    let token = idp.token(
+        "frank",
+        &["sre"],
+        json!({"email": "frank@example.com", "email_verified": true}),
+    );
+    let (s, v) = call(&gw, &token, Method::GET, "/v1/reviews", None).await;
+    assert_eq!(s, 200, "{v}");
+    let db = rusqlite::Connection::open(gw.dir.path().join("data/gw.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let aged = db
+        .execute(
+            "UPDATE identity_contacts SET recorded_at = recorded_at - ?1",
+            [25 * 60 * 60 * 1000_i64], // more than a day (CONTACT_MAX_AGE_MS)
+        )
+        .unwrap();
+    assert_eq!(aged, 1);
+    drop(db);
+    let action = id(&gw
+        .submit(
+            "bot",
+            json!({"action": "deploy", "resource": "svc/a", "environment": "prod", "justification": "ship"}),
+        )
+        .await);
+    let (b, t, s) = signed(
+        &click("UFRANK", "countersign_approve", &action, "old", &durl),
+        now_secs(),
+    );
+    assert_eq!(post_signed(&gw, b, &t, &s).await.0, 200);
+    let got = double.wait_for("hook:old", 1).await.remove(0);
+    assert!(
+        got["text"].as_str().unwrap().contains("not mapped"),
+        "{got}"
+    );
+    let (_, v) = gw.get("alice", &format!("/v1/actions/{action}")).await;
+    assert_eq!(v["status"], "pending", "{v}");
+    assert!(
+        gw.refusals()
+            .await
+            .iter()
+            .any(|e| e["event"]["by"] == "slack:UFRANK"
+                && e["event"]["code"] == "unmapped_chat_user"),
+        "no audited refusal"
+    );
+}
+
 /// Issue #15: a person from the identity provider who signed in before (here, one API call with
 /// their OIDC token) is mapped from Slack by the verified email their token carried, and votes
 /// with the groups it had. Refused, each with an ephemeral reply and an audit entry: someone

@@ -167,3 +167,33 @@ async fn facts_are_written_when_they_change_and_only_for_people_from_the_provide
         .unwrap();
     assert_eq!(writes(), 4);
 }
+
+/// Unchanged facts are written again once an hour, so a person who keeps signing in stays within
+/// the day recorded facts map for (`CONTACT_MAX_AGE_MS`, read by the gateway).
+#[tokio::test]
+async fn unchanged_facts_are_refreshed_hourly() {
+    let store = Arc::new(Memory::default());
+    let registry = Registry::new(store.clone(), [], HashMap::new());
+    let frank = person(
+        "frank",
+        IdentityKind::Human,
+        "oidc:https://idp.example#sub-frank",
+    );
+    let frank = registry.admit(frank, Timestamp(1)).await.unwrap();
+    let hour = countersign_identity::CONTACT_REFRESH_MS;
+    assert!(hour < countersign_identity::CONTACT_MAX_AGE_MS);
+    for at in [1, 2, hour, 1 + hour, 2 + hour, 1 + 2 * hour] {
+        registry
+            .record_contact(&frank, facts(Some("f@example.com")), Timestamp(at))
+            .await
+            .unwrap();
+    }
+    let written: Vec<i64> = store
+        .contacts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.recorded_at.millis())
+        .collect();
+    assert_eq!(written, [1, 1 + hour, 1 + 2 * hour]);
+}
