@@ -127,6 +127,18 @@ async fn audit_text(gw: &Gw) -> String {
     log.to_string()
 }
 
+/// What the gateway says of action `id` that must never hold a credential's value: the audit
+/// log, and the action as its requester and as a reviewer read it.
+async fn where_a_secret_must_not_be(gw: &Gw, id: &str) -> Vec<(&'static str, String)> {
+    let path = format!("/v1/actions/{id}");
+    let action = |who: &'static str| gw.get(who, &path);
+    vec![
+        ("audit entries", audit_text(gw).await),
+        ("the action (requester)", action("bot").await.1.to_string()),
+        ("the action (reviewer)", action("alice").await.1.to_string()),
+    ]
+}
+
 fn entries_of<'a>(log: &'a Value, id: &str, kind: &str) -> Vec<&'a Value> {
     log["entries"]
         .as_array()
@@ -233,24 +245,8 @@ psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -Atc "select current_user, count(*) from
     );
 
     // The secret is in no audit entry or API answer but the release.
-    let haystacks = [
-        ("audit entries", audit_text(&gw).await),
-        (
-            "the action (requester)",
-            gw.get("bot", &format!("/v1/actions/{id}"))
-                .await
-                .1
-                .to_string(),
-        ),
-        (
-            "the action (reviewer)",
-            gw.get("alice", &format!("/v1/actions/{id}"))
-                .await
-                .1
-                .to_string(),
-        ),
-        ("run's stderr", stderr),
-    ];
+    let mut haystacks = where_a_secret_must_not_be(&gw, &id).await;
+    haystacks.push(("run's stderr", stderr));
     for (what, text) in &haystacks {
         assert!(!text.contains(&password), "the password is in {what}");
         assert!(
@@ -1034,26 +1030,12 @@ async fn a_static_secret_is_set_from_stdin_sealed_at_rest_and_released_once() {
     assert_eq!(c, 0, "{err}");
     let exported = std::fs::read_to_string(&bundle).unwrap();
     assert!(exported.contains("secret_set"), "{exported}");
-    let mut haystacks = vec![
+    let mut haystacks = where_a_secret_must_not_be(&gw, &id).await;
+    haystacks.extend([
         ("`credentials set`'s output (trace logs)", set_log),
         ("run's stderr (trace logs)", run_stderr),
-        ("audit entries", audit_text(&gw).await),
-        (
-            "the action (requester)",
-            gw.get("bot", &format!("/v1/actions/{id}"))
-                .await
-                .1
-                .to_string(),
-        ),
-        (
-            "the action (reviewer)",
-            gw.get("alice", &format!("/v1/actions/{id}"))
-                .await
-                .1
-                .to_string(),
-        ),
         ("the JSON Lines export", exported),
-    ];
+    ]);
     drop(server); // its log is complete
     for file in walk(dir.path()) {
         haystacks.push((
