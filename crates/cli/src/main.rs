@@ -1,13 +1,14 @@
-//! `countersign`: the gateway server, operator commands and the CLI client in one binary.
+//! `countersign-full`: the gateway server, the proxies, the operator commands and the CLI
+//! client in one binary. People start it as `countersign` (the front binary, `front.rs`, becomes
+//! this one for every command but `run` against a running gateway); its commands and help are
+//! those of `countersign`.
 
 mod audit_cmd;
 #[cfg(test)]
 mod ci_examples;
 mod client;
-mod credentials;
 mod ids;
 mod keys_cmd;
-mod logs;
 mod mcp_cmd;
 mod operator;
 mod outbox_cmd;
@@ -15,12 +16,11 @@ mod output;
 mod pg_cmd;
 mod render;
 mod replicas_cmd;
-mod run_cmd;
-mod run_context;
-mod run_questions;
 mod secrets_cmd;
+mod telemetry;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use countersign::{logs, run_cmd};
 use std::io::Write;
 
 // The request path allocates many short-lived buffers (JSON, headers, records): glibc malloc and
@@ -31,7 +31,7 @@ use std::process::ExitCode;
 
 /// Action-level human approvals for AI agents.
 #[derive(Parser)]
-#[command(name = "countersign", version, about)]
+#[command(name = "countersign", bin_name = "countersign", version, about)]
 struct Cli {
     /// Output of the client commands and `keys list`: `human` (tables and summaries) or `json`
     /// (the API's JSON, stable for scripts). Default: human on a terminal, else json (for
@@ -144,7 +144,12 @@ fn main() -> ExitCode {
         Command::Outbox(cmd) => outbox_cmd::run(cmd, output, countersign_gateway::system_clock()),
         Command::Audit(cmd) => runtime.block_on(audit_cmd::run(cmd)),
         Command::Mcp(cmd) => runtime.block_on(mcp_cmd::run(cmd)),
-        Command::Run(args) => runtime.block_on(run_cmd::run(args)),
+        Command::Run(args) => {
+            runtime.block_on(run_cmd::run(
+                args,
+                |g| async move { mcp_cmd::gate(&g).await },
+            ))
+        }
         Command::Pg(args) => runtime.block_on(pg_cmd::run(args)),
         Command::Migrate(args) => runtime.block_on(replicas_cmd::migrate(args)),
         Command::Client(cmd) => runtime.block_on(client::run(

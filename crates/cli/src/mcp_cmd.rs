@@ -2,11 +2,12 @@
 //! crate). Only argument parsing and wiring live here.
 
 use clap::{Args, Subcommand};
+use countersign::gate_args::{GateArgs, NO_GATE};
 use countersign_gateway::config::Config;
 use countersign_gateway::gate::{Embedded, EmbeddedGates};
 use countersign_gateway::Gateway;
 use countersign_mcp::http::HttpProxy;
-use countersign_mcp::{Gate, Gates, Options, Remote, RemoteGates};
+use countersign_mcp::{Gate, Gates, Options, RemoteGates};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,23 +41,6 @@ pub struct HttpArgs {
     api_listen: Option<String>,
     #[command(flatten)]
     hold: HoldArgs,
-}
-
-/// Where decisions come from, and as whom the proxy asks.
-#[derive(Args)]
-pub struct GateArgs {
-    /// A running gateway's URL.
-    #[arg(long, env = "COUNTERSIGN_URL", conflicts_with = "config")]
-    gateway: Option<String>,
-    /// Run the gateway in this process from this config file instead.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// With --config: also serve the gateway's HTTP API here, so reviewers can vote.
-    #[arg(long, requires = "config", value_name = "ADDR")]
-    api_listen: Option<String>,
-    /// The agent's API token: every call is made as its identity.
-    #[arg(long, env = "COUNTERSIGN_TOKEN", hide_env_values = true)]
-    token: String,
 }
 
 /// How calls are held and relayed.
@@ -149,8 +133,8 @@ pub(crate) async fn embedded(
 
 /// The gate `g` describes: an embedded gateway (`--config`) or a running one (`--gateway`).
 pub(crate) async fn gate(g: &GateArgs) -> Result<Arc<dyn Gate>, String> {
-    match (&g.gateway, &g.config) {
-        (_, Some(path)) => {
+    match g.embedded_config() {
+        Some(path) => {
             let gateway = embedded(path, &g.api_listen).await?;
             // Checked now, and again on every call (a revoked key stops at once).
             let embedded = Embedded::authenticated(gateway, &g.token)
@@ -158,10 +142,7 @@ pub(crate) async fn gate(g: &GateArgs) -> Result<Arc<dyn Gate>, String> {
                 .map_err(|_| "--token matches no identity in the config")?;
             Ok(Arc::new(embedded))
         }
-        (Some(url), None) => Ok(Arc::new(
-            Remote::new(url, g.token.clone()).map_err(|e| e.to_string())?,
-        )),
-        (None, None) => Err("give --gateway URL (or COUNTERSIGN_URL) or --config FILE".into()),
+        None => g.remote(),
     }
 }
 
@@ -200,9 +181,7 @@ async fn http(args: HttpArgs) -> u8 {
         let gates: Arc<dyn Gates> = match (&args.gateway, &args.config) {
             (_, Some(path)) => Arc::new(EmbeddedGates(embedded(path, &args.api_listen).await?)),
             (Some(url), None) => Arc::new(RemoteGates::new(url).map_err(|e| e.to_string())?),
-            (None, None) => {
-                return Err("give --gateway URL (or COUNTERSIGN_URL) or --config FILE".into())
-            }
+            (None, None) => return Err(NO_GATE.into()),
         };
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await

@@ -117,7 +117,8 @@ pub async fn serve(args: ServeArgs) -> u8 {
     };
     // Kept to the end: dropping it sends the spans still batched.
     let _traces =
-        match crate::logs::init_with_traces("info", config.telemetry.otlp_endpoint.as_deref()) {
+        match crate::telemetry::init_with_traces("info", config.telemetry.otlp_endpoint.as_deref())
+        {
             Ok(t) => t,
             Err(m) => {
                 eprintln!("{m}");

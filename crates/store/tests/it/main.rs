@@ -117,6 +117,63 @@ async fn postgres_writers_sharing_a_database_extend_one_log() {
     suite::writers_sharing_a_database_extend_one_log(Arc::new(a), Arc::new(b)).await;
 }
 
+/// PostgreSQL's digest index is partial, as SQLite's is (migration 10): only the statuses
+/// `reuse_open` looks for are indexed, and the reuse lookup can read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_digest_index_holds_only_reusable_statuses() {
+    let url = pg::fresh_schema_url("partial_digest_index").await;
+    let _store = countersign_store::PostgresStore::connect(&url)
+        .await
+        .unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let rows = client
+        .query(
+            "SELECT indexname, indexdef FROM pg_indexes \
+             WHERE schemaname = current_schema() AND tablename = 'actions'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let defs: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(
+        !defs.iter().any(|(n, _)| n == "actions_requester_digest"),
+        "{defs:?}"
+    );
+    let (_, def) = defs
+        .iter()
+        .find(|(n, _)| n == "actions_reusable_digest")
+        .unwrap_or_else(|| panic!("{defs:?}"));
+    for status in ["pending", "needs_clarification", "approved"] {
+        assert!(def.contains("WHERE") && def.contains(status), "{def}");
+    }
+    assert!(
+        !def.contains("allowed") && !def.contains("executed"),
+        "{def}"
+    );
+    client
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .unwrap();
+    let plan: Vec<String> = client
+        .query(
+            "EXPLAIN SELECT id, body FROM actions WHERE requester = 'bot' AND digest = 'd' \
+             AND status IN ('pending', 'needs_clarification', 'approved')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        plan.iter().any(|l| l.contains("actions_reusable_digest")),
+        "{plan:?}"
+    );
+}
+
 /// A store that cannot write says so (`Store::write_failure`, what `/readyz` reports) until a
 /// write succeeds again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -141,7 +141,7 @@ async fn migration_3_fills_the_digest_of_existing_actions() {
     let driver = tokio::spawn(conn);
     client
         .batch_execute(
-            "DROP INDEX actions_requester_digest; ALTER TABLE actions DROP COLUMN digest; \
+            "DROP INDEX actions_reusable_digest; ALTER TABLE actions DROP COLUMN digest; \
              DROP TABLE review_approvers; DROP INDEX actions_open_by_requester; \
              DROP TABLE identity_bindings; ALTER TABLE api_keys DROP COLUMN sponsor; \
              DROP TABLE outbox; DROP TABLE channel_messages; \
