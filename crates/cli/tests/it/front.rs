@@ -3,6 +3,7 @@
 //! everything else, looked for beside it only.
 
 use crate::run::{finish, gateway_with, submitted};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
@@ -65,6 +66,25 @@ async fn the_front_runs_run_against_a_gateway_by_itself() {
 async fn everything_else_needs_the_full_binary_beside_the_front() {
     let (_dir, lone) = lone_front();
     let cwd = tempfile::tempdir().unwrap();
+    // An attacker's `countersign-full` on PATH and in the working directory: never started
+    // (the front looks beside itself only).
+    let planted = tempfile::tempdir().unwrap();
+    let marker = planted.path().join("started");
+    let fake = format!("#!/bin/sh\ntouch {}\n", marker.display());
+    for dir in [planted.path(), cwd.path()] {
+        let path = dir.join("countersign-full");
+        std::fs::write(&path, &fake).unwrap();
+        std::fs::set_permissions(
+            &path,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let path = format!(
+        "{}:.:{}",
+        planted.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     for args in [
         vec!["--version"],
         vec!["serve", "--config", "nowhere.toml"],
@@ -95,6 +115,7 @@ async fn everything_else_needs_the_full_binary_beside_the_front() {
         vec!["run", "--gateway", "http://x", "--token", "t"],
     ] {
         let out = command(&lone, cwd.path())
+            .env("PATH", &path)
             .args(&args)
             .output()
             .await
@@ -111,6 +132,19 @@ async fn everything_else_needs_the_full_binary_beside_the_front() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+    // An argument that is not UTF-8 is not parsed here either: the full binary answers it.
+    let bad = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    let out = command(&lone, cwd.path())
+        .env("PATH", &path)
+        .args(["run", "--gateway", "http://x", "--token", "t", "--"])
+        .arg(bad)
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot start"), "{err}");
+    assert!(!marker.exists(), "a planted countersign-full was started");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
