@@ -296,7 +296,7 @@ fn minutes(seconds: i64) -> String {
 struct StatusLine {
     tty: bool,
     /// The wall clock, for the review's time left.
-    now: fn() -> countersign_core::Timestamp,
+    now: countersign_enforce::Clock,
     started: Instant,
     wait: Option<Duration>,
     last: Mutex<String>,
@@ -535,14 +535,6 @@ impl Signals {
     }
 }
 
-/// The wall clock, in the API's milliseconds.
-fn wall_clock() -> countersign_core::Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    countersign_core::Timestamp(ms)
-}
-
 /// Runs `countersign run`; exits the process with its code. `make_gate` turns `--gateway` /
 /// `--config` into the gate: the front binary's knows only running gateways, the full
 /// binary's can also start one in this process.
@@ -636,7 +628,7 @@ where
     };
     let status = StatusLine {
         tty: std::io::stderr().is_terminal(),
-        now: wall_clock,
+        now: countersign_enforce::system_clock(),
         started: Instant::now(),
         wait: args.wait,
         last: Mutex::new(String::new()),

@@ -234,8 +234,7 @@ pub trait Gates: Send + Sync {
     async fn gate_for(&self, token: &str) -> Result<Arc<dyn Gate>, GateError>;
 }
 
-/// The wall clock, injected (the gateway's `system_clock` in production, a test clock in tests).
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+pub use crate::clock::Clock;
 
 /// Largest submission accepted, as the JSON body `POST /v1/actions` would carry: the HTTP API
 /// v1's body limit (`countersign_http::MAX_BODY`; a test of the CLI checks they agree), so an

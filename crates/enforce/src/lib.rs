@@ -12,11 +12,13 @@
 //! **Architecture Invariant:** this crate holds no approval rule and no protocol type, and does
 //! not depend on the policy engine (tidy test `a_remote_front_does_not_link_cedar`).
 
+pub mod clock;
 pub mod continuation;
 pub mod gate;
 pub mod hold;
 pub mod remote;
 
+pub use clock::{system_clock, TestClock};
 pub use continuation::{Continuations, Continued};
 pub use gate::{
     check_submission, Approved, Clock, Gate, GateError, Gates, Question, Released, ReleasedFile,

@@ -5,7 +5,7 @@
 //! the MCP proxy and chat channels all call [`Gateway`]; none of them holds a rule of its own.
 
 pub mod audit;
-pub mod clock;
+pub use countersign_enforce::clock;
 pub mod config;
 pub mod contacts;
 pub mod credentials;

@@ -1,6 +1,7 @@
 //! The clock: the one place the wall clock is read (a tidy test checks it). Everything else takes
 //! `now` as a parameter or a [`Clock`] handle, so tests move time with a [`TestClock`] instead of
-//! sleeping.
+//! sleeping. It lives here, below the gateway, so that `countersign run` in the small front
+//! binary (which links no gateway) reads the same clock; the gateway re-exports it.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
