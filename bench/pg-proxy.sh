@@ -6,7 +6,8 @@
 # Env: COUNTERSIGN_TEST_POSTGRES (a superuser URL; default the local server), PROFILE=debug to
 # time a debug build (default release), CLIENTS (default 16), GATE=embedded to run the gateway
 # inside the proxy (`countersign pg --config`, API on GW_PORT for /metrics) instead of a separate
-# `countersign serve` reached over HTTP (default).
+# `countersign serve` reached over HTTP (default), COUNTERSIGN_BIN=PATH to time that build (no
+# build; countersign-full beside it).
 # Prints: select-only throughput direct and through the proxy at CLIENTS clients and the ratio;
 # p50 latency at 1 client direct and through the proxy and the added latency; the gateway's
 # mean durable commit during that 1-client run (from its /metrics, before and after).
@@ -21,7 +22,9 @@ db=countersign_bench
 for tool in pgbench psql curl python3; do
   command -v "$tool" >/dev/null || { echo "$tool is missing (Debian: postgresql-client, curl, python3)" >&2; exit 2; }
 done
-if [ "${PROFILE:-release}" = debug ]; then
+if [ -n "${COUNTERSIGN_BIN:-}" ]; then
+  bin=$COUNTERSIGN_BIN
+elif [ "${PROFILE:-release}" = debug ]; then
   cargo build --locked -p countersign --bins
   bin=$PWD/target/debug/countersign
 else

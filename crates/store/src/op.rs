@@ -127,24 +127,37 @@ impl WriteQueue {
         self.commits.set(Box::new(observe)).is_ok()
     }
 
-    /// Queues `op`; fails only if the writer is gone.
-    fn send(&self, op: Op) -> Result<(), StoreError> {
-        (self.send)(op)
+    /// Hands `op` to the writer (which may commit it before this returns: a lone write on an
+    /// idle writer commits inline); fails only if the writer is gone. Returns when the write
+    /// was handed over and the `store.commit` trace span it belongs to, for [`Self::answer`].
+    fn send(&self, op: Op) -> Result<Pending, StoreError> {
+        let pending = Pending {
+            start: Instant::now(),
+            span: tracing::debug_span!("store.commit"),
+        };
+        pending.span.in_scope(|| (self.send)(op))?;
+        Ok(pending)
     }
 
-    /// Waits for the reply to an operation just queued: the `store.commit` trace span, timed
-    /// for the observer.
+    /// Waits for the reply to an operation just handed over: within its `store.commit` trace
+    /// span, timed from the hand-over for the observer.
     async fn answer<T, E: From<StoreError>>(
         &self,
+        pending: Pending,
         rx: oneshot::Receiver<Result<T, E>>,
     ) -> Result<T, E> {
-        let start = Instant::now();
-        let reply = rx.instrument(tracing::debug_span!("store.commit")).await;
+        let reply = rx.instrument(pending.span).await;
         if let Some(observe) = self.commits.get() {
-            observe(start.elapsed());
+            observe(pending.start.elapsed());
         }
         reply.map_err(|_| E::from(StoreError::Closed))?
     }
+}
+
+/// A write handed to the writer, whose reply is awaited.
+struct Pending {
+    start: Instant,
+    span: tracing::Span,
 }
 
 pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -168,7 +181,7 @@ pub(crate) async fn insert(
         .map(|e| EntryParts::new(Some(&record.id), record.created_at, e))
         .collect::<Result<Vec<_>, _>>()?;
     let (reply, rx) = oneshot::channel();
-    w.send(Op::Insert {
+    let pending = w.send(Op::Insert {
         record: Box::new(record),
         rules,
         body,
@@ -176,7 +189,7 @@ pub(crate) async fn insert(
         notes,
         reply,
     })?;
-    w.answer(rx).await
+    w.answer(pending, rx).await
 }
 
 pub(crate) async fn update(
@@ -186,13 +199,13 @@ pub(crate) async fn update(
     transition: Transition,
 ) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
     let (reply, rx) = oneshot::channel();
-    w.send(Op::Update {
+    let pending = w.send(Op::Update {
         id: id.to_string(),
         now,
         transition,
         reply,
     })?;
-    w.answer(rx).await
+    w.answer(pending, rx).await
 }
 
 pub(crate) async fn record_events(
@@ -202,8 +215,8 @@ pub(crate) async fn record_events(
 ) -> Result<(), StoreError> {
     let entries = EntryParts::standalone(at, &events)?;
     let (reply, rx) = oneshot::channel();
-    w.send(Op::Append { at, entries, reply })?;
-    w.answer(rx).await
+    let pending = w.send(Op::Append { at, entries, reply })?;
+    w.answer(pending, rx).await
 }
 
 pub(crate) async fn add_checkpoint(
@@ -211,8 +224,8 @@ pub(crate) async fn add_checkpoint(
     checkpoint: StoredCheckpoint,
 ) -> Result<(), StoreError> {
     let (reply, rx) = oneshot::channel();
-    w.send(Op::Checkpoint { checkpoint, reply })?;
-    w.answer(rx).await
+    let pending = w.send(Op::Checkpoint { checkpoint, reply })?;
+    w.answer(pending, rx).await
 }
 
 pub(crate) async fn create_key(
@@ -222,8 +235,8 @@ pub(crate) async fn create_key(
 ) -> Result<(), StoreError> {
     let entry = EntryParts::new(None, key.created_at, &event)?;
     let (reply, rx) = oneshot::channel();
-    w.send(Op::CreateKey { key, entry, reply })?;
-    w.answer(rx).await
+    let pending = w.send(Op::CreateKey { key, entry, reply })?;
+    w.answer(pending, rx).await
 }
 
 pub(crate) async fn revoke_key(
@@ -233,13 +246,13 @@ pub(crate) async fn revoke_key(
     event_of: KeyEvent,
 ) -> Result<Option<ManagedKey>, StoreError> {
     let (reply, rx) = oneshot::channel();
-    w.send(Op::RevokeKey {
+    let pending = w.send(Op::RevokeKey {
         id: id.to_string(),
         at,
         event_of,
         reply,
     })?;
-    w.answer(rx).await
+    w.answer(pending, rx).await
 }
 
 pub(crate) async fn bind_identity(
@@ -247,8 +260,8 @@ pub(crate) async fn bind_identity(
     binding: IdentityBinding,
 ) -> Result<IdentityBinding, StoreError> {
     let (reply, rx) = oneshot::channel();
-    w.send(Op::BindIdentity { binding, reply })?;
-    w.answer(rx).await
+    let pending = w.send(Op::BindIdentity { binding, reply })?;
+    w.answer(pending, rx).await
 }
 
 pub(crate) async fn set_secret(
@@ -258,12 +271,12 @@ pub(crate) async fn set_secret(
 ) -> Result<(), StoreError> {
     let entry = EntryParts::new(None, secret.set_at, &event)?;
     let (reply, rx) = oneshot::channel();
-    w.send(Op::SetSecret {
+    let pending = w.send(Op::SetSecret {
         secret,
         entry,
         reply,
     })?;
-    w.answer(rx).await
+    w.answer(pending, rx).await
 }
 
 pub(crate) async fn outbox_record(
@@ -271,8 +284,8 @@ pub(crate) async fn outbox_record(
     changes: Vec<OutboxChange>,
 ) -> Result<(), StoreError> {
     let (reply, rx) = oneshot::channel();
-    w.send(Op::Outbox { changes, reply })?;
-    w.answer(rx).await
+    let pending = w.send(Op::Outbox { changes, reply })?;
+    w.answer(pending, rx).await
 }
 
 pub(crate) async fn outbox_claim(
@@ -282,13 +295,13 @@ pub(crate) async fn outbox_claim(
     until: Timestamp,
 ) -> Result<Vec<i64>, StoreError> {
     let (reply, rx) = oneshot::channel();
-    w.send(Op::OutboxClaim {
+    let pending = w.send(Op::OutboxClaim {
         ids,
         now,
         until,
         reply,
     })?;
-    w.answer(rx).await
+    w.answer(pending, rx).await
 }
 
 pub(crate) async fn record_contact(
@@ -301,12 +314,12 @@ pub(crate) async fn record_contact(
     contact.entra_tid = contact.entra_tid.map(|t| t.to_ascii_lowercase());
     let identity = encode(&contact.identity)?;
     let (reply, rx) = oneshot::channel();
-    w.send(Op::RecordContact {
+    let pending = w.send(Op::RecordContact {
         contact: Box::new(contact),
         identity,
         reply,
     })?;
-    w.answer(rx).await
+    w.answer(pending, rx).await
 }
 
 pub(crate) async fn start_session(
@@ -315,12 +328,12 @@ pub(crate) async fn start_session(
 ) -> Result<(), StoreError> {
     let identity = encode(&session.identity)?;
     let (reply, rx) = oneshot::channel();
-    w.send(Op::StartSession {
+    let pending = w.send(Op::StartSession {
         session: Box::new(session),
         identity,
         reply,
     })?;
-    w.answer(rx).await
+    w.answer(pending, rx).await
 }
 
 pub(crate) async fn end_session(
@@ -329,6 +342,6 @@ pub(crate) async fn end_session(
     at: Timestamp,
 ) -> Result<(), StoreError> {
     let (reply, rx) = oneshot::channel();
-    w.send(Op::EndSession { hash, at, reply })?;
-    w.answer(rx).await
+    let pending = w.send(Op::EndSession { hash, at, reply })?;
+    w.answer(pending, rx).await
 }
