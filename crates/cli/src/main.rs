@@ -117,8 +117,8 @@ fn man() -> u8 {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A stdio MCP proxy serves one agent session: one thread keeps each message on the thread
-    // that read it (no hand-offs between workers on the latency path). A lone durable write
-    // commits on that thread too; the store's writer thread takes only what queues up behind it.
+    // that read it (no hand-offs between workers on the latency path). The store's writer has
+    // its own thread either way.
     let one_thread = matches!(
         &cli.command,
         Command::Mcp(mcp_cmd::McpCommand::Stdio(_)) | Command::Run(_)

@@ -127,37 +127,24 @@ impl WriteQueue {
         self.commits.set(Box::new(observe)).is_ok()
     }
 
-    /// Hands `op` to the writer (which may commit it before this returns: a lone write on an
-    /// idle writer commits inline); fails only if the writer is gone. Returns when the write
-    /// was handed over and the `store.commit` trace span it belongs to, for [`Self::answer`].
-    fn send(&self, op: Op) -> Result<Pending, StoreError> {
-        let pending = Pending {
-            start: Instant::now(),
-            span: tracing::debug_span!("store.commit"),
-        };
-        pending.span.in_scope(|| (self.send)(op))?;
-        Ok(pending)
+    /// Queues `op`; fails only if the writer is gone.
+    fn send(&self, op: Op) -> Result<(), StoreError> {
+        (self.send)(op)
     }
 
-    /// Waits for the reply to an operation just handed over: within its `store.commit` trace
-    /// span, timed from the hand-over for the observer.
+    /// Waits for the reply to an operation just queued: the `store.commit` trace span, timed
+    /// for the observer.
     async fn answer<T, E: From<StoreError>>(
         &self,
-        pending: Pending,
         rx: oneshot::Receiver<Result<T, E>>,
     ) -> Result<T, E> {
-        let reply = rx.instrument(pending.span).await;
+        let start = Instant::now();
+        let reply = rx.instrument(tracing::debug_span!("store.commit")).await;
         if let Some(observe) = self.commits.get() {
-            observe(pending.start.elapsed());
+            observe(start.elapsed());
         }
         reply.map_err(|_| E::from(StoreError::Closed))?
     }
-}
-
-/// A write handed to the writer, whose reply is awaited.
-struct Pending {
-    start: Instant,
-    span: tracing::Span,
 }
 
 pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -181,7 +168,7 @@ pub(crate) async fn insert(
         .map(|e| EntryParts::new(Some(&record.id), record.created_at, e))
         .collect::<Result<Vec<_>, _>>()?;
     let (reply, rx) = oneshot::channel();
-    let pending = w.send(Op::Insert {
+    w.send(Op::Insert {
         record: Box::new(record),
         rules,
         body,
@@ -189,7 +176,7 @@ pub(crate) async fn insert(
         notes,
         reply,
     })?;
-    w.answer(pending, rx).await
+    w.answer(rx).await
 }
 
 pub(crate) async fn update(
@@ -199,13 +186,13 @@ pub(crate) async fn update(
     transition: Transition,
 ) -> Result<(ActionRecord, Vec<Event>), UpdateError> {
     let (reply, rx) = oneshot::channel();
-    let pending = w.send(Op::Update {
+    w.send(Op::Update {
         id: id.to_string(),
         now,
         transition,
         reply,
     })?;
-    w.answer(pending, rx).await
+    w.answer(rx).await
 }
 
 pub(crate) async fn record_events(
@@ -215,8 +202,8 @@ pub(crate) async fn record_events(
 ) -> Result<(), StoreError> {
     let entries = EntryParts::standalone(at, &events)?;
     let (reply, rx) = oneshot::channel();
-    let pending = w.send(Op::Append { at, entries, reply })?;
-    w.answer(pending, rx).await
+    w.send(Op::Append { at, entries, reply })?;
+    w.answer(rx).await
 }
 
 pub(crate) async fn add_checkpoint(
@@ -224,8 +211,8 @@ pub(crate) async fn add_checkpoint(
     checkpoint: StoredCheckpoint,
 ) -> Result<(), StoreError> {
     let (reply, rx) = oneshot::channel();
-    let pending = w.send(Op::Checkpoint { checkpoint, reply })?;
-    w.answer(pending, rx).await
+    w.send(Op::Checkpoint { checkpoint, reply })?;
+    w.answer(rx).await
 }
 
 pub(crate) async fn create_key(
@@ -235,8 +222,8 @@ pub(crate) async fn create_key(
 ) -> Result<(), StoreError> {
     let entry = EntryParts::new(None, key.created_at, &event)?;
     let (reply, rx) = oneshot::channel();
-    let pending = w.send(Op::CreateKey { key, entry, reply })?;
-    w.answer(pending, rx).await
+    w.send(Op::CreateKey { key, entry, reply })?;
+    w.answer(rx).await
 }
 
 pub(crate) async fn revoke_key(
@@ -246,13 +233,13 @@ pub(crate) async fn revoke_key(
     event_of: KeyEvent,
 ) -> Result<Option<ManagedKey>, StoreError> {
     let (reply, rx) = oneshot::channel();
-    let pending = w.send(Op::RevokeKey {
+    w.send(Op::RevokeKey {
         id: id.to_string(),
         at,
         event_of,
         reply,
     })?;
-    w.answer(pending, rx).await
+    w.answer(rx).await
 }
 
 pub(crate) async fn bind_identity(
@@ -260,8 +247,8 @@ pub(crate) async fn bind_identity(
     binding: IdentityBinding,
 ) -> Result<IdentityBinding, StoreError> {
     let (reply, rx) = oneshot::channel();
-    let pending = w.send(Op::BindIdentity { binding, reply })?;
-    w.answer(pending, rx).await
+    w.send(Op::BindIdentity { binding, reply })?;
+    w.answer(rx).await
 }
 
 pub(crate) async fn set_secret(
@@ -271,12 +258,12 @@ pub(crate) async fn set_secret(
 ) -> Result<(), StoreError> {
     let entry = EntryParts::new(None, secret.set_at, &event)?;
     let (reply, rx) = oneshot::channel();
-    let pending = w.send(Op::SetSecret {
+    w.send(Op::SetSecret {
         secret,
         entry,
         reply,
     })?;
-    w.answer(pending, rx).await
+    w.answer(rx).await
 }
 
 pub(crate) async fn outbox_record(
@@ -284,8 +271,8 @@ pub(crate) async fn outbox_record(
     changes: Vec<OutboxChange>,
 ) -> Result<(), StoreError> {
     let (reply, rx) = oneshot::channel();
-    let pending = w.send(Op::Outbox { changes, reply })?;
-    w.answer(pending, rx).await
+    w.send(Op::Outbox { changes, reply })?;
+    w.answer(rx).await
 }
 
 pub(crate) async fn outbox_claim(
@@ -295,13 +282,13 @@ pub(crate) async fn outbox_claim(
     until: Timestamp,
 ) -> Result<Vec<i64>, StoreError> {
     let (reply, rx) = oneshot::channel();
-    let pending = w.send(Op::OutboxClaim {
+    w.send(Op::OutboxClaim {
         ids,
         now,
         until,
         reply,
     })?;
-    w.answer(pending, rx).await
+    w.answer(rx).await
 }
 
 pub(crate) async fn record_contact(
@@ -314,12 +301,12 @@ pub(crate) async fn record_contact(
     contact.entra_tid = contact.entra_tid.map(|t| t.to_ascii_lowercase());
     let identity = encode(&contact.identity)?;
     let (reply, rx) = oneshot::channel();
-    let pending = w.send(Op::RecordContact {
+    w.send(Op::RecordContact {
         contact: Box::new(contact),
         identity,
         reply,
     })?;
-    w.answer(pending, rx).await
+    w.answer(rx).await
 }
 
 pub(crate) async fn start_session(
@@ -328,12 +315,12 @@ pub(crate) async fn start_session(
 ) -> Result<(), StoreError> {
     let identity = encode(&session.identity)?;
     let (reply, rx) = oneshot::channel();
-    let pending = w.send(Op::StartSession {
+    w.send(Op::StartSession {
         session: Box::new(session),
         identity,
         reply,
     })?;
-    w.answer(pending, rx).await
+    w.answer(rx).await
 }
 
 pub(crate) async fn end_session(
@@ -342,6 +329,6 @@ pub(crate) async fn end_session(
     at: Timestamp,
 ) -> Result<(), StoreError> {
     let (reply, rx) = oneshot::channel();
-    let pending = w.send(Op::EndSession { hash, at, reply })?;
-    w.answer(pending, rx).await
+    w.send(Op::EndSession { hash, at, reply })?;
+    w.answer(rx).await
 }

@@ -1,17 +1,15 @@
-//! The embedded SQLite store: WAL with `synchronous=FULL`, one writer (a connection behind a
-//! lock) that commits queued operations together (group commit), or a lone operation inline when
-//! it finds the writer idle ([`Writer`]), and a small pool of read connections.
+//! The embedded SQLite store: WAL with `synchronous=FULL`, one writer thread that commits queued
+//! operations together (group commit), and a small pool of read connections.
 //!
-//! Why one writer: SQLite allows one writer at a time anyway, and batching many operations into
-//! one durable commit turns thousands of fsyncs a second into a few hundred (measured ~340k
-//! rows/s in batches against ~5k rows/s with one commit per row). It also serialises
-//! read-modify-write transitions of a record without any locking protocol.
+//! Why one writer thread: SQLite allows one writer at a time anyway, and batching many
+//! operations into one durable commit turns thousands of fsyncs a second into a few hundred
+//! (measured ~340k rows/s in batches against ~5k rows/s with one commit per row). It also
+//! serialises read-modify-write transitions of a record without any locking protocol.
 
 use async_trait::async_trait;
 use countersign_core::{ActionRecord, Status, Timestamp};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -303,8 +301,9 @@ pub struct SqliteStore {
     writer: WriteQueue,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
-    /// The writer's state, health and change feed.
-    shared: Arc<Writer>,
+    health: WriteHealth,
+    /// Ids of the actions each committed batch inserted or changed, sent after the commit.
+    changes: broadcast::Sender<String>,
 }
 
 fn open(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
@@ -357,27 +356,20 @@ impl SqliteStore {
         }
         migrate(&conn, path)?;
         let (tx, rx) = mpsc::channel();
+        let health = WriteHealth::default();
+        let writer_health = health.clone();
         let (changes, _) = broadcast::channel(4096);
-        let writer = Arc::new(Writer {
-            state: Mutex::new(WriterState {
-                conn,
-                head: Head::default(),
-            }),
-            queued: AtomicUsize::new(0),
-            health: WriteHealth::default(),
-            changes,
-        });
-        let thread_writer = Arc::clone(&writer);
+        let writer_changes = changes.clone();
         std::thread::Builder::new()
             .name("countersign-sqlite-writer".into())
-            .spawn(move || writer_loop(&thread_writer, rx))
+            .spawn(move || writer_loop(conn, rx, writer_health, writer_changes))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
-        let submit = Arc::clone(&writer);
         Ok(SqliteStore {
-            writer: WriteQueue::new(move |op| submit.submit(op, &tx)),
+            writer: WriteQueue::new(move |op| tx.send(op).map_err(|_| StoreError::Closed)),
             readers: Arc::new(Mutex::new(Vec::new())),
             path: path.to_path_buf(),
-            shared: writer,
+            health,
+            changes,
         })
     }
 
@@ -668,68 +660,21 @@ fn run_batch(
     Ok(batch)
 }
 
-/// The store's one writer: its connection and the log's frontier, behind a lock that whoever
-/// commits holds, and the queue's length.
-///
-/// Who commits (the one write path is [`WriterState::commit`] either way):
-/// - a caller that finds the writer idle (nothing queued, the lock free) commits its lone
-///   operation itself, on its own thread: no hand-off to the writer thread and back, which on
-///   an idle machine costs two thread wake-ups (DECISIONS.md, "A lone write commits inline");
-/// - otherwise the operation is queued, and the writer thread commits everything queued
-///   together (group commit) as soon as the lock is free.
-///
-/// Operations of one caller stay in order: a caller waits for each reply before its next
-/// write. Concurrent callers' operations were never ordered among themselves.
-struct Writer {
-    state: Mutex<WriterState>,
-    /// Operations sent to the writer thread and not yet in a batch of its.
-    queued: AtomicUsize,
-    health: WriteHealth,
-    /// Ids of the actions each committed batch inserted or changed, sent after the commit.
-    changes: broadcast::Sender<String>,
-}
-
-struct WriterState {
+fn writer_loop(
     conn: Connection,
-    head: Head,
-}
-
-impl Writer {
-    /// Commits `op` inline if the writer is idle, else queues it for the writer thread.
-    fn submit(&self, op: Op, queue: &mpsc::Sender<Op>) -> Result<(), StoreError> {
-        if self.queued.load(Ordering::Acquire) == 0 {
-            if let Ok(mut state) = self.state.try_lock() {
-                // Checked again under the lock: what was queued meanwhile goes first.
-                if self.queued.load(Ordering::Acquire) == 0 {
-                    state.commit(vec![op], &self.health, &self.changes);
-                    return Ok(());
-                }
-            }
-        }
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        queue.send(op).map_err(|mpsc::SendError(_)| {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            StoreError::Closed
-        })
-    }
-
-    /// An operation taken off the queue.
-    fn took(&self, op: Op) -> Op {
-        self.queued.fetch_sub(1, Ordering::AcqRel);
-        op
-    }
-}
-
-impl WriterState {
-    /// Decides, writes and commits `ops` in one transaction, then replies to each.
-    fn commit(&mut self, ops: Vec<Op>, health: &WriteHealth, changes: &broadcast::Sender<String>) {
-        let conn = &self.conn;
+    rx: mpsc::Receiver<Op>,
+    health: WriteHealth,
+    changes: broadcast::Sender<String>,
+) {
+    let mut head = Head::default();
+    while let Ok(first) = rx.recv() {
+        let ops = gather(first, || rx.try_recv().ok());
         let mut done = Vec::with_capacity(ops.len());
         let mut changed = Vec::new();
-        let committed = match exec(conn, "BEGIN IMMEDIATE") {
+        let committed = match exec(&conn, "BEGIN IMMEDIATE") {
             Err(e) => Err(fail_all(ops, &mut done, db_err(e))),
-            Ok(()) => run_batch(conn, ops, &mut done, &self.head).and_then(|batch| {
-                exec(conn, "COMMIT").map_err(db_err)?;
+            Ok(()) => run_batch(&conn, ops, &mut done, &head).and_then(|batch| {
+                exec(&conn, "COMMIT").map_err(db_err)?;
                 if changes.receiver_count() > 0 {
                     changed = batch.changed().into_iter().map(str::to_string).collect();
                 }
@@ -737,32 +682,13 @@ impl WriterState {
             }),
         };
         if committed.is_err() && !conn.is_autocommit() {
-            let _ = exec(conn, "ROLLBACK");
+            let _ = exec(&conn, "ROLLBACK");
         }
         // Replies go out only now, after the commit is durable; then the change feed.
-        finish(committed, &mut self.head, health, done);
+        finish(committed, &mut head, &health, done);
         for id in changed {
             let _ = changes.send(id);
         }
-    }
-}
-
-/// The writer thread: commits what is queued, in batches, whenever the lock is free.
-fn writer_loop(writer: &Writer, rx: mpsc::Receiver<Op>) {
-    while let Ok(first) = rx.recv() {
-        // `first` still counts as queued while the lock is awaited, so no caller commits
-        // inline ahead of it.
-        // A poisoned lock (a panic inside a commit) ends the writer: the operations' replies
-        // are dropped, so their callers get `StoreError::Closed`, as when the thread is gone.
-        let Ok(mut state) = writer.state.lock() else {
-            tracing::error!("the SQLite writer's state is poisoned; no more writes");
-            writer.health.failed(&StoreError::Closed);
-            return;
-        };
-        let ops = gather(writer.took(first), || {
-            rx.try_recv().ok().map(|op| writer.took(op))
-        });
-        state.commit(ops, &writer.health, &writer.changes);
     }
 }
 
@@ -1061,150 +987,10 @@ impl Outbox for SqliteStore {
 #[async_trait]
 impl Coordination for SqliteStore {
     fn write_failure(&self) -> Option<String> {
-        self.shared.health.failure()
+        self.health.failure()
     }
 
     fn changes(&self) -> Option<broadcast::Receiver<String>> {
-        Some(self.shared.changes.subscribe())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use countersign_core::Event;
-    use std::future::Future;
-    use std::pin::pin;
-    use std::task::{Context, Poll, Waker};
-
-    /// Polls `f` once: `Some` if it was ready at once.
-    fn now<F: Future>(f: F) -> Option<F::Output> {
-        match pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(v) => Some(v),
-            Poll::Pending => None,
-        }
-    }
-
-    fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
-        (dir, store)
-    }
-
-    fn append(store: &SqliteStore, at: i64) -> impl Future<Output = Result<(), StoreError>> + '_ {
-        store.record_events(Timestamp(at), vec![(None, Event::Expired)])
-    }
-
-    /// A lone write on an idle writer is durable before its future is first polled to the
-    /// end: it committed on the caller's thread, with no hand-off to the writer thread.
-    #[test]
-    fn a_lone_write_on_an_idle_writer_commits_inline() {
-        let (_dir, store) = store();
-        for i in 0..20 {
-            let done = now(append(&store, i)).expect("committed inline, ready at the first poll");
-            done.unwrap();
-        }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        assert_eq!(rt.block_on(store.audit_size()).unwrap(), 20);
-    }
-
-    /// While a commit holds the writer, a write is queued (never committed around it), and
-    /// what is queued goes before any later write: a write arriving while the queue is not
-    /// empty joins the queue even if the lock is free by then.
-    #[test]
-    fn writes_arriving_while_the_writer_is_busy_are_queued_in_order() {
-        let (_dir, store) = store();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let held = store.shared.state.lock().unwrap();
-        let first = std::thread::scope(|s| {
-            let first = s.spawn(|| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap();
-                rt.block_on(append(&store, 1))
-            });
-            // The first write is queued behind the held lock: the queue is not empty.
-            while store.shared.queued.load(Ordering::Acquire) == 0 {
-                std::thread::yield_now();
-            }
-            // With the queue not empty, a second write is queued too, never run inline.
-            let mut second = Box::pin(append(&store, 2));
-            assert!(now(second.as_mut()).is_none(), "queued behind the first");
-            drop(held);
-            rt.block_on(second).unwrap();
-            first.join().unwrap()
-        });
-        first.unwrap();
-        let entries = rt.block_on(store.audit_entries(0, 10)).unwrap();
-        let ats: Vec<i64> = entries.iter().map(|e| e.at.millis()).collect();
-        assert_eq!(ats, vec![1, 2], "the queued write went first");
-        assert_eq!(store.shared.queued.load(Ordering::Acquire), 0);
-    }
-
-    /// Threads writing at once, each one write at a time, so that some writes find the writer
-    /// idle (inline) and others busy (queued): one gap-free log holding every write, each
-    /// thread's writes in its own order.
-    #[test]
-    fn inline_and_queued_writes_race_into_one_log() {
-        let (_dir, store) = store();
-        const THREADS: i64 = 4;
-        const EACH: i64 = 60;
-        std::thread::scope(|s| {
-            for t in 0..THREADS {
-                let store = &store;
-                s.spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .build()
-                        .unwrap();
-                    for i in 0..EACH {
-                        rt.block_on(append(store, t * 1000 + i)).unwrap();
-                    }
-                });
-            }
-        });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let entries = rt.block_on(store.audit_entries(0, 1000)).unwrap();
-        assert_eq!(entries.len() as i64, THREADS * EACH);
-        for (k, e) in entries.iter().enumerate() {
-            assert_eq!(e.index, k as u64, "gap-free");
-        }
-        for t in 0..THREADS {
-            let mine: Vec<i64> = entries
-                .iter()
-                .map(|e| e.at.millis())
-                .filter(|at| at / 1000 == t)
-                .collect();
-            assert_eq!(mine, (0..EACH).map(|i| t * 1000 + i).collect::<Vec<_>>());
-        }
-        assert_eq!(store.shared.queued.load(Ordering::Acquire), 0);
-    }
-
-    /// A writer whose state was poisoned by a panic mid-commit refuses every later write with
-    /// `Closed` and reports itself not ready; nothing is committed around it.
-    #[test]
-    fn a_poisoned_writer_refuses_every_write() {
-        let (_dir, store) = store();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(append(&store, 1)).unwrap();
-        let shared = Arc::clone(&store.shared);
-        let _ = std::thread::spawn(move || {
-            let _state = shared.state.lock().unwrap();
-            panic!("a panic while committing");
-        })
-        .join();
-        for at in 2..5 {
-            let err = rt.block_on(append(&store, at)).unwrap_err();
-            assert!(matches!(err, StoreError::Closed), "{err:?}");
-        }
-        assert!(store.write_failure().is_some());
-        assert_eq!(rt.block_on(store.audit_size()).unwrap(), 1);
+        Some(self.changes.subscribe())
     }
 }
