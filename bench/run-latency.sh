@@ -9,7 +9,7 @@
 # an unknown log format, through `env`, which adds its own exec; and of `countersign --version`,
 # which the front hands to `countersign-full`: both binaries start), one durable round trip alone (POST /v1/actions of an
 # allowed action over a kept-alive connection: HTTP + policy + the SQLite commit), one
-# round trip that commits nothing (GET /readyz), one 4 KiB O_DSYNC write on the database's
+# round trip that commits nothing (GET /readyz), one 4 KiB O_DSYNC write (back to back and after idle) on the database's
 # disk, and the server's own commit latency histogram over the `run`s.
 # The same `run` through `countersign-full` (the one big binary every command was before the
 # front binary) is timed beside it, so the front's saving is measured in the same run.
@@ -101,13 +101,28 @@ def go(gap):
     return sorted(ts)
 print(json.dumps({"echo": go(0), "echo_idle": go(0.005)}))
 PY
-dd if=/dev/zero of="$work/dsync.probe" bs=4k count=200 oflag=dsync 2>"$work/dsync.txt"
+# The disk's own flush: one 4 KiB O_DSYNC write on the database's disk, back to back and after
+# 5 ms idle (as a lone commit meets it; no countersign code involved).
+python3 - "$runs" "$work/dsync.probe" >"$work/dsync.json" <<'PY'
+import json, os, sys, time
+n, path = int(sys.argv[1]), sys.argv[2]
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DSYNC, 0o600)
+buf = b"x" * 4096
+def go(gap):
+    ts = []
+    for i in range(n):
+        if gap: time.sleep(gap)
+        t = time.perf_counter(); os.pwrite(fd, buf, (i % 64) * 4096); ts.append(time.perf_counter() - t)
+    return sorted(ts)
+print(json.dumps({"dsync": go(0), "dsync_idle": go(0.005)}))
+PY
 python3 - "$out" "$work" <<'PY'
 import json, re, sys
 out, work = sys.argv[1], sys.argv[2]
 r = {x["command"]: sorted(x["times"]) for x in json.load(open(out))["results"]}
 rtt = json.load(open(f"{work}/rtt.json"))
 wake = json.load(open(f"{work}/wake.json"))
+dsync = json.load(open(f"{work}/dsync.json"))
 def pct(ts, p): return ts[min(len(ts) - 1, int(p * len(ts)))] * 1000
 d, c, v, f = r["direct"], r["countersign run"], r["countersign --version"], r["front start"]
 for name, ts in (("direct", d), ("countersign run", c), ("countersign-full run", r["countersign-full run"]),
@@ -115,7 +130,8 @@ for name, ts in (("direct", d), ("countersign run", c), ("countersign-full run",
                  ("front start (+ env)", f),
                  ("POST /v1/actions", rtt["submit"]), ("GET /readyz", rtt["readyz"]),
                  ("POST after 5 ms idle", rtt["submit_idle"]), ("GET after 5 ms idle", rtt["readyz_idle"]),
-                 ("echo (2 processes)", wake["echo"]), ("echo after 5 ms idle", wake["echo_idle"])):
+                 ("echo (2 processes)", wake["echo"]), ("echo after 5 ms idle", wake["echo_idle"]),
+                 ("4 KiB O_DSYNC write", dsync["dsync"]), ("O_DSYNC after 5 ms idle", dsync["dsync_idle"])):
     print(f"{name:22} p50 {pct(ts, .5):7.3f} ms  p90 {pct(ts, .9):7.3f} ms  p99 {pct(ts, .99):7.3f} ms")
 def hist(path):
     h = {}
@@ -127,9 +143,6 @@ a, b = hist(f"{work}/commits.after"), hist(f"{work}/commits.before")
 n = a.get("count", 0) - b.get("count", 0)
 if n > 0:
     print(f"server commits during the runs: {int(n)}, mean {1000 * (a['sum'] - b.get('sum', 0)) / n:.3f} ms (queue + fsync)")
-m = re.search(r"copied, ([0-9.]+) s", open(f"{work}/dsync.txt").read())
-if m:
-    print(f"4 KiB O_DSYNC write on the database's disk: mean {float(m.group(1)) * 1000 / 200:.3f} ms")
 added = pct(c, .5) - pct(d, .5)
 print(f"added p50 through countersign-full (before the front binary): {pct(r['countersign-full run'], .5) - pct(d, .5):.3f} ms")
 floor = pct(f, .5) + 2 * pct(rtt["submit"], .5)
@@ -139,4 +152,9 @@ print(f"floor: front start {pct(f, .5):.3f} + 2 durable round trips {2 * pct(rtt
 idle_floor = pct(f, .5) + 2 * pct(rtt["submit_idle"], .5)
 print(f"floor with the gateway idle between runs, as hyperfine leaves it: front start {pct(f, .5):.3f} + 2 durable "
       f"round trips after idle {2 * pct(rtt['submit_idle'], .5):.3f} = {idle_floor:.3f} ms")
+# What no code of ours is in: one more process start (the direct `true`), and per durable round
+# trip a request that does no work after idle (GET /readyz) plus the disk's flush after idle.
+machine = pct(d, .5) + 2 * (pct(rtt["readyz_idle"], .5) + pct(dsync["dsync_idle"], .5))
+print(f"machine floor: a process start {pct(d, .5):.3f} + 2 x (GET after idle {pct(rtt['readyz_idle'], .5):.3f} "
+      f"+ O_DSYNC after idle {pct(dsync['dsync_idle'], .5):.3f}) = {machine:.3f} ms")
 PY
