@@ -53,6 +53,23 @@ pub enum Verdict {
     Refuse(Diag),
 }
 
+/// A statement's cancellation, reachable by `CancelRequest` while it lives (from its submission
+/// to its verdict); afterwards a `CancelRequest` goes to what runs upstream.
+struct Registered<'a>(&'a Mutex<Option<watch::Sender<bool>>>);
+
+impl<'a> Registered<'a> {
+    fn new(slot: &'a Mutex<Option<watch::Sender<bool>>>, cancel: watch::Sender<bool>) -> Self {
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(cancel);
+        Registered(slot)
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
 /// What a session decides with.
 pub struct Decider {
     pub gate: Arc<dyn Gate>,
@@ -89,21 +106,33 @@ impl Decider {
         if let Err(e) = check_submission(&sub) {
             return Verdict::Refuse(gate_failed(&e));
         }
+        // A `CancelRequest` reaches this statement from its submission on, not only once it is
+        // held: its review is visible (and the client's Ctrl-C may come) before the hold starts.
+        let (cancel, cancelled) = watch::channel(false);
+        let _registered = Registered::new(&self.held, cancel.clone());
         let first = match self.gate.submit(sub).await {
             Ok(t) => t,
             Err(e) => return Verdict::Refuse(gate_failed(&e)),
         };
         let ending = if first.waits() {
-            self.held(first, client).await
+            self.held(first, client, cancel, cancelled).await
         } else {
-            hold::hold(
+            let ending = hold::hold(
                 self.gate.as_ref(),
                 first,
                 self.policy(),
                 watch::channel(false).1,
                 &countersign_enforce::Silent,
             )
-            .await
+            .await;
+            // Cancelled while being submitted: not run, as PostgreSQL cancels a statement.
+            if let Ending::Run { action_id, .. } = &ending {
+                if *cancelled.borrow() {
+                    let why = "the client cancelled the statement".to_string();
+                    return self.not_run(action_id, CANCELED, why).await;
+                }
+            }
+            ending
         };
         match ending {
             Ending::Run { action_id, grant } => self.run(action_id, grant, &params, s.kind).await,
@@ -155,9 +184,13 @@ impl Decider {
 
     /// Holds a statement under review: progress as notices, withdrawn on a `CancelRequest`, the
     /// client's end or the upstream's loss.
-    async fn held<R: AsyncBufRead + Unpin>(&self, first: Tracked, client: &mut R) -> Ending {
-        let (cancel, cancelled) = watch::channel(false);
-        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(cancel.clone());
+    async fn held<R: AsyncBufRead + Unpin>(
+        &self,
+        first: Tracked,
+        client: &mut R,
+        cancel: watch::Sender<bool>,
+        cancelled: watch::Receiver<bool>,
+    ) -> Ending {
         let notices = Notices {
             down: self.down.clone(),
             clock: self.clock.clone(),
@@ -173,7 +206,7 @@ impl Decider {
         let mut ended = self.ended.clone();
         let mut watching = true;
         let mut upstream = true;
-        let ending = loop {
+        loop {
             tokio::select! {
                 e = &mut run => break e,
                 gone = client_gone(client), if watching => {
@@ -187,9 +220,7 @@ impl Decider {
                     let _ = cancel.send(true);
                 }
             }
-        };
-        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        ending
+        }
     }
 
     /// Refuses a redeemed action, reporting that it did not run (its trail ends there).
@@ -334,5 +365,141 @@ impl Progress for Notices {
             text.push_str(&format!("; {r}"));
         }
         let _ = self.down.send(Down::Notice(Diag::notice(text).to_msg()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use countersign_core::{ActionSpec, Effect};
+    use countersign_enforce::{Approved, Report, Tracked};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A gate whose `submit` answers `status`, and during which the client's `CancelRequest`
+    /// arrives (as `session/startup.rs::cancel` delivers it: through the session's slot).
+    struct CancelDuringSubmit {
+        status: Status,
+        slot: Arc<Mutex<Option<watch::Sender<bool>>>>,
+        withdrawn: AtomicUsize,
+        reports: Mutex<Vec<Report>>,
+    }
+
+    #[async_trait]
+    impl Gate for CancelDuringSubmit {
+        async fn submit(&self, _: Submission) -> Result<Tracked, GateError> {
+            // The review is committed (visible to the API, to the client's operator) and the
+            // cancel arrives before the proxy holds the statement.
+            let registered = self.slot.lock().unwrap().clone();
+            let tx = registered.expect("a statement being submitted can be cancelled");
+            tx.send(true).unwrap();
+            Ok(Tracked {
+                id: "a1".into(),
+                status: self.status,
+                reason: None,
+                approvers: vec!["group:dba".into()],
+                comments: vec![],
+                grant_token: None,
+                review: None,
+                question: None,
+            })
+        }
+        async fn wait(&self, _: &str, wait: Duration) -> Result<Tracked, GateError> {
+            tokio::time::sleep(wait).await;
+            Err(GateError::Unreachable("the hold must not wait".into()))
+        }
+        async fn cancel(&self, _: &str) -> Result<(), GateError> {
+            self.withdrawn.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn answer(&self, _: &str, _: String) -> Result<Tracked, GateError> {
+            Err(GateError::Unreachable("test".into()))
+        }
+        async fn redeem(&self, _: &str) -> Result<Approved, GateError> {
+            Err(GateError::Unreachable("test".into()))
+        }
+        async fn report(&self, _: &str, report: Report) -> Result<(), GateError> {
+            self.reports.lock().unwrap().push(report);
+            Ok(())
+        }
+        async fn refused(&self, _: &str) -> bool {
+            false
+        }
+        fn preview(&self, _: &ActionSpec) -> Option<Effect> {
+            None
+        }
+    }
+
+    async fn decide_cancelled_during_submit(status: Status) -> (Verdict, Arc<CancelDuringSubmit>) {
+        let slot = Arc::new(Mutex::new(None));
+        let gate = Arc::new(CancelDuringSubmit {
+            status,
+            slot: Arc::clone(&slot),
+            withdrawn: AtomicUsize::new(0),
+            reports: Mutex::new(Vec::new()),
+        });
+        let (down, _notices) = mpsc::unbounded_channel();
+        let (_upstream, ended) = watch::channel(false);
+        let decider = Decider {
+            gate: gate.clone(),
+            resource: "postgres://prod/app".into(),
+            progress_every: Duration::from_secs(5),
+            clock: countersign_enforce::system_clock(),
+            down,
+            held: Arc::clone(&slot),
+            ended,
+        };
+        // A client that neither sends nor leaves while its statement is decided.
+        let (_peer, client) = tokio::io::duplex(64);
+        let mut client = tokio::io::BufReader::new(client);
+        let tables = vec!["t".to_string()];
+        let s = Statement {
+            kind: "delete",
+            text: "DELETE FROM t",
+            parameters: vec![],
+            tables: &tables,
+        };
+        let verdict =
+            tokio::time::timeout(Duration::from_secs(10), decider.decide(&s, &mut client))
+                .await
+                .expect("a cancelled statement is not held");
+        assert!(
+            slot.lock().unwrap().is_none(),
+            "unregistered after its verdict"
+        );
+        (verdict, gate)
+    }
+
+    /// The race CI once lost: psql's Ctrl-C reached the proxy after the review was committed
+    /// but before the statement was held, and was sent upstream instead (where nothing ran), so
+    /// the client waited for a review nobody would close. Now the review is withdrawn.
+    #[tokio::test]
+    async fn a_cancel_between_the_submission_and_the_hold_withdraws_the_review() {
+        let (verdict, gate) = decide_cancelled_during_submit(Status::Pending).await;
+        match verdict {
+            Verdict::Refuse(d) => assert_eq!(d.code, CANCELED, "{d:?}"),
+            v => panic!("{v:?}"),
+        }
+        assert_eq!(gate.withdrawn.load(Ordering::SeqCst), 1);
+    }
+
+    /// A statement allowed outright but cancelled while it was being submitted is not run
+    /// (as PostgreSQL cancels a statement), and its action is told it did not run.
+    #[tokio::test]
+    async fn a_statement_cancelled_while_being_allowed_is_not_run() {
+        let (verdict, gate) = decide_cancelled_during_submit(Status::Allowed).await;
+        match verdict {
+            Verdict::Refuse(d) => assert_eq!(d.code, CANCELED, "{d:?}"),
+            v => panic!("{v:?}"),
+        }
+        let reports = gate.reports.lock().unwrap();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].outcome, countersign_core::Outcome::Failed);
+        assert!(reports[0]
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .contains("cancelled"));
     }
 }
