@@ -471,16 +471,20 @@ mod tests {
         (verdict, gate)
     }
 
+    fn assert_cancelled(verdict: &Verdict) {
+        match verdict {
+            Verdict::Refuse(d) => assert_eq!(d.code, CANCELED, "{d:?}"),
+            v => panic!("{v:?}"),
+        }
+    }
+
     /// The race CI once lost: psql's Ctrl-C reached the proxy after the review was committed
     /// but before the statement was held, and was sent upstream instead (where nothing ran), so
     /// the client waited for a review nobody would close. Now the review is withdrawn.
     #[tokio::test]
     async fn a_cancel_between_the_submission_and_the_hold_withdraws_the_review() {
         let (verdict, gate) = decide_cancelled_during_submit(Status::Pending).await;
-        match verdict {
-            Verdict::Refuse(d) => assert_eq!(d.code, CANCELED, "{d:?}"),
-            v => panic!("{v:?}"),
-        }
+        assert_cancelled(&verdict);
         assert_eq!(gate.withdrawn.load(Ordering::SeqCst), 1);
     }
 
@@ -489,10 +493,7 @@ mod tests {
     #[tokio::test]
     async fn a_statement_cancelled_while_being_allowed_is_not_run() {
         let (verdict, gate) = decide_cancelled_during_submit(Status::Allowed).await;
-        match verdict {
-            Verdict::Refuse(d) => assert_eq!(d.code, CANCELED, "{d:?}"),
-            v => panic!("{v:?}"),
-        }
+        assert_cancelled(&verdict);
         let reports = gate.reports.lock().unwrap();
         assert_eq!(reports.len(), 1);
         assert_eq!(reports[0].outcome, countersign_core::Outcome::Failed);
