@@ -374,12 +374,16 @@ async fn tee(
     mut stop: watch::Receiver<bool>,
 ) -> (String, u64) {
     let mut hash = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    // Read into spare capacity (`read_buf`), not a zeroed buffer: pages are touched only as
+    // output arrives, so a command that prints nothing costs no page faults here
+    // (BENCHMARKS.md, "`countersign run`'s own start").
+    let mut buf = Vec::with_capacity(64 * 1024);
     let mut len = 0u64;
     let mut open = true;
     loop {
+        buf.clear();
         let read = tokio::select! {
-            r = from.read(&mut buf) => r,
+            r = from.read_buf(&mut buf) => r,
             _ = stop.wait_for(|s| *s) => break,
         };
         let n = match read {

@@ -223,3 +223,22 @@ fn the_front_binary_holds_none_of_the_gateway() {
         full.len()
     );
 }
+
+/// On Linux the front is a position-dependent executable (ELF type `ET_EXEC`, not a PIE's
+/// `ET_DYN`): its start writes none of its relocated data (DECISIONS.md, "The front binary is
+/// linked without PIE"); the full binary stays a PIE.
+#[test]
+#[cfg(target_os = "linux")]
+fn the_front_is_linked_without_pie_and_the_full_binary_with_it() {
+    let elf_type = |path: &str| {
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(bytes.get(..4), Some(&b"\x7fELF"[..]), "{path} is not ELF");
+        u16::from_le_bytes([bytes[16], bytes[17]])
+    };
+    const ET_EXEC: u16 = 2;
+    const ET_DYN: u16 = 3;
+    if std::env::var_os("COUNTERSIGN_FRONT_PIE").is_none() {
+        assert_eq!(elf_type(FRONT), ET_EXEC, "the front binary is a PIE");
+    }
+    assert_eq!(elf_type(FULL), ET_DYN, "the full binary is not a PIE");
+}

@@ -147,6 +147,34 @@ async fn run_an_allowed_command_runs_and_its_exit_code_and_result_pass_through()
     assert_eq!(code, Some(0), "{err}");
 }
 
+/// Output larger than `run`'s read buffer (64 KiB), in pieces of every size the pipe gives, is
+/// passed through whole and hashed whole: the buffer is reused read after read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_passes_through_and_hashes_output_larger_than_its_buffer() {
+    let (gw, cwd) = gateway().await;
+    let child = run(
+        &gw,
+        cwd.path(),
+        &["--action", "sh.run"],
+        &["seq", "1", "100000"],
+    );
+    let (code, out, err) = finish(child).await;
+    assert_eq!(code, Some(0), "{err}");
+    let expected: String = (1..=100_000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(out.len(), expected.len());
+    assert!(
+        out == expected,
+        "the output was not passed through unchanged"
+    );
+    let (id, _) = submitted(&gw, "sh.run").await;
+    let a = action(&gw, &id).await;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(expected.as_bytes()));
+    assert_eq!(a["result"]["output_sha256"], json!(sha), "{a}");
+    let detail: Value = serde_json::from_str(a["result"]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["stdout_bytes"], json!(expected.len()));
+    assert_eq!(detail["stdout_sha256"], json!(sha));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_a_denied_command_never_starts() {
     let (gw, cwd) = gateway().await;
