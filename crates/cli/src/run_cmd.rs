@@ -376,7 +376,7 @@ async fn tee(
     let mut hash = Sha256::new();
     // Read into spare capacity (`read_buf`), not a zeroed buffer: pages are touched only as
     // output arrives, so a command that prints nothing costs no page faults here
-    // (BENCHMARKS.md, "`countersign run`'s own start").
+    // (BENCHMARKS.md, "The front without PIE").
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut len = 0u64;
     let mut open = true;
