@@ -48,16 +48,14 @@ async fn the_console_in_headless_chromium() {
     // A session that ends while its page is open (bob's, started here with a short life).
     let bob =
         countersign_core::Identity::new("bob", countersign_core::IdentityKind::Human, ["sre"]);
-    let short = c
-        .gateway
-        .start_session(bob, false, std::time::Duration::from_secs(8))
-        .await
-        .unwrap();
+    // Long enough for a browser to start and load the page on a loaded machine.
+    let life = std::time::Duration::from_secs(15);
+    let short = c.gateway.start_session(bob, false, life).await.unwrap();
     let short_ends = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
-        + 8.0;
+        + life.as_secs_f64();
     let http = c.http.clone();
     let wait_url = format!("{}/v1/actions/{action}?wait=60", c.url);
     let waiting = tokio::spawn(async move {
