@@ -8,9 +8,13 @@
 # inside the proxy (`countersign pg --config`, API on GW_PORT for /metrics) instead of a separate
 # `countersign serve` reached over HTTP (default), COUNTERSIGN_BIN=PATH to time that build (no
 # build; countersign-full beside it).
-# Prints: select-only throughput direct and through the proxy at CLIENTS clients and the ratio;
-# p50 latency at 1 client direct and through the proxy and the added latency; the gateway's
-# mean durable commit during that 1-client run (from its /metrics, before and after).
+# Prints: select-only throughput direct, through a do-nothing TCP relay (the ceiling any proxy
+# process reaches on this machine: crates/pgproxy/examples/relay.rs) and through the proxy at
+# CLIENTS clients, with the ratios; the CPU each costs per transaction over those runs (the whole
+# machine's, the relay's, countersign's and its SQLite writer thread's, from /proc) and the
+# budget a proxy has per statement at 50 % of direct; p50 latency at 1 client direct and through
+# the proxy and the added latency; the gateway's mean durable commit during that 1-client run
+# (from its /metrics, before and after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
@@ -31,6 +35,17 @@ else
   cargo build --release --locked -p countersign --bins
   bin=$PWD/target/release/countersign
 fi
+relay_bin=${RELAY_BIN:-}
+if [ -z "$relay_bin" ]; then
+  if [ "${PROFILE:-release}" = debug ]; then
+    cargo build --locked -p countersign-pgproxy --example relay
+    relay_bin=$PWD/target/debug/examples/relay
+  else
+    cargo build --release --locked -p countersign-pgproxy --example relay
+    relay_bin=$PWD/target/release/examples/relay
+  fi
+fi
+relay_port=${RELAY_PORT:-18773}
 server_url=${admin%/*}
 psql -X -q "$admin" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 pgbench -i -q -s 1 "$server_url/$db" >/dev/null 2>&1
@@ -56,9 +71,11 @@ when { context.tags.contains("sql:session") };
 CEDAR
 server=
 proxy=
+relay=
 cleanup() {
-  [ -n "$proxy" ] && kill "$proxy" 2>/dev/null && wait "$proxy" 2>/dev/null
-  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  # (Each line must not fail: a failing line would end this trap under `set -e`.)
+  local p
+  for p in $relay $proxy $server; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
   psql -X -q "$admin" -c "DROP DATABASE IF EXISTS $db" 2>/dev/null || true
 }
@@ -79,13 +96,41 @@ for _ in $(seq 100); do grep -q listening "$work/pg.log" 2>/dev/null && break; s
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$gw_port/readyz" >/dev/null && break; sleep 0.1; done
 curl -sf "http://127.0.0.1:$gw_port/readyz" >/dev/null || { cat "$work"/*.log >&2; exit 1; }
 
+upstream_addr=${server_url#*://}
+upstream_addr=${upstream_addr#*@}
+"$relay_bin" "127.0.0.1:$relay_port" "$upstream_addr" 2>"$work/relay.log" &
+relay=$!
+for _ in $(seq 100); do grep -q listening "$work/relay.log" 2>/dev/null && break; sleep 0.1; done
+
 direct() { pgbench -n -S "$@" "$server_url/$db"; }
+relayed() { pgbench -n -S "$@" "${server_url%%@*}@127.0.0.1:$relay_port/$db"; }
 proxied() { PGPASSWORD=$token pgbench -n -S "$@" "postgresql://bench-agent@127.0.0.1:$pg_port/$db"; }
 tps() { sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
+# CPU ticks: the whole machine's busy time, the relay's, countersign's (proxy and gateway) and
+# its SQLite writer thread's (the thread named countersign-sqlite-writer, cut to 15 characters).
+cpu() {
+  local all rel cs wr=0 p t
+  all=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)
+  rel=$(awk '{print $14 + $15}' "/proc/$relay/stat")
+  cs=0
+  for p in $proxy $server; do
+    cs=$((cs + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    for t in /proc/"$p"/task/*; do
+      [ "$(cat "$t/comm")" = countersign-sql ] && wr=$((wr + $(awk '{print $14 + $15}' "$t/stat")))
+    done
+  done
+  echo "$all $rel $cs $wr"
+}
 
 proxied -c 1 -t 10 >/dev/null   # it works before it is timed
+relayed -c 1 -t 10 >/dev/null
+c0=$(cpu)
 d_tps=$(direct -c "$clients" -j 2 -T "$secs" | tps)
+c1=$(cpu)
+r_tps=$(relayed -c "$clients" -j 2 -T "$secs" | tps)
+c2=$(cpu)
 p_tps=$(proxied -c "$clients" -j 2 -T "$secs" | tps)
+c3=$(cpu)
 # Per-transaction latencies at one client (pgbench -l: the 3rd field is the latency in µs).
 (cd "$work" && direct -c 1 -T "$secs" -l --log-prefix=direct >/dev/null)
 # The gateway's commit histogram around the one-client run: the durable commit measured in the
@@ -93,9 +138,13 @@ p_tps=$(proxied -c "$clients" -j 2 -T "$secs" | tps)
 before=$(curl -sf "http://127.0.0.1:$gw_port/metrics")
 (cd "$work" && proxied -c 1 -T "$secs" -l --log-prefix=proxied >/dev/null)
 metrics=$(curl -sf "http://127.0.0.1:$gw_port/metrics")
-python3 - "$work" "$d_tps" "$p_tps" "$clients" "$metrics" "$before" <<'PY'
+python3 - "$work" "$d_tps" "$p_tps" "$clients" "$metrics" "$before" "$r_tps" "$secs" "$(getconf CLK_TCK)" "$(nproc)" "$c0" "$c1" "$c2" "$c3" <<'PY'
 import glob, sys
 work, d_tps, p_tps, clients, metrics, before = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+r_tps, secs, hz, cores = float(sys.argv[7]), float(sys.argv[8]), float(sys.argv[9]), int(sys.argv[10])
+snaps = [[int(x) for x in s.split()] for s in sys.argv[11:15]]
+def per_tx(i, k, rate):  # µs of CPU per transaction, field k, between snapshots i and i+1
+    return (snaps[i + 1][k] - snaps[i][k]) / hz * 1e6 / max(1.0, rate * secs)
 def p50(prefix):
     ts = sorted(int(l.split()[2]) for f in glob.glob(f"{work}/{prefix}.*") for l in open(f))
     return ts[len(ts) // 2] / 1000, len(ts)
@@ -110,6 +159,12 @@ def hist(text):
 (s1, n1), (s0, n0) = hist(metrics), hist(before)
 commit = 1000 * (s1 - s0) / max(1, n1 - n0)
 print(f"pgbench -S, {clients} clients: direct {d_tps:.0f} tps, through the proxy {p_tps:.0f} tps: {100 * p_tps / d_tps:.1f} % (target >= 50 %)")
+print(f"  through a do-nothing relay (the ceiling of any proxy process here): {r_tps:.0f} tps, {100 * r_tps / d_tps:.1f} % of direct; the proxy reaches {100 * p_tps / r_tps:.1f} % of the relay")
+md, mr, mp = per_tx(0, 0, d_tps), per_tx(1, 0, r_tps), per_tx(2, 0, p_tps)
+print(f"  machine CPU per transaction: direct {md:.0f} us, relayed {mr:.0f} us, proxied {mp:.0f} us ({cores} cores)")
+print(f"  per statement: the relay process {per_tx(1, 1, r_tps):.0f} us; countersign {per_tx(2, 2, p_tps):.0f} us, of it the SQLite writer thread {per_tx(2, 3, p_tps):.0f} us")
+budget = cores * 1e6 / (0.5 * d_tps) - md
+print(f"  at 50 % of direct ({0.5 * d_tps:.0f} tps) the {cores} cores give {cores * 1e6 / (0.5 * d_tps):.0f} us per transaction; less direct's {md:.0f} us leaves a proxy {budget:.0f} us per statement, the relay's added machine CPU ({mr - md:.0f} us) included")
 print(f"1 client p50: direct {d:.3f} ms ({dn} tx), through the proxy {p:.3f} ms ({pn} tx): added {p - d:.3f} ms")
 print(f"mean durable commit during the 1-client run: {commit:.3f} ms; added p50 - commit = {p - d - commit:.3f} ms (target <= 0.2 ms)")
 PY

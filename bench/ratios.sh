@@ -13,6 +13,9 @@
 # COUNTERSIGN_SKIP_BUILD=1 uses target/release as it is; COUNTERSIGN_BIN=PATH measures another
 # build of the server (the bench tools still come from target/release). Each round runs (a) and (c) back to
 # back; (b) runs once, after the rounds. The verdict lines use the median over the rounds.
+# Per round it also prints what the ceiling and the SQLite allow path cost (the machine's busy
+# share, CPU per request of the machine, the server and its SQLite writer thread, from /proc) and
+# how long the allow path's writes waited for their durable commits (the server's /metrics).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-15}"
@@ -62,6 +65,31 @@ p99() {
   awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
        printf "%.2f", (u == "us" ? v / 1000 : (u == "s" ? v * 1000 : v)) }' "$1"
 }
+# CPU ticks: the machine's busy and idle time, the server's, its SQLite writer thread's (named
+# countersign-sqlite-writer, cut to 15 characters).
+cpu() {
+  local wr=0 t
+  for t in /proc/"$pid"/task/*; do
+    [ "$(cat "$t/comm")" = countersign-sql ] && wr=$((wr + $(awk '{print $14 + $15}' "$t/stat")))
+  done
+  echo "$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat) $(awk '{print $14 + $15}' "/proc/$pid/stat") $wr"
+}
+# What a load cost, per request: "BEFORE" "AFTER" WRK_OUT -> busy %, machine µs, server µs, writer µs.
+cost() {
+  local hz n; hz=$(getconf CLK_TCK); n=$(awk '/requests in/ {print $1}' "$3")
+  awk -v hz="$hz" -v n="$n" -v a="$1" -v b="$2" 'BEGIN { split(a, x); split(b, y);
+    busy = y[1] - x[1]; idle = y[2] - x[2];
+    printf "machine %.0f%% busy, CPU per request: machine %.1f us, server %.1f us, its SQLite writer %.1f us",
+      100 * busy / (busy + idle), busy / hz * 1e6 / n, (y[3] - x[3]) / hz * 1e6 / n, (y[4] - x[4]) / hz * 1e6 / n }'
+}
+# The server's writes' waits for their durable commits so far: "SECONDS_SUM COUNT" (its
+# /metrics histogram: each write observes its wait, queued, batched and committed).
+commits() {
+  curl -fs http://127.0.0.1:8798/metrics | awk '
+    /^countersign_store_commit_duration_seconds_sum/ { s += $NF }
+    /^countersign_store_commit_duration_seconds_count/ { n += $NF }
+    END { print s + 0, n + 0 }'
+}
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 verdict() { awk -v ok="$1" 'BEGIN { print (ok ? "target met" : "target NOT met") }'; }
 
@@ -69,8 +97,13 @@ for r in $(seq "$rounds"); do
   echo "== round $r: SQLite server, GET /healthz then POST /v1/actions; PostgreSQL server, POST /v1/actions"
   rm -rf "$work/data"
   serve "sqlite://data/bench.db"
+  c0=$(cpu)
   load "$work/ceiling.$r" healthz
+  c1=$(cpu)
+  m1=$(commits)
   load "$work/sqlite.$r" allow
+  c2=$(cpu)
+  m2=$(commits)
   rows=$("$PWD/target/release/examples/count_actions" "$work/data/bench.db")
   stop
   schema="bench_ratios_$r"
@@ -84,6 +117,12 @@ for r in $(seq "$rounds"); do
   printf '  GET /healthz         %8s req/s  p99 %7s ms\n' "$(rps "$work/ceiling.$r")" "$(p99 "$work/ceiling.$r")"
   printf '  allow path, SQLite   %8s req/s  p99 %7s ms  (%s rows durably recorded)\n' \
     "$(rps "$work/sqlite.$r")" "$(p99 "$work/sqlite.$r")" "$rows"
+  echo "    /healthz:   $(cost "$c0" "$c1" "$work/ceiling.$r")"
+  echo "    allow path: $(cost "$c1" "$c2" "$work/sqlite.$r")"
+  awk -v a="$m1" -v b="$m2" -v c="$conns" -v rps="$(rps "$work/sqlite.$r")" 'BEGIN {
+    split(a, x); split(b, y);
+    printf "    allow path: a write waited %.2f ms on average for its durable commit (queued, batched, committed), of a mean latency of %.2f ms (%d connections / throughput)\n",
+      1000 * (y[1] - x[1]) / (y[2] - x[2]), 1000 * c / rps, c }'
   printf '  allow path, Postgres %8s req/s  p99 %7s ms  (%s rows durably recorded)\n' \
     "$(rps "$work/pg.$r")" "$(p99 "$work/pg.$r")" "$pgrows"
 done
