@@ -11,8 +11,7 @@ cd "$(dirname "$0")/.."
 base=$(scripts/ensure-postgres)
 bin=$PWD/target/release/countersign-full
 work=$(mktemp -d); cp -r examples/policies "$work/"
-cpu() { # sum of utime+stime (ticks) of the given pids
-  local t=0; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
+. bench/proc-cpu.sh
 for round in 1 2 3; do
 for variant in partial full; do
   schema="bench_ab_${variant}_$round"
@@ -24,9 +23,9 @@ for variant in partial full; do
   for _ in $(seq 100); do curl -fs http://127.0.0.1:8797/healthz >/dev/null 2>&1 && break; sleep 0.1; done
   if [ $variant = full ]; then psql -q "$base" -c "CREATE INDEX actions_requester_digest ON $schema.actions(requester, digest);" >/dev/null; fi
   pgp=$(pgrep -x postgres | tr '\n' ' '); pgp="$pgp $(pgrep -f 'postgres:' | tr '\n' ' ')"
-  a=$(cpu $pgp); s=$(cpu $pid)
+  a=$(process_ticks $pgp); s=$(process_ticks $pid)
   wrk -t1 -c64 -d10s --latency -s bench/allow.lua http://127.0.0.1:8797 > "$work/wrk.txt"
-  b=$(cpu $pgp); e=$(cpu $pid)
+  b=$(process_ticks $pgp); e=$(process_ticks $pid)
   n=$(psql -tA "$base" -c "SELECT count(*) FROM $schema.actions")
   rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' "$work/wrk.txt")
   p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")

@@ -101,25 +101,20 @@ upstream_addr=${upstream_addr#*@}
 "$relay_bin" "127.0.0.1:$relay_port" "$upstream_addr" 2>"$work/relay.log" &
 relay=$!
 for _ in $(seq 100); do grep -q listening "$work/relay.log" 2>/dev/null && break; sleep 0.1; done
+grep -q listening "$work/relay.log" || { cat "$work/relay.log" >&2; exit 1; }
 
 direct() { pgbench -n -S "$@" "$server_url/$db"; }
 relayed() { pgbench -n -S "$@" "${server_url%%@*}@127.0.0.1:$relay_port/$db"; }
 proxied() { PGPASSWORD=$token pgbench -n -S "$@" "postgresql://bench-agent@127.0.0.1:$pg_port/$db"; }
 tps() { sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
+. bench/proc-cpu.sh
 # CPU ticks: the whole machine's busy time, the relay's, countersign's (proxy and gateway) and
-# its SQLite writer thread's (the thread named countersign-sqlite-writer, cut to 15 characters).
+# its SQLite writer thread's.
 cpu() {
-  local all rel cs wr=0 p t
-  all=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)
-  rel=$(awk '{print $14 + $15}' "/proc/$relay/stat")
-  cs=0
-  for p in $proxy $server; do
-    cs=$((cs + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-    for t in /proc/"$p"/task/*; do
-      [ "$(cat "$t/comm")" = countersign-sql ] && wr=$((wr + $(awk '{print $14 + $15}' "$t/stat")))
-    done
-  done
-  echo "$all $rel $cs $wr"
+  local busy _idle
+  read -r busy _idle < <(machine_ticks)
+  # shellcheck disable=SC2086 # $server is empty with the embedded gate
+  echo "$busy $(process_ticks "$relay") $(process_ticks $proxy $server) $(writer_ticks $proxy $server)"
 }
 
 proxied -c 1 -t 10 >/dev/null   # it works before it is timed

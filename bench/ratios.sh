@@ -65,15 +65,9 @@ p99() {
   awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
        printf "%.2f", (u == "us" ? v / 1000 : (u == "s" ? v * 1000 : v)) }' "$1"
 }
-# CPU ticks: the machine's busy and idle time, the server's, its SQLite writer thread's (named
-# countersign-sqlite-writer, cut to 15 characters).
-cpu() {
-  local wr=0 t
-  for t in /proc/"$pid"/task/*; do
-    [ "$(cat "$t/comm")" = countersign-sql ] && wr=$((wr + $(awk '{print $14 + $15}' "$t/stat")))
-  done
-  echo "$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat) $(awk '{print $14 + $15}' "/proc/$pid/stat") $wr"
-}
+. bench/proc-cpu.sh
+# CPU ticks: the machine's busy and idle time, the server's, its SQLite writer thread's.
+cpu() { echo "$(machine_ticks) $(process_ticks "$pid") $(writer_ticks "$pid")"; }
 # What a load cost, per request: "BEFORE" "AFTER" WRK_OUT -> busy %, machine µs, server µs, writer µs.
 cost() {
   local hz n; hz=$(getconf CLK_TCK); n=$(awk '/requests in/ {print $1}' "$3")
